@@ -1,0 +1,265 @@
+import { readFileSync } from 'node:fs';
+import { CronExpressionParser } from 'cron-parser';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { AppError } from './core/errors.js';
+import { parseDuration } from './core/duration.js';
+import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
+import { STREAM_LIMITS } from './core/batching.js';
+
+/**
+ * The configuration schema and its loader: the only code that reads process.env. Every problem is reported at
+ * once, each with its key path and what would be valid.
+ */
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const cron = z.string().refine(
+  (v) => {
+    try {
+      CronExpressionParser.parse(v);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'not a valid cron expression (five fields, e.g. "*/5 * * * *")' },
+);
+
+const qualifiedName = z.string().min(1).refine(
+  (v) => {
+    try {
+      parseQualifiedName(v);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be "table" or "schema.table" (quote names with dots or capitals: public."Order Items")' },
+);
+
+const tableSchema = z
+  .object({
+    name: qualifiedName,
+    primaryKey: z.array(z.string().min(1)).min(1).optional(),
+    watermark: z.string().min(1),
+    every: duration.optional(),
+    cron: cron.optional(),
+    batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+    target: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
+      .optional(),
+  })
+  .strict()
+  .refine((t) => !(t.every !== undefined && t.cron !== undefined), { message: 'set either every or cron, not both' });
+
+const sourceSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
+    kind: z.literal('postgres'),
+    url: z.string().min(1),
+    poolSize: z.number().int().min(1).max(64).default(4),
+    statementTimeout: duration.default(300_000),
+    tables: z.array(tableSchema).min(1),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    redis: z
+      .object({
+        url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+        prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -').default('pushsync'),
+      })
+      .strict()
+      .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' }),
+    destination: z
+      .object({
+        url: z.string().url().default('https://api.definite.app/v2/stream'),
+        apiKey: z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey'),
+        timeout: duration.default(60_000),
+        compression: z.enum(['none', 'gzip']).default('none'),
+        wait: z.boolean().default(false),
+        tags: z.record(z.string(), z.string()).default({}),
+        attempts: z.number().int().min(1).max(100).default(12),
+        backoff: z
+          .object({
+            base: duration.default(1000),
+            cap: duration.default(300_000),
+            jitter: z.number().min(0).max(1).default(0.5),
+          })
+          .strict()
+          .default({ base: 1000, cap: 300_000, jitter: 0.5 }),
+        maxRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(STREAM_LIMITS.maxRows),
+        maxBytes: z.number().int().min(1024).max(STREAM_LIMITS.maxBytes).default(STREAM_LIMITS.maxBytes),
+        concurrency: z.number().int().min(1).max(256).default(4),
+      })
+      .strict(),
+    extract: z
+      .object({
+        concurrency: z.number().int().min(1).max(64).default(2),
+        maxPendingBatches: z.number().int().min(1).default(200),
+        attempts: z.number().int().min(1).max(100).default(5),
+      })
+      .strict()
+      .default({ concurrency: 2, maxPendingBatches: 200, attempts: 5 }),
+    sources: z.array(sourceSchema).min(1),
+    web: z
+      .object({
+        port: z.number().int().min(0).max(65535).default(3000),
+        host: z.string().default('127.0.0.1'),
+        auth: z
+          .object({
+            token: z.string().optional(),
+            username: z.string().optional(),
+            password: z.string().optional(),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({ port: 3000, host: '127.0.0.1', auth: {} }),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
+  })
+  .strict();
+
+type RawConfig = z.infer<typeof configSchema>;
+type RawTable = RawConfig['sources'][number]['tables'][number];
+
+export interface TableConfig extends Omit<RawTable, 'target' | 'every'> {
+  source: string;
+  target: string;
+  /** Interval in ms; when neither every nor cron is set the default is 30 s. */
+  every?: number | undefined;
+}
+export type SourceConfig = Omit<RawConfig['sources'][number], 'tables'> & { tables: TableConfig[] };
+export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
+
+const DEFAULT_EVERY_MS = 30_000;
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/** Replaces `${VAR}` and `${VAR:-default}` in every string value; unset variables without default are errors. */
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      problems.push(`${path || '(root)'}: environment variable ${name} is not set (write \${${name}:-default} to allow a default)`);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems);
+    return out;
+  }
+  return value;
+}
+
+/** Empty strings from `${VAR:-}` mean "not set" for optional keys. */
+function dropEmpty(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropEmpty);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== '').map(([k, v]) => [k, dropEmpty(v)]));
+  }
+  return value;
+}
+
+function issuePath(path: PropertyKey[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '') || '(root)';
+}
+
+function crossChecks(cfg: RawConfig): string[] {
+  const problems: string[] = [];
+  const names = new Set<string>();
+  cfg.sources.forEach((s, i) => {
+    if (names.has(s.name)) problems.push(`sources[${i}].name: source name ${s.name} is used twice`);
+    names.add(s.name);
+    const tables = new Set<string>();
+    s.tables.forEach((t, j) => {
+      if (tables.has(t.name)) problems.push(`sources[${i}].tables[${j}].name: table ${t.name} is configured twice`);
+      tables.add(t.name);
+    });
+  });
+  const targets = new Map<string, string>();
+  cfg.sources.forEach((s, i) =>
+    s.tables.forEach((t, j) => {
+      const target = t.target ?? defaultTarget(s.name, t.name);
+      const owner = `${s.name}.${t.name}`;
+      const other = targets.get(target);
+      if (other) problems.push(`sources[${i}].tables[${j}].target: ${target} is also the target of ${other}; set target explicitly`);
+      targets.set(target, owner);
+    }),
+  );
+  const auth = cfg.web.auth;
+  if ((auth.username === undefined) !== (auth.password === undefined)) {
+    problems.push('web.auth: set both username and password for basic auth, or neither');
+  }
+  const hasAuth = auth.token !== undefined || auth.password !== undefined;
+  if (!LOOPBACK.has(cfg.web.host) && !hasAuth) {
+    problems.push(`web.auth: web.host ${cfg.web.host} is not loopback, so the dashboard needs web.auth.token or web.auth.username/password`);
+  }
+  return problems;
+}
+
+/** Validates already-parsed YAML against the environment. Pure: no file or process access. */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv): Config {
+  const problems: string[] = [];
+  const interpolated = dropEmpty(interpolate(raw, env, '', problems));
+  const result = configSchema.safeParse(interpolated);
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(`${issuePath(issue.path)}: ${issue.message}`);
+  } else {
+    problems.push(...crossChecks(result.data));
+  }
+  if (problems.length > 0 || !result.success) {
+    throw new AppError('CONFIG_INVALID', `invalid configuration:\n  - ${[...new Set(problems)].join('\n  - ')}`, {
+      details: { problems },
+    });
+  }
+  const cfg = result.data;
+  return {
+    ...cfg,
+    sources: cfg.sources.map((s) => ({
+      ...s,
+      tables: s.tables.map((t) => ({
+        ...t,
+        source: s.name,
+        target: t.target ?? defaultTarget(s.name, t.name),
+        every: t.cron === undefined ? (t.every ?? DEFAULT_EVERY_MS) : undefined,
+      })),
+    })),
+  };
+}
+
+/** Reads and validates the YAML config file. */
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new AppError('CONFIG_INVALID', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (cause) {
+    const where = cause instanceof YAMLParseError && cause.linePos ? ` at line ${cause.linePos[0].line}` : '';
+    throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${where}: ${(cause as Error).message}`, { cause });
+  }
+  return parseConfig(raw, env);
+}
+
+export function allTables(cfg: Config): TableConfig[] {
+  return cfg.sources.flatMap((s) => s.tables);
+}

@@ -1,0 +1,56 @@
+/**
+ * The `_ordering` metadata value: a string whose plain lexicographic order is the order of the source's
+ * watermark values, so a warehouse can pick "the newest version of a key" with `ORDER BY _ordering` whatever
+ * the watermark's type. Inputs are the database's own text form (Postgres with TimeZone=UTC, DateStyle=ISO).
+ */
+export type WatermarkKind = 'timestamp' | 'date' | 'integer' | 'other';
+
+const INT_WIDTH = 20;
+
+export function sortableWatermark(text: string | null, kind: WatermarkKind): string | null {
+  if (text === null) return null;
+  switch (kind) {
+    case 'timestamp':
+      return sortableTimestamp(text);
+    case 'date':
+      return sortableSpecial(text) ?? text;
+    case 'integer':
+      return sortableInteger(text);
+    default:
+      return text;
+  }
+}
+
+/** `-infinity` sorts before every date, `infinity` after; BC values are rare enough to sort first, unordered. */
+function sortableSpecial(text: string): string | undefined {
+  if (text === '-infinity') return '!-infinity';
+  if (text === 'infinity') return '~infinity';
+  if (text.endsWith(' BC')) return `!BC ${text}`;
+  return undefined;
+}
+
+/**
+ * `2024-01-02 03:04:05.12+00` → `2024-01-02T03:04:05.120000Z`: fixed width (microseconds padded), so that
+ * `…05Z` and `…05.5Z` compare correctly. Values without an offset (timestamp without time zone) keep none.
+ */
+function sortableTimestamp(text: string): string {
+  const special = sortableSpecial(text);
+  if (special !== undefined) return special;
+  const match = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?$/.exec(text);
+  if (!match) return text;
+  const [, y, mo, d, h, mi, s, frac = '', offset] = match;
+  const base = `${y}-${mo}-${d}T${h}:${mi}:${s}.${frac.padEnd(6, '0')}`;
+  if (offset === undefined) return base;
+  // With TimeZone=UTC Postgres always prints +00; any other offset is kept verbatim after the instant.
+  return offset === '+00' ? `${base}Z` : `${base}${offset}`;
+}
+
+/** Fixed-width integers; negatives as nines' complement under a prefix that sorts before positives. */
+function sortableInteger(text: string): string {
+  if (!/^-?\d+$/.test(text)) return text;
+  if (!text.startsWith('-')) return `p${text.padStart(INT_WIDTH, '0')}`;
+  const digits = text.slice(1).padStart(INT_WIDTH, '0');
+  let complement = '';
+  for (const ch of digits) complement += String(9 - Number(ch));
+  return `n${complement}`;
+}

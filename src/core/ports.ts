@@ -1,0 +1,66 @@
+import type { Cursor, KeyRange, Position } from './cursor.js';
+import type { WatermarkKind } from './ordering.js';
+
+/**
+ * The interfaces adapters implement. Defined here, by the code that uses them, so that the domain and the
+ * queue layer never import a driver.
+ */
+
+/** What the pipeline needs to know of one configured table. */
+export interface TableSpec {
+  source: string;
+  /** As configured, e.g. `public.orders` or `public."Order Items"`. */
+  name: string;
+  /** Primary-key columns; when omitted the source reads the table's own primary key. */
+  primaryKey?: string[] | undefined;
+  watermark: string;
+}
+
+export interface ColumnInfo {
+  name: string;
+  /** The source's own type name, e.g. `timestamp with time zone`, `numeric(12,2)`. */
+  type: string;
+}
+
+/** A table as the source found it: resolved names and what the encoder needs. */
+export interface TableShape {
+  columns: ColumnInfo[];
+  primaryKey: string[];
+  watermark: string;
+  watermarkKind: WatermarkKind;
+  /** False when no column can hold nested JSON, which lets the encoder skip the depth scan. */
+  mayNest: boolean;
+}
+
+export interface SourceRow {
+  position: Position;
+  /** The row as a JSON object text, values already in their documented encoding. */
+  json: string;
+}
+
+export interface NextRange {
+  range: KeyRange;
+  rows: number;
+}
+
+export interface TableReader {
+  readonly shape: TableShape;
+  /**
+   * The next range of at most `limit` rows after `cursor`, or null when the cursor's phase has no more rows.
+   * Reads only key columns.
+   */
+  nextRange(cursor: Cursor, limit: number): Promise<NextRange | null>;
+  /** Rows of `range` strictly after `after` (or from the range start), in keyset order, at most `limit`. */
+  readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
+  /** Rows whose watermark is NULL: sent once during the initial backfill only. */
+  countNullWatermark(): Promise<number>;
+}
+
+export interface Source {
+  readonly name: string;
+  /** Resolves and validates the table (columns exist, types usable); cached per process. */
+  table(spec: TableSpec): Promise<TableReader>;
+  /** Cheap reachability probe for readiness checks. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,158 @@
+import { quoteIdent } from '../core/identifiers.js';
+import type { Phase, Position } from '../core/cursor.js';
+import type { WatermarkKind } from '../core/ordering.js';
+
+/**
+ * SQL text for the Postgres source, built from catalog facts. Pure functions, unit-tested without a database.
+ *
+ * The row's JSON is built by Postgres itself (`to_json` of a projection) so that values keep their exact text
+ * (numeric digits, microseconds) and Node never parses them; only the types whose default JSON form would lose
+ * information get an explicit encoding here.
+ */
+export interface PgColumn {
+  name: string;
+  /** `format_type(atttypid, NULL)`: the type without modifiers, used for parameter casts. */
+  castType: string;
+  /** The base type's name after resolving domains, e.g. `numeric`, `_int8` for arrays. */
+  baseName: string;
+  /** pg_type.typcategory of the base type: N numeric, A array, U user, … */
+  category: string;
+  /** pg_type.typtype of the base type: b base, c composite, e enum, r range, m multirange. */
+  typtype: string;
+  /** For arrays, the element type's base name. */
+  elemName: string | null;
+}
+
+/** Types whose JSON number form could lose digits in a consumer that reads JSON numbers as doubles. */
+const EXACT_AS_TEXT = new Set(['int8', 'numeric', 'money']);
+
+/** The expression for one column inside the row's projection, aliased to the column's name. */
+export function columnExpr(col: PgColumn, table = 't'): string {
+  const ref = `${table}.${quoteIdent(col.name)}`;
+  const alias = quoteIdent(col.name);
+  if (EXACT_AS_TEXT.has(col.baseName)) return `${ref}::text AS ${alias}`;
+  if (col.baseName === 'bytea') return `encode(${ref}, 'base64') AS ${alias}`;
+  if (col.category === 'A' && col.elemName !== null && EXACT_AS_TEXT.has(col.elemName)) return `${ref}::text[] AS ${alias}`;
+  if (col.category === 'A' && col.elemName === 'bytea') {
+    return `(SELECT array_agg(encode(e, 'base64') ORDER BY o) FROM unnest(${ref}) WITH ORDINALITY AS u(e, o)) AS ${alias}`;
+  }
+  return `${ref} AS ${alias}`;
+}
+
+/** Columns that can carry nested JSON (json, jsonb, composite, arrays): only those need a depth check. */
+export function mayNest(columns: readonly PgColumn[]): boolean {
+  return columns.some((c) => c.baseName === 'json' || c.baseName === 'jsonb' || c.typtype === 'c' || c.category === 'A');
+}
+
+export function watermarkKind(col: PgColumn): WatermarkKind {
+  if (col.baseName === 'timestamptz' || col.baseName === 'timestamp') return 'timestamp';
+  if (col.baseName === 'date') return 'date';
+  if (col.baseName === 'int2' || col.baseName === 'int4' || col.baseName === 'int8') return 'integer';
+  return 'other';
+}
+
+export interface TableSql {
+  /** `"schema"."table"` */
+  qualified: string;
+  columns: PgColumn[];
+  watermark: PgColumn;
+  primaryKey: PgColumn[];
+}
+
+function keyColumns(t: TableSql, phase: Phase): PgColumn[] {
+  return phase === 'wm' ? [t.watermark, ...t.primaryKey] : t.primaryKey;
+}
+
+function positionValues(p: Position, phase: Phase): string[] {
+  return phase === 'wm' ? [p.wm as string, ...p.pk] : p.pk;
+}
+
+/** `(t."a", t."b") <op> ($1::type, $2::type)`, parameters appended to `params`. */
+function compare(cols: PgColumn[], op: string, values: string[], params: unknown[]): string {
+  const lhs = cols.map((c) => `t.${quoteIdent(c.name)}`).join(', ');
+  const rhs = cols.map((c, i) => {
+    params.push(values[i]);
+    return `$${params.length}::${c.castType}`;
+  });
+  return `(${lhs}) ${op} (${rhs.join(', ')})`;
+}
+
+function keySelect(t: TableSql, phase: Phase): string {
+  const wm = phase === 'wm' ? [`t.${quoteIdent(t.watermark.name)}::text AS "__w"`] : [];
+  return [...wm, ...t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)}::text AS "__k${i}"`)].join(', ');
+}
+
+function orderBy(t: TableSql, phase: Phase): string {
+  return keyColumns(t, phase).map((c) => `t.${quoteIdent(c.name)}`).join(', ');
+}
+
+function phaseFilter(t: TableSql, phase: Phase): string {
+  return `t.${quoteIdent(t.watermark.name)} IS ${phase === 'wm' ? 'NOT ' : ''}NULL`;
+}
+
+export interface Query {
+  text: string;
+  values: unknown[];
+}
+
+/** Key columns only: the next `limit` positions after `after` (or from the start of the phase). */
+export function nextRangeQuery(t: TableSql, phase: Phase, after: Position | null, limit: number): Query {
+  const values: unknown[] = [];
+  const where = [phaseFilter(t, phase)];
+  if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
+  values.push(limit);
+  return {
+    text: `SELECT ${keySelect(t, phase)} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
+    values,
+  };
+}
+
+/** Full rows of a range, as JSON text, after `after` (exclusive) up to `hi` (inclusive). */
+export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null, hi: Position, limit: number): Query {
+  const values: unknown[] = [];
+  const where = [phaseFilter(t, phase)];
+  if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
+  where.push(compare(keyColumns(t, phase), '<=', positionValues(hi, phase), values));
+  values.push(limit);
+  const projection = t.columns.map((c) => columnExpr(c)).join(', ');
+  return {
+    text:
+      `SELECT ${keySelect(t, phase)}, to_json(r)::text AS "__j" FROM ${t.qualified} t, LATERAL (SELECT ${projection}) r ` +
+      `WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
+    values,
+  };
+}
+
+/** Catalog facts for every column of a table, domains resolved to their base type. */
+export const DESCRIBE_COLUMNS_SQL = `
+WITH RECURSIVE base(oid, base_oid, depth) AS (
+  SELECT t.oid, t.oid, 0 FROM pg_type t
+  JOIN pg_attribute a ON a.atttypid = t.oid AND a.attrelid = $1::regclass
+  UNION ALL
+  SELECT b.oid, d.typbasetype, b.depth + 1 FROM base b JOIN pg_type d ON d.oid = b.base_oid
+  WHERE d.typtype = 'd' AND b.depth < 16
+)
+SELECT a.attname AS name,
+       format_type(a.atttypid, NULL) AS cast_type,
+       format_type(a.atttypid, a.atttypmod) AS type,
+       bt.typname AS base_name, bt.typcategory AS category, bt.typtype AS typtype,
+       et.typname AS elem_name
+FROM pg_attribute a
+JOIN LATERAL (SELECT base_oid FROM base WHERE base.oid = a.atttypid ORDER BY depth DESC LIMIT 1) r ON true
+JOIN pg_type bt ON bt.oid = r.base_oid
+LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`;
+
+export const PRIMARY_KEY_SQL = `
+SELECT a.attname AS name
+FROM pg_index i
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1::regclass AND i.indisprimary
+ORDER BY k.ord`;
+
+export const RESOLVE_TABLE_SQL = `
+SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified, c.relkind AS kind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass($1)`;

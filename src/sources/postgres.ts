@@ -1,0 +1,183 @@
+import pg from 'pg';
+import { AppError } from '../core/errors.js';
+import { parseQualifiedName } from '../core/identifiers.js';
+import { METADATA_FIELDS } from '../core/record.js';
+import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
+import type { NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import {
+  DESCRIBE_COLUMNS_SQL,
+  PRIMARY_KEY_SQL,
+  RESOLVE_TABLE_SQL,
+  mayNest,
+  nextRangeQuery,
+  readRangeQuery,
+  watermarkKind,
+  type PgColumn,
+  type Query,
+  type TableSql,
+} from './postgres-sql.js';
+import { translatePgError } from './postgres-errors.js';
+
+export interface PostgresSourceOptions {
+  name: string;
+  url: string;
+  /** Connections per process. @defaultValue 4 */
+  poolSize?: number;
+  /** Server-side limit on one statement. @defaultValue 300000 ms */
+  statementTimeoutMs?: number;
+}
+
+/**
+ * Session settings that make the text forms exact and stable: UTC offsets (`+00`), ISO dates, shortest exact
+ * floats. Sent as startup options, so they hold on every pooled connection without an extra round trip.
+ */
+const SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1';
+
+export class PostgresSource implements Source {
+  readonly name: string;
+  private readonly pool: pg.Pool;
+  private readonly tables = new Map<string, Promise<PostgresTable>>();
+
+  constructor(options: PostgresSourceOptions) {
+    this.name = options.name;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 4,
+      options: SESSION_OPTIONS,
+      application_name: 'pushsync',
+      statement_timeout: options.statementTimeoutMs ?? 300_000,
+      connectionTimeoutMillis: 10_000,
+      idleTimeoutMillis: 30_000,
+    });
+    // An idle client that loses its connection emits here; without a listener the process would crash.
+    this.pool.on('error', () => {});
+  }
+
+  async query(q: Query, what: string): Promise<string[][]> {
+    try {
+      const result = await this.pool.query({ text: q.text, values: q.values, rowMode: 'array' });
+      return result.rows as string[][];
+    } catch (err) {
+      throw translatePgError(err, `${this.name}: ${what}`);
+    }
+  }
+
+  table(spec: TableSpec): Promise<TableReader> {
+    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark]);
+    let table = this.tables.get(key);
+    if (!table) {
+      table = PostgresTable.describe(this, spec);
+      this.tables.set(key, table);
+      table.catch(() => this.tables.delete(key));
+    }
+    return table;
+  }
+
+  async ping(): Promise<void> {
+    await this.query({ text: 'SELECT 1', values: [] }, 'ping');
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** Resolves a configured column name the way Postgres would: unquoted names fold to lower case. */
+function findColumn(columns: PgColumn[], written: string, table: string, role: string): PgColumn {
+  const [part] = parseQualifiedName(written);
+  const name = part!.quoted ? part!.text : part!.text.toLowerCase();
+  const found = columns.find((c) => c.name === name);
+  if (found) return found;
+  const hint = columns.find((c) => c.name.toLowerCase() === name.toLowerCase());
+  throw new AppError(
+    'SOURCE_SCHEMA',
+    `${role} column ${written} not found in ${table}` +
+      (hint ? `; did you mean "${hint.name}" (quote mixed-case names: '"${hint.name}"')?` : `; columns: ${columns.map((c) => c.name).join(', ')}`),
+  );
+}
+
+class PostgresTable implements TableReader {
+  private constructor(
+    private readonly source: PostgresSource,
+    private readonly sql: TableSql,
+    readonly shape: TableShape,
+    private readonly where: string,
+  ) {}
+
+  static async describe(source: PostgresSource, spec: TableSpec): Promise<PostgresTable> {
+    const where = `${source.name}.${spec.name}`;
+    let resolved: string[][];
+    try {
+      resolved = await source.query({ text: RESOLVE_TABLE_SQL, values: [spec.name] }, `resolve ${spec.name}`);
+    } catch (err) {
+      // to_regclass rejects a malformed name with 42602 instead of returning null.
+      if (err instanceof AppError && err.code === 'SOURCE_QUERY_FAILED') {
+        throw new AppError('SOURCE_SCHEMA', `table name ${spec.name} is not valid: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+    const [row] = resolved;
+    if (!row) throw new AppError('SOURCE_SCHEMA', `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`);
+    const [oid, qualified] = row as [string, string];
+    const columns = (await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`)).map(
+      ([name, castType, _type, baseName, category, typtype, elemName]) =>
+        ({ name, castType, baseName, category, typtype, elemName: elemName ?? null }) as PgColumn,
+    );
+    const clash = columns.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
+    if (clash) {
+      throw new AppError('SOURCE_SCHEMA', `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`);
+    }
+    let pkNames = spec.primaryKey;
+    if (!pkNames || pkNames.length === 0) {
+      const pkRows = await source.query({ text: PRIMARY_KEY_SQL, values: [oid] }, `primary key of ${spec.name}`);
+      if (pkRows.length === 0) {
+        throw new AppError('SOURCE_SCHEMA', `${where} has no primary key; set primaryKey: [col, ...] to columns that are unique and not null`);
+      }
+      pkNames = pkRows.map(([n]) => `"${(n as string).replace(/"/g, '""')}"`);
+    }
+    const primaryKey = pkNames.map((n) => findColumn(columns, n, where, 'primaryKey'));
+    const watermark = findColumn(columns, spec.watermark, where, 'watermark');
+    if (primaryKey.some((c) => c.name === watermark.name)) {
+      throw new AppError('SOURCE_SCHEMA', `${where}: the watermark column ${watermark.name} cannot also be part of the primary key`);
+    }
+    const unorderable = [watermark, ...primaryKey].find((c) => ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'].includes(c.baseName));
+    if (unorderable) throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
+    const typeOf = (name: string): string => {
+      const c = columns.find((x) => x.name === name)!;
+      return c.castType;
+    };
+    const shape: TableShape = {
+      columns: columns.map((c) => ({ name: c.name, type: typeOf(c.name) })),
+      primaryKey: primaryKey.map((c) => c.name),
+      watermark: watermark.name,
+      watermarkKind: watermarkKind(watermark),
+      mayNest: mayNest(columns),
+    };
+    return new PostgresTable(source, { qualified, columns, watermark, primaryKey }, shape, where);
+  }
+
+  private toPosition(row: string[], phase: Phase): Position {
+    return phase === 'wm' ? { wm: row[0]!, pk: row.slice(1, 1 + this.sql.primaryKey.length) } : { wm: null, pk: row.slice(0, this.sql.primaryKey.length) };
+  }
+
+  async nextRange(cursor: Cursor, limit: number): Promise<NextRange | null> {
+    const rows = await this.source.query(nextRangeQuery(this.sql, cursor.phase, cursor.after, limit), `page keys of ${this.where}`);
+    const last = rows[rows.length - 1];
+    if (!last) return null;
+    const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
+    return { range, rows: rows.length };
+  }
+
+  async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
+    const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
+    const rows = await this.source.query(q, `read rows of ${this.where}`);
+    const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
+    return rows.map((r) => ({ position: this.toPosition(r, range.phase), json: r[keyCount]! }));
+  }
+
+  async countNullWatermark(): Promise<number> {
+    const text = `SELECT count(*)::text FROM ${this.sql.qualified} t WHERE t."${this.sql.watermark.name.replace(/"/g, '""')}" IS NULL`;
+    const [row] = await this.source.query({ text, values: [] }, `count NULL watermarks of ${this.where}`);
+    return Number(row?.[0] ?? 0);
+  }
+}
