@@ -64,3 +64,19 @@ export interface Source {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The outcome of one accepted request. */
+export interface SendResult {
+  rows: number;
+  requestId?: string | undefined;
+  latencyMs: number;
+}
+
+/**
+ * Where batches go. `send` resolves only when every record was accepted; anything else is an AppError whose code
+ * says whether retrying could help (DEST_TOO_LARGE asks the caller to split).
+ */
+export interface Destination {
+  send(target: string, records: readonly string[]): Promise<SendResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { request } from 'undici';
+import { allTables, loadConfig, type Config } from './config.js';
+import { AppError, isAppError } from './core/errors.js';
+import { parseDuration } from './core/duration.js';
+import { parseCursor } from './core/cursor.js';
+import { startDevSink } from './destinations/dev-sink.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { ROLES, createPipeline, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { PendingSet } from './queue/pending.js';
+import { runOnce } from './queue/run-once.js';
+
+/** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
+const EXIT_FAILED = 1;
+const EXIT_CONFIG = 2;
+
+function load(path: string): Config {
+  return loadConfig(path);
+}
+
+function fail(err: unknown): never {
+  if (isAppError(err)) {
+    process.stderr.write(`pushsync: ${err.toString()}\n`);
+    process.exit(err.code === 'CONFIG_INVALID' ? EXIT_CONFIG : EXIT_FAILED);
+  }
+  process.stderr.write(`pushsync: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(EXIT_FAILED);
+}
+
+function onSignals(stop: () => Promise<void>, logger: Logger): void {
+  let count = 0;
+  const handler = (signal: string): void => {
+    count += 1;
+    if (count > 1) process.exit(130);
+    logger.info({ signal }, 'stopping: finishing active jobs (send again to exit at once)');
+    stop().then(() => process.exit(0), () => process.exit(EXIT_FAILED));
+  };
+  process.on('SIGINT', () => handler('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+}
+
+const program = new Command()
+  .name('pushsync')
+  .description('Pushes changed rows from your database to Definite\'s Stream API, outbound only.')
+  .addOption(new Option('-c, --config <path>', 'config file').default('./pushsync.yaml').env('PUSHSYNC_CONFIG'))
+  .showHelpAfterError();
+
+program
+  .command('start')
+  .description('run long-lived roles (all by default); several processes on one Redis share the work')
+  .addOption(new Option('--role <role...>', 'roles to run').choices([...ROLES]).default([...ROLES]))
+  .option('--port <port>', 'port for health, metrics (and the dashboard with the web role); overrides web.port', (v) => Number(v))
+  .action(async (opts: { role: Role[]; port?: number }) => {
+    try {
+      const config = load(program.opts().config);
+      const logger = createLogger(config.log.level);
+      const ctx = createPipeline(config, logger);
+      const runtime = await startRuntime(ctx, { roles: opts.role, httpPort: opts.port ?? config.web.port });
+      logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
+      onSignals(runtime.stop, logger);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('sync')
+  .description('one pass over every table, then exit: 0 when everything was delivered, 1 when a batch failed')
+  .option('--once', 'run one pass and exit (the only mode of this command)', true)
+  .option('--timeout <duration>', 'give up after this long', '1h')
+  .action(async (opts: { timeout: string }) => {
+    try {
+      const config = load(program.opts().config);
+      const logger = createLogger(config.log.level);
+      const ctx = createPipeline(config, logger);
+      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
+      onSignals(runtime.stop, logger);
+      const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
+        timeoutMs: parseDuration(opts.timeout),
+      });
+      const extracted = await ctx.metrics.rowsExtracted.get();
+      const pushed = await ctx.metrics.rowsPushed.get();
+      const count = (m: typeof extracted, t: { source: string; name: string }): number =>
+        m.values.filter((v) => v.labels.source === t.source && v.labels.table === t.name).reduce((a, v) => a + v.value, 0);
+      for (const t of allTables(config)) {
+        process.stdout.write(`${t.source}.${t.name} → ${t.target}: extracted=${count(extracted, t)} pushed=${count(pushed, t)}\n`);
+      }
+      for (const f of summary.failed) process.stdout.write(`FAILED ${f.queue} job ${f.id} (${f.name}): ${f.reason}\n`);
+      if (summary.timedOut) process.stdout.write(`timed out after ${opts.timeout}; work continues on the next run\n`);
+      await runtime.stop();
+      process.exit(summary.failed.length > 0 || summary.timedOut ? EXIT_FAILED : 0);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('check')
+  .description('validate the config and reach Redis, every source table and the destination')
+  .action(async () => {
+    let config: Config;
+    try {
+      config = load(program.opts().config);
+    } catch (err) {
+      fail(err);
+    }
+    process.stdout.write('ok   config is valid\n');
+    const logger = createLogger('silent');
+    const ctx = createPipeline(config, logger);
+    let problems = 0;
+    const report = (ok: boolean, what: string, detail = ''): void => {
+      if (!ok) problems += 1;
+      process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? `: ${detail}` : ''}\n`);
+    };
+    const warn = (what: string): void => void process.stdout.write(`warn ${what}\n`);
+    try {
+      await ctx.redis.ping();
+      report(true, 'redis reachable');
+      const policy = await unsafeEvictionPolicy(ctx);
+      if (policy) warn(`redis maxmemory-policy is ${policy}; set noeviction so cursors and jobs are never evicted`);
+    } catch (err) {
+      report(false, 'redis reachable', (err as Error).message);
+    }
+    for (const t of allTables(config)) {
+      const source = ctx.sources.get(t.source)!;
+      try {
+        const reader = await source.table({ source: t.source, name: t.name, primaryKey: t.primaryKey, watermark: t.watermark });
+        report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
+        const nulls = await reader.countNullWatermark();
+        if (nulls > 0) warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);
+      } catch (err) {
+        report(false, `${t.source}.${t.name}`, isAppError(err) ? err.message : String(err));
+      }
+    }
+    try {
+      const res = await request(config.destination.url, { method: 'GET', headersTimeout: 10_000, bodyTimeout: 10_000 });
+      await res.body.dump();
+      report(true, 'destination reachable', `HTTP ${res.statusCode} (the API key is verified by the first push)`);
+    } catch (err) {
+      report(false, 'destination reachable', (err as Error).message);
+    }
+    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]).catch(() => {});
+    process.stdout.write(problems === 0 ? 'all checks passed\n' : `${problems} check(s) failed\n`);
+    process.exit(problems === 0 ? 0 : EXIT_FAILED);
+  });
+
+program
+  .command('status')
+  .description('per table: cursor position, undelivered batches, dead-letter count')
+  .action(async () => {
+    try {
+      const config = load(program.opts().config);
+      const ctx = createPipeline(config, createLogger('silent'));
+      const failed = await ctx.pushQueue.getFailedCount();
+      for (const t of allTables(config)) {
+        const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
+        const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
+        const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
+        process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
+      }
+      process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
+      await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('dev-sink')
+  .description('a local Stream API that stores what it receives in a DuckDB file (no Definite account needed)')
+  .option('--port <port>', 'port', (v) => Number(v), 8787)
+  .option('--host <host>', 'interface to listen on', '127.0.0.1')
+  .option('--db <path>', 'DuckDB file', './devsink.duckdb')
+  .addOption(new Option('--api-key <key>', 'bearer token clients must send').env('DEFINITE_API_KEY').makeOptionMandatory())
+  .action(async (opts: { port: number; host: string; db: string; apiKey: string }) => {
+    try {
+      const logger = createLogger('info');
+      const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey: opts.apiKey, logger });
+      logger.info({ endpoint: sink.url, db: opts.db }, 'dev sink listening');
+      onSignals(() => sink.close(), logger);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => fail(err instanceof Error ? err : new AppError('INTERNAL', String(err))));

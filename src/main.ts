@@ -1,0 +1,163 @@
+import { Queue, type Worker } from 'bullmq';
+import type { Config } from './config.js';
+import { allTables } from './config.js';
+import type { Destination, Source } from './core/ports.js';
+import { StreamApiClient } from './destinations/stream-api.js';
+import type { WebServer } from './http/server.js';
+import type { Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import type { PipelineContext } from './queue/context.js';
+import { startExtractWorker } from './queue/extract-worker.js';
+import { EXTRACT_QUEUE, PUSH_QUEUE } from './queue/jobs.js';
+import { PendingSet } from './queue/pending.js';
+import { startPushWorker } from './queue/push-worker.js';
+import { Keys, createRedis } from './queue/redis.js';
+import { syncSchedules } from './queue/scheduler.js';
+import { PostgresSource } from './sources/postgres.js';
+
+/** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
+export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
+export type Role = (typeof ROLES)[number];
+
+export function createSources(config: Config): Map<string, Source> {
+  return new Map(
+    config.sources.map((s) => [
+      s.name,
+      new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }) as Source,
+    ]),
+  );
+}
+
+export function createDestination(config: Config): Destination {
+  const d = config.destination;
+  return new StreamApiClient({
+    url: d.url,
+    apiKey: d.apiKey,
+    timeoutMs: d.timeout,
+    compression: d.compression,
+    wait: d.wait,
+    tags: d.tags,
+    connections: Math.max(2, d.concurrency),
+  });
+}
+
+export interface PipelineOverrides {
+  destination?: Destination;
+  metrics?: Metrics;
+}
+
+export function createPipeline(config: Config, logger: Logger, overrides: PipelineOverrides = {}): PipelineContext {
+  const redis = createRedis(config.redis.url);
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const queueOpts = { connection: redis, prefix: config.redis.prefix };
+  return {
+    config,
+    redis,
+    keys: new Keys(config.redis.prefix),
+    sources: createSources(config),
+    destination: overrides.destination ?? createDestination(config),
+    metrics: overrides.metrics ?? createMetrics(),
+    logger,
+    extractQueue: new Queue(EXTRACT_QUEUE, queueOpts),
+    pushQueue: new Queue(PUSH_QUEUE, queueOpts),
+  };
+}
+
+/**
+ * Redis must not evict keys: an evicted cursor means re-sending a table from its start, an evicted job means a
+ * batch that is never sent. Returns the policy when it is unsafe.
+ */
+export async function unsafeEvictionPolicy(ctx: PipelineContext): Promise<string | undefined> {
+  try {
+    const reply = (await ctx.redis.config('GET', 'maxmemory-policy')) as string[];
+    const policy = reply[1];
+    return policy && policy !== 'noeviction' ? policy : undefined;
+  } catch {
+    return undefined; // managed Redis services often forbid CONFIG; nothing to learn then
+  }
+}
+
+/** Refreshes the gauges that describe shared state, at scrape time. */
+export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
+  const now = Date.now();
+  for (const t of allTables(ctx.config)) {
+    const labels = { source: t.source, table: t.name };
+    const pending = new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name));
+    const [count, oldest, caughtUp] = await Promise.all([pending.count(), pending.oldest(), ctx.redis.hget(ctx.keys.state(t.source, t.name), 'caughtUpAt')]);
+    ctx.metrics.pendingBatches.set(labels, count);
+    const since = oldest ?? (caughtUp ? Number(caughtUp) : undefined);
+    if (since !== undefined) ctx.metrics.syncLag.set(labels, Math.max(0, (now - since) / 1000));
+  }
+  for (const q of [ctx.extractQueue, ctx.pushQueue]) {
+    const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
+    for (const [state, n] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue: q.name, state }, n);
+  }
+}
+
+export interface Runtime {
+  ctx: PipelineContext;
+  workers: Worker[];
+  web?: WebServer;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  roles: readonly Role[];
+  /** Serve health and metrics even without the web role (each worker process can be probed and scraped). */
+  httpPort?: number;
+}
+
+export async function startRuntime(ctx: PipelineContext, options: StartOptions): Promise<Runtime> {
+  const roles = new Set(options.roles);
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const workers: Worker[] = [];
+  const policy = await unsafeEvictionPolicy(ctx);
+  if (policy) {
+    ctx.logger.warn({ policy }, `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`);
+  }
+  if (roles.has('scheduler')) {
+    await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
+  }
+  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
+  if (roles.has('push')) workers.push(startPushWorker(ctx));
+  // Workers stop first (they finish or hand back their current job), then what they used.
+  cleanups.push(() => ctx.redis.quit().catch(() => undefined));
+  cleanups.push(() => ctx.destination.close());
+  cleanups.push(() => Promise.all([...ctx.sources.values()].map((s) => s.close())));
+  cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
+  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
+  let web: WebServer | undefined;
+  if (roles.has('web') || options.httpPort !== undefined) {
+    // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.
+    const { startWebServer } = await import('./http/server.js');
+    web = await startWebServer({
+      host: ctx.config.web.host,
+      port: options.httpPort ?? ctx.config.web.port,
+      auth: ctx.config.web.auth,
+      metrics: ctx.metrics,
+      collect: () => collectSharedGauges(ctx),
+      readiness: [
+        { name: 'redis', check: async () => void (await ctx.redis.ping()) },
+        ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
+      ],
+      queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
+      logger: ctx.logger,
+    });
+    const w = web;
+    cleanups.push(() => w.close());
+  }
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      for (const cleanup of cleanups.reverse()) {
+        try {
+          await cleanup();
+        } catch (err) {
+          ctx.logger.warn({ err: (err as Error).message }, 'error during shutdown');
+        }
+      }
+    })();
+    return stopped;
+  };
+  return { ctx, workers, ...(web ? { web } : {}), stop };
+}

@@ -1,0 +1,32 @@
+import { Redis } from 'ioredis';
+
+/**
+ * Redis connections. BullMQ needs `maxRetriesPerRequest: null` so blocked commands survive reconnects; the same
+ * settings suit pushsync's own keys (cursors, locks), which then wait for Redis to come back instead of failing.
+ */
+export function createRedis(url: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+}
+
+/** Keys pushsync keeps beside BullMQ's, all under the configured prefix. */
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  cursor(source: string, table: string): string {
+    return `${this.prefix}:cursor:${source}:${table}`;
+  }
+
+  lock(source: string, table: string): string {
+    return `${this.prefix}:lock:${source}:${table}`;
+  }
+
+  /** Sorted set of undelivered push job ids, scored by when their range was cut. */
+  pending(source: string, table: string): string {
+    return `${this.prefix}:pending:${source}:${table}`;
+  }
+
+  /** Hash of per-table facts: last caught-up run, last error. */
+  state(source: string, table: string): string {
+    return `${this.prefix}:state:${source}:${table}`;
+  }
+}

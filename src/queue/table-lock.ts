@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+
+/**
+ * One reader per table across all workers: a Redis lease renewed while the run lasts. When its holder dies the
+ * lease expires after `ttlMs` and the next scheduled run takes over from the saved cursor.
+ */
+export class TableLock {
+  private readonly token = randomUUID();
+  private timer: NodeJS.Timeout | undefined;
+  private lost = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    private readonly ttlMs = 30_000,
+  ) {}
+
+  async acquire(): Promise<boolean> {
+    const ok = await this.redis.set(this.key, this.token, 'PX', this.ttlMs, 'NX');
+    if (ok !== 'OK') return false;
+    this.timer = setInterval(() => {
+      this.redis
+        .eval(RENEW, 1, this.key, this.token, String(this.ttlMs))
+        .then((r) => {
+          if (r !== 1) this.lost = true;
+        })
+        .catch(() => {
+          // A failed renewal is retried on the next tick; the lease only lapses if Redis stays away for ttlMs.
+        });
+    }, Math.floor(this.ttlMs / 3));
+    this.timer.unref();
+    return true;
+  }
+
+  /** True once a renewal found the lease held by someone else. */
+  get isLost(): boolean {
+    return this.lost;
+  }
+
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.redis.eval(RELEASE, 1, this.key, this.token);
+  }
+}
