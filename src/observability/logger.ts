@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -22,11 +22,12 @@ export const REDACT_PATHS = [
   '*.url',
 ];
 
-export function createLogger(level: string = 'info', options: LoggerOptions = {}): Logger {
-  return pino({
+export function createLogger(level: string = 'info', options: LoggerOptions = {}, stream?: DestinationStream): Logger {
+  const opts: LoggerOptions = {
     level,
     base: { service: 'pushsync' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     ...options,
-  });
+  };
+  return stream ? pino(opts, stream) : pino(opts);
 }

@@ -1,0 +1,140 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { parseConfig, type Config } from '../src/config.js';
+import { createLogger } from '../src/observability/logger.js';
+import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
+import { runOnce, type OnceSummary } from '../src/queue/run-once.js';
+import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { startReceiver, type Receiver } from './helpers/receiver.js';
+
+const API_KEY = 'super-secret-api-key-4242';
+
+describe('push failures: retries, splitting, the dead-letter queue', () => {
+  let db: Awaited<ReturnType<typeof createSchema>>;
+  let receiver: Receiver;
+  let prefix: string;
+  let config: Config;
+  let runtime: Runtime | undefined;
+
+  beforeAll(async () => {
+    db = await createSchema();
+  });
+  afterAll(async () => {
+    await db.drop();
+  });
+
+  beforeEach(async () => {
+    receiver = await startReceiver(API_KEY);
+    prefix = uniqueName('ps');
+    await db.client.query(`DROP TABLE IF EXISTS items; CREATE TABLE items (id int PRIMARY KEY, updated_at timestamptz NOT NULL, doc jsonb, blob text)`);
+    config = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { url: receiver.url, apiKey: '${TEST_API_KEY}', backoff: { base: 20, cap: 100, jitter: 0 }, attempts: 3 },
+        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: `${db.schema}.items`, watermark: 'updated_at', batchRows: 50 }] }],
+      },
+      { TEST_API_KEY: API_KEY },
+    );
+  });
+  afterEach(async () => {
+    await runtime?.stop();
+    runtime = undefined;
+    await receiver.close();
+    await dropRedisPrefix(prefix);
+  });
+
+  let logLines: string[] = [];
+  async function syncOnce(): Promise<OnceSummary> {
+    logLines = [];
+    const ctx = createPipeline(config, createLogger('debug', {}, { write: (line: string) => void logLines.push(line) }));
+    runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
+    const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 30_000, pollMs: 50 });
+    return summary;
+  }
+
+  const ids = (): number[] => (receiver.stored.get('bronze.app_items') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
+
+  it('retries 503, 429 with Retry-After and connection resets until every batch is delivered', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 120) g`);
+    receiver.script({ kind: 'status', status: 503 }, { kind: 'status', status: 429, retryAfter: '0' }, { kind: 'reset' }, { kind: 'store-then-reset' });
+    const summary = await syncOnce();
+    expect(summary.failed).toEqual([]);
+    // Every row arrived; the ambiguous failure (stored, then the connection dropped) re-sent one batch.
+    expect(new Set(ids())).toEqual(new Set(Array.from({ length: 120 }, (_, i) => i + 1)));
+    expect(receiver.requests.length).toBeGreaterThanOrEqual(3 + 4);
+  });
+
+  it('splits a batch the server calls too large (413) and delivers both halves', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 40) g`);
+    receiver.script({ kind: 'status', status: 413 });
+    const summary = await syncOnce();
+    expect(summary.failed).toEqual([]);
+    expect(ids()).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(receiver.requests.map((r) => r.rows.length)).toEqual([40, 20, 20]);
+  });
+
+  it('sends JSON nested deeper than 10 levels as a string and keeps shallower JSON as JSON', async () => {
+    const deep = '{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":1}}}}}}}}}}}';
+    await db.client.query(`INSERT INTO items VALUES (1, now(), $1::jsonb, NULL), (2, now(), '{"n": 12345678901234567890}', NULL)`, [deep]);
+    expect((await syncOnce()).failed).toEqual([]);
+    const rows = receiver.stored.get('bronze.app_items')!;
+    const one = JSON.parse(rows.find((r) => r.includes('"id":1'))!) as { doc: unknown };
+    expect(typeof one.doc).toBe('string');
+    expect(JSON.parse(one.doc as string)).toEqual(JSON.parse(deep));
+    expect(rows.find((r) => r.includes('"id":2'))).toContain('"doc":{"n": 12345678901234567890}');
+  });
+
+  it('fails the job of a row with a field over 1 MB, naming the key, while the rest of the table is delivered', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, 'x' FROM generate_series(1, 30) g`);
+    await db.client.query(`UPDATE items SET blob = repeat('y', 1100000) WHERE id = 7`);
+    const summary = await syncOnce();
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.reason).toMatch(/^\[ROW_TOO_LARGE\].*"blob".*\["7"\]/);
+    expect(ids()).toEqual(Array.from({ length: 30 }, (_, i) => i + 1).filter((i) => i !== 7));
+  });
+
+  it('puts a batch the server rejects into the failed set with its reason, and a retry from there delivers it', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 10) g`);
+    receiver.setDefault({ kind: 'status', status: 400, body: { success: false, errors: ['schema mismatch on column doc'] } });
+    const summary = await syncOnce();
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.reason).toContain('[DEST_REJECTED]');
+    expect(summary.failed[0]!.reason).toContain('schema mismatch on column doc');
+    expect(ids()).toEqual([]);
+
+    const queue = runtime!.ctx.pushQueue;
+    const [dead] = await queue.getFailed();
+    expect(dead!.failedReason).toContain('DEST_REJECTED');
+    receiver.setDefault({ kind: 'ok' });
+    await dead!.retry('failed');
+    for (let i = 0; i < 100 && ids().length < 10; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(ids()).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+  });
+
+  it('keeps the API key out of Redis and the logs: no job, cursor or log line contains it', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 60) g`);
+    receiver.script({ kind: 'status', status: 400 });
+    await syncOnce();
+    expect(logLines.some((l) => l.includes('DEST_REJECTED'))).toBe(true);
+    for (const line of logLines) expect(line).not.toContain(API_KEY);
+    const redis = new Redis(REDIS_URL);
+    try {
+      const keys = await redis.keys(`${prefix}:*`);
+      expect(keys.length).toBeGreaterThan(0);
+      for (const key of keys) {
+        const type = await redis.type(key);
+        const dump =
+          type === 'string' ? await redis.get(key)
+          : type === 'hash' ? JSON.stringify(await redis.hgetall(key))
+          : type === 'list' ? JSON.stringify(await redis.lrange(key, 0, -1))
+          : type === 'zset' ? JSON.stringify(await redis.zrange(key, 0, -1))
+          : type === 'set' ? JSON.stringify(await redis.smembers(key))
+          : type === 'stream' ? JSON.stringify(await redis.xrange(key, '-', '+'))
+          : '';
+        expect(dump ?? '', key).not.toContain(API_KEY);
+      }
+    } finally {
+      await redis.quit();
+    }
+  });
+});
