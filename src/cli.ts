@@ -5,7 +5,6 @@ import { allTables, loadConfig, type Config } from './config.js';
 import { AppError, isAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
-import { startDevSink } from './destinations/dev-sink.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { ROLES, createPipeline, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
@@ -176,6 +175,8 @@ program
   .action(async (opts: { port: number; host: string; db: string; apiKey: string }) => {
     try {
       const logger = createLogger('info');
+      // DuckDB is a native module only the dev sink needs: loaded on demand.
+      const { startDevSink } = await import('./destinations/dev-sink.js');
       const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey: opts.apiKey, logger });
       logger.info({ endpoint: sink.url, db: opts.db }, 'dev sink listening');
       onSignals(() => sink.close(), logger);

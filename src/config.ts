@@ -12,6 +12,9 @@ import { STREAM_LIMITS } from './core/batching.js';
  * once, each with its key path and what would be valid.
  */
 
+/** Strings that may arrive as numbers from `${VAR}` (a numeric token or password). */
+const text = z.union([z.string(), z.number()]).transform(String);
+
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
     return parseDuration(v);
@@ -84,7 +87,7 @@ const configSchema = z
     destination: z
       .object({
         url: z.string().url().default('https://api.definite.app/v2/stream'),
-        apiKey: z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey'),
+        apiKey: text.pipe(z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey')),
         timeout: duration.default(60_000),
         compression: z.enum(['none', 'gzip']).default('none'),
         wait: z.boolean().default(false),
@@ -118,9 +121,9 @@ const configSchema = z
         host: z.string().default('127.0.0.1'),
         auth: z
           .object({
-            token: z.string().optional(),
-            username: z.string().optional(),
-            password: z.string().optional(),
+            token: text.optional(),
+            username: text.optional(),
+            password: text.optional(),
           })
           .strict()
           .default({}),
@@ -146,21 +149,48 @@ export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
 const DEFAULT_EVERY_MS = 30_000;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
-/** Replaces `${VAR}` and `${VAR:-default}` in every string value; unset variables without default are errors. */
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[]): unknown {
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const PLACEHOLDER = /PUSHSYNC_ENV_REF_(\d+)_/g;
+
+/**
+ * `${VAR}` references are swapped for inert placeholders before YAML parsing, so they work in flow style
+ * (`auth: { token: ${TOKEN} }`, where a bare `{` would break YAML) and so a value can never inject YAML.
+ */
+function protectEnvRefs(text: string): { text: string; refs: string[] } {
+  const refs: string[] = [];
+  return { text: text.replace(ENV_REF, (m) => `PUSHSYNC_ENV_REF_${refs.push(m) - 1}_`), refs };
+}
+
+function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems: string[]): string {
+  const [, name, fallback] = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/.exec(ref)!;
+  const v = env[name!];
+  if (v !== undefined && v !== '') return v;
+  if (fallback !== undefined) return fallback;
+  problems.push(`${path || '(root)'}: environment variable ${name} is not set (write \${${name}:-default} to allow a default)`);
+  return '';
+}
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` (or their placeholders) in every string value; unset variables without
+ * default are errors. A value that is one reference alone and resolves to a number or boolean becomes one, so
+ * `port: ${PORT:-3000}` works.
+ */
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], refs: string[]): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => {
-      const v = env[name];
-      if (v !== undefined && v !== '') return v;
-      if (fallback !== undefined) return fallback;
-      problems.push(`${path || '(root)'}: environment variable ${name} is not set (write \${${name}:-default} to allow a default)`);
-      return '';
-    });
+    const whole = /^PUSHSYNC_ENV_REF_(\d+)_$/.exec(value) ?? /^\$\{[^}]*\}$/.exec(value);
+    const out = value
+      .replace(PLACEHOLDER, (_m, i: string) => resolveRef(refs[Number(i)]!, env, path, problems))
+      .replace(ENV_REF, (m) => resolveRef(m, env, path, problems));
+    if (whole) {
+      if (/^-?\d+(\.\d+)?$/.test(out)) return Number(out);
+      if (out === 'true' || out === 'false') return out === 'true';
+    }
+    return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems, refs));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems);
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems, refs);
     return out;
   }
   return value;
@@ -213,9 +243,9 @@ function crossChecks(cfg: RawConfig): string[] {
 }
 
 /** Validates already-parsed YAML against the environment. Pure: no file or process access. */
-export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv): Config {
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[] = []): Config {
   const problems: string[] = [];
-  const interpolated = dropEmpty(interpolate(raw, env, '', problems));
+  const interpolated = dropEmpty(interpolate(raw, env, '', problems, refs));
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
     for (const issue of result.error.issues) problems.push(`${issuePath(issue.path)}: ${issue.message}`);
@@ -251,13 +281,14 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
     throw new AppError('CONFIG_INVALID', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
   }
   let raw: unknown;
+  const protectedText = protectEnvRefs(text);
   try {
-    raw = parseYaml(text);
+    raw = parseYaml(protectedText.text);
   } catch (cause) {
     const where = cause instanceof YAMLParseError && cause.linePos ? ` at line ${cause.linePos[0].line}` : '';
     throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${where}: ${(cause as Error).message}`, { cause });
   }
-  return parseConfig(raw, env);
+  return parseConfig(raw, env, protectedText.refs);
 }
 
 export function allTables(cfg: Config): TableConfig[] {
