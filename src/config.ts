@@ -86,7 +86,7 @@ const configSchema = z
       .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' }),
     destination: z
       .object({
-        url: z.string().url().default('https://api.definite.app/v2/stream'),
+        url: z.string().url('must be an http(s) URL such as https://api.definite.app/v2/stream').default('https://api.definite.app/v2/stream'),
         apiKey: text.pipe(z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey')),
         timeout: duration.default(60_000),
         compression: z.enum(['none', 'gzip']).default('none'),
@@ -248,7 +248,12 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
   const interpolated = dropEmpty(interpolate(raw, env, '', problems, refs));
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
-    for (const issue of result.error.issues) problems.push(`${issuePath(issue.path)}: ${issue.message}`);
+    // A key whose variable is unset was already reported; its "required" issue would only repeat it.
+    const reported = new Set(problems.map((p) => p.slice(0, p.indexOf(':'))));
+    for (const issue of result.error.issues) {
+      const path = issuePath(issue.path);
+      if (!reported.has(path)) problems.push(`${path}: ${issue.message}`);
+    }
   } else {
     problems.push(...crossChecks(result.data));
   }

@@ -74,11 +74,17 @@ export function parseCursor(text: string | null, where: string): Cursor {
     c.v !== 1 ||
     (c.phase !== 'null' && c.phase !== 'wm') ||
     !(c.after === null || isPosition(c.after)) ||
-    (c.phase === 'wm' && c.after !== null && (c.after as Position).wm === null)
+    // A position's watermark is set exactly in the `wm` phase: anything else was not written by serializeCursor.
+    (c.after !== null && ((c.after as Position).wm === null) !== (c.phase === 'null'))
   ) {
     throw new AppError('CURSOR_INVALID', `stored cursor for ${where} has an unknown shape: ${text.slice(0, 200)}`);
   }
-  return { phase: c.phase, after: c.after as Position | null };
+  return { phase: c.phase, after: c.after === null ? null : canonical(c.after as Position) };
+}
+
+/** Only `wm` and `pk`, in that order: extra or reordered keys in stored text must not change a range's id. */
+function canonical(p: Position): Position {
+  return { wm: p.wm, pk: [...p.pk] };
 }
 
 /**
@@ -87,6 +93,7 @@ export function parseCursor(text: string | null, where: string): Cursor {
  */
 export function rangeId(source: string, table: string, range: KeyRange): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify([source, table, range.phase, range.lo, range.hi]));
+  const lo = range.lo === null ? null : canonical(range.lo);
+  h.update(JSON.stringify([source, table, range.phase, lo, canonical(range.hi)]));
   return h.digest('hex').slice(0, 32);
 }

@@ -13,7 +13,7 @@ export function sortableWatermark(text: string | null, kind: WatermarkKind): str
     case 'timestamp':
       return sortableTimestamp(text);
     case 'date':
-      return sortableSpecial(text) ?? text;
+      return sortableSpecial(text) ?? sortableYear(text);
     case 'integer':
       return sortableInteger(text);
     default:
@@ -39,10 +39,20 @@ function sortableTimestamp(text: string): string {
   const match = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?$/.exec(text);
   if (!match) return text;
   const [, y, mo, d, h, mi, s, frac = '', offset] = match;
-  const base = `${y}-${mo}-${d}T${h}:${mi}:${s}.${frac.padEnd(6, '0')}`;
+  const base = sortableYear(`${y}-${mo}-${d}T${h}:${mi}:${s}.${frac.padEnd(6, '0')}`);
   if (offset === undefined) return base;
   // With TimeZone=UTC Postgres always prints +00; any other offset is kept verbatim after the instant.
   return offset === '+00' ? `${base}Z` : `${base}${offset}`;
+}
+
+/**
+ * Postgres prints years past 9999 with more digits (`10000-01-01`), which would sort before `2024-…`. Those get a
+ * `~` prefix and a seven-digit year (the largest Postgres date, 5874897 AD, has seven), placing them after every
+ * four-digit year and before `~infinity`; four-digit years, nearly every real value, keep their plain form.
+ */
+function sortableYear(text: string): string {
+  const dash = text.indexOf('-');
+  return dash > 4 ? `~${text.padStart(text.length + 7 - dash, '0')}` : text;
 }
 
 /** Fixed-width integers; negatives as nines' complement under a prefix that sorts before positives. */

@@ -11,7 +11,10 @@ import type { WatermarkKind } from '../core/ordering.js';
  */
 export interface PgColumn {
   name: string;
-  /** `format_type(atttypid, NULL)`: the type without modifiers, used for parameter casts. */
+  /**
+   * `format_type(atttypid, atttypmod)`, used for parameter casts. Modifiers are kept: without them `character`
+   * means char(1) and `bit` bit(1), and casting a key value to those would truncate or reject it.
+   */
   castType: string;
   /** The base type's name after resolving domains, e.g. `numeric`, `_int8` for arrays. */
   baseName: string;
@@ -26,15 +29,23 @@ export interface PgColumn {
 /** Types whose JSON number form could lose digits in a consumer that reads JSON numbers as doubles. */
 const EXACT_AS_TEXT = new Set(['int8', 'numeric', 'money']);
 
+/**
+ * Standard base64 on one line. Postgres's `encode(…, 'base64')` breaks lines every 76 characters (MIME style),
+ * which strict decoders such as DuckDB's `from_base64` reject.
+ */
+function base64(expr: string): string {
+  return `translate(encode(${expr}, 'base64'), chr(10), '')`;
+}
+
 /** The expression for one column inside the row's projection, aliased to the column's name. */
 export function columnExpr(col: PgColumn, table = 't'): string {
   const ref = `${table}.${quoteIdent(col.name)}`;
   const alias = quoteIdent(col.name);
   if (EXACT_AS_TEXT.has(col.baseName)) return `${ref}::text AS ${alias}`;
-  if (col.baseName === 'bytea') return `encode(${ref}, 'base64') AS ${alias}`;
+  if (col.baseName === 'bytea') return `${base64(ref)} AS ${alias}`;
   if (col.category === 'A' && col.elemName !== null && EXACT_AS_TEXT.has(col.elemName)) return `${ref}::text[] AS ${alias}`;
   if (col.category === 'A' && col.elemName === 'bytea') {
-    return `(SELECT array_agg(encode(e, 'base64') ORDER BY o) FROM unnest(${ref}) WITH ORDINALITY AS u(e, o)) AS ${alias}`;
+    return `(SELECT array_agg(${base64('e')} ORDER BY o) FROM unnest(${ref}) WITH ORDINALITY AS u(e, o)) AS ${alias}`;
   }
   return `${ref} AS ${alias}`;
 }
@@ -123,24 +134,36 @@ export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null
   };
 }
 
-/** Catalog facts for every column of a table, domains resolved to their base type. */
+/**
+ * Catalog facts for every column of a table, domains resolved to their base type, and for arrays the element
+ * type's domains too (an array of a domain over numeric must be encoded like numeric[]).
+ */
 export const DESCRIBE_COLUMNS_SQL = `
 WITH RECURSIVE base(oid, base_oid, depth) AS (
   SELECT t.oid, t.oid, 0 FROM pg_type t
-  JOIN pg_attribute a ON a.atttypid = t.oid AND a.attrelid = $1::regclass
+  WHERE t.oid IN (
+    SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = $1::regclass
+    UNION
+    SELECT e.typelem FROM pg_attribute a JOIN pg_type e ON e.oid = a.atttypid
+    WHERE a.attrelid = $1::regclass AND e.typcategory = 'A'
+    UNION
+    SELECT e.typelem FROM pg_attribute a JOIN pg_type d ON d.oid = a.atttypid JOIN pg_type e ON e.oid = d.typbasetype
+    WHERE a.attrelid = $1::regclass AND d.typtype = 'd' AND e.typcategory = 'A'
+  )
   UNION ALL
   SELECT b.oid, d.typbasetype, b.depth + 1 FROM base b JOIN pg_type d ON d.oid = b.base_oid
   WHERE d.typtype = 'd' AND b.depth < 16
 )
 SELECT a.attname AS name,
-       format_type(a.atttypid, NULL) AS cast_type,
+       format_type(a.atttypid, a.atttypmod) AS cast_type,
        format_type(a.atttypid, a.atttypmod) AS type,
        bt.typname AS base_name, bt.typcategory AS category, bt.typtype AS typtype,
        et.typname AS elem_name
 FROM pg_attribute a
 JOIN LATERAL (SELECT base_oid FROM base WHERE base.oid = a.atttypid ORDER BY depth DESC LIMIT 1) r ON true
 JOIN pg_type bt ON bt.oid = r.base_oid
-LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+LEFT JOIN LATERAL (SELECT base_oid FROM base WHERE base.oid = bt.typelem ORDER BY depth DESC LIMIT 1) er ON true
+LEFT JOIN pg_type et ON et.oid = COALESCE(er.base_oid, bt.typelem) AND bt.typcategory = 'A'
 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`;
 
