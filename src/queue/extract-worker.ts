@@ -43,8 +43,9 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
       const jobId = `p-${rangeId(sourceName, tableName, range)}`;
       const cutAt = Date.now();
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date(cutAt).toISOString() };
-      await ctx.pushQueue.add(pushJobName(sourceName, tableName), data, pushJobOptions(ctx.config.destination.attempts, jobId));
-      await pending.add(jobId, cutAt);
+      const job = await ctx.pushQueue.add(pushJobName(sourceName, tableName), data, pushJobOptions(ctx.config.destination.attempts, jobId));
+      // The same range enqueued again after a crash finds its job; if that one already completed, nothing is pending.
+      if ((await job.getState()) !== 'completed') await pending.add(jobId, cutAt);
       ctx.metrics.rowsExtracted.inc(labels, rows);
     };
     const bound = ctx.config.extract.maxPendingBatches;
@@ -85,6 +86,8 @@ export function startExtractWorker(ctx: PipelineContext): Worker {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.extract.concurrency,
+    // A killed worker's job is picked up again after the lock expires; allow a few such crashes before giving up.
+    maxStalledCount: 5,
     settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
   });
   worker.on('closing', () => {

@@ -71,6 +71,7 @@ export function startPushWorker(ctx: PipelineContext): Worker {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.destination.concurrency,
+    maxStalledCount: 5,
     settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
   });
   worker.on('error', (err) => ctx.logger.error({ err: err.message, queue: PUSH_QUEUE }, 'worker error'));
