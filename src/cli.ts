@@ -121,6 +121,13 @@ program
     } catch (err) {
       report(false, 'redis reachable', (err as Error).message);
     }
+    for (const source of ctx.sources.values()) {
+      try {
+        for (const w of await source.warnings()) warn(w);
+      } catch (err) {
+        report(false, `source ${source.name} reachable`, (err as Error).message);
+      }
+    }
     for (const t of allTables(config)) {
       const source = ctx.sources.get(t.source)!;
       try {

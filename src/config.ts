@@ -56,6 +56,7 @@ const tableSchema = z
     every: duration.optional(),
     cron: cron.optional(),
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+    safetyLag: duration.default(0),
     target: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')

@@ -17,6 +17,8 @@ export interface ExtractParams {
   reader: TableReader;
   cursors: CursorStore;
   batchRows: number;
+  /** Subtracted from the read boundary, for watermarks written from application clocks. */
+  safetyLagMs: number;
   /**
    * Makes the push job for `range` durable (in Redis) before resolving. Invariant: the cursor moves past a row
    * only after the job that will deliver it is stored, so a crash anywhere re-sends, never skips.
@@ -38,13 +40,15 @@ export interface ExtractResult {
 /** Pages through a table from its saved cursor, enqueueing one push job per page. */
 export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
   let stored = await p.cursors.load();
+  // Computed once per run: a transaction starting later gets a later now(), so its rows lie above the bound.
+  const boundary = await p.reader.readBoundary(p.safetyLagMs);
   let rows = 0;
   let batches = 0;
   for (;;) {
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
     await p.waitForCapacity();
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
-    const next = await p.reader.nextRange(stored.cursor, p.batchRows);
+    const next = await p.reader.nextRange(stored.cursor, p.batchRows, boundary);
     if (!next) {
       const following = nextPhase(stored.cursor);
       if (!following) return { rows, batches, caughtUp: true };

@@ -49,7 +49,12 @@ export interface TableReader {
    * The next range of at most `limit` rows after `cursor`, or null when the cursor's phase has no more rows.
    * Reads only key columns.
    */
-  nextRange(cursor: Cursor, limit: number): Promise<NextRange | null>;
+  nextRange(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null>;
+  /**
+   * An exclusive upper bound for watermarks that is safe to read up to now: no transaction still in progress can
+   * commit a row below it. Null when the watermark's type admits no such bound (then every row is read).
+   */
+  readBoundary(safetyLagMs: number): Promise<string | null>;
   /** Rows of `range` strictly after `after` (or from the range start), in keyset order, at most `limit`. */
   readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
   /** Rows whose watermark is NULL: sent once during the initial backfill only. */
@@ -60,6 +65,8 @@ export interface Source {
   readonly name: string;
   /** Resolves and validates the table (columns exist, types usable); cached per process. */
   table(spec: TableSpec): Promise<TableReader>;
+  /** Conditions that weaken a guarantee (missing privileges, settings), for `pushsync check`. */
+  warnings(): Promise<string[]>;
   /** Cheap reachability probe for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -64,6 +64,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
       reader,
       cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, tableName), `${sourceName}.${tableName}`),
       batchRows: table.batchRows,
+      safetyLagMs: table.safetyLag,
       enqueue,
       waitForCapacity,
       shouldStop: () => stopping() || lock.isLost,

@@ -106,11 +106,15 @@ export interface Query {
   values: unknown[];
 }
 
-/** Key columns only: the next `limit` positions after `after` (or from the start of the phase). */
-export function nextRangeQuery(t: TableSql, phase: Phase, after: Position | null, limit: number): Query {
+/**
+ * Key columns only: the next `limit` positions after `after` (or from the start of the phase), with watermarks
+ * strictly below `upperBound` when one is given (rows of transactions still in progress may yet appear below it).
+ */
+export function nextRangeQuery(t: TableSql, phase: Phase, after: Position | null, limit: number, upperBound: string | null = null): Query {
   const values: unknown[] = [];
   const where = [phaseFilter(t, phase)];
   if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
+  if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark], '<', [upperBound], values));
   values.push(limit);
   return {
     text: `SELECT ${keySelect(t, phase)} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
@@ -179,3 +183,21 @@ export const RESOLVE_TABLE_SQL = `
 SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified, c.relkind AS kind
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)`;
+
+/**
+ * The read boundary for time watermarks: the start of the oldest transaction still open in this database (its
+ * `now()` is the smallest watermark it can still commit), or the current time, minus a safety lag for watermarks
+ * set from application clocks. Transactions of other roles are visible only with pg_read_all_stats (or superuser).
+ */
+export function readBoundarySql(castType: string): string {
+  const tz = castType === 'timestamp without time zone' ? " AT TIME ZONE 'UTC'" : '';
+  return `
+SELECT ((LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
+                        WHERE datname = current_database() AND pid <> pg_backend_pid()
+                          AND backend_type = 'client backend' AND xact_start IS NOT NULL))
+         - make_interval(secs => $1::double precision / 1000))${tz})::text`;
+}
+
+export const STATS_PRIVILEGE_SQL = `
+SELECT (r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'))::text
+FROM pg_roles r WHERE r.rolname = current_user`;

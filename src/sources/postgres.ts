@@ -8,8 +8,10 @@ import {
   DESCRIBE_COLUMNS_SQL,
   PRIMARY_KEY_SQL,
   RESOLVE_TABLE_SQL,
+  STATS_PRIVILEGE_SQL,
   mayNest,
   nextRangeQuery,
+  readBoundarySql,
   readRangeQuery,
   watermarkKind,
   type PgColumn,
@@ -73,6 +75,15 @@ export class PostgresSource implements Source {
     return table;
   }
 
+  async warnings(): Promise<string[]> {
+    const [row] = await this.query({ text: STATS_PRIVILEGE_SQL, values: [] }, 'check pg_read_all_stats');
+    if (row?.[0] === 'true') return [];
+    return [
+      `source ${this.name}: the role cannot see other roles' transactions in pg_stat_activity, so rows of a long ` +
+        `transaction committing late could be skipped; GRANT pg_read_all_stats TO <role>`,
+    ];
+  }
+
   async ping(): Promise<void> {
     await this.query({ text: 'SELECT 1', values: [] }, 'ping');
   }
@@ -84,7 +95,11 @@ export class PostgresSource implements Source {
 
 /** Resolves a configured column name the way Postgres would: unquoted names fold to lower case. */
 function findColumn(columns: PgColumn[], written: string, table: string, role: string): PgColumn {
-  const [part] = parseQualifiedName(written);
+  const parts = parseQualifiedName(written);
+  const part = parts[0];
+  if (parts.length !== 1) {
+    throw new AppError('SOURCE_SCHEMA', `${role} column ${written} in ${table} must be a single column name (quote names containing dots)`);
+  }
   const name = part!.quoted ? part!.text : part!.text.toLowerCase();
   const found = columns.find((c) => c.name === name);
   if (found) return found;
@@ -160,8 +175,8 @@ class PostgresTable implements TableReader {
     return phase === 'wm' ? { wm: row[0]!, pk: row.slice(1, 1 + this.sql.primaryKey.length) } : { wm: null, pk: row.slice(0, this.sql.primaryKey.length) };
   }
 
-  async nextRange(cursor: Cursor, limit: number): Promise<NextRange | null> {
-    const rows = await this.source.query(nextRangeQuery(this.sql, cursor.phase, cursor.after, limit), `page keys of ${this.where}`);
+  async nextRange(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null> {
+    const rows = await this.source.query(nextRangeQuery(this.sql, cursor.phase, cursor.after, limit, upperBound), `page keys of ${this.where}`);
     const last = rows[rows.length - 1];
     if (!last) return null;
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
@@ -173,6 +188,12 @@ class PostgresTable implements TableReader {
     const rows = await this.source.query(q, `read rows of ${this.where}`);
     const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
     return rows.map((r) => ({ position: this.toPosition(r, range.phase), json: r[keyCount]! }));
+  }
+
+  async readBoundary(safetyLagMs: number): Promise<string | null> {
+    if (this.shape.watermarkKind !== 'timestamp') return null;
+    const [row] = await this.source.query({ text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] }, `read boundary of ${this.where}`);
+    return row?.[0] ?? null;
   }
 
   async countNullWatermark(): Promise<number> {

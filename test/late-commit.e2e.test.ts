@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { parseConfig, type Config } from '../src/config.js';
+import { createLogger } from '../src/observability/logger.js';
+import { createPipeline, startRuntime } from '../src/main.js';
+import { runOnce } from '../src/queue/run-once.js';
+import { dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { startReceiver, type Receiver } from './helpers/receiver.js';
+
+/**
+ * A transaction stamps its rows with now() — its start time — but commits later. Rows committed by others in the
+ * meantime must not move the cursor past the open transaction's watermark. This file uses a database of its own:
+ * the read boundary looks at every open transaction of the database, and other test files' transactions would
+ * hold it back.
+ */
+describe('rows of a long transaction that commits late still arrive', () => {
+  const dbName = uniqueName('late');
+  const url = PG_URL.replace(/\/[^/]*$/, `/${dbName}`);
+  let admin: pg.Client;
+  let client: pg.Client;
+  let receiver: Receiver;
+  let prefix: string;
+  let config: Config;
+
+  beforeAll(async () => {
+    admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query(`CREATE TABLE events (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now(), v text)`);
+    receiver = await startReceiver('k');
+    prefix = uniqueName('ps');
+    config = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { url: receiver.url, apiKey: 'k' },
+        sources: [{ name: 'app', kind: 'postgres', url, tables: [{ name: 'events', watermark: 'updated_at', batchRows: 10 }] }],
+      },
+      {},
+    );
+  });
+  afterAll(async () => {
+    await client.end();
+    await receiver.close();
+    await dropRedisPrefix(prefix);
+    await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);
+    await admin.end();
+  });
+
+  async function syncOnce(): Promise<void> {
+    const ctx = createPipeline(config, createLogger('silent'));
+    const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
+    try {
+      const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 30_000, pollMs: 50 });
+      expect(summary.failed).toEqual([]);
+    } finally {
+      await runtime.stop();
+    }
+  }
+
+  const arrived = (): number[] => (receiver.stored.get('bronze.app_events') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
+
+  it('holds the read boundary at the oldest open transaction and delivers its rows after it commits', async () => {
+    await client.query(`INSERT INTO events (id, v) SELECT g, 'early' FROM generate_series(1, 5) g`);
+    const slow = new pg.Client({ connectionString: url });
+    await slow.connect();
+    try {
+      await slow.query('BEGIN');
+      await slow.query(`INSERT INTO events (id, v) VALUES (100, 'late')`); // updated_at = this transaction's start
+      // Committed after the slow transaction started, so their watermarks are above its row's.
+      await client.query(`INSERT INTO events (id, v) SELECT g, 'meanwhile' FROM generate_series(6, 30) g`);
+
+      await syncOnce();
+      // Everything below the open transaction's start arrived; what is above waits, nothing is skipped.
+      expect(arrived()).toEqual([1, 2, 3, 4, 5]);
+
+      await slow.query('COMMIT');
+    } finally {
+      await slow.end();
+    }
+    await syncOnce();
+    expect(arrived()).toEqual([...Array.from({ length: 30 }, (_, i) => i + 1), 100]);
+  });
+});
