@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { ROLES, createPipeline, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
+import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -167,6 +168,66 @@ program
       }
       process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
       await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+const dlq = program.command('dlq').description('the dead-letter queue: push jobs that failed for good');
+
+async function withQueues<T>(fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
+  const config = load(program.opts().config);
+  const ctx = createPipeline(config, createLogger('silent'));
+  try {
+    return await fn(ctx);
+  } finally {
+    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]).catch(() => {});
+  }
+}
+
+function jobIds(ids: string[], all: boolean | undefined): string[] | 'all' {
+  if (all) return 'all';
+  if (ids.length === 0) throw new AppError('CONFIG_INVALID', 'name job ids, or pass --all');
+  return ids;
+}
+
+dlq
+  .command('list')
+  .description('failed push jobs with their reason and key range')
+  .option('--json', 'one JSON object per line')
+  .action(async (opts: { json?: boolean }) => {
+    try {
+      const letters = await withQueues((ctx) => listDeadLetters(ctx.pushQueue));
+      for (const d of letters) {
+        process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${d.id}  ${d.name}  attempts=${d.attempts}  failed=${d.failedAt ?? '?'}\n    ${d.reason}\n    range ${d.range}\n`);
+      }
+      if (!opts.json) process.stdout.write(`${letters.length} failed push job(s)\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+dlq
+  .command('retry [ids...]')
+  .description('send failed push jobs again (fresh attempts)')
+  .option('--all', 'every failed push job')
+  .action(async (ids: string[], opts: { all?: boolean }) => {
+    try {
+      const retried = await withQueues((ctx) => retryDeadLetters(ctx.pushQueue, jobIds(ids, opts.all)));
+      process.stdout.write(`retried ${retried.length} job(s)${retried.length ? `: ${retried.join(' ')}` : ''}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+dlq
+  .command('purge [ids...]')
+  .description('delete failed push jobs; their rows are not delivered unless the table is re-read')
+  .option('--all', 'every failed push job')
+  .action(async (ids: string[], opts: { all?: boolean }) => {
+    try {
+      const purged = await withQueues((ctx) => purgeDeadLetters(ctx.pushQueue, ctx.redis, ctx.keys, jobIds(ids, opts.all)));
+      process.stdout.write(`purged ${purged.length} job(s)${purged.length ? `: ${purged.join(' ')}` : ''}\n`);
     } catch (err) {
       fail(err);
     }

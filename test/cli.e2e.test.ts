@@ -125,5 +125,34 @@ web: { host: 0.0.0.0 }
     receiver.setDefault({ kind: 'ok' });
     expect(failed.code).toBe(1);
     expect(failed.stdout).toMatch(/FAILED push job p-[0-9a-f]+ .*\[DEST_REJECTED\] HTTP 422.*type mismatch/);
+
+    const listed = await pushsync(['--config', path, 'dlq', 'list'], env);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/p-[0-9a-f]+ {2}app\..*attempts=1/);
+    expect(listed.stdout).toContain('1 failed push job(s)');
+
+    const retried = await pushsync(['--config', path, 'dlq', 'retry', '--all'], env);
+    expect(retried.stdout).toMatch(/^retried 1 job\(s\): p-[0-9a-f]+/);
+    const before = receiver.stored.get('bronze.app_orders')!.length;
+    // The retried job is waiting again; the next pass delivers it.
+    const drained = await pushsync(['--config', path, 'sync', '--once'], env);
+    expect(drained.code).toBe(0);
+    expect(receiver.stored.get('bronze.app_orders')!.length - before).toBe(3);
+    expect((await pushsync(['--config', path, 'dlq', 'list'], env)).stdout).toContain('0 failed push job(s)');
+  });
+
+  it('dlq purge removes failed jobs and refuses to guess which', async () => {
+    const path = writeConfig('purge.yaml', validConfig(`${db.schema}."Orders"`));
+    const env = { DEFINITE_API_KEY: 'cli-key', DATABASE_URL: PG_URL };
+    await db.client.query(`UPDATE "Orders" SET "updatedAt" = now() WHERE id = 9`);
+    receiver.setDefault({ kind: 'status', status: 400 });
+    expect((await pushsync(['--config', path, 'sync', '--once'], env)).code).toBe(1);
+    receiver.setDefault({ kind: 'ok' });
+    const refused = await pushsync(['--config', path, 'dlq', 'purge'], env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('name job ids, or pass --all');
+    const purged = await pushsync(['--config', path, 'dlq', 'purge', '--all'], env);
+    expect(purged.stdout).toMatch(/^purged 1 job\(s\)/);
+    expect((await pushsync(['--config', path, 'status'], env)).stdout).toMatch(/undelivered_batches=0\ndead-letter \(failed push jobs\): 0/);
   });
 });

@@ -1,0 +1,71 @@
+import type { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { pushJobSchema } from './jobs.js';
+import type { Keys } from './redis.js';
+
+/**
+ * The dead-letter queue is BullMQ's failed set of the push queue. These helpers back `pushsync dlq` and behave
+ * like the dashboard's buttons.
+ */
+export interface DeadLetter {
+  id: string;
+  name: string;
+  reason: string;
+  attempts: number;
+  failedAt: string | undefined;
+  /** The key range, for orientation: `lo` exclusive, `hi` inclusive. */
+  range: string;
+}
+
+function describe(job: Job): DeadLetter {
+  const parsed = pushJobSchema.safeParse(job.data);
+  const range = parsed.success
+    ? `${parsed.data.range.phase} (${parsed.data.range.lo ? JSON.stringify(parsed.data.range.lo) : 'start'}, ${JSON.stringify(parsed.data.range.hi)}]`
+    : 'unreadable payload';
+  return {
+    id: String(job.id),
+    name: job.name,
+    reason: job.failedReason ?? '',
+    attempts: job.attemptsMade,
+    failedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : undefined,
+    range,
+  };
+}
+
+export async function listDeadLetters(queue: Queue, limit = 1000): Promise<DeadLetter[]> {
+  const jobs = await queue.getFailed(0, limit - 1);
+  return jobs.filter((j): j is Job => j !== undefined).map(describe);
+}
+
+async function selectJobs(queue: Queue, ids: readonly string[] | 'all'): Promise<Job[]> {
+  if (ids === 'all') return (await queue.getFailed(0, -1)).filter((j): j is Job => j !== undefined);
+  const jobs = await Promise.all(ids.map((id) => queue.getJob(id)));
+  return jobs.filter((j): j is Job => j !== undefined && j !== null);
+}
+
+/** Moves failed jobs back to waiting with fresh attempts. Returns the ids retried. */
+export async function retryDeadLetters(queue: Queue, ids: readonly string[] | 'all'): Promise<string[]> {
+  const retried: string[] = [];
+  for (const job of await selectJobs(queue, ids)) {
+    if ((await job.getState()) !== 'failed') continue;
+    await job.retry('failed');
+    retried.push(String(job.id));
+  }
+  return retried;
+}
+
+/**
+ * Deletes failed jobs: their rows are then not delivered unless the table is re-read (reset its cursor). Also clears
+ * them from the undelivered set, so sync lag and backpressure stop counting them.
+ */
+export async function purgeDeadLetters(queue: Queue, redis: Redis, keys: Keys, ids: readonly string[] | 'all'): Promise<string[]> {
+  const purged: string[] = [];
+  for (const job of await selectJobs(queue, ids)) {
+    if ((await job.getState()) !== 'failed') continue;
+    const parsed = pushJobSchema.safeParse(job.data);
+    await job.remove();
+    if (parsed.success) await redis.zrem(keys.pending(parsed.data.source, parsed.data.table), String(job.id));
+    purged.push(String(job.id));
+  }
+  return purged;
+}
