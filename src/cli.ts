@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { allTables, loadConfig, type Config } from './config.js';
+import { allTables, loadConfig, tableSpec, type Config } from './config.js';
 import { AppError, isAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
@@ -132,7 +132,7 @@ program
     for (const t of allTables(config)) {
       const source = ctx.sources.get(t.source)!;
       try {
-        const reader = await source.table({ source: t.source, name: t.name, primaryKey: t.primaryKey, watermark: t.watermark });
+        const reader = await source.table(tableSpec(t));
         report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
         const nulls = await reader.countNullWatermark();
         if (nulls > 0) warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);

@@ -6,6 +6,7 @@ import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
+import type { TableSpec } from './core/ports.js';
 
 /**
  * The configuration schema and its loader: the only code that reads process.env. Every problem is reported at
@@ -57,6 +58,12 @@ const tableSchema = z
     cron: cron.optional(),
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
     safetyLag: duration.default(0),
+    softDelete: z
+      .union([
+        z.object({ column: z.string().min(1) }).strict(),
+        z.object({ condition: z.string().min(1) }).strict(),
+      ], { message: 'use { column: deleted_at } or { condition: "status = \'deleted\'" }' })
+      .optional(),
     target: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
@@ -88,7 +95,12 @@ const configSchema = z
     destination: z
       .object({
         url: z.string().url('must be an http(s) URL such as https://api.definite.app/v2/stream').default('https://api.definite.app/v2/stream'),
-        apiKey: text.pipe(z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey')),
+        apiKey: z
+          .union([z.string(), z.number()], {
+            error: (iss) => (iss.input === undefined ? 'is required: set destination.apiKey, e.g. apiKey: ${DEFINITE_API_KEY}' : 'must be a string'),
+          })
+          .transform(String)
+          .pipe(z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey')),
         timeout: duration.default(60_000),
         compression: z.enum(['none', 'gzip']).default('none'),
         wait: z.boolean().default(false),
@@ -183,7 +195,8 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, probl
       .replace(PLACEHOLDER, (_m, i: string) => resolveRef(refs[Number(i)]!, env, path, problems))
       .replace(ENV_REF, (m) => resolveRef(m, env, path, problems));
     if (whole) {
-      if (/^-?\d+(\.\d+)?$/.test(out)) return Number(out);
+      // Only when the number prints back identically: a token such as 007 or a 20-digit key must stay text.
+      if (/^-?\d+(\.\d+)?$/.test(out) && String(Number(out)) === out) return Number(out);
       if (out === 'true' || out === 'false') return out === 'true';
     }
     return out;
@@ -295,6 +308,11 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
     throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${where}: ${(cause as Error).message}`, { cause });
   }
   return parseConfig(raw, env, protectedText.refs);
+}
+
+/** What a source needs to know of a configured table. */
+export function tableSpec(t: TableConfig): TableSpec {
+  return { source: t.source, name: t.name, primaryKey: t.primaryKey, watermark: t.watermark, softDelete: t.softDelete };
 }
 
 export function allTables(cfg: Config): TableConfig[] {

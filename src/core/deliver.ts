@@ -55,7 +55,6 @@ interface Failure {
  */
 export async function deliverRange(p: DeliverParams): Promise<DeliverResult> {
   const now = p.now ?? (() => new Date());
-  const op: Operation = 'upsert';
   let after = p.resumeAfter;
   let delivered = p.resumeAfter;
   let rows = 0;
@@ -98,6 +97,7 @@ export async function deliverRange(p: DeliverParams): Promise<DeliverResult> {
       let record: string;
       try {
         const prepared = prepareRow(row.json, p.limits, p.reader.shape.mayNest);
+        const op: Operation = row.deleted ? 'delete' : 'upsert';
         record = buildRecord(prepared.json, op, sortableWatermark(row.position.wm, p.reader.shape.watermarkKind), ctx);
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;

@@ -14,6 +14,8 @@ export interface TableSpec {
   /** Primary-key columns; when omitted the source reads the table's own primary key. */
   primaryKey?: string[] | undefined;
   watermark: string;
+  /** Rows matching this are sent with `_op = delete`: a column (true or non-null means deleted) or a SQL condition. */
+  softDelete?: { column?: string | undefined; condition?: string | undefined } | undefined;
 }
 
 export interface ColumnInfo {
@@ -36,6 +38,8 @@ export interface SourceRow {
   position: Position;
   /** The row as a JSON object text, values already in their documented encoding. */
   json: string;
+  /** True when the table's soft-delete rule marks the row deleted. */
+  deleted: boolean;
 }
 
 export interface NextRange {

@@ -5,6 +5,7 @@ import { AppError, toAppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
+import { tableSpec } from '../config.js';
 import { EXTRACT_QUEUE, extractJobSchema, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { RedisCursorStore } from './cursor-store.js';
@@ -33,12 +34,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(sourceName, tableName));
   const startedAt = Date.now();
   try {
-    const reader = await findSource(ctx, sourceName).table({
-      source: sourceName,
-      name: table.name,
-      primaryKey: table.primaryKey,
-      watermark: table.watermark,
-    });
+    const reader = await findSource(ctx, sourceName).table(tableSpec(table));
     const enqueue = async (range: KeyRange, rows: number): Promise<void> => {
       const jobId = `p-${rangeId(sourceName, tableName, range)}`;
       const cutAt = Date.now();

@@ -5,6 +5,7 @@ import { envelopeBytes, STREAM_LIMITS, type StreamLimits } from '../core/batchin
 import type { Position } from '../core/cursor.js';
 import type { PipelineContext } from './context.js';
 import { findSource } from './context.js';
+import { tableSpec } from '../config.js';
 import { PUSH_QUEUE, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { backoffStrategy, toJobError } from './backoff-strategy.js';
@@ -24,12 +25,7 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<DeliverRe
   try {
     const table = ctx.config.sources.find((s) => s.name === data.source)?.tables.find((t) => t.name === data.table);
     if (!table) throw new AppError('JOB_INVALID', `push job names ${data.source}.${data.table}, which is not in the configuration`);
-    const reader = await findSource(ctx, data.source).table({
-      source: data.source,
-      name: table.name,
-      primaryKey: table.primaryKey,
-      watermark: table.watermark,
-    });
+    const reader = await findSource(ctx, data.source).table(tableSpec(table));
     const result = await deliverRange({
       reader,
       destination: ctx.destination,

@@ -12,8 +12,9 @@ import type { WatermarkKind } from '../core/ordering.js';
 export interface PgColumn {
   name: string;
   /**
-   * `format_type(atttypid, atttypmod)`, used for parameter casts. Modifiers are kept: without them `character`
-   * means char(1) and `bit` bit(1), and casting a key value to those would truncate or reject it.
+   * The type for parameter casts: `format_type(atttypid, NULL)`, without modifiers (a cast to `numeric(12,2)` or
+   * `timestamp(3)` would round), except for `character` and `bit`, whose bare names mean char(1) and bit(1): a key
+   * value cast to those would be truncated or rejected, so they keep their length.
    */
   castType: string;
   /** The base type's name after resolving domains, e.g. `numeric`, `_int8` for arrays. */
@@ -68,6 +69,8 @@ export interface TableSql {
   columns: PgColumn[];
   watermark: PgColumn;
   primaryKey: PgColumn[];
+  /** SQL expression over alias `t` that is true for soft-deleted rows; absent when the table has none. */
+  deleted?: string | undefined;
 }
 
 function keyColumns(t: TableSql, phase: Phase): PgColumn[] {
@@ -130,9 +133,10 @@ export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null
   where.push(compare(keyColumns(t, phase), '<=', positionValues(hi, phase), values));
   values.push(limit);
   const projection = t.columns.map((c) => columnExpr(c)).join(', ');
+  const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
   return {
     text:
-      `SELECT ${keySelect(t, phase)}, to_json(r)::text AS "__j" FROM ${t.qualified} t, LATERAL (SELECT ${projection}) r ` +
+      `SELECT ${keySelect(t, phase)}, to_json(r)::text AS "__j"${deleted} FROM ${t.qualified} t, LATERAL (SELECT ${projection}) r ` +
       `WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
     values,
   };
@@ -159,7 +163,8 @@ WITH RECURSIVE base(oid, base_oid, depth) AS (
   WHERE d.typtype = 'd' AND b.depth < 16
 )
 SELECT a.attname AS name,
-       format_type(a.atttypid, a.atttypmod) AS cast_type,
+       CASE WHEN a.atttypid IN ('bpchar'::regtype, '_bpchar'::regtype, 'bit'::regtype, '_bit'::regtype)
+            THEN format_type(a.atttypid, a.atttypmod) ELSE format_type(a.atttypid, NULL) END AS cast_type,
        format_type(a.atttypid, a.atttypmod) AS type,
        bt.typname AS base_name, bt.typcategory AS category, bt.typtype AS typtype,
        et.typname AS elem_name
@@ -201,3 +206,17 @@ SELECT ((LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
 export const STATS_PRIVILEGE_SQL = `
 SELECT (r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'))::text
 FROM pg_roles r WHERE r.rolname = current_user`;
+
+/**
+ * The soft-delete test as SQL over alias `t`. A column is deleted when true (booleans) or set (anything else); a
+ * condition is operator-written SQL over the table's columns, evaluated against the row alone so its unqualified
+ * names cannot clash with the query's own.
+ */
+export function softDeleteExpr(soft: { column?: PgColumn | undefined; condition?: string | undefined }): string | undefined {
+  if (soft.column) {
+    const ref = `t.${quoteIdent(soft.column.name)}`;
+    return soft.column.baseName === 'bool' ? `${ref} IS TRUE` : `${ref} IS NOT NULL`;
+  }
+  if (soft.condition) return `COALESCE((SELECT (${soft.condition}) FROM (SELECT t.*) AS row_), false)`;
+  return undefined;
+}

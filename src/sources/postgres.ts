@@ -12,6 +12,7 @@ import {
   mayNest,
   nextRangeQuery,
   readBoundarySql,
+  softDeleteExpr,
   readRangeQuery,
   watermarkKind,
   type PgColumn,
@@ -65,7 +66,7 @@ export class PostgresSource implements Source {
   }
 
   table(spec: TableSpec): Promise<TableReader> {
-    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark]);
+    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete]);
     let table = this.tables.get(key);
     if (!table) {
       table = PostgresTable.describe(this, spec);
@@ -134,10 +135,13 @@ class PostgresTable implements TableReader {
     const [row] = resolved;
     if (!row) throw new AppError('SOURCE_SCHEMA', `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`);
     const [oid, qualified] = row as [string, string];
-    const columns = (await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`)).map(
+    const described = await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`);
+    const columns = described.map(
       ([name, castType, _type, baseName, category, typtype, elemName]) =>
         ({ name, castType, baseName, category, typtype, elemName: elemName ?? null }) as PgColumn,
     );
+    // The declared type with its modifiers (`numeric(12,2)`), as ColumnInfo promises.
+    const declared = new Map(described.map(([name, , type]) => [name!, type!]));
     const clash = columns.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
     if (clash) {
       throw new AppError('SOURCE_SCHEMA', `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`);
@@ -157,18 +161,23 @@ class PostgresTable implements TableReader {
     }
     const unorderable = [watermark, ...primaryKey].find((c) => ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'].includes(c.baseName));
     if (unorderable) throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
-    const typeOf = (name: string): string => {
-      const c = columns.find((x) => x.name === name)!;
-      return c.castType;
-    };
     const shape: TableShape = {
-      columns: columns.map((c) => ({ name: c.name, type: typeOf(c.name) })),
+      columns: columns.map((c) => ({ name: c.name, type: declared.get(c.name) ?? c.castType })),
       primaryKey: primaryKey.map((c) => c.name),
       watermark: watermark.name,
       watermarkKind: watermarkKind(watermark),
       mayNest: mayNest(columns),
     };
-    return new PostgresTable(source, { qualified, columns, watermark, primaryKey }, shape, where);
+    const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
+    const deleted = softDeleteExpr({ column: softColumn, condition: spec.softDelete?.condition });
+    const table = new PostgresTable(source, { qualified, columns, watermark, primaryKey, deleted }, shape, where);
+    if (spec.softDelete?.condition) {
+      // Fail at start, not in a push job, when the condition does not compile.
+      await source.query({ text: `SELECT ${deleted} FROM ${qualified} t LIMIT 0`, values: [] }, `softDelete condition of ${spec.name}`).catch((err: unknown) => {
+        throw new AppError('SOURCE_SCHEMA', `${where}: softDelete condition is not valid SQL for this table: ${(err as Error).message}`);
+      });
+    }
+    return table;
   }
 
   private toPosition(row: string[], phase: Phase): Position {
@@ -187,7 +196,7 @@ class PostgresTable implements TableReader {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     const rows = await this.source.query(q, `read rows of ${this.where}`);
     const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
-    return rows.map((r) => ({ position: this.toPosition(r, range.phase), json: r[keyCount]! }));
+    return rows.map((r) => ({ position: this.toPosition(r, range.phase), json: r[keyCount]!, deleted: r[keyCount + 1] === 'true' }));
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
