@@ -6,7 +6,8 @@ import { AppError, isAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
 import { createLogger, type Logger } from './observability/logger.js';
-import { ROLES, createPipeline, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { viewsScript } from './core/views.js';
+import { ROLES, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
@@ -168,6 +169,28 @@ program
       }
       process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
       await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('views')
+  .description('print the DuckDB/DuckLake SQL of bronze, the silver current-state view and a point-in-time query per table')
+  .option('--as-of <ordering>', 'the point in time, as an _ordering value', '2024-01-01T00:00:00.000000Z')
+  .action(async (opts: { asOf: string }) => {
+    try {
+      const config = load(program.opts().config);
+      const sources = createSources(config);
+      try {
+        for (const t of allTables(config)) {
+          // Column names as the source spells them (the config may fold or quote them), which is how they land.
+          const primaryKey = (await sources.get(t.source)!.table(tableSpec(t))).shape.primaryKey;
+          process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey }, opts.asOf)}\n`);
+        }
+      } finally {
+        await Promise.all([...sources.values()].map((s) => s.close()));
+      }
     } catch (err) {
       fail(err);
     }
