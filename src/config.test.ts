@@ -1,0 +1,309 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
+import { AppError } from './core/errors.js';
+
+/** The smallest config that is valid; tests spread their changes over it. */
+function minimal(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    destination: { apiKey: 'k' },
+    sources: [{ name: 'app', kind: 'postgres', url: 'postgres://u@db/app', tables: [{ name: 'public.orders', watermark: 'updated_at' }] }],
+    ...overrides,
+  };
+}
+
+function table(fields: Record<string, unknown>): Record<string, unknown> {
+  return minimal({ sources: [{ name: 'app', kind: 'postgres', url: 'postgres://u@db/app', tables: [{ name: 'public.orders', watermark: 'updated_at', ...fields }] }] });
+}
+
+function problems(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(raw, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    const e = err as AppError;
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.retryable).toBe(false);
+    const list = e.details?.problems as string[];
+    expect(Array.isArray(list)).toBe(true);
+    for (const p of list) expect(e.message).toContain(p);
+    return list;
+  }
+  throw new Error('expected the config to be refused');
+}
+
+describe('parseConfig with a valid file', () => {
+  it('accepts a full config and keeps every value', () => {
+    const cfg = parseConfig(
+      {
+        redis: { url: 'rediss://cache:6380', prefix: 'ps-prod' },
+        destination: {
+          url: 'https://staging.definite.app/v2/stream',
+          apiKey: 'secret',
+          timeout: '45s',
+          compression: 'gzip',
+          wait: true,
+          tags: { env: 'prod' },
+          attempts: 20,
+          backoff: { base: '2s', cap: '10m', jitter: 0.25 },
+          maxRows: 10_000,
+          maxBytes: 5 * 1024 * 1024,
+          concurrency: 8,
+        },
+        extract: { concurrency: 3, maxPendingBatches: 50, attempts: 7 },
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: 'postgres://u@db/app',
+            poolSize: 6,
+            statementTimeout: '2m',
+            tables: [
+              { name: 'public.orders', watermark: 'updated_at', every: '5m', batchRows: 2000, target: 'raw.orders' },
+              { name: 'public."Order Items"', watermark: '"UpdatedAt"', primaryKey: ['order_id', 'line'], cron: '*/10 * * * *' },
+            ],
+          },
+        ],
+        web: { port: 8080, host: '0.0.0.0', auth: { token: 't0ken' } },
+        log: { level: 'debug' },
+      },
+      {},
+    );
+    expect(cfg.redis).toEqual({ url: 'rediss://cache:6380', prefix: 'ps-prod' });
+    expect(cfg.destination).toMatchObject({
+      url: 'https://staging.definite.app/v2/stream',
+      apiKey: 'secret',
+      timeout: 45_000,
+      compression: 'gzip',
+      wait: true,
+      tags: { env: 'prod' },
+      attempts: 20,
+      backoff: { base: 2000, cap: 600_000, jitter: 0.25 },
+      maxRows: 10_000,
+      maxBytes: 5 * 1024 * 1024,
+      concurrency: 8,
+    });
+    expect(cfg.extract).toEqual({ concurrency: 3, maxPendingBatches: 50, attempts: 7 });
+    const [source] = cfg.sources;
+    expect(source).toMatchObject({ name: 'app', poolSize: 6, statementTimeout: 120_000 });
+    expect(source!.tables[0]).toMatchObject({ source: 'app', name: 'public.orders', every: 300_000, batchRows: 2000, target: 'raw.orders' });
+    expect(source!.tables[1]).toMatchObject({
+      source: 'app',
+      name: 'public."Order Items"',
+      watermark: '"UpdatedAt"',
+      primaryKey: ['order_id', 'line'],
+      cron: '*/10 * * * *',
+      every: undefined,
+      target: 'bronze.app_order_items',
+    });
+    expect(cfg.web).toEqual({ port: 8080, host: '0.0.0.0', auth: { token: 't0ken' } });
+    expect(cfg.log.level).toBe('debug');
+  });
+
+  it('fills in the documented defaults', () => {
+    const cfg = parseConfig(minimal(), {});
+    expect(cfg.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' });
+    expect(cfg.destination).toMatchObject({
+      url: 'https://api.definite.app/v2/stream',
+      timeout: 60_000,
+      compression: 'none',
+      wait: false,
+      maxRows: 50_000,
+      maxBytes: 10 * 1024 * 1024,
+    });
+    expect(cfg.web).toMatchObject({ host: '127.0.0.1', port: 3000 });
+    expect(cfg.sources[0]!.tables[0]).toMatchObject({ every: 30_000, batchRows: 5000 });
+  });
+
+  it('names the default target bronze.<source>_<table>', () => {
+    const cfg = parseConfig(
+      minimal({
+        sources: [
+          {
+            name: 'crm-eu',
+            kind: 'postgres',
+            url: 'postgres://u@db/crm',
+            tables: [
+              { name: 'sales.Deals', watermark: 'updated_at' },
+              { name: 'public."Order Items"', watermark: 'updated_at' },
+            ],
+          },
+        ],
+      }),
+      {},
+    );
+    expect(cfg.sources[0]!.tables.map((t) => t.target)).toEqual(['bronze.crm_eu_deals', 'bronze.crm_eu_order_items']);
+  });
+});
+
+describe('parseConfig environment references', () => {
+  it('substitutes ${VAR} and ${VAR:-default} inside string values', () => {
+    const cfg = parseConfig(
+      minimal({
+        destination: { apiKey: '${DEFINITE_API_KEY}', url: '${API_URL:-https://api.definite.app/v2/stream}' },
+        sources: [{ name: 'app', kind: 'postgres', url: 'postgres://${PGUSER}@${PGHOST:-localhost}/app', tables: [{ name: 'orders', watermark: 'updated_at' }] }],
+      }),
+      { DEFINITE_API_KEY: 'abc', PGUSER: 'reader' },
+    );
+    expect(cfg.destination.apiKey).toBe('abc');
+    expect(cfg.destination.url).toBe('https://api.definite.app/v2/stream');
+    expect(cfg.sources[0]!.url).toBe('postgres://reader@localhost/app');
+  });
+
+  it('prefers a set variable over the default, and treats an empty variable as unset', () => {
+    const cfg = parseConfig(minimal({ redis: { prefix: '${PREFIX:-pushsync}' }, destination: { apiKey: '${KEY:-fallback}' } }), { PREFIX: 'mine', KEY: '' });
+    expect(cfg.redis.prefix).toBe('mine');
+    expect(cfg.destination.apiKey).toBe('fallback');
+  });
+
+  it('turns a value that is only a reference into a number or boolean, so numeric settings can come from the environment', () => {
+    const cfg = parseConfig(minimal({ web: { port: '${PORT:-3000}' }, destination: { apiKey: 'k', wait: '${WAIT}' } }), { WAIT: 'true' });
+    expect(cfg.web.port).toBe(3000);
+    expect(cfg.destination.wait).toBe(true);
+  });
+
+  it('keeps digit-only secrets exactly, including leading zeros and more digits than a double holds', () => {
+    const cfg = parseConfig(minimal({ destination: { apiKey: '${KEY}' }, web: { auth: { token: '${TOKEN}' } } }), {
+      KEY: '12345678901234567890123',
+      TOKEN: '007',
+    });
+    expect(cfg.destination.apiKey).toBe('12345678901234567890123');
+    expect(cfg.web.auth.token).toBe('007');
+  });
+
+  it('drops optional keys whose reference resolves to an empty default', () => {
+    const cfg = parseConfig(minimal({ web: { auth: { token: '${WEB_TOKEN:-}' } } }), {});
+    expect(cfg.web.auth.token).toBeUndefined();
+  });
+
+  it('reports an unset variable with the key path that uses it', () => {
+    const list = problems(minimal({ destination: { apiKey: '${DEFINITE_API_KEY}' } }));
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatch(/^destination\.apiKey: environment variable DEFINITE_API_KEY is not set/);
+  });
+
+  it('reports unset variables inside arrays with their index', () => {
+    const list = problems(
+      minimal({ sources: [{ name: 'app', kind: 'postgres', url: '${APP_DB_URL}', tables: [{ name: 'orders', watermark: 'updated_at' }] }] }),
+    );
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.url: environment variable APP_DB_URL is not set/)]);
+  });
+});
+
+describe('parseConfig problems', () => {
+  it('reports several problems at once, each with its key path', () => {
+    const list = problems({
+      redis: { url: 'http://cache' },
+      destination: { apiKey: '${MISSING_KEY}', compression: 'brotli' },
+      sources: [
+        {
+          name: 'app db',
+          kind: 'postgres',
+          url: 'postgres://x',
+          tables: [
+            { name: 'orders', watermark: 'updated_at', every: 'soon' },
+            { name: 'items', watermark: 'updated_at', batchRows: 0 },
+          ],
+        },
+      ],
+      unknownKey: 1,
+    });
+    const paths = list.map((p) => p.slice(0, p.indexOf(':')));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'redis.url',
+        'destination.apiKey',
+        'destination.compression',
+        'sources[0].name',
+        'sources[0].tables[0].every',
+        'sources[0].tables[1].batchRows',
+        '(root)',
+      ]),
+    );
+    expect(list.find((p) => p.startsWith('destination.apiKey'))).toContain('MISSING_KEY');
+    expect(list.find((p) => p.startsWith('sources[0].tables[0].every'))).toContain('30s');
+    // The unset variable is reported once, not again as a missing key.
+    expect(list.filter((p) => p.startsWith('destination.apiKey'))).toHaveLength(1);
+  });
+
+  it('says how to provide a missing API key', () => {
+    const list = problems({ destination: {}, sources: minimal().sources });
+    expect(list).toEqual([expect.stringMatching(/^destination\.apiKey: is required.*DEFINITE_API_KEY/)]);
+  });
+
+  it('refuses a table with both every and cron', () => {
+    const list = problems(table({ every: '5m', cron: '*/5 * * * *' }));
+    expect(list).toEqual(['sources[0].tables[0]: set either every or cron, not both']);
+  });
+
+  it('refuses an invalid cron expression', () => {
+    const list = problems(table({ cron: 'every five minutes' }));
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[0\]\.cron: not a valid cron expression/)]);
+  });
+
+  it('refuses a table configured twice in one source', () => {
+    const list = problems(
+      minimal({
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: 'postgres://x',
+            tables: [
+              { name: 'public.orders', watermark: 'updated_at' },
+              { name: 'public.orders', watermark: 'created_at', target: 'bronze.other' },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[1\]\.name: table public\.orders is configured twice/)]);
+  });
+
+  it('refuses two tables landing in the same target', () => {
+    const list = problems(
+      minimal({
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: 'postgres://x',
+            tables: [
+              { name: 'public.orders', watermark: 'updated_at' },
+              { name: 'archive.orders', watermark: 'updated_at' },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[1\]\.target: bronze\.app_orders is also the target of app\.public\.orders/)]);
+  });
+
+  it('refuses a malformed table name', () => {
+    const list = problems(table({ name: 'public."Order Items' }));
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[0\]\.name: must be "table" or "schema\.table"/)]);
+  });
+
+  it('refuses a dashboard on a non-loopback host without auth', () => {
+    const list = problems(minimal({ web: { host: '0.0.0.0' } }));
+    expect(list).toEqual([expect.stringMatching(/^web\.auth: web\.host 0\.0\.0\.0 is not loopback/)]);
+  });
+
+  it('accepts a non-loopback host with a token or with username and password', () => {
+    expect(parseConfig(minimal({ web: { host: '0.0.0.0', auth: { token: 't' } } }), {}).web.host).toBe('0.0.0.0');
+    expect(parseConfig(minimal({ web: { host: '10.0.0.5', auth: { username: 'u', password: 'p' } } }), {}).web.auth).toEqual({
+      username: 'u',
+      password: 'p',
+    });
+    expect(parseConfig(minimal({ web: { host: 'localhost' } }), {}).web.host).toBe('localhost');
+  });
+
+  it('refuses a username without a password', () => {
+    const list = problems(minimal({ web: { auth: { username: 'u' } } }));
+    expect(list).toEqual(['web.auth: set both username and password for basic auth, or neither']);
+  });
+
+  it('refuses limits above what the Stream API documents', () => {
+    const list = problems(minimal({ destination: { apiKey: 'k', maxRows: 50_001, maxBytes: 20 * 1024 * 1024 } }));
+    expect(list.map((p) => p.slice(0, p.indexOf(':')))).toEqual(['destination.maxRows', 'destination.maxBytes']);
+  });
+});

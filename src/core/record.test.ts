@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { METADATA_FIELDS, buildRecord, eventId, type RecordContext } from './record.js';
+
+const CTX: RecordContext = { source: 'app', table: 'public.orders', extractedAt: '2024-03-01T12:00:00.000Z' };
+
+describe('buildRecord', () => {
+  it('produces one JSON object with the metadata first and the row fields after', () => {
+    const row = '{"id":"12345678901234567890","amount":"10.50","note":"a \\"quoted\\" note","tags":["x"]}';
+    const text = buildRecord(row, 'upsert', '2024-03-01T11:00:00.000000Z', CTX);
+    const record = JSON.parse(text) as Record<string, unknown>;
+    expect(Object.keys(record)).toEqual([...METADATA_FIELDS, 'id', 'amount', 'note', 'tags']);
+    expect(record).toEqual({
+      _op: 'upsert',
+      _event_id: eventId('app', 'public.orders', 'upsert', row, '2024-03-01T11:00:00.000000Z'),
+      _ordering: '2024-03-01T11:00:00.000000Z',
+      _extracted_at: '2024-03-01T12:00:00.000Z',
+      _source: 'app',
+      _table: 'public.orders',
+      id: '12345678901234567890',
+      amount: '10.50',
+      note: 'a "quoted" note',
+      tags: ['x'],
+    });
+  });
+
+  it('splices the row text in verbatim, keeping big JSON numbers digit for digit', () => {
+    const row = '{"n":12345678901234567890123}';
+    expect(buildRecord(row, 'upsert', null, CTX).endsWith(',"n":12345678901234567890123}')).toBe(true);
+  });
+
+  it('writes a NULL ordering as JSON null', () => {
+    const record = JSON.parse(buildRecord('{"id":1}', 'snapshot', null, CTX)) as Record<string, unknown>;
+    expect(record._ordering).toBeNull();
+    expect(record._op).toBe('snapshot');
+  });
+
+  it('turns an empty row into a record holding only the metadata', () => {
+    for (const empty of ['{}', ' { } ', '{\n}']) {
+      const text = buildRecord(empty, 'delete', null, CTX);
+      expect(Object.keys(JSON.parse(text) as object)).toEqual([...METADATA_FIELDS]);
+    }
+  });
+
+  it('escapes metadata values that contain quotes', () => {
+    const ctx = { ...CTX, table: 'public."Order ""Items"""' };
+    expect((JSON.parse(buildRecord('{"a":1}', 'upsert', 'o"rd', ctx)) as Record<string, unknown>)._table).toBe('public."Order ""Items"""');
+  });
+});
+
+describe('eventId', () => {
+  it('differs between two changes of a key with the same content but different orderings', () => {
+    const row = '{"id":1,"v":"a"}';
+    expect(eventId('app', 't', 'update', row, '~0000000001000000:0000000001')).not.toBe(eventId('app', 't', 'update', row, '~0000000002000000:0000000001'));
+  });
+
+  it('is computed from the same bytes as hashing each part in turn', () => {
+    const row = '{"id":1,"v":"é\u0000"}';
+    const expected = createHash('sha256').update('app').update('\0').update('t').update('\0').update('upsert').update('\0').update('o').update('\0').update(row).digest('hex').slice(0, 32);
+    expect(eventId('app', 't', 'upsert', row, 'o')).toBe(expected);
+  });
+
+  it('is the same 32-hex-digit id for the same row version, whenever it is extracted', () => {
+    const id = eventId('app', 'public.orders', 'upsert', '{"id":1,"v":"a"}');
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    expect(eventId('app', 'public.orders', 'upsert', '{"id":1,"v":"a"}')).toBe(id);
+    const a = JSON.parse(buildRecord('{"id":1,"v":"a"}', 'upsert', null, CTX)) as Record<string, unknown>;
+    const b = JSON.parse(buildRecord('{"id":1,"v":"a"}', 'upsert', null, { ...CTX, extractedAt: '2030-01-01T00:00:00.000Z' })) as Record<
+      string,
+      unknown
+    >;
+    expect(a._event_id).toBe(b._event_id);
+  });
+
+  it('changes with any column value, the operation, the table or the source', () => {
+    const ids = new Set([
+      eventId('app', 'public.orders', 'upsert', '{"id":1,"v":"a"}'),
+      eventId('app', 'public.orders', 'upsert', '{"id":1,"v":"b"}'),
+      eventId('app', 'public.orders', 'upsert', '{"id":2,"v":"a"}'),
+      eventId('app', 'public.orders', 'delete', '{"id":1,"v":"a"}'),
+      eventId('app', 'public.orders2', 'upsert', '{"id":1,"v":"a"}'),
+      eventId('app2', 'public.orders', 'upsert', '{"id":1,"v":"a"}'),
+    ]);
+    expect(ids.size).toBe(6);
+  });
+
+  it('does not confuse where the source name ends and the table name begins', () => {
+    expect(eventId('ab', 'c', 'upsert', '{}')).not.toBe(eventId('a', 'bc', 'upsert', '{}'));
+  });
+});

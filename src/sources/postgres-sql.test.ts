@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { columnExpr, mayNest, nextRangeQuery, readRangeQuery, watermarkKind, type PgColumn, type TableSql } from './postgres-sql.js';
+
+function col(name: string, castType: string, baseName: string, extra: Partial<PgColumn> = {}): PgColumn {
+  return { name, castType, baseName, category: 'X', typtype: 'b', elemName: null, ...extra };
+}
+
+const updatedAt = col('Updated At', 'timestamp with time zone', 'timestamptz', { category: 'D' });
+const id = col('Id', 'bigint', 'int8', { category: 'N' });
+const line = col('line"no', 'integer', 'int4', { category: 'N' });
+const note = col('note', 'text', 'text', { category: 'S' });
+
+/** A mixed-case table with an embedded quote in its name and a composite primary key. */
+const TABLE: TableSql = {
+  qualified: '"Sales"."Order ""Items"""',
+  columns: [id, line, updatedAt, note],
+  watermark: updatedAt,
+  primaryKey: [id, line],
+};
+
+const SINGLE: TableSql = { qualified: 'public.orders', columns: [id, updatedAt], watermark: updatedAt, primaryKey: [id] };
+
+function orderByClause(text: string): string {
+  const m = / ORDER BY (.*) LIMIT \$\d+$/.exec(text);
+  if (!m) throw new Error(`no ORDER BY … LIMIT in ${text}`);
+  return m[1]!;
+}
+
+describe('columnExpr', () => {
+  it('sends int8, numeric (also through a domain) and money as their exact text', () => {
+    expect(columnExpr(id)).toBe('t."Id"::text AS "Id"');
+    expect(columnExpr(col('amount', 'price', 'numeric', { category: 'N' }))).toBe('t."amount"::text AS "amount"');
+    expect(columnExpr(col('m', 'money', 'money', { category: 'N' }))).toBe('t."m"::text AS "m"');
+  });
+
+  it('sends arrays of int8, numeric or money as arrays of text', () => {
+    expect(columnExpr(col('xs', 'numeric[]', '_numeric', { category: 'A', elemName: 'numeric' }))).toBe('t."xs"::text[] AS "xs"');
+    expect(columnExpr(col('ys', 'bigint[]', '_int8', { category: 'A', elemName: 'int8' }))).toBe('t."ys"::text[] AS "ys"');
+  });
+
+  it('sends bytea as single-line base64, element by element for arrays', () => {
+    expect(columnExpr(col('blob', 'bytea', 'bytea', { category: 'U' }))).toBe(`translate(encode(t."blob", 'base64'), chr(10), '') AS "blob"`);
+    const arr = columnExpr(col('blobs', 'bytea[]', '_bytea', { category: 'A', elemName: 'bytea' }));
+    expect(arr).toContain(`array_agg(translate(encode(e, 'base64'), chr(10), '') ORDER BY o)`);
+    expect(arr).toContain('unnest(t."blobs") WITH ORDINALITY');
+    expect(arr.endsWith(' AS "blobs"')).toBe(true);
+  });
+
+  it('leaves other types to Postgres JSON encoding, quoting the name', () => {
+    expect(columnExpr(note)).toBe('t."note" AS "note"');
+    expect(columnExpr(line)).toBe('t."line""no" AS "line""no"');
+    expect(columnExpr(col('ints', 'integer[]', '_int4', { category: 'A', elemName: 'int4' }))).toBe('t."ints" AS "ints"');
+  });
+
+  it('qualifies with the given table alias', () => {
+    expect(columnExpr(note, 'x')).toBe('x."note" AS "note"');
+  });
+});
+
+describe('mayNest and watermarkKind', () => {
+  it('flags tables with json, jsonb, composite or array columns as possibly nested', () => {
+    expect(mayNest([id, note])).toBe(false);
+    expect(mayNest([id, col('doc', 'jsonb', 'jsonb')])).toBe(true);
+    expect(mayNest([id, col('doc', 'json', 'json')])).toBe(true);
+    expect(mayNest([id, col('addr', 'address', 'address', { typtype: 'c' })])).toBe(true);
+    expect(mayNest([id, col('tags', 'text[]', '_text', { category: 'A', elemName: 'text' })])).toBe(true);
+  });
+
+  it('classifies watermark types for the ordering value', () => {
+    expect(watermarkKind(updatedAt)).toBe('timestamp');
+    expect(watermarkKind(col('ts', 'timestamp without time zone', 'timestamp'))).toBe('timestamp');
+    expect(watermarkKind(col('d', 'date', 'date'))).toBe('date');
+    expect(watermarkKind(col('v', 'bigint', 'int8'))).toBe('integer');
+    expect(watermarkKind(col('v', 'smallint', 'int2'))).toBe('integer');
+    expect(watermarkKind(col('v', 'numeric', 'numeric'))).toBe('other');
+  });
+});
+
+describe('nextRangeQuery', () => {
+  it('reads keys of the watermark phase from the start, quoting every identifier', () => {
+    const q = nextRangeQuery(TABLE, 'wm', null, 500);
+    expect(q.text).toBe(
+      'SELECT t."Updated At"::text AS "__w", t."Id"::text AS "__k0", t."line""no"::text AS "__k1" ' +
+        'FROM "Sales"."Order ""Items""" t WHERE t."Updated At" IS NOT NULL ' +
+        'ORDER BY t."Updated At", t."Id", t."line""no" LIMIT $1',
+    );
+    expect(q.values).toEqual([500]);
+  });
+
+  it('continues strictly after a position with a row comparison over cast parameters', () => {
+    const q = nextRangeQuery(TABLE, 'wm', { wm: '2024-01-01 00:00:00.000001+00', pk: ['5', '2'] }, 100);
+    expect(q.text).toContain(
+      'WHERE t."Updated At" IS NOT NULL AND (t."Updated At", t."Id", t."line""no") > ($1::timestamp with time zone, $2::bigint, $3::integer)',
+    );
+    expect(q.values).toEqual(['2024-01-01 00:00:00.000001+00', '5', '2', 100]);
+    expect(q.text.endsWith('LIMIT $4')).toBe(true);
+  });
+
+  it('orders by the table columns, never by the text aliases of the same names', () => {
+    for (const q of [nextRangeQuery(TABLE, 'wm', null, 1), nextRangeQuery(SINGLE, 'wm', { wm: 'x', pk: ['1'] }, 1)]) {
+      const order = orderByClause(q.text);
+      expect(order.split(', ').every((part) => part.startsWith('t."'))).toBe(true);
+      expect(order).not.toContain('__');
+    }
+    expect(orderByClause(nextRangeQuery(SINGLE, 'wm', null, 1).text)).toBe('t."Updated At", t."Id"');
+  });
+
+  it('pages rows with a NULL watermark by primary key alone', () => {
+    const q = nextRangeQuery(TABLE, 'null', { wm: null, pk: ['5', '2'] }, 10);
+    expect(q.text).toBe(
+      'SELECT t."Id"::text AS "__k0", t."line""no"::text AS "__k1" FROM "Sales"."Order ""Items""" t ' +
+        'WHERE t."Updated At" IS NULL AND (t."Id", t."line""no") > ($1::bigint, $2::integer) ' +
+        'ORDER BY t."Id", t."line""no" LIMIT $3',
+    );
+    expect(q.values).toEqual(['5', '2', 10]);
+  });
+
+  it('stops below an upper bound in the watermark phase only', () => {
+    const q = nextRangeQuery(SINGLE, 'wm', { wm: 'a', pk: ['1'] }, 10, '2024-06-01 00:00:00+00');
+    expect(q.text).toContain('AND (t."Updated At") < ($3::timestamp with time zone)');
+    expect(q.values).toEqual(['a', '1', '2024-06-01 00:00:00+00', 10]);
+    const nullPhase = nextRangeQuery(SINGLE, 'null', null, 10, '2024-06-01 00:00:00+00');
+    expect(nullPhase.text).not.toContain(' < ');
+    expect(nullPhase.values).toEqual([10]);
+  });
+});
+
+describe('readRangeQuery', () => {
+  it('reads the rows between two positions as JSON built by Postgres', () => {
+    const q = readRangeQuery(TABLE, 'wm', { wm: 'lo', pk: ['1', '1'] }, { wm: 'hi', pk: ['9', '3'] }, 1000);
+    expect(q.text).toContain('to_json(r.*)::text AS "__j"');
+    expect(q.text).toContain(
+      'LATERAL (SELECT t."Id"::text AS "Id", t."line""no" AS "line""no", t."Updated At" AS "Updated At", t."note" AS "note") r',
+    );
+    expect(q.text).toContain('(t."Updated At", t."Id", t."line""no") > ($1::timestamp with time zone, $2::bigint, $3::integer)');
+    expect(q.text).toContain('(t."Updated At", t."Id", t."line""no") <= ($4::timestamp with time zone, $5::bigint, $6::integer)');
+    expect(orderByClause(q.text)).toBe('t."Updated At", t."Id", t."line""no"');
+    expect(q.values).toEqual(['lo', '1', '1', 'hi', '9', '3', 1000]);
+  });
+
+  it('reads from the start of the range when there is no lower position', () => {
+    const q = readRangeQuery(SINGLE, 'null', null, { wm: null, pk: ['7'] }, 50);
+    expect(q.text).toContain('WHERE t."Updated At" IS NULL AND (t."Id") <= ($1::bigint)');
+    expect(q.text).not.toContain(' > (');
+    expect(q.values).toEqual(['7', 50]);
+  });
+});
