@@ -1,0 +1,324 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import { STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
+import { AppError, isAppError } from '../core/errors.js';
+import { arrayElements, jsonDepth, objectMembers } from '../core/json-scan.js';
+import type { Logger } from '../observability/logger.js';
+import { DevSinkStore, parseTarget } from './dev-sink-store.js';
+
+/**
+ * A local stand-in for Definite's Stream API (contract in STREAM_API.md) that stores what it receives in DuckDB,
+ * so the whole pipeline runs without a Definite account. It enforces the documented limits and answers in the
+ * documented shape, including partial failures (`success: true` with `rejected_rows > 0`), so clients can be
+ * tested against every answer the real endpoint gives. Design notes: docs/dev-sink.md.
+ */
+
+export interface DevSinkOptions {
+  /** 0 picks a free port. */
+  port: number;
+  /** @defaultValue '127.0.0.1' */
+  host?: string;
+  /** DuckDB file, or ':memory:'. */
+  dbPath: string;
+  /** Clients must send `Authorization: Bearer <apiKey>`. */
+  apiKey: string;
+  /** Lower limits for tests. @defaultValue STREAM_LIMITS */
+  limits?: Partial<StreamLimits>;
+  logger?: Logger;
+}
+
+export interface DevSink {
+  /** The endpoint to configure as the destination URL, e.g. http://127.0.0.1:8787/v2/stream. */
+  url: string;
+  port: number;
+  store: DevSinkStore;
+  /** Stops accepting requests, lets those in flight finish, then releases the DuckDB file. */
+  close(): Promise<void>;
+}
+
+const gunzipAsync = promisify(gunzip);
+const PATHS = new Set(['/v2/stream', '/stream']);
+
+interface RowError {
+  row: number;
+  code: string;
+  message: string;
+}
+
+interface Context {
+  store: DevSinkStore;
+  limits: StreamLimits;
+  keyDigest: Buffer;
+  logger: Logger | undefined;
+}
+
+/** A refused request: `reason` is the stable code clients see in `errors[]`. */
+function refuse(status: number, reason: string, message: string): AppError {
+  const code = status === 401 ? 'DEST_AUTH' : status === 413 ? 'DEST_TOO_LARGE' : 'DEST_REJECTED';
+  return new AppError(code, message, { details: { status, reason } });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+function checkAuth(req: IncomingMessage, keyDigest: Buffer): void {
+  const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  // Digests have equal lengths, so the comparison takes the same time whatever the key's length.
+  if (!match || !timingSafeEqual(digest(match[1]!.trim()), keyDigest)) {
+    throw refuse(401, 'UNAUTHORIZED', 'missing or invalid bearer token');
+  }
+}
+
+function checkHeaders(req: IncomingMessage): 'gzip' | 'identity' {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw refuse(415, 'UNSUPPORTED_MEDIA_TYPE', `content-type must be application/json, got ${type || 'none'}`);
+  }
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding === 'gzip' || encoding === 'x-gzip') return 'gzip';
+  if (encoding === 'identity' || encoding === '') return 'identity';
+  throw refuse(415, 'UNSUPPORTED_ENCODING', `content-encoding ${encoding} is not supported (use gzip or none)`);
+}
+
+/**
+ * Reads the body up to `cap` bytes. An oversized body is still read to its end (and dropped) before the 413 goes
+ * out: answering while the client is still uploading makes many clients see a reset instead of the status.
+ */
+function readBody(req: IncomingMessage, cap: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= cap) chunks.push(chunk);
+      else chunks.length = 0;
+    });
+    req.on('end', () => {
+      if (size > cap) reject(refuse(413, 'BODY_TOO_LARGE', `request body exceeds ${cap} bytes`));
+      else resolve(Buffer.concat(chunks));
+    });
+    req.on('error', reject);
+  });
+}
+
+async function bodyText(req: IncomingMessage, encoding: 'gzip' | 'identity', maxBytes: number): Promise<string> {
+  if (encoding === 'identity') return (await readBody(req, maxBytes)).toString('utf8');
+  // Incompressible data grows a little under gzip: allow that margin on the wire, enforce the limit unpacked.
+  const packed = await readBody(req, maxBytes + Math.ceil(maxBytes / 100) + 1024);
+  try {
+    return (await gunzipAsync(packed, { maxOutputLength: maxBytes })).toString('utf8');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw refuse(413, 'BODY_TOO_LARGE', `request body exceeds ${maxBytes} bytes uncompressed`);
+    }
+    throw refuse(400, 'BAD_GZIP', `body is not valid gzip: ${(err as Error).message}`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+interface Envelope {
+  table: string;
+  mode: 'append' | 'merge';
+  primaryKey: string | undefined;
+  wait: boolean;
+  /** Parsed rows, for validation only: stored values come from `rowTexts`. */
+  rows: unknown[];
+  rowTexts: string[];
+}
+
+function parseEnvelope(text: string, limits: StreamLimits): Envelope {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw refuse(400, 'MALFORMED_JSON', `body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(body)) throw refuse(400, 'INVALID_REQUEST', 'body must be a JSON object with data and config');
+  const config = body.config;
+  if (!isObject(config)) throw refuse(400, 'INVALID_REQUEST', 'config is required and must be an object');
+  const table = config.table;
+  if (typeof table !== 'string' || table === '') throw refuse(400, 'INVALID_TABLE', 'config.table is required ("schema.table")');
+  try {
+    parseTarget(table);
+  } catch (err) {
+    throw refuse(400, 'INVALID_TABLE', `config.table: ${(err as Error).message}`);
+  }
+  const mode = config.mode ?? 'append';
+  if (mode !== 'append' && mode !== 'merge') throw refuse(400, 'INVALID_MODE', 'config.mode must be "append" or "merge"');
+  if (config.wait !== undefined && typeof config.wait !== 'boolean') throw refuse(400, 'INVALID_REQUEST', 'config.wait must be a boolean');
+  let primaryKey: string | undefined;
+  if (mode === 'merge') {
+    const pk = Array.isArray(config.primary_key) && config.primary_key.length === 1 ? config.primary_key[0] : config.primary_key;
+    if (typeof pk !== 'string' || pk === '') {
+      throw refuse(400, 'INVALID_PRIMARY_KEY', 'merge needs config.primary_key: exactly one column name (composite keys are not supported)');
+    }
+    primaryKey = pk;
+  }
+  const data = body.data;
+  if (data === undefined) throw refuse(400, 'INVALID_REQUEST', 'data is required: an object or an array of objects');
+  if (typeof data !== 'object' || data === null) throw refuse(400, 'INVALID_REQUEST', 'data must be an object or an array of objects');
+  const rows = Array.isArray(data) ? data : [data];
+  // 413 rather than 400: the client's reaction to a too-large request (split it) is the right one here too.
+  if (rows.length > limits.maxRows) throw refuse(413, 'TOO_MANY_ROWS', `${rows.length} rows exceed the ${limits.maxRows}-row limit`);
+  return { table, mode, primaryKey, wait: config.wait === true, rows, rowTexts: rawRows(text, Array.isArray(data)) };
+}
+
+/** The raw text of every row, sliced from the body: JSON.parse would round integers beyond 2^53. */
+function rawRows(text: string, isArray: boolean): string[] {
+  // JSON.parse keeps the last of repeated keys; so does this.
+  const data = objectMembers(text).filter((m) => JSON.parse(m.rawKey) === 'data').pop()!;
+  if (!isArray) return [text.slice(data.valueStart, data.valueEnd)];
+  return arrayElements(text, data.valueStart).map(([a, b]) => text.slice(a, b));
+}
+
+/** Why a row breaks the per-record limits, or undefined when it fits. */
+function rowProblem(parsed: unknown, text: string, limits: StreamLimits): Omit<RowError, 'row'> | undefined {
+  if (!isObject(parsed)) return { code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' };
+  const depth = jsonDepth(text);
+  if (depth > limits.maxDepth) {
+    return { code: 'TOO_DEEP', message: `row is nested ${depth} levels deep (the row counting as 1), over the limit of ${limits.maxDepth}` };
+  }
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes: below that bound no field can be over the limit.
+  if (text.length * 3 > limits.maxFieldBytes) {
+    for (const m of objectMembers(text)) {
+      const bytes = Buffer.byteLength(text.slice(m.valueStart, m.valueEnd));
+      if (bytes > limits.maxFieldBytes) {
+        return { code: 'FIELD_TOO_LARGE', message: `field ${m.rawKey} is ${bytes} bytes, over the ${limits.maxFieldBytes}-byte limit` };
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Merge requests: every row needs the key (else that row is rejected), and a key twice in one request fails the
+ * whole request, as the API documents. Keys are compared by their raw text so that big integers differing only
+ * beyond 2^53 stay distinct.
+ */
+function checkMergeKeys(envelope: Envelope, rejected: Map<number, RowError>): void {
+  const pk = envelope.primaryKey!;
+  const seen = new Map<string, number>();
+  envelope.rowTexts.forEach((text, row) => {
+    const parsed = envelope.rows[row];
+    if (!isObject(parsed)) return;
+    if (parsed[pk] === null || parsed[pk] === undefined) {
+      if (!rejected.has(row)) rejected.set(row, { row, code: 'PRIMARY_KEY_MISSING', message: `primary key ${pk} is missing or null` });
+      return;
+    }
+    const m = objectMembers(text).filter((x) => JSON.parse(x.rawKey) === pk).pop()!;
+    const raw = text.slice(m.valueStart, m.valueEnd);
+    const identity = raw.startsWith('"') ? `s${JSON.parse(raw) as string}` : `v${raw}`;
+    const first = seen.get(identity);
+    if (first !== undefined) {
+      throw refuse(400, 'DUPLICATE_PRIMARY_KEY', `primary key ${pk} = ${raw.slice(0, 200)} appears in rows ${first} and ${row}`);
+    }
+    seen.set(identity, row);
+  });
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, requestId: string): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0]!;
+  if (!PATHS.has(path)) throw refuse(404, 'NOT_FOUND', `no endpoint at ${path}; POST to /v2/stream`);
+  if (req.method !== 'POST') throw refuse(405, 'METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed; use POST`);
+  checkAuth(req, ctx.keyDigest);
+  const encoding = checkHeaders(req);
+  const text = await bodyText(req, encoding, ctx.limits.maxBytes);
+  const envelope = parseEnvelope(text, ctx.limits);
+
+  const rejected = new Map<number, RowError>();
+  envelope.rowTexts.forEach((rowText, row) => {
+    const problem = rowProblem(envelope.rows[row], rowText, ctx.limits);
+    if (problem) rejected.set(row, { row, ...problem });
+  });
+  const warnings: string[] = [];
+  if (envelope.mode === 'merge') {
+    checkMergeKeys(envelope, rejected);
+    // DuckLake has no unique keys either; the dev sink keeps every version and leaves "latest per key" to views.
+    warnings.push('the dev sink stores merge requests as appends: every version of a key is kept');
+  }
+
+  const valid: number[] = [];
+  envelope.rowTexts.forEach((_, row) => {
+    if (!rejected.has(row)) valid.push(row);
+  });
+  const result = await ctx.store.append(envelope.table, valid.map((row) => envelope.rowTexts[row]!), { requestId, receivedAt: new Date() });
+  for (const r of result.rejected) rejected.set(valid[r.index]!, { row: valid[r.index]!, code: r.code, message: r.message });
+  warnings.push(...result.warnings);
+
+  const errors = [...rejected.values()].sort((a, b) => a.row - b.row);
+  const target = parseTarget(envelope.table);
+  if (errors.length > 0) ctx.logger?.info({ requestId, table: envelope.table, rejectedRows: errors.length, firstError: errors[0] }, 'dev sink rejected rows');
+  sendJson(res, 200, {
+    success: true,
+    request_id: requestId,
+    stream_id: `devsink:${target.key}`,
+    table: envelope.table,
+    accepted: true,
+    successful_rows: result.stored,
+    rejected_rows: errors.length,
+    partitions: result.stored > 0 ? 1 : 0,
+    ...(envelope.wait ? { snapshot_id: result.snapshotId } : {}),
+    warnings,
+    errors,
+  });
+}
+
+function fail(res: ServerResponse, err: unknown, requestId: string, logger: Logger | undefined): void {
+  const status = isAppError(err) && typeof err.details?.status === 'number' ? err.details.status : 500;
+  const reason = isAppError(err) && typeof err.details?.reason === 'string' ? err.details.reason : 'INTERNAL';
+  if (status === 500) logger?.error({ err, requestId }, 'dev sink failed to store a request');
+  const headers: Record<string, string> = status === 405 ? { allow: 'POST' } : {};
+  const message = err instanceof Error ? err.message : String(err);
+  sendJson(res, status, { success: false, request_id: requestId, errors: [{ code: reason, message }] }, headers);
+}
+
+export async function startDevSink(options: DevSinkOptions): Promise<DevSink> {
+  const host = options.host ?? '127.0.0.1';
+  const limits: StreamLimits = { ...STREAM_LIMITS, ...options.limits };
+  const store = await DevSinkStore.open(options.dbPath);
+  const ctx: Context = { store, limits, keyDigest: digest(options.apiKey), logger: options.logger };
+
+  const server: Server = createServer((req, res) => {
+    const requestId = randomUUID();
+    handle(req, res, ctx, requestId).catch((err: unknown) => fail(res, err, requestId, ctx.logger));
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await store.close();
+    throw new AppError('CONFIG_INVALID', `dev sink cannot listen on ${host}:${options.port}: ${(err as Error).message}`, { cause: err });
+  }
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${urlHost}:${port}/v2/stream`,
+    port,
+    store,
+    close: () => {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
