@@ -37,7 +37,7 @@ export function prepareRow(rowJson: string, limits: StreamLimits, mayNest: boole
   let json = rowJson;
   let stringified: string[] = [];
   // record depth = 1 + depth of the row object's deepest value; the row object itself is the record.
-  if (mayNest && jsonDepth(rowJson) > limits.maxDepth) {
+  if (mayNest && !shallowerThanBrackets(rowJson, limits.maxDepth) && jsonDepth(rowJson) > limits.maxDepth) {
     const result = stringifyDeepMembers(rowJson, limits.maxDepth - 1);
     json = result.json;
     stringified = result.stringified;
@@ -54,6 +54,18 @@ export function prepareRow(rowJson: string, limits: StreamLimits, mayNest: boole
     }
   }
   return { json, stringified };
+}
+
+/**
+ * True when the text holds at most `limit` opening brackets (inside strings or not), so its nesting depth cannot
+ * exceed `limit`. Native searches make this far cheaper than the character-by-character depth scan, which then
+ * runs only for rows with many brackets.
+ */
+function shallowerThanBrackets(text: string, limit: number): boolean {
+  let opens = 0;
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++opens > limit) return false;
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++opens > limit) return false;
+  return true;
 }
 
 function stringifyDeepMembers(rowJson: string, maxValueDepth: number): PreparedRow {

@@ -1,0 +1,59 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface ReceiverCounts {
+  rows: number;
+  requests: number;
+  /** CPU the receiver process has used since it started. */
+  cpuSeconds: number;
+}
+
+/** Handle on the receiver child process (bench/receiver.ts). */
+export interface ReceiverChild {
+  url: string;
+  reset(): Promise<void>;
+  counts(): Promise<ReceiverCounts>;
+  close(): Promise<void>;
+}
+
+function nextMessage<T>(child: ChildProcess, accept: (m: Record<string, unknown>) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown): void => {
+      if (typeof m === 'object' && m !== null && accept(m as Record<string, unknown>)) {
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        resolve(m as T);
+      }
+    };
+    const onExit = (code: number | null): void => reject(new Error(`receiver process exited with code ${code}`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+/** Forks the receiver with this process's loader flags (tsx), so the child runs the TypeScript file as is. */
+export async function startReceiverChild(): Promise<ReceiverChild> {
+  const child = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { port } = await nextMessage<{ port: number }>(child, (m) => typeof m.port === 'number');
+  return {
+    url: `http://127.0.0.1:${port}/v2/stream`,
+    reset: async () => {
+      const done = nextMessage(child, (m) => m.reset === true);
+      child.send({ type: 'reset' });
+      await done;
+    },
+    counts: async () => {
+      const reply = nextMessage<ReceiverCounts>(child, (m) => typeof m.rows === 'number');
+      child.send({ type: 'count' });
+      return reply;
+    },
+    close: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.disconnect();
+      const timer = setTimeout(() => child.kill(), 2000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

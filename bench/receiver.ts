@@ -1,0 +1,68 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A Stream API stand-in run as a child process, so that parsing request bodies does not compete with the pipeline
+ * for its event loop. It parses every body as a real server would and counts rows per target table.
+ *
+ * IPC: sends `{ port }` once listening; answers `{ type: 'count' }` with `{ rows, requests, cpuSeconds }` and
+ * `{ type: 'reset' }` by zeroing the counters.
+ */
+let rows = 0;
+let requests = 0;
+let counter = 0;
+
+const server = createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    let body: { data: unknown; config: { table: string } };
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ success: false, errors: ['body is not JSON'] }));
+      return;
+    }
+    const n = Array.isArray(body.data) ? body.data.length : 1;
+    rows += n;
+    requests += 1;
+    counter += 1;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        success: true,
+        request_id: `bench-${counter}`,
+        stream_id: 'bench',
+        table: body.config.table,
+        accepted: true,
+        successful_rows: n,
+        rejected_rows: 0,
+        partitions: 1,
+        warnings: [],
+        errors: [],
+      }),
+    );
+  });
+});
+
+server.keepAliveTimeout = 60_000;
+server.listen(0, '127.0.0.1', () => {
+  process.send?.({ port: (server.address() as AddressInfo).port });
+});
+
+process.on('message', (msg: { type: string }) => {
+  if (msg.type === 'count') {
+    const cpu = process.cpuUsage();
+    process.send?.({ rows, requests, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+  }
+  if (msg.type === 'reset') {
+    rows = 0;
+    requests = 0;
+    process.send?.({ reset: true });
+  }
+});
+process.on('disconnect', () => {
+  server.closeAllConnections();
+  server.close();
+});
