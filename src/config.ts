@@ -53,7 +53,9 @@ const tableSchema = z
   .object({
     name: qualifiedName,
     primaryKey: z.array(z.string().min(1)).min(1).optional(),
-    watermark: z.string().min(1),
+    /** `watermark` polls by a watermark column; `cdc` streams changes from the source's replication slot. */
+    mode: z.enum(['watermark', 'cdc']).optional(),
+    watermark: z.string().min(1).optional(),
     every: duration.optional(),
     cron: cron.optional(),
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
@@ -72,6 +74,25 @@ const tableSchema = z
   .strict()
   .refine((t) => !(t.every !== undefined && t.cron !== undefined), { message: 'set either every or cron, not both' });
 
+const slotName = z.string().regex(/^[a-z0-9_]{1,63}$/, 'use 1-63 lower-case letters, digits and _');
+
+const cdcSchema = z
+  .object({
+    publication: slotName.optional(),
+    slot: slotName.optional(),
+    /** How often the stream reader is started when none is running. */
+    every: duration.default(1000),
+    /** A reader hands over after this long, so work moves between processes and the dashboard shows progress. */
+    maxRunTime: duration.default(60_000),
+    /** Keys per push job. */
+    batchKeys: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+    /** Changes are enqueued at least this often while the stream is busy. */
+    flushInterval: duration.default(500),
+    /** Log a warning when the slot holds back more WAL than this. */
+    lagWarningBytes: z.number().int().min(0).default(1024 * 1024 * 1024),
+  })
+  .strict();
+
 const sourceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
@@ -79,6 +100,9 @@ const sourceSchema = z
     url: z.string().min(1),
     poolSize: z.number().int().min(1).max(64).default(4),
     statementTimeout: duration.default(300_000),
+    /** Default mode for the source's tables. */
+    mode: z.enum(['watermark', 'cdc']).default('watermark'),
+    cdc: cdcSchema.optional(),
     tables: z.array(tableSchema).min(1),
   })
   .strict();
@@ -150,13 +174,16 @@ const configSchema = z
 type RawConfig = z.infer<typeof configSchema>;
 type RawTable = RawConfig['sources'][number]['tables'][number];
 
-export interface TableConfig extends Omit<RawTable, 'target' | 'every'> {
+export interface TableConfig extends Omit<RawTable, 'target' | 'every' | 'mode'> {
   source: string;
   target: string;
+  mode: 'watermark' | 'cdc';
   /** Interval in ms; when neither every nor cron is set the default is 30 s. */
   every?: number | undefined;
 }
-export type SourceConfig = Omit<RawConfig['sources'][number], 'tables'> & { tables: TableConfig[] };
+type RawCdc = z.infer<typeof cdcSchema>;
+export type CdcConfig = Omit<RawCdc, 'publication' | 'slot'> & { publication: string; slot: string };
+export type SourceConfig = Omit<RawConfig['sources'][number], 'tables' | 'cdc'> & { tables: TableConfig[]; cdc: CdcConfig };
 export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
 
 const DEFAULT_EVERY_MS = 30_000;
@@ -231,6 +258,13 @@ function crossChecks(cfg: RawConfig): string[] {
     names.add(s.name);
     const tables = new Set<string>();
     s.tables.forEach((t, j) => {
+      const mode = t.mode ?? s.mode;
+      if (mode === 'watermark' && t.watermark === undefined) {
+        problems.push(`sources[${i}].tables[${j}].watermark: required in watermark mode (or set mode: cdc)`);
+      }
+      if (mode === 'cdc' && (t.watermark !== undefined || t.every !== undefined || t.cron !== undefined || t.safetyLag !== 0)) {
+        problems.push(`sources[${i}].tables[${j}]: watermark, every, cron and safetyLag do not apply to mode cdc (the source's cdc settings do)`);
+      }
       if (tables.has(t.name)) problems.push(`sources[${i}].tables[${j}].name: table ${t.name} is configured twice`);
       tables.add(t.name);
     });
@@ -281,8 +315,15 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
     ...cfg,
     sources: cfg.sources.map((s) => ({
       ...s,
+      cdc: {
+        ...cdcSchema.parse({}),
+        ...s.cdc,
+        publication: s.cdc?.publication ?? `pushsync_${s.name.toLowerCase().replace(/-/g, '_')}`,
+        slot: s.cdc?.slot ?? `pushsync_${s.name.toLowerCase().replace(/-/g, '_')}`,
+      },
       tables: s.tables.map((t) => ({
         ...t,
+        mode: t.mode ?? s.mode,
         source: s.name,
         target: t.target ?? defaultTarget(s.name, t.name),
         every: t.cron === undefined ? (t.every ?? DEFAULT_EVERY_MS) : undefined,

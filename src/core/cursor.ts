@@ -9,8 +9,11 @@ import { AppError } from './errors.js';
  * the initial backfill: a NULL watermark cannot tell that a row changed), then every other row in
  * (watermark, primary key) order. The primary key breaks ties, so any number of rows sharing one watermark
  * value page correctly.
+ *
+ * Tables synced by change data capture have no watermark: their initial snapshot reads the whole table in primary-key
+ * order, the `pk` phase.
  */
-export type Phase = 'null' | 'wm';
+export type Phase = 'null' | 'wm' | 'pk';
 
 export interface Position {
   /** Watermark value as text; null in the `null` phase. */
@@ -33,6 +36,7 @@ export interface KeyRange {
 }
 
 export const START_CURSOR: Cursor = { phase: 'null', after: null };
+export const SNAPSHOT_START_CURSOR: Cursor = { phase: 'pk', after: null };
 
 export function cursorAfterRange(range: KeyRange): Cursor {
   return { phase: range.phase, after: range.hi };
@@ -59,8 +63,8 @@ export function serializeCursor(cursor: Cursor): string {
 }
 
 /** Parses a stored cursor; anything malformed is an error, never silently a fresh start (which would re-send). */
-export function parseCursor(text: string | null, where: string): Cursor {
-  if (text === null) return START_CURSOR;
+export function parseCursor(text: string | null, where: string, start: Cursor = START_CURSOR): Cursor {
+  if (text === null) return start;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -72,10 +76,10 @@ export function parseCursor(text: string | null, where: string): Cursor {
     typeof c !== 'object' ||
     c === null ||
     c.v !== 1 ||
-    (c.phase !== 'null' && c.phase !== 'wm') ||
+    (c.phase !== 'null' && c.phase !== 'wm' && c.phase !== 'pk') ||
     !(c.after === null || isPosition(c.after)) ||
     // A position's watermark is set exactly in the `wm` phase: anything else was not written by serializeCursor.
-    (c.after !== null && ((c.after as Position).wm === null) !== (c.phase === 'null'))
+    (c.after !== null && ((c.after as Position).wm !== null) !== (c.phase === 'wm'))
   ) {
     throw new AppError('CURSOR_INVALID', `stored cursor for ${where} has an unknown shape: ${text.slice(0, 200)}`);
   }

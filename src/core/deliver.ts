@@ -1,6 +1,6 @@
 import { AppError, isAppError } from './errors.js';
 import { BatchPacker, prepareRow, type StreamLimits } from './batching.js';
-import { buildRecord, type Operation } from './record.js';
+import { recordEncoder, type Operation } from './record.js';
 import { sortableWatermark } from './ordering.js';
 import type { KeyRange, Position } from './cursor.js';
 import type { Destination, TableReader } from './ports.js';
@@ -18,6 +18,10 @@ export interface DeliverParams {
   envelopeBytes: number;
   /** Rows read per query. */
   readRows: number;
+  /** Operation of rows not soft-deleted. @defaultValue 'upsert' */
+  op?: Operation | undefined;
+  /** One `_ordering` for every row instead of the watermark's (a CDC table's snapshot). */
+  ordering?: string | undefined;
   now?: () => Date;
   /**
    * Called after each accepted request with the last delivered position, before the next request is sent, so a
@@ -93,12 +97,14 @@ export async function deliverRange(p: DeliverParams): Promise<DeliverResult> {
     if (chunk.length === 0) break;
     const extractedAt = now().toISOString();
     const ctx = { source: p.source, table: p.table, extractedAt };
+    const encodeLive = recordEncoder(p.op ?? 'upsert', ctx);
+    const encodeDeleted = recordEncoder('delete', ctx);
     for (const row of chunk) {
       let record: string;
       try {
         const prepared = prepareRow(row.json, p.limits, p.reader.shape.mayNest);
-        const op: Operation = row.deleted ? 'delete' : 'upsert';
-        record = buildRecord(prepared.json, op, sortableWatermark(row.position.wm, p.reader.shape.watermarkKind), ctx);
+        const encode = row.deleted ? encodeDeleted : encodeLive;
+        record = encode(prepared.json, p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind));
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
         failures.push({ resumeAfter: delivered, error: err, keys: [row.position.pk] });

@@ -13,7 +13,8 @@ export interface TableSpec {
   name: string;
   /** Primary-key columns; when omitted the source reads the table's own primary key. */
   primaryKey?: string[] | undefined;
-  watermark: string;
+  /** The watermark column; absent for tables synced by change data capture, which are read by primary key. */
+  watermark?: string | undefined;
   /** Rows matching this are sent with `_op = delete`: a column (true or non-null means deleted) or a SQL condition. */
   softDelete?: { column?: string | undefined; condition?: string | undefined } | undefined;
 }
@@ -26,9 +27,12 @@ export interface ColumnInfo {
 
 /** A table as the source found it: resolved names and what the encoder needs. */
 export interface TableShape {
+  /** Schema and name as the catalog spells them, to match change streams. */
+  schema: string;
+  relname: string;
   columns: ColumnInfo[];
   primaryKey: string[];
-  watermark: string;
+  watermark: string | null;
   watermarkKind: WatermarkKind;
   /** False when no column can hold nested JSON, which lets the encoder skip the depth scan. */
   mayNest: boolean;
@@ -39,6 +43,13 @@ export interface SourceRow {
   /** The row as a JSON object text, values already in their documented encoding. */
   json: string;
   /** True when the table's soft-delete rule marks the row deleted. */
+  deleted: boolean;
+}
+
+export interface KeyedRow {
+  /** Index into the keys asked for. */
+  index: number;
+  json: string;
   deleted: boolean;
 }
 
@@ -63,6 +74,10 @@ export interface TableReader {
   readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
   /** Rows whose watermark is NULL: sent once during the initial backfill only. */
   countNullWatermark(): Promise<number>;
+  /** The rows that still exist among `keys` (primary-key values as text), each with the index of its key. */
+  readKeys(keys: readonly string[][]): Promise<KeyedRow[]>;
+  /** JSON objects holding only the key columns, encoded like rows, in the order of `keys` (for delete records). */
+  keyJson(keys: readonly string[][]): Promise<string[]>;
 }
 
 export interface Source {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * The record contract: every row sent to the Stream API is the source row's columns plus these metadata fields.
@@ -20,11 +20,19 @@ export interface RecordContext {
  * Deterministic event id: the same row version (same columns, same values) always gets the same id, so a batch
  * re-sent after an ambiguous failure is removable downstream with `QUALIFY row_number() OVER (PARTITION BY
  * _event_id ...) = 1`. The id covers the row's content, not only its key and watermark, so a row rewritten without
- * moving its watermark still counts as a new version.
+ * moving its watermark still counts as a new version; and it covers the ordering value, so two changes of a key
+ * that read the same content (an update, a delete, then the same row again) stay distinct.
  */
-export function eventId(source: string, table: string, op: Operation, rowJson: string): string {
-  return createHash('sha256').update(source).update('\0').update(table).update('\0').update(op).update('\0')
-    .update(rowJson).digest('hex').slice(0, 32);
+export function eventId(source: string, table: string, op: Operation, rowJson: string, ordering: string | null = null): string {
+  return hashedId(`${source}\0${table}\0${op}\0${ordering ?? ''}\0`, rowJson);
+}
+
+/**
+ * One-shot hashing of the prefix and the row as one string: the same bytes as hashing the parts in turn (the NUL
+ * separators keep the UTF-8 encoding of each part unchanged), at half the cost of a Hash object per row.
+ */
+function hashedId(prefix: string, rowJson: string): string {
+  return hash('sha256', prefix + rowJson, 'hex').slice(0, 32);
 }
 
 const enc = (s: string): string => JSON.stringify(s);
@@ -36,10 +44,20 @@ export function buildRecord(
   ordering: string | null,
   ctx: RecordContext,
 ): string {
-  const id = eventId(ctx.source, ctx.table, op, rowJson);
-  const head =
-    `{"_op":${enc(op)},"_event_id":"${id}","_ordering":${ordering === null ? 'null' : enc(ordering)},` +
-    `"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`;
-  const body = rowJson.trimStart().slice(1).trimStart();
-  return body.startsWith('}') ? `${head}}` : `${head},${body}`;
+  return recordEncoder(op, ctx)(rowJson, ordering);
+}
+
+/**
+ * `buildRecord` for many rows of one operation and context: the metadata every row shares is encoded once, which
+ * matters at hundreds of thousands of rows per second.
+ */
+export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: string, ordering: string | null) => string {
+  const idPrefix = `${ctx.source}\0${ctx.table}\0${op}\0`;
+  const start = `{"_op":${enc(op)},"_event_id":"`;
+  const shared = `,"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`;
+  return (rowJson, ordering) => {
+    const head = `${start}${hashedId(`${idPrefix}${ordering ?? ''}\0`, rowJson)}","_ordering":${ordering === null ? 'null' : enc(ordering)}${shared}`;
+    const body = rowJson.trimStart().slice(1).trimStart();
+    return body.startsWith('}') ? `${head}}` : `${head},${body}`;
+  };
 }

@@ -16,6 +16,7 @@ export interface Metrics {
   syncLag: Gauge<'source' | 'table'>;
   pendingBatches: Gauge<'source' | 'table'>;
   queueJobs: Gauge<'queue' | 'state'>;
+  slotLag: Gauge<'source' | 'slot'>;
 }
 
 export function createMetrics(): Metrics {
@@ -44,5 +45,6 @@ export function createMetrics(): Metrics {
     }),
     pendingBatches: new Gauge({ name: 'pending_batches', help: 'Push jobs enqueued and not yet delivered (includes the failed set)', labelNames: labels, registers: [registry] }),
     queueJobs: new Gauge({ name: 'queue_jobs', help: 'Jobs per queue and state', labelNames: ['queue', 'state'], registers: [registry] }),
+    slotLag: new Gauge({ name: 'cdc_slot_lag_bytes', help: 'WAL bytes a replication slot holds back (current position minus confirmed)', labelNames: ['source', 'slot'], registers: [registry] }),
   };
 }

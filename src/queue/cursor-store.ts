@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { AppError } from '../core/errors.js';
-import { parseCursor, serializeCursor, type Cursor } from '../core/cursor.js';
+import { START_CURSOR, parseCursor, serializeCursor, type Cursor } from '../core/cursor.js';
 import type { CursorStore, StoredCursor } from '../core/extract.js';
 
 /** Compare-and-set: write ARGV[2] only when the key still holds ARGV[1] ('' meaning absent). */
@@ -18,11 +18,13 @@ export class RedisCursorStore implements CursorStore {
     private readonly redis: Redis,
     private readonly key: string,
     private readonly where: string,
+    /** Where a table without a stored cursor starts. */
+    private readonly start: Cursor = START_CURSOR,
   ) {}
 
   async load(): Promise<StoredCursor> {
     const text = await this.redis.get(this.key);
-    return { cursor: parseCursor(text, this.where), version: text };
+    return { cursor: parseCursor(text, this.where, this.start), version: text };
   }
 
   async save(expected: StoredCursor, next: Cursor): Promise<StoredCursor> {

@@ -19,9 +19,13 @@ export interface DeadLetter {
 
 function describe(job: Job): DeadLetter {
   const parsed = pushJobSchema.safeParse(job.data);
-  const range = parsed.success
-    ? `${parsed.data.range.phase} (${parsed.data.range.lo ? JSON.stringify(parsed.data.range.lo) : 'start'}, ${JSON.stringify(parsed.data.range.hi)}]`
-    : 'unreadable payload';
+  const d = parsed.success ? parsed.data : undefined;
+  const range =
+    d === undefined
+      ? 'unreadable payload'
+      : 'changes' in d
+        ? `${d.changes.length} change(s), ${d.changes[0]!.ordering} … ${d.changes[d.changes.length - 1]!.ordering}`
+        : `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
   return {
     id: String(job.id),
     name: job.name,

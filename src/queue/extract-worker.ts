@@ -11,18 +11,22 @@ import { PendingSet } from './pending.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
 import { backoffStrategy, toJobError } from './backoff-strategy.js';
+import { runCdc, type CdcOutcome } from './cdc-worker.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
   skipped?: 'locked';
 }
 
+type Outcome = ExtractOutcome | CdcOutcome;
+
 /** Polls backpressure at this interval while a table's backlog is full. */
 const CAPACITY_POLL_MS = 500;
 
-export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<ExtractOutcome> {
+export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<Outcome> {
   const parsed = extractJobSchema.safeParse(job.data);
   if (!parsed.success) throw new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`);
   const { source: sourceName, table: tableName } = parsed.data;
+  if (parsed.data.kind === 'cdc') return runCdc(ctx, job, sourceName, parsed.data.reason === 'once', stopping);
   const table = findTable(ctx.config, sourceName, tableName);
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName });
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName));

@@ -16,27 +16,51 @@ const position = z.object({ wm: z.string().nullable(), pk: z.array(z.string()).m
 
 export const extractJobSchema = z.object({
   v: z.literal(1),
+  /** `table`: page one table by its watermark; `cdc`: read the source's replication stream. */
+  kind: z.enum(['table', 'cdc']).default('table'),
   source: z.string(),
+  /** Empty for `cdc` runs, which cover every CDC table of the source. */
   table: z.string(),
   /** Why the run was started: `schedule`, `once`, `manual`. */
   reason: z.string().default('schedule'),
 });
-export type ExtractJob = z.infer<typeof extractJobSchema>;
+export type ExtractJob = z.input<typeof extractJobSchema>;
 
-export const pushJobSchema = z.object({
+const pushBase = {
   v: z.literal(1),
   source: z.string(),
   table: z.string(),
   target: z.string(),
-  range: z.object({ phase: z.enum(['null', 'wm']), lo: position.nullable(), hi: position }),
-  /** Rows in the range when it was cut (the range is re-read at push time, so the sent count can differ). */
+  /** Rows (or changes) when the job was cut; ranges are re-read at push time, so the sent count can differ. */
   rows: z.number().int(),
-  /** When the range was cut, ISO-8601: the age of undelivered data. */
+  /** When the job was cut, ISO-8601: the age of undelivered data. */
   cutAt: z.string(),
+};
+
+/** A key range of a table, read when sent. */
+export const rangePushSchema = z.object({
+  ...pushBase,
+  range: z.object({ phase: z.enum(['null', 'wm', 'pk']), lo: position.nullable(), hi: position }),
+  /** Operation for rows not soft-deleted; a CDC table's snapshot sends `snapshot`. */
+  op: z.enum(['upsert', 'snapshot']).optional(),
+  /** One `_ordering` for every row (a CDC table's snapshot), instead of the watermark's. */
+  ordering: z.string().optional(),
   /** Resume point after a partially delivered attempt. */
   resumeAfter: position.nullable().optional(),
 });
-export type PushJob = z.infer<typeof pushJobSchema>;
+
+/** Changes from a replication stream: keys only, rows are read when sent. */
+export const changesPushSchema = z.object({
+  ...pushBase,
+  changes: z.array(z.object({ op: z.enum(['insert', 'update', 'delete']), pk: z.array(z.string()).min(1), ordering: z.string() })).min(1),
+  /** Index of the first change not yet delivered, after a partially delivered attempt. */
+  resumeAt: z.number().int().min(0).optional(),
+});
+
+export const pushJobSchema = z.union([rangePushSchema, changesPushSchema]);
+export type RangePushJob = z.infer<typeof rangePushSchema>;
+export type ChangesPushJob = z.infer<typeof changesPushSchema>;
+export type PushJob = RangePushJob | ChangesPushJob;
 
 /** Keep recent history for the dashboard without letting Redis grow. */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 1000 };

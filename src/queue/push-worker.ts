@@ -1,10 +1,11 @@
 import { Worker, type Job } from 'bullmq';
-import { deliverRange, type DeliverResult } from '../core/deliver.js';
+import { deliverRange } from '../core/deliver.js';
+import { deliverChanges } from '../core/deliver-changes.js';
 import { AppError, toAppError } from '../core/errors.js';
 import { envelopeBytes, STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
 import type { Position } from '../core/cursor.js';
 import type { PipelineContext } from './context.js';
-import { findSource } from './context.js';
+import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
 import { PUSH_QUEUE, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
@@ -14,8 +15,11 @@ function limitsOf(ctx: PipelineContext): StreamLimits {
   return { ...STREAM_LIMITS, maxRows: ctx.config.destination.maxRows, maxBytes: ctx.config.destination.maxBytes };
 }
 
-/** Reads the job's range from the source and sends it; progress inside the range is saved on the job. */
-export async function runPush(ctx: PipelineContext, job: Job): Promise<DeliverResult> {
+/**
+ * Reads the job's rows from the source (a key range, or the keys of streamed changes) and sends them; progress
+ * inside the job is saved on the job after every accepted request.
+ */
+export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: number; requests: number }> {
   const parsed = pushJobSchema.safeParse(job.data);
   if (!parsed.success) throw toJobError(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`));
   const data = parsed.data;
@@ -23,31 +27,48 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<DeliverRe
   const log = ctx.logger.child({ queue: PUSH_QUEUE, jobId: job.id, source: data.source, table: data.table });
   const limits = limitsOf(ctx);
   try {
-    const table = ctx.config.sources.find((s) => s.name === data.source)?.tables.find((t) => t.name === data.table);
-    if (!table) throw new AppError('JOB_INVALID', `push job names ${data.source}.${data.table}, which is not in the configuration`);
+    const table = findTable(ctx.config, data.source, data.table);
     const reader = await findSource(ctx, data.source).table(tableSpec(table));
-    const result = await deliverRange({
+    const common = {
       reader,
       destination: ctx.destination,
-      range: data.range,
-      resumeAfter: data.resumeAfter ?? null,
       source: data.source,
       table: data.table,
       target: data.target,
       limits,
       envelopeBytes: envelopeBytes({ table: data.target, mode: 'append', wait: ctx.config.destination.wait, tags: { source: 'pushsync', ...ctx.config.destination.tags } }) + 64,
-      readRows: Math.min(limits.maxRows, 5000),
-      onDelivered: async (after: Position | null, rows: number, latencyMs: number) => {
-        // Invariant: the resume point is stored before the next request, so a retry never re-sends less than
-        // what was not acknowledged.
-        await job.updateData({ ...data, resumeAfter: after });
-        if (rows > 0) {
-          ctx.metrics.rowsPushed.inc(labels, rows);
-          ctx.metrics.batchesPushed.inc(labels);
-          ctx.metrics.pushLatency.observe(labels, latencyMs);
-        }
-      },
-    });
+    };
+    const counted = (rows: number, latencyMs: number): void => {
+      if (rows === 0) return;
+      ctx.metrics.rowsPushed.inc(labels, rows);
+      ctx.metrics.batchesPushed.inc(labels);
+      ctx.metrics.pushLatency.observe(labels, latencyMs);
+    };
+    // Invariant: the resume point is stored before the next request, so a retry never re-sends less than what was
+    // not acknowledged.
+    const result =
+      'changes' in data
+        ? await deliverChanges({
+            ...common,
+            changes: data.changes,
+            resumeAt: data.resumeAt ?? 0,
+            onDelivered: async (resumeAt: number, rows: number, latencyMs: number) => {
+              await job.updateData({ ...data, resumeAt });
+              counted(rows, latencyMs);
+            },
+          })
+        : await deliverRange({
+            ...common,
+            range: data.range,
+            resumeAfter: data.resumeAfter ?? null,
+            op: data.op,
+            ordering: data.ordering,
+            readRows: Math.min(limits.maxRows, 5000),
+            onDelivered: async (after: Position | null, rows: number, latencyMs: number) => {
+              await job.updateData({ ...data, resumeAfter: after });
+              counted(rows, latencyMs);
+            },
+          });
     await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
     return result;
   } catch (err) {

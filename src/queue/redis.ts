@@ -25,6 +25,11 @@ export class Keys {
     return `${this.prefix}:pending:${source}:${table}`;
   }
 
+  /** Hash of a replication slot's facts: where it started, what pushsync acknowledged, which snapshots are done. */
+  cdcState(source: string, slot: string): string {
+    return `${this.prefix}:cdc:${source}:${slot}`;
+  }
+
   /** Hash of per-table facts: last caught-up run, last error. */
   state(source: string, table: string): string {
     return `${this.prefix}:state:${source}:${table}`;

@@ -39,7 +39,14 @@ export async function runOnce(
   const runTag = Date.now().toString(36);
   const tables = allTables(config);
   const ids: string[] = [];
-  for (const [i, t] of tables.entries()) {
+  for (const s of config.sources.filter((x) => x.tables.some((t) => t.mode === 'cdc'))) {
+    // Reads the stream up to the position current now, then ends.
+    const data: ExtractJob = { v: 1, kind: 'cdc', source: s.name, table: '', reason: 'once' };
+    const id = `once-${runTag}-cdc-${s.name}`;
+    ids.push(id);
+    await queues.extract.add(`${s.name} (cdc)`, data, { ...extractJobOptions(config.extract.attempts), jobId: id });
+  }
+  for (const [i, t] of tables.filter((x) => x.mode === 'watermark').entries()) {
     const data: ExtractJob = { v: 1, source: t.source, table: t.name, reason: 'once' };
     const id = `once-${runTag}-${i}`;
     ids.push(id);

@@ -16,7 +16,18 @@ export function schedulerId(source: string, table: string): string {
  */
 export async function syncSchedules(queue: Queue, config: Config, logger: Logger): Promise<void> {
   const wanted = new Set<string>();
-  for (const t of allTables(config)) {
+  for (const s of config.sources.filter((x) => x.tables.some((t) => t.mode === 'cdc'))) {
+    const id = `${s.name}/cdc`;
+    wanted.add(id);
+    const data: ExtractJob = { v: 1, kind: 'cdc', source: s.name, table: '', reason: 'schedule' };
+    const opts = extractJobOptions(config.extract.attempts);
+    await queue.upsertJobScheduler(id, { every: s.cdc.every }, {
+      name: `${s.name} (cdc)`,
+      data,
+      opts: { attempts: opts.attempts, backoff: opts.backoff, removeOnComplete: opts.removeOnComplete, removeOnFail: opts.removeOnFail },
+    });
+  }
+  for (const t of allTables(config).filter((x) => x.mode === 'watermark')) {
     const id = schedulerId(t.source, t.name);
     wanted.add(id);
     const data: ExtractJob = { v: 1, source: t.source, table: t.name, reason: 'schedule' };

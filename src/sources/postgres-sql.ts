@@ -67,14 +67,15 @@ export interface TableSql {
   /** `"schema"."table"` */
   qualified: string;
   columns: PgColumn[];
-  watermark: PgColumn;
+  /** Null for tables read only by primary key (change data capture). */
+  watermark: PgColumn | null;
   primaryKey: PgColumn[];
   /** SQL expression over alias `t` that is true for soft-deleted rows; absent when the table has none. */
   deleted?: string | undefined;
 }
 
 function keyColumns(t: TableSql, phase: Phase): PgColumn[] {
-  return phase === 'wm' ? [t.watermark, ...t.primaryKey] : t.primaryKey;
+  return phase === 'wm' ? [t.watermark!, ...t.primaryKey] : t.primaryKey;
 }
 
 function positionValues(p: Position, phase: Phase): string[] {
@@ -92,7 +93,7 @@ function compare(cols: PgColumn[], op: string, values: string[], params: unknown
 }
 
 function keySelect(t: TableSql, phase: Phase): string {
-  const wm = phase === 'wm' ? [`t.${quoteIdent(t.watermark.name)}::text AS "__w"`] : [];
+  const wm = phase === 'wm' ? [`t.${quoteIdent(t.watermark!.name)}::text AS "__w"`] : [];
   return [...wm, ...t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)}::text AS "__k${i}"`)].join(', ');
 }
 
@@ -101,6 +102,7 @@ function orderBy(t: TableSql, phase: Phase): string {
 }
 
 function phaseFilter(t: TableSql, phase: Phase): string {
+  if (phase === 'pk' || t.watermark === null) return 'TRUE';
   return `t.${quoteIdent(t.watermark.name)} IS ${phase === 'wm' ? 'NOT ' : ''}NULL`;
 }
 
@@ -117,7 +119,7 @@ export function nextRangeQuery(t: TableSql, phase: Phase, after: Position | null
   const values: unknown[] = [];
   const where = [phaseFilter(t, phase)];
   if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
-  if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark], '<', [upperBound], values));
+  if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark!], '<', [upperBound], values));
   values.push(limit);
   return {
     text: `SELECT ${keySelect(t, phase)} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
@@ -134,9 +136,10 @@ export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null
   values.push(limit);
   const projection = t.columns.map((c) => columnExpr(c)).join(', ');
   const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
+  // `r.*`, not `r`: a bare `r` is ambiguous when the table has a column named r.
   return {
     text:
-      `SELECT ${keySelect(t, phase)}, to_json(r)::text AS "__j"${deleted} FROM ${t.qualified} t, LATERAL (SELECT ${projection}) r ` +
+      `SELECT ${keySelect(t, phase)}, to_json(r.*)::text AS "__j"${deleted} FROM ${t.qualified} t, LATERAL (SELECT ${projection}) r ` +
       `WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
     values,
   };
@@ -185,7 +188,8 @@ WHERE i.indrelid = $1::regclass AND i.indisprimary
 ORDER BY k.ord`;
 
 export const RESOLVE_TABLE_SQL = `
-SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified, c.relkind AS kind
+SELECT c.oid::text AS oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified, c.relkind AS kind,
+       n.nspname AS schema, c.relname AS relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)`;
 
@@ -219,4 +223,49 @@ export function softDeleteExpr(soft: { column?: PgColumn | undefined; condition?
   }
   if (soft.condition) return `COALESCE((SELECT (${soft.condition}) FROM (SELECT t.*) AS row_), false)`;
   return undefined;
+}
+
+function unnestKeys(t: TableSql, keys: readonly string[][], values: unknown[]): string {
+  return t.primaryKey
+    .map((c, i) => {
+      values.push(keys.map((k) => k[i]));
+      return `$${values.length}::text[]::${c.castType}[]`;
+    })
+    .join(', ');
+}
+
+/**
+ * Full rows for a list of primary keys (change data capture re-reads changed rows by key when it sends them). Each
+ * row comes with the 1-based index of the key that found it: key texts from a replication stream need not be
+ * spelled like this session's (a timestamp's offset), but they compare equal once cast.
+ */
+export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
+  const values: unknown[] = [];
+  const names = t.primaryKey.map((_c, i) => `"__k${i}"`);
+  const join = t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)} = k.${names[i]}`).join(' AND ');
+  const projection = t.columns.map((c) => columnExpr(c)).join(', ');
+  const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
+  return {
+    text:
+      `SELECT k."__ord"::text, to_json(r.*)::text AS "__j"${deleted} ` +
+      `FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord") ` +
+      `JOIN ${t.qualified} t ON ${join}, LATERAL (SELECT ${projection}) r`,
+    values,
+  };
+}
+
+/**
+ * The JSON of key columns alone, encoded like full rows, for delete records of rows that no longer exist. Results
+ * come back in the order of `keys`.
+ */
+export function keyJsonQuery(t: TableSql, keys: readonly string[][]): Query {
+  const values: unknown[] = [];
+  const names = t.primaryKey.map((c) => quoteIdent(c.name)).join(', ');
+  const projection = t.primaryKey.map((c) => columnExpr(c)).join(', ');
+  return {
+    text:
+      `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS t(${names}, "__ord"), ` +
+      `LATERAL (SELECT ${projection}) r ORDER BY t."__ord"`,
+    values,
+  };
 }

@@ -3,7 +3,7 @@ import { AppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   DESCRIBE_COLUMNS_SQL,
   PRIMARY_KEY_SQL,
@@ -12,6 +12,8 @@ import {
   mayNest,
   nextRangeQuery,
   readBoundarySql,
+  readKeysQuery,
+  keyJsonQuery,
   softDeleteExpr,
   readRangeQuery,
   watermarkKind,
@@ -134,7 +136,7 @@ class PostgresTable implements TableReader {
     }
     const [row] = resolved;
     if (!row) throw new AppError('SOURCE_SCHEMA', `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`);
-    const [oid, qualified] = row as [string, string];
+    const [oid, qualified, , schema, relname] = row as [string, string, string, string, string];
     const described = await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`);
     const columns = described.map(
       ([name, castType, _type, baseName, category, typtype, elemName]) =>
@@ -155,17 +157,19 @@ class PostgresTable implements TableReader {
       pkNames = pkRows.map(([n]) => `"${(n as string).replace(/"/g, '""')}"`);
     }
     const primaryKey = pkNames.map((n) => findColumn(columns, n, where, 'primaryKey'));
-    const watermark = findColumn(columns, spec.watermark, where, 'watermark');
-    if (primaryKey.some((c) => c.name === watermark.name)) {
+    const watermark = spec.watermark === undefined ? null : findColumn(columns, spec.watermark, where, 'watermark');
+    if (watermark && primaryKey.some((c) => c.name === watermark.name)) {
       throw new AppError('SOURCE_SCHEMA', `${where}: the watermark column ${watermark.name} cannot also be part of the primary key`);
     }
-    const unorderable = [watermark, ...primaryKey].find((c) => ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'].includes(c.baseName));
+    const unorderable = [...(watermark ? [watermark] : []), ...primaryKey].find((c) => ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'].includes(c.baseName));
     if (unorderable) throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
     const shape: TableShape = {
       columns: columns.map((c) => ({ name: c.name, type: declared.get(c.name) ?? c.castType })),
       primaryKey: primaryKey.map((c) => c.name),
-      watermark: watermark.name,
-      watermarkKind: watermarkKind(watermark),
+      schema,
+      relname,
+      watermark: watermark?.name ?? null,
+      watermarkKind: watermark ? watermarkKind(watermark) : 'other',
       mayNest: mayNest(columns),
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
@@ -200,12 +204,24 @@ class PostgresTable implements TableReader {
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
-    if (this.shape.watermarkKind !== 'timestamp') return null;
+    if (this.sql.watermark === null || this.shape.watermarkKind !== 'timestamp') return null;
     const [row] = await this.source.query({ text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] }, `read boundary of ${this.where}`);
     return row?.[0] ?? null;
   }
 
+  async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
+    if (keys.length === 0) return [];
+    const rows = await this.source.query(readKeysQuery(this.sql, keys), `read changed rows of ${this.where}`);
+    return rows.map((r) => ({ index: Number(r[0]) - 1, json: r[1]!, deleted: r[2] === 'true' }));
+  }
+
+  async keyJson(keys: readonly string[][]): Promise<string[]> {
+    if (keys.length === 0) return [];
+    return (await this.source.query(keyJsonQuery(this.sql, keys), `encode deleted keys of ${this.where}`)).map((r) => r[0]!);
+  }
+
   async countNullWatermark(): Promise<number> {
+    if (this.sql.watermark === null) return 0;
     const text = `SELECT count(*)::text FROM ${this.sql.qualified} t WHERE t."${this.sql.watermark.name.replace(/"/g, '""')}" IS NULL`;
     const [row] = await this.source.query({ text, values: [] }, `count NULL watermarks of ${this.where}`);
     return Number(row?.[0] ?? 0);

@@ -41,3 +41,6 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
     await redis.quit();
   }
 }
+
+/** A PostgreSQL with wal_level=logical (scripts/logical-postgres.sh starts one on port 5433). */
+export const LOGICAL_PG_URL = process.env.PUSHSYNC_TEST_LOGICAL_PG_URL ?? 'postgres://postgres@127.0.0.1:5433/test';

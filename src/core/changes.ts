@@ -1,0 +1,98 @@
+import { AppError } from './errors.js';
+import { changeOrdering } from './lsn.js';
+
+/**
+ * Turns a logical replication stream (pgoutput's begin / change / commit messages) into key-level change events.
+ * Only keys travel: the row is read from the table when the change is sent, so the record's values are exact
+ * (same encoding as every other record) and unchanged TOASTed values can never be mistaken for data.
+ */
+export type ChangeOp = 'insert' | 'update' | 'delete';
+
+export interface ChangeEvent {
+  /** `schema.relname` as the catalog spells them. */
+  relation: string;
+  op: ChangeOp;
+  /** Primary-key values as text, in primary-key order. */
+  pk: string[];
+  ordering: string;
+}
+
+/** A tuple as the stream delivers it: column name → text value, null, or undefined (unchanged TOAST). */
+export type Tuple = Record<string, string | null | undefined>;
+
+export interface RelationKeys {
+  primaryKey: string[];
+}
+
+export class ChangeCollector {
+  private commitLsn: string | null = null;
+  private position = 0;
+  private events: ChangeEvent[] = [];
+
+  /** @param relations the watched relations by `schema.relname`; changes of others are ignored. */
+  constructor(private readonly relations: ReadonlyMap<string, RelationKeys>) {}
+
+  get inTransaction(): boolean {
+    return this.commitLsn !== null;
+  }
+
+  begin(commitLsn: string): void {
+    this.commitLsn = commitLsn;
+    this.position = 0;
+    this.events = [];
+  }
+
+  private key(relation: string, tuple: Tuple | null | undefined, keys: RelationKeys, what: string): string[] | null {
+    if (!tuple) return null;
+    const values = keys.primaryKey.map((c) => tuple[c]);
+    if (values.some((v) => v === undefined || v === null)) {
+      throw new AppError(
+        'SOURCE_SCHEMA',
+        `${what} of ${relation} arrived without its primary key (${keys.primaryKey.join(', ')}); ` +
+          `the table needs REPLICA IDENTITY DEFAULT with a primary key, or REPLICA IDENTITY FULL`,
+      );
+    }
+    return values as string[];
+  }
+
+  private push(relation: string, op: ChangeOp, pk: string[]): void {
+    if (this.commitLsn === null) throw new AppError('INTERNAL', 'change outside a transaction in the replication stream');
+    this.position += 1;
+    this.events.push({ relation, op, pk, ordering: changeOrdering(this.commitLsn, this.position) });
+  }
+
+  insert(relation: string, row: Tuple): void {
+    const keys = this.relations.get(relation);
+    if (!keys) return;
+    this.push(relation, 'insert', this.key(relation, row, keys, 'an insert')!);
+  }
+
+  /** `oldKey` is the old key (or the whole old row with REPLICA IDENTITY FULL), sent when the key changed. */
+  update(relation: string, row: Tuple, oldKey: Tuple | null): void {
+    const keys = this.relations.get(relation);
+    if (!keys) return;
+    const pk = this.key(relation, row, keys, 'an update')!;
+    const old = this.key(relation, oldKey, keys, 'an update');
+    if (old && old.some((v, i) => v !== pk[i])) {
+      // A primary-key change is the old key's end and the new key's start.
+      this.push(relation, 'delete', old);
+      this.push(relation, 'insert', pk);
+      return;
+    }
+    this.push(relation, 'update', pk);
+  }
+
+  delete(relation: string, oldKey: Tuple | null): void {
+    const keys = this.relations.get(relation);
+    if (!keys) return;
+    this.push(relation, 'delete', this.key(relation, oldKey, keys, 'a delete')!);
+  }
+
+  /** Ends the transaction and hands over its events, in commit order. */
+  commit(): ChangeEvent[] {
+    const out = this.events;
+    this.commitLsn = null;
+    this.events = [];
+    return out;
+  }
+}

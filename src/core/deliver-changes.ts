@@ -1,0 +1,88 @@
+import { isAppError } from './errors.js';
+import { prepareRow, type StreamLimits } from './batching.js';
+import { recordEncoder, type Operation } from './record.js';
+import { RecordSender, type SendSummary } from './sender.js';
+import type { ChangeOp } from './changes.js';
+import type { Destination, TableReader } from './ports.js';
+
+export interface KeyChange {
+  op: ChangeOp;
+  pk: string[];
+  ordering: string;
+}
+
+export interface DeliverChangesParams {
+  reader: TableReader;
+  destination: Destination;
+  changes: readonly KeyChange[];
+  /** Index of the first change not delivered by an earlier attempt. */
+  resumeAt: number;
+  source: string;
+  table: string;
+  target: string;
+  limits: StreamLimits;
+  envelopeBytes: number;
+  now?: () => Date;
+  /** After each accepted request: the index of the next change to send. Durable when it resolves. */
+  onDelivered: (resumeAt: number, rows: number, latencyMs: number) => Promise<void>;
+}
+
+/**
+ * Sends change events as records. Inserts and updates are read from the table now, by key: the record then holds
+ * the row as it is when sent, encoded exactly like every other record, under the change's `_ordering`. Because the
+ * newest change of a key is always read after it committed, the newest record of every key holds the key's
+ * current state. A changed row that no longer exists is skipped: its delete follows in the stream. Deletes carry the
+ * key columns only.
+ */
+export async function deliverChanges(p: DeliverChangesParams): Promise<SendSummary> {
+  const pending = p.changes.slice(p.resumeAt);
+  const keyOf = (pk: readonly string[]): string => JSON.stringify(pk);
+  const wanted = [...new Map(pending.filter((c) => c.op !== 'delete').map((c) => [keyOf(c.pk), c.pk])).values()];
+  const live = new Map<string, { json: string; deleted: boolean }>();
+  for (const row of await p.reader.readKeys(wanted)) live.set(keyOf(wanted[row.index]!), row);
+  const deletes = pending.filter((c) => c.op === 'delete');
+  const deletedJson = await p.reader.keyJson(deletes.map((c) => c.pk));
+  const deleteJson = new Map(deletes.map((c, i) => [c, deletedJson[i]!]));
+
+  const ctx = { source: p.source, table: p.table, extractedAt: (p.now ?? (() => new Date()))().toISOString() };
+  const encoders = new Map<Operation, ReturnType<typeof recordEncoder>>();
+  const encoder = (op: Operation): ReturnType<typeof recordEncoder> => {
+    let e = encoders.get(op);
+    if (!e) encoders.set(op, (e = recordEncoder(op, ctx)));
+    return e;
+  };
+  // Positions are change indexes; "delivered after i" resumes at i + 1.
+  const sender = new RecordSender<number>(
+    {
+      destination: p.destination,
+      target: p.target,
+      limits: p.limits,
+      envelopeBytes: p.envelopeBytes,
+      start: p.resumeAt > 0 ? p.resumeAt - 1 : null,
+      onDelivered: (after, rows, latencyMs) => p.onDelivered(after === null ? 0 : after + 1, rows, latencyMs),
+    },
+    (i) => p.changes[i]!.pk,
+  );
+  for (let i = p.resumeAt; i < p.changes.length; i++) {
+    const change = p.changes[i]!;
+    let json: string;
+    let op: Operation;
+    if (change.op === 'delete') {
+      json = deleteJson.get(change)!;
+      op = 'delete';
+    } else {
+      const row = live.get(keyOf(change.pk));
+      if (!row) continue;
+      json = row.json;
+      op = row.deleted ? 'delete' : change.op;
+    }
+    try {
+      const prepared = prepareRow(json, p.limits, p.reader.shape.mayNest);
+      await sender.add(encoder(op)(prepared.json, change.ordering), i);
+    } catch (err) {
+      if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
+      sender.reject(err, i);
+    }
+  }
+  return sender.finish();
+}

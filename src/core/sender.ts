@@ -1,0 +1,120 @@
+import { AppError, isAppError } from './errors.js';
+import { BatchPacker, type StreamLimits } from './batching.js';
+import type { Destination } from './ports.js';
+
+export interface SenderOptions<P> {
+  destination: Destination;
+  target: string;
+  limits: StreamLimits;
+  envelopeBytes: number;
+  /** Where delivery stands before the first record (exclusive), as the job last saved it. */
+  start: P | null;
+  /**
+   * Called after each accepted request with the last delivered position, before the next request is sent, so a
+   * retry resumes after it. Must be durable when it resolves.
+   */
+  onDelivered: (after: P | null, rows: number, latencyMs: number) => Promise<void>;
+}
+
+export interface SendSummary {
+  rows: number;
+  requests: number;
+}
+
+interface Failure<P> {
+  /** Position just before the failed part: where a retry must resume to re-send it. */
+  resumeAfter: P | null;
+  error: AppError;
+  keys: unknown[];
+}
+
+/**
+ * Packs records into requests within the Stream API limits and sends them in order, tracking the last delivered
+ * position. What cannot be sent (a row over the limits, a request the server calls too large even alone, a batch
+ * with rejected rows) does not stop the rest: `finish` delivers everything else first, then fails with every reason
+ * and moves the resume point back before the first failure, so a retry from the dead-letter queue re-sends it.
+ */
+export class RecordSender<P> {
+  private readonly packer: BatchPacker;
+  private positions: P[] = [];
+  private delivered: P | null;
+  private readonly failures: Array<Failure<P>> = [];
+  private rows = 0;
+  private requests = 0;
+
+  constructor(
+    private readonly o: SenderOptions<P>,
+    private readonly describeKey: (position: P) => unknown,
+  ) {
+    this.packer = new BatchPacker(o.limits, o.envelopeBytes);
+    this.delivered = o.start;
+  }
+
+  /** A record that cannot be sent at all (it failed its own checks). */
+  reject(error: AppError, position: P): void {
+    this.failures.push({ resumeAfter: this.delivered, error, keys: [this.describeKey(position)] });
+  }
+
+  async add(record: string, position: P): Promise<void> {
+    const size = BatchPacker.sizeOf(record);
+    if (!this.packer.fits(size)) {
+      this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position);
+      return;
+    }
+    const closed = this.packer.add(record, size);
+    if (closed) {
+      const positions = this.positions.slice(0, closed.length);
+      this.positions = this.positions.slice(closed.length);
+      await this.send(closed, positions);
+    }
+    this.positions.push(position);
+  }
+
+  private async send(records: string[], positions: P[]): Promise<void> {
+    const startAfter = this.delivered;
+    try {
+      const result = await this.o.destination.send(this.o.target, records);
+      this.rows += result.rows;
+      this.requests += 1;
+      this.delivered = positions[positions.length - 1]!;
+      if (this.failures.length === 0) await this.o.onDelivered(this.delivered, result.rows, result.latencyMs);
+    } catch (err) {
+      if (!isAppError(err)) throw err;
+      if (err.code === 'DEST_TOO_LARGE' && records.length > 1) {
+        const half = Math.ceil(records.length / 2);
+        await this.send(records.slice(0, half), positions.slice(0, half));
+        await this.send(records.slice(half), positions.slice(half));
+        return;
+      }
+      if (err.code === 'DEST_TOO_LARGE' || err.code === 'DEST_ROWS_REJECTED') {
+        this.failures.push({ resumeAfter: startAfter, error: err, keys: positions.slice(0, 20).map(this.describeKey) });
+        this.delivered = positions[positions.length - 1]!;
+        return;
+      }
+      throw err;
+    }
+  }
+
+  async finish(): Promise<SendSummary> {
+    if (this.packer.size > 0) await this.send(this.packer.flush(), this.positions);
+    this.positions = [];
+    if (this.failures.length === 0) return { rows: this.rows, requests: this.requests };
+    const first = this.failures[0]!;
+    await this.o.onDelivered(first.resumeAfter, 0, 0);
+    const codes = [...new Set(this.failures.map((f) => f.error.code))];
+    throw new AppError(
+      codes.length === 1 ? codes[0]! : 'DEST_REJECTED',
+      `${this.failures.length} part(s) were not delivered (${this.rows} rows were): ${this.failures
+        .slice(0, 5)
+        .map((f) => `${f.error.message} [keys ${JSON.stringify(f.keys.slice(0, 3))}]`)
+        .join('; ')}`,
+      {
+        details: {
+          delivered: this.rows,
+          rejectedRows: this.failures.reduce((n, f) => n + Number(f.error.details?.rejectedRows ?? f.keys.length), 0),
+          failures: this.failures.slice(0, 20).map((f) => ({ code: f.error.code, message: f.error.message, keys: f.keys, server: f.error.details })),
+        },
+      },
+    );
+  }
+}

@@ -1,0 +1,240 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { AppError } from '../core/errors.js';
+import { quoteIdent } from '../core/identifiers.js';
+import type { Tuple } from '../core/changes.js';
+import { translatePgError } from './postgres-errors.js';
+
+/**
+ * Postgres logical replication (pgoutput) for change data capture: publication and slot management, and a change
+ * stream whose position is acknowledged only when the caller says so.
+ */
+export interface SlotInfo {
+  exists: boolean;
+  confirmedFlushLsn: string | null;
+  /** Bytes of WAL the slot holds back (current position minus confirmed position). */
+  lagBytes: number | null;
+  active: boolean;
+}
+
+/** Messages handed to the consumer; values are the text the server sent (never parsed into JS types). */
+export type StreamMessage =
+  | { tag: 'begin'; commitLsn: string }
+  | { tag: 'commit'; commitLsn: string; endLsn: string }
+  | { tag: 'insert'; relation: string; row: Tuple }
+  | { tag: 'update'; relation: string; row: Tuple; oldKey: Tuple | null }
+  | { tag: 'delete'; relation: string; oldKey: Tuple | null }
+  | { tag: 'truncate'; relations: string[] }
+  | { tag: 'keepalive'; walEnd: string };
+
+/**
+ * pgoutput as the library parses it, but with every column value kept as the server's text: the library's default
+ * parsers turn timestamps into JS Dates, which drop microseconds.
+ */
+class TextPgoutputPlugin extends PgoutputPlugin {
+  override parse(buffer: Buffer): Pgoutput.Message {
+    const message = super.parse(buffer);
+    if (message.tag === 'relation') {
+      // The parser caches this very object and reads later tuples through these parsers.
+      for (const column of message.columns) column.parser = (raw: unknown) => raw;
+    }
+    return message;
+  }
+}
+
+function relationName(r: Pgoutput.MessageRelation): string {
+  return `${r.schema}.${r.name}`;
+}
+
+function toMessage(m: Pgoutput.Message): StreamMessage | null {
+  switch (m.tag) {
+    case 'begin':
+      return { tag: 'begin', commitLsn: m.commitLsn ?? '0/0' };
+    case 'commit':
+      return { tag: 'commit', commitLsn: m.commitLsn ?? '0/0', endLsn: m.commitEndLsn ?? m.commitLsn ?? '0/0' };
+    case 'insert':
+      return { tag: 'insert', relation: relationName(m.relation), row: m.new as Tuple };
+    case 'update':
+      return { tag: 'update', relation: relationName(m.relation), row: m.new as Tuple, oldKey: (m.key ?? m.old) as Tuple | null };
+    case 'delete':
+      return { tag: 'delete', relation: relationName(m.relation), oldKey: (m.key ?? m.old) as Tuple | null };
+    case 'truncate':
+      return { tag: 'truncate', relations: m.relations.map(relationName) };
+    default:
+      return null;
+  }
+}
+
+export interface ChangeStream {
+  /** Tells the server every change up to `lsn` is durably handled: the slot may release the WAL before it. */
+  acknowledge(lsn: string): Promise<void>;
+  /** Reports `lsn` again and asks the server to answer with a keepalive (its current position) at once. */
+  ping(lsn: string): Promise<void>;
+  stop(): Promise<void>;
+  /** Settles when the stream ends (stop, or an error). */
+  done: Promise<void>;
+}
+
+export class PostgresCdc {
+  private readonly pool: pg.Pool;
+
+  constructor(
+    readonly source: string,
+    private readonly url: string,
+    readonly publication: string,
+    readonly slot: string,
+  ) {
+    this.pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'pushsync-cdc' });
+    this.pool.on('error', () => {});
+  }
+
+  private async query(text: string, values: unknown[], what: string): Promise<pg.QueryResult> {
+    try {
+      return await this.pool.query(text, values);
+    } catch (err) {
+      throw translatePgError(err, `${this.source}: ${what}`);
+    }
+  }
+
+  /** Problems that make CDC impossible, with what to change. */
+  async prerequisites(): Promise<string[]> {
+    const problems: string[] = [];
+    const { rows } = await this.query(
+      `SELECT current_setting('wal_level') AS wal_level,
+              (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_replicate`,
+      [],
+      'check wal_level',
+    );
+    const row = rows[0] as { wal_level: string; can_replicate: boolean };
+    if (row.wal_level !== 'logical') {
+      problems.push(`source ${this.source}: wal_level is ${row.wal_level}; CDC needs wal_level = logical in postgresql.conf (and a restart)`);
+    }
+    if (!row.can_replicate) {
+      problems.push(`source ${this.source}: the role lacks REPLICATION; ALTER ROLE <role> WITH REPLICATION`);
+    }
+    return problems;
+  }
+
+  /** Creates the publication for these tables, or adds the ones it lacks. */
+  async ensurePublication(tables: Array<{ schema: string; relname: string }>): Promise<void> {
+    const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.relname)}`);
+    const { rows } = await this.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [this.publication], 'find publication');
+    if (rows.length === 0) {
+      await this.query(`CREATE PUBLICATION ${quoteIdent(this.publication)} FOR TABLE ${list.join(', ')}`, [], 'create publication');
+      return;
+    }
+    const { rows: present } = await this.query(
+      `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1`,
+      [this.publication],
+      'list publication tables',
+    );
+    const have = new Set(present.map((r: { schemaname: string; tablename: string }) => `${r.schemaname}.${r.tablename}`));
+    const missing = tables.filter((t) => !have.has(`${t.schema}.${t.relname}`));
+    if (missing.length > 0) {
+      await this.query(
+        `ALTER PUBLICATION ${quoteIdent(this.publication)} ADD TABLE ${missing.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.relname)}`).join(', ')}`,
+        [],
+        'add tables to publication',
+      );
+    }
+  }
+
+  async slotInfo(): Promise<SlotInfo> {
+    const { rows } = await this.query(
+      `SELECT confirmed_flush_lsn::text AS confirmed, active,
+              pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag
+       FROM pg_replication_slots WHERE slot_name = $1`,
+      [this.slot],
+      'read slot',
+    );
+    const row = rows[0] as { confirmed: string | null; active: boolean; lag: number | null } | undefined;
+    if (!row) return { exists: false, confirmedFlushLsn: null, lagBytes: null, active: false };
+    return { exists: true, confirmedFlushLsn: row.confirmed, lagBytes: row.lag, active: row.active };
+  }
+
+  /** Creates the slot (in a statement of its own: Postgres refuses in a transaction that wrote) and returns its start. */
+  async createSlot(): Promise<string> {
+    const { rows } = await this.query(`SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot], 'create slot');
+    return (rows[0] as { lsn: string }).lsn;
+  }
+
+  async dropSlot(): Promise<void> {
+    await this.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [this.slot], 'drop slot');
+  }
+
+  async currentLsn(): Promise<string> {
+    const { rows } = await this.query(`SELECT pg_current_wal_lsn()::text AS lsn`, [], 'read WAL position');
+    return (rows[0] as { lsn: string }).lsn;
+  }
+
+  /**
+   * Streams changes from the slot's confirmed position. `onMessage` is called synchronously in stream order; the
+   * caller buffers and acknowledges what it has made durable.
+   */
+  async stream(onMessage: (m: StreamMessage) => void, onError: (err: AppError) => void): Promise<ChangeStream> {
+    const service = new LogicalReplicationService(
+      { connectionString: this.url, application_name: 'pushsync-cdc' },
+      // No automatic acknowledgement: the library would otherwise confirm every received position, including
+      // changes not yet enqueued, and a crash would then skip them.
+      { acknowledge: { auto: false, timeoutSeconds: 0 } },
+    );
+    service.on('data', (_lsn: string, message: Pgoutput.Message) => {
+      const m = toMessage(message);
+      if (m) onMessage(m);
+    });
+    service.on('heartbeat', (lsn: string) => onMessage({ tag: 'keepalive', walEnd: lsn }));
+    let failed = false;
+    service.on('error', (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      onError(translatePgError(err, `${this.source}: replication stream`));
+    });
+    const plugin = new TextPgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication] });
+    const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
+    const done = service.subscribe(plugin, this.slot).then(
+      () => undefined,
+      (err: unknown) => {
+        if (!failed) {
+          failed = true;
+          onError(translatePgError(err, `${this.source}: replication stream`));
+        }
+      },
+    );
+    // Stopping a replication connection before the server has started streaming can leave it hanging.
+    await Promise.race([started, done, sleep(30_000)]);
+    if (failed) await done;
+    return {
+      acknowledge: async (lsn: string) => {
+        await service.acknowledge(lsn);
+      },
+      ping: async (lsn: string) => {
+        await service.acknowledge(lsn, true);
+      },
+      stop: async () => {
+        const stopped = service.stop().then(() => done);
+        const timedOut = await Promise.race([stopped.then(() => false), sleep(5000).then(() => true)]);
+        if (timedOut) {
+          // The slot stays busy while its connection lives; end it from the server side so the next reader can start.
+          await this.query(
+            `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`,
+            [this.slot],
+            'end a stuck replication connection',
+          ).catch(() => undefined);
+        }
+      },
+      done,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+export function assertSlotName(name: string): string {
+  if (!/^[a-z0-9_]{1,63}$/.test(name)) {
+    throw new AppError('CONFIG_INVALID', `replication slot name ${name} must be 1-63 lower-case letters, digits or _`);
+  }
+  return name;
+}
