@@ -11,6 +11,7 @@ import { ROLES, createPipeline, createSources, startRuntime, unsafeEvictionPolic
 import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
+import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -130,6 +131,15 @@ program
         report(false, `source ${source.name} reachable`, (err as Error).message);
       }
     }
+    for (const s of cdcSources(ctx)) {
+      try {
+        const st = await cdcStatus(ctx, s);
+        report(st.problems.length === 0, `source ${s.name} change data capture`, st.problems.join('; ') || `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`);
+        if (st.exists && !st.slotStart) warn(`slot ${s.cdc.slot} exists but pushsync has no record of it: the first run snapshots every CDC table again`);
+      } catch (err) {
+        report(false, `source ${s.name} change data capture`, (err as Error).message);
+      }
+    }
     for (const t of allTables(config)) {
       const source = ctx.sources.get(t.source)!;
       try {
@@ -191,6 +201,48 @@ program
       } finally {
         await Promise.all([...sources.values()].map((s) => s.close()));
       }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+const cdcCommand = program.command('cdc').description('change data capture: replication slots of sources in mode cdc');
+
+cdcCommand
+  .command('status')
+  .description('per source: slot, publication, positions, WAL held back, snapshots done')
+  .action(async () => {
+    try {
+      await withQueues(async (ctx) => {
+        for (const s of cdcSources(ctx)) {
+          const st = await cdcStatus(ctx, s);
+          process.stdout.write(
+            `${st.source}: slot ${st.slot} ${st.exists ? (st.active ? 'active' : 'idle') : 'missing'}, publication ${st.publication}, ` +
+              `confirmed=${st.confirmedFlushLsn ?? '-'} acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} ` +
+              `wal_held_back=${st.lagBytes ?? '-'} bytes\n`,
+          );
+          for (const t of s.tables.filter((x) => x.mode === 'cdc')) process.stdout.write(`  ${t.name}: snapshot ${st.snapshots[t.name] ? `done ${st.snapshots[t.name]}` : 'pending'}\n`);
+          for (const p of st.problems) process.stdout.write(`  problem: ${p}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+cdcCommand
+  .command('reset')
+  .description('drop the slot and forget its position: the next run creates a new slot and snapshots every CDC table again')
+  .requiredOption('--source <name>', 'the source')
+  .option('--drop-publication', 'also drop the publication (when removing CDC from the source)')
+  .action(async (opts: { source: string; dropPublication?: boolean }) => {
+    try {
+      await withQueues(async (ctx) => {
+        const [s] = cdcSources(ctx, opts.source);
+        if (!s) throw new AppError('CONFIG_INVALID', `source ${opts.source} has no table in mode cdc`);
+        await cdcReset(ctx, s, opts.dropPublication === true);
+        process.stdout.write(`dropped slot ${s.cdc.slot}${opts.dropPublication ? ` and publication ${s.cdc.publication}` : ''}; the next run snapshots again\n`);
+      });
     } catch (err) {
       fail(err);
     }

@@ -54,6 +54,8 @@ export async function runCdc(ctx: PipelineContext, job: Job, sourceName: string,
     const source = findSource(ctx, sourceName);
     const watched: Watched[] = [];
     for (const table of cdcTables(sourceCfg)) watched.push({ table, reader: await source.table(tableSpec(table)) });
+    const identity = await cdc.replicaIdentityProblems(watched.map((w) => w.reader.shape));
+    if (identity.length > 0) throw new AppError('SOURCE_SCHEMA', identity.join('; '));
     await cdc.ensurePublication(watched.map((w) => w.reader.shape));
 
     const slotStart = await ensureSlot(ctx, cdc, stateKey, watched, sourceName);

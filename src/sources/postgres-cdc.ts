@@ -116,6 +116,27 @@ export class PostgresCdc {
     return problems;
   }
 
+  /**
+   * Tables whose deletes would arrive without a key: REPLICA IDENTITY NOTHING, or DEFAULT without a primary key.
+   */
+  async replicaIdentityProblems(tables: Array<{ schema: string; relname: string }>): Promise<string[]> {
+    const problems: string[] = [];
+    for (const t of tables) {
+      const { rows } = await this.query(
+        `SELECT c.relreplident AS ident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+        [t.schema, t.relname],
+        'read replica identity',
+      );
+      const row = rows[0] as { ident: string; has_pk: boolean } | undefined;
+      const name = `${quoteIdent(t.schema)}.${quoteIdent(t.relname)}`;
+      if (row?.ident === 'n' || (row?.ident === 'd' && !row.has_pk)) {
+        problems.push(`${name}: deletes and updates would arrive without a key; ALTER TABLE ${name} REPLICA IDENTITY FULL (or add a primary key)`);
+      }
+    }
+    return problems;
+  }
+
   /** Creates the publication for these tables, or adds the ones it lacks. */
   async ensurePublication(tables: Array<{ schema: string; relname: string }>): Promise<void> {
     const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.relname)}`);
@@ -157,6 +178,10 @@ export class PostgresCdc {
   async createSlot(): Promise<string> {
     const { rows } = await this.query(`SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot], 'create slot');
     return (rows[0] as { lsn: string }).lsn;
+  }
+
+  async dropPublication(): Promise<void> {
+    await this.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(this.publication)}`, [], 'drop publication');
   }
 
   async dropSlot(): Promise<void> {
