@@ -71,7 +71,8 @@ program
   .description('one pass over every table, then exit: 0 when everything was delivered, 1 when a batch failed')
   .option('--once', 'run one pass and exit (the only mode of this command)', true)
   .option('--timeout <duration>', 'give up after this long', '1h')
-  .action(async (opts: { timeout: string }) => {
+  .option('--reconcile', 'also run the hard-delete reconciliation of tables that configure one')
+  .action(async (opts: { timeout: string; reconcile?: boolean }) => {
     try {
       const config = load(program.opts().config);
       const logger = createLogger(config.log.level);
@@ -80,6 +81,7 @@ program
       onSignals(runtime.stop, logger);
       const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
         timeoutMs: parseDuration(opts.timeout),
+        reconcile: opts.reconcile === true,
       });
       const extracted = await ctx.metrics.rowsExtracted.get();
       const pushed = await ctx.metrics.rowsPushed.get();

@@ -60,6 +60,15 @@ const tableSchema = z
     cron: cron.optional(),
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
     safetyLag: duration.default(0),
+    /** Periodic primary-key reconciliation that sends deletes for rows gone from the source (watermark mode). */
+    reconcile: z
+      .object({
+        every: duration,
+        /** How long to wait for transactions open at the check before sending deletes (else: next run). */
+        maxWait: duration.default(300_000),
+      })
+      .strict()
+      .optional(),
     softDelete: z
       .union([
         z.object({ column: z.string().min(1) }).strict(),

@@ -23,7 +23,7 @@ export interface ExtractParams {
    * Makes the push job for `range` durable (in Redis) before resolving. Invariant: the cursor moves past a row
    * only after the job that will deliver it is stored, so a crash anywhere re-sends, never skips.
    */
-  enqueue: (range: KeyRange, rows: number) => Promise<void>;
+  enqueue: (range: KeyRange, rows: number, keys: string[][]) => Promise<void>;
   /** Resolves when the undelivered backlog is below its bound (backpressure). */
   waitForCapacity: () => Promise<void>;
   /** True when the run should stop early (shutdown, lost lock). */
@@ -55,7 +55,7 @@ export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
       stored = await p.cursors.save(stored, following);
       continue;
     }
-    await p.enqueue(next.range, next.rows);
+    await p.enqueue(next.range, next.rows, next.keys);
     stored = await p.cursors.save(stored, cursorAfterRange(next.range));
     rows += next.rows;
     batches += 1;

@@ -56,6 +56,8 @@ export interface KeyedRow {
 export interface NextRange {
   range: KeyRange;
   rows: number;
+  /** Primary-key values of every row in the range, in order (read anyway to find its end). */
+  keys: string[][];
 }
 
 export interface TableReader {
@@ -70,6 +72,8 @@ export interface TableReader {
    * commit a row below it. Null when the watermark's type admits no such bound (then every row is read).
    */
   readBoundary(safetyLagMs: number): Promise<string | null>;
+  /** The source's clock now, in the watermark's text form (timestamp watermarks only; null otherwise). */
+  now(): Promise<string | null>;
   /** Rows of `range` strictly after `after` (or from the range start), in keyset order, at most `limit`. */
   readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
   /** Rows whose watermark is NULL: sent once during the initial backfill only. */

@@ -6,13 +6,13 @@ import { SNAPSHOT_START_CURSOR, rangeId, type KeyRange } from '../core/cursor.js
 import { AppError, toAppError } from '../core/errors.js';
 import { extractTable } from '../core/extract.js';
 import { bigIntToLsn, compareLsn, lsnToBigInt, snapshotOrdering } from '../core/lsn.js';
-import { createHash } from 'node:crypto';
 import type { TableReader } from '../core/ports.js';
 import { PostgresCdc, type ChangeStream, type StreamMessage } from '../sources/postgres-cdc.js';
 import type { PipelineContext } from './context.js';
 import { findSource } from './context.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { EXTRACT_QUEUE, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
+import { enqueueChangeJobs } from './change-jobs.js';
 import { PendingSet } from './pending.js';
 import { TableLock } from './table-lock.js';
 import { toJobError } from './backoff-strategy.js';
@@ -224,7 +224,7 @@ async function streamChanges(
 
   const flush = async (): Promise<void> => {
     if (buffered.length > 0) {
-      await enqueueChanges(ctx, relations, o.sourceName, buffered, o.batchKeys);
+      await enqueueChanges(relations, ctx, buffered, o.batchKeys);
       changes += buffered.length;
       buffered = [];
     }
@@ -287,38 +287,13 @@ async function streamChanges(
   }
 }
 
-/** One push job per table and `batchKeys` changes, with a stable id so a re-enqueue after a crash is a no-op. */
-async function enqueueChanges(
-  ctx: PipelineContext,
-  relations: Map<string, RelationKeys & Watched>,
-  sourceName: string,
-  events: ChangeEvent[],
-  batchKeys: number,
-): Promise<void> {
+/** Groups stream events by table and enqueues them as change jobs. */
+async function enqueueChanges(relations: Map<string, RelationKeys & Watched>, ctx: PipelineContext, events: ChangeEvent[], batchKeys: number): Promise<void> {
   const byRelation = new Map<string, ChangeEvent[]>();
   for (const e of events) {
     const list = byRelation.get(e.relation) ?? [];
     list.push(e);
     byRelation.set(e.relation, list);
   }
-  for (const [relation, list] of byRelation) {
-    const { table } = relations.get(relation)!;
-    const pending = new PendingSet(ctx.redis, ctx.keys.pending(sourceName, table.name));
-    for (let i = 0; i < list.length; i += batchKeys) {
-      const chunk = list.slice(i, i + batchKeys);
-      const jobId = `c-${createHash('sha256').update(JSON.stringify([sourceName, table.name, chunk[0]!.ordering, chunk[chunk.length - 1]!.ordering, chunk.length])).digest('hex').slice(0, 32)}`;
-      const data: PushJob = {
-        v: 1,
-        source: sourceName,
-        table: table.name,
-        target: table.target,
-        changes: chunk.map((e) => ({ op: e.op, pk: e.pk, ordering: e.ordering })),
-        rows: chunk.length,
-        cutAt: new Date().toISOString(),
-      };
-      const job = await ctx.pushQueue.add(pushJobName(sourceName, table.name), data, pushJobOptions(ctx.config.destination.attempts, jobId));
-      if ((await job.getState()) !== 'completed') await pending.add(jobId, Date.now());
-      ctx.metrics.rowsExtracted.inc({ source: sourceName, table: table.name }, chunk.length);
-    }
-  }
+  for (const [relation, list] of byRelation) await enqueueChangeJobs(ctx, relations.get(relation)!.table, list, batchKeys);
 }

@@ -12,12 +12,13 @@ import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
 import { backoffStrategy, toJobError } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
+import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
   skipped?: 'locked';
 }
 
-type Outcome = ExtractOutcome | CdcOutcome;
+type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome;
 
 /** Polls backpressure at this interval while a table's backlog is full. */
 const CAPACITY_POLL_MS = 500;
@@ -27,10 +28,12 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   if (!parsed.success) throw new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`);
   const { source: sourceName, table: tableName } = parsed.data;
   if (parsed.data.kind === 'cdc') return runCdc(ctx, job, sourceName, parsed.data.reason === 'once', stopping);
+  const once = parsed.data.reason === 'once';
+  if (parsed.data.kind === 'reconcile') return runReconcile(ctx, job, sourceName, tableName, stopping, once);
   const table = findTable(ctx.config, sourceName, tableName);
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName });
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName));
-  if (!(await lock.acquire())) {
+  if (!(await (once ? lock.acquireWaiting(() => !stopping()) : lock.acquire()))) {
     log.debug('another worker is reading this table; skipping this run');
     return { skipped: 'locked' };
   }
@@ -39,13 +42,16 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   const startedAt = Date.now();
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
-    const enqueue = async (range: KeyRange, rows: number): Promise<void> => {
+    const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
+    const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
       const jobId = `p-${rangeId(sourceName, tableName, range)}`;
       const cutAt = Date.now();
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date(cutAt).toISOString() };
       const job = await ctx.pushQueue.add(pushJobName(sourceName, tableName), data, pushJobOptions(ctx.config.destination.attempts, jobId));
       // The same range enqueued again after a crash finds its job; if that one already completed, nothing is pending.
       if ((await job.getState()) !== 'completed') await pending.add(jobId, cutAt);
+      // Remembered before the cursor moves on, so a key can never be sent without reconciliation knowing it.
+      if (known) await ctx.redis.sadd(known, ...keys.map((k) => JSON.stringify(k)));
       ctx.metrics.rowsExtracted.inc(labels, rows);
     };
     const bound = ctx.config.extract.maxPendingBatches;

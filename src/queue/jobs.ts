@@ -17,7 +17,7 @@ const position = z.object({ wm: z.string().nullable(), pk: z.array(z.string()).m
 export const extractJobSchema = z.object({
   v: z.literal(1),
   /** `table`: page one table by its watermark; `cdc`: read the source's replication stream. */
-  kind: z.enum(['table', 'cdc']).default('table'),
+  kind: z.enum(['table', 'cdc', 'reconcile']).default('table'),
   source: z.string(),
   /** Empty for `cdc` runs, which cover every CDC table of the source. */
   table: z.string(),

@@ -25,6 +25,11 @@ export class Keys {
     return `${this.prefix}:pending:${source}:${table}`;
   }
 
+  /** Set of every primary key extraction handed to a push job, for reconciliation of hard deletes. */
+  knownKeys(source: string, table: string): string {
+    return `${this.prefix}:keys:${source}:${table}`;
+  }
+
   /** Hash of a replication slot's facts: where it started, what pushsync acknowledged, which snapshots are done. */
   cdcState(source: string, slot: string): string {
     return `${this.prefix}:cdc:${source}:${slot}`;

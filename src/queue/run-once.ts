@@ -26,7 +26,7 @@ export async function runOnce(
   config: Config,
   queues: { extract: Queue; push: Queue },
   workers: Worker[],
-  options: { timeoutMs: number; pollMs?: number },
+  options: { timeoutMs: number; pollMs?: number; reconcile?: boolean },
 ): Promise<OnceSummary> {
   const failed: OnceSummary['failed'] = [];
   for (const w of workers) {
@@ -51,6 +51,15 @@ export async function runOnce(
     const id = `once-${runTag}-${i}`;
     ids.push(id);
     await queues.extract.add(`${t.source}.${t.name}`, data, { ...extractJobOptions(config.extract.attempts), jobId: id });
+  }
+  if (options.reconcile) {
+    // After the extract runs in queue order: deletes are then ordered after the upserts of this pass.
+    for (const t of tables.filter((x) => x.mode === 'watermark' && x.reconcile)) {
+      const data: ExtractJob = { v: 1, kind: 'reconcile', source: t.source, table: t.name, reason: 'once' };
+      const id = `once-${runTag}-reconcile-${ids.length}`;
+      ids.push(id);
+      await queues.extract.add(`${t.source}.${t.name} (reconcile)`, data, { ...extractJobOptions(config.extract.attempts), jobId: id });
+    }
   }
   const deadline = Date.now() + options.timeoutMs;
   const poll = options.pollMs ?? 200;

@@ -27,6 +27,17 @@ export async function syncSchedules(queue: Queue, config: Config, logger: Logger
       opts: { attempts: opts.attempts, backoff: opts.backoff, removeOnComplete: opts.removeOnComplete, removeOnFail: opts.removeOnFail },
     });
   }
+  for (const t of allTables(config).filter((x) => x.mode === 'watermark' && x.reconcile)) {
+    const id = `${schedulerId(t.source, t.name)}/reconcile`;
+    wanted.add(id);
+    const data: ExtractJob = { v: 1, kind: 'reconcile', source: t.source, table: t.name, reason: 'schedule' };
+    const opts = extractJobOptions(config.extract.attempts);
+    await queue.upsertJobScheduler(id, { every: t.reconcile!.every }, {
+      name: `${t.source}.${t.name} (reconcile)`,
+      data,
+      opts: { attempts: opts.attempts, backoff: opts.backoff, removeOnComplete: opts.removeOnComplete, removeOnFail: opts.removeOnFail },
+    });
+  }
   for (const t of allTables(config).filter((x) => x.mode === 'watermark')) {
     const id = schedulerId(t.source, t.name);
     wanted.add(id);

@@ -36,6 +36,15 @@ export class TableLock {
     return true;
   }
 
+  /** Waits for the lease while `keepTrying` says so; false if it gave up. */
+  async acquireWaiting(keepTrying: () => boolean, pollMs = 200): Promise<boolean> {
+    for (;;) {
+      if (await this.acquire()) return true;
+      if (!keepTrying()) return false;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
   /** True once a renewal found the lease held by someone else. */
   get isLost(): boolean {
     return this.lost;

@@ -207,6 +207,12 @@ SELECT ((LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
          - make_interval(secs => $1::double precision / 1000))${tz})::text`;
 }
 
+/** The database's clock (statement time), in the watermark's type and text form. */
+export function clockSql(castType: string): string {
+  const tz = castType === 'timestamp without time zone' ? " AT TIME ZONE 'UTC'" : '';
+  return `SELECT (statement_timestamp()${tz})::text`;
+}
+
 export const STATS_PRIVILEGE_SQL = `
 SELECT (r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'))::text
 FROM pg_roles r WHERE r.rolname = current_user`;

@@ -12,6 +12,7 @@ import {
   mayNest,
   nextRangeQuery,
   readBoundarySql,
+  clockSql,
   readKeysQuery,
   keyJsonQuery,
   softDeleteExpr,
@@ -193,7 +194,7 @@ class PostgresTable implements TableReader {
     const last = rows[rows.length - 1];
     if (!last) return null;
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
-    return { range, rows: rows.length };
+    return { range, rows: rows.length, keys: rows.map((r) => this.toPosition(r, cursor.phase).pk) };
   }
 
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
@@ -206,6 +207,12 @@ class PostgresTable implements TableReader {
   async readBoundary(safetyLagMs: number): Promise<string | null> {
     if (this.sql.watermark === null || this.shape.watermarkKind !== 'timestamp') return null;
     const [row] = await this.source.query({ text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] }, `read boundary of ${this.where}`);
+    return row?.[0] ?? null;
+  }
+
+  async now(): Promise<string | null> {
+    if (this.sql.watermark === null || this.shape.watermarkKind !== 'timestamp') return null;
+    const [row] = await this.source.query({ text: clockSql(this.sql.watermark.castType), values: [] }, `clock of ${this.where}`);
     return row?.[0] ?? null;
   }
 
