@@ -117,6 +117,9 @@ async function ensureSlot(ctx: PipelineContext, cdc: PostgresCdc, stateKey: stri
     await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start);
     return start;
   }
+  if (info.lost) {
+    throw new AppError('CURSOR_INVALID', `replication slot ${cdc.slot} was invalidated: PostgreSQL removed WAL it still needed (max_slot_wal_keep_size); ${remedy}`);
+  }
   if (!savedStart) {
     // The slot exists but pushsync has no memory of it (Redis lost its data): snapshot every table again from here.
     // Snapshot rows lose against every streamed change, so re-reading the tables can only re-send, never skip.

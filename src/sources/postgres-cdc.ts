@@ -16,6 +16,8 @@ export interface SlotInfo {
   /** Bytes of WAL the slot holds back (current position minus confirmed position). */
   lagBytes: number | null;
   active: boolean;
+  /** True when PostgreSQL removed WAL the slot still needed (max_slot_wal_keep_size): the slot cannot continue. */
+  lost: boolean;
 }
 
 /** Messages handed to the consumer; values are the text the server sent (never parsed into JS types). */
@@ -163,15 +165,15 @@ export class PostgresCdc {
 
   async slotInfo(): Promise<SlotInfo> {
     const { rows } = await this.query(
-      `SELECT confirmed_flush_lsn::text AS confirmed, active,
+      `SELECT confirmed_flush_lsn::text AS confirmed, active, wal_status = 'lost' AS lost,
               pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag
        FROM pg_replication_slots WHERE slot_name = $1`,
       [this.slot],
       'read slot',
     );
-    const row = rows[0] as { confirmed: string | null; active: boolean; lag: number | null } | undefined;
-    if (!row) return { exists: false, confirmedFlushLsn: null, lagBytes: null, active: false };
-    return { exists: true, confirmedFlushLsn: row.confirmed, lagBytes: row.lag, active: row.active };
+    const row = rows[0] as { confirmed: string | null; active: boolean; lost: boolean | null; lag: number | null } | undefined;
+    if (!row) return { exists: false, confirmedFlushLsn: null, lagBytes: null, active: false, lost: false };
+    return { exists: true, confirmedFlushLsn: row.confirmed, lagBytes: row.lag, active: row.active, lost: row.lost === true };
   }
 
   /** Creates the slot (in a statement of its own: Postgres refuses in a transaction that wrote) and returns its start. */
