@@ -98,7 +98,8 @@ describe.each([
   it('after inserts, updates, soft deletes and hard deletes, and as of a point in time', async () => {
     await sync(config, true);
     const before = await sourceRows(client, 'deleted_at IS NULL');
-    const [{ max: maxOrdering }] = await sink.store.query(`SELECT max(_ordering) AS max FROM ${target}`) as Array<{ max: string }>;
+    const [first] = (await sink.store.query(`SELECT max(_ordering) AS max FROM ${target}`)) as Array<{ max: string }>;
+    const maxOrdering = first!.max;
 
     await workload(client);
     await sync(config, true);
@@ -110,7 +111,7 @@ describe.each([
 
     // The state as of the end of the first sync is the source as it was then.
     const past = await sink.store.query(
-      pointInTimeSql({ label: 'items', target, primaryKey: ['id'] }, maxOrdering!).replace('SELECT * EXCLUDE', 'SELECT id::VARCHAR AS id, status, amount, * EXCLUDE').replace(/;\s*$/, '') + ' ORDER BY id::BIGINT',
+      pointInTimeSql({ label: 'items', target, primaryKey: ['id'] }, maxOrdering).replace('SELECT * EXCLUDE', 'SELECT id::VARCHAR AS id, status, amount, * EXCLUDE').replace(/;\s*$/, '') + ' ORDER BY id::BIGINT',
     );
     expect(past.map((r) => ({ id: String(r.id), status: r.status as string, amount: r.amount as string }))).toEqual(before);
   });
