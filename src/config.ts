@@ -156,10 +156,12 @@ const configSchema = z
       .object({
         concurrency: z.number().int().min(1).max(64).default(2),
         maxPendingBatches: z.number().int().min(1).default(200),
+        /** How long a table's (or slot's) reader lease outlives a reader that died. */
+        leaseTtl: duration.default(30_000),
         attempts: z.number().int().min(1).max(100).default(5),
       })
       .strict()
-      .default({ concurrency: 2, maxPendingBatches: 200, attempts: 5 }),
+      .default({ concurrency: 2, maxPendingBatches: 200, attempts: 5, leaseTtl: 30_000 }),
     sources: z.array(sourceSchema).min(1),
     web: z
       .object({

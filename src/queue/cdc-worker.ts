@@ -43,7 +43,7 @@ export async function runCdc(ctx: PipelineContext, job: Job, sourceName: string,
   if (!sourceCfg) throw toJobError(new AppError('JOB_INVALID', `cdc job names source ${sourceName}, which is not in the configuration`));
   const settings = sourceCfg.cdc;
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, slot: settings.slot });
-  const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, `cdc:${settings.slot}`));
+  const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, `cdc:${settings.slot}`), ctx.config.extract.leaseTtl);
   if (!(await lock.acquire())) return { skipped: 'locked', changes: 0, snapshotRows: 0, ackedLsn: null };
   const cdc = new PostgresCdc(sourceName, sourceCfg.url, settings.publication, settings.slot);
   const stateKey = ctx.keys.cdcState(sourceName, settings.slot);
@@ -219,9 +219,10 @@ async function streamChanges(
 
   const acknowledge = async (position: string): Promise<void> => {
     const lsn = bigIntToLsn(lsnToBigInt(position));
-    // Invariant: the slot is confirmed only up to a commit whose changes are all in Redis.
-    await stream.acknowledge(lsn);
+    // Invariant: the slot is confirmed only up to a commit whose changes are all in Redis. Redis learns the
+    // position first, so the slot is never found ahead of what pushsync recorded.
     await ctx.redis.hset(o.stateKey, 'ackedLsn', lsn);
+    await stream.acknowledge(lsn);
     ackedLsn = lsn;
   };
 

@@ -6,7 +6,7 @@ import { extractTable, type ExtractResult } from '../core/extract.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
-import { EXTRACT_QUEUE, extractJobSchema, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
+import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
@@ -32,7 +32,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   if (parsed.data.kind === 'reconcile') return runReconcile(ctx, job, sourceName, tableName, stopping, once);
   const table = findTable(ctx.config, sourceName, tableName);
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName });
-  const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName));
+  const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   if (!(await (once ? lock.acquireWaiting(() => !stopping()) : lock.acquire()))) {
     log.debug('another worker is reading this table; skipping this run');
     return { skipped: 'locked' };
@@ -93,8 +93,8 @@ export function startExtractWorker(ctx: PipelineContext): Worker {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.extract.concurrency,
-    // A killed worker's job is picked up again after the lock expires; allow a few such crashes before giving up.
-    maxStalledCount: 5,
+    // A killed worker's job is picked up again after its lease expires; a few such crashes are allowed.
+    ...WORKER_LEASES,
     settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
   });
   worker.on('closing', () => {

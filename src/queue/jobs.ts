@@ -62,6 +62,12 @@ export type RangePushJob = z.infer<typeof rangePushSchema>;
 export type ChangesPushJob = z.infer<typeof changesPushSchema>;
 export type PushJob = RangePushJob | ChangesPushJob;
 
+/**
+ * Job leases: a job whose worker died is handed to another worker within about LOCK_DURATION + STALLED_INTERVAL.
+ * Leases are renewed every LOCK_DURATION / 2 while a job runs, so long jobs are not affected.
+ */
+export const WORKER_LEASES = { lockDuration: 15_000, stalledInterval: 10_000, maxStalledCount: 5 };
+
 /** Keep recent history for the dashboard without letting Redis grow. */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 1000 };
 

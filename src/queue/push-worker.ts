@@ -7,7 +7,7 @@ import type { Position } from '../core/cursor.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
-import { PUSH_QUEUE, pushJobSchema } from './jobs.js';
+import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { backoffStrategy, toJobError } from './backoff-strategy.js';
 
@@ -88,7 +88,7 @@ export function startPushWorker(ctx: PipelineContext): Worker {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.destination.concurrency,
-    maxStalledCount: 5,
+    ...WORKER_LEASES,
     settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
   });
   worker.on('error', (err) => ctx.logger.error({ err: err.message, queue: PUSH_QUEUE }, 'worker error'));

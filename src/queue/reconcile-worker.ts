@@ -41,7 +41,7 @@ export async function runReconcile(
 ): Promise<ReconcileOutcome> {
   const table = findTable(ctx.config, sourceName, tableName);
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName, task: 'reconcile' });
-  const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName));
+  const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   // A one-shot run waits its turn behind the table's extraction; a scheduled one tries again next time.
   if (!(await (waitForLock ? lock.acquireWaiting(() => !stopping()) : lock.acquire()))) return { skipped: 'locked', scanned: 0, deleted: 0 };
   const known = ctx.keys.knownKeys(sourceName, tableName);
