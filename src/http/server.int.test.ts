@@ -1,0 +1,114 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Queue, Worker, UnrecoverableError } from 'bullmq';
+import { request } from 'undici';
+import { createLogger } from '../observability/logger.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { startWebServer, type WebServer } from './server.js';
+import { dropRedisPrefix, REDIS_URL, uniqueName } from '../../test/helpers/services.js';
+
+async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  const res = await request(url, { headers });
+  return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+}
+
+const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+describe('web server', () => {
+  let web: WebServer | undefined;
+  let metrics: Metrics;
+  let prefix: string;
+  let queue: Queue;
+  let worker: Worker | undefined;
+  const logger = createLogger('silent');
+
+  beforeEach(() => {
+    metrics = createMetrics();
+    prefix = uniqueName('web');
+    queue = new Queue('push', { connection: { url: REDIS_URL }, prefix });
+  });
+  afterEach(async () => {
+    await web?.close();
+    web = undefined;
+    await worker?.close();
+    worker = undefined;
+    await queue.close();
+    await dropRedisPrefix(prefix);
+  });
+
+  it('answers /healthz without auth and /readyz with each check, 503 naming the failing one', async () => {
+    let redisDown = false;
+    web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { token: 't' },
+      metrics,
+      readiness: [
+        { name: 'redis', check: async () => { if (redisDown) throw new Error('connect ECONNREFUSED 127.0.0.1:6379'); } },
+        { name: 'source:app', check: async () => {} },
+      ],
+      logger,
+    });
+    expect((await get(`${web.url}/healthz`)).status).toBe(200);
+    const ready = await get(`${web.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.body)).toEqual({ status: 'ready', checks: { redis: 'ok', 'source:app': 'ok' } });
+    redisDown = true;
+    const notReady = await get(`${web.url}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(JSON.parse(notReady.body).checks).toEqual({ redis: 'connect ECONNREFUSED 127.0.0.1:6379', 'source:app': 'ok' });
+  });
+
+  it('serves Prometheus metrics after refreshing shared gauges', async () => {
+    let collected = 0;
+    web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: {},
+      metrics,
+      collect: async () => {
+        collected += 1;
+        metrics.syncLag.set({ source: 'app', table: 'public.orders' }, 12.5);
+      },
+      readiness: [],
+      logger,
+    });
+    metrics.rowsPushed.inc({ source: 'app', table: 'public.orders' }, 42);
+    const res = await get(`${web.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.body).toContain('rows_pushed{source="app",table="public.orders"} 42');
+    expect(res.body).toContain('sync_lag_seconds{source="app",table="public.orders"} 12.5');
+    for (const name of ['rows_extracted', 'push_latency_ms', 'errors_total']) expect(res.body).toContain(`# TYPE ${name}`);
+    expect(collected).toBe(1);
+  });
+
+  it('guards the dashboard with the token (bearer or basic) and shows a failed job from the dead-letter queue', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const denied = await get(`${web.url}/admin/queues`);
+    expect(denied.status).toBe(401);
+    expect(denied.headers['www-authenticate']).toBe('Basic realm="pushsync"');
+    expect((await get(`${web.url}/admin/queues`, { authorization: 'Bearer wrong' })).status).toBe(401);
+    expect((await get(`${web.url}/admin/queues`, { authorization: 'Bearer sekret' })).status).toBe(200);
+    expect((await get(`${web.url}/admin/queues`, { authorization: basic('anyone', 'sekret') })).status).toBe(200);
+
+    await queue.add('app.public.orders', { v: 1, range: 'r' }, { attempts: 1 });
+    worker = new Worker('push', async () => {
+      throw new UnrecoverableError('[DEST_REJECTED] HTTP 400 for bronze.app_orders');
+    }, { connection: { url: REDIS_URL }, prefix });
+    for (let i = 0; i < 100 && (await queue.getFailedCount()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=failed&page=1`, { authorization: 'Bearer sekret' });
+    expect(api.status).toBe(200);
+    const body = JSON.parse(api.body) as { queues: Array<{ name: string; jobs: Array<{ failedReason: string }> }> };
+    const push = body.queues.find((q) => q.name === 'push')!;
+    expect(push.jobs[0]!.failedReason).toBe('[DEST_REJECTED] HTTP 400 for bronze.app_orders');
+  });
+
+  it('accepts a configured user name and password', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { username: 'ops', password: 'pw' }, metrics, readiness: [], queues: [queue], logger });
+    expect((await get(`${web.url}/admin/queues`, { authorization: basic('ops', 'pw') })).status).toBe(200);
+    expect((await get(`${web.url}/admin/queues`, { authorization: basic('ops', 'nope') })).status).toBe(401);
+  });
+
+  it('refuses to serve the dashboard on a non-loopback host without auth', async () => {
+    await expect(startWebServer({ host: '0.0.0.0', port: 0, auth: {}, metrics, readiness: [], queues: [queue], logger })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+});
