@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
-import { createLogger } from '../src/observability/logger.js';
-import { createPipeline, startRuntime } from '../src/main.js';
-import { runOnce, type OnceSummary } from '../src/queue/run-once.js';
+import type { OnceSummary } from '../src/queue/run-once.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 
 interface Rec {
@@ -71,13 +70,7 @@ describe('change data capture from a logical replication slot', () => {
   });
 
   async function syncOnce(): Promise<OnceSummary> {
-    const ctx = createPipeline(config, createLogger(process.env.TEST_LOG ?? 'silent'));
-    const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-    try {
-      return await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 15_000, pollMs: 50 });
-    } finally {
-      await runtime.stop();
-    }
+    return syncPass(config, { timeoutMs: 15_000 });
   }
 
   const records = (): Rec[] => (receiver.stored.get('bronze.app_items') ?? []).map((r) => JSON.parse(r) as Rec);

@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
-import { createLogger } from '../src/observability/logger.js';
-import { createPipeline, startRuntime } from '../src/main.js';
-import { runOnce } from '../src/queue/run-once.js';
 import { dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 
 /**
@@ -49,14 +47,7 @@ describe('rows of a long transaction that commits late still arrive', () => {
   });
 
   async function syncOnce(): Promise<void> {
-    const ctx = createPipeline(config, createLogger('silent'));
-    const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-    try {
-      const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 30_000, pollMs: 50 });
-      expect(summary.failed).toEqual([]);
-    } finally {
-      await runtime.stop();
-    }
+    expect((await syncPass(config)).failed).toEqual([]);
   }
 
   const arrived = (): number[] => (receiver.stored.get('bronze.app_events') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);

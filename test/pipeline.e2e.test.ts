@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../src/config.js';
-import { createLogger } from '../src/observability/logger.js';
-import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
-import { runOnce } from '../src/queue/run-once.js';
+import type { OnceSummary } from '../src/queue/run-once.js';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import type pg from 'pg';
 
@@ -77,14 +76,8 @@ describe('end-to-end watermark sync through BullMQ to a Stream API endpoint', ()
     await dropRedisPrefix(prefix);
   });
 
-  async function syncOnce(): Promise<Awaited<ReturnType<typeof runOnce>>> {
-    const ctx = createPipeline(config, createLogger('silent'));
-    const runtime: Runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-    try {
-      return await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 60_000, pollMs: 50 });
-    } finally {
-      await runtime.stop();
-    }
+  async function syncOnce(): Promise<OnceSummary> {
+    return syncPass(config);
   }
 
   function received(): Received[] {

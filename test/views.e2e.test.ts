@@ -6,9 +6,7 @@ import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
 import { silverViewSql, pointInTimeSql, silverName } from '../src/core/views.js';
 import { startDevSink, type DevSink } from '../src/destinations/dev-sink.js';
-import { createLogger } from '../src/observability/logger.js';
-import { createPipeline, startRuntime } from '../src/main.js';
-import { runOnce } from '../src/queue/run-once.js';
+import { syncPass } from './helpers/pass.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 
 /**
@@ -22,15 +20,9 @@ interface Row {
 }
 
 async function sync(config: Config, reconcile = false): Promise<void> {
-  const ctx = createPipeline(config, createLogger('silent'));
-  const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-  try {
-    const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 60_000, pollMs: 50, reconcile });
-    expect(summary.failed).toEqual([]);
-    expect(summary.timedOut).toBe(false);
-  } finally {
-    await runtime.stop();
-  }
+  const summary = await syncPass(config, { reconcile });
+  expect(summary.failed).toEqual([]);
+  expect(summary.timedOut).toBe(false);
 }
 
 async function silver(sink: DevSink, target: string, sql: string): Promise<Row[]> {

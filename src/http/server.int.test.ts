@@ -91,7 +91,7 @@ describe('web server', () => {
     expect((await get(`${web.url}/admin/queues`, { authorization: basic('anyone', 'sekret') })).status).toBe(200);
 
     await queue.add('app.public.orders', { v: 1, range: 'r' }, { attempts: 1 });
-    worker = new Worker('push', async () => {
+    worker = new Worker('push', async (): Promise<void> => {
       throw new UnrecoverableError('[DEST_REJECTED] HTTP 400 for bronze.app_orders');
     }, { connection: { url: REDIS_URL }, prefix });
     for (let i = 0; i < 100 && (await queue.getFailedCount()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
