@@ -12,6 +12,7 @@ import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
+import { resetTable } from './queue/table-admin.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -203,6 +204,31 @@ program
       } finally {
         await Promise.all([...sources.values()].map((s) => s.close()));
       }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('reset')
+  .description('forget a table\'s position: the next run sends it again from its start (same event ids for unchanged rows)')
+  .option('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .option('--all', 'every configured table')
+  .action(async (opts: { table?: string[]; all?: boolean }) => {
+    try {
+      await withQueues(async (ctx) => {
+        const tables = allTables(ctx.config);
+        const chosen = opts.all ? tables : (opts.table ?? []).map((name) => {
+          const t = tables.find((x) => `${x.source}.${x.name}` === name);
+          if (!t) throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`);
+          return t;
+        });
+        if (chosen.length === 0) throw new AppError('CONFIG_INVALID', 'name tables with --table, or pass --all');
+        for (const t of chosen) {
+          await resetTable(ctx, t);
+          process.stdout.write(`reset ${t.source}.${t.name}\n`);
+        }
+      });
     } catch (err) {
       fail(err);
     }

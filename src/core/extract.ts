@@ -1,10 +1,13 @@
-import { cursorAfterRange, nextPhase, type Cursor, type KeyRange } from './cursor.js';
+import { AppError } from './errors.js';
+import { cursorAfterRange, nextPhase, type Cursor, type KeyRange, type Phase, type Position } from './cursor.js';
 import type { TableReader } from './ports.js';
 
 /** Stored cursor with an opaque version for compare-and-set. */
 export interface StoredCursor {
   cursor: Cursor;
   version: string | null;
+  /** The furthest cursor ever saved; null when none was. */
+  highWater: Cursor | null;
 }
 
 export interface CursorStore {
@@ -17,6 +20,8 @@ export interface ExtractParams {
   reader: TableReader;
   cursors: CursorStore;
   batchRows: number;
+  /** `source.table`, for messages. */
+  where: string;
   /** Subtracted from the read boundary, for watermarks written from application clocks. */
   safetyLagMs: number;
   /**
@@ -37,9 +42,34 @@ export interface ExtractResult {
   caughtUp: boolean;
 }
 
+const PHASE_ORDER = { null: 0, wm: 1, pk: 1 } as const;
+
+/**
+ * A cursor that went backwards (an older copy restored, a hand edit) or a table that is suddenly empty after rows
+ * were read from it (truncated, replaced, or the wrong database) is an error to look at, not something to accept.
+ * `pushsync reset` clears a table's state when starting over is intended.
+ */
+export async function assertCursorSane(reader: TableReader, stored: StoredCursor, where: string): Promise<void> {
+  const { cursor, highWater } = stored;
+  const remedy = `if starting over is intended, run "pushsync reset --table ${where}"`;
+  if (highWater && stored.version === null) {
+    throw new AppError('CURSOR_INVALID', `${where}: the cursor is missing but a later one was saved before; ${remedy}`);
+  }
+  if (highWater && highWater.after) {
+    const behind =
+      PHASE_ORDER[cursor.phase] < PHASE_ORDER[highWater.phase] ||
+      (cursor.phase === highWater.phase && (cursor.after === null || (await reader.comparePositions(cursor.phase, cursor.after, highWater.after)) < 0));
+    if (behind) throw new AppError('CURSOR_INVALID', `${where}: the cursor moved backwards (from ${JSON.stringify(highWater)} to ${JSON.stringify(cursor)}); ${remedy}`);
+  }
+  if (cursor.after !== null && (await reader.isEmpty())) {
+    throw new AppError('SOURCE_EMPTY', `${where}: the table has no rows, but rows were read from it before (truncated, replaced, or a different database?); ${remedy}`);
+  }
+}
+
 /** Pages through a table from its saved cursor, enqueueing one push job per page. */
 export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
   let stored = await p.cursors.load();
+  await assertCursorSane(p.reader, stored, p.where);
   // Computed once per run: a transaction starting later gets a later now(), so its rows lie above the bound.
   const boundary = await p.reader.readBoundary(p.safetyLagMs);
   let rows = 0;

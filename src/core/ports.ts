@@ -1,4 +1,4 @@
-import type { Cursor, KeyRange, Position } from './cursor.js';
+import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
 import type { WatermarkKind } from './ordering.js';
 
 /**
@@ -72,6 +72,10 @@ export interface TableReader {
    * commit a row below it. Null when the watermark's type admits no such bound (then every row is read).
    */
   readBoundary(safetyLagMs: number): Promise<string | null>;
+  /** How two positions of a phase compare in the database's own order: negative, zero or positive. */
+  comparePositions(phase: Phase, a: Position, b: Position): Promise<number>;
+  /** True when the table has no rows at all. */
+  isEmpty(): Promise<boolean>;
   /** The source's clock now, in the watermark's text form (timestamp watermarks only; null otherwise). */
   now(): Promise<string | null>;
   /** Rows of `range` strictly after `after` (or from the range start), in keyset order, at most `limit`. */

@@ -1,5 +1,6 @@
 import type { SourceConfig } from '../config.js';
 import { PostgresCdc } from '../sources/postgres-cdc.js';
+import { resetTable } from './table-admin.js';
 import type { PipelineContext } from './context.js';
 
 /** Facts and repairs of a source's replication slot, for `pushsync cdc` and `pushsync check`. */
@@ -59,7 +60,7 @@ export async function cdcReset(ctx: PipelineContext, s: SourceConfig, dropPublic
     await cdc.dropSlot();
     if (dropPublication) await cdc.dropPublication();
     await ctx.redis.del(ctx.keys.cdcState(s.name, s.cdc.slot));
-    for (const t of s.tables.filter((x) => x.mode === 'cdc')) await ctx.redis.del(ctx.keys.cursor(s.name, t.name));
+    for (const t of s.tables.filter((x) => x.mode === 'cdc')) await resetTable(ctx, t);
   } finally {
     await cdc.close();
   }

@@ -11,10 +11,11 @@ import { PostgresCdc, type ChangeStream, type StreamMessage } from '../sources/p
 import type { PipelineContext } from './context.js';
 import { findSource } from './context.js';
 import { RedisCursorStore } from './cursor-store.js';
-import { EXTRACT_QUEUE, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
+import { EXTRACT_QUEUE, pushJobName, pushJobOptions, rangeJobId, type PushJob } from './jobs.js';
 import { enqueueChangeJobs } from './change-jobs.js';
 import { PendingSet } from './pending.js';
 import { TableLock } from './table-lock.js';
+import { resetTable } from './table-admin.js';
 import { toJobError } from './backoff-strategy.js';
 
 /**
@@ -113,7 +114,7 @@ async function ensureSlot(ctx: PipelineContext, cdc: PostgresCdc, stateKey: stri
       throw new AppError('CURSOR_INVALID', `replication slot ${cdc.slot} was dropped after pushsync streamed from it (acknowledged up to ${savedAck ?? savedStart}); changes since then cannot be recovered from it; ${remedy}`);
     }
     const start = await cdc.createSlot();
-    await resetSnapshots(ctx, watched, sourceName, stateKey);
+    await resetSnapshots(ctx, watched);
     await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start);
     return start;
   }
@@ -124,7 +125,7 @@ async function ensureSlot(ctx: PipelineContext, cdc: PostgresCdc, stateKey: stri
     // The slot exists but pushsync has no memory of it (Redis lost its data): snapshot every table again from here.
     // Snapshot rows lose against every streamed change, so re-reading the tables can only re-send, never skip.
     const start = info.confirmedFlushLsn ?? (await cdc.currentLsn());
-    await resetSnapshots(ctx, watched, sourceName, stateKey);
+    await resetSnapshots(ctx, watched);
     await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start);
     return start;
   }
@@ -135,11 +136,9 @@ async function ensureSlot(ctx: PipelineContext, cdc: PostgresCdc, stateKey: stri
   return savedStart;
 }
 
-async function resetSnapshots(ctx: PipelineContext, watched: Watched[], sourceName: string, stateKey: string): Promise<void> {
-  for (const w of watched) {
-    await ctx.redis.del(ctx.keys.cursor(sourceName, w.table.name));
-    await ctx.redis.hdel(stateKey, `snapshot:${w.table.name}`);
-  }
+/** A new slot means new snapshots: every table starts over, under a new generation of job ids. */
+async function resetSnapshots(ctx: PipelineContext, watched: Watched[]): Promise<void> {
+  for (const w of watched) await resetTable(ctx, w.table);
 }
 
 /** Enqueues the initial snapshot of a table (key ranges, read by push workers) unless it is done. */
@@ -147,8 +146,9 @@ async function snapshotTable(ctx: PipelineContext, w: Watched, sourceName: strin
   if (await ctx.redis.hget(stateKey, `snapshot:${w.table.name}`)) return 0;
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(sourceName, w.table.name));
   const ordering = snapshotOrdering(slotStart);
+  const generation = await ctx.redis.get(ctx.keys.generation(sourceName, w.table.name));
   const enqueue = async (range: KeyRange, rows: number): Promise<void> => {
-    const jobId = `p-${rangeId(sourceName, w.table.name, range)}`;
+    const jobId = rangeJobId(rangeId(sourceName, w.table.name, range), generation);
     const data: PushJob = {
       v: 1,
       source: sourceName,
@@ -168,6 +168,7 @@ async function snapshotTable(ctx: PipelineContext, w: Watched, sourceName: strin
     reader: w.reader,
     cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, w.table.name), `${sourceName}.${w.table.name}`, SNAPSHOT_START_CURSOR),
     batchRows: w.table.batchRows,
+    where: `${sourceName}.${w.table.name}`,
     safetyLagMs: 0,
     enqueue,
     waitForCapacity: async () => {

@@ -6,7 +6,7 @@ import { extractTable, type ExtractResult } from '../core/extract.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
-import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
+import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, rangeJobId, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
@@ -42,9 +42,10 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   const startedAt = Date.now();
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
+    const generation = await ctx.redis.get(ctx.keys.generation(sourceName, tableName));
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
-      const jobId = `p-${rangeId(sourceName, tableName, range)}`;
+      const jobId = rangeJobId(rangeId(sourceName, tableName, range), generation);
       const cutAt = Date.now();
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date(cutAt).toISOString() };
       const job = await ctx.pushQueue.add(pushJobName(sourceName, tableName), data, pushJobOptions(ctx.config.destination.attempts, jobId));
@@ -70,6 +71,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
       reader,
       cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, tableName), `${sourceName}.${tableName}`),
       batchRows: table.batchRows,
+      where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,
       waitForCapacity,

@@ -94,3 +94,11 @@ export function extractJobOptions(attempts: number): JobsOptions {
 export function pushJobName(source: string, table: string): string {
   return `${source}.${table}`;
 }
+
+/**
+ * The id of the push job for a key range: the same range enqueued again (after a crash, before the cursor was
+ * saved) finds its job instead of adding a second one. A reset bumps the generation so ranges read again are new.
+ */
+export function rangeJobId(rangeHash: string, generation: string | null): string {
+  return generation && generation !== '0' ? `p-${rangeHash}-g${generation}` : `p-${rangeHash}`;
+}

@@ -25,6 +25,11 @@ export class Keys {
     return `${this.prefix}:pending:${source}:${table}`;
   }
 
+  /** Counter bumped by a reset: push job ids of a new generation never collide with the old ones. */
+  generation(source: string, table: string): string {
+    return `${this.prefix}:generation:${source}:${table}`;
+  }
+
   /** Set of every primary key extraction handed to a push job, for reconciliation of hard deletes. */
   knownKeys(source: string, table: string): string {
     return `${this.prefix}:keys:${source}:${table}`;

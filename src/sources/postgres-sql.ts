@@ -145,6 +145,19 @@ export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null
   };
 }
 
+/** `-1`, `0` or `1`: how two positions compare in the database's order (collations, types) for a phase. */
+export function comparePositionsQuery(t: TableSql, phase: Phase, a: Position, b: Position): Query {
+  const values: unknown[] = [];
+  const cols = keyColumns(t, phase);
+  const param = (v: string, i: number): string => {
+    values.push(v);
+    return `$${values.length}::${cols[i]!.castType}`;
+  };
+  const left = positionValues(a, phase).map(param).join(', ');
+  const right = positionValues(b, phase).map(param).join(', ');
+  return { text: `SELECT (CASE WHEN ROW(${left}) < ROW(${right}) THEN -1 WHEN ROW(${left}) = ROW(${right}) THEN 0 ELSE 1 END)::text`, values };
+}
+
 /**
  * Catalog facts for every column of a table, domains resolved to their base type, and for arrays the element
  * type's domains too (an array of a domain over numeric must be encoded like numeric[]).

@@ -12,6 +12,7 @@ import {
   mayNest,
   nextRangeQuery,
   readBoundarySql,
+  comparePositionsQuery,
   clockSql,
   readKeysQuery,
   keyJsonQuery,
@@ -208,6 +209,16 @@ class PostgresTable implements TableReader {
     if (this.sql.watermark === null || this.shape.watermarkKind !== 'timestamp') return null;
     const [row] = await this.source.query({ text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] }, `read boundary of ${this.where}`);
     return row?.[0] ?? null;
+  }
+
+  async comparePositions(phase: Phase, a: Position, b: Position): Promise<number> {
+    const [row] = await this.source.query(comparePositionsQuery(this.sql, phase, a, b), `compare cursors of ${this.where}`);
+    return Number(row?.[0]);
+  }
+
+  async isEmpty(): Promise<boolean> {
+    const rows = await this.source.query({ text: `SELECT 1 FROM ${this.sql.qualified} LIMIT 1`, values: [] }, `probe ${this.where}`);
+    return rows.length === 0;
   }
 
   async now(): Promise<string | null> {
