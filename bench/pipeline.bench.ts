@@ -8,6 +8,7 @@ import { cpuSecondsByCommand, diffCpu } from './cpu.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { rawKeysetRead } from './raw-read.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
+import { deletePrefix } from '../src/queue/redis.js';
 
 /**
  * Backfill throughput of the whole pipeline (extract + push workers over BullMQ, into a Stream API stand-in) against
@@ -56,15 +57,6 @@ const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 async function redisUsedMemory(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
   return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
-}
-
-async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
 }
 
 function benchConfig(prefix: string, receiverUrl: string): Config {
@@ -122,7 +114,7 @@ async function pipelineBackfill(receiver: ReceiverChild, monitor: Redis, expecte
     clearInterval(rssTimer);
     clearInterval(redisTimer);
     await runtime.stop();
-    await dropPrefix(monitor, prefix);
+    await deletePrefix(monitor, prefix);
   }
   const { rows, requests } = await receiver.counts();
   if (rows !== expected) problems.push(`the receiver counted ${rows} rows, the table holds ${expected}`);

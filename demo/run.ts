@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { DevSinkStore } from '../src/destinations/dev-sink-store.js';
 import { silverViewSql, silverName } from '../src/core/views.js';
+import { deletePrefix } from '../src/queue/redis.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const ADMIN_URL = process.env.DEMO_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -77,12 +78,7 @@ async function prepareDatabase(): Promise<void> {
 
 async function clearRedis(): Promise<void> {
   const redis = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deletePrefix(redis, PREFIX);
   await redis.quit();
 }
 

@@ -45,3 +45,15 @@ export class Keys {
     return `${this.prefix}:state:${source}:${table}`;
   }
 }
+
+/** Deletes every key under a prefix (queues, cursors, leases): a fresh start for demos, benchmarks and tests. */
+export async function deletePrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { deletePrefix } from '../../src/queue/redis.js';
 
 /** Connection settings of the services tests use; CI and developer machines run them on localhost. */
 export const PG_URL = process.env.PUSHSYNC_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -31,12 +32,7 @@ export async function createSchema(): Promise<{ schema: string; client: pg.Clien
 export async function dropRedisPrefix(prefix: string): Promise<void> {
   const redis = new Redis(REDIS_URL);
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deletePrefix(redis, prefix);
   } finally {
     await redis.quit();
   }
