@@ -1,0 +1,321 @@
+/**
+ * The chaos suite (`npm run test:chaos -- --seed N`): pushsync processes syncing a table under concurrent writers,
+ * long transactions, bulk updates sharing one timestamp, soft deletes, a misbehaving destination with an outage,
+ * SIGKILLed workers, and restarts of Redis and PostgreSQL. At the end the current state rebuilt from everything the
+ * destination stored must equal the source. Prints `lost=N wrong=N extra=N duplicates=N` and fails unless lost,
+ * wrong and extra are 0. The fault schedule is deterministic under the seed.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { ChaosPostgres, ChaosRedis } from './services.js';
+import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const seedArg = process.argv.indexOf('--seed');
+const SEED = Number(seedArg > 0 ? process.argv[seedArg + 1] : (process.env.CHAOS_SEED ?? 1));
+const WRITE_SECONDS = Number(process.env.CHAOS_WRITE_SECONDS ?? 40);
+const INITIAL_ROWS = 5000;
+
+/** mulberry32: small, seeded, good enough to drive a fault schedule. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const log = (msg: string): void => void process.stdout.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+interface Rec {
+  _op: string;
+  _event_id: string;
+  _ordering: string | null;
+  _extracted_at: string;
+  id: string;
+  v: number | null;
+  note: string | null;
+  updated_at: string;
+}
+
+interface Verdict {
+  lost: number;
+  wrong: number;
+  extra: number;
+  duplicates: number;
+  examples: string[];
+}
+
+async function verdict(client: pg.Client, stored: string[]): Promise<Verdict> {
+  const records = stored.map((r) => JSON.parse(r) as Rec);
+  const newest = new Map<string, Rec>();
+  for (const r of records) {
+    const prev = newest.get(r.id);
+    const newer = !prev || (r._ordering ?? '') > (prev._ordering ?? '') || ((r._ordering ?? '') === (prev._ordering ?? '') && r._extracted_at >= prev._extracted_at);
+    if (newer) newest.set(r.id, r);
+  }
+  const { rows } = await client.query<{ id: string; v: number | null; note: string | null; ts: string }>(
+    `SELECT id::text, v, note, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS ts FROM items WHERE deleted_at IS NULL`,
+  );
+  const source = new Map(rows.map((r) => [r.id, r]));
+  const v: Verdict = { lost: 0, wrong: 0, extra: 0, duplicates: records.length - new Set(records.map((r) => r._event_id)).size, examples: [] };
+  const ts = (text: string): string => {
+    const m = /^(.{19})(?:\.(\d+))?\+00:00$/.exec(text);
+    return m ? `${m[1]}.${(m[2] ?? '').padEnd(6, '0')}` : text;
+  };
+  for (const [id, s] of source) {
+    const r = newest.get(id);
+    if (!r || r._op === 'delete') {
+      v.lost += 1;
+      if (v.examples.length < 5) v.examples.push(`lost ${id}`);
+    } else if (r.v !== s.v || r.note !== s.note || ts(r.updated_at) !== s.ts) {
+      v.wrong += 1;
+      if (v.examples.length < 5) v.examples.push(`wrong ${id}: got v=${r.v} note=${r.note} at ${r.updated_at}, source v=${s.v} note=${s.note} at ${s.ts}`);
+    }
+  }
+  for (const [id, r] of newest) {
+    if (r._op !== 'delete' && !source.has(id)) {
+      v.extra += 1;
+      if (v.examples.length < 5) v.examples.push(`extra ${id}`);
+    }
+  }
+  return v;
+}
+
+class Writers {
+  private stopped = false;
+  private nextId = INITIAL_ROWS + 1;
+  private readonly running: Promise<void>[] = [];
+  ops = 0;
+
+  constructor(
+    private readonly pgServer: ChaosPostgres,
+    private readonly random: () => number,
+  ) {}
+
+  /** Runs an operation on a fresh connection; one interrupted by a restart is simply abandoned. */
+  private async withClient(fn: (c: pg.Client) => Promise<void>): Promise<void> {
+    let c: pg.Client | undefined;
+    try {
+      c = await this.pgServer.client();
+      await fn(c);
+      this.ops += 1;
+    } catch {
+      // The database restarted under us: the source is whatever committed, which is what the check compares.
+    } finally {
+      await c?.end().catch(() => {});
+    }
+  }
+
+  private int(n: number): number {
+    return Math.floor(this.random() * n);
+  }
+
+  private async step(): Promise<void> {
+    const roll = this.random();
+    const span = this.nextId;
+    if (roll < 0.3) {
+      const first = this.nextId;
+      const count = 1 + this.int(50);
+      this.nextId += count;
+      await this.withClient((c) => c.query(`INSERT INTO items (id, v, note) SELECT g, 0, 'new' FROM generate_series($1::bigint, $2::bigint) g`, [first, first + count - 1]).then(() => undefined));
+    } else if (roll < 0.6) {
+      const from = 1 + this.int(span);
+      await this.withClient((c) => c.query(`UPDATE items SET v = v + 1, note = 'upd' WHERE id BETWEEN $1::bigint AND $1::bigint + 20`, [from]).then(() => undefined));
+    } else if (roll < 0.7) {
+      const from = 1 + this.int(span);
+      await this.withClient((c) => c.query(`UPDATE items SET deleted_at = now() WHERE id BETWEEN $1::bigint AND $1::bigint + 3 AND deleted_at IS NULL`, [from]).then(() => undefined));
+    } else if (roll < 0.78) {
+      // Thousands of rows sharing one updated_at: a bulk update in one statement.
+      const from = 1 + this.int(Math.max(1, span - 3000));
+      await this.withClient((c) => c.query(`UPDATE items SET v = v + 10, note = 'bulk' WHERE id BETWEEN $1::bigint AND $1::bigint + 2999`, [from]).then(() => undefined));
+    } else if (roll < 0.86) {
+      // A long transaction: its rows carry its start time, and it commits after others did and were synced.
+      const from = 1 + this.int(span);
+      const holdMs = 2000 + this.int(4000);
+      const first = this.nextId;
+      this.nextId += 5;
+      await this.withClient(async (c) => {
+        await c.query('BEGIN');
+        await c.query(`UPDATE items SET v = v + 100, note = 'long' WHERE id BETWEEN $1::bigint AND $1::bigint + 10`, [from]);
+        await c.query(`INSERT INTO items (id, v, note) SELECT g, 0, 'long-new' FROM generate_series($1::bigint, $2::bigint) g`, [first, first + 4]);
+        await sleep(holdMs);
+        await c.query('COMMIT');
+      });
+    } else {
+      await sleep(50 + this.int(200));
+    }
+  }
+
+  start(concurrency: number): void {
+    for (let i = 0; i < concurrency; i++) {
+      this.running.push(
+        (async () => {
+          while (!this.stopped) await this.step();
+        })(),
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.running);
+  }
+}
+
+class Fleet {
+  private readonly procs = new Map<string, ChildProcess>();
+
+  constructor(private readonly configPath: string) {}
+
+  start(name: string, roles: string[]): void {
+    // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
+    const args = ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', this.configPath, 'start', '--port', '0', ...roles.flatMap((r) => ['--role', r])];
+    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    this.procs.set(name, proc);
+  }
+
+  async kill(name: string): Promise<void> {
+    const proc = this.procs.get(name);
+    if (!proc || proc.exitCode !== null) return;
+    proc.kill('SIGKILL');
+    await new Promise((r) => proc.once('exit', r));
+  }
+
+  async stopAll(): Promise<void> {
+    for (const p of this.procs.values()) p.kill('SIGTERM');
+    await sleep(3000);
+    for (const p of this.procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  const random = prng(SEED);
+  const faultRandom = prng(SEED * 7919 + 1);
+  const started = Date.now();
+  log(`seed ${SEED}`);
+  const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
+  const redis = await ChaosRedis.start();
+  const pgServer = await ChaosPostgres.start();
+  const receiver: ChaosReceiver = await startChaosReceiver(faultRandom, 'chaos-key');
+  const fleet = new Fleet(join(dir, 'pushsync.yaml'));
+  let exitCode = 1;
+  try {
+    const admin = await pgServer.client();
+    await admin.query(`
+      CREATE TABLE items (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now(), v int, note text, deleted_at timestamptz);
+      CREATE INDEX ON items (updated_at, id);
+      CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+      CREATE TRIGGER touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();
+      INSERT INTO items (id, v, note) SELECT g, 0, 'initial' FROM generate_series(1, ${INITIAL_ROWS}) g;`);
+    await admin.end();
+    writeFileSync(
+      join(dir, 'pushsync.yaml'),
+      `redis: { url: ${redis.url}, prefix: chaos }
+destination:
+  url: ${receiver.url}
+  apiKey: chaos-key
+  attempts: 40
+  backoff: { base: 200ms, cap: 2s, jitter: 0.5 }
+  timeout: 5s
+  concurrency: 4
+extract: { concurrency: 2, maxPendingBatches: 10, leaseTtl: 3s, attempts: 20 }
+sources:
+  - name: app
+    kind: postgres
+    url: ${pgServer.url}
+    tables:
+      - { name: items, watermark: updated_at, every: 1s, batchRows: 250, softDelete: { column: deleted_at } }
+log: { level: error }
+`,
+    );
+    fleet.start('scheduler', ['scheduler']);
+    fleet.start('w1', ['extract', 'push']);
+    fleet.start('w2', ['extract', 'push']);
+    const writers = new Writers(pgServer, random);
+    writers.start(3);
+
+    // The fault schedule, fixed by the seed.
+    const at = (fraction: number): number => started + 3000 + fraction * WRITE_SECONDS * 1000;
+    const events: Array<{ time: number; name: string; run: () => Promise<void> }> = [];
+    for (let i = 0; i < 5; i++) {
+      const who = random() < 0.5 ? 'w1' : 'w2';
+      const downMs = 300 + Math.floor(random() * 1500);
+      events.push({
+        time: at(0.05 + random() * 0.85),
+        name: `SIGKILL ${who}`,
+        run: async () => {
+          await fleet.kill(who);
+          await sleep(downMs);
+          fleet.start(who, ['extract', 'push']);
+        },
+      });
+    }
+    events.push({ time: at(0.3), name: 'restart redis', run: () => redis.restart(1000) });
+    events.push({ time: at(0.5), name: 'restart postgres', run: () => pgServer.restart() });
+    const memory: number[] = [];
+    events.push({
+      time: at(0.65),
+      name: 'destination outage (8 s)',
+      run: async () => {
+        receiver.setOutage(true);
+        for (let i = 0; i < 16; i++) {
+          memory.push(await redis.usedMemory().catch(() => 0));
+          await sleep(500);
+        }
+        receiver.setOutage(false);
+      },
+    });
+    events.sort((a, b) => a.time - b.time);
+    for (const e of events) {
+      await sleep(Math.max(0, e.time - Date.now()));
+      log(e.name);
+      await e.run();
+    }
+    await sleep(Math.max(0, started + 3000 + WRITE_SECONDS * 1000 - Date.now()));
+    await writers.stop();
+    log(`writers stopped after ${writers.ops} operations; waiting for pushsync to catch up`);
+
+    const check = await pgServer.client();
+    let v = await verdict(check, receiver.rows);
+    const deadline = Date.now() + 150_000;
+    let retried = false;
+    while ((v.lost > 0 || v.wrong > 0 || v.extra > 0) && Date.now() < deadline) {
+      await sleep(2000);
+      if (!retried && Date.now() > deadline - 90_000) {
+        retried = true;
+        const res = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'dlq', 'retry', '--all'], { cwd: ROOT });
+        log(`dead-letter queue: ${res.stdout.toString().trim()}`);
+      }
+      v = await verdict(check, receiver.rows);
+    }
+    await check.end();
+    log(`destination answers: ${JSON.stringify(receiver.faults)}; rows stored: ${receiver.rows.length}`);
+    if (memory.length > 0) {
+      log(`redis used_memory during outage: min=${Math.min(...memory)} max=${Math.max(...memory)} bytes (maxPendingBatches=10)`);
+    }
+    for (const e of v.examples) log(e);
+    log(`run took ${Math.round((Date.now() - started) / 1000)} s`);
+    process.stdout.write(`lost=${v.lost} wrong=${v.wrong} extra=${v.extra} duplicates=${v.duplicates}\n`);
+    exitCode = v.lost === 0 && v.wrong === 0 && v.extra === 0 ? 0 : 1;
+  } finally {
+    await fleet.stopAll();
+    await receiver.close();
+    await redis.stop();
+    await pgServer.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(exitCode);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`chaos suite failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
