@@ -2,18 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { BatchPacker, STREAM_LIMITS, envelopeBytes, prepareRow, requestBody, type RequestConfig, type StreamLimits } from './batching.js';
 import { AppError } from './errors.js';
 import { jsonDepth } from './json-scan.js';
+import { prng } from '../../test/helpers/prng.js';
 
-/** A small seeded PRNG (mulberry32) so that a failing case reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A JSON value whose depth is exactly `depth` (alternating arrays and objects). */
 function nested(depth: number): string {

@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sortableWatermark } from './ordering.js';
+import { prng } from '../../test/helpers/prng.js';
 
-/** A small seeded PRNG (mulberry32) so that failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function lexSort(values: string[]): string[] {
   return [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { ChaosPostgres, ChaosRedis } from './services.js';
 import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
+import { prng } from '../helpers/prng.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const seedArg = process.argv.indexOf('--seed');
@@ -20,17 +21,6 @@ const SEED = Number(seedArg > 0 ? process.argv[seedArg + 1] : (process.env.CHAOS
 const WRITE_SECONDS = Number(process.env.CHAOS_WRITE_SECONDS ?? 40);
 const INITIAL_ROWS = 5000;
 
-/** mulberry32: small, seeded, good enough to drive a fault schedule. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const log = (msg: string): void => void process.stdout.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
