@@ -121,4 +121,20 @@ describe('change data capture from a logical replication slot', () => {
     const { rows } = await client.query(`SELECT confirmed_flush_lsn IS NOT NULL AS ok FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
     expect(rows[0].ok).toBe(true);
   });
+
+  it('refuses a slot recreated behind its back: its position is ahead of what was acknowledged', async () => {
+    await client.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+    await client.query(`INSERT INTO items VALUES (9001, 'unseen', 1, NULL)`);
+    await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+    const summary = await syncOnce();
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.reason).toMatch(/^\[CURSOR_INVALID\] replication slot .* is at .*, ahead of the .* pushsync acknowledged.*pushsync cdc reset --source app/);
+  });
+
+  it('refuses a slot dropped after streaming from it, instead of silently starting a new one', async () => {
+    await client.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+    const summary = await syncOnce();
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.reason).toMatch(/^\[CURSOR_INVALID\] replication slot .* was dropped after pushsync streamed from it/);
+  });
 });

@@ -155,4 +155,24 @@ web: { host: 0.0.0.0 }
     expect(purged.stdout).toMatch(/^purged 1 job\(s\)/);
     expect((await pushsync(['--config', path, 'status'], env)).stdout).toMatch(/undelivered_batches=0\ndead-letter \(failed push jobs\): 0/);
   });
+
+  it('check explains what change data capture lacks on a server without wal_level=logical', async () => {
+    const path = writeConfig(
+      'cdc.yaml',
+      `
+destination: { url: ${receiver.url}, apiKey: k }
+redis: { url: ${REDIS_URL}, prefix: ${prefix} }
+sources:
+  - name: app
+    kind: postgres
+    url: ${PG_URL}
+    mode: cdc
+    tables:
+      - name: ${db.schema}."Orders"
+`,
+    );
+    const run = await pushsync(['--config', path, 'check']);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/FAIL source app change data capture: source app: wal_level is \w+; CDC needs wal_level = logical/);
+  });
 });
