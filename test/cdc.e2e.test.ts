@@ -122,6 +122,35 @@ describe('change data capture from a logical replication slot', () => {
     expect(rows[0].ok).toBe(true);
   });
 
+  it('streams a table with a composite primary key and a timestamp in the key', async () => {
+    await client.query(`CREATE TABLE lines (order_id bigint, at timestamptz, qty int, PRIMARY KEY (order_id, at))`);
+    await client.query(`INSERT INTO lines VALUES (1, '2024-01-01 00:00:00.000001+00', 1), (1, '2024-01-01 00:00:00.000002+00', 2), (2, '2024-01-01 00:00:00.000001+00', 3)`);
+    const composite = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix: `${prefix}c` },
+        destination: { url: receiver.url, apiKey: 'k' },
+        sources: [{ name: 'app', kind: 'postgres', url: LOGICAL_PG_URL, mode: 'cdc', cdc: { slot: `${slot}c`, publication: `${slot}c`, flushInterval: '50ms' }, tables: [{ name: `${schema}.lines` }] }],
+      },
+      {},
+    );
+    try {
+      expect((await syncPass(composite, { timeoutMs: 15_000 })).failed).toEqual([]);
+      await client.query(`UPDATE lines SET qty = 20 WHERE order_id = 1 AND at = '2024-01-01 00:00:00.000002+00'`);
+      await client.query(`DELETE FROM lines WHERE order_id = 2`);
+      expect((await syncPass(composite, { timeoutMs: 15_000 })).failed).toEqual([]);
+      const recs = (receiver.stored.get('bronze.app_lines') ?? []).map((r) => JSON.parse(r) as { _op: string; order_id: string; at: string; qty: number | null });
+      expect(recs.filter((r) => r._op !== 'snapshot').map((r) => [r._op, r.order_id, r.at, r.qty ?? null])).toEqual([
+        ['update', '1', '2024-01-01T00:00:00.000002+00:00', 20],
+        // A delete carries the key columns only.
+        ['delete', '2', '2024-01-01T00:00:00.000001+00:00', null],
+      ]);
+    } finally {
+      await client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [`${slot}c`]).catch(() => {});
+      await client.query(`DROP PUBLICATION IF EXISTS ${slot}c`).catch(() => {});
+      await dropRedisPrefix(`${prefix}c`);
+    }
+  });
+
   it('refuses a slot recreated behind its back: its position is ahead of what was acknowledged', async () => {
     await client.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
     await client.query(`INSERT INTO items VALUES (9001, 'unseen', 1, NULL)`);
