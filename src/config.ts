@@ -313,6 +313,12 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
       const path = issuePath(issue.path);
       if (!reported.has(path)) problems.push(`${path}: ${issue.message}`);
     }
+    // The dashboard's exposure is checked even when other keys are invalid: it is the one problem not to miss.
+    const web = (interpolated as { web?: { host?: unknown; auth?: Record<string, unknown> } } | null)?.web;
+    const auth = web?.auth ?? {};
+    if (typeof web?.host === 'string' && !LOOPBACK.has(web.host) && auth.token === undefined && auth.password === undefined) {
+      problems.push(`web.auth: web.host ${web.host} is not loopback, so the dashboard needs web.auth.token or web.auth.username/password`);
+    }
   } else {
     problems.push(...crossChecks(result.data));
   }

@@ -94,6 +94,7 @@ web: { host: 0.0.0.0 }
     expect(run.stderr).toContain('sources[0].kind');
     expect(run.stderr).toContain('sources[0].tables[0].batchRows');
     expect(run.stderr).toContain('sources[0].tables[0].every');
+    expect(run.stderr).toContain('web.auth: web.host 0.0.0.0 is not loopback');
   });
 
   it('check reports each table and fails on a missing watermark column', async () => {
