@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { Redis } from 'ioredis';
+import { bigIntToLsn, lsnToBigInt } from '../src/core/lsn.js';
+import { Keys } from '../src/queue/redis.js';
 import { parseConfig, type Config } from '../src/config.js';
 import type { OnceSummary } from '../src/queue/run-once.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
@@ -149,6 +152,47 @@ describe('change data capture from a logical replication slot', () => {
       await client.query(`DROP PUBLICATION IF EXISTS ${slot}c`).catch(() => {});
       await dropRedisPrefix(`${prefix}c`);
     }
+  });
+
+  async function recordedAck(): Promise<string | null> {
+    const redis = new Redis(REDIS_URL);
+    try {
+      return await redis.hget(new Keys(prefix).cdcState('app', slot), 'ackedLsn');
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  it('leaves the slot confirmed at exactly the position it recorded as acknowledged', async () => {
+    await client.query(`UPDATE items SET v = 'exact' WHERE id = 2`);
+    expect((await syncOnce()).failed).toEqual([]);
+    const { rows } = await client.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+    expect(await recordedAck()).toBe(rows[0]!.lsn);
+  });
+
+  it('tolerates a slot one byte ahead only for state recorded before acknowledgements were exact', async () => {
+    const redis = new Redis(REDIS_URL);
+    try {
+      const key = new Keys(prefix).cdcState('app', slot);
+      await redis.hdel(key, 'ackExact');
+      const acked = (await redis.hget(key, 'ackedLsn'))!;
+      await client.query(`UPDATE items SET v = 'legacy' WHERE id = 4`);
+      await client.query(`SELECT pg_replication_slot_advance($1, $2::pg_lsn)`, [slot, bigIntToLsn(lsnToBigInt(acked) + 1n)]);
+      expect((await syncOnce()).failed).toEqual([]);
+      expect(await redis.hget(key, 'ackExact')).toBe('1');
+    } finally {
+      redis.disconnect();
+    }
+    await expectStateEqualsSource();
+  });
+
+  it('refuses a slot confirmed even one byte past what it acknowledged', async () => {
+    const acked = (await recordedAck())!;
+    await client.query(`UPDATE items SET v = 'past' WHERE id = 3`);
+    await client.query(`SELECT pg_replication_slot_advance($1, $2::pg_lsn)`, [slot, bigIntToLsn(lsnToBigInt(acked) + 1n)]);
+    const summary = await syncOnce();
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.reason).toMatch(/^\[CURSOR_INVALID\] replication slot .* is at .*, ahead of the .* pushsync acknowledged/);
   });
 
   it('refuses a slot recreated behind its back: its position is ahead of what was acknowledged', async () => {

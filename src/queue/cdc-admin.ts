@@ -1,4 +1,5 @@
 import type { SourceConfig } from '../config.js';
+import { compareLsn } from '../core/lsn.js';
 import { PostgresCdc } from '../sources/postgres-cdc.js';
 import { resetTable } from './table-admin.js';
 import type { PipelineContext } from './context.js';
@@ -30,6 +31,9 @@ export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<
   const cdc = adapter(s);
   try {
     const [info, problems, state] = await Promise.all([cdc.slotInfo(), cdc.prerequisites(), ctx.redis.hgetall(ctx.keys.cdcState(s.name, s.cdc.slot))]);
+    if (info.confirmedFlushLsn && state.ackedLsn && state.ackExact && compareLsn(info.confirmedFlushLsn, state.ackedLsn) > 0) {
+      problems.push(`slot ${s.cdc.slot} is confirmed at ${info.confirmedFlushLsn}, past the ${state.ackedLsn} pushsync acknowledged: another consumer advanced it; the next run refuses it`);
+    }
     const snapshots = Object.fromEntries(Object.entries(state).filter(([k]) => k.startsWith('snapshot:')).map(([k, v]) => [k.slice(9), v]));
     return {
       source: s.name,

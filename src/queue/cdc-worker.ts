@@ -115,7 +115,7 @@ async function ensureSlot(ctx: PipelineContext, cdc: PostgresCdc, stateKey: stri
     }
     const start = await cdc.createSlot();
     await resetSnapshots(ctx, watched);
-    await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start);
+    await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start, 'ackExact', '1');
     return start;
   }
   if (info.lost) {
@@ -126,11 +126,13 @@ async function ensureSlot(ctx: PipelineContext, cdc: PostgresCdc, stateKey: stri
     // Snapshot rows lose against every streamed change, so re-reading the tables can only re-send, never skip.
     const start = info.confirmedFlushLsn ?? (await cdc.currentLsn());
     await resetSnapshots(ctx, watched);
-    await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start);
+    await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start, 'ackExact', '1');
     return start;
   }
-  // Acknowledging position p confirms "everything before p + 1", so the slot may stand one byte past it.
-  if (savedAck && info.confirmedFlushLsn && lsnToBigInt(info.confirmedFlushLsn) > lsnToBigInt(savedAck) + 1n) {
+  // The slot confirms exactly what pushsync acknowledged. State written before acknowledgements were exact (no
+  // `ackExact` field) may stand one byte behind its slot; that one byte is tolerated for such state only.
+  const tolerance = (await ctx.redis.hget(stateKey, 'ackExact')) ? 0n : 1n;
+  if (savedAck && info.confirmedFlushLsn && lsnToBigInt(info.confirmedFlushLsn) > lsnToBigInt(savedAck) + tolerance) {
     throw new AppError('CURSOR_INVALID', `replication slot ${cdc.slot} is at ${info.confirmedFlushLsn}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it or it was recreated; ${remedy}`);
   }
   return savedStart;
@@ -213,7 +215,8 @@ async function streamChanges(
   const collector = new ChangeCollector(relations);
   let buffered: ChangeEvent[] = [];
   let bufferedEnd: string | null = null;
-  let ackedLsn = (await ctx.redis.hget(o.stateKey, 'ackedLsn')) ?? null;
+  // What the slot confirms now: never more than pushsync recorded (ensureSlot checked), so re-reporting it is safe.
+  let ackedLsn = (await ctx.redis.hget(o.stateKey, 'ackedLsn')) ?? (await cdc.slotInfo()).confirmedFlushLsn;
   let lastFlush = Date.now();
   let lastPing = 0;
   let changes = 0;
@@ -222,7 +225,7 @@ async function streamChanges(
     const lsn = bigIntToLsn(lsnToBigInt(position));
     // Invariant: the slot is confirmed only up to a commit whose changes are all in Redis. Redis learns the
     // position first, so the slot is never found ahead of what pushsync recorded.
-    await ctx.redis.hset(o.stateKey, 'ackedLsn', lsn);
+    await ctx.redis.hset(o.stateKey, 'ackedLsn', lsn, 'ackExact', '1');
     await stream.acknowledge(lsn);
     ackedLsn = lsn;
   };
@@ -272,6 +275,10 @@ async function streamChanges(
           // An idle stream may confirm the server's position: nothing is received but not yet enqueued.
           if (!collector.inTransaction && buffered.length === 0 && bufferedEnd === null && (ackedLsn === null || compareLsn(m.walEnd, ackedLsn) > 0)) {
             await acknowledge(m.walEnd);
+          } else if (m.replyRequested && ackedLsn !== null) {
+            // A long transaction is being received: answer with the position already confirmed, or the server ends
+            // the connection after wal_sender_timeout.
+            await stream.acknowledge(ackedLsn);
           }
           break;
       }
@@ -282,11 +289,12 @@ async function streamChanges(
       await flush();
       return { changes, ackedLsn };
     }
-    if (o.target !== null && Date.now() - lastPing > 200) {
+    if (o.target !== null && ackedLsn !== null && Date.now() - lastPing > 200) {
       // Ask the server for a keepalive now, so an idle one-shot run learns it has caught up without waiting
       // for the server's own keepalive interval.
       lastPing = Date.now();
-      await stream.ping(ackedLsn ?? o.target);
+      // Only a position already confirmed may be reported: pinging with the target would confirm unread changes.
+      await stream.ping(ackedLsn);
     }
     await sleep(POLL_MS);
   }

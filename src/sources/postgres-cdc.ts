@@ -3,6 +3,7 @@ import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { AppError } from '../core/errors.js';
 import { quoteIdent } from '../core/identifiers.js';
+import { bigIntToLsn, lsnToBigInt } from '../core/lsn.js';
 import type { Tuple } from '../core/changes.js';
 import { translatePgError } from './postgres-errors.js';
 
@@ -28,7 +29,8 @@ export type StreamMessage =
   | { tag: 'update'; relation: string; row: Tuple; oldKey: Tuple | null }
   | { tag: 'delete'; relation: string; oldKey: Tuple | null }
   | { tag: 'truncate'; relations: string[] }
-  | { tag: 'keepalive'; walEnd: string };
+  /** `walEnd`: everything before it has been sent. `replyRequested`: the server ends the connection without an answer. */
+  | { tag: 'keepalive'; walEnd: string; replyRequested: boolean };
 
 /**
  * pgoutput as the library parses it, but with every column value kept as the server's text: the library's default
@@ -49,12 +51,17 @@ function relationName(r: Pgoutput.MessageRelation): string {
   return `${r.schema}.${r.name}`;
 }
 
+/** The server's own text form (`0/198E518`): the library pads some positions (`00000000/0198E518`). */
+function normalLsn(lsn: string | null | undefined): string {
+  return bigIntToLsn(lsnToBigInt(lsn ?? '0/0'));
+}
+
 function toMessage(m: Pgoutput.Message): StreamMessage | null {
   switch (m.tag) {
     case 'begin':
-      return { tag: 'begin', commitLsn: m.commitLsn ?? '0/0' };
+      return { tag: 'begin', commitLsn: normalLsn(m.commitLsn) };
     case 'commit':
-      return { tag: 'commit', commitLsn: m.commitLsn ?? '0/0', endLsn: m.commitEndLsn ?? m.commitLsn ?? '0/0' };
+      return { tag: 'commit', commitLsn: normalLsn(m.commitLsn), endLsn: normalLsn(m.commitEndLsn ?? m.commitLsn) };
     case 'insert':
       return { tag: 'insert', relation: relationName(m.relation), row: m.new as Tuple };
     case 'update':
@@ -69,9 +76,12 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
 }
 
 export interface ChangeStream {
-  /** Tells the server every change up to `lsn` is durably handled: the slot may release the WAL before it. */
+  /**
+   * Tells the server every change before `lsn` is durably handled: the slot's confirmed position becomes exactly
+   * `lsn`. Positions are those the server sent: a commit's end LSN or a keepalive's WAL end.
+   */
   acknowledge(lsn: string): Promise<void>;
-  /** Reports `lsn` again and asks the server to answer with a keepalive (its current position) at once. */
+  /** Reports `lsn` as `acknowledge` does and asks the server to answer with a keepalive (its current position) at once. */
   ping(lsn: string): Promise<void>;
   stop(): Promise<void>;
   /** Settles when the stream ends (stop, or an error). */
@@ -210,7 +220,9 @@ export class PostgresCdc {
       const m = toMessage(message);
       if (m) onMessage(m);
     });
-    service.on('heartbeat', (lsn: string) => onMessage({ tag: 'keepalive', walEnd: lsn }));
+    service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) =>
+      onMessage({ tag: 'keepalive', walEnd: normalLsn(lsn), replyRequested: shouldRespond }),
+    );
     let failed = false;
     service.on('error', (err: unknown) => {
       if (failed) return;
@@ -233,10 +245,10 @@ export class PostgresCdc {
     if (failed) await done;
     return {
       acknowledge: async (lsn: string) => {
-        await service.acknowledge(lsn);
+        await sendStatus(service, lsn, false);
       },
       ping: async (lsn: string) => {
-        await service.acknowledge(lsn, true);
+        await sendStatus(service, lsn, true);
       },
       stop: async () => {
         const stopped = service.stop().then(() => done);
@@ -257,6 +269,20 @@ export class PostgresCdc {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/**
+ * Sends a standby status update whose written, flushed and applied positions are exactly `lsn`, as PostgreSQL's own
+ * subscriber reports a commit's end LSN. The library reports its argument plus one (it takes "the last byte
+ * received"), so it is given `lsn - 1`. Confirming one byte too far is silent loss: when decoding restarts,
+ * PostgreSQL skips every transaction whose COMMIT record starts before the confirmed position, and a COMMIT that
+ * starts exactly at an acknowledged keepalive position would be skipped.
+ */
+async function sendStatus(service: LogicalReplicationService, lsn: string, ping: boolean): Promise<void> {
+  const position = lsnToBigInt(lsn);
+  // 0/0 confirms nothing; the server keeps the slot where it is.
+  if (position === 0n) return;
+  await service.acknowledge(bigIntToLsn(position - 1n), ping);
 }
 
 export function assertSlotName(name: string): string {
