@@ -7,7 +7,7 @@ import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
-import { ROLES, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
@@ -161,7 +161,7 @@ program
     } catch (err) {
       report(false, 'destination reachable', (err as Error).message);
     }
-    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]).catch(() => {});
+    await closePipeline(ctx).catch(() => {});
     process.stdout.write(problems === 0 ? 'all checks passed\n' : `${problems} check(s) failed\n`);
     process.exit(problems === 0 ? 0 : EXIT_FAILED);
   });
@@ -181,7 +181,7 @@ program
         process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
       }
       process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
-      await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]);
+      await closePipeline(ctx);
     } catch (err) {
       fail(err);
     }
@@ -284,7 +284,7 @@ async function withQueues<T>(fn: (ctx: ReturnType<typeof createPipeline>) => Pro
   try {
     return await fn(ctx);
   } finally {
-    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]).catch(() => {});
+    await closePipeline(ctx).catch(() => {});
   }
 }
 

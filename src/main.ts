@@ -1,7 +1,7 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Config } from './config.js';
 import { allTables } from './config.js';
-import type { Destination, Source } from './core/ports.js';
+import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
 import type { Logger } from './observability/logger.js';
@@ -14,6 +14,7 @@ import { startPushWorker } from './queue/push-worker.js';
 import { Keys, createRedis } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { PostgresSource } from './sources/postgres.js';
+import { PostgresCdc } from './sources/postgres-cdc.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
 export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
@@ -25,6 +26,15 @@ export function createSources(config: Config): Map<string, Source> {
       s.name,
       new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }) as Source,
     ]),
+  );
+}
+
+/** One change source per source with tables in mode cdc. */
+export function createChangeSources(config: Config): Map<string, ChangeSource> {
+  return new Map(
+    config.sources
+      .filter((s) => s.tables.some((t) => t.mode === 'cdc'))
+      .map((s) => [s.name, new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot) as ChangeSource]),
   );
 }
 
@@ -55,12 +65,24 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     redis,
     keys: new Keys(config.redis.prefix),
     sources: createSources(config),
+    changeSources: createChangeSources(config),
     destination: overrides.destination ?? createDestination(config),
     metrics: overrides.metrics ?? createMetrics(),
     logger,
     extractQueue: new Queue(EXTRACT_QUEUE, queueOpts),
     pushQueue: new Queue(PUSH_QUEUE, queueOpts),
   };
+}
+
+/** Closes what createPipeline opened, for commands that start no runtime. */
+export async function closePipeline(ctx: PipelineContext): Promise<void> {
+  await Promise.all([
+    ctx.extractQueue.close(),
+    ctx.pushQueue.close(),
+    ...[...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close()),
+    ctx.destination.close(),
+  ]);
+  await ctx.redis.quit();
 }
 
 /**
@@ -123,7 +145,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   // Workers stop first (they finish or hand back their current job), then what they used.
   cleanups.push(() => ctx.redis.quit().catch(() => undefined));
   cleanups.push(() => ctx.destination.close());
-  cleanups.push(() => Promise.all([...ctx.sources.values()].map((s) => s.close())));
+  cleanups.push(() => Promise.all([...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close())));
   cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
   cleanups.push(() => Promise.all(workers.map((w) => w.close())));
   let web: WebServer | undefined;

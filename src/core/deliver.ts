@@ -1,5 +1,6 @@
-import { AppError, isAppError } from './errors.js';
-import { BatchPacker, prepareRow, type StreamLimits } from './batching.js';
+import { isAppError } from './errors.js';
+import { prepareRow, type StreamLimits } from './batching.js';
+import { RecordSender, type SendSummary } from './sender.js';
 import { recordEncoder, type Operation } from './record.js';
 import { sortableWatermark } from './ordering.js';
 import type { KeyRange, Position } from './cursor.js';
@@ -30,24 +31,6 @@ export interface DeliverParams {
   onDelivered: (after: Position | null, rows: number, latencyMs: number) => Promise<void>;
 }
 
-export interface DeliverResult {
-  rows: number;
-  requests: number;
-}
-
-interface Pending {
-  records: string[];
-  /** Position of each record, parallel to `records`. */
-  positions: Position[];
-}
-
-interface Failure {
-  /** Position just before the failed batch: where a retry must resume to re-send it. */
-  resumeAfter: Position | null;
-  error: AppError;
-  keys?: string[][];
-}
-
 /**
  * Delivers one key range: reads it from the source (at push time, so customer rows never sit in Redis),
  * encodes records, packs them within the Stream API limits and sends them in order.
@@ -57,46 +40,17 @@ interface Failure {
  * all reasons and its resume point is moved back before the first failure, so retrying it from the dead-letter
  * queue re-sends what failed.
  */
-export async function deliverRange(p: DeliverParams): Promise<DeliverResult> {
+export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
   const now = p.now ?? (() => new Date());
+  const sender = new RecordSender<Position>(
+    { destination: p.destination, target: p.target, limits: p.limits, envelopeBytes: p.envelopeBytes, start: p.resumeAfter, onDelivered: p.onDelivered },
+    (position) => position.pk,
+  );
   let after = p.resumeAfter;
-  let delivered = p.resumeAfter;
-  let rows = 0;
-  let requests = 0;
-  const failures: Failure[] = [];
-  const packer = new BatchPacker(p.limits, p.envelopeBytes);
-  let pendingPositions: Position[] = [];
-
-  const sendBatch = async (batch: Pending): Promise<void> => {
-    const startAfter = delivered;
-    try {
-      const result = await p.destination.send(p.target, batch.records);
-      rows += result.rows;
-      requests += 1;
-      delivered = batch.positions[batch.positions.length - 1]!;
-      if (failures.length === 0) await p.onDelivered(delivered, result.rows, result.latencyMs);
-    } catch (err) {
-      if (!isAppError(err)) throw err;
-      if (err.code === 'DEST_TOO_LARGE' && batch.records.length > 1) {
-        const half = Math.ceil(batch.records.length / 2);
-        await sendBatch({ records: batch.records.slice(0, half), positions: batch.positions.slice(0, half) });
-        await sendBatch({ records: batch.records.slice(half), positions: batch.positions.slice(half) });
-        return;
-      }
-      if (err.code === 'DEST_TOO_LARGE' || err.code === 'DEST_ROWS_REJECTED') {
-        failures.push({ resumeAfter: startAfter, error: err, keys: batch.positions.slice(0, 20).map((x) => x.pk) });
-        delivered = batch.positions[batch.positions.length - 1]!;
-        return;
-      }
-      throw err;
-    }
-  };
-
   for (;;) {
     const chunk = await p.reader.readRange(p.range, after, p.readRows);
     if (chunk.length === 0) break;
-    const extractedAt = now().toISOString();
-    const ctx = { source: p.source, table: p.table, extractedAt };
+    const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString() };
     const encodeLive = recordEncoder(p.op ?? 'upsert', ctx);
     const encodeDeleted = recordEncoder('delete', ctx);
     for (const row of chunk) {
@@ -107,43 +61,13 @@ export async function deliverRange(p: DeliverParams): Promise<DeliverResult> {
         record = encode(prepared.json, p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind));
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        failures.push({ resumeAfter: delivered, error: err, keys: [row.position.pk] });
+        sender.reject(err, row.position);
         continue;
       }
-      const size = BatchPacker.sizeOf(record);
-      if (!packer.fits(size)) {
-        failures.push({
-          resumeAfter: delivered,
-          error: new AppError('ROW_TOO_LARGE', `row of ${size} bytes cannot fit in one request`),
-          keys: [row.position.pk],
-        });
-        continue;
-      }
-      const closed = packer.add(record, size);
-      if (closed) {
-        const positions = pendingPositions.slice(0, closed.length);
-        pendingPositions = pendingPositions.slice(closed.length);
-        await sendBatch({ records: closed, positions });
-      }
-      pendingPositions.push(row.position);
+      await sender.add(record, row.position);
     }
     after = chunk[chunk.length - 1]!.position;
     if (chunk.length < p.readRows) break;
   }
-  if (packer.size > 0) await sendBatch({ records: packer.flush(), positions: pendingPositions });
-
-  if (failures.length > 0) {
-    const first = failures[0]!;
-    await p.onDelivered(first.resumeAfter, 0, 0);
-    const codes = [...new Set(failures.map((f) => f.error.code))];
-    throw new AppError(
-      codes.length === 1 ? codes[0]! : 'DEST_REJECTED',
-      `${failures.length} part(s) of this range were not delivered (${rows} rows were): ${failures
-        .slice(0, 5)
-        .map((f) => `${f.error.message}${f.keys ? ` [keys ${JSON.stringify(f.keys.slice(0, 3))}]` : ''}`)
-        .join('; ')}`,
-      { details: { delivered: rows, failures: failures.slice(0, 20).map((f) => ({ code: f.error.code, message: f.error.message, keys: f.keys, server: f.error.details })) } },
-    );
-  }
-  return { rows, requests };
+  return sender.finish();
 }

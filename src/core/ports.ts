@@ -1,3 +1,4 @@
+import type { ChangeEvent, RelationKeys } from './changes.js';
 import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
 import type { WatermarkKind } from './ordering.js';
 
@@ -112,5 +113,81 @@ export interface SendResult {
  */
 export interface Destination {
   send(target: string, records: readonly string[]): Promise<SendResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * What a change source says while it streams. Positions are opaque text owned by the source (an LSN, a binlog
+ * file and offset, a stream entry id): the pipeline stores them, compares them with `ChangeSource.comparePositions`
+ * and hands them back to `acknowledge`, and never reads them.
+ */
+export type ChangeStreamEvent =
+  /** A committed transaction's key-level changes, in commit order. Acknowledging `end` confirms it and all before. */
+  | { kind: 'transaction'; changes: ChangeEvent[]; end: string }
+  /** Nothing is in flight: everything before `position` has been handed over, so acknowledging it loses nothing. */
+  | { kind: 'idle'; position: string }
+  /** The relations were emptied; no keys travel with it. */
+  | { kind: 'truncate'; relations: string[] };
+
+export interface ChangeStream {
+  /**
+   * Tells the source every change before `position` is durably handled: it may forget them, and a new stream starts
+   * exactly at `position`. Only positions the stream handed out (a transaction's end, an idle position) are valid.
+   */
+  acknowledge(position: string): Promise<void>;
+  /** Acknowledges `position` again and asks the source to report where it stands (an `idle` event) soon. */
+  requestPosition(position: string): Promise<void>;
+  stop(): Promise<void>;
+  /** Settles when the stream ends (stop, or an error). */
+  done: Promise<void>;
+}
+
+/** The durable stream a change source keeps for pushsync (a replication slot, a binlog position, a consumer group). */
+export interface ChangeStreamStatus {
+  exists: boolean;
+  /** The position a new stream would start from; null when unknown. */
+  confirmed: string | null;
+  /** How far the source's current position is past `confirmed`, in bytes; null when unknown. */
+  lagBytes: number | null;
+  /** True while a reader is attached. */
+  active: boolean;
+  /** True when the source discarded changes the stream still needed: it cannot continue. */
+  lost: boolean;
+}
+
+/**
+ * A source of committed changes with an explicit acknowledgement: Postgres logical replication, and by the same
+ * shape a MySQL binlog reader or an ingested Debezium stream. The queue layer drives it through this port only.
+ */
+export interface ChangeSource {
+  /** The configured source name. */
+  readonly name: string;
+  /** What the durable stream is, for messages and status, e.g. `replication slot pushsync_app`. */
+  readonly stream: string;
+  /** Problems that make change capture impossible, each with what to change. */
+  prerequisites(): Promise<string[]>;
+  /** Tables whose deletes or updates would arrive without their key, each with the fix. */
+  keyProblems(tables: readonly TableShape[]): Promise<string[]>;
+  /** Makes sure the tables are captured (e.g. in the publication). */
+  prepare(tables: readonly TableShape[]): Promise<void>;
+  status(): Promise<ChangeStreamStatus>;
+  /** Creates the durable stream and returns the position it starts from: every later commit streams from it. */
+  create(): Promise<string>;
+  /** The source's current position: a one-shot run streams until it has acknowledged it. */
+  currentPosition(): Promise<string>;
+  /** Negative, zero or positive as position `a` is before, at or after `b`. */
+  comparePositions(a: string, b: string): number;
+  /**
+   * True when a stream confirmed at `confirmed` went past what pushsync acknowledged, i.e. it skipped changes
+   * pushsync never saw. `legacy`: the acknowledgement was recorded by a version of pushsync whose acknowledgements
+   * could stand a source-defined margin behind the stream's confirmed position.
+   */
+  confirmedPast(confirmed: string, acknowledged: string, legacy: boolean): boolean;
+  /** `_ordering` of rows read by the initial snapshot taken from `start`: sorts before every streamed change. */
+  snapshotOrdering(start: string): string;
+  /** Streams committed changes of `relations` (keyed `schema.relname`) from the confirmed position. */
+  open(relations: ReadonlyMap<string, RelationKeys>, onEvent: (e: ChangeStreamEvent) => void, onError: (err: Error) => void): Promise<ChangeStream>;
+  /** Drops the durable stream (and, with `capture`, what `prepare` created). */
+  drop(options: { capture: boolean }): Promise<void>;
   close(): Promise<void>;
 }

@@ -2,15 +2,14 @@ import { createHash } from 'node:crypto';
 import type { TableConfig } from '../config.js';
 import type { KeyChange } from '../core/deliver-changes.js';
 import type { PipelineContext } from './context.js';
-import { pushJobName, pushJobOptions, type PushJob } from './jobs.js';
-import { PendingSet } from './pending.js';
+import type { PushJob } from './jobs.js';
+import { enqueuePushJob } from './push-jobs.js';
 
 /**
  * Enqueues key-level changes of one table as push jobs of at most `batchKeys` changes, each with an id derived from
  * its content, so enqueueing the same changes again after a crash finds the job already there.
  */
 export async function enqueueChangeJobs(ctx: PipelineContext, table: TableConfig, changes: readonly KeyChange[], batchKeys: number): Promise<void> {
-  const pending = new PendingSet(ctx.redis, ctx.keys.pending(table.source, table.name));
   for (let i = 0; i < changes.length; i += batchKeys) {
     const chunk = changes.slice(i, i + batchKeys);
     const jobId = `c-${createHash('sha256').update(JSON.stringify([table.source, table.name, chunk])).digest('hex').slice(0, 32)}`;
@@ -23,8 +22,6 @@ export async function enqueueChangeJobs(ctx: PipelineContext, table: TableConfig
       rows: chunk.length,
       cutAt: new Date().toISOString(),
     };
-    const job = await ctx.pushQueue.add(pushJobName(table.source, table.name), data, pushJobOptions(ctx.config.destination.attempts, jobId));
-    if ((await job.getState()) !== 'completed') await pending.add(jobId, Date.now());
-    ctx.metrics.rowsExtracted.inc({ source: table.source, table: table.name }, chunk.length);
+    await enqueuePushJob(ctx, jobId, data);
   }
 }

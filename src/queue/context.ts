@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, TableConfig } from '../config.js';
-import type { Destination, Source } from '../core/ports.js';
+import type { ChangeSource, Destination, Source } from '../core/ports.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { AppError } from '../core/errors.js';
@@ -13,6 +13,8 @@ export interface PipelineContext {
   redis: Redis;
   keys: Keys;
   sources: Map<string, Source>;
+  /** Change sources of the sources that have tables in mode cdc, by source name. */
+  changeSources: Map<string, ChangeSource>;
   destination: Destination;
   metrics: Metrics;
   logger: Logger;
@@ -29,5 +31,11 @@ export function findTable(config: Config, source: string, table: string): TableC
 export function findSource(ctx: PipelineContext, name: string): Source {
   const s = ctx.sources.get(name);
   if (!s) throw new AppError('JOB_INVALID', `job names source ${name}, which is not in the configuration`);
+  return s;
+}
+
+export function findChangeSource(ctx: PipelineContext, name: string): ChangeSource {
+  const s = ctx.changeSources.get(name);
+  if (!s) throw new AppError('JOB_INVALID', `cdc job names source ${name}, which has no table in mode cdc`);
   return s;
 }

@@ -1,16 +1,16 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import { rangeId, type KeyRange } from '../core/cursor.js';
-import { AppError, toAppError } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
-import { tableSpec } from '../config.js';
-import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, rangeJobId, pushJobName, pushJobOptions, type PushJob } from './jobs.js';
-import { PendingSet } from './pending.js';
+import { tableSpec, type TableConfig } from '../config.js';
+import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, rangeJobId, type PushJob, type RunReason } from './jobs.js';
+import { enqueuePushJob, waitForCapacity } from './push-jobs.js';
+import { failJob } from './job-errors.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
-import { backoffStrategy, toJobError } from './backoff-strategy.js';
+import { backoffStrategy } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 
@@ -20,52 +20,45 @@ export interface ExtractOutcome extends Partial<ExtractResult> {
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome;
 
-/** Polls backpressure at this interval while a table's backlog is full. */
-const CAPACITY_POLL_MS = 500;
-
 export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<Outcome> {
   const parsed = extractJobSchema.safeParse(job.data);
-  if (!parsed.success) throw new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`);
-  const { source: sourceName, table: tableName } = parsed.data;
-  if (parsed.data.kind === 'cdc') return runCdc(ctx, job, sourceName, parsed.data.reason === 'once', stopping);
-  const once = parsed.data.reason === 'once';
-  if (parsed.data.kind === 'reconcile') return runReconcile(ctx, job, sourceName, tableName, stopping, once);
-  const table = findTable(ctx.config, sourceName, tableName);
+  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`));
+  const data = parsed.data;
+  switch (data.kind) {
+    case 'cdc':
+      return runCdc(ctx, job, data.source, data.reason === 'once', stopping);
+    case 'reconcile':
+      return runReconcile(ctx, job, data.source, data.table, stopping, data.reason);
+    case 'table':
+      return runTable(ctx, job, data.source, data.table, data.reason, stopping);
+  }
+}
+
+async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tableName: string, reason: RunReason, stopping: () => boolean): Promise<ExtractOutcome> {
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName });
+  let table: TableConfig;
+  try {
+    table = findTable(ctx.config, sourceName, tableName);
+  } catch (err) {
+    throw failJob(err);
+  }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
-  if (!(await (once ? lock.acquireWaiting(() => !stopping()) : lock.acquire()))) {
+  if (!(await lock.acquireFor(reason, () => !stopping()))) {
     log.debug('another worker is reading this table; skipping this run');
     return { skipped: 'locked' };
   }
   const labels = { source: sourceName, table: tableName };
-  const pending = new PendingSet(ctx.redis, ctx.keys.pending(sourceName, tableName));
   const startedAt = Date.now();
+  const shouldStop = (): boolean => stopping() || lock.isLost;
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
     const generation = await ctx.redis.get(ctx.keys.generation(sourceName, tableName));
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
-      const jobId = rangeJobId(rangeId(sourceName, tableName, range), generation);
-      const cutAt = Date.now();
-      const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date(cutAt).toISOString() };
-      const job = await ctx.pushQueue.add(pushJobName(sourceName, tableName), data, pushJobOptions(ctx.config.destination.attempts, jobId));
-      // The same range enqueued again after a crash finds its job; if that one already completed, nothing is pending.
-      if ((await job.getState()) !== 'completed') await pending.add(jobId, cutAt);
+      const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date().toISOString() };
+      await enqueuePushJob(ctx, rangeJobId(rangeId(sourceName, tableName, range), generation), data);
       // Remembered before the cursor moves on, so a key can never be sent without reconciliation knowing it.
       if (known) await ctx.redis.sadd(known, ...keys.map((k) => JSON.stringify(k)));
-      ctx.metrics.rowsExtracted.inc(labels, rows);
-    };
-    const bound = ctx.config.extract.maxPendingBatches;
-    const waitForCapacity = async (): Promise<void> => {
-      let reconciled = false;
-      while (!stopping() && !lock.isLost && (await pending.count()) >= bound) {
-        if (!reconciled) {
-          reconciled = true;
-          if ((await pending.reconcile(ctx.pushQueue)) > 0) continue;
-          log.info({ bound }, 'undelivered backlog at its bound; extraction paused until push jobs drain');
-        }
-        await sleep(CAPACITY_POLL_MS);
-      }
     };
     const result = await extractTable({
       reader,
@@ -74,16 +67,13 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
       where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,
-      waitForCapacity,
-      shouldStop: () => stopping() || lock.isLost,
+      waitForCapacity: () => waitForCapacity(ctx, table, { shouldStop, log }),
+      shouldStop,
     });
     if (result.caughtUp) await ctx.redis.hset(ctx.keys.state(sourceName, tableName), 'caughtUpAt', String(startedAt));
     return result;
   } catch (err) {
-    const e = toAppError(err, 'SOURCE_QUERY_FAILED');
-    ctx.metrics.errors.inc({ ...labels, code: e.code });
-    log.warn({ code: e.code, err: e.message, attempt: job.attemptsMade + 1 }, 'extract run failed');
-    throw toJobError(e);
+    throw failJob(err, { ctx, labels, log, what: 'extract run failed', attempt: job.attemptsMade + 1 });
   } finally {
     await lock.release().catch(() => {});
   }

@@ -14,17 +14,27 @@ export const PUSH_QUEUE = 'push';
 
 const position = z.object({ wm: z.string().nullable(), pk: z.array(z.string()).min(1) });
 
-export const extractJobSchema = z.object({
-  v: z.literal(1),
-  /** `table`: page one table by its watermark; `cdc`: read the source's replication stream. */
-  kind: z.enum(['table', 'cdc', 'reconcile']).default('table'),
-  source: z.string(),
-  /** Empty for `cdc` runs, which cover every CDC table of the source. */
-  table: z.string(),
-  /** Why the run was started: `schedule`, `once`, `manual`. */
-  reason: z.string().default('schedule'),
-});
-export type ExtractJob = z.input<typeof extractJobSchema>;
+/**
+ * Why an extract run was started. `once`: part of a one-shot pass, which waits for a table's lease instead of
+ * skipping the run and reads a change stream only up to the position current at its start.
+ */
+export const RUN_REASONS = ['schedule', 'once', 'manual'] as const;
+export type RunReason = (typeof RUN_REASONS)[number];
+
+const extractBase = { v: z.literal(1), source: z.string().min(1), reason: z.enum(RUN_REASONS).default('schedule') };
+
+/** Extract jobs, by kind: page one table by its watermark, reconcile its hard deletes, or read a source's change stream. */
+export const extractJobSchema = z.preprocess(
+  // Jobs written before `kind` existed are table runs.
+  (v) => (typeof v === 'object' && v !== null && !('kind' in v) ? { ...v, kind: 'table' } : v),
+  z.discriminatedUnion('kind', [
+    z.object({ ...extractBase, kind: z.literal('table'), table: z.string().min(1) }),
+    z.object({ ...extractBase, kind: z.literal('reconcile'), table: z.string().min(1) }),
+    // One run covers every CDC table of the source.
+    z.object({ ...extractBase, kind: z.literal('cdc'), table: z.literal('').default('') }),
+  ]),
+);
+export type ExtractJob = z.output<typeof extractJobSchema>;
 
 const pushBase = {
   v: z.literal(1),

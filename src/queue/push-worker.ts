@@ -1,7 +1,7 @@
 import { Worker, type Job } from 'bullmq';
 import { deliverRange } from '../core/deliver.js';
 import { deliverChanges } from '../core/deliver-changes.js';
-import { AppError, toAppError } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import { envelopeBytes, STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
 import type { Position } from '../core/cursor.js';
 import type { PipelineContext } from './context.js';
@@ -9,7 +9,8 @@ import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
 import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
-import { backoffStrategy, toJobError } from './backoff-strategy.js';
+import { backoffStrategy } from './backoff-strategy.js';
+import { classify, failJob } from './job-errors.js';
 
 function limitsOf(ctx: PipelineContext): StreamLimits {
   return { ...STREAM_LIMITS, maxRows: ctx.config.destination.maxRows, maxBytes: ctx.config.destination.maxBytes };
@@ -21,7 +22,7 @@ function limitsOf(ctx: PipelineContext): StreamLimits {
  */
 export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: number; requests: number }> {
   const parsed = pushJobSchema.safeParse(job.data);
-  if (!parsed.success) throw toJobError(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`));
+  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`));
   const data = parsed.data;
   const labels = { source: data.source, table: data.table };
   const log = ctx.logger.child({ queue: PUSH_QUEUE, jobId: job.id, source: data.source, table: data.table });
@@ -72,14 +73,12 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
     await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
     return result;
   } catch (err) {
-    const e = toAppError(err, 'INTERNAL');
-    ctx.metrics.errors.inc({ ...labels, code: e.code });
-    if (e.code === 'DEST_ROWS_REJECTED' || e.code === 'ROW_TOO_LARGE') {
-      ctx.metrics.rowsRejected.inc(labels, Number(e.details?.rejectedRows ?? 0));
-    }
+    const e = classify(err);
+    // Rows the destination refused or that could not be sent, whatever mix of reasons the sender reported.
+    const rejected = Number(e.details?.rejectedRows ?? 0);
+    if (rejected > 0) ctx.metrics.rowsRejected.inc(labels, rejected);
     if (e.details) await job.log(JSON.stringify({ code: e.code, details: e.details })).catch(() => {});
-    log.warn({ code: e.code, err: e.message, attempt: job.attemptsMade + 1, retryable: e.retryable }, 'push attempt failed');
-    throw toJobError(e);
+    throw failJob(e, { ctx, labels, log, what: 'push attempt failed', attempt: job.attemptsMade + 1 });
   }
 }
 

@@ -1,16 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from 'bullmq';
-import { tableSpec } from '../config.js';
+import { tableSpec, type TableConfig } from '../config.js';
 import { SNAPSHOT_START_CURSOR, cursorAfterRange, type Cursor } from '../core/cursor.js';
-import { AppError, toAppError } from '../core/errors.js';
+import { AppError } from '../core/errors.js';
 import { sortableWatermark } from '../core/ordering.js';
 import type { KeyChange } from '../core/deliver-changes.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
 import { enqueueChangeJobs } from './change-jobs.js';
-import { EXTRACT_QUEUE } from './jobs.js';
+import { EXTRACT_QUEUE, type RunReason } from './jobs.js';
 import { TableLock } from './table-lock.js';
-import { toJobError } from './backoff-strategy.js';
+import { failJob } from './job-errors.js';
 
 /**
  * Hard deletes in watermark mode. Extraction remembers every primary key it hands to a push job (a Redis set per
@@ -37,13 +37,18 @@ export async function runReconcile(
   sourceName: string,
   tableName: string,
   stopping: () => boolean,
-  waitForLock: boolean,
+  reason: RunReason,
 ): Promise<ReconcileOutcome> {
-  const table = findTable(ctx.config, sourceName, tableName);
+  let table: TableConfig;
+  try {
+    table = findTable(ctx.config, sourceName, tableName);
+  } catch (err) {
+    throw failJob(err);
+  }
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName, task: 'reconcile' });
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   // A one-shot run waits its turn behind the table's extraction; a scheduled one tries again next time.
-  if (!(await (waitForLock ? lock.acquireWaiting(() => !stopping()) : lock.acquire()))) return { skipped: 'locked', scanned: 0, deleted: 0 };
+  if (!(await lock.acquireFor(reason, () => !stopping()))) return { skipped: 'locked', scanned: 0, deleted: 0 };
   const known = ctx.keys.knownKeys(sourceName, tableName);
   const scan = `${known}:scan`;
   try {
@@ -85,9 +90,7 @@ export async function runReconcile(
     log.info({ scanned, deleted: gone.length }, 'reconciliation sent deletes for keys gone from the source');
     return { scanned, deleted: gone.length };
   } catch (err) {
-    const e = toAppError(err, 'SOURCE_QUERY_FAILED');
-    ctx.metrics.errors.inc({ source: sourceName, table: tableName, code: e.code });
-    throw toJobError(e);
+    throw failJob(err, { ctx, labels: { source: sourceName, table: tableName }, log, what: 'reconciliation failed', attempt: job.attemptsMade + 1 });
   } finally {
     await ctx.redis.del(scan).catch(() => {});
     await lock.release().catch(() => {});

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queue, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import { allTables } from '../config.js';
-import { extractJobOptions, type ExtractJob } from './jobs.js';
+import { extractJobOptions } from './jobs.js';
+import { planRuns } from './job-plan.js';
 
 export interface OnceSummary {
   tables: number;
@@ -38,28 +39,12 @@ export async function runOnce(
   }
   const runTag = Date.now().toString(36);
   const tables = allTables(config);
+  // Queue order is start order: change streams, tables, then reconciliations (deletes after this pass's upserts).
   const ids: string[] = [];
-  for (const s of config.sources.filter((x) => x.tables.some((t) => t.mode === 'cdc'))) {
-    // Reads the stream up to the position current now, then ends.
-    const data: ExtractJob = { v: 1, kind: 'cdc', source: s.name, table: '', reason: 'once' };
-    const id = `once-${runTag}-cdc-${s.name}`;
-    ids.push(id);
-    await queues.extract.add(`${s.name} (cdc)`, data, { ...extractJobOptions(config.extract.attempts), jobId: id });
-  }
-  for (const [i, t] of tables.filter((x) => x.mode === 'watermark').entries()) {
-    const data: ExtractJob = { v: 1, source: t.source, table: t.name, reason: 'once' };
+  for (const [i, run] of planRuns(config, 'once', { reconcile: options.reconcile === true }).entries()) {
     const id = `once-${runTag}-${i}`;
     ids.push(id);
-    await queues.extract.add(`${t.source}.${t.name}`, data, { ...extractJobOptions(config.extract.attempts), jobId: id });
-  }
-  if (options.reconcile) {
-    // After the extract runs in queue order: deletes are then ordered after the upserts of this pass.
-    for (const t of tables.filter((x) => x.mode === 'watermark' && x.reconcile)) {
-      const data: ExtractJob = { v: 1, kind: 'reconcile', source: t.source, table: t.name, reason: 'once' };
-      const id = `once-${runTag}-reconcile-${ids.length}`;
-      ids.push(id);
-      await queues.extract.add(`${t.source}.${t.name} (reconcile)`, data, { ...extractJobOptions(config.extract.attempts), jobId: id });
-    }
+    await queues.extract.add(run.name, run.data, { ...extractJobOptions(config.extract.attempts), jobId: id });
   }
   const deadline = Date.now() + options.timeoutMs;
   const poll = options.pollMs ?? 200;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { RunReason } from './jobs.js';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -43,6 +44,14 @@ export class TableLock {
       if (!keepTrying()) return false;
       await new Promise((r) => setTimeout(r, pollMs));
     }
+  }
+
+  /**
+   * The one acquisition rule of every reader: a scheduled run that finds the lease taken ends at once (the holder is
+   * doing its work, runs do not pile up); a one-shot pass waits its turn while `keepTrying` says so.
+   */
+  async acquireFor(reason: RunReason, keepTrying: () => boolean): Promise<boolean> {
+    return reason === 'once' ? this.acquireWaiting(keepTrying) : this.acquire();
   }
 
   /** True once a renewal found the lease held by someone else. */

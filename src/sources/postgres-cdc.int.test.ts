@@ -2,7 +2,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { LOGICAL_PG_URL, uniqueName } from '../../test/helpers/services.js';
-import { PostgresCdc, type ChangeStream, type StreamMessage } from './postgres-cdc.js';
+import type { ChangeStream, ChangeStreamEvent } from '../core/ports.js';
+import { bigIntToLsn } from '../core/lsn.js';
+import { PostgresCdc } from './postgres-cdc.js';
 
 /**
  * The replication adapter against a real wal_level=logical cluster: what pushsync acknowledges is exactly what the
@@ -12,23 +14,23 @@ import { PostgresCdc, type ChangeStream, type StreamMessage } from './postgres-c
 
 /** A stream whose messages can be awaited in order. */
 class Inbox {
-  readonly messages: StreamMessage[] = [];
+  readonly messages: ChangeStreamEvent[] = [];
   error: Error | undefined;
   private waiters: Array<() => void> = [];
 
-  push(m: StreamMessage): void {
+  push(m: ChangeStreamEvent): void {
     this.messages.push(m);
     for (const w of this.waiters.splice(0)) w();
   }
 
   /** Waits (bounded) for a message after index `from` that matches, and returns it with its index. */
-  async next<T extends StreamMessage['tag']>(tag: T, from: number, timeoutMs = 10_000): Promise<{ m: Extract<StreamMessage, { tag: T }>; index: number }> {
+  async next<T extends ChangeStreamEvent['kind']>(tag: T, from: number, timeoutMs = 10_000): Promise<{ m: Extract<ChangeStreamEvent, { kind: T }>; index: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.error) throw this.error;
       for (let i = from; i < this.messages.length; i++) {
         const m = this.messages[i]!;
-        if (m.tag === tag) return { m: m as Extract<StreamMessage, { tag: T }>, index: i };
+        if (m.kind === tag) return { m: m as Extract<ChangeStreamEvent, { kind: T }>, index: i };
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no ${tag} message within ${timeoutMs} ms`);
@@ -46,7 +48,8 @@ describe('replication slot acknowledgement', () => {
 
   async function open(): Promise<{ stream: ChangeStream; inbox: Inbox }> {
     const inbox = new Inbox();
-    const stream = await cdc.stream(
+    const stream = await cdc.open(
+      new Map([[`${schema}.t`, { primaryKey: ['id'] }]]),
       (m) => inbox.push(m),
       (err) => {
         inbox.error = err;
@@ -71,13 +74,16 @@ describe('replication slot acknowledgement', () => {
     return confirmedFlush();
   }
 
-  /** Pings until a keepalive reports the server's position as `expected` (the walsender has read everything). */
+  /** The COMMIT record's start, which the ordering of a transaction's changes carries. */
+  const commitLsnOf = (e: Extract<ChangeStreamEvent, { kind: 'transaction' }>): string => bigIntToLsn(BigInt(`0x${/^~([0-9a-f]{16}):/.exec(e.changes[0]!.ordering)![1]}`));
+
+  /** Pings until an idle event reports the server's position as `expected` (the walsender has read everything). */
   async function keepaliveAt(stream: ChangeStream, inbox: Inbox, ackPosition: string, expected: () => Promise<string>): Promise<string> {
     for (let i = 0; i < 100; i++) {
       const from = inbox.messages.length;
-      await stream.ping(ackPosition);
-      const { m } = await inbox.next('keepalive', from);
-      if (m.walEnd === (await expected())) return m.walEnd;
+      await stream.requestPosition(ackPosition);
+      const { m } = await inbox.next('idle', from);
+      if (m.position === (await expected())) return m.position;
       await sleep(50);
     }
     throw new Error('the stream never reported the current WAL position');
@@ -89,8 +95,8 @@ describe('replication slot acknowledgement', () => {
     await admin.query(`CREATE SCHEMA ${schema}`);
     await admin.query(`CREATE TABLE ${schema}.t (id int PRIMARY KEY, v text)`);
     cdc = new PostgresCdc('app', LOGICAL_PG_URL, slot, slot);
-    await cdc.ensurePublication([{ schema, relname: 't' }]);
-    await cdc.createSlot();
+    await cdc.prepare([{ schema, relname: 't' }]);
+    await cdc.create();
   });
 
   afterEach(async () => {
@@ -110,19 +116,19 @@ describe('replication slot acknowledgement', () => {
     const before = await confirmedFlush();
 
     await admin.query(`INSERT INTO ${schema}.t VALUES (1, 'a')`);
-    const { m: commit } = await inbox.next('commit', 0);
-    await stream.acknowledge(commit.endLsn);
-    expect(await confirmedAfter(before)).toBe(commit.endLsn);
+    const { m: commit } = await inbox.next('transaction', 0);
+    await stream.acknowledge(commit.end);
+    expect(await confirmedAfter(before)).toBe(commit.end);
 
     // Non-transactional logical messages move the server's position without producing changes for pgoutput.
     await admin.query(`SELECT pg_logical_emit_message(false, 'pushsync-test', 'x')`);
-    const walEnd = await keepaliveAt(stream, inbox, commit.endLsn, async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn);
+    const walEnd = await keepaliveAt(stream, inbox, commit.end, async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn);
     await stream.acknowledge(walEnd);
-    expect(await confirmedAfter(commit.endLsn)).toBe(walEnd);
+    expect(await confirmedAfter(commit.end)).toBe(walEnd);
 
     await admin.query(`SELECT pg_logical_emit_message(false, 'pushsync-test', 'y')`);
     const pinged = await keepaliveAt(stream, inbox, walEnd, async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn);
-    await stream.ping(pinged);
+    await stream.requestPosition(pinged);
     expect(await confirmedAfter(walEnd)).toBe(pinged);
     await stream.stop();
   });
@@ -149,24 +155,24 @@ describe('replication slot acknowledgement', () => {
         const previous = await confirmedFlush();
         if (previous !== idle) await confirmedAfter(previous);
         await writer.query('COMMIT');
-        const { m: commit } = await first.inbox.next('commit', 0);
+        const { m: commit } = await first.inbox.next('transaction', 0);
         // The reader dies before it flushes: the commit is never acknowledged.
         await first.stream.stop();
-        arranged = commit.commitLsn === idle;
+        arranged = commitLsnOf(commit) === idle;
 
         const second = await open();
         await admin.query(`INSERT INTO ${schema}.t VALUES ($1, 'marker')`, [1000 + attempt]);
         // Changes arrive in commit order, so once the marker's commit is here the late transaction would be too.
+        const hasKey = (e: ChangeStreamEvent, key: number): boolean => e.kind === 'transaction' && e.changes.some((c) => c.pk[0] === String(key));
         let markerAt = -1;
         for (let from = 0; markerAt < 0; ) {
-          const { m, index } = await second.inbox.next('insert', from);
-          if (m.row.id === String(1000 + attempt)) markerAt = index;
+          const { m, index } = await second.inbox.next('transaction', from);
+          if (hasKey(m, 1000 + attempt)) markerAt = index;
           from = index + 1;
         }
-        const late = second.inbox.messages.slice(0, markerAt).filter((m) => m.tag === 'insert' && m.row.id === String(id));
-        expect(late, `transaction committed at ${commit.commitLsn} after acknowledging ${idle}`).toHaveLength(1);
-        const { m: markerCommit } = await second.inbox.next('commit', markerAt);
-        await second.stream.acknowledge(markerCommit.endLsn);
+        const late = second.inbox.messages.slice(0, markerAt).filter((m) => hasKey(m, id));
+        expect(late, `transaction committed at ${commitLsnOf(commit)} after acknowledging ${idle}`).toHaveLength(1);
+        await second.stream.acknowledge((second.inbox.messages[markerAt] as Extract<ChangeStreamEvent, { kind: 'transaction' }>).end);
         await second.stream.stop();
       }
       expect(arranged, 'a COMMIT record starting exactly at the acknowledged position').toBe(true);

@@ -3,25 +3,12 @@ import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { AppError } from '../core/errors.js';
 import { quoteIdent } from '../core/identifiers.js';
-import { bigIntToLsn, lsnToBigInt } from '../core/lsn.js';
-import type { Tuple } from '../core/changes.js';
+import { bigIntToLsn, compareLsn, lsnToBigInt, snapshotOrdering } from '../core/lsn.js';
+import { ChangeCollector, type RelationKeys, type Tuple } from '../core/changes.js';
+import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { translatePgError } from './postgres-errors.js';
 
-/**
- * Postgres logical replication (pgoutput) for change data capture: publication and slot management, and a change
- * stream whose position is acknowledged only when the caller says so.
- */
-export interface SlotInfo {
-  exists: boolean;
-  confirmedFlushLsn: string | null;
-  /** Bytes of WAL the slot holds back (current position minus confirmed position). */
-  lagBytes: number | null;
-  active: boolean;
-  /** True when PostgreSQL removed WAL the slot still needed (max_slot_wal_keep_size): the slot cannot continue. */
-  lost: boolean;
-}
-
-/** Messages handed to the consumer; values are the text the server sent (never parsed into JS types). */
+/** pgoutput messages as the adapter consumes them; values are the text the server sent (never parsed into JS types). */
 export type StreamMessage =
   | { tag: 'begin'; commitLsn: string }
   | { tag: 'commit'; commitLsn: string; endLsn: string }
@@ -75,28 +62,21 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
   }
 }
 
-export interface ChangeStream {
-  /**
-   * Tells the server every change before `lsn` is durably handled: the slot's confirmed position becomes exactly
-   * `lsn`. Positions are those the server sent: a commit's end LSN or a keepalive's WAL end.
-   */
-  acknowledge(lsn: string): Promise<void>;
-  /** Reports `lsn` as `acknowledge` does and asks the server to answer with a keepalive (its current position) at once. */
-  ping(lsn: string): Promise<void>;
-  stop(): Promise<void>;
-  /** Settles when the stream ends (stop, or an error). */
-  done: Promise<void>;
-}
-
-export class PostgresCdc {
+/**
+ * Postgres logical replication (pgoutput) as a change source: publication and slot management, and a stream of
+ * committed transactions whose position is acknowledged only when the caller says so.
+ */
+export class PostgresCdc implements ChangeSource {
   private readonly pool: pg.Pool;
+  readonly stream: string;
 
   constructor(
-    readonly source: string,
+    readonly name: string,
     private readonly url: string,
     readonly publication: string,
     readonly slot: string,
   ) {
+    this.stream = `replication slot ${slot}`;
     this.pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'pushsync-cdc' });
     this.pool.on('error', () => {});
   }
@@ -105,7 +85,7 @@ export class PostgresCdc {
     try {
       return await this.pool.query(text, values);
     } catch (err) {
-      throw translatePgError(err, `${this.source}: ${what}`);
+      throw translatePgError(err, `${this.name}: ${what}`);
     }
   }
 
@@ -120,10 +100,10 @@ export class PostgresCdc {
     );
     const row = rows[0] as { wal_level: string; can_replicate: boolean };
     if (row.wal_level !== 'logical') {
-      problems.push(`source ${this.source}: wal_level is ${row.wal_level}; CDC needs wal_level = logical in postgresql.conf (and a restart)`);
+      problems.push(`source ${this.name}: wal_level is ${row.wal_level}; CDC needs wal_level = logical in postgresql.conf (and a restart)`);
     }
     if (!row.can_replicate) {
-      problems.push(`source ${this.source}: the role lacks REPLICATION; ALTER ROLE <role> WITH REPLICATION`);
+      problems.push(`source ${this.name}: the role lacks REPLICATION; ALTER ROLE <role> WITH REPLICATION`);
     }
     return problems;
   }
@@ -131,7 +111,7 @@ export class PostgresCdc {
   /**
    * Tables whose deletes would arrive without a key: REPLICA IDENTITY NOTHING, or DEFAULT without a primary key.
    */
-  async replicaIdentityProblems(tables: Array<{ schema: string; relname: string }>): Promise<string[]> {
+  async keyProblems(tables: readonly TableShape[]): Promise<string[]> {
     const problems: string[] = [];
     for (const t of tables) {
       const { rows } = await this.query(
@@ -150,7 +130,7 @@ export class PostgresCdc {
   }
 
   /** Creates the publication for these tables, or adds the ones it lacks. */
-  async ensurePublication(tables: Array<{ schema: string; relname: string }>): Promise<void> {
+  async prepare(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<void> {
     const list = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.relname)}`);
     const { rows } = await this.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [this.publication], 'find publication');
     if (rows.length === 0) {
@@ -173,7 +153,7 @@ export class PostgresCdc {
     }
   }
 
-  async slotInfo(): Promise<SlotInfo> {
+  async status(): Promise<ChangeStreamStatus> {
     const { rows } = await this.query(
       `SELECT confirmed_flush_lsn::text AS confirmed, active, wal_status = 'lost' AS lost,
               pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag
@@ -182,34 +162,85 @@ export class PostgresCdc {
       'read slot',
     );
     const row = rows[0] as { confirmed: string | null; active: boolean; lost: boolean | null; lag: number | null } | undefined;
-    if (!row) return { exists: false, confirmedFlushLsn: null, lagBytes: null, active: false, lost: false };
-    return { exists: true, confirmedFlushLsn: row.confirmed, lagBytes: row.lag, active: row.active, lost: row.lost === true };
+    if (!row) return { exists: false, confirmed: null, lagBytes: null, active: false, lost: false };
+    return { exists: true, confirmed: row.confirmed, lagBytes: row.lag, active: row.active, lost: row.lost === true };
   }
 
   /** Creates the slot (in a statement of its own: Postgres refuses in a transaction that wrote) and returns its start. */
-  async createSlot(): Promise<string> {
+  async create(): Promise<string> {
     const { rows } = await this.query(`SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot], 'create slot');
     return (rows[0] as { lsn: string }).lsn;
   }
 
-  async dropPublication(): Promise<void> {
-    await this.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(this.publication)}`, [], 'drop publication');
-  }
-
-  async dropSlot(): Promise<void> {
+  async drop(options: { capture: boolean }): Promise<void> {
     await this.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [this.slot], 'drop slot');
+    if (options.capture) await this.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(this.publication)}`, [], 'drop publication');
   }
 
-  async currentLsn(): Promise<string> {
+  async currentPosition(): Promise<string> {
     const { rows } = await this.query(`SELECT pg_current_wal_lsn()::text AS lsn`, [], 'read WAL position');
     return (rows[0] as { lsn: string }).lsn;
   }
 
+  comparePositions(a: string, b: string): number {
+    return compareLsn(a, b);
+  }
+
+  /** Versions before 0.2 confirmed the slot one byte past each acknowledged position. */
+  confirmedPast(confirmed: string, acknowledged: string, legacy: boolean): boolean {
+    return lsnToBigInt(confirmed) > lsnToBigInt(acknowledged) + (legacy ? 1n : 0n);
+  }
+
+  snapshotOrdering(start: string): string {
+    return snapshotOrdering(start);
+  }
+
   /**
-   * Streams changes from the slot's confirmed position. `onMessage` is called synchronously in stream order; the
-   * caller buffers and acknowledges what it has made durable.
+   * Streams committed transactions from the slot's confirmed position. Events are handed over synchronously in
+   * stream order; the caller buffers and acknowledges what it has made durable.
    */
-  async stream(onMessage: (m: StreamMessage) => void, onError: (err: AppError) => void): Promise<ChangeStream> {
+  async open(relations: ReadonlyMap<string, RelationKeys>, onEvent: (e: ChangeStreamEvent) => void, onError: (err: Error) => void): Promise<ChangeStream> {
+    const collector = new ChangeCollector(relations);
+    // What the slot confirms: a reply the server insists on (inside a long transaction) repeats it.
+    let acknowledged = (await this.status()).confirmed;
+    let failed = false;
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      onError(err instanceof AppError ? err : translatePgError(err, `${this.name}: replication stream`));
+    };
+    const onMessage = (m: StreamMessage): void => {
+      switch (m.tag) {
+        case 'begin':
+          collector.begin(m.commitLsn);
+          break;
+        case 'insert':
+          collector.insert(m.relation, m.row);
+          break;
+        case 'update':
+          collector.update(m.relation, m.row, m.oldKey);
+          break;
+        case 'delete':
+          collector.delete(m.relation, m.oldKey);
+          break;
+        case 'truncate': {
+          const watched = m.relations.filter((r) => relations.has(r));
+          if (watched.length > 0) onEvent({ kind: 'truncate', relations: watched });
+          break;
+        }
+        case 'commit':
+          onEvent({ kind: 'transaction', changes: collector.commit(), end: m.endLsn });
+          break;
+        case 'keepalive':
+          if (!collector.inTransaction) {
+            onEvent({ kind: 'idle', position: m.walEnd });
+          } else if (m.replyRequested && acknowledged !== null) {
+            // Without an answer the server ends the connection after wal_sender_timeout.
+            void sendStatus(service, acknowledged, false).catch(fail);
+          }
+          break;
+      }
+    };
     const service = new LogicalReplicationService(
       { connectionString: this.url, application_name: 'pushsync-cdc' },
       // No automatic acknowledgement: the library would otherwise confirm every received position, including
@@ -217,39 +248,32 @@ export class PostgresCdc {
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     );
     service.on('data', (_lsn: string, message: Pgoutput.Message) => {
-      const m = toMessage(message);
-      if (m) onMessage(m);
+      try {
+        const m = toMessage(message);
+        if (m) onMessage(m);
+      } catch (err) {
+        // A change without its key: the stream cannot go on without losing it.
+        fail(err);
+        void service.stop();
+      }
     });
     service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) =>
       onMessage({ tag: 'keepalive', walEnd: normalLsn(lsn), replyRequested: shouldRespond }),
     );
-    let failed = false;
-    service.on('error', (err: unknown) => {
-      if (failed) return;
-      failed = true;
-      onError(translatePgError(err, `${this.source}: replication stream`));
-    });
+    service.on('error', fail);
     const plugin = new TextPgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication] });
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
-    const done = service.subscribe(plugin, this.slot).then(
-      () => undefined,
-      (err: unknown) => {
-        if (!failed) {
-          failed = true;
-          onError(translatePgError(err, `${this.source}: replication stream`));
-        }
-      },
-    );
+    const done = service.subscribe(plugin, this.slot).then(() => undefined, fail);
     // Stopping a replication connection before the server has started streaming can leave it hanging.
     await Promise.race([started, done, sleep(30_000)]);
     if (failed) await done;
+    const report = async (lsn: string, ping: boolean): Promise<void> => {
+      await sendStatus(service, lsn, ping);
+      acknowledged = lsn;
+    };
     return {
-      acknowledge: async (lsn: string) => {
-        await sendStatus(service, lsn, false);
-      },
-      ping: async (lsn: string) => {
-        await sendStatus(service, lsn, true);
-      },
+      acknowledge: (lsn: string) => report(lsn, false),
+      requestPosition: (lsn: string) => report(lsn, true),
       stop: async () => {
         const stopped = service.stop().then(() => done);
         const timedOut = await Promise.race([stopped.then(() => false), sleep(5000).then(() => true)]);

@@ -1,7 +1,9 @@
 /**
  * The chaos suite (`npm run test:chaos -- --seed N`): pushsync processes syncing a table under concurrent writers,
  * long transactions, bulk updates sharing one timestamp, soft deletes, a misbehaving destination with an outage,
- * SIGKILLed workers, and restarts of Redis and PostgreSQL. At the end the current state rebuilt from everything the
+ * SIGKILLed workers, and restarts of Redis and PostgreSQL. `--mode cdc` syncs by logical replication instead, adds hard
+ * deletes, and twice near the end commits a long transaction right after an idle moment (when the reader has just
+ * acknowledged a keepalive) and SIGKILLs the workers before the next flush. At the end the current state rebuilt from everything the
  * destination stored must equal the source. Prints `lost=N wrong=N extra=N duplicates=N` and fails unless lost,
  * wrong and extra are 0. The fault schedule is deterministic under the seed.
  */
@@ -18,8 +20,16 @@ import { prng } from '../helpers/prng.js';
 const ROOT = new URL('../..', import.meta.url).pathname;
 const seedArg = process.argv.indexOf('--seed');
 const SEED = Number(seedArg > 0 ? process.argv[seedArg + 1] : (process.env.CHAOS_SEED ?? 1));
+const modeArg = process.argv.indexOf('--mode');
+const MODE = (modeArg > 0 ? process.argv[modeArg + 1] : (process.env.CHAOS_MODE ?? 'watermark')) as 'watermark' | 'cdc';
+if (MODE !== 'watermark' && MODE !== 'cdc') throw new Error(`--mode must be watermark or cdc, not ${String(MODE)}`);
 const WRITE_SECONDS = Number(process.env.CHAOS_WRITE_SECONDS ?? 40);
 const INITIAL_ROWS = 5000;
+/**
+ * Ids from LATE_BASE - 100 on are touched only by late transactions: no later write repairs a late transaction's
+ * rows (a CDC record is read when sent, so any later change of a row would re-send it and mask a lost commit).
+ */
+const LATE_BASE = 1_000_000_000;
 
 
 const log = (msg: string): void => void process.stdout.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -81,14 +91,14 @@ async function verdict(client: pg.Client, stored: string[]): Promise<Verdict> {
 
 class Writers {
   private stopped = false;
+  private paused: Promise<void> | null = null;
+  private resumePaused: (() => void) | null = null;
+  private busy = 0;
+  private lateRows = 0;
+  private idle: Array<() => void> = [];
   private nextId = INITIAL_ROWS + 1;
   private readonly running: Promise<void>[] = [];
   ops = 0;
-
-  constructor(
-    private readonly pgServer: ChaosPostgres,
-    private readonly random: () => number,
-  ) {}
 
   /** Runs an operation on a fresh connection; one interrupted by a restart is simply abandoned. */
   private async withClient(fn: (c: pg.Client) => Promise<void>): Promise<void> {
@@ -104,6 +114,50 @@ class Writers {
     }
   }
 
+  constructor(
+    private readonly pgServer: ChaosPostgres,
+    private readonly random: () => number,
+    private readonly hardDeletes: boolean,
+  ) {}
+
+  /** Stops starting operations and resolves once none is running. */
+  async pause(): Promise<void> {
+    this.paused ??= new Promise((r) => (this.resumePaused = r));
+    if (this.busy > 0) await new Promise<void>((r) => this.idle.push(r));
+  }
+
+  resume(): void {
+    this.resumePaused?.();
+    this.paused = null;
+  }
+
+  /**
+   * A long transaction that commits right after an idle moment: its rows are written (and flushed) first, then the
+   * writers pause so the reader catches up and acknowledges the server's position, then it commits, and `afterCommit`
+   * runs at once (it kills the reader before its next flush).
+   */
+  async lateCommitAfterIdle(idleMs: number, afterCommit: () => Promise<void>): Promise<void> {
+    const c = await this.pgServer.client();
+    try {
+      const from = LATE_BASE - 100 + this.int(90);
+      const first = LATE_BASE + this.lateRows;
+      this.lateRows += 5;
+      await c.query('BEGIN');
+      await c.query(`UPDATE items SET v = v + 1000, note = 'late' WHERE id BETWEEN $1::bigint AND $1::bigint + 10`, [from]);
+      await c.query(`INSERT INTO items (id, v, note) SELECT g, 0, 'late-new' FROM generate_series($1::bigint, $2::bigint) g`, [first, first + 4]);
+      await this.pause();
+      // A committed transaction flushes the WAL, so the reader sees (and acknowledges past) the late rows' records.
+      await this.withClient((x) => x.query(`SELECT pg_current_xact_id()`).then(() => undefined));
+      await sleep(idleMs);
+      await c.query('COMMIT');
+      this.ops += 1;
+      await afterCommit();
+    } finally {
+      this.resume();
+      await c.end().catch(() => {});
+    }
+  }
+
   private int(n: number): number {
     return Math.floor(this.random() * n);
   }
@@ -116,6 +170,9 @@ class Writers {
       const count = 1 + this.int(50);
       this.nextId += count;
       await this.withClient((c) => c.query(`INSERT INTO items (id, v, note) SELECT g, 0, 'new' FROM generate_series($1::bigint, $2::bigint) g`, [first, first + count - 1]).then(() => undefined));
+    } else if (this.hardDeletes && roll < 0.4) {
+      const from = 1 + this.int(span);
+      await this.withClient((c) => c.query(`DELETE FROM items WHERE id BETWEEN $1::bigint AND $1::bigint + 2`, [from]).then(() => undefined));
     } else if (roll < 0.6) {
       const from = 1 + this.int(span);
       await this.withClient((c) => c.query(`UPDATE items SET v = v + 1, note = 'upd' WHERE id BETWEEN $1::bigint AND $1::bigint + 20`, [from]).then(() => undefined));
@@ -148,7 +205,19 @@ class Writers {
     for (let i = 0; i < concurrency; i++) {
       this.running.push(
         (async () => {
-          while (!this.stopped) await this.step();
+          while (!this.stopped) {
+            if (this.paused) {
+              await this.paused;
+              continue;
+            }
+            this.busy += 1;
+            try {
+              await this.step();
+            } finally {
+              this.busy -= 1;
+              if (this.busy === 0) for (const r of this.idle.splice(0)) r();
+            }
+          }
         })(),
       );
     }
@@ -156,6 +225,7 @@ class Writers {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.resume();
     await Promise.all(this.running);
   }
 }
@@ -190,10 +260,10 @@ async function main(): Promise<void> {
   const random = prng(SEED);
   const faultRandom = prng(SEED * 7919 + 1);
   const started = Date.now();
-  log(`seed ${SEED}`);
+  log(`seed ${SEED}, mode ${MODE}`);
   const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
   const redis = await ChaosRedis.start();
-  const pgServer = await ChaosPostgres.start();
+  const pgServer = await ChaosPostgres.start({ logical: MODE === 'cdc' });
   const receiver: ChaosReceiver = await startChaosReceiver(faultRandom, 'chaos-key');
   const fleet = new Fleet(join(dir, 'pushsync.yaml'));
   let exitCode = 1;
@@ -204,7 +274,8 @@ async function main(): Promise<void> {
       CREATE INDEX ON items (updated_at, id);
       CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
       CREATE TRIGGER touch BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();
-      INSERT INTO items (id, v, note) SELECT g, 0, 'initial' FROM generate_series(1, ${INITIAL_ROWS}) g;`);
+      INSERT INTO items (id, v, note) SELECT g, 0, 'initial' FROM generate_series(1, ${INITIAL_ROWS}) g;
+      INSERT INTO items (id, v, note) SELECT g, 0, 'reserved' FROM generate_series(${LATE_BASE - 100}, ${LATE_BASE - 1}) g;`);
     await admin.end();
     writeFileSync(
       join(dir, 'pushsync.yaml'),
@@ -221,15 +292,22 @@ sources:
   - name: app
     kind: postgres
     url: ${pgServer.url}
+${
+  MODE === 'cdc'
+    ? `    mode: cdc
+    cdc: { every: 1s, maxRunTime: 20s }
     tables:
-      - { name: items, watermark: updated_at, every: 1s, batchRows: 250, softDelete: { column: deleted_at } }
+      - { name: items, batchRows: 250, softDelete: { column: deleted_at } }`
+    : `    tables:
+      - { name: items, watermark: updated_at, every: 1s, batchRows: 250, softDelete: { column: deleted_at } }`
+}
 log: { level: error }
 `,
     );
     fleet.start('scheduler', ['scheduler']);
     fleet.start('w1', ['extract', 'push']);
     fleet.start('w2', ['extract', 'push']);
-    const writers = new Writers(pgServer, random);
+    const writers = new Writers(pgServer, random, MODE === 'cdc');
     writers.start(3);
 
     // The fault schedule, fixed by the seed.
@@ -263,6 +341,24 @@ log: { level: error }
         receiver.setOutage(false);
       },
     });
+    if (MODE === 'cdc') {
+      for (const fraction of [0.8, 0.93]) {
+        const idleMs = 1200 + Math.floor(random() * 1000);
+        const killAfterMs = Math.floor(random() * 300);
+        events.push({
+          time: at(fraction),
+          name: `late commit after ${idleMs} ms idle, SIGKILL of every worker ${killAfterMs} ms later`,
+          run: () =>
+            writers.lateCommitAfterIdle(idleMs, async () => {
+              await sleep(killAfterMs);
+              await Promise.all([fleet.kill('w1'), fleet.kill('w2')]);
+              await sleep(300);
+              fleet.start('w1', ['extract', 'push']);
+              fleet.start('w2', ['extract', 'push']);
+            }),
+        });
+      }
+    }
     events.sort((a, b) => a.time - b.time);
     for (const e of events) {
       await sleep(Math.max(0, e.time - Date.now()));

@@ -96,12 +96,14 @@ export class ChaosPostgres {
     this.url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   }
 
-  static async start(): Promise<ChaosPostgres> {
+  /** `logical`: wal_level = logical, for change data capture. */
+  static async start(options: { logical?: boolean } = {}): Promise<ChaosPostgres> {
     const dir = mkdtempSync(join(tmpdir(), 'chaos-pg-'));
     chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
     const p = new ChaosPostgres(await freePort(), dir);
     asPostgres('initdb', ['-D', dir, '-U', 'postgres', '--auth=trust']);
     appendFileSync(`${dir}/postgresql.conf`, `\nport = ${p.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${dir}'\nfsync = off\nmax_connections = 200\n`);
+    if (options.logical) appendFileSync(`${dir}/postgresql.conf`, `wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n`);
     asPostgres('pg_ctl', ['-D', dir, '-l', `${dir}/log`, '-w', 'start']);
     return p;
   }

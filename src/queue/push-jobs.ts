@@ -1,0 +1,40 @@
+import type { TableConfig } from '../config.js';
+import type { Logger } from '../observability/logger.js';
+import type { PipelineContext } from './context.js';
+import { pushJobName, pushJobOptions, type PushJob } from './jobs.js';
+import { PendingSet } from './pending.js';
+
+/**
+ * The one way a push job enters Redis. Ids are derived from what the job carries, so the same range or the same
+ * changes enqueued again after a crash find their job instead of adding a second one; a job that already completed
+ * is not counted as pending again.
+ */
+export async function enqueuePushJob(ctx: PipelineContext, jobId: string, data: PushJob): Promise<void> {
+  const pending = new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table));
+  const cutAt = Date.parse(data.cutAt);
+  const job = await ctx.pushQueue.add(pushJobName(data.source, data.table), data, pushJobOptions(ctx.config.destination.attempts, jobId));
+  if ((await job.getState()) !== 'completed') await pending.add(jobId, cutAt);
+  ctx.metrics.rowsExtracted.inc({ source: data.source, table: data.table }, data.rows);
+}
+
+/** Polls backpressure at this interval while a table's backlog is full. */
+const CAPACITY_POLL_MS = 500;
+
+/**
+ * Backpressure: resolves once the table has fewer than `extract.maxPendingBatches` undelivered push jobs, or when
+ * the caller should stop (shutdown, or its lease was lost: another reader owns the table now). Entries of jobs that
+ * no longer exist (removed from the dashboard, purged) are dropped first, so they cannot hold extraction forever.
+ */
+export async function waitForCapacity(ctx: PipelineContext, table: Pick<TableConfig, 'source' | 'name'>, o: { shouldStop: () => boolean; log: Logger }): Promise<void> {
+  const pending = new PendingSet(ctx.redis, ctx.keys.pending(table.source, table.name));
+  const bound = ctx.config.extract.maxPendingBatches;
+  let reconciled = false;
+  while (!o.shouldStop() && (await pending.count()) >= bound) {
+    if (!reconciled) {
+      reconciled = true;
+      if ((await pending.reconcile(ctx.pushQueue)) > 0) continue;
+      o.log.info({ source: table.source, table: table.name, bound }, 'undelivered backlog at its bound; extraction paused until push jobs drain');
+    }
+    await new Promise((r) => setTimeout(r, CAPACITY_POLL_MS));
+  }
+}
