@@ -15,6 +15,12 @@ async function refusal(p: Promise<unknown>): Promise<AppError> {
   throw new Error('expected a refusal');
 }
 
+/** The attack as first written, and the same one fitted to the statement that validates a condition. */
+const CLOSING_CONDITIONS = (schema: string): string[] => [
+  'true) FROM t LIMIT 0; DROP TABLE y; SELECT (true',
+  `true) FROM (SELECT t.*) AS row_), false) FROM ${schema}.items t LIMIT 0; DROP TABLE ${schema}.y; SELECT COALESCE((SELECT (true`,
+];
+
 describe('the SQL the Postgres source sends cannot write', () => {
   let db: Awaited<ReturnType<typeof createSchema>>;
   let source: PostgresSource;
@@ -52,6 +58,16 @@ describe('the SQL the Postgres source sends cannot write', () => {
     expect(err.details?.sqlstate).toBe('25006');
     expect(err.retryable).toBe(false);
     expect(await exists('z')).toBe(false);
+  });
+
+  it.each([0, 1])('refuses soft-delete condition %i that closes its parenthesis, naming the key and position, and runs nothing', async (i) => {
+    const condition = CLOSING_CONDITIONS(db.schema)[i]!;
+    const err = await refusal(source.table(spec(condition)));
+    expect(err.code).toBe('SOURCE_SCHEMA');
+    expect(err.message).toBe(
+      `softDelete.condition of s.${db.schema}.items must be one SQL condition: found ')' at position 5 with no '(' before it; it would close pushsync's own parenthesis`,
+    );
+    expect(await exists('y')).toBe(true);
   });
 
   it('refuses a soft-delete condition that calls a writing function when reading a range (25006), and nothing is written', async () => {

@@ -25,6 +25,7 @@ import {
 } from './postgres-sql.js';
 import { translatePgError } from './postgres-errors.js';
 import { queryRows, queryRowsIsolated } from './postgres-query.js';
+import { conditionProblem } from '../core/sql-text.js';
 
 export interface PostgresSourceOptions {
   name: string;
@@ -137,6 +138,8 @@ class PostgresTable implements TableReader {
   static async describe(source: PostgresSource, spec: TableSpec): Promise<PostgresTable> {
     const where = `${source.name}.${spec.name}`;
     const condition = spec.softDelete?.condition;
+    const problem = condition === undefined ? null : conditionProblem(condition);
+    if (problem) throw new AppError('SOURCE_SCHEMA', `softDelete.condition of ${where} must be one SQL condition: ${problem}`);
     let resolved: string[][];
     try {
       resolved = await source.query({ text: RESOLVE_TABLE_SQL, values: [spec.name] }, `resolve ${spec.name}`);
