@@ -307,3 +307,17 @@ describe('parseConfig problems', () => {
     expect(list.map((p) => p.slice(0, p.indexOf(':')))).toEqual(['destination.maxRows', 'destination.maxBytes']);
   });
 });
+
+describe('parseConfig with SQL conditions', () => {
+  it('refuses a soft-delete condition that would end pushsync\'s statement, naming the key and the position', () => {
+    expect(problems(table({ softDelete: { condition: 'true) FROM t LIMIT 0; DROP TABLE y; SELECT (true' } }))).toEqual([
+      "sources[0].tables[0].softDelete.condition: must be one SQL condition: found ')' at position 5 with no '(' before it; it would close pushsync's own parenthesis",
+    ]);
+    expect(problems(table({ softDelete: { condition: '  ' } }))).toEqual(['sources[0].tables[0].softDelete.condition: must be one SQL condition: it is empty']);
+  });
+
+  it('accepts a soft-delete condition with quoted semicolons and parentheses', () => {
+    const condition = "status = 'gone; )' OR (note = $$--$$)";
+    expect(parseConfig(table({ softDelete: { condition } }), {}).sources[0]!.tables[0]!.softDelete).toEqual({ condition });
+  });
+});

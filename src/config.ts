@@ -6,6 +6,7 @@ import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
+import { conditionProblem } from './core/sql-text.js';
 import type { TableSpec } from './core/ports.js';
 
 /**
@@ -49,6 +50,12 @@ const qualifiedName = z.string().min(1).refine(
   { message: 'must be "table" or "schema.table" (quote names with dots or capitals: public."Order Items")' },
 );
 
+/** SQL that pushsync wraps in parentheses inside its own statements: one condition, nothing that could end it. */
+const sqlCondition = z.string().superRefine((v, ctx) => {
+  const problem = conditionProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: `must be one SQL condition: ${problem}` });
+});
+
 const tableSchema = z
   .object({
     name: qualifiedName,
@@ -72,7 +79,7 @@ const tableSchema = z
     softDelete: z
       .union([
         z.object({ column: z.string().min(1) }).strict(),
-        z.object({ condition: z.string().min(1) }).strict(),
+        z.object({ condition: sqlCondition }).strict(),
       ], { message: 'use { column: deleted_at } or { condition: "status = \'deleted\'" }' })
       .optional(),
     target: z

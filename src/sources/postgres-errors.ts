@@ -5,7 +5,8 @@ import { AppError } from '../core/errors.js';
  * Connection-level failures are transient: the run fails, BullMQ retries it, and it resumes from the saved cursor.
  */
 const TRANSIENT_CLASSES = new Set(['08', '53', '57', '58', '40']);
-const SCHEMA_CODES = new Set(['42P01', '42703', '42883', '3F000', '42704']);
+/** 25006: a write in a read-only transaction, which only configured SQL (a soft-delete condition) can attempt. */
+const SCHEMA_CODES = new Set(['42P01', '42703', '42883', '3F000', '42704', '25006']);
 const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
 
 export function translatePgError(err: unknown, what: string): AppError {

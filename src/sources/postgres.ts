@@ -24,6 +24,8 @@ import {
   type TableSql,
 } from './postgres-sql.js';
 import { translatePgError } from './postgres-errors.js';
+import { queryRows, queryRowsIsolated } from './postgres-query.js';
+import { conditionProblem } from '../core/sql-text.js';
 
 export interface PostgresSourceOptions {
   name: string;
@@ -37,8 +39,12 @@ export interface PostgresSourceOptions {
 /**
  * Session settings that make the text forms exact and stable: UTC offsets (`+00`), ISO dates, shortest exact
  * floats. Sent as startup options, so they hold on every pooled connection without an extra round trip.
+ * Every transaction is read only: the source only reads, so a statement that should not be there cannot write.
+ * Standard conforming strings make Postgres read string constants the way the condition scanner does.
  */
-const SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1';
+const SESSION_OPTIONS =
+  '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1 ' +
+  '-c default_transaction_read_only=on -c standard_conforming_strings=on';
 
 export class PostgresSource implements Source {
   readonly name: string;
@@ -60,10 +66,13 @@ export class PostgresSource implements Source {
     this.pool.on('error', () => {});
   }
 
-  async query(q: Query, what: string): Promise<string[][]> {
+  /**
+   * One statement, never more (extended protocol), in a read-only session. `configured`: the statement carries SQL
+   * from the config, so it runs in a read-only transaction of its own that is rolled back afterwards.
+   */
+  async query(q: Query, what: string, configured = false): Promise<string[][]> {
     try {
-      const result = await this.pool.query({ text: q.text, values: q.values, rowMode: 'array' });
-      return result.rows as string[][];
+      return await (configured ? queryRowsIsolated(this.pool, q) : queryRows(this.pool, q));
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -122,10 +131,15 @@ class PostgresTable implements TableReader {
     private readonly sql: TableSql,
     readonly shape: TableShape,
     private readonly where: string,
+    /** The table's statements carry configured SQL (a soft-delete condition). */
+    private readonly configured: boolean,
   ) {}
 
   static async describe(source: PostgresSource, spec: TableSpec): Promise<PostgresTable> {
     const where = `${source.name}.${spec.name}`;
+    const condition = spec.softDelete?.condition;
+    const problem = condition === undefined ? null : conditionProblem(condition);
+    if (problem) throw new AppError('SOURCE_SCHEMA', `softDelete.condition of ${where} must be one SQL condition: ${problem}`);
     let resolved: string[][];
     try {
       resolved = await source.query({ text: RESOLVE_TABLE_SQL, values: [spec.name] }, `resolve ${spec.name}`);
@@ -175,12 +189,12 @@ class PostgresTable implements TableReader {
       mayNest: mayNest(columns),
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
-    const deleted = softDeleteExpr({ column: softColumn, condition: spec.softDelete?.condition });
-    const table = new PostgresTable(source, { qualified, columns, watermark, primaryKey, deleted }, shape, where);
-    if (spec.softDelete?.condition) {
+    const deleted = softDeleteExpr({ column: softColumn, condition });
+    const table = new PostgresTable(source, { qualified, columns, watermark, primaryKey, deleted }, shape, where, condition !== undefined);
+    if (condition !== undefined) {
       // Fail at start, not in a push job, when the condition does not compile.
-      await source.query({ text: `SELECT ${deleted} FROM ${qualified} t LIMIT 0`, values: [] }, `softDelete condition of ${spec.name}`).catch((err: unknown) => {
-        throw new AppError('SOURCE_SCHEMA', `${where}: softDelete condition is not valid SQL for this table: ${(err as Error).message}`);
+      await source.query({ text: `SELECT ${deleted} FROM ${qualified} t LIMIT 0`, values: [] }, `softDelete condition of ${spec.name}`, true).catch((err: unknown) => {
+        throw new AppError('SOURCE_SCHEMA', `${where}: softDelete condition is not valid SQL for this table: ${(err as Error).message}`, { cause: err });
       });
     }
     return table;
@@ -200,7 +214,7 @@ class PostgresTable implements TableReader {
 
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
-    const rows = await this.source.query(q, `read rows of ${this.where}`);
+    const rows = await this.source.query(q, `read rows of ${this.where}`, this.configured);
     const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
     return rows.map((r) => ({ position: this.toPosition(r, range.phase), json: r[keyCount]!, deleted: r[keyCount + 1] === 'true' }));
   }
@@ -229,7 +243,7 @@ class PostgresTable implements TableReader {
 
   async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
     if (keys.length === 0) return [];
-    const rows = await this.source.query(readKeysQuery(this.sql, keys), `read changed rows of ${this.where}`);
+    const rows = await this.source.query(readKeysQuery(this.sql, keys), `read changed rows of ${this.where}`, this.configured);
     return rows.map((r) => ({ index: Number(r[0]) - 1, json: r[1]!, deleted: r[2] === 'true' }));
   }
 

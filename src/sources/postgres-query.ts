@@ -1,0 +1,43 @@
+import type pg from 'pg';
+import type { Query } from './postgres-sql.js';
+
+/**
+ * The only place the Postgres source hands SQL to the driver.
+ *
+ * Invariant: every statement goes over the extended query protocol (Parse/Bind/Execute), where Postgres accepts
+ * exactly one statement per text and refuses more with SQLSTATE 42601. node-postgres picks the simple protocol, which
+ * runs any number of `;`-separated statements, for a query without parameters (an empty `values` array included)
+ * unless `queryMode: 'extended'` is set. The statement stays unnamed: named statements are cached per connection.
+ */
+type ExtendedQuery = pg.QueryArrayConfig & { queryMode: 'extended' };
+
+export async function queryRows(db: pg.Pool | pg.ClientBase, q: Query): Promise<string[][]> {
+  const config: ExtendedQuery = { text: q.text, values: q.values, rowMode: 'array', queryMode: 'extended' };
+  const result = await db.query(config);
+  return result.rows as string[][];
+}
+
+const BEGIN_READ_ONLY: Query = { text: 'BEGIN TRANSACTION READ ONLY', values: [] };
+const ROLLBACK: Query = { text: 'ROLLBACK', values: [] };
+
+/**
+ * Runs a statement that carries configured SQL in a read-only transaction of its own that is then rolled back. A
+ * read-only session default alone can be switched off by the statement (`set_config(…, false)`) for every later
+ * statement on the connection; a rollback undoes such a change along with the transaction. Two extra round trips.
+ */
+export async function queryRowsIsolated(pool: pg.Pool, q: Query): Promise<string[][]> {
+  const client = await pool.connect();
+  let reusable = false;
+  try {
+    await queryRows(client, BEGIN_READ_ONLY);
+    try {
+      return await queryRows(client, q);
+    } finally {
+      await queryRows(client, ROLLBACK);
+      reusable = true;
+    }
+  } finally {
+    // A connection whose transaction could not be ended is closed, never handed to the next statement.
+    client.release(!reusable);
+  }
+}
