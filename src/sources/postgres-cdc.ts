@@ -7,6 +7,7 @@ import { bigIntToLsn, compareLsn, lsnToBigInt, snapshotOrdering } from '../core/
 import { ChangeCollector, type RelationKeys, type Tuple } from '../core/changes.js';
 import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { translatePgError } from './postgres-errors.js';
+import { queryObjects } from './postgres-query.js';
 
 /** pgoutput messages as the adapter consumes them; values are the text the server sent (never parsed into JS types). */
 export type StreamMessage =
@@ -81,9 +82,9 @@ export class PostgresCdc implements ChangeSource {
     this.pool.on('error', () => {});
   }
 
-  private async query(text: string, values: unknown[], what: string): Promise<pg.QueryResult> {
+  private async query(text: string, values: unknown[], what: string): Promise<{ rows: Array<Record<string, unknown>> }> {
     try {
-      return await this.pool.query(text, values);
+      return { rows: await queryObjects(this.pool, { text, values }) };
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -142,7 +143,7 @@ export class PostgresCdc implements ChangeSource {
       [this.publication],
       'list publication tables',
     );
-    const have = new Set(present.map((r: { schemaname: string; tablename: string }) => `${r.schemaname}.${r.tablename}`));
+    const have = new Set(present.map((r) => `${String(r.schemaname)}.${String(r.tablename)}`));
     const missing = tables.filter((t) => !have.has(`${t.schema}.${t.relname}`));
     if (missing.length > 0) {
       await this.query(

@@ -17,6 +17,13 @@ export async function queryRows(db: pg.Pool | pg.ClientBase, q: Query): Promise<
   return result.rows as string[][];
 }
 
+/** As `queryRows`, with rows as objects keyed by column name (catalog and administration queries). */
+export async function queryObjects(db: pg.Pool | pg.ClientBase, q: Query): Promise<Array<Record<string, unknown>>> {
+  const config: pg.QueryConfig & { queryMode: 'extended' } = { text: q.text, values: q.values, queryMode: 'extended' };
+  const result = await db.query(config);
+  return result.rows as Array<Record<string, unknown>>;
+}
+
 const BEGIN_READ_ONLY: Query = { text: 'BEGIN TRANSACTION READ ONLY', values: [] };
 const ROLLBACK: Query = { text: 'ROLLBACK', values: [] };
 

@@ -7,12 +7,7 @@ import { describe, expect, it } from 'vitest';
  * per text). A `pool.query(…)` or `client.query(…)` anywhere else could fall back to the simple protocol.
  */
 const SRC = new URL('..', import.meta.url).pathname;
-const ALLOWED = new Set([
-  'sources/postgres-query.ts',
-  // CDC administration (publications, slots) has its own connection; its statements are built from quoted
-  // identifiers only. It is to move onto queryRows as well.
-  'sources/postgres-cdc.ts',
-]);
+const ALLOWED = new Set(['sources/postgres-query.ts']);
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
