@@ -1,5 +1,5 @@
 import { AppError } from './errors.js';
-import { cursorAfterRange, nextPhase, type Cursor, type KeyRange, type Phase, type Position } from './cursor.js';
+import { cursorAfterRange, nextPhase, type Cursor, type KeyRange } from './cursor.js';
 import type { TableReader } from './ports.js';
 
 /** Stored cursor with an opaque version for compare-and-set. */
