@@ -27,6 +27,7 @@ describe('redaction of text a server sent', () => {
     expect(r.text('Authorization: Bearer abc\nX-Api-Key: zzz\nHost: example')).toBe('Authorization: [redacted]\nX-Api-Key: [redacted]\nHost: example');
     expect(r.text('/v2/stream?api_key=zzz&token=yyy&page=2')).toBe('/v2/stream?api_key=[redacted]&token=[redacted]&page=2');
     expect(r.text("{'secret': 'q'}")).toBe("{'secret': '[redacted]'}");
+    expect(r.text(`Authorization: Bearer ${KEY}`)).toBe('Authorization: [redacted]');
   });
 
   it('leaves words that only contain a credential word alone', () => {

@@ -30,7 +30,7 @@ const SENSITIVE_KEY = new RegExp(`^${SENSITIVE_KEY_SOURCE}$`, 'i');
  */
 const KEY_VALUE = new RegExp(
   String.raw`(["']?)\b(${SENSITIVE_KEY_SOURCE})\b\1(\s*[:=]\s*)` +
-    String.raw`("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:(?:Bearer|Basic)\s+)?[^\s,;&"'<>{}\[\]]+)`,
+    String.raw`("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:(?:Bearer|Basic)\s+)?(?:\[redacted\]|[^\s,;&"'<>{}\[\]]+))`,
   'gi',
 );
 
