@@ -20,8 +20,11 @@ export const MIN_SECRET_LENGTH = 4;
 
 const SCHEME_VALUE = /\b(Bearer|Basic)(\s+)[A-Za-z0-9._~+/\\=-]+/gi;
 
-/** A key ending in a credential word; `\b` after the word keeps `tokens_used` or `password_policy` out. */
-const SENSITIVE_KEY_SOURCE = String.raw`[\w-]*(?:api[_-]?key|token|password|passwd|secret|authorization|cookie)`;
+/**
+ * A key ending in a credential word; `\b` after the word keeps `tokens_used` or `password_policy` out. Bounded
+ * repetitions keep the scan linear on hostile input (a long `a-a-a-…` would otherwise backtrack quadratically).
+ */
+const SENSITIVE_KEY_SOURCE = String.raw`[\w-]{0,64}(?:api[_-]?key|token|password|passwd|secret|authorization|cookie)`;
 const SENSITIVE_KEY = new RegExp(`^${SENSITIVE_KEY_SOURCE}$`, 'i');
 
 /**
@@ -30,7 +33,7 @@ const SENSITIVE_KEY = new RegExp(`^${SENSITIVE_KEY_SOURCE}$`, 'i');
  */
 const KEY_VALUE = new RegExp(
   String.raw`(["']?)\b(${SENSITIVE_KEY_SOURCE})\b\1(\s*[:=]\s*)` +
-    String.raw`("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:(?:Bearer|Basic)\s+)?(?:\[redacted\]|[^\s,;&"'<>{}\[\]]+))`,
+    String.raw`("(?:[^"\\]|\\.){0,4096}"|'(?:[^'\\]|\\.){0,4096}'|(?:(?:Bearer|Basic)\s+)?(?:\[redacted\]|[^\s,;&"'<>{}\[\]]+))`,
   'gi',
 );
 
