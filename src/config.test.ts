@@ -325,6 +325,13 @@ describe('parseConfig problems', () => {
     expect(list.map((p) => p.slice(0, p.indexOf(':')))).toEqual(['destination.apiKey', 'destination.url']);
   });
 
+  it('reports a missing or malformed destination section as a problem, not a crash', () => {
+    for (const destination of [undefined, null, 'x']) {
+      const list = problems({ destination, sources: minimal().sources });
+      expect(list, String(destination)).toEqual([expect.stringMatching(/^destination: /)]);
+    }
+  });
+
   it('accepts http to a loopback host, and to any host with allowInsecureHttp', () => {
     for (const url of ['http://127.0.0.1:8787/v2/stream', 'http://127.5.6.7/', 'http://localhost:8787/v2/stream', 'http://[::1]:8787/v2/stream', 'https://10.0.0.5/v2/stream']) {
       expect(parseConfig(minimal({ destination: { apiKey: 'k', url } }), {}).destination.url).toBe(url);

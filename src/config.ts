@@ -153,12 +153,14 @@ const configSchema = z
       .object({
         /**
          * The Stream API endpoint. Must be `https:`; `http:` is accepted only to a loopback host (127.0.0.0/8, ::1,
-         * localhost) or with `allowInsecureHttp`. @defaultValue 'https://api.definite.app/v2/stream'
+         * localhost) or with `allowInsecureHttp`.
+         * @defaultValue 'https://api.definite.app/v2/stream'
          */
         url: z.string().default('https://api.definite.app/v2/stream'),
         /**
          * Accept an `http:` URL to a host that is not loopback. The API key and every row then cross the network
-         * unencrypted: only for a network you trust, such as the dev sink in docker compose. @defaultValue false
+         * unencrypted: only for a network you trust, such as the dev sink in docker compose.
+         * @defaultValue false
          */
         allowInsecureHttp: z.boolean().default(false),
         apiKey: z
@@ -185,13 +187,14 @@ const configSchema = z
         concurrency: z.number().int().min(1).max(256).default(4),
       })
       .strict()
-      // Runs even when other destination keys are invalid, so a cleartext URL is never left unreported.
+      // Runs even when other destination keys are invalid (so a cleartext URL is never left unreported): the fields
+      // may then be missing or of any type.
       .superRefine(
         (d, ctx) => {
           const problem = typeof d.url === 'string' ? destinationUrlProblem(d.url, d.allowInsecureHttp === true) : undefined;
           if (problem) ctx.addIssue({ code: 'custom', path: ['url'], message: problem });
         },
-        { when: () => true },
+        { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
       ),
     extract: z
       .object({
