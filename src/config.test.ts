@@ -107,6 +107,7 @@ describe('parseConfig with a valid file', () => {
       timeout: 60_000,
       compression: 'none',
       wait: false,
+      allowInsecureHttp: false,
       maxRows: 50_000,
       maxBytes: 10 * 1024 * 1024,
     });
@@ -300,6 +301,47 @@ describe('parseConfig problems', () => {
   it('refuses a username without a password', () => {
     const list = problems(minimal({ web: { auth: { username: 'u' } } }));
     expect(list).toEqual(['web.auth: set both username and password for basic auth, or neither']);
+  });
+
+  it('refuses a destination URL with a scheme other than https or http, naming the key', () => {
+    for (const url of ['ftp://api.example.com/v2/stream', 'file:///etc/passwd', 'javascript:alert(1)', 'ws://127.0.0.1/x']) {
+      const list = problems(minimal({ destination: { apiKey: 'k', url } }));
+      expect(list, url).toEqual([expect.stringMatching(/^destination\.url: must be an https: URL \(http: only to a loopback host, or with destination\.allowInsecureHttp: true\); \w+: is not supported$/)]);
+    }
+    expect(problems(minimal({ destination: { apiKey: 'k', url: 'not a url' } }))).toEqual([
+      'destination.url: must be an https: URL such as https://api.definite.app/v2/stream',
+    ]);
+  });
+
+  it('refuses a cleartext http destination URL to a host that is not loopback', () => {
+    for (const url of ['http://api.definite.app/v2/stream', 'http://10.0.0.5:8787/v2/stream', 'http://127.0.0.1.example.com/', 'http://[::2]/']) {
+      const list = problems(minimal({ destination: { apiKey: 'k', url } }));
+      expect(list, url).toEqual([expect.stringMatching(/^destination\.url: must be an https: URL: http: to \S+, which is not loopback .*unencrypted.*destination\.allowInsecureHttp: true/)]);
+    }
+  });
+
+  it('reports a cleartext destination URL even when other destination keys are invalid', () => {
+    const list = problems({ destination: { url: 'http://sink.example.com/v2/stream' }, sources: minimal().sources });
+    expect(list.map((p) => p.slice(0, p.indexOf(':')))).toEqual(['destination.apiKey', 'destination.url']);
+  });
+
+  it('reports a missing or malformed destination section as a problem, not a crash', () => {
+    for (const destination of [undefined, null, 'x']) {
+      const list = problems({ destination, sources: minimal().sources });
+      expect(list, String(destination)).toEqual([expect.stringMatching(/^destination: /)]);
+    }
+  });
+
+  it('accepts http to a loopback host, and to any host with allowInsecureHttp', () => {
+    for (const url of ['http://127.0.0.1:8787/v2/stream', 'http://127.5.6.7/', 'http://localhost:8787/v2/stream', 'http://[::1]:8787/v2/stream', 'https://10.0.0.5/v2/stream']) {
+      expect(parseConfig(minimal({ destination: { apiKey: 'k', url } }), {}).destination.url).toBe(url);
+    }
+    const cfg = parseConfig(minimal({ destination: { apiKey: 'k', url: '${URL}', allowInsecureHttp: '${INSECURE:-false}' } }), {
+      URL: 'http://sink:8787/v2/stream',
+      INSECURE: 'true',
+    });
+    expect(cfg.destination).toMatchObject({ url: 'http://sink:8787/v2/stream', allowInsecureHttp: true });
+    expect(problems(minimal({ destination: { apiKey: 'k', url: 'ftp://sink/', allowInsecureHttp: true } }))).toHaveLength(1);
   });
 
   it('refuses limits above what the Stream API documents', () => {

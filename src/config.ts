@@ -56,6 +56,30 @@ const sqlCondition = z.string().superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: `must be one SQL condition: ${problem}` });
 });
 
+/** 127.0.0.0/8, ::1 and localhost, as the WHATWG URL parser spells them (it normalises `127.1` and `[0::1]`). */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/** Why `destination.url` is refused, or undefined: the API key travels in every request's headers. */
+function destinationUrlProblem(url: string, allowInsecureHttp: boolean): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'must be an https: URL such as https://api.definite.app/v2/stream';
+  }
+  if (parsed.protocol === 'https:') return undefined;
+  if (parsed.protocol !== 'http:') {
+    return `must be an https: URL (http: only to a loopback host, or with destination.allowInsecureHttp: true); ${parsed.protocol} is not supported`;
+  }
+  if (isLoopbackHost(parsed.hostname) || allowInsecureHttp) return undefined;
+  return (
+    `must be an https: URL: http: to ${parsed.hostname}, which is not loopback (127.0.0.0/8, ::1, localhost), would send the API key ` +
+    'unencrypted; use https:, or set destination.allowInsecureHttp: true for a network you trust'
+  );
+}
+
 const tableSchema = z
   .object({
     name: qualifiedName,
@@ -134,7 +158,18 @@ const configSchema = z
       .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' }),
     destination: z
       .object({
-        url: z.string().url('must be an http(s) URL such as https://api.definite.app/v2/stream').default('https://api.definite.app/v2/stream'),
+        /**
+         * The Stream API endpoint. Must be `https:`; `http:` is accepted only to a loopback host (127.0.0.0/8, ::1,
+         * localhost) or with `allowInsecureHttp`.
+         * @defaultValue 'https://api.definite.app/v2/stream'
+         */
+        url: z.string().default('https://api.definite.app/v2/stream'),
+        /**
+         * Accept an `http:` URL to a host that is not loopback. The API key and every row then cross the network
+         * unencrypted: only for a network you trust, such as the dev sink in docker compose.
+         * @defaultValue false
+         */
+        allowInsecureHttp: z.boolean().default(false),
         apiKey: z
           .union([z.string(), z.number()], {
             error: (iss) => (iss.input === undefined ? 'is required: set destination.apiKey, e.g. apiKey: ${DEFINITE_API_KEY}' : 'must be a string'),
@@ -158,7 +193,16 @@ const configSchema = z
         maxBytes: z.number().int().min(1024).max(STREAM_LIMITS.maxBytes).default(STREAM_LIMITS.maxBytes),
         concurrency: z.number().int().min(1).max(256).default(4),
       })
-      .strict(),
+      .strict()
+      // Runs even when other destination keys are invalid (so a cleartext URL is never left unreported): the fields
+      // may then be missing or of any type.
+      .superRefine(
+        (d, ctx) => {
+          const problem = typeof d.url === 'string' ? destinationUrlProblem(d.url, d.allowInsecureHttp === true) : undefined;
+          if (problem) ctx.addIssue({ code: 'custom', path: ['url'], message: problem });
+        },
+        { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+      ),
     extract: z
       .object({
         concurrency: z.number().int().min(1).max(64).default(2),

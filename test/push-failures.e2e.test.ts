@@ -7,7 +7,32 @@ import { runOnce, type OnceSummary } from '../src/queue/run-once.js';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 
-const API_KEY = 'super-secret-api-key-4242';
+// Characters that URL-encoding changes, so the encoded form differs from the key itself.
+const API_KEY = 'super-secret/api+key=4242';
+const KEY_FORMS = [API_KEY, encodeURIComponent(API_KEY), Buffer.from(API_KEY).toString('base64')];
+
+/** Every key under the prefix with its whole value (job hashes, job log lists, sets, streams) as text. */
+async function redisDump(prefix: string): Promise<Array<[string, string]>> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    const out: Array<[string, string]> = [];
+    for (const key of await redis.keys(`${prefix}:*`)) {
+      const type = await redis.type(key);
+      const dump =
+        type === 'string' ? await redis.get(key)
+        : type === 'hash' ? JSON.stringify(await redis.hgetall(key))
+        : type === 'list' ? JSON.stringify(await redis.lrange(key, 0, -1))
+        : type === 'zset' ? JSON.stringify(await redis.zrange(key, 0, -1))
+        : type === 'set' ? JSON.stringify(await redis.smembers(key))
+        : type === 'stream' ? JSON.stringify(await redis.xrange(key, '-', '+'))
+        : `unreadable type ${type}`;
+      out.push([key, dump ?? '']);
+    }
+    return out;
+  } finally {
+    await redis.quit();
+  }
+}
 
 describe('push failures: retries, splitting, the dead-letter queue', () => {
   let db: Awaited<ReturnType<typeof createSchema>>;
@@ -117,24 +142,39 @@ describe('push failures: retries, splitting, the dead-letter queue', () => {
     await syncOnce();
     expect(logLines.some((l) => l.includes('DEST_REJECTED'))).toBe(true);
     for (const line of logLines) expect(line).not.toContain(API_KEY);
-    const redis = new Redis(REDIS_URL);
-    try {
-      const keys = await redis.keys(`${prefix}:*`);
-      expect(keys.length).toBeGreaterThan(0);
-      for (const key of keys) {
-        const type = await redis.type(key);
-        const dump =
-          type === 'string' ? await redis.get(key)
-          : type === 'hash' ? JSON.stringify(await redis.hgetall(key))
-          : type === 'list' ? JSON.stringify(await redis.lrange(key, 0, -1))
-          : type === 'zset' ? JSON.stringify(await redis.zrange(key, 0, -1))
-          : type === 'set' ? JSON.stringify(await redis.smembers(key))
-          : type === 'stream' ? JSON.stringify(await redis.xrange(key, '-', '+'))
-          : '';
-        expect(dump ?? '', key).not.toContain(API_KEY);
-      }
-    } finally {
-      await redis.quit();
+    const dump = await redisDump(prefix);
+    expect(dump.length).toBeGreaterThan(0);
+    for (const [key, value] of dump) expect(value, key).not.toContain(API_KEY);
+  });
+
+  it('stores no trace of the API key when the server echoes the Authorization header in its answers', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 250) g`);
+    // Five push jobs of 50 rows; the one answered 503 is retried and gets whatever answer is next.
+    receiver.script(
+      { kind: 'echo-auth', status: 401 },
+      { kind: 'echo-auth', status: 503 },
+      { kind: 'echo-auth', status: 200, rejectRows: 2 },
+      { kind: 'echo-auth', status: 400, plain: true },
+      { kind: 'echo-auth', status: 422 },
+    );
+    const summary = await syncOnce();
+    const reasons = summary.failed.map((f) => f.reason).sort();
+    expect(reasons).toEqual([
+      expect.stringMatching(/^\[DEST_AUTH\]/),
+      expect.stringMatching(/^\[DEST_REJECTED\] HTTP 400 .*Bad request\./),
+      expect.stringMatching(/^\[DEST_REJECTED\] HTTP 422 .*invalid credentials/),
+      expect.stringMatching(/^\[DEST_ROWS_REJECTED\]/),
+    ]);
+    const dump = await redisDump(prefix);
+    const jobLogs = dump.filter(([key]) => key.endsWith(':logs'));
+    expect(jobLogs.length).toBeGreaterThanOrEqual(4);
+    expect(logLines.some((l) => l.includes('DEST_ROWS_REJECTED'))).toBe(true);
+    for (const form of KEY_FORMS) {
+      for (const [key, value] of dump) expect(value, `${key} holds ${form}`).not.toContain(form);
+      for (const line of logLines) expect(line).not.toContain(form);
     }
+    // What the server said is still kept, with the secrets taken out.
+    expect(reasons.join('\n')).toContain('invalid credentials: Bearer [redacted]');
+    expect(jobLogs.map(([, v]) => v).join('\n')).toContain('rejected for key [redacted]');
   });
 });

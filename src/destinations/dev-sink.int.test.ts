@@ -3,11 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { startDevSink, type DevSink, type DevSinkOptions } from './dev-sink.js';
 import { DevSinkStore } from './dev-sink-store.js';
 import { StreamApiClient } from './stream-api.js';
 import { AppError } from '../core/errors.js';
+import { createLogger } from '../observability/logger.js';
 
 const KEY = 'dev-key';
 
@@ -28,6 +30,20 @@ async function post(sink: DevSink, body: string | Buffer, headers: Record<string
 /** The envelope built as text, so rows keep their exact digits. */
 function envelope(rows: string[], config: Record<string, unknown> = {}): string {
   return `{"data":[${rows.join(',')}],"config":${JSON.stringify({ table: 'bronze.orders', ...config })}}`;
+}
+
+/** A logger whose lines a test can read, and a promise of the first line. */
+function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: string[]; firstLine: Promise<string> } {
+  const lines: string[] = [];
+  let resolveFirst: (line: string) => void = () => {};
+  const firstLine = new Promise<string>((r) => (resolveFirst = r));
+  const logger = createLogger('debug', {}, {
+    write: (line: string) => {
+      lines.push(line);
+      if (lines.length === 1) resolveFirst(line);
+    },
+  });
+  return { logger, lines, firstLine };
 }
 
 /** A row object nested `depth` levels deep, the row itself counting as 1. */
@@ -328,5 +344,76 @@ describe('dev sink', () => {
       { id: '1', big: '12345678901234567890' },
       { id: '2', big: null },
     ]);
+  });
+  it('refuses a body that is not valid UTF-8 with 400 naming the byte offset, plain or gzipped, and stores nothing', async () => {
+    await start();
+    const [head, tail] = envelope(['{"id":1,"s":"aXb"}']).split('X') as [string, string];
+    const body = Buffer.concat([Buffer.from(head), Buffer.from([0xc3, 0x28]), Buffer.from(tail)]);
+    const plain = await post(sink, body);
+    expect(plain.status).toBe(400);
+    expect(plain.body.errors).toEqual([{ code: 'INVALID_UTF8', offset: head.length, message: expect.stringContaining(`byte 0xc3 at offset ${head.length}`) }]);
+    const packed = await post(sink, gzipSync(body), { 'content-encoding': 'gzip' });
+    expect(packed.status).toBe(400);
+    expect(packed.body.errors).toEqual([expect.objectContaining({ code: 'INVALID_UTF8', offset: head.length, message: expect.stringContaining('uncompressed body') })]);
+    expect(await sink.store.tables()).toEqual([]);
+  });
+
+  it('refuses an unpaired surrogate in a value, a key or a nested JSON value with 400 naming the row and field', async () => {
+    await start();
+    const cases: Array<[string, number, string, string]> = [
+      ['{"id":2,"s":"a\\ud800"}', 1, 's', 'the value holds an unpaired surrogate \\ud800'],
+      ['{"id":2,"s\\udfff":"x"}', 1, 's\udfff', 'the key holds an unpaired surrogate \\udfff'],
+      ['{"id":2,"doc":{"list":[1,"\\udc00x"]}}', 1, 'doc', 'the string at "doc"."list"[1] holds an unpaired surrogate \\udc00'],
+    ];
+    for (const [row, index, field, what] of cases) {
+      const reply = await post(sink, envelope(['{"id":1,"ok":"\\ud83d\\ude00"}', row]));
+      expect(reply.status, row).toBe(400);
+      expect(reply.body.errors, row).toEqual([{ code: 'UNPAIRED_SURROGATE', row: index, field, message: expect.stringContaining(what) }]);
+      expect((reply.body.errors as Array<{ message: string }>)[0]!.message).toMatch(new RegExp(`^row ${index}, field `));
+    }
+    expect(await sink.store.tables()).toEqual([]);
+  });
+
+  it('refuses a NUL in a key with 400 naming the row and field, and stores a NUL inside a value exactly', async () => {
+    await start();
+    const key = await post(sink, envelope(['{"id":1}', '{"id":2}', '{"id":3,"k\\u0000":"x"}']));
+    expect(key.status).toBe(400);
+    expect(key.body.errors).toEqual([{ code: 'NUL_IN_KEY', row: 2, field: 'k\u0000', message: 'row 2: key "k\\u0000" holds a NUL character, which a column name cannot' }]);
+    expect(await sink.store.tables()).toEqual([]);
+    const value = await post(sink, envelope(['{"id":1,"s":"a\\u0000b","doc":{"t":"x\\u0000"}}']));
+    expect(value.status).toBe(200);
+    expect(await sink.store.query('SELECT s, length(s) AS n, doc::VARCHAR AS doc FROM bronze.orders')).toEqual([{ s: 'a\u0000b', n: '3', doc: '{"t":"x\\u0000"}' }]);
+  });
+
+  it('answers an internal failure with a generic 500 naming the request id, and logs the reason', async () => {
+    const { logger, lines } = capturingLogger();
+    await start({ logger });
+    // A table made by someone else, with a type the values cannot be cast to: DuckDB fails the insert.
+    await sink.store.query('CREATE SCHEMA bronze; CREATE TABLE bronze.orders (id DATE, _received_at TIMESTAMPTZ, _request_id VARCHAR)');
+    const reply = await post(sink, envelope(['{"id":"not a date"}']));
+    expect(reply.status).toBe(500);
+    const requestId = reply.body.request_id as string;
+    expect(reply.body.errors).toEqual([{ code: 'INTERNAL', message: `the dev sink could not store this request; its log has the reason under request id ${requestId}` }]);
+    const logged = lines.map((l) => JSON.parse(l) as { level: number; requestId?: string; err?: { message: string } }).find((l) => l.requestId === requestId);
+    expect(logged).toMatchObject({ level: 50, err: { message: expect.stringMatching(/date/i) } });
+  });
+
+  it('logs a client that closes the connection mid-body as "client closed the request", not as an error', async () => {
+    const { logger, lines, firstLine } = capturingLogger();
+    await start({ logger });
+    const socket = connect(sink.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    // With Expect: 100-continue the server answers 100 as it hands the request to the sink: then it is being read.
+    socket.write(
+      `POST /v2/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\n` +
+        'Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n',
+    );
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.write('{"data":[{"id":1},');
+    socket.destroy();
+    const line = JSON.parse(await firstLine) as { level: number; msg: string };
+    expect(line).toMatchObject({ level: 30, msg: 'client closed the request' });
+    expect(await post(sink, envelope(['{"id":1}'])).then((r) => r.status)).toBe(200);
+    expect(lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 40)).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,6 +9,7 @@ import { AppError, isAppError } from '../core/errors.js';
 import { arrayElements, jsonDepth, objectMembers } from '../core/json-scan.js';
 import type { Logger } from '../observability/logger.js';
 import { DevSinkStore, parseTarget } from './dev-sink-store.js';
+import { fieldProblem, invalidUtf8Offset, tableNameProblem } from './dev-sink-input.js';
 
 /**
  * A local stand-in for Definite's Stream API (contract in STREAM_API.md) that stores what it receives in DuckDB,
@@ -55,11 +57,19 @@ interface Context {
   logger: Logger | undefined;
 }
 
-/** A refused request: `reason` is the stable code clients see in `errors[]`. */
-function refuse(status: number, reason: string, message: string): AppError {
+/**
+ * A refused request: `reason` is the stable code clients see in `errors[]`, `where` adds facts to that entry (the
+ * row and field, or the byte offset, at fault).
+ */
+function refuse(status: number, reason: string, message: string, where: Record<string, unknown> = {}): AppError {
   const code = status === 401 ? 'DEST_AUTH' : status === 413 ? 'DEST_TOO_LARGE' : 'DEST_REJECTED';
-  return new AppError(code, message, { details: { status, reason } });
+  return new AppError(code, message, { details: { status, reason, where } });
 }
+
+/** The client went away before its body arrived: nothing to answer, nothing wrong with the sink. */
+const CLIENT_CLOSED = 'CLIENT_CLOSED';
+const clientClosed = (cause?: unknown): AppError =>
+  new AppError('DEST_UNAVAILABLE', 'client closed the request', { cause, details: { reason: CLIENT_CLOSED } });
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
@@ -105,22 +115,37 @@ function readBody(req: IncomingMessage, cap: number): Promise<Buffer> {
       if (size > cap) reject(refuse(413, 'BODY_TOO_LARGE', `request body exceeds ${cap} bytes`));
       else resolve(Buffer.concat(chunks));
     });
-    req.on('error', reject);
+    // A connection closed mid-body: 'error' (aborted) or only 'close' without 'end', depending on timing.
+    req.on('error', (err) => reject(clientClosed(err)));
+    req.on('close', () => {
+      if (!req.complete) reject(clientClosed());
+    });
   });
 }
 
+/** The body as text; invalid UTF-8 is refused, never stored as U+FFFD. */
+function decodeUtf8(bytes: Buffer, compressed: boolean): string {
+  if (isUtf8(bytes)) return bytes.toString('utf8');
+  const offset = invalidUtf8Offset(bytes);
+  const of = compressed ? ' of the uncompressed body' : '';
+  const hex = bytes[offset]!.toString(16).padStart(2, '0');
+  throw refuse(400, 'INVALID_UTF8', `body is not valid UTF-8: byte 0x${hex} at offset ${offset}${of} starts no valid sequence`, { offset });
+}
+
 async function bodyText(req: IncomingMessage, encoding: 'gzip' | 'identity', maxBytes: number): Promise<string> {
-  if (encoding === 'identity') return (await readBody(req, maxBytes)).toString('utf8');
+  if (encoding === 'identity') return decodeUtf8(await readBody(req, maxBytes), false);
   // Incompressible data grows a little under gzip: allow that margin on the wire, enforce the limit unpacked.
   const packed = await readBody(req, maxBytes + Math.ceil(maxBytes / 100) + 1024);
+  let unpacked: Buffer;
   try {
-    return (await gunzipAsync(packed, { maxOutputLength: maxBytes })).toString('utf8');
+    unpacked = await gunzipAsync(packed, { maxOutputLength: maxBytes });
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
       throw refuse(413, 'BODY_TOO_LARGE', `request body exceeds ${maxBytes} bytes uncompressed`);
     }
     throw refuse(400, 'BAD_GZIP', `body is not valid gzip: ${(err as Error).message}`);
   }
+  return decodeUtf8(unpacked, true);
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -147,6 +172,8 @@ function parseEnvelope(text: string, limits: StreamLimits): Envelope {
   if (!isObject(config)) throw refuse(400, 'INVALID_REQUEST', 'config is required and must be an object');
   const table = config.table;
   if (typeof table !== 'string' || table === '') throw refuse(400, 'INVALID_TABLE', 'config.table is required ("schema.table")');
+  const nameProblem = tableNameProblem(table);
+  if (nameProblem) throw refuse(400, 'INVALID_TABLE', nameProblem);
   try {
     parseTarget(table);
   } catch (err) {
@@ -233,6 +260,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, r
   const encoding = checkHeaders(req);
   const text = await bodyText(req, encoding, ctx.limits.maxBytes);
   const envelope = parseEnvelope(text, ctx.limits);
+  envelope.rowTexts.forEach((rowText, row) => {
+    const problem = fieldProblem(envelope.rows[row], rowText, row);
+    if (problem) throw refuse(400, problem.code, problem.message, { row: problem.row, field: problem.field });
+  });
 
   const rejected = new Map<number, RowError>();
   envelope.rowTexts.forEach((rowText, row) => {
@@ -272,13 +303,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, r
   });
 }
 
+/**
+ * Answers a request that did not succeed. A refusal says why; anything else is a 500 whose body names only the
+ * request id: the reason (driver text, file paths) goes to the log, never to the client.
+ */
 function fail(res: ServerResponse, err: unknown, requestId: string, logger: Logger | undefined): void {
-  const status = isAppError(err) && typeof err.details?.status === 'number' ? err.details.status : 500;
-  const reason = isAppError(err) && typeof err.details?.reason === 'string' ? err.details.reason : 'INTERNAL';
-  if (status === 500) logger?.error({ err, requestId }, 'dev sink failed to store a request');
-  const headers: Record<string, string> = status === 405 ? { allow: 'POST' } : {};
-  const message = err instanceof Error ? err.message : String(err);
-  sendJson(res, status, { success: false, request_id: requestId, errors: [{ code: reason, message }] }, headers);
+  const details = isAppError(err) ? err.details : undefined;
+  if (details?.reason === CLIENT_CLOSED) {
+    logger?.info({ requestId }, 'client closed the request');
+    return;
+  }
+  if (typeof details?.status !== 'number') {
+    logger?.error({ err, requestId }, 'dev sink failed to store a request');
+    const message = `the dev sink could not store this request; its log has the reason under request id ${requestId}`;
+    sendJson(res, 500, { success: false, request_id: requestId, errors: [{ code: 'INTERNAL', message }] });
+    return;
+  }
+  const headers: Record<string, string> = details.status === 405 ? { allow: 'POST' } : {};
+  const entry = { code: details.reason, message: (err as Error).message, ...(details.where as Record<string, unknown>) };
+  sendJson(res, details.status, { success: false, request_id: requestId, errors: [entry] }, headers);
 }
 
 export async function startDevSink(options: DevSinkOptions): Promise<DevSink> {

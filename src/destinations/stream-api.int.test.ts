@@ -96,6 +96,42 @@ describe('StreamApiClient against a real HTTP endpoint', () => {
     expect([e.code, e.retryable]).toEqual(['DEST_ROWS_REJECTED', false]);
     expect(e.details).toMatchObject({ rejectedRows: 1, errors: [{ row: 0, error: 'scripted rejection' }] });
   });
+
+  it('throws errors that hold no trace of the key when the server echoes the Authorization header', async () => {
+    const key = 'sk_live/Echoed+Key=77';
+    await c.close();
+    await receiver.close();
+    receiver = await startReceiver(key);
+    c = client(receiver.url, { apiKey: key });
+    receiver.script(
+      { kind: 'echo-auth', status: 401 },
+      { kind: 'echo-auth', status: 422 },
+      { kind: 'echo-auth', status: 200, rejectRows: 1 },
+      { kind: 'echo-auth', status: 400, plain: true },
+      { kind: 'echo-auth', status: 503 },
+    );
+    const codes: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const e = await failure(c.send('bronze.t', ['{"a":1}', '{"a":2}']));
+      codes.push(e.code);
+      const kept = `${e.toString()} ${JSON.stringify(e.details)}`;
+      for (const form of [key, encodeURIComponent(key), Buffer.from(key).toString('base64')]) expect(kept, e.code).not.toContain(form);
+      expect(kept).toContain('[redacted]');
+    }
+    expect(codes).toEqual(['DEST_AUTH', 'DEST_REJECTED', 'DEST_ROWS_REJECTED', 'DEST_REJECTED', 'DEST_UNAVAILABLE']);
+  });
+
+  it('caps what a huge error body leaves in the message and the details', async () => {
+    const huge = { success: false, errors: [`first: ${'x'.repeat(100_000)}`, ...Array.from({ length: 500 }, (_, i) => ({ row: i, error: 'y'.repeat(1000) }))] };
+    receiver.script({ kind: 'status', status: 400, body: huge }, { kind: 'status', status: 502, body: 'z'.repeat(1_000_000) });
+    const bad = await failure(c.send('bronze.t', ['{}']));
+    expect(bad.code).toBe('DEST_REJECTED');
+    expect(bad.message.length).toBeLessThan(400);
+    expect(JSON.stringify(bad.details).length).toBeLessThan(6000);
+    expect((bad.details?.errors as unknown[]).at(-1)).toMatch(/^… \d+ more$/);
+    const down = await failure(c.send('bronze.t', ['{}']));
+    expect(JSON.stringify(down.details).length).toBeLessThan(6000);
+  });
 });
 
 describe('StreamApiClient timeouts and bad responses', () => {

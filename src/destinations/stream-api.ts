@@ -4,6 +4,7 @@ import { Agent, errors as undiciErrors, request } from 'undici';
 import { AppError } from '../core/errors.js';
 import { parseRetryAfter } from '../core/backoff.js';
 import { requestBody, type RequestConfig } from '../core/batching.js';
+import { capEntries, createRedactor, truncateText, type Redactor } from '../core/redact.js';
 import type { Destination, SendResult } from '../core/ports.js';
 
 const gzipAsync = promisify(gzip);
@@ -40,6 +41,17 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 /** HTTP statuses worth retrying; everything else that is not 2xx or 413 fails the job at once. */
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
+/**
+ * Bounds on what a response may leave behind. Everything the server said passes through the redactor and these
+ * caps before it enters an AppError, so the messages, job logs and log lines made from it never hold the key.
+ */
+const MESSAGE_CHARS = 300;
+const ENTRY_CHARS = 500;
+const ERRORS_CHARS = 4000;
+const WARNINGS_CHARS = 2000;
+const MAX_ENTRIES = 20;
+const REQUEST_ID_CHARS = 200;
+
 interface StreamResponse {
   success?: unknown;
   request_id?: unknown;
@@ -53,10 +65,12 @@ interface StreamResponse {
 export class StreamApiClient implements Destination {
   private readonly agent: Agent;
   private readonly auth: string;
+  private readonly redactor: Redactor;
 
   constructor(private readonly options: StreamApiOptions) {
     this.agent = new Agent({ connections: options.connections ?? 8, keepAliveTimeout: 30_000, pipelining: 1 });
     this.auth = `Bearer ${options.apiKey}`;
+    this.redactor = createRedactor([options.apiKey]);
   }
 
   async send(target: string, records: readonly string[]): Promise<SendResult> {
@@ -86,10 +100,10 @@ export class StreamApiClient implements Destination {
       retryAfter = Array.isArray(ra) ? ra[0] : ra;
       responseText = await res.body.text();
     } catch (err) {
-      throw translateNetworkError(err, target);
+      throw translateNetworkError(err, target, this.redactor);
     }
     const latencyMs = performance.now() - started;
-    return interpret(status, responseText, retryAfter, records.length, target, latencyMs);
+    return interpret({ status, text: responseText, retryAfter }, { sent: records.length, target, latencyMs }, this.redactor);
   }
 
   async close(): Promise<void> {
@@ -97,9 +111,10 @@ export class StreamApiClient implements Destination {
   }
 }
 
-function translateNetworkError(err: unknown, target: string): AppError {
+function translateNetworkError(err: unknown, target: string, redactor: Redactor): AppError {
   const code = (err as { code?: string }).code ?? '';
-  const message = `request for ${target} failed before a response: ${(err as Error).message ?? String(err)}`;
+  const reason = redactor.excerpt(oneLine((err as Error).message ?? String(err)), MESSAGE_CHARS);
+  const message = `request for ${target} failed before a response: ${reason}`;
   if (TIMEOUT_CODES.has(code)) return new AppError('DEST_TIMEOUT', message, { retryable: true, cause: err, details: { errno: code } });
   if (NETWORK_CODES.has(code) || err instanceof undiciErrors.UndiciError) {
     return new AppError('DEST_UNAVAILABLE', message, { retryable: true, cause: err, details: { errno: code } });
@@ -118,23 +133,39 @@ function parseBody(text: string): StreamResponse | undefined {
   }
 }
 
-/** First few server errors, trimmed, for the failed job's details. */
-function serverErrors(body: StreamResponse | undefined, raw: string): unknown[] {
-  if (body && Array.isArray(body.errors)) return body.errors.slice(0, 20);
-  return raw ? [raw.slice(0, 2000)] : [];
+/**
+ * A list the server sent (errors[], warnings[]), redacted and capped; a body that is not JSON stands in as one
+ * excerpt when `raw` is given.
+ */
+function serverList(list: unknown, raw: string | undefined, maxChars: number, redactor: Redactor): unknown[] {
+  if (Array.isArray(list)) return capEntries(list.slice(0, MAX_ENTRIES).map((e) => redactor.value(e, ENTRY_CHARS)), maxChars, ENTRY_CHARS);
+  return raw ? [redactor.excerpt(raw, maxChars)] : [];
 }
 
-export function interpret(
-  status: number,
-  text: string,
-  retryAfterHeader: string | undefined,
-  sent: number,
-  target: string,
-  latencyMs: number,
-): SendResult {
-  const body = parseBody(text);
-  const requestId = typeof body?.request_id === 'string' ? body.request_id : undefined;
-  const details = { status, requestId, errors: serverErrors(body, text), target };
+export interface RawResponse {
+  status: number;
+  text: string;
+  retryAfter: string | undefined;
+}
+
+export interface SentRequest {
+  sent: number;
+  target: string;
+  latencyMs: number;
+}
+
+/**
+ * Turns a response into the send's result or an AppError by status and body. Invariant: no text of the response
+ * reaches an error unless it went through `redactor` (which knows the key) and the caps above.
+ */
+export function interpret(res: RawResponse, req: SentRequest, redactor: Redactor): SendResult {
+  const { status } = res;
+  const { sent, target, latencyMs } = req;
+  const body = parseBody(res.text);
+  const requestId = typeof body?.request_id === 'string' ? redactor.excerpt(body.request_id, REQUEST_ID_CHARS) : undefined;
+  const errors = serverList(body?.errors, body ? undefined : res.text, ERRORS_CHARS, redactor);
+  const warnings = serverList(body?.warnings, undefined, WARNINGS_CHARS, redactor);
+  const details = { status, requestId, errors, ...(warnings.length > 0 ? { warnings } : {}), target };
   if (status >= 200 && status < 300) {
     if (!body) {
       throw new AppError('DEST_BAD_RESPONSE', `HTTP ${status} for ${target} with a body that is not JSON`, { retryable: true, details });
@@ -145,7 +176,7 @@ export function interpret(
     }
     if (rejected > 0) {
       throw new AppError('DEST_ROWS_REJECTED', `destination rejected ${rejected} of ${sent} rows for ${target}`, {
-        details: { ...details, rejectedRows: rejected, successfulRows: body.successful_rows },
+        details: { ...details, rejectedRows: rejected, successfulRows: typeof body.successful_rows === 'number' ? body.successful_rows : undefined },
       });
     }
     if (typeof body.successful_rows === 'number' && body.successful_rows < sent) {
@@ -156,19 +187,25 @@ export function interpret(
     }
     return { rows: sent, requestId, latencyMs };
   }
-  const retryAfterMs = parseRetryAfter(retryAfterHeader);
+  const retryAfterMs = parseRetryAfter(res.retryAfter);
   if (status === 413) throw new AppError('DEST_TOO_LARGE', `HTTP 413 for ${target}: request of ${sent} rows too large`, { details });
   if (status === 429) throw new AppError('DEST_RATE_LIMITED', `HTTP 429 for ${target}`, { retryable: true, retryAfterMs, details });
   if (status === 401 || status === 403) throw new AppError('DEST_AUTH', `HTTP ${status} for ${target}: check destination.apiKey`, { details });
   if (RETRYABLE_STATUS.has(status) || status >= 500) {
     throw new AppError('DEST_UNAVAILABLE', `HTTP ${status} for ${target}`, { retryable: true, retryAfterMs, details });
   }
-  throw new AppError('DEST_REJECTED', `HTTP ${status} for ${target}: ${summary(details.errors)}`, { details });
+  throw new AppError('DEST_REJECTED', `HTTP ${status} for ${target}: ${summary(errors)}`, { details });
 }
 
+/** The first server error on one line, already redacted, for the job's failure reason. */
 function summary(errors: unknown[]): string {
   const first = errors[0];
   if (first === undefined) return 'no reason given';
-  const text = typeof first === 'string' ? first : JSON.stringify(first);
-  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+  return truncateText(oneLine(typeof first === 'string' ? first : JSON.stringify(first)), MESSAGE_CHARS);
+}
+
+/** Control characters and runs of white space as single spaces: a failure reason stays one line. */
+function oneLine(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
 }

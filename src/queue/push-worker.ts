@@ -3,6 +3,7 @@ import { deliverRange } from '../core/deliver.js';
 import { deliverChanges } from '../core/deliver-changes.js';
 import { AppError } from '../core/errors.js';
 import { envelopeBytes, STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
+import { truncateText } from '../core/redact.js';
 import type { Position } from '../core/cursor.js';
 import type { PipelineContext } from './context.js';
 import { findSource, findTable } from './context.js';
@@ -11,6 +12,9 @@ import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { backoffStrategy } from './backoff-strategy.js';
 import { classify, failJob } from './job-errors.js';
+
+/** One job log entry per failed attempt, at most this long. */
+const JOB_LOG_CHARS = 8192;
 
 function limitsOf(ctx: PipelineContext): StreamLimits {
   return { ...STREAM_LIMITS, maxRows: ctx.config.destination.maxRows, maxBytes: ctx.config.destination.maxBytes };
@@ -77,7 +81,8 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
     // Rows the destination refused or that could not be sent, whatever mix of reasons the sender reported.
     const rejected = Number(e.details?.rejectedRows ?? 0);
     if (rejected > 0) ctx.metrics.rowsRejected.inc(labels, rejected);
-    if (e.details) await job.log(JSON.stringify({ code: e.code, details: e.details })).catch(() => {});
+    // Details hold only redacted server text (the destination redacts it); the cap bounds what one attempt stores.
+    if (e.details) await job.log(truncateText(JSON.stringify({ code: e.code, details: e.details }), JOB_LOG_CHARS)).catch(() => {});
     throw failJob(e, { ctx, labels, log, what: 'push attempt failed', attempt: job.attemptsMade + 1 });
   }
 }

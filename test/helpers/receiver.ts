@@ -15,7 +15,13 @@ export type Behaviour =
   /** Store the batch, then close the socket without answering: the ambiguous failure. */
   | { kind: 'store-then-reset' }
   /** Answer 200 but report the first N rows as rejected (they are not stored). */
-  | { kind: 'reject-rows'; count: number };
+  | { kind: 'reject-rows'; count: number }
+  /**
+   * A careless server: answers `status` with a body that echoes the request's credentials in every text field
+   * (errors, warnings, request id, a dump of the headers), the key also URL-encoded and in base64. With status 200
+   * it reports `rejectRows` rows as rejected (default 1). `plain` sends the echo as a text/plain page instead.
+   */
+  | { kind: 'echo-auth'; status: number; rejectRows?: number; plain?: boolean };
 
 export interface ReceivedRequest {
   table: string;
@@ -83,6 +89,23 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
         case 'reject-rows':
           store(behaviour.count);
           return respond(res, 200, { ...ok, successful_rows: rows.length - behaviour.count, rejected_rows: behaviour.count, errors: [{ row: 0, error: 'scripted rejection' }] });
+        case 'echo-auth': {
+          const auth = req.headers.authorization ?? '';
+          if (behaviour.plain) {
+            res.writeHead(behaviour.status, { 'content-type': 'text/plain' });
+            return res.end(`Bad request.\nAuthorization: ${auth}\nkey=${apiKey}\n`);
+          }
+          const echo = {
+            request_id: `req for ${auth}`,
+            errors: [`invalid credentials: ${auth}`, { row: 0, error: `rejected for key ${apiKey}`, authorization: auth, apiKey }],
+            warnings: [`token ${apiKey} is deprecated`, `query was ?api_key=${encodeURIComponent(apiKey)}`, `basic ${Buffer.from(apiKey).toString('base64')}`],
+            debug: { headers: req.headers },
+          };
+          if (behaviour.status !== 200) return respond(res, behaviour.status, { success: false, ...echo });
+          const rejectRows = behaviour.rejectRows ?? 1;
+          store(rejectRows);
+          return respond(res, 200, { ...ok, ...echo, successful_rows: rows.length - rejectRows, rejected_rows: rejectRows });
+        }
       }
     });
   });
