@@ -1,10 +1,21 @@
+import { createServer, type Server as NetServer } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Queue, Worker, UnrecoverableError } from 'bullmq';
 import { request } from 'undici';
+import { parseConfig } from '../config.js';
+import { createPipeline, startRuntime } from '../main.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { startWebServer, type WebServer } from './server.js';
-import { dropRedisPrefix, REDIS_URL, uniqueName } from '../../test/helpers/services.js';
+import { dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from '../../test/helpers/services.js';
+
+/** A port on 127.0.0.1 that something else already listens on. */
+async function takenPort(): Promise<{ port: number; release: () => Promise<void> }> {
+  const blocker: NetServer = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const { port } = blocker.address() as { port: number };
+  return { port, release: () => new Promise<void>((resolve) => blocker.close(() => resolve())) };
+}
 
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   const res = await request(url, { headers });
@@ -110,5 +121,45 @@ describe('web server', () => {
 
   it('refuses to serve the dashboard on a non-loopback host without auth', async () => {
     await expect(startWebServer({ host: '0.0.0.0', port: 0, auth: {}, metrics, readiness: [], queues: [queue], logger })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+
+  it('fails to start with CONFIG_INVALID naming host:port and web.port when the port is taken', async () => {
+    const taken = await takenPort();
+    try {
+      const started = startWebServer({ host: '127.0.0.1', port: taken.port, auth: {}, metrics, readiness: [], queues: [queue], logger });
+      await expect(started).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining(`127.0.0.1:${taken.port}`) });
+      await expect(started).rejects.toThrow(/web\.port/);
+    } finally {
+      await taken.release();
+    }
+  });
+});
+
+describe('startRuntime with the web role', () => {
+  it('starts no worker when the web port is taken', async () => {
+    const prefix = uniqueName('web');
+    const taken = await takenPort();
+    const config = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { apiKey: 'k', url: 'http://127.0.0.1:9/v2/stream' },
+        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: 'public.orders', watermark: 'updated_at' }] }],
+        web: { port: taken.port },
+      },
+      {},
+    );
+    const ctx = createPipeline(config, createLogger('silent'));
+    try {
+      await expect(startRuntime(ctx, { roles: ['extract', 'push', 'web'] })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+      expect(await ctx.pushQueue.getWorkers()).toEqual([]);
+      expect(await ctx.extractQueue.getWorkers()).toEqual([]);
+    } finally {
+      await taken.release();
+      await Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]);
+      await Promise.all([...ctx.sources.values()].map((s) => s.close()));
+      await ctx.destination.close();
+      await ctx.redis.quit();
+      await dropRedisPrefix(prefix);
+    }
   });
 });

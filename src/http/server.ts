@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -56,6 +56,25 @@ function withTimeout(p: Promise<void>, ms: number): Promise<void> {
   });
 }
 
+/** An IPv6 address in brackets, as URLs and `host:port` write it. */
+function bracketed(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** What a failed listen means for whoever runs pushsync: which setting to change. */
+function listenError(host: string, port: number, err: NodeJS.ErrnoException): AppError {
+  const where = `${bracketed(host)}:${port}`;
+  const why =
+    err.code === 'EADDRINUSE'
+      ? `${where} is already in use: stop the process listening there, or set web.port (or start --port) to a free port`
+      : err.code === 'EADDRNOTAVAIL'
+        ? `${where} is not an address of this machine: set web.host to one of its addresses, or 0.0.0.0`
+        : err.code === 'EACCES'
+          ? `no permission to listen on ${where}: set web.port to a port above 1023`
+          : `cannot listen on ${where} (set by web.host and web.port): ${err.message}`;
+  return new AppError('CONFIG_INVALID', why, { cause: err });
+}
+
 export async function startWebServer(o: WebOptions): Promise<WebServer> {
   const dashboard = (o.queues?.length ?? 0) > 0;
   if (dashboard && !LOOPBACK.has(o.host) && !hasAuth(o.auth)) {
@@ -108,14 +127,15 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
     app.get('/', (_req, res) => res.redirect(DASHBOARD_PATH));
   }
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port, o.host, () => resolve(s));
-    s.once('error', (err) => reject(new AppError('CONFIG_INVALID', `cannot listen on ${o.host}:${o.port}: ${err.message}`, { cause: err })));
+  // Not app.listen: express 5 calls its callback on a listen error too, as if the server were up.
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(listenError(o.host, o.port, err)));
+    server.listen(o.port, o.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${bracketed(o.host)}:${port}`,
     port,
     close: () =>
       new Promise<void>((resolve) => {
