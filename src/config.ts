@@ -6,6 +6,7 @@ import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
+import { webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 
 /**
@@ -198,7 +199,6 @@ export type SourceConfig = Omit<RawConfig['sources'][number], 'tables' | 'cdc'> 
 export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
 
 const DEFAULT_EVERY_MS = 30_000;
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const PLACEHOLDER = /PUSHSYNC_ENV_REF_(\d+)_/g;
@@ -294,10 +294,7 @@ function crossChecks(cfg: RawConfig): string[] {
   if ((auth.username === undefined) !== (auth.password === undefined)) {
     problems.push('web.auth: set both username and password for basic auth, or neither');
   }
-  const hasAuth = auth.token !== undefined || auth.password !== undefined;
-  if (!LOOPBACK.has(cfg.web.host) && !hasAuth) {
-    problems.push(`web.auth: web.host ${cfg.web.host} is not loopback, so the dashboard needs web.auth.token or web.auth.username/password`);
-  }
+  problems.push(...webAccessProblems(cfg.web.host, auth));
   return problems;
 }
 
@@ -315,10 +312,9 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
     }
     // The dashboard's exposure is checked even when other keys are invalid: it is the one problem not to miss.
     const web = (interpolated as { web?: { host?: unknown; auth?: Record<string, unknown> } } | null)?.web;
-    const auth = web?.auth ?? {};
-    if (typeof web?.host === 'string' && !LOOPBACK.has(web.host) && auth.token === undefined && auth.password === undefined) {
-      problems.push(`web.auth: web.host ${web.host} is not loopback, so the dashboard needs web.auth.token or web.auth.username/password`);
-    }
+    const given = (v: unknown): string | undefined => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
+    const auth = { token: given(web?.auth?.token), username: given(web?.auth?.username), password: given(web?.auth?.password) };
+    if (typeof web?.host === 'string') problems.push(...webAccessProblems(web.host, auth));
   } else {
     problems.push(...crossChecks(result.data));
   }

@@ -123,6 +123,11 @@ describe('web server', () => {
     await expect(startWebServer({ host: '0.0.0.0', port: 0, auth: {}, metrics, readiness: [], queues: [queue], logger })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
   });
 
+  it('refuses to serve the dashboard on a non-loopback host with a token shorter than 16 characters', async () => {
+    const started = startWebServer({ host: '0.0.0.0', port: 0, auth: { token: 'a' }, metrics, readiness: [], queues: [queue], logger });
+    await expect(started).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^web\.auth\.token: must be at least 16/) });
+  });
+
   it('fails to start with CONFIG_INVALID naming host:port and web.port when the port is taken', async () => {
     const taken = await takenPort();
     try {

@@ -8,7 +8,8 @@ import type { Queue } from 'bullmq';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { authorized, hasAuth, type WebAuth } from './auth.js';
+import { webAccessProblems, type WebAuth } from '../core/web-access.js';
+import { authorized } from './auth.js';
 
 /** Health, readiness, Prometheus metrics and, with the web role, the Bull Board dashboard. */
 export interface ReadinessCheck {
@@ -36,7 +37,6 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 const CHECK_TIMEOUT_MS = 5000;
 export const DASHBOARD_PATH = '/admin/queues';
 
@@ -77,9 +77,8 @@ function listenError(host: string, port: number, err: NodeJS.ErrnoException): Ap
 
 export async function startWebServer(o: WebOptions): Promise<WebServer> {
   const dashboard = (o.queues?.length ?? 0) > 0;
-  if (dashboard && !LOOPBACK.has(o.host) && !hasAuth(o.auth)) {
-    throw new AppError('CONFIG_INVALID', `web.host ${o.host} is not loopback: the dashboard needs web.auth.token or web.auth.username/password`);
-  }
+  const exposure = dashboard ? webAccessProblems(o.host, o.auth) : [];
+  if (exposure.length > 0) throw new AppError('CONFIG_INVALID', exposure.join('; '));
   const app = express();
   app.disable('x-powered-by');
 
