@@ -66,7 +66,35 @@ describe('web server', () => {
     redisDown = true;
     const notReady = await get(`${web.url}/readyz`);
     expect(notReady.status).toBe(503);
-    expect(JSON.parse(notReady.body).checks).toEqual({ redis: 'connect ECONNREFUSED 127.0.0.1:6379', 'source:app': 'ok' });
+    expect(JSON.parse(notReady.body).checks).toEqual({ redis: 'unavailable', 'source:app': 'ok' });
+  });
+
+  it('keeps the failing check\'s host and port out of an unauthenticated /readyz and puts them in the log', async () => {
+    const lines: string[] = [];
+    const captured = createLogger('info', {}, { write: (line: string) => void lines.push(line) });
+    web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { token: 't' },
+      metrics,
+      readiness: [
+        { name: 'redis', check: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:5439'); } },
+        { name: 'source:app', check: async () => { throw new Error('getaddrinfo ENOTFOUND db.internal'); } },
+      ],
+      logger: captured,
+    });
+    const anonymous = await get(`${web.url}/readyz`);
+    expect(anonymous.status).toBe(503);
+    expect(JSON.parse(anonymous.body)).toEqual({ status: 'not ready', checks: { redis: 'unavailable', 'source:app': 'unavailable' } });
+    expect(anonymous.body).not.toContain('5439');
+    expect(anonymous.body).not.toContain('db.internal');
+    expect((await get(`${web.url}/readyz`, { authorization: 'Bearer wrong' })).body).not.toContain('5439');
+    const signedIn = await get(`${web.url}/readyz`, { authorization: 'Bearer t' });
+    expect(signedIn.status).toBe(503);
+    expect(JSON.parse(signedIn.body).checks).toEqual({ redis: 'connect ECONNREFUSED 127.0.0.1:5439', 'source:app': 'getaddrinfo ENOTFOUND db.internal' });
+    const logged = lines.map((l) => JSON.parse(l) as { check?: string; err?: string });
+    expect(logged).toContainEqual(expect.objectContaining({ check: 'redis', err: 'connect ECONNREFUSED 127.0.0.1:5439' }));
+    expect(logged).toContainEqual(expect.objectContaining({ check: 'source:app', err: 'getaddrinfo ENOTFOUND db.internal' }));
   });
 
   it('serves Prometheus metrics after refreshing shared gauges', async () => {
