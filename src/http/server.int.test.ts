@@ -17,6 +17,16 @@ async function takenPort(): Promise<{ port: number; release: () => Promise<void>
   return { port, release: () => new Promise<void>((resolve) => blocker.close(() => resolve())) };
 }
 
+async function send(
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+  url: string,
+  headers: Record<string, string>,
+  body = '',
+): Promise<{ status: number; body: string }> {
+  const res = await request(url, { method, headers, body });
+  return { status: res.statusCode, body: await res.body.text() };
+}
+
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   const res = await request(url, { headers });
   return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
@@ -154,6 +164,89 @@ describe('web server', () => {
   it('refuses to serve the dashboard on a non-loopback host with a token shorter than 16 characters', async () => {
     const started = startWebServer({ host: '0.0.0.0', port: 0, auth: { token: 'a' }, metrics, readiness: [], queues: [queue], logger });
     await expect(started).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^web\.auth\.token: must be at least 16/) });
+  });
+
+  it('refuses a cross-site text/plain POST to the dashboard API with 403 and adds no job', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const res = await send('POST', `${web.url}/admin/queues/api/queues/push/add`, {
+      authorization: basic('anyone', 'sekret'),
+      origin: 'http://evil.example',
+      'content-type': 'text/plain',
+    }, '{"name":"x","data":{}}');
+    expect(res.status).toBe(403);
+    expect(await queue.count()).toBe(0);
+  });
+
+  it('refuses a mutating dashboard request with no Origin and no Referer, a cross-site Referer or Origin null', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const auth = { authorization: 'Bearer sekret' };
+    const url = `${web.url}/admin/queues/api/queues/push/pause`;
+    expect((await send('PUT', url, auth)).status).toBe(403);
+    expect((await send('PUT', url, { ...auth, referer: 'http://evil.example/admin/queues' })).status).toBe(403);
+    expect((await send('PUT', url, { ...auth, origin: 'null' })).status).toBe(403);
+    expect((await send('PUT', url, { ...auth, origin: 'http://127.0.0.1.evil.example' })).status).toBe(403);
+    expect(await queue.isPaused()).toBe(false);
+  });
+
+  it('accepts a same-origin mutating dashboard request, by Origin or by Referer when Origin is absent', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const auth = { authorization: 'Bearer sekret', 'content-type': 'application/json' };
+    const add = `${web.url}/admin/queues/api/queues/push/add`;
+    expect((await send('POST', add, { ...auth, origin: web.url }, '{"name":"a","data":{}}')).status).toBe(200);
+    expect((await send('POST', add, { ...auth, referer: `${web.url}/admin/queues/queue/push` }, '{"name":"b","data":{}}')).status).toBe(200);
+    expect(await queue.count()).toBe(2);
+  });
+
+  it('sends CSP with frame-ancestors none, X-Frame-Options, nosniff and Referrer-Policy, and never X-Powered-By', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const auth = { authorization: 'Bearer sekret' };
+    const responses = {
+      page: await get(`${web.url}/admin/queues`, auth),
+      api: await get(`${web.url}/admin/queues/api/queues`, auth),
+      denied: await get(`${web.url}/admin/queues`),
+      healthz: await get(`${web.url}/healthz`),
+      metrics: await get(`${web.url}/metrics`),
+      missing: await get(`${web.url}/nowhere`),
+    };
+    for (const [name, res] of Object.entries(responses)) {
+      expect({ name, poweredBy: res.headers['x-powered-by'] }).toEqual({ name, poweredBy: undefined });
+      expect({ name, csp: res.headers['content-security-policy'] }).toEqual({ name, csp: expect.stringContaining("frame-ancestors 'none'") });
+      expect({ name, xfo: res.headers['x-frame-options'] }).toEqual({ name, xfo: 'DENY' });
+      expect({ name, nosniff: res.headers['x-content-type-options'] }).toEqual({ name, nosniff: 'nosniff' });
+      expect({ name, referrer: res.headers['referrer-policy'] }).toEqual({ name, referrer: 'same-origin' });
+    }
+    expect(responses.page.status).toBe(200);
+    expect(responses.page.headers['content-security-policy']).toContain("script-src 'self'");
+  });
+
+  it('serves every script and stylesheet of the dashboard page from its own origin, as the page\'s CSP allows', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const auth = { authorization: 'Bearer sekret' };
+    const page = await get(`${web.url}/admin/queues`, auth);
+    const csp = String(page.headers['content-security-policy']);
+    const directive = (name: string): string[] => csp.split(';').map((d) => d.trim().split(/\s+/)).find(([n]) => n === name)?.slice(1) ?? [];
+    const base = new URL(/<base href="([^"]+)"/.exec(page.body)![1]!, web.url);
+    const scripts = [...page.body.matchAll(/<script[^>]*\ssrc="([^"]+)"/g)].map((m) => new URL(m[1]!, base));
+    const styles = [...page.body.matchAll(/<link[^>]*href="([^"]+)"[^>]*rel="stylesheet"|<link[^>]*rel="stylesheet"[^>]*href="([^"]+)"/g)].map(
+      (m) => new URL((m[1] ?? m[2])!, base),
+    );
+    expect(scripts.length).toBeGreaterThan(0);
+    expect(styles.length).toBeGreaterThan(0);
+    expect(directive('script-src')).toEqual(["'self'"]);
+    for (const url of scripts) {
+      expect(url.origin).toBe(web.url);
+      const res = await get(url.href, auth);
+      expect({ url: url.pathname, status: res.status, type: res.headers['content-type'] }).toEqual({ url: url.pathname, status: 200, type: expect.stringContaining('javascript') });
+    }
+    for (const url of styles.filter((u) => u.origin === web!.url)) {
+      const res = await get(url.href, auth);
+      expect({ url: url.pathname, status: res.status, type: res.headers['content-type'] }).toEqual({ url: url.pathname, status: 200, type: expect.stringContaining('text/css') });
+    }
+    expect(directive('style-src')).toContain("'self'");
+    // The page has style attributes and a <style> element, and the UI adds <style> elements at run time.
+    expect(page.body).toMatch(/<style>|style="/);
+    expect(directive('style-src')).toContain("'unsafe-inline'");
+    expect(directive('connect-src')).toContain("'self'");
   });
 
   it('fails to start with CONFIG_INVALID naming host:port and web.port when the port is taken', async () => {

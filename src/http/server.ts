@@ -1,15 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { hasAuth, webAccessProblems, type WebAuth } from '../core/web-access.js';
 import { authorized } from './auth.js';
+import { DASHBOARD_PATH, dashboardRouter } from './dashboard.js';
+import { DATA_CSP, securityHeaders } from './web-headers.js';
 import { readinessHandler, type ReadinessCheck } from './readiness.js';
 
 export type { ReadinessCheck };
@@ -34,7 +33,7 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
-export const DASHBOARD_PATH = '/admin/queues';
+export { DASHBOARD_PATH };
 
 /** An IPv6 address in brackets, as URLs and `host:port` write it. */
 function bracketed(host: string): string {
@@ -61,6 +60,8 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   if (exposure.length > 0) throw new AppError('CONFIG_INVALID', exposure.join('; '));
   const app = express();
   app.disable('x-powered-by');
+  // Every response; the dashboard replaces the policy with its own.
+  app.use(securityHeaders(DATA_CSP));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -83,17 +84,18 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   });
 
   if (dashboard) {
-    const adapter = new ExpressAdapter();
-    adapter.setBasePath(DASHBOARD_PATH);
-    createBullBoard({ queues: o.queues!.map((q) => new BullMQAdapter(q, { readOnlyMode: false })), serverAdapter: adapter });
-    const guard = (req: Request, res: Response, next: NextFunction): void => {
-      if (authorized(req.headers.authorization, o.auth)) return next();
-      res.set('WWW-Authenticate', 'Basic realm="pushsync"').status(401).json({ error: 'authentication required' });
-    };
-    app.use(DASHBOARD_PATH, guard, adapter.getRouter() as express.Router);
+    app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth }));
     app.get('/', (_req, res) => res.redirect(DASHBOARD_PATH));
   }
-
+  // Answered here rather than by express's defaults, which replace the security headers and, outside production,
+  // send stack traces.
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json({ error: 'not found' });
+  });
+  app.use((err: Error, req: Request, res: Response, _next: NextFunction) => {
+    o.logger.error({ err: err.message, stack: err.stack, path: req.path }, 'web request failed');
+    res.status(500).json({ error: 'internal error' });
+  });
   // Not app.listen: express 5 calls its callback on a listen error too, as if the server were up.
   const server: Server = createServer(app);
   await new Promise<void>((resolve, reject) => {
