@@ -63,7 +63,7 @@ describe('parseConfig with a valid file', () => {
             ],
           },
         ],
-        web: { port: 8080, host: '0.0.0.0', auth: { token: 't0ken-of-16-chars' } },
+        web: { port: 8080, host: '0.0.0.0', readOnly: true, auth: { token: 't0ken-of-16-chars' } },
         log: { level: 'debug' },
       },
       {},
@@ -95,7 +95,7 @@ describe('parseConfig with a valid file', () => {
       every: undefined,
       target: 'bronze.app_order_items',
     });
-    expect(cfg.web).toEqual({ port: 8080, host: '0.0.0.0', auth: { token: 't0ken-of-16-chars' } });
+    expect(cfg.web).toEqual({ port: 8080, host: '0.0.0.0', readOnly: true, auth: { token: 't0ken-of-16-chars' } });
     expect(cfg.log.level).toBe('debug');
   });
 
@@ -110,7 +110,7 @@ describe('parseConfig with a valid file', () => {
       maxRows: 50_000,
       maxBytes: 10 * 1024 * 1024,
     });
-    expect(cfg.web).toMatchObject({ host: '127.0.0.1', port: 3000 });
+    expect(cfg.web).toMatchObject({ host: '127.0.0.1', port: 3000, readOnly: false });
     expect(cfg.sources[0]!.tables[0]).toMatchObject({ every: 30_000, batchRows: 5000 });
   });
 

@@ -168,6 +168,8 @@ const configSchema = z
       .object({
         port: z.number().int().min(0).max(65535).default(3000),
         host: z.string().default('127.0.0.1'),
+        /** Bull Board shows queues and jobs without retry, clean, add, promote, remove or pause controls. */
+        readOnly: z.boolean().default(false),
         auth: z
           .object({
             token: text.optional(),
@@ -178,7 +180,7 @@ const configSchema = z
           .default({}),
       })
       .strict()
-      .default({ port: 3000, host: '127.0.0.1', auth: {} }),
+      .default({ port: 3000, host: '127.0.0.1', readOnly: false, auth: {} }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

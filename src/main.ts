@@ -139,6 +139,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
         ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
       ],
       queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
+      readOnly: ctx.config.web.readOnly,
       logger: ctx.logger,
     });
     const w = web;

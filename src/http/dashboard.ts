@@ -10,6 +10,8 @@ import { DASHBOARD_CSP, securityHeaders } from './web-headers.js';
 export const DASHBOARD_PATH = '/admin/queues';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Bull Board's route that replaces a job's data; its router ignores case and a trailing slash. */
+const EDIT_JOB_DATA = /\/update-data\/?$/i;
 
 function hostOf(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
@@ -38,13 +40,20 @@ export function sameOrigin(req: Request): boolean {
 export interface DashboardOptions {
   queues: Queue[];
   auth: WebAuth;
+  /** Show queues and jobs only: Bull Board hides its controls and every changing request is refused. */
+  readOnly: boolean;
 }
 
-/** Bull Board behind auth and a same-origin check for every changing request. */
+/**
+ * Bull Board behind auth, a same-origin check and, when read-only, a refusal of every changing request. Editing a
+ * job's data is never allowed: a push job's payload is a contract (its range and resume point), and a hand-edited
+ * one can skip rows. A completed job cannot be retried either: its rows were delivered.
+ */
 export function dashboardRouter(o: DashboardOptions): express.Router {
   const adapter = new ExpressAdapter();
   adapter.setBasePath(DASHBOARD_PATH);
-  createBullBoard({ queues: o.queues.map((q) => new BullMQAdapter(q, { readOnlyMode: false })), serverAdapter: adapter });
+  const queueOptions = o.readOnly ? { readOnlyMode: true } : { readOnlyMode: false, allowRetries: true, allowCompletedRetries: false };
+  createBullBoard({ queues: o.queues.map((q) => new BullMQAdapter(q, queueOptions)), serverAdapter: adapter });
   const board = adapter.getRouter() as express.Express;
   board.disable('x-powered-by'); // Bull Board serves from an express app of its own
 
@@ -58,6 +67,14 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
     if (SAFE_METHODS.has(req.method)) return next();
     if (!sameOrigin(req)) {
       res.status(403).json({ error: 'cross-site request refused: changes are accepted only from the dashboard page itself' });
+      return;
+    }
+    if (o.readOnly) {
+      res.status(403).json({ error: 'the dashboard is read-only (web.readOnly: true)' });
+      return;
+    }
+    if (EDIT_JOB_DATA.test(req.path)) {
+      res.status(403).json({ error: 'editing job data is disabled: a push job\'s range and resume point must stay as pushsync wrote them' });
       return;
     }
     next();

@@ -249,6 +249,44 @@ describe('web server', () => {
     expect(directive('connect-src')).toContain("'self'");
   });
 
+  it('serves a read-only dashboard when asked: Bull Board shows no controls and changing requests get 403', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, readOnly: true, metrics, readiness: [], queues: [queue], logger });
+    const job = await queue.add('app.public.orders', { v: 1 });
+    const own = { authorization: 'Bearer sekret', origin: web.url, 'content-type': 'application/json' };
+    const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=waiting&page=1`, own);
+    expect(api.status).toBe(200);
+    const push = (JSON.parse(api.body) as { queues: Array<{ name: string; readOnlyMode: boolean; allowRetries: boolean }> }).queues.find((q) => q.name === 'push');
+    expect(push).toMatchObject({ readOnlyMode: true, allowRetries: false });
+    const base = `${web.url}/admin/queues/api/queues`;
+    for (const [method, url] of [
+      ['PUT', `${base}/push/pause`],
+      ['PUT', `${base}/pause`],
+      ['POST', `${base}/push/add`],
+      ['PUT', `${base}/push/${job.id}/clean`],
+      ['PUT', `${base}/push/${job.id}/promote`],
+      ['PUT', `${base}/push/retry/failed`],
+      ['PUT', `${base}/push/clean/waiting`],
+      ['PATCH', `${base}/push/${job.id}/update-data`],
+    ] as const) {
+      const res = await send(method, url, own, '{"name":"x","data":{}}');
+      expect({ method, url, status: res.status }).toEqual({ method, url, status: 403 });
+    }
+    expect(await queue.isPaused()).toBe(false);
+    expect(await queue.count()).toBe(1);
+  });
+
+  it('never lets the dashboard edit job data or retry a completed job', async () => {
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
+    const job = await queue.add('app.public.orders', { v: 1, range: 'r' });
+    const own = { authorization: 'Bearer sekret', origin: web.url, 'content-type': 'application/json' };
+    const edit = await send('PATCH', `${web.url}/admin/queues/api/queues/push/${job.id}/Update-Data/`, own, '{"jobData":{"v":1,"range":"other"}}');
+    expect(edit.status).toBe(403);
+    expect((await queue.getJob(job.id!))!.data).toEqual({ v: 1, range: 'r' });
+    const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=waiting&page=1`, own);
+    const push = (JSON.parse(api.body) as { queues: Array<{ name: string; allowRetries: boolean; allowCompletedRetries: boolean }> }).queues.find((q) => q.name === 'push');
+    expect(push).toMatchObject({ allowRetries: true, allowCompletedRetries: false });
+  });
+
   it('fails to start with CONFIG_INVALID naming host:port and web.port when the port is taken', async () => {
     const taken = await takenPort();
     try {

@@ -24,6 +24,8 @@ export interface WebOptions {
   readiness: ReadinessCheck[];
   /** Queues shown in Bull Board; none: no dashboard. */
   queues?: Queue[];
+  /** Bull Board without controls; changing requests are refused. @defaultValue false */
+  readOnly?: boolean;
   logger: Logger;
 }
 
@@ -84,7 +86,7 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   });
 
   if (dashboard) {
-    app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth }));
+    app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth, readOnly: o.readOnly ?? false }));
     app.get('/', (_req, res) => res.redirect(DASHBOARD_PATH));
   }
   // Answered here rather than by express's defaults, which replace the security headers and, outside production,
