@@ -4,6 +4,8 @@ import { Queue, Worker, UnrecoverableError } from 'bullmq';
 import { request } from 'undici';
 import { parseConfig } from '../config.js';
 import { createPipeline, startRuntime } from '../main.js';
+import { startExtractWorker } from '../queue/extract-worker.js';
+import { startPushWorker } from '../queue/push-worker.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { startWebServer, type WebServer } from './server.js';
@@ -319,6 +321,55 @@ describe('startRuntime with the web role', () => {
       expect(await ctx.extractQueue.getWorkers()).toEqual([]);
     } finally {
       await taken.release();
+      await Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]);
+      await Promise.all([...ctx.sources.values()].map((s) => s.close()));
+      await ctx.destination.close();
+      await ctx.redis.quit();
+      await dropRedisPrefix(prefix);
+    }
+  });
+});
+
+describe('failed jobs in the dashboard', () => {
+  it('show the reason as [CODE] message with what to do, no JavaScript stack, and the stack goes to the log', async () => {
+    const prefix = uniqueName('web');
+    const config = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { apiKey: 'k', url: 'http://127.0.0.1:9/v2/stream' },
+        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: 'public.orders', watermark: 'updated_at' }] }],
+      },
+      {},
+    );
+    const lines: string[] = [];
+    const ctx = createPipeline(config, createLogger('info', {}, { write: (line: string) => void lines.push(line) }));
+    const workers = [startPushWorker(ctx), startExtractWorker(ctx)];
+    const web = await startWebServer({ host: '127.0.0.1', port: 0, auth: {}, metrics: createMetrics(), readiness: [], queues: [ctx.extractQueue, ctx.pushQueue], logger: ctx.logger });
+    try {
+      // A push job for a table no longer configured (caught in the worker) and an extract job with a malformed
+      // payload (thrown before the worker's own error handling).
+      const range = { phase: 'pk', lo: null, hi: { wm: null, pk: ['1'] } };
+      await ctx.pushQueue.add('app.public.gone', { v: 1, source: 'app', table: 'public.gone', target: 'bronze.app_gone', rows: 1, cutAt: new Date().toISOString(), range }, { attempts: 1 });
+      await ctx.extractQueue.add('app.public.orders', { v: 2 }, { attempts: 1 });
+      for (let i = 0; i < 200 && (await ctx.pushQueue.getFailedCount()) + (await ctx.extractQueue.getFailedCount()) < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      const failed = async (queue: string): Promise<{ failedReason: string; stacktrace: string[] }> => {
+        const res = await get(`${web.url}/admin/queues/api/queues?activeQueue=${queue}&status=failed&page=1`);
+        const body = JSON.parse(res.body) as { queues: Array<{ name: string; jobs: Array<{ failedReason: string; stacktrace: string[] }> }> };
+        return body.queues.find((q) => q.name === queue)!.jobs[0]!;
+      };
+      const push = await failed('push');
+      expect(push.failedReason).toMatch(/^\[JOB_INVALID\] job names app\.public\.gone, which is not in the configuration — what to do: \S/);
+      expect(push.stacktrace).toEqual(['[JOB_INVALID] job names app.public.gone, which is not in the configuration']);
+      const extract = await failed('extract');
+      expect(extract.failedReason).toMatch(/^\[JOB_INVALID\] extract job payload invalid: .* — what to do: \S/s);
+      expect(extract.stacktrace.join('\n')).not.toMatch(/^\s+at /m);
+      expect(extract.stacktrace).toHaveLength(1);
+      const logged = lines.map((l) => JSON.parse(l) as { code?: string; err?: string; stack?: string });
+      expect(logged).toContainEqual(expect.objectContaining({ code: 'JOB_INVALID', err: expect.stringContaining('public.gone'), stack: expect.stringMatching(/\n\s+at /) }));
+      expect(logged).toContainEqual(expect.objectContaining({ code: 'JOB_INVALID', err: expect.stringContaining('extract job payload invalid'), stack: expect.stringMatching(/\n\s+at /) }));
+    } finally {
+      await web.close();
+      await Promise.all(workers.map((w) => w.close()));
       await Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]);
       await Promise.all([...ctx.sources.values()].map((s) => s.close()));
       await ctx.destination.close();

@@ -10,7 +10,7 @@ import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, rangeJobId, pushJobName
 import { PendingSet } from './pending.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
-import { backoffStrategy, toJobError } from './backoff-strategy.js';
+import { backoffStrategy, jobProcessor, stackOf, toJobError } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 
@@ -82,7 +82,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   } catch (err) {
     const e = toAppError(err, 'SOURCE_QUERY_FAILED');
     ctx.metrics.errors.inc({ ...labels, code: e.code });
-    log.warn({ code: e.code, err: e.message, attempt: job.attemptsMade + 1 }, 'extract run failed');
+    log.warn({ code: e.code, err: e.message, stack: stackOf(e), attempt: job.attemptsMade + 1 }, 'extract run failed');
     throw toJobError(e);
   } finally {
     await lock.release().catch(() => {});
@@ -91,7 +91,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
 
 export function startExtractWorker(ctx: PipelineContext): Worker {
   let closing = false;
-  const worker = new Worker(EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing), {
+  const worker = new Worker(EXTRACT_QUEUE, jobProcessor(ctx.logger, EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing)), {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.extract.concurrency,

@@ -9,7 +9,7 @@ import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
 import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
-import { backoffStrategy, toJobError } from './backoff-strategy.js';
+import { backoffStrategy, jobProcessor, stackOf, toJobError } from './backoff-strategy.js';
 
 function limitsOf(ctx: PipelineContext): StreamLimits {
   return { ...STREAM_LIMITS, maxRows: ctx.config.destination.maxRows, maxBytes: ctx.config.destination.maxBytes };
@@ -78,13 +78,13 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
       ctx.metrics.rowsRejected.inc(labels, Number(e.details?.rejectedRows ?? 0));
     }
     if (e.details) await job.log(JSON.stringify({ code: e.code, details: e.details })).catch(() => {});
-    log.warn({ code: e.code, err: e.message, attempt: job.attemptsMade + 1, retryable: e.retryable }, 'push attempt failed');
+    log.warn({ code: e.code, err: e.message, stack: stackOf(e), attempt: job.attemptsMade + 1, retryable: e.retryable }, 'push attempt failed');
     throw toJobError(e);
   }
 }
 
 export function startPushWorker(ctx: PipelineContext): Worker {
-  const worker = new Worker(PUSH_QUEUE, (job) => runPush(ctx, job), {
+  const worker = new Worker(PUSH_QUEUE, jobProcessor(ctx.logger, PUSH_QUEUE, (job) => runPush(ctx, job)), {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.destination.concurrency,
