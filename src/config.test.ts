@@ -63,7 +63,7 @@ describe('parseConfig with a valid file', () => {
             ],
           },
         ],
-        web: { port: 8080, host: '0.0.0.0', auth: { token: 't0ken' } },
+        web: { port: 8080, host: '0.0.0.0', readOnly: true, auth: { token: 't0ken-of-16-chars' } },
         log: { level: 'debug' },
       },
       {},
@@ -95,7 +95,7 @@ describe('parseConfig with a valid file', () => {
       every: undefined,
       target: 'bronze.app_order_items',
     });
-    expect(cfg.web).toEqual({ port: 8080, host: '0.0.0.0', auth: { token: 't0ken' } });
+    expect(cfg.web).toEqual({ port: 8080, host: '0.0.0.0', readOnly: true, auth: { token: 't0ken-of-16-chars' } });
     expect(cfg.log.level).toBe('debug');
   });
 
@@ -111,7 +111,7 @@ describe('parseConfig with a valid file', () => {
       maxRows: 50_000,
       maxBytes: 10 * 1024 * 1024,
     });
-    expect(cfg.web).toMatchObject({ host: '127.0.0.1', port: 3000 });
+    expect(cfg.web).toMatchObject({ host: '127.0.0.1', port: 3000, readOnly: false });
     expect(cfg.sources[0]!.tables[0]).toMatchObject({ every: 30_000, batchRows: 5000 });
   });
 
@@ -289,13 +289,34 @@ describe('parseConfig problems', () => {
     expect(list).toEqual([expect.stringMatching(/^web\.auth: web\.host 0\.0\.0\.0 is not loopback/)]);
   });
 
-  it('accepts a non-loopback host with a token or with username and password', () => {
-    expect(parseConfig(minimal({ web: { host: '0.0.0.0', auth: { token: 't' } } }), {}).web.host).toBe('0.0.0.0');
-    expect(parseConfig(minimal({ web: { host: '10.0.0.5', auth: { username: 'u', password: 'p' } } }), {}).web.auth).toEqual({
+  it('accepts a non-loopback host with a 16-character token or a username and 12-character password', () => {
+    expect(parseConfig(minimal({ web: { host: '0.0.0.0', auth: { token: '0123456789abcdef' } } }), {}).web.host).toBe('0.0.0.0');
+    expect(parseConfig(minimal({ web: { host: '10.0.0.5', auth: { username: 'u', password: 'twelve chars' } } }), {}).web.auth).toEqual({
       username: 'u',
-      password: 'p',
+      password: 'twelve chars',
     });
     expect(parseConfig(minimal({ web: { host: 'localhost' } }), {}).web.host).toBe('localhost');
+  });
+
+  it('refuses a short or blank dashboard token on a non-loopback host, naming web.auth.token and the rule', () => {
+    for (const token of ['a', '  ', ' 0123456789abcde ']) {
+      const list = problems(minimal({ web: { host: '0.0.0.0', auth: { token } } }));
+      expect(list).toEqual([expect.stringMatching(/^web\.auth\.token: .*at least 16 characters.*web\.host 0\.0\.0\.0 is not loopback/)]);
+    }
+  });
+
+  it('refuses a dashboard password under 12 characters on a non-loopback host, naming web.auth.password', () => {
+    const list = problems(minimal({ web: { host: '10.0.0.5', auth: { username: 'ops', password: 'p4ssw0rd' } } }));
+    expect(list).toEqual([expect.stringMatching(/^web\.auth\.password: .*at least 12 characters.*web\.host 10\.0\.0\.5 is not loopback/)]);
+  });
+
+  it('accepts a short token on a loopback host', () => {
+    expect(parseConfig(minimal({ web: { host: '127.0.0.1', auth: { token: 'a' } } }), {}).web.auth.token).toBe('a');
+  });
+
+  it('reports a weak dashboard token even when other keys are invalid', () => {
+    const list = problems(minimal({ extract: { concurrency: 0 }, web: { host: '0.0.0.0', auth: { token: 'a' } } }));
+    expect(list).toContainEqual(expect.stringMatching(/^web\.auth\.token: .*at least 16 characters/));
   });
 
   it('refuses a username without a password', () => {

@@ -7,6 +7,7 @@ import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
 import { conditionProblem } from './core/sql-text.js';
+import { webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 
 /**
@@ -218,6 +219,8 @@ const configSchema = z
       .object({
         port: z.number().int().min(0).max(65535).default(3000),
         host: z.string().default('127.0.0.1'),
+        /** Bull Board shows queues and jobs without retry, clean, add, promote, remove or pause controls. */
+        readOnly: z.boolean().default(false),
         auth: z
           .object({
             token: text.optional(),
@@ -228,7 +231,7 @@ const configSchema = z
           .default({}),
       })
       .strict()
-      .default({ port: 3000, host: '127.0.0.1', auth: {} }),
+      .default({ port: 3000, host: '127.0.0.1', readOnly: false, auth: {} }),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();
@@ -249,7 +252,6 @@ export type SourceConfig = Omit<RawConfig['sources'][number], 'tables' | 'cdc'> 
 export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
 
 const DEFAULT_EVERY_MS = 30_000;
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const PLACEHOLDER = /PUSHSYNC_ENV_REF_(\d+)_/g;
@@ -345,10 +347,7 @@ function crossChecks(cfg: RawConfig): string[] {
   if ((auth.username === undefined) !== (auth.password === undefined)) {
     problems.push('web.auth: set both username and password for basic auth, or neither');
   }
-  const hasAuth = auth.token !== undefined || auth.password !== undefined;
-  if (!LOOPBACK.has(cfg.web.host) && !hasAuth) {
-    problems.push(`web.auth: web.host ${cfg.web.host} is not loopback, so the dashboard needs web.auth.token or web.auth.username/password`);
-  }
+  problems.push(...webAccessProblems(cfg.web.host, auth));
   return problems;
 }
 
@@ -366,10 +365,9 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
     }
     // The dashboard's exposure is checked even when other keys are invalid: it is the one problem not to miss.
     const web = (interpolated as { web?: { host?: unknown; auth?: Record<string, unknown> } } | null)?.web;
-    const auth = web?.auth ?? {};
-    if (typeof web?.host === 'string' && !LOOPBACK.has(web.host) && auth.token === undefined && auth.password === undefined) {
-      problems.push(`web.auth: web.host ${web.host} is not loopback, so the dashboard needs web.auth.token or web.auth.username/password`);
-    }
+    const given = (v: unknown): string | undefined => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
+    const auth = { token: given(web?.auth?.token), username: given(web?.auth?.username), password: given(web?.auth?.password) };
+    if (typeof web?.host === 'string') problems.push(...webAccessProblems(web.host, auth));
   } else {
     problems.push(...crossChecks(result.data));
   }

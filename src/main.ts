@@ -140,8 +140,6 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   if (roles.has('scheduler')) {
     await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
   }
-  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
-  if (roles.has('push')) workers.push(startPushWorker(ctx));
   // Workers stop first (they finish or hand back their current job), then what they used.
   cleanups.push(() => ctx.redis.quit().catch(() => undefined));
   cleanups.push(() => ctx.destination.close());
@@ -163,11 +161,15 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
         ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
       ],
       queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
+      readOnly: ctx.config.web.readOnly,
       logger: ctx.logger,
     });
     const w = web;
     cleanups.push(() => w.close());
   }
+  // Workers start after the web server, so a taken port fails the start before any worker has taken a job.
+  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
+  if (roles.has('push')) workers.push(startPushWorker(ctx));
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {

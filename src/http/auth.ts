@@ -1,21 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
-
-/** What the dashboard accepts: a bearer token (also as a basic-auth password), or a user name and password. */
-export interface WebAuth {
-  token?: string | undefined;
-  username?: string | undefined;
-  password?: string | undefined;
-}
+import { hasAuth, type WebAuth } from '../core/web-access.js';
 
 function same(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   // Compare equal-length buffers so the time taken does not reveal where the secret differs.
   return x.length === y.length && timingSafeEqual(x, y);
-}
-
-export function hasAuth(auth: WebAuth): boolean {
-  return auth.token !== undefined || (auth.username !== undefined && auth.password !== undefined);
 }
 
 /** True when the Authorization header satisfies the configured auth. */

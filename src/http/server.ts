@@ -1,22 +1,19 @@
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
 import { AppError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { authorized, hasAuth, type WebAuth } from './auth.js';
+import { hasAuth, webAccessProblems, type WebAuth } from '../core/web-access.js';
+import { authorized } from './auth.js';
+import { DASHBOARD_PATH, dashboardRouter } from './dashboard.js';
+import { DATA_CSP, securityHeaders } from './web-headers.js';
+import { readinessHandler, type ReadinessCheck } from './readiness.js';
+
+export type { ReadinessCheck };
 
 /** Health, readiness, Prometheus metrics and, with the web role, the Bull Board dashboard. */
-export interface ReadinessCheck {
-  name: string;
-  /** Throws when not ready. */
-  check: () => Promise<void>;
-}
-
 export interface WebOptions {
   host: string;
   port: number;
@@ -27,6 +24,8 @@ export interface WebOptions {
   readiness: ReadinessCheck[];
   /** Queues shown in Bull Board; none: no dashboard. */
   queues?: Queue[];
+  /** Bull Board without controls; changing requests are refused. @defaultValue false */
+  readOnly?: boolean;
   logger: Logger;
 }
 
@@ -36,53 +35,43 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-const CHECK_TIMEOUT_MS = 5000;
-export const DASHBOARD_PATH = '/admin/queues';
+export { DASHBOARD_PATH };
 
-function withTimeout(p: Promise<void>, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    p.then(
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      (err: unknown) => {
-        clearTimeout(t);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
+/** An IPv6 address in brackets, as URLs and `host:port` write it. */
+function bracketed(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** What a failed listen means for whoever runs pushsync: which setting to change. */
+function listenError(host: string, port: number, err: NodeJS.ErrnoException): AppError {
+  const where = `${bracketed(host)}:${port}`;
+  const why =
+    err.code === 'EADDRINUSE'
+      ? `${where} is already in use: stop the process listening there, or set web.port (or start --port) to a free port`
+      : err.code === 'EADDRNOTAVAIL'
+        ? `${where} is not an address of this machine: set web.host to one of its addresses, or 0.0.0.0`
+        : err.code === 'EACCES'
+          ? `no permission to listen on ${where}: set web.port to a port above 1023`
+          : `cannot listen on ${where} (set by web.host and web.port): ${err.message}`;
+  return new AppError('CONFIG_INVALID', why, { cause: err });
 }
 
 export async function startWebServer(o: WebOptions): Promise<WebServer> {
   const dashboard = (o.queues?.length ?? 0) > 0;
-  if (dashboard && !LOOPBACK.has(o.host) && !hasAuth(o.auth)) {
-    throw new AppError('CONFIG_INVALID', `web.host ${o.host} is not loopback: the dashboard needs web.auth.token or web.auth.username/password`);
-  }
+  const exposure = dashboard ? webAccessProblems(o.host, o.auth) : [];
+  if (exposure.length > 0) throw new AppError('CONFIG_INVALID', exposure.join('; '));
   const app = express();
   app.disable('x-powered-by');
+  // Every response; the dashboard replaces the policy with its own.
+  app.use(securityHeaders(DATA_CSP));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
 
-  app.get('/readyz', async (_req, res) => {
-    const results = await Promise.all(
-      o.readiness.map(async (c) => {
-        try {
-          await withTimeout(c.check(), CHECK_TIMEOUT_MS);
-          return [c.name, 'ok'] as const;
-        } catch (err) {
-          // Driver messages name hosts, never credentials; URLs are never passed to checks.
-          return [c.name, (err as Error).message || 'failed'] as const;
-        }
-      }),
-    );
-    const ready = results.every(([, r]) => r === 'ok');
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks: Object.fromEntries(results) });
-  });
+  // Only credentials the dashboard was configured with count: with no auth configured, nobody sees the details.
+  const authenticated = (req: Request): boolean => hasAuth(o.auth) && authorized(req.headers.authorization, o.auth);
+  app.get('/readyz', readinessHandler(o.readiness, o.logger, authenticated));
 
   app.get('/metrics', async (_req, res) => {
     if (o.collect) {
@@ -97,25 +86,27 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   });
 
   if (dashboard) {
-    const adapter = new ExpressAdapter();
-    adapter.setBasePath(DASHBOARD_PATH);
-    createBullBoard({ queues: o.queues!.map((q) => new BullMQAdapter(q, { readOnlyMode: false })), serverAdapter: adapter });
-    const guard = (req: Request, res: Response, next: NextFunction): void => {
-      if (authorized(req.headers.authorization, o.auth)) return next();
-      res.set('WWW-Authenticate', 'Basic realm="pushsync"').status(401).json({ error: 'authentication required' });
-    };
-    app.use(DASHBOARD_PATH, guard, adapter.getRouter() as express.Router);
+    app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth, readOnly: o.readOnly ?? false }));
     app.get('/', (_req, res) => res.redirect(DASHBOARD_PATH));
   }
-
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port, o.host, () => resolve(s));
-    s.once('error', (err) => reject(new AppError('CONFIG_INVALID', `cannot listen on ${o.host}:${o.port}: ${err.message}`, { cause: err })));
+  // Answered here rather than by express's defaults, which replace the security headers and, outside production,
+  // send stack traces.
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json({ error: 'not found' });
+  });
+  app.use((err: Error, req: Request, res: Response, _next: NextFunction) => {
+    o.logger.error({ err: err.message, stack: err.stack, path: req.path }, 'web request failed');
+    res.status(500).json({ error: 'internal error' });
+  });
+  // Not app.listen: express 5 calls its callback on a listen error too, as if the server were up.
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(listenError(o.host, o.port, err)));
+    server.listen(o.port, o.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${bracketed(o.host)}:${port}`,
     port,
     close: () =>
       new Promise<void>((resolve) => {

@@ -39,7 +39,7 @@ function cdcTables(source: SourceConfig): TableConfig[] {
 
 export async function runCdc(ctx: PipelineContext, job: Job, sourceName: string, untilCurrent: boolean, stopping: () => boolean): Promise<CdcOutcome> {
   const sourceCfg = ctx.config.sources.find((s) => s.name === sourceName);
-  if (!sourceCfg) throw failJob(new AppError('JOB_INVALID', `cdc job names source ${sourceName}, which is not in the configuration`));
+  if (!sourceCfg) throw failJob(new AppError('JOB_INVALID', `cdc job names source ${sourceName}, which is not in the configuration`), { ctx, job, what: 'cdc run rejected' });
   const settings = sourceCfg.cdc;
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, slot: settings.slot });
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, `cdc:${settings.slot}`), ctx.config.extract.leaseTtl);
@@ -88,7 +88,7 @@ export async function runCdc(ctx: PipelineContext, job: Job, sourceName: string,
     });
     return { changes: result.changes, snapshotRows, ackedPosition: result.acked };
   } catch (err) {
-    throw failJob(err, { ctx, labels: { source: sourceName, table: `cdc:${settings.slot}` }, log, what: 'cdc run failed', attempt: job.attemptsMade + 1 });
+    throw failJob(err, { ctx, job, labels: { source: sourceName, table: `cdc:${settings.slot}` }, log, what: 'cdc run failed' });
   } finally {
     await stream?.stop().catch(() => {});
     await lock.release().catch(() => {});

@@ -10,7 +10,7 @@ import { enqueuePushJob, waitForCapacity } from './push-jobs.js';
 import { failJob } from './job-errors.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
-import { backoffStrategy } from './backoff-strategy.js';
+import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 
@@ -22,7 +22,7 @@ type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome;
 
 export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<Outcome> {
   const parsed = extractJobSchema.safeParse(job.data);
-  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`));
+  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'extract job rejected' });
   const data = parsed.data;
   switch (data.kind) {
     case 'cdc':
@@ -40,7 +40,7 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
   try {
     table = findTable(ctx.config, sourceName, tableName);
   } catch (err) {
-    throw failJob(err);
+    throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
   }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   if (!(await lock.acquireFor(reason, () => !stopping()))) {
@@ -73,7 +73,7 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
     if (result.caughtUp) await ctx.redis.hset(ctx.keys.state(sourceName, tableName), 'caughtUpAt', String(startedAt));
     return result;
   } catch (err) {
-    throw failJob(err, { ctx, labels, log, what: 'extract run failed', attempt: job.attemptsMade + 1 });
+    throw failJob(err, { ctx, job, labels, log, what: 'extract run failed' });
   } finally {
     await lock.release().catch(() => {});
   }
@@ -81,7 +81,7 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
 
 export function startExtractWorker(ctx: PipelineContext): Worker {
   let closing = false;
-  const worker = new Worker(EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing), {
+  const worker = new Worker(EXTRACT_QUEUE, jobProcessor(ctx.logger, EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing)), {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.extract.concurrency,

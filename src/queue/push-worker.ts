@@ -10,7 +10,7 @@ import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
 import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
-import { backoffStrategy } from './backoff-strategy.js';
+import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { classify, failJob } from './job-errors.js';
 
 /** One job log entry per failed attempt, at most this long. */
@@ -26,7 +26,7 @@ function limitsOf(ctx: PipelineContext): StreamLimits {
  */
 export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: number; requests: number }> {
   const parsed = pushJobSchema.safeParse(job.data);
-  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`));
+  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'push job rejected' });
   const data = parsed.data;
   const labels = { source: data.source, table: data.table };
   const log = ctx.logger.child({ queue: PUSH_QUEUE, jobId: job.id, source: data.source, table: data.table });
@@ -39,9 +39,10 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
       destination: ctx.destination,
       source: data.source,
       table: data.table,
-      target: data.target,
+      // The configured target, never the one in the payload: a job added by hand (the dashboard) cannot redirect rows.
+      target: table.target,
       limits,
-      envelopeBytes: envelopeBytes({ table: data.target, mode: 'append', wait: ctx.config.destination.wait, tags: { source: 'pushsync', ...ctx.config.destination.tags } }) + 64,
+      envelopeBytes: envelopeBytes({ table: table.target, mode: 'append', wait: ctx.config.destination.wait, tags: { source: 'pushsync', ...ctx.config.destination.tags } }) + 64,
     };
     const counted = (rows: number, latencyMs: number): void => {
       if (rows === 0) return;
@@ -83,12 +84,12 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
     if (rejected > 0) ctx.metrics.rowsRejected.inc(labels, rejected);
     // Details hold only redacted server text (the destination redacts it); the cap bounds what one attempt stores.
     if (e.details) await job.log(truncateText(JSON.stringify({ code: e.code, details: e.details }), JOB_LOG_CHARS)).catch(() => {});
-    throw failJob(e, { ctx, labels, log, what: 'push attempt failed', attempt: job.attemptsMade + 1 });
+    throw failJob(e, { ctx, job, labels, log, what: 'push attempt failed' });
   }
 }
 
 export function startPushWorker(ctx: PipelineContext): Worker {
-  const worker = new Worker(PUSH_QUEUE, (job) => runPush(ctx, job), {
+  const worker = new Worker(PUSH_QUEUE, jobProcessor(ctx.logger, PUSH_QUEUE, (job) => runPush(ctx, job)), {
     connection: ctx.redis.duplicate(),
     prefix: ctx.config.redis.prefix,
     concurrency: ctx.config.destination.concurrency,

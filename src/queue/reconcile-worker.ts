@@ -43,7 +43,7 @@ export async function runReconcile(
   try {
     table = findTable(ctx.config, sourceName, tableName);
   } catch (err) {
-    throw failJob(err);
+    throw failJob(err, { ctx, job, what: 'reconciliation rejected' });
   }
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName, task: 'reconcile' });
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
@@ -90,7 +90,7 @@ export async function runReconcile(
     log.info({ scanned, deleted: gone.length }, 'reconciliation sent deletes for keys gone from the source');
     return { scanned, deleted: gone.length };
   } catch (err) {
-    throw failJob(err, { ctx, labels: { source: sourceName, table: tableName }, log, what: 'reconciliation failed', attempt: job.attemptsMade + 1 });
+    throw failJob(err, { ctx, job, labels: { source: sourceName, table: tableName }, log, what: 'reconciliation failed' });
   } finally {
     await ctx.redis.del(scan).catch(() => {});
     await lock.release().catch(() => {});
