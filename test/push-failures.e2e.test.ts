@@ -98,6 +98,18 @@ describe('push failures: retries, splitting, the dead-letter queue', () => {
     expect(receiver.requests.map((r) => r.rows.length)).toEqual([40, 20, 20]);
   });
 
+  it('sends a push job added by hand to the configured target, whatever target its payload names', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, '2024-01-01 00:00:00+00', NULL, NULL FROM generate_series(1, 5) g`);
+    const ctx = createPipeline(config, createLogger('silent'));
+    runtime = await startRuntime(ctx, { roles: ['push'] });
+    const range = { phase: 'pk', lo: null, hi: { wm: '2024-01-01 00:00:00+00', pk: ['5'] } };
+    const job = await ctx.pushQueue.add('by-hand', { v: 1, source: 'app', table: `${db.schema}.items`, target: 'bronze.elsewhere', rows: 5, cutAt: new Date().toISOString(), range });
+    for (let i = 0; i < 200 && !(await job.isCompleted()) && !(await job.isFailed()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await job.isCompleted()).toBe(true);
+    expect(receiver.stored.has('bronze.elsewhere')).toBe(false);
+    expect(ids()).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it('sends JSON nested deeper than 10 levels as a string and keeps shallower JSON as JSON', async () => {
     const deep = '{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":1}}}}}}}}}}}';
     await db.client.query(`INSERT INTO items VALUES (1, now(), $1::jsonb, NULL), (2, now(), '{"n": 12345678901234567890}', NULL)`, [deep]);
