@@ -16,14 +16,32 @@ import type { TableSpec } from './core/ports.js';
 /** Strings that may arrive as numbers from `${VAR}` (a numeric token or password). */
 const text = z.union([z.string(), z.number()]).transform(String);
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+/** The longest duration a Node.js timer can wait (about 24.8 days); longer ones would fire at once. */
+const MAX_DURATION_MS = 2_147_483_647;
+const DURATION_FORMS = 'a duration such as "30s", "5m" or a finite number of milliseconds';
+
+const duration = z.unknown().transform((v, ctx) => {
+  if (typeof v === 'number' && !Number.isFinite(v)) {
+    ctx.addIssue({ code: 'custom', message: `must be ${DURATION_FORMS} from 0 to ${MAX_DURATION_MS}; got ${v}` });
     return z.NEVER;
   }
+  if (typeof v !== 'string' && typeof v !== 'number') {
+    ctx.addIssue({ code: 'custom', message: `must be ${DURATION_FORMS}; got ${v === null ? 'null' : typeof v}` });
+    return z.NEVER;
+  }
+  try {
+    const ms = parseDuration(v);
+    if (ms <= MAX_DURATION_MS) return ms;
+    ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_DURATION_MS} ms (about 24.8 days); got ${ms} ms` });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+  return z.NEVER;
 });
+
+/** Schedules: BullMQ refuses an interval of 0 when the scheduler registers it, and sub-second polling only adds load. */
+const MIN_EVERY_MS = 1000;
+const every = duration.refine((ms) => ms >= MIN_EVERY_MS, { error: (iss) => `must be at least 1s (got ${String(iss.input)} ms)` });
 
 const cron = z.string().refine(
   (v) => {
@@ -56,14 +74,14 @@ const tableSchema = z
     /** `watermark` polls by a watermark column; `cdc` streams changes from the source's replication slot. */
     mode: z.enum(['watermark', 'cdc']).optional(),
     watermark: z.string().min(1).optional(),
-    every: duration.optional(),
+    every: every.optional(),
     cron: cron.optional(),
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
     safetyLag: duration.default(0),
     /** Periodic primary-key reconciliation that sends deletes for rows gone from the source (watermark mode). */
     reconcile: z
       .object({
-        every: duration,
+        every,
         /** How long to wait for transactions open at the check before sending deletes (else: next run). */
         maxWait: duration.default(300_000),
       })
@@ -90,7 +108,7 @@ const cdcSchema = z
     publication: slotName.optional(),
     slot: slotName.optional(),
     /** How often the stream reader is started when none is running. */
-    every: duration.default(1000),
+    every: every.default(1000),
     /** A reader hands over after this long, so work moves between processes and the dashboard shows progress. */
     maxRunTime: duration.default(60_000),
     /** Keys per push job. */

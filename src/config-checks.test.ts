@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
+import { AppError } from './core/errors.js';
+
+/** Checks of single values whose messages must say what is wrong and where: schedules, source URLs, durations, YAML. */
+const SOURCE = { name: 'app', kind: 'postgres', url: 'postgres://u@db/app' };
+
+function config(source: Record<string, unknown> = {}, table: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    destination: { apiKey: 'k' },
+    sources: [{ ...SOURCE, ...source, tables: [{ name: 'public.orders', watermark: 'updated_at', ...table }] }],
+  };
+}
+
+function problems(run: () => unknown): string[] {
+  try {
+    run();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe('CONFIG_INVALID');
+    return ((err as AppError).details?.problems as string[] | undefined) ?? [(err as AppError).message];
+  }
+  throw new Error('expected the config to be refused');
+}
+
+describe('schedule intervals', () => {
+  it('refuses every: 0s for a table, a CDC source and a reconciliation, naming the key and the minimum', () => {
+    expect(problems(() => parseConfig(config({}, { every: '0s' }), {}))).toEqual([
+      'sources[0].tables[0].every: must be at least 1s (got 0 ms)',
+    ]);
+    expect(problems(() => parseConfig(config({}, { reconcile: { every: 0 } }), {}))).toEqual([
+      'sources[0].tables[0].reconcile.every: must be at least 1s (got 0 ms)',
+    ]);
+    expect(problems(() => parseConfig(config({ mode: 'cdc', cdc: { every: '500ms' } }, { watermark: undefined }), {}))).toEqual([
+      'sources[0].cdc.every: must be at least 1s (got 500 ms)',
+    ]);
+  });
+
+  it('accepts every: 1s', () => {
+    expect(parseConfig(config({}, { every: '1s' }), {}).sources[0]!.tables[0]!.every).toBe(1000);
+  });
+});
+
+describe('durations', () => {
+  it('says what a duration must be when the number is not finite (safetyLag: 1e400)', () => {
+    const list = problems(() => parseConfig(config({}, { safetyLag: Number.POSITIVE_INFINITY }), {}));
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatch(/^sources\[0\]\.tables\[0\]\.safetyLag: must be a duration such as "30s", "5m" or a finite number of milliseconds/);
+    expect(list[0]).not.toContain('Invalid input');
+  });
+
+  it('refuses durations beyond what timers can hold', () => {
+    const list = problems(() => parseConfig(config({}, { safetyLag: '30d' }), {}));
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[0\]\.safetyLag: must be at most 2147483647 ms/)]);
+  });
+
+  it('refuses a duration of the wrong type with the accepted forms', () => {
+    const list = problems(() => parseConfig(config({}, { safetyLag: true }), {}));
+    expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[0\]\.safetyLag: must be a duration such as "30s"/)]);
+  });
+});
