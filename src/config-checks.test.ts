@@ -1,5 +1,8 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from './config.js';
+import { loadConfig, parseConfig } from './config.js';
 import { AppError } from './core/errors.js';
 
 /** Checks of single values whose messages must say what is wrong and where: schedules, source URLs, durations, YAML. */
@@ -41,6 +44,25 @@ describe('schedule intervals', () => {
   });
 });
 
+describe('source URLs', () => {
+  it('reports a port out of range at sources[i].url, without echoing the URL', () => {
+    const list = problems(() => parseConfig(config({ url: 'postgres://u:secret@db:99999/app' }), {}));
+    expect(list).toEqual(['sources[0].url: port 99999 is out of range (1-65535)']);
+  });
+
+  it('refuses a URL that is not postgres:// or postgresql://', () => {
+    expect(problems(() => parseConfig(config({ url: 'mysql://db/app' }), {}))).toEqual([
+      'sources[0].url: must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/database',
+    ]);
+  });
+
+  it('accepts postgresql:// URLs, unix-socket URLs and passwords with special characters', () => {
+    for (const url of ['postgresql://u@db:5432/app', 'postgres:///app?host=/var/run/postgresql', 'postgres://u:p%40ss@[::1]:6432/app']) {
+      expect(parseConfig(config({ url }), {}).sources[0]!.url).toBe(url);
+    }
+  });
+});
+
 describe('durations', () => {
   it('says what a duration must be when the number is not finite (safetyLag: 1e400)', () => {
     const list = problems(() => parseConfig(config({}, { safetyLag: Number.POSITIVE_INFINITY }), {}));
@@ -57,5 +79,24 @@ describe('durations', () => {
   it('refuses a duration of the wrong type with the accepted forms', () => {
     const list = problems(() => parseConfig(config({}, { safetyLag: true }), {}));
     expect(list).toEqual([expect.stringMatching(/^sources\[0\]\.tables\[0\]\.safetyLag: must be a duration such as "30s"/)]);
+  });
+});
+
+describe('YAML syntax errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pushsync-config-'));
+
+  it('reports an unclosed quote at the line and column where the quoted value starts', () => {
+    const path = join(dir, 'quote.yaml');
+    writeFileSync(path, 'redis:\n  url: "redis://127.0.0.1:6379\ndestination:\n  apiKey: k\n');
+    const [message] = problems(() => loadConfig(path, {}));
+    expect(message).toContain(`config file ${path} is not valid YAML at line 2, column 8`);
+    expect(message).toContain('the quoted value that starts there is not closed');
+  });
+
+  it('reports other syntax errors at their own line', () => {
+    const path = join(dir, 'indent.yaml');
+    writeFileSync(path, 'redis:\n  url: redis://x\n prefix: p\n');
+    const [message] = problems(() => loadConfig(path, {}));
+    expect(message).toMatch(/is not valid YAML at line 3/);
   });
 });

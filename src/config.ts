@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CronExpressionParser } from 'cron-parser';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { CST, LineCounter, Parser, parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
@@ -120,11 +120,34 @@ const cdcSchema = z
   })
   .strict();
 
+/** Problems of a PostgreSQL connection URL, without echoing it (it may carry a password). */
+function postgresUrlProblem(url: string): string | undefined {
+  const example = 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/database';
+  const parts = /^(postgres|postgresql):\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?/i.exec(url);
+  if (!parts) return example;
+  const port = parts[3];
+  if (port !== undefined && port !== '') {
+    if (!/^\d+$/.test(port)) return `port ${port} is not a number`;
+    if (Number(port) < 1 || Number(port) > 65535) return `port ${port} is out of range (1-65535)`;
+  }
+  try {
+    new URL(url);
+  } catch {
+    return `is not a parseable URL (percent-encode special characters in the user name and password, e.g. @ as %40)`;
+  }
+  return undefined;
+}
+
+const postgresUrl = z.string().superRefine((url, ctx) => {
+  const problem = postgresUrlProblem(url);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 const sourceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
     kind: z.literal('postgres'),
-    url: z.string().min(1),
+    url: postgresUrl,
     poolSize: z.number().int().min(1).max(64).default(4),
     statementTimeout: duration.default(300_000),
     /** Default mode for the source's tables. */
@@ -367,6 +390,32 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
   };
 }
 
+/**
+ * Where a YAML syntax error starts. The parser reports an unclosed quote where it gave up, at the end of the file;
+ * the quoted scalar that swallowed the rest of the file starts where the mistake is.
+ */
+function yamlErrorPlace(text: string, err: unknown): string {
+  if (!(err instanceof YAMLParseError) || !err.linePos) return '';
+  if (err.code === 'MISSING_CHAR') {
+    const lines = new LineCounter();
+    let start: number | undefined;
+    for (const token of new Parser(lines.addNewLine).parse(text)) {
+      if (token.type !== 'document') continue;
+      CST.visit(token, (item) => {
+        for (const node of [item.key, item.value]) {
+          const quoted = node?.type === 'double-quoted-scalar' || node?.type === 'single-quoted-scalar';
+          if (quoted && start === undefined && node.offset <= err.pos[0] && err.pos[0] <= node.offset + node.source.length) start = node.offset;
+        }
+      });
+    }
+    if (start !== undefined) {
+      const { line, col } = lines.linePos(start);
+      return ` at line ${line}, column ${col} (the quoted value that starts there is not closed)`;
+    }
+  }
+  return ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}`;
+}
+
 /** Reads and validates the YAML config file. */
 export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
   let text: string;
@@ -380,8 +429,7 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     raw = parseYaml(protectedText.text);
   } catch (cause) {
-    const where = cause instanceof YAMLParseError && cause.linePos ? ` at line ${cause.linePos[0].line}` : '';
-    throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${where}: ${(cause as Error).message}`, { cause });
+    throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`, { cause });
   }
   return parseConfig(raw, env, protectedText.refs);
 }
