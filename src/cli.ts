@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { allTables, loadConfig, tableSpec, type Config } from './config.js';
+import { CONFIG_NEEDS, allTables, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
 import { AppError, isAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
@@ -18,8 +18,21 @@ import { resetTable } from './queue/table-admin.js';
 const EXIT_FAILED = 1;
 const EXIT_CONFIG = 2;
 
-function load(path: string): Config {
-  return loadConfig(path);
+/**
+ * What each command uses of the values that may stay unresolved (CONFIG_NEEDS): an unset `${VAR}` in a value the
+ * command does not use is no error. `status`, `reset` and `dlq` read Redis only.
+ */
+const NEEDS = {
+  start: CONFIG_NEEDS,
+  sync: ['redis.url', 'sources.url', 'destination.apiKey'],
+  check: ['redis.url', 'sources.url'],
+  redisOnly: ['redis.url'],
+  views: ['sources.url'],
+  cdc: ['redis.url', 'sources.url'],
+} satisfies Record<string, readonly ConfigNeed[]>;
+
+function load(needs: readonly ConfigNeed[]): Config {
+  return loadConfig(program.opts().config, process.env, { needs });
 }
 
 function fail(err: unknown): never {
@@ -56,7 +69,7 @@ program
   .option('--port <port>', 'port for health, metrics (and the dashboard with the web role); overrides web.port', (v) => Number(v))
   .action(async (opts: { role: Role[]; port?: number }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.start);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
       const runtime = await startRuntime(ctx, { roles: opts.role, httpPort: opts.port ?? config.web.port });
@@ -75,7 +88,7 @@ program
   .option('--reconcile', 'also run the hard-delete reconciliation of tables that configure one')
   .action(async (opts: { timeout: string; reconcile?: boolean }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.sync);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
       const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
@@ -106,7 +119,7 @@ program
   .action(async () => {
     let config: Config;
     try {
-      config = load(program.opts().config);
+      config = load(NEEDS.check);
     } catch (err) {
       fail(err);
     }
@@ -171,7 +184,7 @@ program
   .description('per table: cursor position, undelivered batches, dead-letter count')
   .action(async () => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.redisOnly);
       const ctx = createPipeline(config, createLogger('silent'));
       const failed = await ctx.pushQueue.getFailedCount();
       for (const t of allTables(config)) {
@@ -193,7 +206,7 @@ program
   .option('--as-of <ordering>', 'the point in time, as an _ordering value', '2024-01-01T00:00:00.000000Z')
   .action(async (opts: { asOf: string }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.views);
       const sources = createSources(config);
       try {
         for (const t of allTables(config)) {
@@ -216,7 +229,7 @@ program
   .option('--all', 'every configured table')
   .action(async (opts: { table?: string[]; all?: boolean }) => {
     try {
-      await withQueues(async (ctx) => {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
         const tables = allTables(ctx.config);
         const chosen = opts.all ? tables : (opts.table ?? []).map((name) => {
           const t = tables.find((x) => `${x.source}.${x.name}` === name);
@@ -241,7 +254,7 @@ cdcCommand
   .description('per source: slot, publication, positions, WAL held back, snapshots done')
   .action(async () => {
     try {
-      await withQueues(async (ctx) => {
+      await withQueues(NEEDS.cdc, async (ctx) => {
         for (const s of cdcSources(ctx)) {
           const st = await cdcStatus(ctx, s);
           process.stdout.write(
@@ -265,7 +278,7 @@ cdcCommand
   .option('--drop-publication', 'also drop the publication (when removing CDC from the source)')
   .action(async (opts: { source: string; dropPublication?: boolean }) => {
     try {
-      await withQueues(async (ctx) => {
+      await withQueues(NEEDS.cdc, async (ctx) => {
         const [s] = cdcSources(ctx, opts.source);
         if (!s) throw new AppError('CONFIG_INVALID', `source ${opts.source} has no table in mode cdc`);
         await cdcReset(ctx, s, opts.dropPublication === true);
@@ -278,8 +291,8 @@ cdcCommand
 
 const dlq = program.command('dlq').description('the dead-letter queue: push jobs that failed for good');
 
-async function withQueues<T>(fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
-  const config = load(program.opts().config);
+async function withQueues<T>(needs: readonly ConfigNeed[], fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
+  const config = load(needs);
   const ctx = createPipeline(config, createLogger('silent'));
   try {
     return await fn(ctx);
@@ -300,7 +313,7 @@ dlq
   .option('--json', 'one JSON object per line')
   .action(async (opts: { json?: boolean }) => {
     try {
-      const letters = await withQueues((ctx) => listDeadLetters(ctx.pushQueue));
+      const letters = await withQueues(NEEDS.redisOnly, (ctx) => listDeadLetters(ctx.pushQueue));
       for (const d of letters) {
         process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${d.id}  ${d.name}  attempts=${d.attempts}  failed=${d.failedAt ?? '?'}\n    ${d.reason}\n    range ${d.range}\n`);
       }
@@ -316,7 +329,7 @@ dlq
   .option('--all', 'every failed push job')
   .action(async (ids: string[], opts: { all?: boolean }) => {
     try {
-      const retried = await withQueues((ctx) => retryDeadLetters(ctx.pushQueue, jobIds(ids, opts.all)));
+      const retried = await withQueues(NEEDS.redisOnly, (ctx) => retryDeadLetters(ctx.pushQueue, jobIds(ids, opts.all)));
       process.stdout.write(`retried ${retried.length} job(s)${retried.length ? `: ${retried.join(' ')}` : ''}\n`);
     } catch (err) {
       fail(err);
@@ -329,7 +342,7 @@ dlq
   .option('--all', 'every failed push job')
   .action(async (ids: string[], opts: { all?: boolean }) => {
     try {
-      const purged = await withQueues((ctx) => purgeDeadLetters(ctx.pushQueue, ctx.redis, ctx.keys, jobIds(ids, opts.all)));
+      const purged = await withQueues(NEEDS.redisOnly, (ctx) => purgeDeadLetters(ctx.pushQueue, ctx.redis, ctx.keys, jobIds(ids, opts.all)));
       process.stdout.write(`purged ${purged.length} job(s)${purged.length ? `: ${purged.join(' ')}` : ''}\n`);
     } catch (err) {
       fail(err);

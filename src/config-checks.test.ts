@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseConfig } from './config.js';
+import { loadConfig, parseConfig, resolved } from './config.js';
 import { AppError } from './core/errors.js';
 
 /** Checks of single values whose messages must say what is wrong and where: schedules, source URLs, durations, YAML. */
@@ -98,5 +98,41 @@ describe('YAML syntax errors', () => {
     writeFileSync(path, 'redis:\n  url: redis://x\n prefix: p\n');
     const [message] = problems(() => loadConfig(path, {}));
     expect(message).toMatch(/is not valid YAML at line 3/);
+  });
+});
+
+describe('values a command does not need', () => {
+  const secrets = {
+    redis: { url: '${REDIS_URL}' },
+    destination: { apiKey: '${DEFINITE_API_KEY}' },
+    sources: [{ ...SOURCE, url: '${DATABASE_URL}', tables: [{ name: 'public.orders', watermark: 'updated_at' }] }],
+    web: { host: '0.0.0.0', auth: { token: '${PUSHSYNC_WEB_TOKEN}' } },
+  };
+
+  it('leaves an unset variable of an unneeded value unresolved, and refuses it at use naming key and variable', () => {
+    const cfg = parseConfig(secrets, { REDIS_URL: 'redis://cache:6379' }, [], ['redis.url']);
+    expect(cfg.redis.url).toBe('redis://cache:6379');
+    expect(() => resolved(cfg.destination.apiKey, 'destination.apiKey')).toThrow('destination.apiKey: environment variable DEFINITE_API_KEY is not set');
+    expect(() => resolved(cfg.sources[0]!.url, 'sources[0].url')).toThrow('sources[0].url: environment variable DATABASE_URL is not set');
+  });
+
+  it('still reports every unset variable of the values the command needs', () => {
+    const list = problems(() => parseConfig(secrets, {}, [], ['redis.url', 'web.auth']));
+    expect(list.filter((p) => p.includes('environment variable'))).toEqual([
+      'redis.url: environment variable REDIS_URL is not set (write ${REDIS_URL:-default} to allow a default)',
+      'web.auth.token: environment variable PUSHSYNC_WEB_TOKEN is not set (write ${PUSHSYNC_WEB_TOKEN:-default} to allow a default)',
+    ]);
+  });
+
+  it('needs every value by default', () => {
+    expect(problems(() => parseConfig(secrets, {})).filter((p) => p.includes('environment variable'))).toHaveLength(4);
+  });
+
+  it('resolves the command\'s values from a file the same way', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushsync-needs-'));
+    const path = join(dir, 'needs.yaml');
+    writeFileSync(path, 'destination: { apiKey: ${DEFINITE_API_KEY} }\nsources:\n  - { name: app, kind: postgres, url: "${DATABASE_URL}", tables: [{ name: t, watermark: u }] }\n');
+    expect(loadConfig(path, {}, { needs: ['redis.url'] }).sources[0]!.name).toBe('app');
+    expect(problems(() => loadConfig(path, {}, { needs: ['sources.url'] }))).toEqual([expect.stringMatching(/^sources\[0\]\.url: environment variable DATABASE_URL is not set/)]);
   });
 });

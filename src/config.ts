@@ -139,7 +139,7 @@ function postgresUrlProblem(url: string): string | undefined {
 }
 
 const postgresUrl = z.string().superRefine((url, ctx) => {
-  const problem = postgresUrlProblem(url);
+  const problem = unresolvedVariable(url) === undefined ? postgresUrlProblem(url) : undefined;
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
@@ -161,7 +161,10 @@ const configSchema = z
   .object({
     redis: z
       .object({
-        url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+        url: z
+          .string()
+          .refine((v) => /^rediss?:\/\//.test(v) || unresolvedVariable(v) !== undefined, 'must start with redis:// or rediss://')
+          .default('redis://127.0.0.1:6379'),
         prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -').default('pushsync'),
       })
       .strict()
@@ -253,11 +256,45 @@ function protectEnvRefs(text: string): { text: string; refs: string[] } {
   return { text: text.replace(ENV_REF, (m) => `PUSHSYNC_ENV_REF_${refs.push(m) - 1}_`), refs };
 }
 
-function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems: string[]): string {
+/**
+ * Values that only some commands use. A `${VAR}` without default that is unset in one of them is an error only for
+ * a command that needs the value; otherwise the reference stays in the value unresolved, and `resolved` refuses it
+ * where it would be used.
+ */
+export const CONFIG_NEEDS = ['redis.url', 'sources.url', 'destination.apiKey', 'web.auth'] as const;
+export type ConfigNeed = (typeof CONFIG_NEEDS)[number];
+
+/** `sources[2].url` → `sources.url`, `web.auth.token` → `web.auth`: the need a value path belongs to, if any. */
+function needOf(path: string): ConfigNeed | undefined {
+  const general = path.replace(/\[\d+\]/g, '');
+  return CONFIG_NEEDS.find((n) => general === n || general.startsWith(`${n}.`));
+}
+
+/** The variable of an unset `${VAR}` left in a value no command needed so far, if any. */
+export function unresolvedVariable(value: string): string | undefined {
+  return /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(value)?.[1];
+}
+
+/** CONFIG_INVALID naming the key and the variable, for a value whose `${VAR}` was left unresolved. */
+export function unresolvedError(value: string, path: string): AppError | undefined {
+  const name = unresolvedVariable(value);
+  return name === undefined ? undefined : new AppError('CONFIG_INVALID', `${path}: environment variable ${name} is not set`);
+}
+
+/** The value, or that error: for a command using a value it did not declare among its needs. */
+export function resolved(value: string, path: string): string {
+  const error = unresolvedError(value, path);
+  if (error) throw error;
+  return value;
+}
+
+function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems: string[], needs: readonly ConfigNeed[]): string {
   const [, name, fallback] = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/.exec(ref)!;
   const v = env[name!];
   if (v !== undefined && v !== '') return v;
   if (fallback !== undefined) return fallback;
+  const need = needOf(path);
+  if (need !== undefined && !needs.includes(need)) return `\${${name}}`;
   problems.push(`${path || '(root)'}: environment variable ${name} is not set (write \${${name}:-default} to allow a default)`);
   return '';
 }
@@ -267,12 +304,12 @@ function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems:
  * default are errors. A value that is one reference alone and resolves to a number or boolean becomes one, so
  * `port: ${PORT:-3000}` works.
  */
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], refs: string[]): unknown {
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], refs: string[], needs: readonly ConfigNeed[]): unknown {
   if (typeof value === 'string') {
     const whole = /^PUSHSYNC_ENV_REF_(\d+)_$/.exec(value) ?? /^\$\{[^}]*\}$/.exec(value);
     const out = value
-      .replace(PLACEHOLDER, (_m, i: string) => resolveRef(refs[Number(i)]!, env, path, problems))
-      .replace(ENV_REF, (m) => resolveRef(m, env, path, problems));
+      .replace(PLACEHOLDER, (_m, i: string) => resolveRef(refs[Number(i)]!, env, path, problems, needs))
+      .replace(ENV_REF, (m) => resolveRef(m, env, path, problems, needs));
     if (whole) {
       // Only when the number prints back identically: a token such as 007 or a 20-digit key must stay text.
       if (/^-?\d+(\.\d+)?$/.test(out) && String(Number(out)) === out) return Number(out);
@@ -280,10 +317,10 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, probl
     }
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems, refs));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems, refs, needs));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems, refs);
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems, refs, needs);
     return out;
   }
   return value;
@@ -342,10 +379,13 @@ function crossChecks(cfg: RawConfig): string[] {
   return problems;
 }
 
-/** Validates already-parsed YAML against the environment. Pure: no file or process access. */
-export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[] = []): Config {
+/**
+ * Validates already-parsed YAML against the environment. Pure: no file or process access. `needs`: the values of
+ * CONFIG_NEEDS the command uses (default all).
+ */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[] = [], needs: readonly ConfigNeed[] = CONFIG_NEEDS): Config {
   const problems: string[] = [];
-  const interpolated = dropEmpty(interpolate(raw, env, '', problems, refs));
+  const interpolated = dropEmpty(interpolate(raw, env, '', problems, refs, needs));
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
     // A key whose variable is unset was already reported; its "required" issue would only repeat it.
@@ -416,8 +456,13 @@ function yamlErrorPlace(text: string, err: unknown): string {
   return ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}`;
 }
 
+export interface LoadOptions {
+  /** The values of CONFIG_NEEDS the command uses. @defaultValue all of them */
+  needs?: readonly ConfigNeed[];
+}
+
 /** Reads and validates the YAML config file. */
-export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Config {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -431,7 +476,7 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   } catch (cause) {
     throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`, { cause });
   }
-  return parseConfig(raw, env, protectedText.refs);
+  return parseConfig(raw, env, protectedText.refs, options.needs);
 }
 
 /** What a source needs to know of a configured table. */

@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Config } from './config.js';
-import { allTables } from './config.js';
+import { allTables, resolved, unresolvedError } from './config.js';
 import type { Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
@@ -19,17 +19,27 @@ import { PostgresSource } from './sources/postgres.js';
 export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
 export type Role = (typeof ROLES)[number];
 
+/**
+ * A command that does not need a value may leave its `${VAR}` unset (see CONFIG_NEEDS): the adapter built from it
+ * then fails with the config error on first use instead of at load.
+ */
 export function createSources(config: Config): Map<string, Source> {
   return new Map(
-    config.sources.map((s) => [
-      s.name,
-      new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }) as Source,
-    ]),
+    config.sources.map((s, i): [string, Source] => {
+      const error = unresolvedError(s.url, `sources[${i}].url`);
+      if (error) {
+        const fail = (): Promise<never> => Promise.reject(error);
+        return [s.name, { name: s.name, table: fail, warnings: fail, ping: fail, close: () => Promise.resolve() }];
+      }
+      return [s.name, new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout })];
+    }),
   );
 }
 
 export function createDestination(config: Config): Destination {
   const d = config.destination;
+  const error = unresolvedError(d.apiKey, 'destination.apiKey');
+  if (error) return { send: () => Promise.reject(error), close: () => Promise.resolve() };
   return new StreamApiClient({
     url: d.url,
     apiKey: d.apiKey,
@@ -47,7 +57,7 @@ export interface PipelineOverrides {
 }
 
 export function createPipeline(config: Config, logger: Logger, overrides: PipelineOverrides = {}): PipelineContext {
-  const redis = createRedis(config.redis.url);
+  const redis = createRedis(resolved(config.redis.url, 'redis.url'));
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   const queueOpts = { connection: redis, prefix: config.redis.prefix };
   return {
@@ -94,6 +104,15 @@ export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
   }
 }
 
+function resolvedAuth(config: Config): Config['web']['auth'] {
+  const { token, username, password } = config.web.auth;
+  return {
+    ...(token !== undefined ? { token: resolved(token, 'web.auth.token') } : {}),
+    ...(username !== undefined ? { username: resolved(username, 'web.auth.username') } : {}),
+    ...(password !== undefined ? { password: resolved(password, 'web.auth.password') } : {}),
+  };
+}
+
 export interface Runtime {
   ctx: PipelineContext;
   workers: Worker[];
@@ -133,7 +152,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
     web = await startWebServer({
       host: ctx.config.web.host,
       port: options.httpPort ?? ctx.config.web.port,
-      auth: ctx.config.web.auth,
+      auth: resolvedAuth(ctx.config),
       metrics: ctx.metrics,
       collect: () => collectSharedGauges(ctx),
       readiness: [
