@@ -9,6 +9,8 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
+import type { PipelineContext } from './queue/context.js';
+import { closeRedis, probeRedis } from './queue/redis.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
@@ -44,6 +46,17 @@ function fail(err: unknown): never {
   process.exit(EXIT_FAILED);
 }
 
+/** Closes what a one-shot command opened; errors there change nothing about its outcome. */
+async function closePipeline(ctx: PipelineContext): Promise<void> {
+  await Promise.all([
+    closeRedis(ctx.redis),
+    ctx.extractQueue.close(),
+    ctx.pushQueue.close(),
+    ...[...ctx.sources.values()].map((s) => s.close()),
+    ctx.destination.close(),
+  ]).catch(() => {});
+}
+
 function onSignals(stop: () => Promise<void>, logger: Logger): void {
   let count = 0;
   const handler = (signal: string): void => {
@@ -72,9 +85,12 @@ program
       const config = load(NEEDS.start);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
-      const runtime = await startRuntime(ctx, { roles: opts.role, httpPort: opts.port ?? config.web.port });
-      logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
-      onSignals(runtime.stop, logger);
+      const runtime = await startRuntime(ctx, {
+        roles: opts.role,
+        httpPort: opts.port ?? config.web.port,
+        onStoppable: (stop) => onSignals(stop, logger),
+      });
+      if (runtime.started) logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
     } catch (err) {
       fail(err);
     }
@@ -90,9 +106,9 @@ program
     try {
       const config = load(NEEDS.sync);
       const logger = createLogger(config.log.level);
+      await probeRedis(config.redis.url, config.redis.connectTimeout);
       const ctx = createPipeline(config, logger);
-      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-      onSignals(runtime.stop, logger);
+      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'], onStoppable: (stop) => onSignals(stop, logger) });
       const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
         timeoutMs: parseDuration(opts.timeout),
         reconcile: opts.reconcile === true,
@@ -124,30 +140,36 @@ program
       fail(err);
     }
     process.stdout.write('ok   config is valid\n');
-    const logger = createLogger('silent');
-    const ctx = createPipeline(config, logger);
     let problems = 0;
     const report = (ok: boolean, what: string, detail = ''): void => {
       if (!ok) problems += 1;
       process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? `: ${detail}` : ''}\n`);
     };
     const warn = (what: string): void => void process.stdout.write(`warn ${what}\n`);
+    // Without Redis, the checks that need it are skipped; the sources and the destination are still checked.
+    let ctx: PipelineContext | undefined;
     try {
-      await ctx.redis.ping();
+      await probeRedis(config.redis.url, config.redis.connectTimeout);
+      ctx = createPipeline(config, createLogger('silent'), { bounded: true });
       report(true, 'redis reachable');
       const policy = await unsafeEvictionPolicy(ctx);
       if (policy) warn(`redis maxmemory-policy is ${policy}; set noeviction so cursors and jobs are never evicted`);
     } catch (err) {
-      report(false, 'redis reachable', (err as Error).message);
+      report(false, 'redis reachable', String(err));
     }
-    for (const source of ctx.sources.values()) {
+    const sources = ctx?.sources ?? createSources(config);
+    for (const source of sources.values()) {
       try {
         for (const w of await source.warnings()) warn(w);
       } catch (err) {
         report(false, `source ${source.name} reachable`, (err as Error).message);
       }
     }
-    for (const s of cdcSources(ctx)) {
+    for (const s of config.sources.filter((x) => x.tables.some((t) => t.mode === 'cdc'))) {
+      if (!ctx) {
+        warn(`source ${s.name} change data capture not checked: it needs Redis`);
+        continue;
+      }
       try {
         const st = await cdcStatus(ctx, s);
         report(st.problems.length === 0, `source ${s.name} change data capture`, st.problems.join('; ') || `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`);
@@ -157,7 +179,7 @@ program
       }
     }
     for (const t of allTables(config)) {
-      const source = ctx.sources.get(t.source)!;
+      const source = sources.get(t.source)!;
       try {
         const reader = await source.table(tableSpec(t));
         report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
@@ -174,7 +196,8 @@ program
     } catch (err) {
       report(false, 'destination reachable', (err as Error).message);
     }
-    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]).catch(() => {});
+    if (ctx) await closePipeline(ctx);
+    else await Promise.all([...sources.values()].map((s) => s.close())).catch(() => {});
     process.stdout.write(problems === 0 ? 'all checks passed\n' : `${problems} check(s) failed\n`);
     process.exit(problems === 0 ? 0 : EXIT_FAILED);
   });
@@ -185,7 +208,8 @@ program
   .action(async () => {
     try {
       const config = load(NEEDS.redisOnly);
-      const ctx = createPipeline(config, createLogger('silent'));
+      await probeRedis(config.redis.url, config.redis.connectTimeout);
+      const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
       const failed = await ctx.pushQueue.getFailedCount();
       for (const t of allTables(config)) {
         const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
@@ -194,7 +218,7 @@ program
         process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
       }
       process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
-      await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]);
+      await closePipeline(ctx);
     } catch (err) {
       fail(err);
     }
@@ -293,11 +317,12 @@ const dlq = program.command('dlq').description('the dead-letter queue: push jobs
 
 async function withQueues<T>(needs: readonly ConfigNeed[], fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
   const config = load(needs);
-  const ctx = createPipeline(config, createLogger('silent'));
+  await probeRedis(config.redis.url, config.redis.connectTimeout);
+  const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
   try {
     return await fn(ctx);
   } finally {
-    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close()), ctx.destination.close()]).catch(() => {});
+    await closePipeline(ctx);
   }
 }
 

@@ -166,9 +166,15 @@ const configSchema = z
           .refine((v) => /^rediss?:\/\//.test(v) || unresolvedVariable(v) !== undefined, 'must start with redis:// or rediss://')
           .default('redis://127.0.0.1:6379'),
         prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -').default('pushsync'),
+        /**
+         * How long one attempt to connect to Redis may take, in ms (a duration). One-shot commands (`check`,
+         * `status`, `dlq`, `reset`, `cdc`, `sync --once`) fail with REDIS_UNAVAILABLE when Redis does not answer
+         * within it; `start` keeps retrying. @defaultValue 10000 (10s)
+         */
+        connectTimeout: duration.refine((ms) => ms >= 100, { error: (iss) => `must be at least 100ms (got ${String(iss.input)} ms)` }).default(10_000),
       })
       .strict()
-      .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' }),
+      .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync', connectTimeout: 10_000 }),
     destination: z
       .object({
         url: z.string().url('must be an http(s) URL such as https://api.definite.app/v2/stream').default('https://api.definite.app/v2/stream'),

@@ -11,7 +11,7 @@ import { startExtractWorker } from './queue/extract-worker.js';
 import { EXTRACT_QUEUE, PUSH_QUEUE } from './queue/jobs.js';
 import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
-import { Keys, createRedis } from './queue/redis.js';
+import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redisReady, watchConnection } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { PostgresSource } from './sources/postgres.js';
 
@@ -54,12 +54,22 @@ export function createDestination(config: Config): Destination {
 export interface PipelineOverrides {
   destination?: Destination;
   metrics?: Metrics;
+  /**
+   * Commands without workers (status, dlq, ...): Redis gives up after `redis.connectTimeout` without a connection
+   * and what waits fails, instead of waiting for it forever. @defaultValue false
+   */
+  bounded?: boolean;
 }
 
 export function createPipeline(config: Config, logger: Logger, overrides: PipelineOverrides = {}): PipelineContext {
-  const redis = createRedis(resolved(config.redis.url, 'redis.url'));
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const url = resolved(config.redis.url, 'redis.url');
+  const timeout = config.redis.connectTimeout;
+  const redis = createRedis(url, { connectTimeoutMs: timeout, ...(overrides.bounded ? { giveUpAfterMs: timeout } : {}) });
+  watchConnection(redis, url, logger);
   const queueOpts = { connection: redis, prefix: config.redis.prefix };
+  const extractQueue = new Queue(EXTRACT_QUEUE, queueOpts);
+  const pushQueue = new Queue(PUSH_QUEUE, queueOpts);
+  for (const q of [extractQueue, pushQueue]) q.on('error', logOncePerState(redis, logger, { queue: q.name }, 'queue error'));
   return {
     config,
     redis,
@@ -68,8 +78,8 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     destination: overrides.destination ?? createDestination(config),
     metrics: overrides.metrics ?? createMetrics(),
     logger,
-    extractQueue: new Queue(EXTRACT_QUEUE, queueOpts),
-    pushQueue: new Queue(PUSH_QUEUE, queueOpts),
+    extractQueue,
+    pushQueue,
   };
 }
 
@@ -117,6 +127,8 @@ export interface Runtime {
   ctx: PipelineContext;
   workers: Worker[];
   web?: WebServer;
+  /** False when stop came before the roles started (while waiting for Redis). */
+  started: boolean;
   stop(): Promise<void>;
 }
 
@@ -124,49 +136,27 @@ export interface StartOptions {
   roles: readonly Role[];
   /** Serve health and metrics even without the web role (each worker process can be probed and scraped). */
   httpPort?: number;
+  /**
+   * Receives the runtime's stop as soon as there is something to stop: before start waits for Redis, so a signal
+   * or a fatal error during that wait still stops in order.
+   */
+  onStoppable?: (stop: () => Promise<void>) => void;
 }
 
+/**
+ * Starts the roles. Health, readiness and metrics are served first; then it waits for Redis (as long as it takes:
+ * `/readyz` answers 503 naming redis meanwhile), then registers schedules and starts the workers.
+ */
 export async function startRuntime(ctx: PipelineContext, options: StartOptions): Promise<Runtime> {
   const roles = new Set(options.roles);
   const cleanups: Array<() => Promise<unknown>> = [];
   const workers: Worker[] = [];
-  const policy = await unsafeEvictionPolicy(ctx);
-  if (policy) {
-    ctx.logger.warn({ policy }, `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`);
-  }
-  if (roles.has('scheduler')) {
-    await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
-  }
-  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
-  if (roles.has('push')) workers.push(startPushWorker(ctx));
-  // Workers stop first (they finish or hand back their current job), then what they used.
-  cleanups.push(() => ctx.redis.quit().catch(() => undefined));
-  cleanups.push(() => ctx.destination.close());
-  cleanups.push(() => Promise.all([...ctx.sources.values()].map((s) => s.close())));
-  cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
-  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
-  let web: WebServer | undefined;
-  if (roles.has('web') || options.httpPort !== undefined) {
-    // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.
-    const { startWebServer } = await import('./http/server.js');
-    web = await startWebServer({
-      host: ctx.config.web.host,
-      port: options.httpPort ?? ctx.config.web.port,
-      auth: resolvedAuth(ctx.config),
-      metrics: ctx.metrics,
-      collect: () => collectSharedGauges(ctx),
-      readiness: [
-        { name: 'redis', check: async () => void (await ctx.redis.ping()) },
-        ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
-      ],
-      queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
-      logger: ctx.logger,
-    });
-    const w = web;
-    cleanups.push(() => w.close());
-  }
+  const runtime: Runtime = { ctx, workers, started: false, stop: () => stop() };
   let stopped: Promise<void> | undefined;
+  let onStop = (): void => undefined;
+  const stopRequested = new Promise<void>((resolve) => (onStop = resolve));
   const stop = (): Promise<void> => {
+    onStop();
     stopped ??= (async () => {
       for (const cleanup of cleanups.reverse()) {
         try {
@@ -178,5 +168,64 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
     })();
     return stopped;
   };
-  return { ctx, workers, ...(web ? { web } : {}), stop };
+  // Workers stop first (they finish or hand back their current job), then what they used.
+  cleanups.push(() => closeRedis(ctx.redis));
+  cleanups.push(() => ctx.destination.close());
+  cleanups.push(() => Promise.all([...ctx.sources.values()].map((s) => s.close())));
+  cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
+  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
+  options.onStoppable?.(stop);
+  if (roles.has('web') || options.httpPort !== undefined) {
+    // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.
+    const { startWebServer } = await import('./http/server.js');
+    const web = await startWebServer({
+      host: ctx.config.web.host,
+      port: options.httpPort ?? ctx.config.web.port,
+      auth: resolvedAuth(ctx.config),
+      metrics: ctx.metrics,
+      collect: () => {
+        const problem = connectionProblem(ctx.redis);
+        return problem ? Promise.reject(new Error(`redis ${problem}`)) : collectSharedGauges(ctx);
+      },
+      readiness: [
+        {
+          name: 'redis',
+          check: async () => {
+            const problem = connectionProblem(ctx.redis);
+            if (problem) throw new Error(problem);
+            await ctx.redis.ping();
+          },
+        },
+        ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
+        {
+          name: 'roles',
+          check: async () => {
+            if (!runtime.started) throw new Error(connectionProblem(ctx.redis) ? 'not started: waiting for Redis' : 'starting');
+          },
+        },
+      ],
+      queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
+      logger: ctx.logger,
+    });
+    runtime.web = web;
+    cleanups.push(() => web.close());
+  }
+  try {
+    await Promise.race([redisReady(ctx.redis, ctx.config.redis.url), stopRequested]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  if (stopped) return runtime;
+  const policy = await unsafeEvictionPolicy(ctx);
+  if (policy) {
+    ctx.logger.warn({ policy }, `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`);
+  }
+  if (roles.has('scheduler')) {
+    await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
+  }
+  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
+  if (roles.has('push')) workers.push(startPushWorker(ctx));
+  runtime.started = true;
+  return runtime;
 }
