@@ -2,10 +2,11 @@
 import { Command, Option } from 'commander';
 import { request } from 'undici';
 import { CONFIG_NEEDS, allTables, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
-import { AppError, isAppError } from './core/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
-import { createLogger, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
@@ -57,7 +58,32 @@ async function closePipeline(ctx: PipelineContext): Promise<void> {
   ]).catch(() => {});
 }
 
+/** What a fatal error stops before the process exits: the running roles or the dev sink, and their logger. */
+let running: { stop: () => Promise<void>; logger: Logger } | undefined;
+/** A stop that hangs must not keep a broken process alive. */
+const FATAL_STOP_TIMEOUT_MS = 10_000;
+let fatal = false;
+
+/**
+ * A rejection nobody handled or an exception nobody caught: one structured fatal line (code and message; the stack
+ * only inside the JSON `err` field), the ordered stop of what runs (bounded), exit 1.
+ */
+function onFatal(kind: string, err: unknown): void {
+  if (fatal) return;
+  fatal = true;
+  const e = toAppError(err);
+  const logger = running?.logger ?? createStderrLogger();
+  logger.fatal({ code: e.code, err }, `${kind}: ${e.message}; stopping`);
+  const stopped = running ? Promise.race([running.stop().catch(() => undefined), sleep(FATAL_STOP_TIMEOUT_MS)]) : Promise.resolve();
+  void stopped.finally(() => process.exit(EXIT_FAILED));
+}
+
+process.on('unhandledRejection', (reason) => onFatal('unhandled rejection', reason));
+process.on('uncaughtException', (err) => onFatal('uncaught exception', err));
+
+/** Signals and fatal errors stop what runs, in order. */
 function onSignals(stop: () => Promise<void>, logger: Logger): void {
+  running = { stop, logger };
   let count = 0;
   const handler = (signal: string): void => {
     count += 1;

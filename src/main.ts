@@ -165,6 +165,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
           ctx.logger.warn({ err: (err as Error).message }, 'error during shutdown');
         }
       }
+      ctx.logger.info('pushsync stopped');
     })();
     return stopped;
   };
