@@ -6,12 +6,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
-import { createLogger, createStderrLogger, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
 import type { PipelineContext } from './queue/context.js';
-import { closeRedis, probeRedis } from './queue/redis.js';
+import { closeRedis, connectionProblem, probeRedis } from './queue/redis.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
@@ -233,18 +233,16 @@ program
   .description('per table: cursor position, undelivered batches, dead-letter count')
   .action(async () => {
     try {
-      const config = load(NEEDS.redisOnly);
-      await probeRedis(config.redis.url, config.redis.connectTimeout);
-      const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
-      const failed = await ctx.pushQueue.getFailedCount();
-      for (const t of allTables(config)) {
-        const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
-        const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
-        const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
-        process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
-      }
-      process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
-      await closePipeline(ctx);
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        const failed = await ctx.pushQueue.getFailedCount();
+        for (const t of allTables(ctx.config)) {
+          const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
+          const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
+          const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
+          process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
+        }
+        process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
+      });
     } catch (err) {
       fail(err);
     }
@@ -347,6 +345,11 @@ async function withQueues<T>(needs: readonly ConfigNeed[], fn: (ctx: ReturnType<
   const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
   try {
     return await fn(ctx);
+  } catch (err) {
+    // Redis went away after the probe: the bounded connection gave up; say so instead of the driver's words.
+    const problem = isAppError(err) ? undefined : connectionProblem(ctx.redis);
+    if (problem) throw new AppError('REDIS_UNAVAILABLE', `lost Redis at ${redactUrl(config.redis.url)}: ${problem}`, { cause: err });
+    throw err;
   } finally {
     await closePipeline(ctx);
   }
