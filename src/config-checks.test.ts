@@ -27,20 +27,21 @@ function problems(run: () => unknown): string[] {
 }
 
 describe('schedule intervals', () => {
-  it('refuses every: 0s for a table, a CDC source and a reconciliation, naming the key and the minimum', () => {
+  it('refuses every: 0s for a table, a reconciliation and a CDC source, naming the key and the minimum', () => {
     expect(problems(() => parseConfig(config({}, { every: '0s' }), {}))).toEqual([
       'sources[0].tables[0].every: must be at least 1s (got 0 ms)',
     ]);
     expect(problems(() => parseConfig(config({}, { reconcile: { every: 0 } }), {}))).toEqual([
       'sources[0].tables[0].reconcile.every: must be at least 1s (got 0 ms)',
     ]);
-    expect(problems(() => parseConfig(config({ mode: 'cdc', cdc: { every: '500ms' } }, { watermark: undefined }), {}))).toEqual([
-      'sources[0].cdc.every: must be at least 1s (got 500 ms)',
+    expect(problems(() => parseConfig(config({ mode: 'cdc', cdc: { every: '0s' } }, { watermark: undefined }), {}))).toEqual([
+      'sources[0].cdc.every: must be at least 100ms (got 0 ms)',
     ]);
   });
 
-  it('accepts every: 1s', () => {
+  it('accepts every: 1s for a table and 200ms for a CDC source', () => {
     expect(parseConfig(config({}, { every: '1s' }), {}).sources[0]!.tables[0]!.every).toBe(1000);
+    expect(parseConfig(config({ mode: 'cdc', cdc: { every: '200ms' } }, { watermark: undefined }), {}).sources[0]!.cdc.every).toBe(200);
   });
 });
 

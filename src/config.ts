@@ -39,9 +39,17 @@ const duration = z.unknown().transform((v, ctx) => {
   return z.NEVER;
 });
 
-/** Schedules: BullMQ refuses an interval of 0 when the scheduler registers it, and sub-second polling only adds load. */
-const MIN_EVERY_MS = 1000;
-const every = duration.refine((ms) => ms >= MIN_EVERY_MS, { error: (iss) => `must be at least 1s (got ${String(iss.input)} ms)` });
+/** A duration of at least `min` ms; the message names the minimum as written in the config (`label`). */
+function atLeast(min: number, label: string) {
+  return duration.refine((ms) => ms >= min, { error: (iss) => `must be at least ${label} (got ${String(iss.input)} ms)` });
+}
+
+/**
+ * Schedules: BullMQ refuses an interval of 0 when the scheduler registers it, and a table polled more often than
+ * once a second only adds load. The CDC tick may be shorter: it only starts a reader when none holds the slot.
+ */
+const every = atLeast(1000, '1s');
+const cdcEvery = atLeast(100, '100ms');
 
 const cron = z.string().refine(
   (v) => {
@@ -108,7 +116,7 @@ const cdcSchema = z
     publication: slotName.optional(),
     slot: slotName.optional(),
     /** How often the stream reader is started when none is running. */
-    every: every.default(1000),
+    every: cdcEvery.default(1000),
     /** A reader hands over after this long, so work moves between processes and the dashboard shows progress. */
     maxRunTime: duration.default(60_000),
     /** Keys per push job. */
@@ -171,7 +179,7 @@ const configSchema = z
          * `status`, `dlq`, `reset`, `cdc`, `sync --once`) fail with REDIS_UNAVAILABLE when Redis does not answer
          * within it; `start` keeps retrying. @defaultValue 10000 (10s)
          */
-        connectTimeout: duration.refine((ms) => ms >= 100, { error: (iss) => `must be at least 100ms (got ${String(iss.input)} ms)` }).default(10_000),
+        connectTimeout: atLeast(100, '100ms').default(10_000),
       })
       .strict()
       .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync', connectTimeout: 10_000 }),
