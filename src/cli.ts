@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { allTables, loadConfig, tableSpec, type Config } from './config.js';
-import { AppError, isAppError } from './core/errors.js';
+import { CONFIG_NEEDS, allTables, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
-import { createLogger, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
+import type { PipelineContext } from './queue/context.js';
+import { connectionProblem, probeRedis } from './queue/redis.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
@@ -18,8 +21,21 @@ import { resetTable } from './queue/table-admin.js';
 const EXIT_FAILED = 1;
 const EXIT_CONFIG = 2;
 
-function load(path: string): Config {
-  return loadConfig(path);
+/**
+ * What each command uses of the values that may stay unresolved (CONFIG_NEEDS): an unset `${VAR}` in a value the
+ * command does not use is no error. `status`, `reset` and `dlq` read Redis only.
+ */
+const NEEDS = {
+  start: CONFIG_NEEDS,
+  sync: ['redis.url', 'sources.url', 'destination.apiKey'],
+  check: ['redis.url', 'sources.url'],
+  redisOnly: ['redis.url'],
+  views: ['sources.url'],
+  cdc: ['redis.url', 'sources.url'],
+} satisfies Record<string, readonly ConfigNeed[]>;
+
+function load(needs: readonly ConfigNeed[]): Config {
+  return loadConfig(program.opts().config, process.env, { needs });
 }
 
 function fail(err: unknown): never {
@@ -31,7 +47,33 @@ function fail(err: unknown): never {
   process.exit(EXIT_FAILED);
 }
 
+
+/** What a fatal error stops before the process exits: the running roles or the dev sink, and their logger. */
+let running: { stop: () => Promise<void>; logger: Logger } | undefined;
+/** A stop that hangs must not keep a broken process alive. */
+const FATAL_STOP_TIMEOUT_MS = 10_000;
+let fatal = false;
+
+/**
+ * A rejection nobody handled or an exception nobody caught: one structured fatal line (code and message; the stack
+ * only inside the JSON `err` field), the ordered stop of what runs (bounded), exit 1.
+ */
+function onFatal(kind: string, err: unknown): void {
+  if (fatal) return;
+  fatal = true;
+  const e = toAppError(err);
+  const logger = running?.logger ?? createStderrLogger();
+  logger.fatal({ code: e.code, err }, `${kind}: ${e.message}; stopping`);
+  const stopped = running ? Promise.race([running.stop().catch(() => undefined), sleep(FATAL_STOP_TIMEOUT_MS)]) : Promise.resolve();
+  void stopped.finally(() => process.exit(EXIT_FAILED));
+}
+
+process.on('unhandledRejection', (reason) => onFatal('unhandled rejection', reason));
+process.on('uncaughtException', (err) => onFatal('uncaught exception', err));
+
+/** Signals and fatal errors stop what runs, in order. */
 function onSignals(stop: () => Promise<void>, logger: Logger): void {
+  running = { stop, logger };
   let count = 0;
   const handler = (signal: string): void => {
     count += 1;
@@ -56,12 +98,15 @@ program
   .option('--port <port>', 'port for health, metrics (and the dashboard with the web role); overrides web.port', (v) => Number(v))
   .action(async (opts: { role: Role[]; port?: number }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.start);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
-      const runtime = await startRuntime(ctx, { roles: opts.role, httpPort: opts.port ?? config.web.port });
-      logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
-      onSignals(runtime.stop, logger);
+      const runtime = await startRuntime(ctx, {
+        roles: opts.role,
+        httpPort: opts.port ?? config.web.port,
+        onStoppable: (stop) => onSignals(stop, logger),
+      });
+      if (runtime.started) logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
     } catch (err) {
       fail(err);
     }
@@ -75,11 +120,11 @@ program
   .option('--reconcile', 'also run the hard-delete reconciliation of tables that configure one')
   .action(async (opts: { timeout: string; reconcile?: boolean }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.sync);
       const logger = createLogger(config.log.level);
+      await probeRedis(config.redis.url, config.redis.connectTimeout);
       const ctx = createPipeline(config, logger);
-      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-      onSignals(runtime.stop, logger);
+      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'], onStoppable: (stop) => onSignals(stop, logger) });
       const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
         timeoutMs: parseDuration(opts.timeout),
         reconcile: opts.reconcile === true,
@@ -106,35 +151,41 @@ program
   .action(async () => {
     let config: Config;
     try {
-      config = load(program.opts().config);
+      config = load(NEEDS.check);
     } catch (err) {
       fail(err);
     }
     process.stdout.write('ok   config is valid\n');
-    const logger = createLogger('silent');
-    const ctx = createPipeline(config, logger);
     let problems = 0;
     const report = (ok: boolean, what: string, detail = ''): void => {
       if (!ok) problems += 1;
       process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? `: ${detail}` : ''}\n`);
     };
     const warn = (what: string): void => void process.stdout.write(`warn ${what}\n`);
+    // Without Redis, the checks that need it are skipped; the sources and the destination are still checked.
+    let ctx: PipelineContext | undefined;
     try {
-      await ctx.redis.ping();
+      await probeRedis(config.redis.url, config.redis.connectTimeout);
+      ctx = createPipeline(config, createLogger('silent'), { bounded: true });
       report(true, 'redis reachable');
       const policy = await unsafeEvictionPolicy(ctx);
       if (policy) warn(`redis maxmemory-policy is ${policy}; set noeviction so cursors and jobs are never evicted`);
     } catch (err) {
-      report(false, 'redis reachable', (err as Error).message);
+      report(false, 'redis reachable', String(err));
     }
-    for (const source of ctx.sources.values()) {
+    const sources = ctx?.sources ?? createSources(config);
+    for (const source of sources.values()) {
       try {
         for (const w of await source.warnings()) warn(w);
       } catch (err) {
         report(false, `source ${source.name} reachable`, (err as Error).message);
       }
     }
-    for (const s of cdcSources(ctx)) {
+    for (const s of config.sources.filter((x) => x.tables.some((t) => t.mode === 'cdc'))) {
+      if (!ctx) {
+        warn(`source ${s.name} change data capture not checked: it needs Redis`);
+        continue;
+      }
       try {
         const st = await cdcStatus(ctx, s);
         report(st.problems.length === 0, `source ${s.name} change data capture`, st.problems.join('; ') || `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`);
@@ -144,7 +195,7 @@ program
       }
     }
     for (const t of allTables(config)) {
-      const source = ctx.sources.get(t.source)!;
+      const source = sources.get(t.source)!;
       try {
         const reader = await source.table(tableSpec(t));
         report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
@@ -161,7 +212,8 @@ program
     } catch (err) {
       report(false, 'destination reachable', (err as Error).message);
     }
-    await closePipeline(ctx).catch(() => {});
+    if (ctx) await closePipeline(ctx);
+    else await Promise.all([...sources.values()].map((s) => s.close())).catch(() => {});
     process.stdout.write(problems === 0 ? 'all checks passed\n' : `${problems} check(s) failed\n`);
     process.exit(problems === 0 ? 0 : EXIT_FAILED);
   });
@@ -171,17 +223,16 @@ program
   .description('per table: cursor position, undelivered batches, dead-letter count')
   .action(async () => {
     try {
-      const config = load(program.opts().config);
-      const ctx = createPipeline(config, createLogger('silent'));
-      const failed = await ctx.pushQueue.getFailedCount();
-      for (const t of allTables(config)) {
-        const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
-        const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
-        const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
-        process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
-      }
-      process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
-      await closePipeline(ctx);
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        const failed = await ctx.pushQueue.getFailedCount();
+        for (const t of allTables(ctx.config)) {
+          const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
+          const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
+          const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
+          process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
+        }
+        process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
+      });
     } catch (err) {
       fail(err);
     }
@@ -193,7 +244,7 @@ program
   .option('--as-of <ordering>', 'the point in time, as an _ordering value', '2024-01-01T00:00:00.000000Z')
   .action(async (opts: { asOf: string }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.views);
       const sources = createSources(config);
       try {
         for (const t of allTables(config)) {
@@ -216,7 +267,7 @@ program
   .option('--all', 'every configured table')
   .action(async (opts: { table?: string[]; all?: boolean }) => {
     try {
-      await withQueues(async (ctx) => {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
         const tables = allTables(ctx.config);
         const chosen = opts.all ? tables : (opts.table ?? []).map((name) => {
           const t = tables.find((x) => `${x.source}.${x.name}` === name);
@@ -241,7 +292,7 @@ cdcCommand
   .description('per source: slot, publication, positions, WAL held back, snapshots done')
   .action(async () => {
     try {
-      await withQueues(async (ctx) => {
+      await withQueues(NEEDS.cdc, async (ctx) => {
         for (const s of cdcSources(ctx)) {
           const st = await cdcStatus(ctx, s);
           process.stdout.write(
@@ -265,7 +316,7 @@ cdcCommand
   .option('--drop-publication', 'also drop the publication (when removing CDC from the source)')
   .action(async (opts: { source: string; dropPublication?: boolean }) => {
     try {
-      await withQueues(async (ctx) => {
+      await withQueues(NEEDS.cdc, async (ctx) => {
         const [s] = cdcSources(ctx, opts.source);
         if (!s) throw new AppError('CONFIG_INVALID', `source ${opts.source} has no table in mode cdc`);
         await cdcReset(ctx, s, opts.dropPublication === true);
@@ -278,13 +329,19 @@ cdcCommand
 
 const dlq = program.command('dlq').description('the dead-letter queue: push jobs that failed for good');
 
-async function withQueues<T>(fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
-  const config = load(program.opts().config);
-  const ctx = createPipeline(config, createLogger('silent'));
+async function withQueues<T>(needs: readonly ConfigNeed[], fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
+  const config = load(needs);
+  await probeRedis(config.redis.url, config.redis.connectTimeout);
+  const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
   try {
     return await fn(ctx);
+  } catch (err) {
+    // Redis went away after the probe: the bounded connection gave up; say so instead of the driver's words.
+    const problem = isAppError(err) ? undefined : connectionProblem(ctx.redis);
+    if (problem) throw new AppError('REDIS_UNAVAILABLE', `lost Redis at ${redactUrl(config.redis.url)}: ${problem}`, { cause: err });
+    throw err;
   } finally {
-    await closePipeline(ctx).catch(() => {});
+    await closePipeline(ctx);
   }
 }
 
@@ -300,7 +357,7 @@ dlq
   .option('--json', 'one JSON object per line')
   .action(async (opts: { json?: boolean }) => {
     try {
-      const letters = await withQueues((ctx) => listDeadLetters(ctx.pushQueue));
+      const letters = await withQueues(NEEDS.redisOnly, (ctx) => listDeadLetters(ctx.pushQueue));
       for (const d of letters) {
         process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${d.id}  ${d.name}  attempts=${d.attempts}  failed=${d.failedAt ?? '?'}\n    ${d.reason}\n    range ${d.range}\n`);
       }
@@ -316,7 +373,7 @@ dlq
   .option('--all', 'every failed push job')
   .action(async (ids: string[], opts: { all?: boolean }) => {
     try {
-      const retried = await withQueues((ctx) => retryDeadLetters(ctx.pushQueue, jobIds(ids, opts.all)));
+      const retried = await withQueues(NEEDS.redisOnly, (ctx) => retryDeadLetters(ctx.pushQueue, jobIds(ids, opts.all)));
       process.stdout.write(`retried ${retried.length} job(s)${retried.length ? `: ${retried.join(' ')}` : ''}\n`);
     } catch (err) {
       fail(err);
@@ -329,7 +386,7 @@ dlq
   .option('--all', 'every failed push job')
   .action(async (ids: string[], opts: { all?: boolean }) => {
     try {
-      const purged = await withQueues((ctx) => purgeDeadLetters(ctx.pushQueue, ctx.redis, ctx.keys, jobIds(ids, opts.all)));
+      const purged = await withQueues(NEEDS.redisOnly, (ctx) => purgeDeadLetters(ctx.pushQueue, ctx.redis, ctx.keys, jobIds(ids, opts.all)));
       process.stdout.write(`purged ${purged.length} job(s)${purged.length ? `: ${purged.join(' ')}` : ''}\n`);
     } catch (err) {
       fail(err);

@@ -68,7 +68,7 @@ describe('parseConfig with a valid file', () => {
       },
       {},
     );
-    expect(cfg.redis).toEqual({ url: 'rediss://cache:6380', prefix: 'ps-prod' });
+    expect(cfg.redis).toEqual({ url: 'rediss://cache:6380', prefix: 'ps-prod', connectTimeout: 10_000 });
     expect(cfg.destination).toMatchObject({
       url: 'https://staging.definite.app/v2/stream',
       apiKey: 'secret',
@@ -101,7 +101,7 @@ describe('parseConfig with a valid file', () => {
 
   it('fills in the documented defaults', () => {
     const cfg = parseConfig(minimal(), {});
-    expect(cfg.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' });
+    expect(cfg.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync', connectTimeout: 10_000 });
     expect(cfg.destination).toMatchObject({
       url: 'https://api.definite.app/v2/stream',
       timeout: 60_000,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CronExpressionParser } from 'cron-parser';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { CST, LineCounter, Parser, parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
@@ -18,14 +18,40 @@ import type { TableSpec } from './core/ports.js';
 /** Strings that may arrive as numbers from `${VAR}` (a numeric token or password). */
 const text = z.union([z.string(), z.number()]).transform(String);
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+/** The longest duration a Node.js timer can wait (about 24.8 days); longer ones would fire at once. */
+const MAX_DURATION_MS = 2_147_483_647;
+const DURATION_FORMS = 'a duration such as "30s", "5m" or a finite number of milliseconds';
+
+const duration = z.unknown().transform((v, ctx) => {
+  if (typeof v === 'number' && !Number.isFinite(v)) {
+    ctx.addIssue({ code: 'custom', message: `must be ${DURATION_FORMS} from 0 to ${MAX_DURATION_MS}; got ${v}` });
     return z.NEVER;
   }
+  if (typeof v !== 'string' && typeof v !== 'number') {
+    ctx.addIssue({ code: 'custom', message: `must be ${DURATION_FORMS}; got ${v === null ? 'null' : typeof v}` });
+    return z.NEVER;
+  }
+  try {
+    const ms = parseDuration(v);
+    if (ms <= MAX_DURATION_MS) return ms;
+    ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_DURATION_MS} ms (about 24.8 days); got ${ms} ms` });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+  return z.NEVER;
 });
+
+/** A duration of at least `min` ms; the message names the minimum as written in the config (`label`). */
+function atLeast(min: number, label: string) {
+  return duration.refine((ms) => ms >= min, { error: (iss) => `must be at least ${label} (got ${String(iss.input)} ms)` });
+}
+
+/**
+ * Schedules: BullMQ refuses an interval of 0 when the scheduler registers it, and a table polled more often than
+ * once a second only adds load. The CDC tick may be shorter: it only starts a reader when none holds the slot.
+ */
+const every = atLeast(1000, '1s');
+const cdcEvery = atLeast(100, '100ms');
 
 const cron = z.string().refine(
   (v) => {
@@ -88,14 +114,14 @@ const tableSchema = z
     /** `watermark` polls by a watermark column; `cdc` streams changes from the source's replication slot. */
     mode: z.enum(['watermark', 'cdc']).optional(),
     watermark: z.string().min(1).optional(),
-    every: duration.optional(),
+    every: every.optional(),
     cron: cron.optional(),
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
     safetyLag: duration.default(0),
     /** Periodic primary-key reconciliation that sends deletes for rows gone from the source (watermark mode). */
     reconcile: z
       .object({
-        every: duration,
+        every,
         /** How long to wait for transactions open at the check before sending deletes (else: next run). */
         maxWait: duration.default(300_000),
       })
@@ -122,7 +148,7 @@ const cdcSchema = z
     publication: slotName.optional(),
     slot: slotName.optional(),
     /** How often the stream reader is started when none is running. */
-    every: duration.default(1000),
+    every: cdcEvery.default(1000),
     /** A reader hands over after this long, so work moves between processes and the dashboard shows progress. */
     maxRunTime: duration.default(60_000),
     /** Keys per push job. */
@@ -134,11 +160,34 @@ const cdcSchema = z
   })
   .strict();
 
+/** Problems of a PostgreSQL connection URL, without echoing it (it may carry a password). */
+function postgresUrlProblem(url: string): string | undefined {
+  const example = 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/database';
+  const parts = /^(postgres|postgresql):\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?/i.exec(url);
+  if (!parts) return example;
+  const port = parts[3];
+  if (port !== undefined && port !== '') {
+    if (!/^\d+$/.test(port)) return `port ${port} is not a number`;
+    if (Number(port) < 1 || Number(port) > 65535) return `port ${port} is out of range (1-65535)`;
+  }
+  try {
+    new URL(url);
+  } catch {
+    return `is not a parseable URL (percent-encode special characters in the user name and password, e.g. @ as %40)`;
+  }
+  return undefined;
+}
+
+const postgresUrl = z.string().superRefine((url, ctx) => {
+  const problem = unresolvedVariable(url) === undefined ? postgresUrlProblem(url) : undefined;
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 const sourceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
     kind: z.literal('postgres'),
-    url: z.string().min(1),
+    url: postgresUrl,
     poolSize: z.number().int().min(1).max(64).default(4),
     statementTimeout: duration.default(300_000),
     /** Default mode for the source's tables. */
@@ -152,11 +201,20 @@ const configSchema = z
   .object({
     redis: z
       .object({
-        url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+        url: z
+          .string()
+          .refine((v) => /^rediss?:\/\//.test(v) || unresolvedVariable(v) !== undefined, 'must start with redis:// or rediss://')
+          .default('redis://127.0.0.1:6379'),
         prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -').default('pushsync'),
+        /**
+         * How long one attempt to connect to Redis may take, in ms (a duration). One-shot commands (`check`,
+         * `status`, `dlq`, `reset`, `cdc`, `sync --once`) fail with REDIS_UNAVAILABLE when Redis does not answer
+         * within it; `start` keeps retrying. @defaultValue 10000 (10s)
+         */
+        connectTimeout: atLeast(100, '100ms').default(10_000),
       })
       .strict()
-      .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync' }),
+      .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync', connectTimeout: 10_000 }),
     destination: z
       .object({
         /**
@@ -265,11 +323,45 @@ function protectEnvRefs(text: string): { text: string; refs: string[] } {
   return { text: text.replace(ENV_REF, (m) => `PUSHSYNC_ENV_REF_${refs.push(m) - 1}_`), refs };
 }
 
-function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems: string[]): string {
+/**
+ * Values that only some commands use. A `${VAR}` without default that is unset in one of them is an error only for
+ * a command that needs the value; otherwise the reference stays in the value unresolved, and `resolved` refuses it
+ * where it would be used.
+ */
+export const CONFIG_NEEDS = ['redis.url', 'sources.url', 'destination.apiKey', 'web.auth'] as const;
+export type ConfigNeed = (typeof CONFIG_NEEDS)[number];
+
+/** `sources[2].url` → `sources.url`, `web.auth.token` → `web.auth`: the need a value path belongs to, if any. */
+function needOf(path: string): ConfigNeed | undefined {
+  const general = path.replace(/\[\d+\]/g, '');
+  return CONFIG_NEEDS.find((n) => general === n || general.startsWith(`${n}.`));
+}
+
+/** The variable of an unset `${VAR}` left in a value no command needed so far, if any. */
+export function unresolvedVariable(value: string): string | undefined {
+  return /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(value)?.[1];
+}
+
+/** CONFIG_INVALID naming the key and the variable, for a value whose `${VAR}` was left unresolved. */
+export function unresolvedError(value: string, path: string): AppError | undefined {
+  const name = unresolvedVariable(value);
+  return name === undefined ? undefined : new AppError('CONFIG_INVALID', `${path}: environment variable ${name} is not set`);
+}
+
+/** The value, or that error: for a command using a value it did not declare among its needs. */
+export function resolved(value: string, path: string): string {
+  const error = unresolvedError(value, path);
+  if (error) throw error;
+  return value;
+}
+
+function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems: string[], needs: readonly ConfigNeed[]): string {
   const [, name, fallback] = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/.exec(ref)!;
   const v = env[name!];
   if (v !== undefined && v !== '') return v;
   if (fallback !== undefined) return fallback;
+  const need = needOf(path);
+  if (need !== undefined && !needs.includes(need)) return `\${${name}}`;
   problems.push(`${path || '(root)'}: environment variable ${name} is not set (write \${${name}:-default} to allow a default)`);
   return '';
 }
@@ -279,12 +371,12 @@ function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems:
  * default are errors. A value that is one reference alone and resolves to a number or boolean becomes one, so
  * `port: ${PORT:-3000}` works.
  */
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], refs: string[]): unknown {
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], refs: string[], needs: readonly ConfigNeed[]): unknown {
   if (typeof value === 'string') {
     const whole = /^PUSHSYNC_ENV_REF_(\d+)_$/.exec(value) ?? /^\$\{[^}]*\}$/.exec(value);
     const out = value
-      .replace(PLACEHOLDER, (_m, i: string) => resolveRef(refs[Number(i)]!, env, path, problems))
-      .replace(ENV_REF, (m) => resolveRef(m, env, path, problems));
+      .replace(PLACEHOLDER, (_m, i: string) => resolveRef(refs[Number(i)]!, env, path, problems, needs))
+      .replace(ENV_REF, (m) => resolveRef(m, env, path, problems, needs));
     if (whole) {
       // Only when the number prints back identically: a token such as 007 or a 20-digit key must stay text.
       if (/^-?\d+(\.\d+)?$/.test(out) && String(Number(out)) === out) return Number(out);
@@ -292,10 +384,10 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, probl
     }
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems, refs));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`, problems, refs, needs));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems, refs);
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k, problems, refs, needs);
     return out;
   }
   return value;
@@ -351,10 +443,13 @@ function crossChecks(cfg: RawConfig): string[] {
   return problems;
 }
 
-/** Validates already-parsed YAML against the environment. Pure: no file or process access. */
-export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[] = []): Config {
+/**
+ * Validates already-parsed YAML against the environment. Pure: no file or process access. `needs`: the values of
+ * CONFIG_NEEDS the command uses (default all).
+ */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[] = [], needs: readonly ConfigNeed[] = CONFIG_NEEDS): Config {
   const problems: string[] = [];
-  const interpolated = dropEmpty(interpolate(raw, env, '', problems, refs));
+  const interpolated = dropEmpty(interpolate(raw, env, '', problems, refs, needs));
   const result = configSchema.safeParse(interpolated);
   if (!result.success) {
     // A key whose variable is unset was already reported; its "required" issue would only repeat it.
@@ -398,8 +493,39 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
   };
 }
 
+/**
+ * Where a YAML syntax error starts. The parser reports an unclosed quote where it gave up, at the end of the file;
+ * the quoted scalar that swallowed the rest of the file starts where the mistake is.
+ */
+function yamlErrorPlace(text: string, err: unknown): string {
+  if (!(err instanceof YAMLParseError) || !err.linePos) return '';
+  if (err.code === 'MISSING_CHAR') {
+    const lines = new LineCounter();
+    let start: number | undefined;
+    for (const token of new Parser(lines.addNewLine).parse(text)) {
+      if (token.type !== 'document') continue;
+      CST.visit(token, (item) => {
+        for (const node of [item.key, item.value]) {
+          const quoted = node?.type === 'double-quoted-scalar' || node?.type === 'single-quoted-scalar';
+          if (quoted && start === undefined && node.offset <= err.pos[0] && err.pos[0] <= node.offset + node.source.length) start = node.offset;
+        }
+      });
+    }
+    if (start !== undefined) {
+      const { line, col } = lines.linePos(start);
+      return ` at line ${line}, column ${col} (the quoted value that starts there is not closed)`;
+    }
+  }
+  return ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}`;
+}
+
+export interface LoadOptions {
+  /** The values of CONFIG_NEEDS the command uses. @defaultValue all of them */
+  needs?: readonly ConfigNeed[];
+}
+
 /** Reads and validates the YAML config file. */
-export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Config {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -411,10 +537,9 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     raw = parseYaml(protectedText.text);
   } catch (cause) {
-    const where = cause instanceof YAMLParseError && cause.linePos ? ` at line ${cause.linePos[0].line}` : '';
-    throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${where}: ${(cause as Error).message}`, { cause });
+    throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`, { cause });
   }
-  return parseConfig(raw, env, protectedText.refs);
+  return parseConfig(raw, env, protectedText.refs, options.needs);
 }
 
 /** What a source needs to know of a configured table. */

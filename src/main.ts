@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Config } from './config.js';
-import { allTables } from './config.js';
+import { allTables, resolved, unresolvedError } from './config.js';
 import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
@@ -11,7 +11,7 @@ import { startExtractWorker } from './queue/extract-worker.js';
 import { EXTRACT_QUEUE, PUSH_QUEUE } from './queue/jobs.js';
 import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
-import { Keys, createRedis } from './queue/redis.js';
+import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redisReady, watchConnection } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
@@ -20,12 +20,20 @@ import { PostgresCdc } from './sources/postgres-cdc.js';
 export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
 export type Role = (typeof ROLES)[number];
 
+/**
+ * A command that does not need a value may leave its `${VAR}` unset (see CONFIG_NEEDS): the adapter built from it
+ * then fails with the config error on first use instead of at load.
+ */
 export function createSources(config: Config): Map<string, Source> {
   return new Map(
-    config.sources.map((s) => [
-      s.name,
-      new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }) as Source,
-    ]),
+    config.sources.map((s, i): [string, Source] => {
+      const error = unresolvedError(s.url, `sources[${i}].url`);
+      if (error) {
+        const fail = (): Promise<never> => Promise.reject(error);
+        return [s.name, { name: s.name, table: fail, warnings: fail, ping: fail, close: () => Promise.resolve() }];
+      }
+      return [s.name, new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout })];
+    }),
   );
 }
 
@@ -34,12 +42,44 @@ export function createChangeSources(config: Config): Map<string, ChangeSource> {
   return new Map(
     config.sources
       .filter((s) => s.tables.some((t) => t.mode === 'cdc'))
-      .map((s) => [s.name, new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot) as ChangeSource]),
+      .map((s): [string, ChangeSource] => {
+        const error = unresolvedError(s.url, `sources[${config.sources.indexOf(s)}].url`);
+        return [s.name, error ? unavailableChangeSource(s.name, s.cdc.slot, error) : new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot)];
+      }),
   );
+}
+
+/** A change source whose URL a command left unresolved: every use fails with the config error. */
+function unavailableChangeSource(name: string, slot: string, error: Error): ChangeSource {
+  const fail = (): Promise<never> => Promise.reject(error);
+  return {
+    name,
+    stream: `replication slot ${slot}`,
+    prerequisites: fail,
+    keyProblems: fail,
+    prepare: fail,
+    status: fail,
+    create: fail,
+    currentPosition: fail,
+    comparePositions: () => {
+      throw error;
+    },
+    confirmedPast: () => {
+      throw error;
+    },
+    snapshotOrdering: () => {
+      throw error;
+    },
+    open: fail,
+    drop: fail,
+    close: () => Promise.resolve(),
+  };
 }
 
 export function createDestination(config: Config): Destination {
   const d = config.destination;
+  const error = unresolvedError(d.apiKey, 'destination.apiKey');
+  if (error) return { send: () => Promise.reject(error), close: () => Promise.resolve() };
   return new StreamApiClient({
     url: d.url,
     apiKey: d.apiKey,
@@ -54,12 +94,22 @@ export function createDestination(config: Config): Destination {
 export interface PipelineOverrides {
   destination?: Destination;
   metrics?: Metrics;
+  /**
+   * Commands without workers (status, dlq, ...): Redis gives up after `redis.connectTimeout` without a connection
+   * and what waits fails, instead of waiting for it forever. @defaultValue false
+   */
+  bounded?: boolean;
 }
 
 export function createPipeline(config: Config, logger: Logger, overrides: PipelineOverrides = {}): PipelineContext {
-  const redis = createRedis(config.redis.url);
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const url = resolved(config.redis.url, 'redis.url');
+  const timeout = config.redis.connectTimeout;
+  const redis = createRedis(url, { connectTimeoutMs: timeout, ...(overrides.bounded ? { giveUpAfterMs: timeout } : {}) });
+  watchConnection(redis, url, logger);
   const queueOpts = { connection: redis, prefix: config.redis.prefix };
+  const extractQueue = new Queue(EXTRACT_QUEUE, queueOpts);
+  const pushQueue = new Queue(PUSH_QUEUE, queueOpts);
+  for (const q of [extractQueue, pushQueue]) q.on('error', logOncePerState(redis, logger, { queue: q.name }, 'queue error'));
   return {
     config,
     redis,
@@ -69,20 +119,20 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     destination: overrides.destination ?? createDestination(config),
     metrics: overrides.metrics ?? createMetrics(),
     logger,
-    extractQueue: new Queue(EXTRACT_QUEUE, queueOpts),
-    pushQueue: new Queue(PUSH_QUEUE, queueOpts),
+    extractQueue,
+    pushQueue,
   };
 }
 
-/** Closes what createPipeline opened, for commands that start no runtime. */
+/** Closes what createPipeline opened, for commands that start no runtime; errors there change nothing about their outcome. */
 export async function closePipeline(ctx: PipelineContext): Promise<void> {
   await Promise.all([
+    closeRedis(ctx.redis),
     ctx.extractQueue.close(),
     ctx.pushQueue.close(),
     ...[...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close()),
     ctx.destination.close(),
-  ]);
-  await ctx.redis.quit();
+  ]).catch(() => {});
 }
 
 /**
@@ -116,10 +166,21 @@ export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
   }
 }
 
+function resolvedAuth(config: Config): Config['web']['auth'] {
+  const { token, username, password } = config.web.auth;
+  return {
+    ...(token !== undefined ? { token: resolved(token, 'web.auth.token') } : {}),
+    ...(username !== undefined ? { username: resolved(username, 'web.auth.username') } : {}),
+    ...(password !== undefined ? { password: resolved(password, 'web.auth.password') } : {}),
+  };
+}
+
 export interface Runtime {
   ctx: PipelineContext;
   workers: Worker[];
   web?: WebServer;
+  /** False when stop came before the roles started (while waiting for Redis). */
+  started: boolean;
   stop(): Promise<void>;
 }
 
@@ -127,51 +188,27 @@ export interface StartOptions {
   roles: readonly Role[];
   /** Serve health and metrics even without the web role (each worker process can be probed and scraped). */
   httpPort?: number;
+  /**
+   * Receives the runtime's stop as soon as there is something to stop: before start waits for Redis, so a signal
+   * or a fatal error during that wait still stops in order.
+   */
+  onStoppable?: (stop: () => Promise<void>) => void;
 }
 
+/**
+ * Starts the roles. Health, readiness and metrics are served first; then it waits for Redis (as long as it takes:
+ * `/readyz` answers 503 naming redis meanwhile), then registers schedules and starts the workers.
+ */
 export async function startRuntime(ctx: PipelineContext, options: StartOptions): Promise<Runtime> {
   const roles = new Set(options.roles);
   const cleanups: Array<() => Promise<unknown>> = [];
   const workers: Worker[] = [];
-  const policy = await unsafeEvictionPolicy(ctx);
-  if (policy) {
-    ctx.logger.warn({ policy }, `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`);
-  }
-  if (roles.has('scheduler')) {
-    await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
-  }
-  // Workers stop first (they finish or hand back their current job), then what they used.
-  cleanups.push(() => ctx.redis.quit().catch(() => undefined));
-  cleanups.push(() => ctx.destination.close());
-  cleanups.push(() => Promise.all([...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close())));
-  cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
-  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
-  let web: WebServer | undefined;
-  if (roles.has('web') || options.httpPort !== undefined) {
-    // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.
-    const { startWebServer } = await import('./http/server.js');
-    web = await startWebServer({
-      host: ctx.config.web.host,
-      port: options.httpPort ?? ctx.config.web.port,
-      auth: ctx.config.web.auth,
-      metrics: ctx.metrics,
-      collect: () => collectSharedGauges(ctx),
-      readiness: [
-        { name: 'redis', check: async () => void (await ctx.redis.ping()) },
-        ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
-      ],
-      queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
-      readOnly: ctx.config.web.readOnly,
-      logger: ctx.logger,
-    });
-    const w = web;
-    cleanups.push(() => w.close());
-  }
-  // Workers start after the web server, so a taken port fails the start before any worker has taken a job.
-  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
-  if (roles.has('push')) workers.push(startPushWorker(ctx));
+  const runtime: Runtime = { ctx, workers, started: false, stop: () => stop() };
   let stopped: Promise<void> | undefined;
+  let onStop = (): void => undefined;
+  const stopRequested = new Promise<void>((resolve) => (onStop = resolve));
   const stop = (): Promise<void> => {
+    onStop();
     stopped ??= (async () => {
       for (const cleanup of cleanups.reverse()) {
         try {
@@ -180,8 +217,70 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
           ctx.logger.warn({ err: (err as Error).message }, 'error during shutdown');
         }
       }
+      ctx.logger.info('pushsync stopped');
     })();
     return stopped;
   };
-  return { ctx, workers, ...(web ? { web } : {}), stop };
+  // Workers stop first (they finish or hand back their current job), then what they used.
+  cleanups.push(() => closeRedis(ctx.redis));
+  cleanups.push(() => ctx.destination.close());
+  cleanups.push(() => Promise.all([...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close())));
+  cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
+  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
+  options.onStoppable?.(stop);
+  if (roles.has('web') || options.httpPort !== undefined) {
+    // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.
+    const { startWebServer } = await import('./http/server.js');
+    const web = await startWebServer({
+      host: ctx.config.web.host,
+      port: options.httpPort ?? ctx.config.web.port,
+      auth: resolvedAuth(ctx.config),
+      metrics: ctx.metrics,
+      collect: () => {
+        const problem = connectionProblem(ctx.redis);
+        return problem ? Promise.reject(new Error(`redis ${problem}`)) : collectSharedGauges(ctx);
+      },
+      readiness: [
+        {
+          name: 'redis',
+          check: async () => {
+            const problem = connectionProblem(ctx.redis);
+            if (problem) throw new Error(problem);
+            await ctx.redis.ping();
+          },
+        },
+        ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
+        {
+          name: 'roles',
+          check: async () => {
+            if (!runtime.started) throw new Error(connectionProblem(ctx.redis) ? 'not started: waiting for Redis' : 'starting');
+          },
+        },
+      ],
+      queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
+      readOnly: ctx.config.web.readOnly,
+      logger: ctx.logger,
+    });
+    runtime.web = web;
+    cleanups.push(() => web.close());
+  }
+  try {
+    await Promise.race([redisReady(ctx.redis, ctx.config.redis.url), stopRequested]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  if (stopped) return runtime;
+  const policy = await unsafeEvictionPolicy(ctx);
+  if (policy) {
+    ctx.logger.warn({ policy }, `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`);
+  }
+  if (roles.has('scheduler')) {
+    await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
+  }
+  // Workers start after the web server, so a taken port fails the start before any worker has taken a job.
+  if (roles.has('extract')) workers.push(startExtractWorker(ctx));
+  if (roles.has('push')) workers.push(startPushWorker(ctx));
+  runtime.started = true;
+  return runtime;
 }

@@ -73,6 +73,7 @@ sources:
 `;
 
   it('rejects an invalid config with exit code 2, listing every problem with its key path', async () => {
+    // start needs every value, so the unset API key variable is one of the problems (check would not need it).
     const path = writeConfig(
       'bad.yaml',
       `
@@ -86,7 +87,7 @@ sources:
 web: { host: 0.0.0.0 }
 `,
     );
-    const run = await pushsync(['--config', path, 'check']);
+    const run = await pushsync(['--config', path, 'start']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('CONFIG_INVALID');
     expect(run.stderr).toContain('destination.apiKey: environment variable MISSING_KEY is not set');

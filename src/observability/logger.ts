@@ -31,3 +31,23 @@ export function createLogger(level: string = 'info', options: LoggerOptions = {}
   };
   return stream ? pino(opts, stream) : pino(opts);
 }
+
+/** A logger on stderr, written synchronously: for the last line of a process that exits right after it. */
+export function createStderrLogger(level: string = 'info'): Logger {
+  return createLogger(level, {}, pino.destination({ fd: 2, sync: true }));
+}
+
+/**
+ * A URL fit for logs and messages: its password replaced by `***` (user name, host, port and path kept). Text that
+ * is not a URL loses everything between `//` and `@`.
+ */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//***@');
+  }
+}
+

@@ -3,6 +3,7 @@ import { rangeId, type KeyRange } from '../core/cursor.js';
 import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
 import type { PipelineContext } from './context.js';
+import { logOncePerState } from './redis.js';
 import { findSource, findTable } from './context.js';
 import { tableSpec, type TableConfig } from '../config.js';
 import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, rangeJobId, type PushJob, type RunReason } from './jobs.js';
@@ -92,6 +93,7 @@ export function startExtractWorker(ctx: PipelineContext): Worker {
   worker.on('closing', () => {
     closing = true;
   });
-  worker.on('error', (err) => ctx.logger.error({ err: err.message, queue: EXTRACT_QUEUE }, 'worker error'));
+  // A Redis outage makes every connection of the worker fail on each retry: one line per distinct error.
+  worker.on('error', logOncePerState(ctx.redis, ctx.logger, { queue: EXTRACT_QUEUE }, 'worker error'));
   return worker;
 }

@@ -6,6 +6,7 @@ import { envelopeBytes, STREAM_LIMITS, type StreamLimits } from '../core/batchin
 import { truncateText } from '../core/redact.js';
 import type { Position } from '../core/cursor.js';
 import type { PipelineContext } from './context.js';
+import { logOncePerState } from './redis.js';
 import { findSource, findTable } from './context.js';
 import { tableSpec } from '../config.js';
 import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
@@ -96,6 +97,7 @@ export function startPushWorker(ctx: PipelineContext): Worker {
     ...WORKER_LEASES,
     settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
   });
-  worker.on('error', (err) => ctx.logger.error({ err: err.message, queue: PUSH_QUEUE }, 'worker error'));
+  // A Redis outage makes every connection of the worker fail on each retry: one line per distinct error.
+  worker.on('error', logOncePerState(ctx.redis, ctx.logger, { queue: PUSH_QUEUE }, 'worker error'));
   return worker;
 }

@@ -9,11 +9,30 @@ const TRANSIENT_CLASSES = new Set(['08', '53', '57', '58', '40']);
 const SCHEMA_CODES = new Set(['42P01', '42703', '42883', '3F000', '42704', '25006']);
 const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
 
+/**
+ * Logical decoding refuses a slot of this name from this database: it was created in another database of the
+ * server (slot names are cluster-wide), or it is a physical slot. The server raises both from CreateDecodingContext
+ * with SQLSTATE 55000 and no detail (an invalidated slot comes with a detail). Retrying cannot help; another name can.
+ */
+function slotTaken(e: { code?: string; routine?: string; detail?: string }): boolean {
+  return e.code === '55000' && e.routine === 'CreateDecodingContext' && !e.detail;
+}
+
+/** `what` names the source first, then the operation: `app: replication stream`. */
 export function translatePgError(err: unknown, what: string): AppError {
   if (err instanceof AppError) return err;
-  const e = err as { code?: string; message?: string };
+  const e = err as { code?: string; message?: string; routine?: string; detail?: string };
   const message = `${what}: ${e.message ?? String(err)}`;
   const code = typeof e.code === 'string' ? e.code : '';
+  if (slotTaken(e)) {
+    const source = what.split(': ')[0];
+    return new AppError(
+      'SOURCE_SLOT_TAKEN',
+      `${message}; replication slot names are shared by all databases of a server and another database (or a physical slot) has this one: ` +
+        `choose another slot name in the cdc.slot setting of source ${source} (the next run creates that slot and snapshots again)`,
+      { cause: err, details: { sqlstate: code } },
+    );
+  }
   if (NETWORK_ERRNOS.has(code) || /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e.message ?? '')) {
     return new AppError('SOURCE_UNAVAILABLE', message, { retryable: true, cause: err });
   }
