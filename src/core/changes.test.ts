@@ -95,6 +95,15 @@ describe('ChangeCollector', () => {
     expect(thrown(() => c.insert('public.orders', { total: '1' })).code).toBe('SOURCE_SCHEMA');
   });
 
+  it('refuses a delete that arrived with no old key at all as SOURCE_SCHEMA instead of an event without a key', () => {
+    const c = new ChangeCollector(RELATIONS);
+    c.begin('0/6');
+    const err = thrown(() => c.delete('public.orders', null));
+    expect(err.code).toBe('SOURCE_SCHEMA');
+    expect(err.message).toMatch(/^a delete of public\.orders arrived without its primary key \(id\); .*REPLICA IDENTITY/);
+    expect(c.commit()).toEqual([]);
+  });
+
   it('starts each transaction afresh: positions restart and nothing of the previous one is handed over again', () => {
     const c = new ChangeCollector(RELATIONS);
     c.begin('0/10');
