@@ -115,6 +115,30 @@ describe('dead-letter queue helpers', () => {
     expect(await listDeadLetters(queue)).toEqual([]);
   });
 
+  it('gives a retried job fresh attempts, so one more transient failure does not send it back to the dead-letter queue', async () => {
+    let calls = 0;
+    let failUntil = 2;
+    worker = new Worker(
+      PUSH_QUEUE,
+      async () => {
+        calls += 1;
+        if (calls <= failUntil) throw new Error('[DEST_UNAVAILABLE] HTTP 503 for bronze.app_t');
+        return 'ok';
+      },
+      { connection: { url: REDIS_URL }, prefix },
+    );
+    await queue.add('app.public.t', rangeJob(null, 5), { jobId: 'p-a', attempts: 2 });
+    await eventually(async () => (await state('p-a')) === 'failed');
+    expect((await queue.getJob('p-a'))!.attemptsMade).toBe(2);
+
+    // The destination is back but still drops one request.
+    failUntil = 3;
+    expect(await retryDeadLetters(queue, ['p-a'])).toEqual(['p-a']);
+    await eventually(async () => ['failed', 'completed'].includes(await state('p-a')));
+    expect(await state('p-a')).toBe('completed');
+    expect(calls).toBe(4);
+  });
+
   it('purges the failed jobs it is given and their undelivered entries, and leaves other jobs alone', async () => {
     await fill();
     expect(await purgeDeadLetters(queue, redis, keys, ['p-a', 'p-d', 'p-e', 'p-nope'])).toEqual(['p-a']);
