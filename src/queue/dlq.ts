@@ -5,7 +5,7 @@ import type { Keys } from './redis.js';
 
 /**
  * The dead-letter queue is BullMQ's failed set of the push queue. These helpers back `pushsync dlq` and behave
- * like the dashboard's buttons.
+ * like the dashboard's buttons, except that a retry starts the attempts afresh.
  */
 export interface DeadLetter {
   id: string;
