@@ -85,7 +85,8 @@ export class ChangeCollector {
   delete(relation: string, oldKey: Tuple | null): void {
     const keys = this.relations.get(relation);
     if (!keys) return;
-    this.push(relation, 'delete', this.key(relation, oldKey, keys, 'a delete')!);
+    // A delete is nothing but its key: with none at all the key check reports it, like a key with missing columns.
+    this.push(relation, 'delete', this.key(relation, oldKey ?? {}, keys, 'a delete')!);
   }
 
   /** Ends the transaction and hands over its events, in commit order. */

@@ -5,7 +5,7 @@ import type { Keys } from './redis.js';
 
 /**
  * The dead-letter queue is BullMQ's failed set of the push queue. These helpers back `pushsync dlq` and behave
- * like the dashboard's buttons.
+ * like the dashboard's buttons, except that a retry starts the attempts afresh.
  */
 export interface DeadLetter {
   id: string;
@@ -47,12 +47,15 @@ async function selectJobs(queue: Queue, ids: readonly string[] | 'all'): Promise
   return jobs.filter((j): j is Job => j !== undefined && j !== null);
 }
 
-/** Moves failed jobs back to waiting with fresh attempts. Returns the ids retried. */
+/**
+ * Moves failed jobs back to waiting with fresh attempts. Returns the ids retried. (BullMQ's retry, which the dashboard
+ * uses, keeps the attempts already made, so a job retried that way gets one attempt before it fails again.)
+ */
 export async function retryDeadLetters(queue: Queue, ids: readonly string[] | 'all'): Promise<string[]> {
   const retried: string[] = [];
   for (const job of await selectJobs(queue, ids)) {
     if ((await job.getState()) !== 'failed') continue;
-    await job.retry('failed');
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
     retried.push(String(job.id));
   }
   return retried;

@@ -1,0 +1,96 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { RedisCursorStore } from './cursor-store.js';
+import { AppError } from '../core/errors.js';
+import { SNAPSHOT_START_CURSOR, START_CURSOR, serializeCursor, type Cursor } from '../core/cursor.js';
+import { dropRedisPrefix, REDIS_URL, uniqueName } from '../../test/helpers/services.js';
+
+const at = (id: number): Cursor => ({ phase: 'wm', after: { wm: `2024-01-01 00:00:${String(id).padStart(2, '0')}+00`, pk: [String(id)] } });
+
+async function rejection(promise: Promise<unknown>): Promise<AppError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AppError);
+  return err as AppError;
+}
+
+describe('RedisCursorStore', () => {
+  let redis: Redis;
+  let prefix: string;
+  let key: string;
+  let store: RedisCursorStore;
+
+  beforeEach(() => {
+    redis = new Redis(REDIS_URL);
+    prefix = uniqueName('cur');
+    key = `${prefix}:cursor:app:public.t`;
+    store = new RedisCursorStore(redis, key, 'app.public.t');
+  });
+  afterEach(async () => {
+    await redis.quit();
+    await dropRedisPrefix(prefix);
+  });
+
+  it('starts a table with no stored cursor at the given start, with no version and no high water', async () => {
+    expect(await store.load()).toEqual({ cursor: START_CURSOR, version: null, highWater: null });
+    const snapshot = new RedisCursorStore(redis, key, 'app.public.t', SNAPSHOT_START_CURSOR);
+    expect((await snapshot.load()).cursor).toEqual(SNAPSHOT_START_CURSOR);
+  });
+
+  it('saves a cursor that a later load returns, with its version and as high water', async () => {
+    const saved = await store.save(await store.load(), at(5));
+    expect(saved).toEqual({ cursor: at(5), version: serializeCursor(at(5)), highWater: at(5) });
+    expect(await store.load()).toEqual(saved);
+    // A second reader sees the same.
+    expect(await new RedisCursorStore(redis, key, 'app.public.t').load()).toEqual(saved);
+  });
+
+  it('refuses a save from a stale version with a retryable CURSOR_CONFLICT, keeping the stored cursor', async () => {
+    const first = await store.load();
+    const mine = await store.save(first, at(5));
+    const err = await rejection(store.save(first, at(9)));
+    expect(err.code).toBe('CURSOR_CONFLICT');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain('app.public.t');
+    expect(await store.load()).toEqual(mine);
+  });
+
+  it('lets only one of two readers that loaded the same cursor save past it', async () => {
+    const a = new RedisCursorStore(redis, key, 'app.public.t');
+    const b = new RedisCursorStore(redis, key, 'app.public.t');
+    await a.save(await a.load(), at(1));
+    const [la, lb] = [await a.load(), await b.load()];
+    const results = await Promise.allSettled([a.save(la, at(4)), b.save(lb, at(7))]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect((refused.reason as AppError).code).toBe('CURSOR_CONFLICT');
+  });
+
+  it('refuses a save that expects no cursor when one is stored', async () => {
+    const empty = await store.load();
+    await store.save(empty, at(3));
+    expect((await rejection(store.save(empty, at(4)))).code).toBe('CURSOR_CONFLICT');
+  });
+
+  it('keeps the high water when the cursor is set back or removed behind its back', async () => {
+    await store.save(await store.load(), at(8));
+    await redis.set(key, serializeCursor(at(2)));
+    expect(await store.load()).toMatchObject({ cursor: at(2), highWater: at(8) });
+    await redis.del(key);
+    expect(await store.load()).toEqual({ cursor: START_CURSOR, version: null, highWater: at(8) });
+  });
+
+  it('forgets the cursor and its high water on clear', async () => {
+    await store.save(await store.load(), at(8));
+    await RedisCursorStore.clear(redis, key);
+    expect(await store.load()).toEqual({ cursor: START_CURSOR, version: null, highWater: null });
+    expect(await redis.exists(key, `${key}:high`)).toBe(0);
+  });
+
+  it('reports a stored cursor it cannot read as CURSOR_INVALID instead of starting over', async () => {
+    await redis.set(key, '{"v":1,"phase":"wm"');
+    expect((await rejection(store.load())).code).toBe('CURSOR_INVALID');
+  });
+});

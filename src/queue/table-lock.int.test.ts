@@ -1,0 +1,109 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { TableLock } from './table-lock.js';
+import { dropRedisPrefix, REDIS_URL, uniqueName } from '../../test/helpers/services.js';
+import { eventually, sleep } from '../../test/helpers/wait.js';
+
+describe('TableLock', () => {
+  let redis: Redis;
+  let prefix: string;
+  let key: string;
+  const locks: TableLock[] = [];
+  const lock = (ttlMs?: number): TableLock => {
+    const l = new TableLock(redis, key, ttlMs);
+    locks.push(l);
+    return l;
+  };
+
+  beforeEach(() => {
+    redis = new Redis(REDIS_URL);
+    prefix = uniqueName('lock');
+    key = `${prefix}:lock:app:public.t`;
+  });
+  afterEach(async () => {
+    // Stops renewal timers; a lease held by another token is left alone.
+    await Promise.all(locks.splice(0).map((l) => l.release()));
+    await redis.quit();
+    await dropRedisPrefix(prefix);
+  });
+
+  it('is held by one holder at a time', async () => {
+    const a = lock();
+    const b = lock();
+    expect(await a.acquire()).toBe(true);
+    expect(await b.acquire()).toBe(false);
+    expect(await redis.pttl(key)).toBeGreaterThan(0);
+  });
+
+  it('is released only by its holder', async () => {
+    const a = lock();
+    const b = lock();
+    expect(await a.acquire()).toBe(true);
+    await b.release();
+    expect(await redis.exists(key)).toBe(1);
+    expect(await b.acquire()).toBe(false);
+    await a.release();
+    expect(await redis.exists(key)).toBe(0);
+    expect(await b.acquire()).toBe(true);
+  });
+
+  it('is renewed while held, so it outlives its TTL', async () => {
+    const a = lock(1500);
+    const acquiredAt = Date.now();
+    expect(await a.acquire()).toBe(true);
+    // A renewal resets the remaining time upwards.
+    let last = await redis.pttl(key);
+    await eventually(async () => {
+      const now = await redis.pttl(key);
+      const renewed = now > last;
+      last = now;
+      return renewed;
+    });
+    await eventually(() => Date.now() > acquiredAt + 2500, 100);
+    expect(await redis.exists(key)).toBe(1);
+    expect(await lock().acquire()).toBe(false);
+    expect(a.isLost).toBe(false);
+  });
+
+  it('knows it is lost once another holder took the lease, and then leaves that lease alone', async () => {
+    const a = lock(300);
+    expect(await a.acquire()).toBe(true);
+    // The lease lapsed (the holder stalled) and another reader took it.
+    await redis.set(key, 'another-token', 'PX', 30_000);
+    await eventually(() => a.isLost);
+    await a.release();
+    expect(await redis.get(key)).toBe('another-token');
+  });
+
+  it('makes a one-shot run wait for the lease and take it once released', async () => {
+    const a = lock();
+    const b = lock();
+    expect(await a.acquire()).toBe(true);
+    let outcome: boolean | undefined;
+    const waiting = b.acquireFor('once', () => true).then((ok) => (outcome = ok));
+    await sleep(600);
+    expect(outcome).toBeUndefined();
+    await a.release();
+    await waiting;
+    expect(outcome).toBe(true);
+    expect(await lock().acquire()).toBe(false);
+  });
+
+  it('makes a one-shot run give up when told to stop trying', async () => {
+    const a = lock();
+    expect(await a.acquire()).toBe(true);
+    let tries = 0;
+    expect(await lock().acquireFor('once', () => ++tries < 3)).toBe(false);
+    expect(tries).toBe(3);
+  });
+
+  it('ends a scheduled run at once when the lease is taken', async () => {
+    const a = lock();
+    expect(await a.acquire()).toBe(true);
+    let asked = 0;
+    expect(await lock().acquireFor('schedule', () => ++asked > 0)).toBe(false);
+    expect(asked).toBe(0);
+    await a.release();
+    expect(await lock().acquireFor('schedule', () => true)).toBe(true);
+  });
+});
