@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { CONFIG_NEEDS, allTables, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
+import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
@@ -236,6 +236,15 @@ program
     } catch (err) {
       fail(err);
     }
+  });
+
+program
+  .command('config')
+  .description('about the config file itself')
+  .command('schema')
+  .description('print the JSON Schema of the config file, for editors (see README)')
+  .action(() => {
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   });
 
 program

@@ -42,8 +42,13 @@ const duration = z.unknown().transform((v, ctx) => {
 });
 
 /** A duration of at least `min` ms; the message names the minimum as written in the config (`label`). */
+/** Durations as the JSON Schema describes them (the zod schema parses them in code, which JSON Schema cannot see). */
+const DURATION_SCHEMAS = new WeakSet<object>([duration]);
+
 function atLeast(min: number, label: string) {
-  return duration.refine((ms) => ms >= min, { error: (iss) => `must be at least ${label} (got ${String(iss.input)} ms)` });
+  const schema = duration.refine((ms) => ms >= min, { error: (iss) => `must be at least ${label} (got ${String(iss.input)} ms)` });
+  DURATION_SCHEMAS.add(schema);
+  return schema;
 }
 
 /**
@@ -109,30 +114,46 @@ function destinationUrlProblem(url: string, allowInsecureHttp: boolean): string 
 
 const tableSchema = z
   .object({
+    /** The table: `table` or `schema.table`; quote names with dots or capitals (`public."Order Items"`). */
     name: qualifiedName,
+    /** Primary-key columns, in key order. @defaultValue the table's own primary key */
     primaryKey: z.array(z.string().min(1)).min(1).optional(),
-    /** `watermark` polls by a watermark column; `cdc` streams changes from the source's replication slot. */
+    /**
+     * `watermark` polls by a watermark column; `cdc` streams changes from the source's replication slot.
+     * @defaultValue the source's `mode`
+     */
     mode: z.enum(['watermark', 'cdc']).optional(),
+    /** The column whose value grows with every change (`updated_at`), required in watermark mode. */
     watermark: z.string().min(1).optional(),
+    /** Poll interval, a duration (at least 1s). @defaultValue 30s when neither every nor cron is set */
     every: every.optional(),
+    /** Poll schedule, a five-field cron expression; instead of `every`. */
     cron: cron.optional(),
+    /** Rows per push job (one key range), 1 to 50000. @defaultValue 5000 */
     batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+    /**
+     * Subtracted from the late-commit read boundary, a duration: for watermarks written from application clocks
+     * that may run behind the database's. @defaultValue 0
+     */
     safetyLag: duration.default(0),
     /** Periodic primary-key reconciliation that sends deletes for rows gone from the source (watermark mode). */
     reconcile: z
       .object({
+        /** How often to reconcile, a duration (at least 1s). */
         every,
-        /** How long to wait for transactions open at the check before sending deletes (else: next run). */
+        /** How long to wait for transactions open at the check before sending deletes (else: next run), a duration. @defaultValue 5m */
         maxWait: duration.default(300_000),
       })
       .strict()
       .optional(),
+    /** Rows matching this are sent with `_op = delete`: a column (true or non-null means deleted) or one SQL condition. */
     softDelete: z
       .union([
         z.object({ column: z.string().min(1) }).strict(),
         z.object({ condition: sqlCondition }).strict(),
       ], { message: 'use { column: deleted_at } or { condition: "status = \'deleted\'" }' })
       .optional(),
+    /** The destination table, `schema.table`. @defaultValue bronze.<source>_<table> */
     target: z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
@@ -145,17 +166,19 @@ const slotName = z.string().regex(/^[a-z0-9_]{1,63}$/, 'use 1-63 lower-case lett
 
 const cdcSchema = z
   .object({
+    /** The publication pushsync creates or extends. @defaultValue pushsync_<source> */
     publication: slotName.optional(),
+    /** The logical replication slot (names are cluster-wide). @defaultValue pushsync_<source> */
     slot: slotName.optional(),
-    /** How often the stream reader is started when none is running. */
+    /** How often the stream reader is started when none is running, a duration (at least 100ms). @defaultValue 1s */
     every: cdcEvery.default(1000),
-    /** A reader hands over after this long, so work moves between processes and the dashboard shows progress. */
+    /** A reader hands over after this long, so work moves between processes and the dashboard shows progress, a duration. @defaultValue 60s */
     maxRunTime: duration.default(60_000),
-    /** Keys per push job. */
+    /** Keys per push job, 1 to 50000. @defaultValue 5000 */
     batchKeys: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
-    /** Changes are enqueued at least this often while the stream is busy. */
+    /** Changes are enqueued (and the slot acknowledged) at least this often while the stream is busy, a duration. @defaultValue 500ms */
     flushInterval: duration.default(500),
-    /** Log a warning when the slot holds back more WAL than this. */
+    /** Log a warning when the slot holds back more WAL than this many bytes. @defaultValue 1073741824 (1 GiB) */
     lagWarningBytes: z.number().int().min(0).default(1024 * 1024 * 1024),
   })
   .strict();
@@ -185,26 +208,36 @@ const postgresUrl = z.string().superRefine((url, ctx) => {
 
 const sourceSchema = z
   .object({
+    /** The source's name: in `_source`, default targets, metrics labels and commands (letters, digits, _ and -). */
     name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
+    /** The engine. */
     kind: z.literal('postgres'),
+    /** Connection URL, usually `${DATABASE_URL}`; never logged. */
     url: postgresUrl,
+    /** Connections per process, 1 to 64. @defaultValue 4 */
     poolSize: z.number().int().min(1).max(64).default(4),
+    /** Server-side limit on one statement, a duration. @defaultValue 5m */
     statementTimeout: duration.default(300_000),
-    /** Default mode for the source's tables. */
+    /** Default mode for the source's tables. @defaultValue 'watermark' */
     mode: z.enum(['watermark', 'cdc']).default('watermark'),
+    /** Change data capture settings, for tables in mode cdc. */
     cdc: cdcSchema.optional(),
+    /** The tables to sync. */
     tables: z.array(tableSchema).min(1),
   })
   .strict();
 
 const configSchema = z
   .object({
+    /** Where queues, cursors and leases live. */
     redis: z
       .object({
+        /** Redis URL (`redis://` or `rediss://`). @defaultValue 'redis://127.0.0.1:6379' */
         url: z
           .string()
           .refine((v) => /^rediss?:\/\//.test(v) || unresolvedVariable(v) !== undefined, 'must start with redis:// or rediss://')
           .default('redis://127.0.0.1:6379'),
+        /** Prefix of every key; processes sharing it share the work. @defaultValue 'pushsync' */
         prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -').default('pushsync'),
         /**
          * How long one attempt to connect to Redis may take, in ms (a duration). One-shot commands (`check`,
@@ -214,7 +247,8 @@ const configSchema = z
         connectTimeout: atLeast(100, '100ms').default(10_000),
       })
       .strict()
-      .default({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync', connectTimeout: 10_000 }),
+      .prefault({}),
+    /** The Stream API. */
     destination: z
       .object({
         /**
@@ -229,27 +263,40 @@ const configSchema = z
          * @defaultValue false
          */
         allowInsecureHttp: z.boolean().default(false),
+        /** The API key, sent as `Authorization: Bearer`; usually `${DEFINITE_API_KEY}`. Never logged or stored. */
         apiKey: z
           .union([z.string(), z.number()], {
             error: (iss) => (iss.input === undefined ? 'is required: set destination.apiKey, e.g. apiKey: ${DEFINITE_API_KEY}' : 'must be a string'),
           })
           .transform(String)
           .pipe(z.string().min(1, 'is empty: set DEFINITE_API_KEY or destination.apiKey')),
+        /** How long one request may take before it is abandoned and retried, a duration. @defaultValue 60s */
         timeout: duration.default(60_000),
+        /** Request body compression (`gzip` sends `Content-Encoding: gzip`). @defaultValue 'none' */
         compression: z.enum(['none', 'gzip']).default('none'),
+        /** Ask the Stream API to wait for the lake commit (`config.wait`). @defaultValue false */
         wait: z.boolean().default(false),
+        /** Extra `config.tags` on every request (`source: pushsync` is always set). @defaultValue {} */
         tags: z.record(z.string(), z.string()).default({}),
+        /** Attempts per push job before it stays in the dead-letter queue, 1 to 100. @defaultValue 12 */
         attempts: z.number().int().min(1).max(100).default(12),
+        /** Exponential backoff between attempts (never shorter than a server's Retry-After). */
         backoff: z
           .object({
+            /** The first delay, a duration. @defaultValue 1s */
             base: duration.default(1000),
+            /** The longest delay, a duration. @defaultValue 5m */
             cap: duration.default(300_000),
+            /** Random share of each delay, 0 to 1. @defaultValue 0.5 */
             jitter: z.number().min(0).max(1).default(0.5),
           })
           .strict()
-          .default({ base: 1000, cap: 300_000, jitter: 0.5 }),
+          .prefault({}),
+        /** Rows per request, at most the Stream API's 50000. @defaultValue 50000 */
         maxRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(STREAM_LIMITS.maxRows),
+        /** Bytes per request body, 1024 to the Stream API's 10 MB. @defaultValue 10485760 */
         maxBytes: z.number().int().min(1024).max(STREAM_LIMITS.maxBytes).default(STREAM_LIMITS.maxBytes),
+        /** Requests in flight per push worker process, 1 to 256. @defaultValue 4 */
         concurrency: z.number().int().min(1).max(256).default(4),
       })
       .strict()
@@ -262,37 +309,96 @@ const configSchema = z
         },
         { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
       ),
+    /** Extract workers. */
     extract: z
       .object({
+        /** Extract jobs (tables, CDC readers) one process runs at once, 1 to 64. @defaultValue 2 */
         concurrency: z.number().int().min(1).max(64).default(2),
+        /** Undelivered push jobs per table before extraction pauses (backpressure). @defaultValue 200 */
         maxPendingBatches: z.number().int().min(1).default(200),
-        /** How long a table's (or slot's) reader lease outlives a reader that died. */
+        /** How long a table's (or slot's) reader lease outlives a reader that died, a duration. @defaultValue 30s */
         leaseTtl: duration.default(30_000),
+        /** Attempts per extract run before it fails, 1 to 100. @defaultValue 5 */
         attempts: z.number().int().min(1).max(100).default(5),
       })
       .strict()
-      .default({ concurrency: 2, maxPendingBatches: 200, attempts: 5, leaseTtl: 30_000 }),
+      .prefault({}),
+    /** The sources and their tables. */
     sources: z.array(sourceSchema).min(1),
+    /** Health, readiness, metrics and (role `web`) the dashboard. */
     web: z
       .object({
+        /** The HTTP port (0: any free port). @defaultValue 3000 */
         port: z.number().int().min(0).max(65535).default(3000),
+        /** The address to listen on; any non-loopback host requires `auth`. @defaultValue '127.0.0.1' */
         host: z.string().default('127.0.0.1'),
-        /** Bull Board shows queues and jobs without retry, clean, add, promote, remove or pause controls. */
+        /** Bull Board shows queues and jobs without retry, clean, add, promote, remove or pause controls. @defaultValue false */
         readOnly: z.boolean().default(false),
+        /** Dashboard credentials: a token (at least 16 characters) or a user name and password (at least 12). */
         auth: z
           .object({
+            /** Bearer token, or the password of basic auth with any user name. */
             token: text.optional(),
+            /** Basic-auth user name, with `password`. */
             username: text.optional(),
+            /** Basic-auth password, with `username`. */
             password: text.optional(),
           })
           .strict()
-          .default({}),
+          .prefault({}),
       })
       .strict()
-      .default({ port: 3000, host: '127.0.0.1', readOnly: false, auth: {} }),
-    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).strict().default({ level: 'info' }),
+      .prefault({}),
+    /** Logging. */
+    log: z
+      .object({
+        /** The lowest level logged. @defaultValue 'info' */
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
+
+/**
+ * The config file's JSON Schema (`pushsync config schema`), generated from the zod schema, for editors: with
+ * `# yaml-language-server: $schema=./pushsync.schema.json` at the top of the file they complete keys and check values.
+ * Checks that need code (URLs, cron, SQL conditions, credential strength) are only in pushsync itself.
+ */
+const ENV_REF_SCHEMA = { type: 'string', pattern: '^\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}$' };
+
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(configSchema, {
+    io: 'input',
+    unrepresentable: 'any',
+    override: (ctx) => {
+      const def = (ctx.zodSchema as { _zod: { def: { type: string; innerType?: object; defaultValue?: unknown } } })._zod.def;
+      // A duration's default is in milliseconds (a valid duration as well); zod leaves it out for a parsed input.
+      if (def.type === 'default' && def.innerType && DURATION_SCHEMAS.has(def.innerType) && ctx.jsonSchema.default === undefined) {
+        ctx.jsonSchema.default = def.defaultValue;
+      }
+      if (DURATION_SCHEMAS.has(ctx.zodSchema)) {
+        Object.assign(ctx.jsonSchema, {
+          description: 'A duration: "500ms", "30s", "5m", "2h", "1d", or a number of milliseconds',
+          anyOf: [
+            { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)?\\s*$' },
+            { type: 'number', minimum: 0 },
+            ENV_REF_SCHEMA,
+          ],
+        });
+        return;
+      }
+      // Any scalar may be written as `${VAR}` or `${VAR:-default}`, resolved before the value is checked.
+      const j = ctx.jsonSchema;
+      const scalar = (j.type !== undefined && j.type !== 'object' && j.type !== 'array') || j.enum !== undefined || j.const !== undefined;
+      if (scalar && j.anyOf === undefined) {
+        const { default: defaultValue, description, ...rest } = j;
+        for (const key of Object.keys(j)) delete j[key];
+        Object.assign(j, { anyOf: [rest, ENV_REF_SCHEMA] }, defaultValue === undefined ? {} : { default: defaultValue }, description === undefined ? {} : { description });
+      }
+    },
+  }) as Record<string, unknown>;
+}
 
 type RawConfig = z.infer<typeof configSchema>;
 type RawTable = RawConfig['sources'][number]['tables'][number];
