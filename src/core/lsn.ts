@@ -19,9 +19,9 @@ export function compareLsn(a: string, b: string): number {
 }
 
 /**
- * `_ordering` of a change: `~` (sorts after every watermark-mode value, so a table moved from watermark sync to
- * CDC orders its change records after its polled ones), the commit LSN as 16 hex digits, and the change's position
- * within its transaction.
+ * `_ordering` of a change: `~` (sorts after every timestamp watermark up to the year 9999 and every integer one, so a
+ * table moved from watermark sync to CDC orders its change records after its polled ones), the commit LSN as 16 hex
+ * digits, and the change's position within its transaction.
  */
 export function changeOrdering(commitLsn: string, position: number): string {
   return `~${lsnToBigInt(commitLsn).toString(16).padStart(16, '0')}:${String(position).padStart(10, '0')}`;
