@@ -1,23 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { runPushsync, type Run } from './helpers/cli.js';
 
-const ROOT = new URL('..', import.meta.url).pathname;
 
-function check(config: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', config, 'check'], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const check = (config: string): Promise<Run> => runPushsync(['--config', config, 'check']);
 
 describe('pushsync check with a soft-delete condition that tries to run more statements', () => {
   let db: Awaited<ReturnType<typeof createSchema>>;
