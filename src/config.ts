@@ -7,7 +7,7 @@ import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
 import { conditionProblem } from './core/sql-text.js';
-import { webAccessProblems } from './core/web-access.js';
+import { isLoopback, webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 
 /**
@@ -88,11 +88,6 @@ const sqlCondition = z.string().superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: `must be one SQL condition: ${problem}` });
 });
 
-/** 127.0.0.0/8, ::1 and localhost, as the WHATWG URL parser spells them (it normalises `127.1` and `[0::1]`). */
-function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-}
-
 /** Why `destination.url` is refused, or undefined: the API key travels in every request's headers. */
 function destinationUrlProblem(url: string, allowInsecureHttp: boolean): string | undefined {
   let parsed: URL;
@@ -105,7 +100,7 @@ function destinationUrlProblem(url: string, allowInsecureHttp: boolean): string 
   if (parsed.protocol !== 'http:') {
     return `must be an https: URL (http: only to a loopback host, or with destination.allowInsecureHttp: true); ${parsed.protocol} is not supported`;
   }
-  if (isLoopbackHost(parsed.hostname) || allowInsecureHttp) return undefined;
+  if (isLoopback(parsed.hostname) || allowInsecureHttp) return undefined;
   return (
     `must be an https: URL: http: to ${parsed.hostname}, which is not loopback (127.0.0.0/8, ::1, localhost), would send the API key ` +
     'unencrypted; use https:, or set destination.allowInsecureHttp: true for a network you trust'

@@ -11,15 +11,17 @@ export interface WebAuth {
   password?: string | undefined;
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-
 /** Shortest `web.auth.token` on a non-loopback host, not counting leading and trailing whitespace. */
 export const MIN_TOKEN_LENGTH = 16;
 /** Shortest `web.auth.password` on a non-loopback host, not counting leading and trailing whitespace. */
 export const MIN_PASSWORD_LENGTH = 12;
 
+/**
+ * The one loopback rule, for the dashboard's `web.host` and the destination URL's host alike: 127.0.0.0/8, `::1`
+ * and `localhost`, as written in config or as the WHATWG URL parser spells them (it normalises `127.1` and `[0::1]`).
+ */
 export function isLoopback(host: string): boolean {
-  return LOOPBACK_HOSTS.has(host);
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export function hasAuth(auth: WebAuth): boolean {
