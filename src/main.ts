@@ -214,7 +214,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
         try {
           await cleanup();
         } catch (err) {
-          ctx.logger.warn({ err: (err as Error).message }, 'error during shutdown');
+          ctx.logger.warn({ err: (err as Error).message, stack: (err as Error).stack }, 'error during shutdown');
         }
       }
       ctx.logger.info('pushsync stopped');

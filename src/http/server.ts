@@ -78,7 +78,7 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
       try {
         await o.collect();
       } catch (err) {
-        o.logger.warn({ err: (err as Error).message }, 'could not refresh shared gauges for /metrics');
+        o.logger.warn({ err: (err as Error).message, stack: (err as Error).stack }, 'could not refresh shared gauges for /metrics');
       }
     }
     res.set('content-type', o.metrics.registry.contentType);
