@@ -404,3 +404,64 @@ describe('parseConfig with a mysql source', () => {
     expect(problems(mysql({ replicaOf: 'x' }))[0]).toMatch(/^sources\[0\]: Unrecognized key/);
   });
 });
+describe('parseConfig with a mysql source', () => {
+  const mysql = (fields: Record<string, unknown> = {}, tableFields: Record<string, unknown> = {}): Record<string, unknown> =>
+    minimal({
+      sources: [
+        {
+          name: 'shop',
+          kind: 'mysql',
+          url: 'mysql://u:secret@db:3306/shop',
+          tables: [{ name: 'shop.orders', watermark: 'updated_at', ...tableFields }],
+          ...fields,
+        },
+      ],
+    });
+
+  it('accepts kind mysql with the same table options as postgres', () => {
+    const cfg = parseConfig(
+      mysql(
+        {},
+        { primaryKey: ['id'], batchRows: 100, safetyLag: '2s', softDelete: { column: 'deleted_at' }, reconcile: { every: '1h' }, every: '10s' },
+      ),
+      {},
+    );
+    const s = cfg.sources[0]!;
+    expect(s).toMatchObject({ kind: 'mysql', url: 'mysql://u:secret@db:3306/shop', poolSize: 4, mode: 'watermark' });
+    expect(s.tables[0]).toMatchObject({
+      name: 'shop.orders',
+      primaryKey: ['id'],
+      batchRows: 100,
+      safetyLag: 2000,
+      softDelete: { column: 'deleted_at' },
+      every: 10_000,
+      target: 'bronze.shop_orders',
+    });
+  });
+
+  it('accepts a mariadb:// URL', () => {
+    expect(parseConfig(mysql({ url: 'mariadb://u@127.0.0.1/shop' }), {}).sources[0]!.url).toBe('mariadb://u@127.0.0.1/shop');
+  });
+
+  it('refuses a URL of another scheme without repeating it (it may carry a password)', () => {
+    for (const url of ['postgres://u:hunter2@db/shop', 'db:3306', 'mysql:///nohost', 'mysql://u:hunter2@[bad/shop']) {
+      const list = problems(mysql({ url }));
+      expect(list).toEqual(['sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database']);
+      expect(list.join('\n')).not.toContain('hunter2');
+    }
+  });
+
+  it('refuses an unknown kind, naming the kinds there are', () => {
+    expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
+  });
+
+  it('refuses mode cdc for a mysql table until binlog capture exists', () => {
+    expect(problems(mysql({}, { mode: 'cdc', watermark: undefined }))).toEqual([
+      'sources[0].tables[0].mode: cdc is not available for kind mysql yet; use watermark',
+    ]);
+  });
+
+  it('refuses keys that are not source settings, for mysql as for postgres', () => {
+    expect(problems(mysql({ replicaOf: 'x' }))[0]).toMatch(/^sources\[0\]: Unrecognized key/);
+  });
+});

@@ -15,6 +15,7 @@ import { Keys, createRedis } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
+import { MysqlSource } from './sources/mysql.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
 export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
@@ -22,10 +23,10 @@ export type Role = (typeof ROLES)[number];
 
 export function createSources(config: Config): Map<string, Source> {
   return new Map(
-    config.sources.map((s) => [
-      s.name,
-      new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }) as Source,
-    ]),
+    config.sources.map((s) => {
+      const options = { name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout };
+      return [s.name, s.kind === 'mysql' ? new MysqlSource(options) : new PostgresSource(options)] as [string, Source];
+    }),
   );
 }
 
