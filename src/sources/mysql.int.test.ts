@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.js';
 import { nextPhase, type Cursor, type KeyRange } from '../core/cursor.js';
 import type { SourceRow, TableReader, TableSpec } from '../core/ports.js';
 import { MysqlSource } from './mysql.js';
-import { createMysqlDatabase, MYSQL_URL, textRows, type MysqlDatabase } from '../../test/helpers/mysql.js';
+import { createMysqlDatabase, matchesServerForm as matches, MYSQL_URL, serverForm, textRows, type MysqlDatabase } from '../../test/helpers/mysql.js';
 
 interface ReadResult {
   ranges: KeyRange[];
@@ -55,43 +55,6 @@ async function refusal(p: Promise<unknown>): Promise<AppError> {
     return err as AppError;
   }
   throw new Error('expected a refusal');
-}
-
-/**
- * The form a received value must have, computed by the server from the column (not by the source's encoder): the
- * column's own text (CAST … AS CHAR), base64 for bytes, binary digits for BIT, the float's exact double for FLOAT.
- */
-function serverForm(name: string, dataType: string, columnType: string): string {
-  const c = `t.\`${name}\``;
-  if (['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob'].includes(dataType)) return `REPLACE(TO_BASE64(${c}), '\\n', '')`;
-  if (dataType === 'bit') return `LPAD(BIN(${c}), ${/\((\d+)\)/.exec(columnType)![1]}, '0')`;
-  if (dataType === 'float') return `CAST(CAST(${c} AS DOUBLE) AS CHAR)`;
-  return `CAST(${c} AS CHAR)`;
-}
-
-/** Whether a received JSON value is the server's text form of the column, by the rules of docs/encoding.md. */
-function matches(dataType: string, received: unknown, server: string | null): boolean {
-  if (server === null) return received === null;
-  switch (dataType) {
-    case 'tinyint':
-    case 'smallint':
-    case 'mediumint':
-    case 'int':
-    case 'year':
-      return received === Number(server);
-    case 'float':
-      return typeof received === 'number' && Math.fround(received) === Number(server);
-    case 'double':
-      return typeof received === 'number' && received === Number(server);
-    case 'datetime':
-      return received === server.replace(' ', 'T');
-    case 'timestamp':
-      return received === `${server.replace(' ', 'T')}+00:00`;
-    case 'set':
-      return JSON.stringify(received) === JSON.stringify(server === '' ? [] : server.split(','));
-    default:
-      return received === server;
-  }
 }
 
 describe('MysqlSource against a real MariaDB', () => {

@@ -57,3 +57,57 @@ export async function textRows(client: mysql.Connection, sql: string): Promise<A
   const [rows] = await client.query({ sql, rowsAsArray: true, typeCast: (field) => field.string('utf8') });
   return rows as Array<Array<string | null>>;
 }
+
+const BYTES = new Set([
+  'binary',
+  'varbinary',
+  'tinyblob',
+  'blob',
+  'mediumblob',
+  'longblob',
+  'geometry',
+  'point',
+  'linestring',
+  'polygon',
+  'multipoint',
+  'multilinestring',
+  'multipolygon',
+  'geometrycollection',
+]);
+
+/**
+ * The form a received value must have, computed by the server from the column (not by the source's encoder): the
+ * column's own text (CAST … AS CHAR), base64 for bytes, binary digits for BIT, the float's exact double for FLOAT.
+ */
+export function serverForm(name: string, dataType: string, columnType: string): string {
+  const c = `t.\`${name}\``;
+  if (BYTES.has(dataType)) return `REPLACE(TO_BASE64(${c}), '\\n', '')`;
+  if (dataType === 'bit') return `LPAD(BIN(${c}), ${/\((\d+)\)/.exec(columnType)![1]}, '0')`;
+  if (dataType === 'float') return `CAST(CAST(${c} AS DOUBLE) AS CHAR)`;
+  return `CAST(${c} AS CHAR)`;
+}
+
+/** Whether a received JSON value is the server's text form of the column, by the rules of docs/encoding.md. */
+export function matchesServerForm(dataType: string, received: unknown, server: string | null): boolean {
+  if (server === null) return received === null;
+  switch (dataType) {
+    case 'tinyint':
+    case 'smallint':
+    case 'mediumint':
+    case 'int':
+    case 'year':
+      return received === Number(server);
+    case 'float':
+      return typeof received === 'number' && Math.fround(received) === Number(server);
+    case 'double':
+      return typeof received === 'number' && received === Number(server);
+    case 'datetime':
+      return received === server.replace(' ', 'T');
+    case 'timestamp':
+      return received === `${server.replace(' ', 'T')}+00:00`;
+    case 'set':
+      return JSON.stringify(received) === JSON.stringify(server === '' ? [] : server.split(','));
+    default:
+      return received === server;
+  }
+}
