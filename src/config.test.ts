@@ -394,6 +394,14 @@ describe('parseConfig with a mysql source', () => {
     expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
   });
 
+  it('reports the other problems of a source whose kind is unknown, and a bad mysql URL beside other problems', () => {
+    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual(['sources[0].kind: must be postgres or mysql', 'sources[0].tables[0].batchRows: Too small: expected number to be >=1']);
+    expect(problems(mysql({ url: 'db:3306' }, { batchRows: 0 })).sort()).toEqual([
+      'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
+      'sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
+    ]);
+  });
+
   it('refuses mode cdc for a mysql table until binlog capture exists', () => {
     expect(problems(mysql({}, { mode: 'cdc', watermark: undefined }))).toEqual([
       'sources[0].tables[0].mode: cdc is not available for kind mysql yet; use watermark',
@@ -453,6 +461,14 @@ describe('parseConfig with a mysql source', () => {
 
   it('refuses an unknown kind, naming the kinds there are', () => {
     expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
+  });
+
+  it('reports the other problems of a source whose kind is unknown, and a bad mysql URL beside other problems', () => {
+    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual(['sources[0].kind: must be postgres or mysql', 'sources[0].tables[0].batchRows: Too small: expected number to be >=1']);
+    expect(problems(mysql({ url: 'db:3306' }, { batchRows: 0 })).sort()).toEqual([
+      'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
+      'sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
+    ]);
   });
 
   it('refuses mode cdc for a mysql table until binlog capture exists', () => {

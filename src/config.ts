@@ -133,10 +133,11 @@ const cdcSchema = z
   })
   .strict();
 
-const postgresSourceSchema = z
+const sourceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
-    kind: z.literal('postgres'),
+    /** `mysql` covers MySQL and MariaDB. */
+    kind: z.enum(['postgres', 'mysql'], { error: 'must be postgres or mysql' }),
     url: z.string().min(1),
     poolSize: z.number().int().min(1).max(64).default(4),
     statementTimeout: duration.default(300_000),
@@ -145,19 +146,16 @@ const postgresSourceSchema = z
     cdc: cdcSchema.optional(),
     tables: z.array(tableSchema).min(1),
   })
-  .strict();
-
-/** MySQL and MariaDB: the same settings and table options as Postgres, with a mysql:// or mariadb:// URL. */
-const mysqlSourceSchema = postgresSourceSchema.extend({
-  kind: z.literal('mysql'),
-  url: z.string().refine((v) => /^(mysql|mariadb):\/\/[^/]/.test(v) && URL.canParse(v), {
-    message: 'must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
-  }),
-});
-
-const sourceSchema = z.discriminatedUnion('kind', [postgresSourceSchema, mysqlSourceSchema], {
-  error: (iss) => (iss.code === 'invalid_union' ? 'must be postgres or mysql' : undefined),
-});
+  .strict()
+  // Runs even when other keys of the source are invalid, like the destination URL check.
+  .superRefine(
+    (s, ctx) => {
+      if (s.kind === 'mysql' && !(typeof s.url === 'string' && /^(mysql|mariadb):\/\/[^/]/.test(s.url) && URL.canParse(s.url))) {
+        ctx.addIssue({ code: 'custom', path: ['url'], message: 'must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database' });
+      }
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 const configSchema = z
   .object({
