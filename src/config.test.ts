@@ -402,10 +402,11 @@ describe('parseConfig with a mysql source', () => {
     ]);
   });
 
-  it('refuses mode cdc for a mysql table until binlog capture exists', () => {
-    expect(problems(mysql({}, { mode: 'cdc', watermark: undefined }))).toEqual([
-      'sources[0].tables[0].mode: cdc is not available for kind mysql yet; use watermark',
-    ]);
+  it('accepts mode cdc for a mysql source, with the replica server id of its binlog reader', () => {
+    const cfg = parseConfig(mysql({ mode: 'cdc', cdc: { serverId: 4242 } }, { watermark: undefined }), {});
+    expect(cfg.sources[0]!.tables[0]!.mode).toBe('cdc');
+    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop' });
+    expect(problems(mysql({ cdc: { serverId: 0 } }))[0]).toMatch(/^sources\[0\]\.cdc\.serverId: /);
   });
 
   it('refuses keys that are not source settings, for mysql as for postgres', () => {
@@ -471,10 +472,11 @@ describe('parseConfig with a mysql source', () => {
     ]);
   });
 
-  it('refuses mode cdc for a mysql table until binlog capture exists', () => {
-    expect(problems(mysql({}, { mode: 'cdc', watermark: undefined }))).toEqual([
-      'sources[0].tables[0].mode: cdc is not available for kind mysql yet; use watermark',
-    ]);
+  it('accepts mode cdc for a mysql source, with the replica server id of its binlog reader', () => {
+    const cfg = parseConfig(mysql({ mode: 'cdc', cdc: { serverId: 4242 } }, { watermark: undefined }), {});
+    expect(cfg.sources[0]!.tables[0]!.mode).toBe('cdc');
+    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop' });
+    expect(problems(mysql({ cdc: { serverId: 0 } }))[0]).toMatch(/^sources\[0\]\.cdc\.serverId: /);
   });
 
   it('refuses keys that are not source settings, for mysql as for postgres', () => {

@@ -130,6 +130,8 @@ const cdcSchema = z
     flushInterval: duration.default(500),
     /** Log a warning when the slot holds back more WAL than this. */
     lagWarningBytes: z.number().int().min(0).default(1024 * 1024 * 1024),
+    /** MySQL/MariaDB: the replica server_id of the binlog reader; unique among the server's replicas. @defaultValue derived from the source and slot names */
+    serverId: z.number().int().min(1).max(4294967295).optional(),
   })
   .strict();
 
@@ -334,7 +336,6 @@ function crossChecks(cfg: RawConfig): string[] {
       if (mode === 'watermark' && t.watermark === undefined) {
         problems.push(`sources[${i}].tables[${j}].watermark: required in watermark mode (or set mode: cdc)`);
       }
-      if (mode === 'cdc' && s.kind === 'mysql') problems.push(`sources[${i}].tables[${j}].mode: cdc is not available for kind mysql yet; use watermark`);
       if (mode === 'cdc' && (t.watermark !== undefined || t.every !== undefined || t.cron !== undefined || t.safetyLag !== 0)) {
         problems.push(`sources[${i}].tables[${j}]: watermark, every, cron and safetyLag do not apply to mode cdc (the source's cdc settings do)`);
       }

@@ -388,3 +388,22 @@ export function truncateFraction(text: string, fsp: number): string {
   if (dot < 0) return text;
   return fsp === 0 ? text.slice(0, dot) : text.slice(0, dot + 1 + fsp);
 }
+
+/** The server's current binlog position: MySQL 8.2 renamed SHOW MASTER STATUS, which 8.4 removed. */
+export function binlogStatusSql(flavor: Flavor): string {
+  return flavor === 'mariadb' ? 'SHOW MASTER STATUS' : 'SHOW BINARY LOG STATUS';
+}
+
+export const BINARY_LOGS_SQL = 'SHOW BINARY LOGS';
+
+export const BINLOG_SETTINGS_SQL = 'SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_expire_logs_seconds';
+
+export const GRANTS_SQL = 'SHOW GRANTS FOR CURRENT_USER()';
+
+/**
+ * What identifies the server whose binlog positions pushsync keeps: MySQL's server_uuid, and on MariaDB (which has
+ * none) the server_id with the binlog's base name.
+ */
+export function identitySql(flavor: Flavor): string {
+  return flavor === 'mariadb' ? "SELECT CONCAT(@@server_id, ' ', @@log_bin_basename)" : "SELECT CONCAT(@@server_uuid, ' ', @@log_bin_basename)";
+}

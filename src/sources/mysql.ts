@@ -68,6 +68,12 @@ export class MysqlSource implements Source {
     return (await this.query(sql, what)).map((r) => r.map(text));
   }
 
+  /** A table's columns as the catalog describes them, in table order. */
+  async columns(schema: string, relname: string): Promise<MyColumn[]> {
+    const flavor = await this.pool.flavor();
+    return (await this.queryText(describeColumnsSql(flavor, schema, relname), `describe ${schema}.${relname}`)).map(columnFrom);
+  }
+
   table(spec: TableSpec): Promise<TableReader> {
     const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete]);
     let table = this.tables.get(key);
@@ -156,8 +162,7 @@ class MysqlTable implements TableReader {
     const problem = condition === undefined ? null : (conditionProblem(condition) ?? mysqlConditionProblem(condition));
     if (problem) throw new AppError('SOURCE_SCHEMA', `softDelete.condition of ${where} must be one SQL condition: ${problem}`);
     const { schema, relname } = await resolveTable(source, spec.name);
-    const flavor = await source.pool.flavor();
-    const columns = (await source.queryText(describeColumnsSql(flavor, schema, relname), `describe ${spec.name}`)).map(columnFrom);
+    const columns = await source.columns(schema, relname);
     const clash = columns.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
     if (clash) {
       throw new AppError(

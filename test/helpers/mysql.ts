@@ -111,3 +111,6 @@ export function matchesServerForm(dataType: string, received: unknown, server: s
       return received === server;
   }
 }
+
+/** The MariaDB with the binary log on (scripts/mariadb-binlog.sh starts it on port 3307), for binlog capture tests. */
+export const MYSQL_BINLOG_URL = process.env.PUSHSYNC_TEST_MYSQL_BINLOG_URL ?? 'mysql://pushsync_test:pushsync_test@127.0.0.1:3307';
