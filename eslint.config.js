@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 /** Import patterns a layer may not use: dependencies point main/cli -> http -> queue -> core <- sources, destinations. */
-const FRAMEWORKS = ['bullmq', 'ioredis', 'pg', 'pg-*', 'undici', 'express', '@bull-board/*', 'pino', 'prom-client', '@duckdb/*', 'zod', 'yaml', 'commander'];
+const FRAMEWORKS = ['bullmq', 'ioredis', 'pg', 'pg-*', 'mysql2', 'mysql2/*', '@vlasky/*', 'undici', 'express', '@bull-board/*', 'pino', 'prom-client', '@duckdb/*', 'zod', 'yaml', 'commander'];
 const layer = (files, patterns, message) => ({
   files,
   // Tests may use the shared test helpers.

@@ -384,3 +384,123 @@ describe('parseConfig with SQL conditions', () => {
     expect(parseConfig(table({ softDelete: { condition } }), {}).sources[0]!.tables[0]!.softDelete).toEqual({ condition });
   });
 });
+
+describe('parseConfig with a mysql source', () => {
+  const mysql = (fields: Record<string, unknown> = {}, tableFields: Record<string, unknown> = {}): Record<string, unknown> =>
+    minimal({ sources: [{ name: 'shop', kind: 'mysql', url: 'mysql://u:secret@db:3306/shop', tables: [{ name: 'shop.orders', watermark: 'updated_at', ...tableFields }], ...fields }] });
+
+  it('accepts kind mysql with the same table options as postgres', () => {
+    const cfg = parseConfig(
+      mysql({}, { primaryKey: ['id'], batchRows: 100, safetyLag: '2s', softDelete: { column: 'deleted_at' }, reconcile: { every: '1h' }, every: '10s' }),
+      {},
+    );
+    const s = cfg.sources[0]!;
+    expect(s).toMatchObject({ kind: 'mysql', url: 'mysql://u:secret@db:3306/shop', poolSize: 4, mode: 'watermark' });
+    expect(s.tables[0]).toMatchObject({ name: 'shop.orders', primaryKey: ['id'], batchRows: 100, safetyLag: 2000, softDelete: { column: 'deleted_at' }, every: 10_000, target: 'bronze.shop_orders' });
+  });
+
+  it('accepts a mariadb:// URL', () => {
+    expect(parseConfig(mysql({ url: 'mariadb://u@127.0.0.1/shop' }), {}).sources[0]!.url).toBe('mariadb://u@127.0.0.1/shop');
+  });
+
+  it('refuses a URL of another scheme without repeating it (it may carry a password)', () => {
+    for (const url of ['postgres://u:hunter2@db/shop', 'db:3306', 'mysql:///nohost', 'mysql://u:hunter2@[bad/shop']) {
+      const list = problems(mysql({ url }));
+      expect(list).toEqual(['sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database']);
+      expect(list.join('\n')).not.toContain('hunter2');
+    }
+  });
+
+  it('refuses an unknown kind, naming the kinds there are', () => {
+    expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
+  });
+
+  it('reports the other problems of a source whose kind is unknown, and a bad mysql URL beside other problems', () => {
+    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual(['sources[0].kind: must be postgres or mysql', 'sources[0].tables[0].batchRows: Too small: expected number to be >=1']);
+    expect(problems(mysql({ url: 'db:3306' }, { batchRows: 0 })).sort()).toEqual([
+      'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
+      'sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
+    ]);
+  });
+
+  it('accepts mode cdc for a mysql source, with the replica server id of its binlog reader', () => {
+    const cfg = parseConfig(mysql({ mode: 'cdc', cdc: { serverId: 4242 } }, { watermark: undefined }), {});
+    expect(cfg.sources[0]!.tables[0]!.mode).toBe('cdc');
+    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop' });
+    expect(problems(mysql({ cdc: { serverId: 0 } }))[0]).toMatch(/^sources\[0\]\.cdc\.serverId: /);
+  });
+
+  it('refuses keys that are not source settings, for mysql as for postgres', () => {
+    expect(problems(mysql({ replicaOf: 'x' }))[0]).toMatch(/^sources\[0\]: Unrecognized key/);
+  });
+});
+describe('parseConfig with a mysql source', () => {
+  const mysql = (fields: Record<string, unknown> = {}, tableFields: Record<string, unknown> = {}): Record<string, unknown> =>
+    minimal({
+      sources: [
+        {
+          name: 'shop',
+          kind: 'mysql',
+          url: 'mysql://u:secret@db:3306/shop',
+          tables: [{ name: 'shop.orders', watermark: 'updated_at', ...tableFields }],
+          ...fields,
+        },
+      ],
+    });
+
+  it('accepts kind mysql with the same table options as postgres', () => {
+    const cfg = parseConfig(
+      mysql(
+        {},
+        { primaryKey: ['id'], batchRows: 100, safetyLag: '2s', softDelete: { column: 'deleted_at' }, reconcile: { every: '1h' }, every: '10s' },
+      ),
+      {},
+    );
+    const s = cfg.sources[0]!;
+    expect(s).toMatchObject({ kind: 'mysql', url: 'mysql://u:secret@db:3306/shop', poolSize: 4, mode: 'watermark' });
+    expect(s.tables[0]).toMatchObject({
+      name: 'shop.orders',
+      primaryKey: ['id'],
+      batchRows: 100,
+      safetyLag: 2000,
+      softDelete: { column: 'deleted_at' },
+      every: 10_000,
+      target: 'bronze.shop_orders',
+    });
+  });
+
+  it('accepts a mariadb:// URL', () => {
+    expect(parseConfig(mysql({ url: 'mariadb://u@127.0.0.1/shop' }), {}).sources[0]!.url).toBe('mariadb://u@127.0.0.1/shop');
+  });
+
+  it('refuses a URL of another scheme without repeating it (it may carry a password)', () => {
+    for (const url of ['postgres://u:hunter2@db/shop', 'db:3306', 'mysql:///nohost', 'mysql://u:hunter2@[bad/shop']) {
+      const list = problems(mysql({ url }));
+      expect(list).toEqual(['sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database']);
+      expect(list.join('\n')).not.toContain('hunter2');
+    }
+  });
+
+  it('refuses an unknown kind, naming the kinds there are', () => {
+    expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
+  });
+
+  it('reports the other problems of a source whose kind is unknown, and a bad mysql URL beside other problems', () => {
+    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual(['sources[0].kind: must be postgres or mysql', 'sources[0].tables[0].batchRows: Too small: expected number to be >=1']);
+    expect(problems(mysql({ url: 'db:3306' }, { batchRows: 0 })).sort()).toEqual([
+      'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
+      'sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
+    ]);
+  });
+
+  it('accepts mode cdc for a mysql source, with the replica server id of its binlog reader', () => {
+    const cfg = parseConfig(mysql({ mode: 'cdc', cdc: { serverId: 4242 } }, { watermark: undefined }), {});
+    expect(cfg.sources[0]!.tables[0]!.mode).toBe('cdc');
+    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop' });
+    expect(problems(mysql({ cdc: { serverId: 0 } }))[0]).toMatch(/^sources\[0\]\.cdc\.serverId: /);
+  });
+
+  it('refuses keys that are not source settings, for mysql as for postgres', () => {
+    expect(problems(mysql({ replicaOf: 'x' }))[0]).toMatch(/^sources\[0\]: Unrecognized key/);
+  });
+});

@@ -175,6 +175,8 @@ const cdcSchema = z
     flushInterval: duration.default(500),
     /** Log a warning when the slot holds back more WAL than this many bytes. @defaultValue 1073741824 (1 GiB) */
     lagWarningBytes: z.number().int().min(0).default(1024 * 1024 * 1024),
+    /** MySQL/MariaDB: the replica server_id of the binlog reader; unique among the server's replicas. @defaultValue derived from the source and slot names */
+    serverId: z.number().int().min(1).max(4294967295).optional(),
   })
   .strict();
 
@@ -196,19 +198,18 @@ function postgresUrlProblem(url: string): string | undefined {
   return undefined;
 }
 
-const postgresUrl = z.string().superRefine((url, ctx) => {
-  const problem = unresolvedVariable(url) === undefined ? postgresUrlProblem(url) : undefined;
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
-});
+function mysqlUrlProblem(url: string): string | undefined {
+  return /^(mysql|mariadb):\/\/[^/]/.test(url) && URL.canParse(url) ? undefined : 'must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database';
+}
 
 const sourceSchema = z
   .object({
     /** The source's name: in `_source`, default targets, metrics labels and commands (letters, digits, _ and -). */
     name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
-    /** The engine. */
-    kind: z.literal('postgres'),
-    /** Connection URL, usually `${DATABASE_URL}`; never logged. */
-    url: postgresUrl,
+    /** The engine: `postgres`, or `mysql` for MySQL and MariaDB. */
+    kind: z.enum(['postgres', 'mysql'], { error: 'must be postgres or mysql' }),
+    /** Connection URL (`postgres://…`, `mysql://…` or `mariadb://…`), usually `${DATABASE_URL}`; never logged. */
+    url: z.string().min(1),
     /** Connections per process, 1 to 64. @defaultValue 4 */
     poolSize: z.number().int().min(1).max(64).default(4),
     /** Server-side limit on one statement, a duration. @defaultValue 5m */
@@ -220,7 +221,18 @@ const sourceSchema = z
     /** The tables to sync. */
     tables: z.array(tableSchema).min(1),
   })
-  .strict();
+  .strict()
+  // Runs even when other keys of the source are invalid, like the destination URL check.
+  .superRefine(
+    (s, ctx) => {
+      // A `${VAR}` a command did not need stays unresolved: it is checked where it is used.
+      if (typeof s.url !== 'string' || unresolvedVariable(s.url) !== undefined) return;
+      // An unknown kind is reported on its own: which URL it would need is unknown.
+      const problem = s.kind === 'mysql' ? mysqlUrlProblem(s.url) : s.kind === 'postgres' ? postgresUrlProblem(s.url) : undefined;
+      if (problem) ctx.addIssue({ code: 'custom', path: ['url'], message: problem });
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 const configSchema = z
   .object({

@@ -1,5 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
-import type { Config } from './config.js';
+import type { Redis } from 'ioredis';
+import type { Config, SourceConfig } from './config.js';
 import { allTables, resolved, unresolvedError } from './config.js';
 import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
@@ -15,6 +16,8 @@ import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redi
 import { syncSchedules } from './queue/scheduler.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
+import { MysqlSource } from './sources/mysql.js';
+import { MysqlBinlog, defaultServerId, type BinlogStateStore } from './sources/mysql-cdc.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
 export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
@@ -32,19 +35,21 @@ export function createSources(config: Config): Map<string, Source> {
         const fail = (): Promise<never> => Promise.reject(error);
         return [s.name, { name: s.name, table: fail, warnings: fail, ping: fail, close: () => Promise.resolve() }];
       }
-      return [s.name, new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout })];
+      const options = { name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout };
+      return [s.name, s.kind === 'mysql' ? new MysqlSource(options) : new PostgresSource(options)];
     }),
   );
 }
 
-/** One change source per source with tables in mode cdc. */
-export function createChangeSources(config: Config): Map<string, ChangeSource> {
+/** One change source per source with tables in mode cdc. A binlog reader keeps its position in Redis. */
+export function createChangeSources(config: Config, redis: Redis): Map<string, ChangeSource> {
   return new Map(
     config.sources
       .filter((s) => s.tables.some((t) => t.mode === 'cdc'))
       .map((s): [string, ChangeSource] => {
         const error = unresolvedError(s.url, `sources[${config.sources.indexOf(s)}].url`);
-        return [s.name, error ? unavailableChangeSource(s.name, s.cdc.slot, error) : new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot)];
+        if (error) return [s.name, unavailableChangeSource(s.name, s.cdc.slot, error)];
+        return [s.name, s.kind === 'mysql' ? binlogSource(config, s, redis) : new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot)];
       }),
   );
 }
@@ -74,6 +79,16 @@ function unavailableChangeSource(name: string, slot: string, error: Error): Chan
     drop: fail,
     close: () => Promise.resolve(),
   };
+}
+
+function binlogSource(config: Config, s: SourceConfig, redis: Redis): ChangeSource {
+  const key = `${config.redis.prefix}:binlog:${s.name}:${s.cdc.slot}`;
+  const store: BinlogStateStore = {
+    load: () => redis.hgetall(key),
+    save: async (fields) => void (await redis.hset(key, fields)),
+    clear: async () => void (await redis.del(key)),
+  };
+  return new MysqlBinlog({ name: s.name, url: s.url, stream: s.cdc.slot, serverId: s.cdc.serverId ?? defaultServerId(`${s.name}/${s.cdc.slot}`), store });
 }
 
 export function createDestination(config: Config): Destination {
@@ -115,7 +130,7 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     redis,
     keys: new Keys(config.redis.prefix),
     sources: createSources(config),
-    changeSources: createChangeSources(config),
+    changeSources: createChangeSources(config, redis),
     destination: overrides.destination ?? createDestination(config),
     metrics: overrides.metrics ?? createMetrics(),
     logger,

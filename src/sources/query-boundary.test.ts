@@ -27,3 +27,15 @@ describe('the Postgres query boundary', () => {
     expect(text.match(/\b(?:pool|client)\s*\.\s*query\s*\(/g) ?? []).toEqual([]);
   });
 });
+
+/** The MySQL source reaches mysql2 through mysql-query.ts only, which keeps one statement per query and no driver-side interpolation. */
+const MYSQL_DRIVER_FILES = new Set(['sources/mysql-query.ts']);
+
+describe('the MySQL query boundary', () => {
+  const files = sourceFiles(SRC).map((f) => relative(SRC, f));
+
+  it.each(files.filter((f) => !MYSQL_DRIVER_FILES.has(f)))('%s does not import mysql2', (file) => {
+    const text = readFileSync(join(SRC, file), 'utf8');
+    expect(text.match(/from\s+'mysql2(?:\/[^']*)?'/g) ?? []).toEqual([]);
+  });
+});

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { AppError } from '../core/errors.js';
+import { BinlogTransaction, binlogKeyText, changeOrdering, comparePositions, keyableKind, parsePosition, snapshotOrdering } from './mysql-binlog.js';
+import { defaultServerId, truncatedRelation } from './mysql-cdc.js';
+import { valueKind, type MyColumn } from './mysql-sql.js';
+
+function col(name: string, dataType: string, extra: Partial<MyColumn> = {}): MyColumn {
+  const charset = extra.charset ?? (['varchar', 'char', 'text'].includes(dataType) ? 'utf8mb4' : null);
+  return { name, dataType, columnType: dataType, kind: valueKind(dataType, charset, false), charset, collation: null, fsp: 0, bits: 0, ...extra };
+}
+
+describe('binlog positions', () => {
+  it('parse as file and offset, and refuse anything else', () => {
+    expect(parsePosition('binlog.000042:1234')).toEqual({ file: 'binlog.000042', offset: 1234 });
+    expect(() => parsePosition('16/B374D848')).toThrow(AppError);
+    expect(() => parsePosition('binlog:12')).toThrow(AppError);
+  });
+
+  it('compare by file number, then offset, also past six digits', () => {
+    expect(comparePositions('binlog.000009:900', 'binlog.000010:4')).toBe(-1);
+    expect(comparePositions('binlog.999999:900', 'binlog.1000000:4')).toBe(-1);
+    expect(comparePositions('binlog.000010:120', 'binlog.000010:4')).toBe(1);
+    expect(comparePositions('binlog.000010:4', 'binlog.000010:4')).toBe(0);
+  });
+
+  it('order snapshot rows before every change streamed from the snapshot start, and changes by commit', () => {
+    const start = snapshotOrdering('binlog.000010:500');
+    const first = changeOrdering('binlog.000010:501', 1);
+    const later = changeOrdering('binlog.000011:4', 1);
+    expect(start < first).toBe(true);
+    expect(first < changeOrdering('binlog.000010:501', 2)).toBe(true);
+    expect(changeOrdering('binlog.000010:501', 10) < later).toBe(true);
+    expect(changeOrdering('binlog.000009:99999', 1) < start).toBe(true);
+  });
+});
+
+describe('binlog key texts', () => {
+  it('spell keys as the table reader does: integers, strings, binary as base64, times at the column precision', () => {
+    expect(binlogKeyText(col('id', 'bigint'), '18446744073709551615')).toBe('18446744073709551615');
+    expect(binlogKeyText(col('id', 'int'), 7)).toBe('7');
+    expect(binlogKeyText(col('code', 'varchar'), 'b ')).toBe('b ');
+    expect(binlogKeyText(col('b', 'varbinary'), Buffer.from([0, 255]))).toBe('AP8=');
+    expect(binlogKeyText(col('d', 'datetime', { fsp: 0 }), '2024-01-01 00:00:00')).toBe('2024-01-01 00:00:00');
+    expect(binlogKeyText(col('d', 'datetime', { fsp: 3 }), '2024-01-01 00:00:00.120000')).toBe('2024-01-01 00:00:00.120');
+    expect(binlogKeyText(col('d', 'timestamp', { fsp: 6 }), '2024-01-01 00:00:00.5')).toBe('2024-01-01 00:00:00.500000');
+    expect(() => binlogKeyText(col('id', 'int'), null)).toThrow(AppError);
+  });
+
+  it('accept only key kinds whose binlog values it can spell exactly', () => {
+    expect(['int', 'bigint', 'varchar', 'varbinary', 'datetime', 'decimal', 'date'].map((t) => keyableKind(col('k', t)))).toEqual([true, true, true, true, true, true, true]);
+    expect(['time', 'bit', 'float', 'uuid'].map((t) => keyableKind(col('k', t)))).toEqual([false, false, false, false]);
+  });
+
+  it('turn a primary-key change into a delete of the old key and an insert of the new one', () => {
+    const t = { relation: 'shop.items', key: [col('id', 'int')] };
+    const txn = new BinlogTransaction();
+    txn.add(t, 'writerows', [{ id: 1 }]);
+    txn.add(t, 'updaterows', [
+      { before: { id: 1, v: 'a' }, after: { id: 1, v: 'b' } },
+      { before: { id: 1 }, after: { id: 2 } },
+    ]);
+    txn.add(t, 'deleterows', [{ id: 2 }]);
+    const changes = txn.commit('binlog.000001:900');
+    expect(changes.map((c) => [c.op, c.pk[0]])).toEqual([
+      ['insert', '1'],
+      ['update', '1'],
+      ['delete', '1'],
+      ['insert', '2'],
+      ['delete', '2'],
+    ]);
+    expect(changes.map((c) => c.ordering)).toEqual([1, 2, 3, 4, 5].map((i) => changeOrdering('binlog.000001:900', i)));
+  });
+});
+
+describe('binlog statements and settings', () => {
+  it('finds the table a TRUNCATE empties, qualified or in the statement database', () => {
+    expect(truncatedRelation('TRUNCATE TABLE items', 'shop')).toBe('shop.items');
+    expect(truncatedRelation('truncate `other db`.`it``s`', 'shop')).toBe('other db.it`s');
+    expect(truncatedRelation('CREATE TABLE truncate_log (a int)', 'shop')).toBeNull();
+  });
+
+  it('derives a server id from the stream name, stable and clear of small hand-set ids', () => {
+    expect(defaultServerId('shop/pushsync_shop')).toBe(defaultServerId('shop/pushsync_shop'));
+    expect(defaultServerId('a')).not.toBe(defaultServerId('b'));
+    for (const n of ['a', 'shop/pushsync_shop', 'x'.repeat(300)]) {
+      expect(defaultServerId(n)).toBeGreaterThanOrEqual(1_000_000_000);
+      expect(defaultServerId(n)).toBeLessThanOrEqual(4_294_967_295);
+    }
+  });
+});

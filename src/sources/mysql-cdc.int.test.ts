@@ -1,0 +1,177 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChangeStream, ChangeStreamEvent, TableShape } from '../core/ports.js';
+import { MysqlBinlog, type BinlogStateStore } from './mysql-cdc.js';
+import { MysqlSource } from './mysql.js';
+import { createMysqlDatabase, MYSQL_BINLOG_URL, MYSQL_URL, type MysqlDatabase } from '../../test/helpers/mysql.js';
+import { uniqueName } from '../../test/helpers/services.js';
+
+/** The store main.ts backs with Redis, here in memory: what the reader saves is what it loads. */
+function memoryStore(): BinlogStateStore & { fields: Record<string, string> } {
+  const store = {
+    fields: {} as Record<string, string>,
+    load: async () => ({ ...store.fields }),
+    save: async (f: Record<string, string>) => void Object.assign(store.fields, f),
+    clear: async () => void (store.fields = {}),
+  };
+  return store;
+}
+
+/** Collects what a stream hands over; `next` waits (bounded by count of polls) for the next event of a kind. */
+class Inbox {
+  events: ChangeStreamEvent[] = [];
+  errors: Error[] = [];
+  async next<K extends ChangeStreamEvent['kind']>(kind: K, polls = 400): Promise<Extract<ChangeStreamEvent, { kind: K }>> {
+    for (let i = 0; i < polls; i++) {
+      const at = this.events.findIndex((e) => e.kind === kind);
+      if (at >= 0) return this.events.splice(0, at + 1)[at] as Extract<ChangeStreamEvent, { kind: K }>;
+      if (this.errors.length > 0) throw this.errors[0];
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`no ${kind} event arrived`);
+  }
+}
+
+describe('MysqlBinlog against a MariaDB with the binary log on', () => {
+  let db: MysqlDatabase;
+  let source: MysqlSource;
+  let shape: TableShape;
+  let relations: Map<string, { primaryKey: string[] }>;
+  const opened: ChangeStream[] = [];
+  const binlog = (store: BinlogStateStore, url = db.url): MysqlBinlog => new MysqlBinlog({ name: 'shop', url, stream: 'pushsync_shop', serverId: 100_000 + Math.floor(Math.random() * 1_000_000), store });
+
+  async function open(cdc: MysqlBinlog): Promise<Inbox> {
+    const inbox = new Inbox();
+    opened.push(await cdc.open(relations, (e) => inbox.events.push(e), (err) => inbox.errors.push(err)));
+    return inbox;
+  }
+
+  beforeAll(async () => {
+    db = await createMysqlDatabase(MYSQL_BINLOG_URL);
+    source = new MysqlSource({ name: 'shop', url: db.url, poolSize: 1 });
+    await db.client.query(`CREATE TABLE items (id bigint unsigned, code varchar(10), v text, PRIMARY KEY (id, code))`);
+    await db.client.query(`CREATE TABLE other (id int PRIMARY KEY)`);
+    shape = (await source.table({ source: 'shop', name: 'items' })).shape;
+    relations = new Map([[`${db.database}.items`, { primaryKey: shape.primaryKey }]]);
+  });
+  afterAll(async () => {
+    for (const s of opened) await s.stop().catch(() => {});
+    await source.close();
+    await db.drop();
+  });
+
+  it('finds the server ready, and says what a server without the binary log lacks', async () => {
+    const cdc = binlog(memoryStore());
+    expect(await cdc.prerequisites()).toEqual([]);
+    expect(await cdc.keyProblems([shape])).toEqual([]);
+    await cdc.close();
+    const plain = await createMysqlDatabase(MYSQL_URL);
+    try {
+      const off = binlog(memoryStore(), plain.url);
+      expect((await off.prerequisites()).join('\n')).toContain('the binary log is off');
+      await plain.client.query(`CREATE TABLE timed (t time PRIMARY KEY)`);
+      const timed = (await new MysqlSource({ name: 'p', url: plain.url, poolSize: 1 }).table({ source: 'p', name: 'timed' })).shape;
+      expect((await off.keyProblems([timed]))[0]).toContain('key column t of type time cannot be read from the binlog');
+      await off.close();
+    } finally {
+      await plain.drop();
+    }
+  });
+
+  it('hands over committed transactions as key-level changes, and restarts exactly where acknowledged', async () => {
+    const store = memoryStore();
+    const cdc = binlog(store);
+    expect((await cdc.status()).exists).toBe(false);
+    const start = await cdc.create();
+    expect(await cdc.status()).toMatchObject({ exists: true, confirmed: start, lost: false, lagBytes: 0 });
+    const inbox = await open(cdc);
+
+    await db.client.query(`INSERT INTO other VALUES (1)`);
+    await db.client.query(`BEGIN`);
+    await db.client.query(`INSERT INTO items VALUES (18446744073709551615, 'Ab', 'x'), (1, 'b ', NULL)`);
+    await db.client.query(`UPDATE items SET v = 'y' WHERE id = 1`);
+    await db.client.query(`UPDATE items SET code = 'c' WHERE id = 1`);
+    await db.client.query(`DELETE FROM items WHERE id = 18446744073709551615`);
+    await db.client.query(`COMMIT`);
+    const first = await inbox.next('transaction');
+    expect(first.changes.map((c) => [c.op, ...c.pk])).toEqual([
+      ['insert', '18446744073709551615', 'Ab'],
+      ['insert', '1', 'b '],
+      ['update', '1', 'b '],
+      ['delete', '1', 'b '],
+      ['insert', '1', 'c'],
+      ['delete', '18446744073709551615', 'Ab'],
+    ]);
+    expect(first.changes.every((c) => c.relation === `${db.database}.items`)).toBe(true);
+    expect(cdc.comparePositions(first.end, start)).toBe(1);
+    expect(cdc.snapshotOrdering(start) < first.changes[0]!.ordering).toBe(true);
+    expect(new Set(first.changes.map((c) => c.ordering)).size).toBe(6);
+
+    const stream = opened.pop()!;
+    await stream.acknowledge(first.end);
+    await stream.stop();
+    expect(store.fields.confirmed).toBe(first.end);
+    expect((await cdc.status()).confirmed).toBe(first.end);
+
+    // Committed while no stream is open: the next stream starts at the acknowledged end, so it sees this and only this.
+    await db.client.query(`INSERT INTO items VALUES (2, 'z', 'after')`);
+    const again = await open(cdc);
+    const second = await again.next('transaction');
+    expect(second.changes.map((c) => [c.op, ...c.pk])).toEqual([['insert', '2', 'z']]);
+    expect(cdc.comparePositions(second.end, first.end)).toBe(1);
+    expect(cdc.confirmedPast(second.end, first.end)).toBe(true);
+    expect(cdc.confirmedPast(first.end, first.end)).toBe(false);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
+  it('delivers a commit made right after an acknowledged idle position', async () => {
+    const store = memoryStore();
+    const cdc = binlog(store);
+    await cdc.create();
+    await db.client.query(`INSERT INTO other VALUES (2)`);
+    const inbox = await open(cdc);
+    const current = await cdc.currentPosition();
+    // Idle positions move past other tables' transactions to the server's position.
+    let idle = await inbox.next('idle');
+    for (let i = 0; i < 40 && cdc.comparePositions(idle.position, current) < 0; i++) {
+      await opened[opened.length - 1]!.requestPosition(store.fields.confirmed!);
+      idle = await inbox.next('idle');
+    }
+    expect(idle.position).toBe(current);
+    const stream = opened.pop()!;
+    await stream.acknowledge(idle.position);
+    await stream.stop();
+    await db.client.query(`INSERT INTO items VALUES (3, 'q', 'late')`);
+    const again = await open(cdc);
+    expect((await again.next('transaction')).changes.map((c) => [c.op, ...c.pk])).toEqual([['insert', '3', 'q']]);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
+  it('reports a TRUNCATE of a captured table', async () => {
+    const cdc = binlog(memoryStore());
+    await cdc.create();
+    const inbox = await open(cdc);
+    await db.client.query(`TRUNCATE TABLE items`);
+    expect((await inbox.next('truncate')).relations).toEqual([`${db.database}.items`]);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
+  it('reports the stream lost when its binlog file is gone or the server is another one', async () => {
+    const store = memoryStore();
+    const cdc = binlog(store);
+    await cdc.create();
+    const real = { ...store.fields };
+    store.fields.confirmed = 'binlog.000000:4';
+    expect((await cdc.status()).lost).toBe(true);
+    store.fields.confirmed = real.confirmed!;
+    store.fields.identity = `${uniqueName('other')} server`;
+    expect((await cdc.status()).lost).toBe(true);
+    store.fields.identity = real.identity!;
+    expect((await cdc.status()).lost).toBe(false);
+    await cdc.drop();
+    expect((await cdc.status()).exists).toBe(false);
+    await cdc.close();
+  });
+});

@@ -1,0 +1,338 @@
+import ZongJi from '@vlasky/zongji';
+import { AppError } from '../core/errors.js';
+import type { RelationKeys } from '../core/changes.js';
+import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
+import { MysqlSource } from './mysql.js';
+import { connectionOptions } from './mysql-query.js';
+import { translateMysqlError } from './mysql-errors.js';
+import { BINARY_LOGS_SQL, BINLOG_SETTINGS_SQL, GRANTS_SQL, binlogStatusSql, identitySql, type MyColumn } from './mysql-sql.js';
+import { BinlogTransaction, comparePositions, formatPosition, keyableKind, parsePosition, snapshotOrdering, type CapturedTable } from './mysql-binlog.js';
+
+/**
+ * Where the binlog reader keeps its durable stream: the position it was created at, the position confirmed by the
+ * last acknowledgement, and the server's identity. MySQL keeps no per-consumer position (there is no replication
+ * slot), so this record is pushsync's; main.ts backs it with Redis.
+ */
+export interface BinlogStateStore {
+  load(): Promise<Record<string, string>>;
+  save(fields: Record<string, string>): Promise<void>;
+  clear(): Promise<void>;
+}
+
+export interface MysqlBinlogOptions {
+  name: string;
+  url: string;
+  /** The stream's name, for messages and the store (the source's `cdc.slot`). */
+  stream: string;
+  /** The replica server_id of the binlog connection: unique among the server's replicas and readers. */
+  serverId: number;
+  store: BinlogStateStore;
+}
+
+/** A stable server_id for a stream name, in 1,000,000,000 … 4,294,967,295 (clear of small hand-set ids). */
+export function defaultServerId(name: string): number {
+  let h = 2166136261;
+  for (const ch of Buffer.from(name, 'utf8')) h = Math.imul(h ^ ch, 16777619) >>> 0;
+  return 1_000_000_000 + (h % 3_294_967_295);
+}
+
+/** Spontaneous idle events at most this often, so readers advance over traffic of other tables without flooding. */
+const IDLE_EVERY_MS = 1000;
+
+/**
+ * MySQL/MariaDB binlog change data capture (binlog_format=ROW, binlog_row_image=FULL). The stream hands over complete
+ * committed transactions (XID, or COMMIT for non-transactional tables) of the watched tables as key-level changes; the
+ * rows are read from the table when sent. Positions are `file:offset` after an event; a stream opened at a
+ * position starts with the event there.
+ */
+export class MysqlBinlog implements ChangeSource {
+  readonly name: string;
+  readonly stream: string;
+  private readonly admin: MysqlSource;
+
+  constructor(private readonly options: MysqlBinlogOptions) {
+    this.name = options.name;
+    this.stream = `binlog stream ${options.stream}`;
+    this.admin = new MysqlSource({ name: options.name, url: options.url, poolSize: 1 });
+  }
+
+  private async text(sql: string, what: string): Promise<Array<Array<string | null>>> {
+    return this.admin.queryText(sql, what);
+  }
+
+  async prerequisites(): Promise<string[]> {
+    const problems: string[] = [];
+    const [settings] = await this.text(BINLOG_SETTINGS_SQL, 'read the binlog settings');
+    const [logBin, format, image] = settings ?? [];
+    if (logBin !== '1') problems.push(`source ${this.name}: the binary log is off; start the server with log_bin (and a server_id)`);
+    if (format !== 'ROW') problems.push(`source ${this.name}: binlog_format is ${format}; set binlog_format = ROW`);
+    if (image !== 'FULL') problems.push(`source ${this.name}: binlog_row_image is ${image}; set binlog_row_image = FULL`);
+    const grants = (await this.text(GRANTS_SQL, 'read the grants')).map((r) => r[0] ?? '').join('\n');
+    if (!/ALL PRIVILEGES ON \*\.\*|REPLICATION (SLAVE|REPLICA)/i.test(grants)) {
+      problems.push(`source ${this.name}: the user lacks REPLICATION SLAVE, which reading the binlog needs; GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>`);
+    }
+    if (logBin === '1') {
+      await this.text(BINARY_LOGS_SQL, 'list the binary logs').catch((err: unknown) => {
+        problems.push(`source ${this.name}: cannot list the binary logs (${(err as Error).message}); GRANT REPLICATION CLIENT ON *.* TO <user> (BINLOG MONITOR on MariaDB)`);
+      });
+    }
+    return problems;
+  }
+
+  async keyProblems(tables: readonly TableShape[]): Promise<string[]> {
+    const problems: string[] = [];
+    for (const t of tables) {
+      for (const c of await this.keyColumns(t)) {
+        if (!keyableKind(c)) problems.push(`${this.name}.${t.schema}.${t.relname}: key column ${c.name} of type ${c.columnType} cannot be read from the binlog; use watermark mode for it`);
+      }
+    }
+    return problems;
+  }
+
+  private async keyColumns(t: Pick<TableShape, 'schema' | 'relname' | 'primaryKey'>): Promise<MyColumn[]> {
+    const columns = await this.admin.columns(t.schema, t.relname);
+    return t.primaryKey.map((name) => {
+      const c = columns.find((x) => x.name === name);
+      if (!c) throw new AppError('SOURCE_SCHEMA', `${this.name}.${t.schema}.${t.relname}: key column ${name} not found`);
+      return c;
+    });
+  }
+
+  async prepare(): Promise<void> {
+    // The binlog has every table's changes: nothing to set up.
+  }
+
+  private async identity(): Promise<string> {
+    const [row] = await this.text(identitySql(await this.admin.pool.flavor()), 'read the server identity');
+    return row?.[0] ?? '';
+  }
+
+  async status(): Promise<ChangeStreamStatus> {
+    const state = await this.options.store.load();
+    if (!state.start || !state.confirmed) return { exists: false, confirmed: null, lagBytes: null, active: false, lost: false };
+    const logs = (await this.text(BINARY_LOGS_SQL, 'list the binary logs')).map(([file, size]) => ({ file: file!, size: Number(size) }));
+    const confirmed = parsePosition(state.confirmed);
+    const at = logs.findIndex((l) => l.file === confirmed.file);
+    const lost = at < 0 || state.identity !== (await this.identity());
+    const lagBytes = at < 0 ? null : logs.slice(at).reduce((sum, l) => sum + l.size, 0) - confirmed.offset;
+    return { exists: true, confirmed: state.confirmed, lagBytes: lagBytes === null ? null : Math.max(0, lagBytes), active: false, lost };
+  }
+
+  async create(): Promise<string> {
+    const start = await this.currentPosition();
+    await this.options.store.save({ start, confirmed: start, identity: await this.identity() });
+    return start;
+  }
+
+  async currentPosition(): Promise<string> {
+    const [row] = await this.text(binlogStatusSql(await this.admin.pool.flavor()), 'read the binlog position');
+    if (!row?.[0]) throw new AppError('SOURCE_SCHEMA', `source ${this.name}: the server reports no binlog position; is log_bin on?`);
+    return formatPosition({ file: row[0], offset: Number(row[1]) });
+  }
+
+  comparePositions(a: string, b: string): number {
+    return comparePositions(a, b);
+  }
+
+  confirmedPast(confirmed: string, acknowledged: string): boolean {
+    return comparePositions(confirmed, acknowledged) > 0;
+  }
+
+  snapshotOrdering(start: string): string {
+    return snapshotOrdering(start);
+  }
+
+  async open(relations: ReadonlyMap<string, RelationKeys>, onEvent: (e: ChangeStreamEvent) => void, onError: (err: Error) => void): Promise<ChangeStream> {
+    const state = await this.options.store.load();
+    if (!state.confirmed) throw new AppError('INTERNAL', `${this.stream} has no confirmed position; create it first`);
+    const start = parsePosition(state.confirmed);
+    const captured = new Map<string, CapturedTable>();
+    const schemas: Record<string, string[]> = {};
+    for (const relation of relations.keys()) {
+      const dot = relation.indexOf('.');
+      const shape = { schema: relation.slice(0, dot), relname: relation.slice(dot + 1), primaryKey: relations.get(relation)!.primaryKey };
+      captured.set(relation, { relation, key: await this.keyColumns(shape) });
+      (schemas[shape.schema] ??= []).push(shape.relname);
+    }
+    const reader = new BinlogReader(this.options, start, captured, onEvent);
+    return reader.start(schemas, onError);
+  }
+
+  async drop(): Promise<void> {
+    await this.options.store.clear();
+  }
+
+  async close(): Promise<void> {
+    await this.admin.close();
+  }
+}
+
+interface Event {
+  getEventName(): string;
+  nextPosition: number;
+  binlogName?: string;
+  position?: number;
+  query?: string;
+  schema?: string;
+  tableId?: number;
+  tableMap?: Record<number, { parentSchema: string; tableName: string }>;
+  rows?: unknown[];
+}
+
+/** `schema.table` of a `TRUNCATE [TABLE] name` statement run in database `schema`, or null for other statements. */
+export function truncatedRelation(statement: string, schema: string): string | null {
+  const ident = '(?:`((?:[^`]|``)+)`|([^\\s.`;]+))';
+  const m = new RegExp(`^TRUNCATE\\s+(?:TABLE\\s+)?${ident}(?:\\.${ident})?\\s*;?$`, 'i').exec(statement.trim());
+  if (!m) return null;
+  const name = (quoted: string | undefined, plain: string | undefined): string | undefined => (quoted !== undefined ? quoted.replace(/``/g, '`') : plain);
+  const first = name(m[1], m[2])!;
+  const second = name(m[3], m[4]);
+  return second === undefined ? `${schema}.${first}` : `${first}.${second}`;
+}
+
+/** One open binlog connection: turns events into transactions and idle positions. */
+class BinlogReader {
+  private file: string;
+  private offset: number;
+  private txn: BinlogTransaction | null = null;
+  private lastIdle = 0;
+  private readonly zongji: ZongJi;
+
+  constructor(
+    private readonly options: MysqlBinlogOptions,
+    start: { file: string; offset: number },
+    private readonly captured: Map<string, CapturedTable>,
+    private readonly onEvent: (e: ChangeStreamEvent) => void,
+  ) {
+    this.file = start.file;
+    this.offset = start.offset;
+    // Date strings in UTC, exact big numbers: key values arrive as the text the table reader uses.
+    this.zongji = new ZongJi({ ...connectionOptions(options.url), dateStrings: true, supportBigNumbers: true, bigNumberStrings: true, timezone: 'Z' });
+  }
+
+  private get position(): string {
+    return formatPosition({ file: this.file, offset: this.offset });
+  }
+
+  /** At a transaction boundary nothing received is waiting: the position may be acknowledged. */
+  private idle(force: boolean): void {
+    if (this.txn !== null) return;
+    if (!force && Date.now() - this.lastIdle < IDLE_EVERY_MS) return;
+    this.lastIdle = Date.now();
+    this.onEvent({ kind: 'idle', position: this.position });
+  }
+
+  private commit(): void {
+    const txn = this.txn;
+    this.txn = null;
+    if (txn && txn.size > 0) this.onEvent({ kind: 'transaction', changes: txn.commit(this.position), end: this.position });
+    else this.idle(false);
+  }
+
+  private handle(e: Event): void {
+    const name = e.getEventName();
+    // A heartbeat stands for events the server did not send: it moves no position pushsync relies on.
+    if (name === 'heartbeat') return;
+    if (name === 'rotate') {
+      this.file = e.binlogName!;
+      this.offset = e.position!;
+      return;
+    }
+    // Events the server makes up at the start of a stream (a rotate, the format description) have no position.
+    if (e.nextPosition > 0) this.offset = e.nextPosition;
+    switch (name) {
+      case 'mariadbgtid':
+        this.txn = new BinlogTransaction();
+        return;
+      case 'query': {
+        const q = (e.query ?? '').trim();
+        const upper = q.toUpperCase();
+        if (upper === 'BEGIN') this.txn = new BinlogTransaction();
+        else if (upper === 'COMMIT' || upper === 'ROLLBACK') this.commit();
+        else if (upper.startsWith('XA ')) throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported (${q.slice(0, 40)})`);
+        else if (this.txn === null || this.txn.size === 0) {
+          // A statement of its own (DDL): a transaction boundary.
+          this.txn = null;
+          const truncated = truncatedRelation(q, e.schema ?? '');
+          if (truncated !== null && this.captured.has(truncated)) this.onEvent({ kind: 'truncate', relations: [truncated] });
+          this.idle(false);
+        }
+        return;
+      }
+      case 'xaprepare':
+        throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported`);
+      case 'xid':
+        this.commit();
+        return;
+      case 'writerows':
+      case 'updaterows':
+      case 'deleterows': {
+        const table = e.tableMap?.[e.tableId!];
+        const t = table ? this.captured.get(`${table.parentSchema}.${table.tableName}`) : undefined;
+        if (!t) return;
+        (this.txn ??= new BinlogTransaction()).add(t, name, e.rows ?? []);
+        return;
+      }
+      default:
+        this.idle(false);
+    }
+  }
+
+  start(schemas: Record<string, string[]>, onError: (err: Error) => void): Promise<ChangeStream> {
+    let ended!: () => void;
+    const done = new Promise<void>((resolve) => (ended = resolve));
+    let failed = false;
+    let ready = false;
+    const fail = (err: unknown): void => {
+      // Before the stream is ready, open() reports the failure.
+      if (failed || !ready) return;
+      failed = true;
+      onError(translateMysqlError(err, `${this.options.name}: ${this.options.stream}`));
+      this.zongji.stop();
+      ended();
+    };
+    this.zongji.on('binlog', (e: unknown) => {
+      try {
+        this.handle(e as Event);
+      } catch (err) {
+        fail(err);
+      }
+    });
+    this.zongji.on('error', fail);
+    this.zongji.on('stopped', () => ended());
+    return new Promise<ChangeStream>((resolve, reject) => {
+      const onReady = (): void => {
+        ready = true;
+        this.zongji.removeListener('error', onStartError);
+        resolve({
+          acknowledge: async (position) => {
+            await this.options.store.save({ confirmed: position });
+          },
+          requestPosition: async (position) => {
+            await this.options.store.save({ confirmed: position });
+            setImmediate(() => this.idle(true));
+          },
+          stop: async () => {
+            this.zongji.stop();
+            await done;
+          },
+          done,
+        });
+      };
+      const onStartError = (err: unknown): void => {
+        this.zongji.removeListener('ready', onReady);
+        reject(translateMysqlError(err, `${this.options.name}: open ${this.options.stream}`));
+      };
+      this.zongji.once('ready', onReady);
+      this.zongji.once('error', onStartError);
+      this.zongji.start({
+        serverId: this.options.serverId,
+        filename: this.file,
+        position: this.offset,
+        // Every event, so the position follows the binlog to its end (a one-shot run waits for the end it saw);
+        // row events of other tables are left out.
+        includeSchema: schemas,
+      });
+    });
+  }
+}

@@ -1,0 +1,133 @@
+import { AppError } from '../core/errors.js';
+import type { MyColumn } from './mysql-sql.js';
+
+/**
+ * Values of MySQL/MariaDB rows as JSON, from the bytes the text protocol carries (the driver hands them over
+ * untouched: no Date, no Number, no JSON.parse on the way). Pure functions; the forms are listed in docs/encoding.md.
+ *
+ * The rule is the Postgres one: a JSON number only where every consumer reads it back exactly (TINYINT to INT, YEAR,
+ * FLOAT and DOUBLE), a string of the server's exact text for what a double would round (BIGINT, DECIMAL), and text
+ * forms for the rest.
+ */
+
+/** The shortest decimal that reads back as the same 32-bit float (`x` is one, widened to a double exactly). */
+function shortestFloat32(x: number): string {
+  for (let p = 1; p <= 9; p++) {
+    const s = x.toPrecision(p);
+    if (Math.fround(Number(s)) === x) return String(Number(s));
+  }
+  return String(x);
+}
+
+function jsonNumber(text: string): string {
+  const x = Number(text);
+  if (!Number.isFinite(x)) throw new AppError('SOURCE_SCHEMA', `the server sent ${text.slice(0, 40)} where a number was expected`);
+  return Object.is(x, -0) ? '-0' : String(x);
+}
+
+/** BIT(n) as a string of n binary digits, most significant first, like Postgres' bit(n). */
+function bitString(raw: Buffer, bits: number): string {
+  let out = '';
+  for (const byte of raw) out += byte.toString(2).padStart(8, '0');
+  return out.slice(-bits).padStart(bits, '0');
+}
+
+/** `2024-01-02 03:04:05.5` → `2024-01-02T03:04:05.5`: the server's digits kept (zero dates too). */
+function isoDateTime(text: string): string {
+  return text.replace(' ', 'T');
+}
+
+/**
+ * Whether embedding `text` keeps the record valid JSON: a JSON column on MariaDB is only checked by `json_valid`,
+ * which may accept what a strict parser refuses. Such a value is sent as a JSON string instead.
+ */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One value as JSON text; `raw` is null for SQL NULL. */
+export function valueJson(col: MyColumn, raw: Buffer | null): string {
+  if (raw === null) return 'null';
+  switch (col.kind) {
+    case 'int':
+    case 'year':
+      return jsonNumber(raw.toString('latin1'));
+    case 'double':
+      return jsonNumber(raw.toString('latin1'));
+    case 'float':
+      // Read as CAST(… AS DOUBLE): the float's exact value.
+      return shortestFloat32(Number(raw.toString('latin1')));
+    case 'bigint':
+    case 'decimal':
+    case 'date':
+    case 'time':
+      return JSON.stringify(raw.toString('latin1'));
+    case 'datetime':
+      return JSON.stringify(isoDateTime(raw.toString('latin1')));
+    case 'timestamp':
+      return JSON.stringify(`${isoDateTime(raw.toString('latin1'))}+00:00`);
+    case 'bit':
+      return JSON.stringify(bitString(raw, col.bits));
+    case 'set': {
+      const text = raw.toString('utf8');
+      return JSON.stringify(text === '' ? [] : text.split(','));
+    }
+    case 'json': {
+      const text = raw.toString('utf8');
+      return isJson(text) ? text : JSON.stringify(text);
+    }
+    case 'binary':
+      return JSON.stringify(raw.toString('base64'));
+    default:
+      return JSON.stringify(raw.toString('utf8'));
+  }
+}
+
+/**
+ * A key value as the text pushsync keeps in cursors and key lists: the server's text, except binary strings (base64,
+ * as in records) and BIT (binary digits). `literal` in mysql-sql.ts turns it back into SQL.
+ */
+export function keyText(col: MyColumn, raw: Buffer | null): string {
+  if (raw === null) throw new AppError('SOURCE_SCHEMA', `key column ${col.name} holds NULL; key columns must be NOT NULL`);
+  switch (col.kind) {
+    case 'binary':
+      return raw.toString('base64');
+    case 'bit':
+      return bitString(raw, col.bits);
+    case 'text':
+    case 'other':
+    case 'enum':
+    case 'set':
+    case 'json':
+      return raw.toString('utf8');
+    default:
+      return raw.toString('latin1');
+  }
+}
+
+/** A key value's JSON from its key text, encoded like the same value read from a row (for delete records). */
+export function keyJson(col: MyColumn, text: string): string {
+  switch (col.kind) {
+    case 'binary':
+      return JSON.stringify(text);
+    case 'bit':
+      return JSON.stringify(text);
+    default:
+      return valueJson(col, Buffer.from(text, col.kind === 'text' || col.kind === 'other' ? 'utf8' : 'latin1'));
+  }
+}
+
+/** A row as a JSON object: columns in table order, names as the catalog spells them. */
+export function rowJson(columns: readonly MyColumn[], names: readonly string[], raw: ReadonlyArray<Buffer | null>): string {
+  let out = '{';
+  for (let i = 0; i < columns.length; i++) {
+    if (i > 0) out += ',';
+    out += names[i]! + ':' + valueJson(columns[i]!, raw[i] ?? null);
+  }
+  return out + '}';
+}

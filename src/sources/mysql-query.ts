@@ -1,0 +1,146 @@
+import mysql from 'mysql2/promise';
+import type { PoolConnection as CoreConnection } from 'mysql2';
+import { flavorOf, sessionSql, VERSION_SQL, type Flavor } from './mysql-sql.js';
+
+/** A row as the text protocol carries it: each value's bytes, or null for SQL NULL. */
+export type RawRow = Array<Buffer | null>;
+
+/**
+ * The only place the MySQL source hands SQL to the driver.
+ *
+ * Invariants: one statement per query (the text protocol without the multi-statements capability: the server refuses
+ * a second statement with a syntax error before running the first); no value is interpolated by the driver (no
+ * `values` are ever passed, see `literal` in mysql-sql.ts); every session has the settings of `sessionSql`, applied
+ * before its first statement and checked, read only included; values arrive as raw bytes.
+ */
+export interface MysqlPoolOptions {
+  url: string;
+  poolSize: number;
+  statementTimeoutMs: number;
+}
+
+/** Connection settings from a mysql:// or mariadb:// URL: user, password, host, port, database, `?ssl=true`. */
+export function connectionOptions(url: string): mysql.PoolOptions {
+  const u = new URL(url);
+  const ssl = u.searchParams.get('ssl');
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port ? Number(u.port) : 3306,
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    ...(u.pathname.length > 1 ? { database: decodeURIComponent(u.pathname.slice(1)) } : {}),
+    ...(ssl === 'true' || ssl === 'required' ? { ssl: { rejectUnauthorized: true } } : {}),
+  };
+}
+
+const raw: mysql.TypeCast = (field) => field.buffer();
+
+export class MysqlPool {
+  private readonly pool: mysql.Pool;
+  private readonly ready = new WeakSet<object>();
+  private flavorSeen: Flavor | undefined;
+
+  constructor(private readonly options: MysqlPoolOptions) {
+    this.pool = mysql.createPool({
+      ...connectionOptions(options.url),
+      connectionLimit: options.poolSize,
+      waitForConnections: true,
+      connectTimeout: 10_000,
+      idleTimeout: 30_000,
+      enableKeepAlive: true,
+      charset: 'UTF8MB4_GENERAL_CI',
+      multipleStatements: false,
+      // Settings for any value the driver would convert; `raw` hands every value over as bytes anyway.
+      dateStrings: true,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      decimalNumbers: false,
+      rowsAsArray: true,
+      typeCast: raw,
+    });
+    // An idle connection that fails emits here; without a listener the process would crash.
+    this.pool.pool.on('connection', (c: CoreConnection) => void c.on('error', () => {}));
+  }
+
+  /** MariaDB or MySQL, as the first session found out. */
+  async flavor(): Promise<Flavor> {
+    if (this.flavorSeen === undefined) await this.withConnection(async () => undefined);
+    return this.flavorSeen!;
+  }
+
+  private async session(conn: mysql.PoolConnection): Promise<void> {
+    if (this.ready.has(conn.connection)) return;
+    const [version] = (await conn.query({ sql: VERSION_SQL, rowsAsArray: true, typeCast: raw })) as unknown as [RawRow[]];
+    const flavor = flavorOf(version[0]![0]!.toString('utf8'));
+    for (const sql of sessionSql(flavor, this.options.statementTimeoutMs)) await conn.query({ sql });
+    this.flavorSeen = flavor;
+    this.ready.add(conn.connection);
+  }
+
+  /**
+   * Runs `fn` on a pooled connection whose session is set up. The connection goes back to the pool unless it failed
+   * (a fatal error, a failed session setup, or a transaction `fn` could not end): then it is closed, never reused.
+   */
+  private async withConnection<T>(fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+    const conn = await this.pool.getConnection();
+    let reusable = false;
+    try {
+      await this.session(conn);
+      reusable = true;
+      return await fn(conn);
+    } catch (err) {
+      if ((err as { fatal?: unknown }).fatal === true || err instanceof UnusableConnection) reusable = false;
+      throw err instanceof UnusableConnection ? err.cause : err;
+    } finally {
+      if (reusable) conn.release();
+      else conn.destroy();
+    }
+  }
+
+  /** One statement in a read-only session; values as bytes. */
+  run(sql: string): Promise<RawRow[]> {
+    return this.withConnection((conn) => rows(conn, sql));
+  }
+
+  /**
+   * A statement that carries configured SQL, in a read-only transaction of its own that is then rolled back. The
+   * session is read only already; the transaction keeps the Postgres source's shape: whatever the statement did to the
+   * transaction ends with it.
+   */
+  runIsolated(sql: string): Promise<RawRow[]> {
+    return this.withConnection(async (conn) => {
+      await conn.query({ sql: 'START TRANSACTION READ ONLY' });
+      let result: RawRow[] | undefined;
+      let failure: unknown;
+      try {
+        result = await rows(conn, sql);
+      } catch (err) {
+        failure = err;
+      }
+      try {
+        await conn.query({ sql: 'ROLLBACK' });
+      } catch (err) {
+        throw new UnusableConnection(failure ?? err);
+      }
+      if (result === undefined) throw failure;
+      return result;
+    });
+  }
+
+  async end(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** Marks a failure after which the connection's state is unknown; `cause` is what the caller sees. */
+class UnusableConnection extends Error {
+  constructor(override readonly cause: unknown) {
+    super('connection unusable');
+  }
+}
+
+async function rows(conn: mysql.PoolConnection, sql: string): Promise<RawRow[]> {
+  const [result] = await conn.query({ sql, rowsAsArray: true, typeCast: raw });
+  if (!Array.isArray(result)) return [];
+  return result as unknown as RawRow[];
+}

@@ -1,0 +1,409 @@
+import { AppError } from '../core/errors.js';
+import type { Phase, Position } from '../core/cursor.js';
+import type { WatermarkKind } from '../core/ordering.js';
+
+/**
+ * SQL text for the MySQL/MariaDB source, built from catalog facts. Pure functions, unit-tested without a database.
+ * Everything that differs between MySQL and MariaDB is in this file, keyed by `Flavor`.
+ *
+ * Values never travel as parameters: the text protocol runs one statement per query (multi-statements stay off), and
+ * every value pushsync puts into SQL is rendered here as a literal that cannot end it: numbers and temporal values
+ * after a strict check of their form, strings as hex literals (`_utf8mb4 X'…'`) converted to the column's character
+ * set and collation, so that the server compares them exactly as it orders the column.
+ */
+
+export type Flavor = 'mariadb' | 'mysql';
+
+/** How a column's values are read and encoded; see docs/encoding.md. */
+export type ValueKind =
+  | 'int'
+  | 'bigint'
+  | 'decimal'
+  | 'float'
+  | 'double'
+  | 'bit'
+  | 'year'
+  | 'date'
+  | 'datetime'
+  | 'timestamp'
+  | 'time'
+  | 'enum'
+  | 'set'
+  | 'json'
+  | 'text'
+  | 'binary'
+  | 'other';
+
+export interface MyColumn {
+  name: string;
+  /** information_schema.COLUMNS.DATA_TYPE, e.g. `int`, `varchar`, `datetime`. */
+  dataType: string;
+  /** COLUMN_TYPE, e.g. `int(10) unsigned`, `enum('a','b')`: the declared type. */
+  columnType: string;
+  kind: ValueKind;
+  /** Character set and collation of string columns; null for every other type. */
+  charset: string | null;
+  collation: string | null;
+  /** Fractional-second digits of DATETIME, TIMESTAMP and TIME; 0 otherwise. */
+  fsp: number;
+  /** Width of BIT(n); 0 otherwise. */
+  bits: number;
+}
+
+const INT_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer']);
+const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext']);
+const GEOMETRY_TYPES = new Set([
+  'geometry',
+  'point',
+  'linestring',
+  'polygon',
+  'multipoint',
+  'multilinestring',
+  'multipolygon',
+  'geometrycollection',
+  'geomcollection',
+]);
+
+/**
+ * The value kind of a column from its catalog facts. `json`: MySQL's JSON type, or a MariaDB column declared JSON
+ * (MariaDB's JSON is LONGTEXT with a `json_valid` check, which the caller finds in CHECK_CONSTRAINTS).
+ */
+export function valueKind(dataType: string, charset: string | null, json: boolean): ValueKind {
+  const t = dataType.toLowerCase();
+  if (t === 'json' || json) return 'json';
+  if (INT_TYPES.has(t)) return 'int';
+  if (t === 'bigint') return 'bigint';
+  if (t === 'decimal' || t === 'numeric') return 'decimal';
+  if (t === 'float') return 'float';
+  if (t === 'double' || t === 'real' || t === 'double precision') return 'double';
+  if (t === 'bit') return 'bit';
+  if (t === 'year') return 'year';
+  if (t === 'date' || t === 'datetime' || t === 'timestamp' || t === 'time') return t;
+  if (t === 'enum' || t === 'set') return t;
+  if (BINARY_TYPES.has(t) || GEOMETRY_TYPES.has(t)) return 'binary';
+  if (TEXT_TYPES.has(t)) return charset === null || charset === 'binary' ? 'binary' : 'text';
+  return 'other';
+}
+
+/** Kinds whose text form cannot carry a keyset cursor exactly, or whose order differs from their comparisons. */
+const UNORDERABLE: Partial<Record<ValueKind, string>> = {
+  float: 'its text form is rounded',
+  double: 'its text form need not read back as the stored value',
+  json: 'JSON has no order',
+  enum: 'ENUM sorts by its index but compares by its label',
+  set: 'SET sorts by its bits but compares by its text',
+};
+
+/** Why a column cannot be a watermark or primary-key column, or null when it can. */
+export function unorderableReason(col: MyColumn): string | null {
+  if (col.dataType === 'geometry' || GEOMETRY_TYPES.has(col.dataType)) return 'spatial values have no order';
+  return UNORDERABLE[col.kind] ?? null;
+}
+
+export function watermarkKind(col: MyColumn): WatermarkKind {
+  if (col.kind === 'datetime' || col.kind === 'timestamp') return 'timestamp';
+  if (col.kind === 'date') return 'date';
+  if (col.kind === 'int' || col.kind === 'bigint') return 'integer';
+  return 'other';
+}
+
+/** Quotes an identifier with backticks: a`b → `a``b`. */
+export function quoteIdent(name: string): string {
+  return `\`${name.replace(/`/g, '``')}\``;
+}
+
+export interface TableSql {
+  /** `` `database`.`table` `` */
+  qualified: string;
+  columns: MyColumn[];
+  /** Null for tables read only by primary key. */
+  watermark: MyColumn | null;
+  primaryKey: MyColumn[];
+  /** SQL expression over alias `t` that is true for soft-deleted rows; absent when the table has none. */
+  deleted?: string | undefined;
+}
+
+function refuse(col: MyColumn, text: string): never {
+  throw new AppError('CURSOR_INVALID', `position value ${JSON.stringify(text.slice(0, 80))} is not a valid ${col.columnType} for column ${col.name}`);
+}
+
+const HEX = (buf: Buffer): string => buf.toString('hex').toUpperCase();
+
+/**
+ * A key value as SQL: the text form pushsync keeps in cursors and key lists (see `keyText` in mysql-encode.ts),
+ * checked for its type's form, so no text can end the literal.
+ */
+export function literal(col: MyColumn, text: string): string {
+  switch (col.kind) {
+    case 'int':
+    case 'bigint':
+    case 'year':
+      return /^-?\d{1,20}$/.test(text) ? text : refuse(col, text);
+    case 'decimal':
+      return /^-?\d{1,65}(\.\d{1,30})?$/.test(text) ? text : refuse(col, text);
+    case 'bit':
+      return /^[01]{1,64}$/.test(text) ? BigInt(`0b${text}`).toString() : refuse(col, text);
+    case 'date':
+      return /^\d{4}-\d\d-\d\d$/.test(text) ? `CAST('${text}' AS DATE)` : refuse(col, text);
+    case 'datetime':
+    case 'timestamp':
+      return /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?$/.test(text) ? `CAST('${text}' AS DATETIME(6))` : refuse(col, text);
+    case 'time':
+      return /^-?\d{1,3}:\d\d:\d\d(\.\d{1,6})?$/.test(text) ? `CAST('${text}' AS TIME(6))` : refuse(col, text);
+    case 'binary': {
+      const bytes = Buffer.from(text, 'base64');
+      return bytes.toString('base64') === text ? `X'${HEX(bytes)}'` : refuse(col, text);
+    }
+    case 'text':
+      return `CONVERT(_utf8mb4 X'${HEX(Buffer.from(text, 'utf8'))}' USING ${col.charset}) COLLATE ${col.collation}`;
+    default:
+      return `_utf8mb4 X'${HEX(Buffer.from(text, 'utf8'))}'`;
+  }
+}
+
+/**
+ * `(a, b) > (x, y)` written out so that the server can use an index on (a, b): MySQL and MariaDB do not turn row
+ * comparisons into index ranges. `op` is `>` (strictly after) or `<=` (up to and including).
+ */
+export function lexicographic(lhs: string[], op: '>' | '<=' | '<', rhs: string[]): string {
+  const strict = op === '<=' ? '<' : op;
+  const build = (i: number): string => {
+    const last = i === lhs.length - 1;
+    if (last) return `${lhs[i]} ${op} ${rhs[i]}`;
+    return `(${lhs[i]} ${strict} ${rhs[i]} OR (${lhs[i]} = ${rhs[i]} AND ${build(i + 1)}))`;
+  };
+  const body = build(0);
+  if (lhs.length === 1) return body;
+  // A leading range on the first column, which the optimizer uses for the index scan.
+  return `${lhs[0]} ${op === '>' ? '>=' : '<='} ${rhs[0]} AND ${body}`;
+}
+
+function keyColumns(t: TableSql, phase: Phase): MyColumn[] {
+  return phase === 'wm' ? [t.watermark!, ...t.primaryKey] : t.primaryKey;
+}
+
+function positionValues(p: Position, phase: Phase): string[] {
+  return phase === 'wm' ? [p.wm as string, ...p.pk] : p.pk;
+}
+
+const ref = (c: MyColumn): string => `t.${quoteIdent(c.name)}`;
+
+function compare(cols: MyColumn[], op: '>' | '<=' | '<', values: string[]): string {
+  return lexicographic(
+    cols.map(ref),
+    op,
+    cols.map((c, i) => literal(c, values[i]!)),
+  );
+}
+
+function orderBy(t: TableSql, phase: Phase): string {
+  return keyColumns(t, phase).map(ref).join(', ');
+}
+
+function phaseFilter(t: TableSql, phase: Phase): string {
+  if (phase === 'pk' || t.watermark === null) return 'TRUE';
+  return `${ref(t.watermark)} IS ${phase === 'wm' ? 'NOT ' : ''}NULL`;
+}
+
+/**
+ * The expression that reads a column. FLOAT is widened to DOUBLE: the server prints FLOAT rounded to six digits, and
+ * DOUBLE's text is the float's exact value, from which the encoder takes the shortest form that reads back as it.
+ */
+export function columnExpr(col: MyColumn): string {
+  return col.kind === 'float' ? `CAST(${ref(col)} AS DOUBLE)` : ref(col);
+}
+
+function limit(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 1) throw new AppError('INTERNAL', `row limit ${n} is not a positive integer`);
+  return String(n);
+}
+
+/**
+ * Key columns only: the next `limit` positions after `after` (or from the start of the phase), with watermarks
+ * strictly below `upperBound` when one is given.
+ */
+export function nextRangeSql(t: TableSql, phase: Phase, after: Position | null, n: number, upperBound: string | null = null): string {
+  const where = [phaseFilter(t, phase)];
+  if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase)));
+  if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark!], '<', [upperBound]));
+  const select = keyColumns(t, phase).map(ref).join(', ');
+  return `SELECT ${select} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit(n)}`;
+}
+
+/**
+ * Every column of the rows of a range after `after` (exclusive) up to `hi` (inclusive), in keyset order, then the
+ * soft-delete flag when the table has one. The row's position is read from its own key columns.
+ */
+export function readRangeSql(t: TableSql, phase: Phase, after: Position | null, hi: Position, n: number): string {
+  const where = [phaseFilter(t, phase)];
+  if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase)));
+  where.push(compare(keyColumns(t, phase), '<=', positionValues(hi, phase)));
+  const deleted = t.deleted ? `, ${t.deleted}` : '';
+  return `SELECT ${t.columns.map(columnExpr).join(', ')}${deleted} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit(n)}`;
+}
+
+/** `-1`, `0` or `1`: how two positions compare in the server's order (collations, types) for a phase. */
+export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: Position): string {
+  const cols = keyColumns(t, phase);
+  const left = positionValues(a, phase).map((v, i) => literal(cols[i]!, v));
+  const right = positionValues(b, phase).map((v, i) => literal(cols[i]!, v));
+  const equal = left.map((l, i) => `${l} = ${right[i]}`).join(' AND ');
+  return `SELECT CASE WHEN ${lexicographic(left, '<', right)} THEN -1 WHEN ${equal} THEN 0 ELSE 1 END`;
+}
+
+/**
+ * Full rows for a list of primary keys, each with the 0-based index of the key that found it. The keys form a
+ * derived table whose values carry the key columns' collations; the rows are read in a derived table of their own, in
+ * which a soft-delete condition sees only the table's columns.
+ */
+export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
+  if (keys.length === 0) throw new AppError('INTERNAL', 'readKeysSql needs at least one key');
+  const kcols = t.primaryKey;
+  const branches = keys.map((k, n) => `SELECT ${n} AS o, ${kcols.map((c, i) => `${literal(c, k[i]!)} AS k${i}`).join(', ')}`);
+  const inner = t.columns.map((c, i) => `${columnExpr(c)} AS c${i}`);
+  if (t.deleted) inner.push(`${t.deleted} AS d`);
+  const members = keys.map((k) => `(${kcols.map((c, i) => literal(c, k[i]!)).join(', ')})`);
+  const keyList = kcols.length === 1 ? kcols.map(ref).join('') : `(${kcols.map(ref).join(', ')})`;
+  const on = kcols.map((c, i) => `r.c${t.columns.indexOf(c)} = k.k${i}`).join(' AND ');
+  const rcols = [...t.columns.map((_c, i) => `r.c${i}`), ...(t.deleted ? ['r.d'] : [])];
+  return (
+    `SELECT k.o, ${rcols.join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +
+    `JOIN (SELECT ${inner.join(', ')} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})) r ON ${on}`
+  );
+}
+
+/**
+ * The soft-delete test as SQL over alias `t`, 1 or 0. A column is deleted when true (TINYINT(1), which BOOLEAN
+ * declares) or set (anything else); a condition is operator-written SQL over the table's columns.
+ */
+export function softDeleteExpr(soft: { column?: MyColumn | undefined; condition?: string | undefined }): string | undefined {
+  if (soft.column) {
+    const boolean = soft.column.columnType.startsWith('tinyint(1)');
+    return `(${ref(soft.column)} IS ${boolean ? 'TRUE' : 'NOT NULL'})`;
+  }
+  if (soft.condition) return `((${soft.condition}) IS TRUE)`;
+  return undefined;
+}
+
+/**
+ * Why a soft-delete condition cannot go to this server as written, beyond `conditionProblem`: the condition scanner
+ * reads SQL as Postgres does, and the sessions use ANSI_QUOTES and NO_BACKSLASH_ESCAPES to match it; `#` comments and
+ * backslashes are where MySQL's lexer still differs.
+ */
+export function mysqlConditionProblem(text: string): string | null {
+  const at = text.search(/[#\\]/);
+  if (at < 0) return null;
+  return `found '${text[at]}' at position ${at + 1}; MySQL reads '#' as a comment and pushsync refuses backslashes in conditions`;
+}
+
+/**
+ * Settings of every session: UTC for TIMESTAMP values, ANSI_QUOTES and NO_BACKSLASH_ESCAPES so that configured SQL
+ * is read the way the condition scanner reads it (and no zero-date mode turns stored zero dates into errors), the
+ * statement timeout, and read-only transactions. Two statements: transaction characteristics have their own syntax.
+ */
+export function sessionSql(flavor: Flavor, statementTimeoutMs: number): string[] {
+  const timeout =
+    flavor === 'mariadb' ? `max_statement_time = ${statementTimeoutMs / 1000}` : `max_execution_time = ${Math.round(statementTimeoutMs)}`;
+  return [`SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', ${timeout}`, 'SET SESSION TRANSACTION READ ONLY'];
+}
+
+export const VERSION_SQL = 'SELECT VERSION()';
+
+export function flavorOf(version: string): Flavor {
+  return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+}
+
+const q = (s: string): string => `_utf8mb4 X'${HEX(Buffer.from(s, 'utf8'))}'`;
+
+/** Candidate tables for a configured name; the caller picks the exact spelling first. */
+export function resolveTableSql(schema: string | null, table: string): string {
+  const db = schema === null ? 'DATABASE()' : q(schema);
+  return `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${db} AND TABLE_NAME = ${q(table)}`;
+}
+
+/**
+ * Column facts in table order. The last value says whether the column holds JSON: MySQL's JSON type, or on MariaDB a
+ * column declared JSON, which is LONGTEXT with a `json_valid(col)` check (MySQL's CHECK_CONSTRAINTS has no table).
+ * The server prints the check's identifiers in the session's quoting, double quotes under ANSI_QUOTES.
+ */
+export function describeColumnsSql(flavor: Flavor, schema: string, table: string): string {
+  const json =
+    flavor === 'mariadb'
+      ? `EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA ` +
+        `AND k.TABLE_NAME = c.TABLE_NAME AND k.CHECK_CLAUSE = CONCAT('json_valid("', REPLACE(c.COLUMN_NAME, '"', '""'), '")'))`
+      : `c.DATA_TYPE = 'json'`;
+  return (
+    `SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, c.CHARACTER_SET_NAME, c.COLLATION_NAME, ` +
+    `COALESCE(c.DATETIME_PRECISION, 0), COALESCE(c.NUMERIC_PRECISION, 0), ${json} ` +
+    `FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = ${q(schema)} AND c.TABLE_NAME = ${q(table)} ORDER BY c.ORDINAL_POSITION`
+  );
+}
+
+export function primaryKeySql(schema: string, table: string): string {
+  return (
+    `SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ${q(schema)} AND TABLE_NAME = ${q(table)} ` +
+    `AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`
+  );
+}
+
+/** A probe of the transaction list: fails with error 1227 without the PROCESS privilege. */
+export const TRX_PRIVILEGE_SQL = 'SELECT COUNT(*) FROM information_schema.INNODB_TRX';
+
+/**
+ * The time in which watermarks are compared: TIMESTAMP values read in UTC (the session's zone); DATETIME values as
+ * writers with the server's default zone stamp them (`NOW()` in a session that did not set time_zone).
+ */
+function inWatermarkZone(utc: string, col: MyColumn): string {
+  return col.kind === 'datetime' ? `CONVERT_TZ(${utc}, '+00:00', @@global.time_zone)` : utc;
+}
+
+const MICROS = "'%Y-%m-%d %H:%i:%s.%f'";
+
+/**
+ * The read boundary for timestamp watermarks: the start of the oldest open InnoDB transaction of any session but
+ * this one, or the current time, minus the safety lag. A writer's `NOW()` and `ON UPDATE CURRENT_TIMESTAMP` give the
+ * time its statement started, never earlier than its transaction's start, so no open transaction can commit a row
+ * below the boundary. `trx_started` has whole seconds in the server's system time zone (not the session's), so it is
+ * converted from 'SYSTEM' to UTC. The result has six fractional digits; the caller cuts it to the column's precision.
+ */
+export function readBoundarySql(col: MyColumn, safetyLagMs: number): string {
+  const lag = Math.max(0, Math.round(safetyLagMs * 1000));
+  const oldest = `(SELECT CONVERT_TZ(MIN(x.trx_started), 'SYSTEM', '+00:00') FROM information_schema.INNODB_TRX x WHERE x.trx_mysql_thread_id <> CONNECTION_ID())`;
+  const utc = `LEAST(UTC_TIMESTAMP(6), COALESCE(${oldest}, UTC_TIMESTAMP(6))) - INTERVAL ${lag} MICROSECOND`;
+  return `SELECT DATE_FORMAT(${inWatermarkZone(utc, col)}, ${MICROS})`;
+}
+
+/** The server's clock in the watermark's zone, with microseconds. */
+export function clockSql(col: MyColumn): string {
+  return `SELECT DATE_FORMAT(${inWatermarkZone('UTC_TIMESTAMP(6)', col)}, ${MICROS})`;
+}
+
+/**
+ * Cuts a `YYYY-MM-DD HH:MM:SS.ffffff` time to `fsp` fractional digits, rounding down: a value a writer stores in a
+ * column of that precision is never below the time it was taken at, cut the same way.
+ */
+export function truncateFraction(text: string, fsp: number): string {
+  const dot = text.indexOf('.');
+  if (dot < 0) return text;
+  return fsp === 0 ? text.slice(0, dot) : text.slice(0, dot + 1 + fsp);
+}
+
+/** The server's current binlog position: MySQL 8.2 renamed SHOW MASTER STATUS, which 8.4 removed. */
+export function binlogStatusSql(flavor: Flavor): string {
+  return flavor === 'mariadb' ? 'SHOW MASTER STATUS' : 'SHOW BINARY LOG STATUS';
+}
+
+export const BINARY_LOGS_SQL = 'SHOW BINARY LOGS';
+
+export const BINLOG_SETTINGS_SQL = 'SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_expire_logs_seconds';
+
+export const GRANTS_SQL = 'SHOW GRANTS FOR CURRENT_USER()';
+
+/**
+ * What identifies the server whose binlog positions pushsync keeps: MySQL's server_uuid, and on MariaDB (which has
+ * none) the server_id with the binlog's base name.
+ */
+export function identitySql(flavor: Flavor): string {
+  return flavor === 'mariadb' ? "SELECT CONCAT(@@server_id, ' ', @@log_bin_basename)" : "SELECT CONCAT(@@server_uuid, ' ', @@log_bin_basename)";
+}

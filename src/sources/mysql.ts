@@ -1,0 +1,322 @@
+import { AppError } from '../core/errors.js';
+import { parseQualifiedName } from '../core/identifiers.js';
+import { METADATA_FIELDS } from '../core/record.js';
+import { conditionProblem } from '../core/sql-text.js';
+import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
+import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import {
+  TRX_PRIVILEGE_SQL,
+  clockSql,
+  comparePositionsSql,
+  describeColumnsSql,
+  mysqlConditionProblem,
+  nextRangeSql,
+  primaryKeySql,
+  quoteIdent,
+  readBoundarySql,
+  readKeysSql,
+  readRangeSql,
+  resolveTableSql,
+  softDeleteExpr,
+  truncateFraction,
+  unorderableReason,
+  valueKind,
+  watermarkKind,
+  type MyColumn,
+  type TableSql,
+} from './mysql-sql.js';
+import { keyJson, keyText, rowJson } from './mysql-encode.js';
+import { translateMysqlError } from './mysql-errors.js';
+import { MysqlPool, type RawRow } from './mysql-query.js';
+
+export interface MysqlSourceOptions {
+  name: string;
+  /** mysql:// or mariadb:// URL. */
+  url: string;
+  /** Connections per process. @defaultValue 4 */
+  poolSize?: number;
+  /** Server-side limit on one statement (max_statement_time on MariaDB, max_execution_time on MySQL). @defaultValue 300000 ms */
+  statementTimeoutMs?: number;
+}
+
+/** Keys per statement when rows are read by key: bounds the statement's size well below max_allowed_packet. */
+const KEYS_PER_STATEMENT = 1000;
+
+const text = (v: Buffer | null | undefined): string | null => (v === null || v === undefined ? null : v.toString('utf8'));
+
+/** MySQL and MariaDB as a watermark source: InnoDB tables, read through read-only sessions in UTC. */
+export class MysqlSource implements Source {
+  readonly name: string;
+  readonly pool: MysqlPool;
+  private readonly tables = new Map<string, Promise<MysqlTable>>();
+
+  constructor(options: MysqlSourceOptions) {
+    this.name = options.name;
+    this.pool = new MysqlPool({ url: options.url, poolSize: options.poolSize ?? 4, statementTimeoutMs: options.statementTimeoutMs ?? 300_000 });
+  }
+
+  /** One statement in a read-only session. `configured`: it carries SQL from the config (see MysqlPool.runIsolated). */
+  async query(sql: string, what: string, configured = false): Promise<RawRow[]> {
+    try {
+      return await (configured ? this.pool.runIsolated(sql) : this.pool.run(sql));
+    } catch (err) {
+      throw translateMysqlError(err, `${this.name}: ${what}`);
+    }
+  }
+
+  async queryText(sql: string, what: string): Promise<Array<Array<string | null>>> {
+    return (await this.query(sql, what)).map((r) => r.map(text));
+  }
+
+  /** A table's columns as the catalog describes them, in table order. */
+  async columns(schema: string, relname: string): Promise<MyColumn[]> {
+    const flavor = await this.pool.flavor();
+    return (await this.queryText(describeColumnsSql(flavor, schema, relname), `describe ${schema}.${relname}`)).map(columnFrom);
+  }
+
+  table(spec: TableSpec): Promise<TableReader> {
+    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete]);
+    let table = this.tables.get(key);
+    if (!table) {
+      table = MysqlTable.describe(this, spec);
+      this.tables.set(key, table);
+      table.catch(() => this.tables.delete(key));
+    }
+    return table;
+  }
+
+  async warnings(): Promise<string[]> {
+    try {
+      await this.query(TRX_PRIVILEGE_SQL, 'check the PROCESS privilege');
+      return [];
+    } catch (err) {
+      if (!(err instanceof AppError) || (err.details as { errno?: number } | undefined)?.errno !== 1227) throw err;
+      return [
+        `source ${this.name}: the user lacks the PROCESS privilege, so the late-commit read boundary ` +
+          `(information_schema.INNODB_TRX) cannot be read and tables with a timestamp watermark fail; GRANT PROCESS ON *.* TO <user>`,
+      ];
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1', 'ping');
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** Resolves a configured column name the way MySQL does: names are case-insensitive; quotes only group. */
+function findColumn(columns: MyColumn[], written: string, table: string, role: string): MyColumn {
+  const parts = parseQualifiedName(written);
+  if (parts.length !== 1) {
+    throw new AppError('SOURCE_SCHEMA', `${role} column ${written} in ${table} must be a single column name (quote names containing dots)`);
+  }
+  const name = parts[0]!.text;
+  const found = columns.find((c) => c.name === name) ?? columns.find((c) => c.name.toLowerCase() === name.toLowerCase());
+  if (found) return found;
+  throw new AppError('SOURCE_SCHEMA', `${role} column ${written} not found in ${table}; columns: ${columns.map((c) => c.name).join(', ')}`);
+}
+
+function columnFrom(row: Array<string | null>): MyColumn {
+  const [name, dataType, columnType, charset, collation, fsp, precision, json] = row as [
+    string,
+    string,
+    string,
+    string | null,
+    string | null,
+    string,
+    string,
+    string,
+  ];
+  const kind = valueKind(dataType, charset, json === '1');
+  return {
+    name,
+    dataType: dataType.toLowerCase(),
+    columnType,
+    kind,
+    charset,
+    collation,
+    fsp: Number(fsp),
+    bits: kind === 'bit' ? Number(precision) : 0,
+  };
+}
+
+class MysqlTable implements TableReader {
+  private readonly names: string[];
+  private constructor(
+    private readonly source: MysqlSource,
+    private readonly sql: TableSql,
+    readonly shape: TableShape,
+    private readonly where: string,
+    /** The table's statements carry configured SQL (a soft-delete condition). */
+    private readonly configured: boolean,
+  ) {
+    this.names = sql.columns.map((c) => JSON.stringify(c.name));
+  }
+
+  static async describe(source: MysqlSource, spec: TableSpec): Promise<MysqlTable> {
+    const where = `${source.name}.${spec.name}`;
+    const condition = spec.softDelete?.condition;
+    const problem = condition === undefined ? null : (conditionProblem(condition) ?? mysqlConditionProblem(condition));
+    if (problem) throw new AppError('SOURCE_SCHEMA', `softDelete.condition of ${where} must be one SQL condition: ${problem}`);
+    const { schema, relname } = await resolveTable(source, spec.name);
+    const columns = await source.columns(schema, relname);
+    const clash = columns.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
+    if (clash) {
+      throw new AppError(
+        'SOURCE_SCHEMA',
+        `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
+      );
+    }
+    let pkNames = spec.primaryKey;
+    if (!pkNames || pkNames.length === 0) {
+      const pkRows = await source.queryText(primaryKeySql(schema, relname), `primary key of ${spec.name}`);
+      if (pkRows.length === 0) {
+        throw new AppError('SOURCE_SCHEMA', `${where} has no primary key; set primaryKey: [col, ...] to columns that are unique and not null`);
+      }
+      pkNames = pkRows.map(([n]) => `"${n!.replace(/"/g, '""')}"`);
+    }
+    const primaryKey = pkNames.map((n) => findColumn(columns, n, where, 'primaryKey'));
+    const watermark = spec.watermark === undefined ? null : findColumn(columns, spec.watermark, where, 'watermark');
+    if (watermark && primaryKey.some((c) => c.name === watermark.name)) {
+      throw new AppError('SOURCE_SCHEMA', `${where}: the watermark column ${watermark.name} cannot also be part of the primary key`);
+    }
+    for (const c of [...(watermark ? [watermark] : []), ...primaryKey]) {
+      const reason = unorderableReason(c);
+      if (reason) throw new AppError('SOURCE_SCHEMA', `${where}: column ${c.name} of type ${c.columnType} cannot order a keyset (${reason})`);
+    }
+    const shape: TableShape = {
+      columns: columns.map((c) => ({ name: c.name, type: c.columnType })),
+      primaryKey: primaryKey.map((c) => c.name),
+      schema,
+      relname,
+      watermark: watermark?.name ?? null,
+      watermarkKind: watermark ? watermarkKind(watermark) : 'other',
+      mayNest: columns.some((c) => c.kind === 'json'),
+    };
+    const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
+    const deleted = softDeleteExpr({ column: softColumn, condition });
+    const qualified = `${quoteIdent(schema)}.${quoteIdent(relname)}`;
+    const table = new MysqlTable(source, { qualified, columns, watermark, primaryKey, deleted }, shape, where, condition !== undefined);
+    if (condition !== undefined) {
+      // Fail at start, not in a push job, when the condition does not compile.
+      await source.query(`SELECT ${deleted} FROM ${qualified} t LIMIT 0`, `softDelete condition of ${spec.name}`, true).catch((err: unknown) => {
+        throw new AppError('SOURCE_SCHEMA', `${where}: softDelete condition is not valid SQL for this table: ${(err as Error).message}`, {
+          cause: err,
+        });
+      });
+    }
+    return table;
+  }
+
+  private keyColumns(phase: Phase): MyColumn[] {
+    return phase === 'wm' ? [this.sql.watermark!, ...this.sql.primaryKey] : this.sql.primaryKey;
+  }
+
+  /** The position of a row whose key columns are at `at` in `row`. */
+  private toPosition(row: RawRow, phase: Phase, at: number[]): Position {
+    const cols = this.keyColumns(phase);
+    const values = cols.map((c, i) => keyText(c, row[at[i]!] ?? null));
+    return phase === 'wm' ? { wm: values[0]!, pk: values.slice(1) } : { wm: null, pk: values };
+  }
+
+  async nextRange(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null> {
+    const rows = await this.source.query(nextRangeSql(this.sql, cursor.phase, cursor.after, limit, upperBound), `page keys of ${this.where}`);
+    if (rows.length === 0) return null;
+    const at = this.keyColumns(cursor.phase).map((_c, i) => i);
+    const positions = rows.map((r) => this.toPosition(r, cursor.phase, at));
+    const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: positions[positions.length - 1]! };
+    return { range, rows: rows.length, keys: positions.map((p) => p.pk) };
+  }
+
+  async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
+    const sql = readRangeSql(this.sql, range.phase, after ?? range.lo, range.hi, limit);
+    const rows = await this.source.query(sql, `read rows of ${this.where}`, this.configured);
+    const cols = this.sql.columns;
+    const at = this.keyColumns(range.phase).map((c) => cols.indexOf(c));
+    return rows.map((r) => ({
+      position: this.toPosition(r, range.phase, at),
+      json: rowJson(cols, this.names, r),
+      deleted: text(r[cols.length]) === '1',
+    }));
+  }
+
+  async readBoundary(safetyLagMs: number): Promise<string | null> {
+    const wm = this.sql.watermark;
+    if (wm === null || this.shape.watermarkKind !== 'timestamp') return null;
+    const [row] = await this.source.queryText(readBoundarySql(wm, safetyLagMs), `read boundary of ${this.where}`);
+    const boundary = row?.[0];
+    if (!boundary) {
+      throw new AppError(
+        'SOURCE_SCHEMA',
+        `${this.where}: the server could not convert the read boundary to its default time zone (@@global.time_zone); load the time zone tables or set it to an offset`,
+      );
+    }
+    return truncateFraction(boundary, wm.fsp);
+  }
+
+  async comparePositions(phase: Phase, a: Position, b: Position): Promise<number> {
+    const [row] = await this.source.queryText(comparePositionsSql(this.sql, phase, a, b), `compare cursors of ${this.where}`);
+    return Number(row?.[0]);
+  }
+
+  async isEmpty(): Promise<boolean> {
+    return (await this.source.query(`SELECT 1 FROM ${this.sql.qualified} LIMIT 1`, `probe ${this.where}`)).length === 0;
+  }
+
+  async now(): Promise<string | null> {
+    const wm = this.sql.watermark;
+    if (wm === null || this.shape.watermarkKind !== 'timestamp') return null;
+    const [row] = await this.source.queryText(clockSql(wm), `clock of ${this.where}`);
+    return row?.[0] ?? null;
+  }
+
+  async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
+    const out: KeyedRow[] = [];
+    const cols = this.sql.columns;
+    for (let start = 0; start < keys.length; start += KEYS_PER_STATEMENT) {
+      const chunk = keys.slice(start, start + KEYS_PER_STATEMENT);
+      const rows = await this.source.query(readKeysSql(this.sql, chunk), `read changed rows of ${this.where}`, this.configured);
+      for (const r of rows) {
+        out.push({ index: start + Number(text(r[0])), json: rowJson(cols, this.names, r.slice(1)), deleted: text(r[1 + cols.length]) === '1' });
+      }
+    }
+    return out;
+  }
+
+  async keyJson(keys: readonly string[][]): Promise<string[]> {
+    const pk = this.sql.primaryKey;
+    return keys.map((k) => `{${pk.map((c, i) => `${JSON.stringify(c.name)}:${keyJson(c, k[i]!)}`).join(',')}}`);
+  }
+
+  async countNullWatermark(): Promise<number> {
+    if (this.sql.watermark === null) return 0;
+    const sql = `SELECT COUNT(*) FROM ${this.sql.qualified} t WHERE t.${quoteIdent(this.sql.watermark.name)} IS NULL`;
+    const [row] = await this.source.queryText(sql, `count NULL watermarks of ${this.where}`);
+    return Number(row?.[0] ?? 0);
+  }
+}
+
+/** The table a configured name means: `table` in the URL's database, or `database.table`. */
+async function resolveTable(source: MysqlSource, name: string): Promise<{ schema: string; relname: string }> {
+  let parts;
+  try {
+    parts = parseQualifiedName(name);
+  } catch (err) {
+    throw new AppError('SOURCE_SCHEMA', `table name ${name} is not valid: ${(err as Error).message}`, { cause: err });
+  }
+  const schema = parts.length === 2 ? parts[0]!.text : null;
+  const table = parts[parts.length - 1]!.text;
+  const rows = await source.queryText(resolveTableSql(schema, table), `resolve ${name}`);
+  // information_schema compares names without regard to case; the exact spelling wins, a single other one is used.
+  const exact = rows.find((r) => r[1] === table && (schema === null || r[0] === schema));
+  const row = exact ?? (rows.length === 1 ? rows[0] : undefined);
+  if (!row) {
+    const hint = schema === null ? ' (write database.table, or put the database in the source URL)' : '';
+    const several = rows.length > 1 ? `; candidates differ only in case: ${rows.map((r) => `${r[0]}.${r[1]}`).join(', ')}` : '';
+    throw new AppError('SOURCE_SCHEMA', `table ${name} not found in source ${source.name}${hint}${several}`);
+  }
+  return { schema: row[0]!, relname: row[1]! };
+}
