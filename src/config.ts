@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CronExpressionParser } from 'cron-parser';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
@@ -8,6 +9,7 @@ import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
 import { conditionProblem } from './core/sql-text.js';
 import type { TableSpec } from './core/ports.js';
+import { maskingSchema, resolveTransformPaths, ruleProblems, tableRuleOptions } from './config-rules.js';
 
 /**
  * The configuration schema and its loader: the only code that reads process.env. Every problem is reported at
@@ -110,6 +112,7 @@ const tableSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
       .optional(),
+    ...tableRuleOptions,
   })
   .strict()
   .refine((t) => !(t.every !== undefined && t.cron !== undefined), { message: 'set either every or cron, not both' });
@@ -213,6 +216,7 @@ const configSchema = z
       })
       .strict()
       .default({ concurrency: 2, maxPendingBatches: 200, attempts: 5, leaseTtl: 30_000 }),
+    masking: maskingSchema.optional(),
     sources: z.array(sourceSchema).min(1),
     web: z
       .object({
@@ -341,6 +345,7 @@ function crossChecks(cfg: RawConfig): string[] {
       targets.set(target, owner);
     }),
   );
+  problems.push(...ruleProblems(cfg));
   const auth = cfg.web.auth;
   if ((auth.username === undefined) !== (auth.password === undefined)) {
     problems.push('web.auth: set both username and password for basic auth, or neither');
@@ -416,12 +421,22 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
     const where = cause instanceof YAMLParseError && cause.linePos ? ` at line ${cause.linePos[0].line}` : '';
     throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${where}: ${(cause as Error).message}`, { cause });
   }
-  return parseConfig(raw, env, protectedText.refs);
+  return resolveTransformPaths(parseConfig(raw, env, protectedText.refs), dirname(path));
 }
 
 /** What a source needs to know of a configured table. */
 export function tableSpec(t: TableConfig): TableSpec {
-  return { source: t.source, name: t.name, primaryKey: t.primaryKey, watermark: t.watermark, softDelete: t.softDelete };
+  return {
+    source: t.source,
+    name: t.name,
+    primaryKey: t.primaryKey,
+    watermark: t.watermark,
+    softDelete: t.softDelete,
+    ...(t.columns ? { columns: t.columns } : {}),
+    ...(t.masks ? { masks: t.masks } : {}),
+    ...(t.where !== undefined ? { where: t.where } : {}),
+    ...(t.query !== undefined ? { query: t.query } : {}),
+  };
 }
 
 export function allTables(cfg: Config): TableConfig[] {

@@ -13,6 +13,11 @@ import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
 import { Keys, createRedis } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
+import { pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import { AppError } from './core/errors.js';
+import { OutgoingSource } from './core/outgoing.js';
+import type { Transform, TransformLoader } from './core/transform.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 
@@ -20,11 +25,13 @@ import { PostgresCdc } from './sources/postgres-cdc.js';
 export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
 export type Role = (typeof ROLES)[number];
 
+/** Every source behind the outgoing rules (masks pushsync computes, sealed keys): see core/outgoing.ts. */
 export function createSources(config: Config): Map<string, Source> {
+  const maskingKey = config.masking ? Buffer.from(config.masking.key, 'utf8') : null;
   return new Map(
     config.sources.map((s) => [
       s.name,
-      new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }) as Source,
+      new OutgoingSource(new PostgresSource({ name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout }), { maskingKey }) as Source,
     ]),
   );
 }
@@ -51,6 +58,30 @@ export function createDestination(config: Config): Destination {
   });
 }
 
+/**
+ * Transforms are ES modules, loaded once per process. A module that cannot be loaded, or whose default export is not
+ * a function, is a configuration error.
+ */
+export function transformLoader(): TransformLoader {
+  const loaded = new Map<string, Promise<Transform>>();
+  return (path) => {
+    let fn = loaded.get(path);
+    if (!fn) {
+      fn = import(pathToFileURL(resolve(path)).href).then(
+        (mod: { default?: unknown }) => {
+          if (typeof mod.default !== 'function') throw new AppError('CONFIG_INVALID', `transform ${path} has no default export that is a function`);
+          return mod.default as Transform;
+        },
+        (err: unknown) => {
+          throw new AppError('CONFIG_INVALID', `transform ${path} cannot be loaded: ${(err as Error).message}`, { cause: err });
+        },
+      );
+      loaded.set(path, fn);
+    }
+    return fn;
+  };
+}
+
 export interface PipelineOverrides {
   destination?: Destination;
   metrics?: Metrics;
@@ -71,6 +102,7 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     logger,
     extractQueue: new Queue(EXTRACT_QUEUE, queueOpts),
     pushQueue: new Queue(PUSH_QUEUE, queueOpts),
+    transforms: transformLoader(),
   };
 }
 
