@@ -148,6 +148,11 @@ program
       try {
         const reader = await source.table(tableSpec(t));
         report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
+        if (t.query !== undefined) {
+          for (const line of (await reader.fullScans?.()) ?? []) {
+            warn(`${t.source}.${t.name}: a page of the query would scan a whole relation (${line}); index the watermark and key columns of its base table`);
+          }
+        }
         const nulls = await reader.countNullWatermark();
         if (nulls > 0) warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);
       } catch (err) {

@@ -22,38 +22,44 @@ export const maskingSchema = z
 
 const names = z.array(z.string().min(1)).min(1);
 
-const truncateUnit = z.enum(['day', 'month', 'year']);
+const MASK_FORMS = 'use hash, null, { redact: "***" }, { truncate: 3 }, { truncate: day | month | year } or { replace: { pattern: "…", with: "*" } }';
+
+/** A mask as written into its core form; `null` when it is not one (the reason is in `problems`). */
+function readMask(v: unknown, problems: string[]): Mask | null {
+  if (v === 'hash') return { kind: 'hash' };
+  if (v === null || v === 'null') return { kind: 'null' };
+  const entries = typeof v === 'object' && !Array.isArray(v) ? Object.entries(v as object) : [];
+  if (entries.length !== 1) return (problems.push(MASK_FORMS), null);
+  const [form, arg] = entries[0]!;
+  if (form === 'redact' && typeof arg === 'string') return { kind: 'redact', text: arg };
+  if (form === 'truncate' && typeof arg === 'number' && Number.isInteger(arg) && arg >= 0) return { kind: 'truncate', chars: arg };
+  if (form === 'truncate' && (arg === 'day' || arg === 'month' || arg === 'year')) return { kind: 'truncateTime', unit: arg };
+  if (form === 'replace' && typeof arg === 'object' && arg !== null && !Array.isArray(arg)) {
+    const { pattern, with: replacement = '', ...rest } = arg as Record<string, unknown>;
+    if (Object.keys(rest).length > 0 || typeof pattern !== 'string' || pattern === '' || typeof replacement !== 'string') {
+      return (problems.push('replace takes { pattern: "<regular expression>", with: "<text>" }'), null);
+    }
+    try {
+      maskRegExp(pattern);
+    } catch (err) {
+      return (problems.push(`replace.pattern is not a valid regular expression: ${(err as Error).message}`), null);
+    }
+    return { kind: 'replace', pattern, with: replacement };
+  }
+  if (form === 'truncate') return (problems.push('truncate takes a number of characters or day, month or year'), null);
+  return (problems.push(MASK_FORMS), null);
+}
 
 /** A mask as written: `hash`, `null`, `{ redact: "***" }`, `{ truncate: 3 }`, `{ truncate: month }`, `{ replace: { pattern, with } }`. */
-const maskSchema = z.union(
-  [
-    z.literal('hash').transform((): Mask => ({ kind: 'hash' })),
-    z.union([z.null(), z.literal('null')]).transform((): Mask => ({ kind: 'null' })),
-    z.object({ redact: z.string() }).strict().transform((m): Mask => ({ kind: 'redact', text: m.redact })),
-    z
-      .object({ truncate: z.union([z.number().int().min(0), truncateUnit]) })
-      .strict()
-      .transform((m): Mask => (typeof m.truncate === 'number' ? { kind: 'truncate', chars: m.truncate } : { kind: 'truncateTime', unit: m.truncate })),
-    z
-      .object({
-        replace: z
-          .object({
-            pattern: z.string().min(1).superRefine((v, ctx) => {
-              try {
-                maskRegExp(v);
-              } catch (err) {
-                ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
-              }
-            }),
-            with: z.string().default(''),
-          })
-          .strict(),
-      })
-      .strict()
-      .transform((m): Mask => ({ kind: 'replace', pattern: m.replace.pattern, with: m.replace.with })),
-  ],
-  { message: 'use hash, null, { redact: "***" }, { truncate: 3 }, { truncate: day | month | year } or { replace: { pattern: "…", with: "*" } }' },
-);
+const maskSchema = z.unknown().transform((v, ctx): Mask => {
+  const problems: string[] = [];
+  const mask = readMask(v, problems);
+  if (mask === null) {
+    for (const message of problems) ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  }
+  return mask;
+});
 
 const sqlCondition = z.string().superRefine((v, ctx) => {
   const problem = conditionProblem(v);

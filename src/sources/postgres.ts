@@ -366,6 +366,18 @@ class PostgresTable implements TableReader {
     return (await this.source.query(keyJsonQuery(this.sql, keys), `encode deleted keys of ${this.where}`)).map((r) => r[0]!);
   }
 
+  /**
+   * The lines of the page query's plan that scan a whole relation, for a page continuing after the table's first key
+   * (so the planner sees a real lower bound). Empty when every relation is read by an index.
+   */
+  async fullScans(): Promise<string[]> {
+    if (this.sql.watermark === null) return [];
+    const [first] = await this.source.query(nextRangeQuery(this.sql, 'wm', null, 1), `first key of ${this.where}`, this.queried);
+    const q = nextRangeQuery(this.sql, 'wm', first ? this.toPosition(first, 'wm') : null, 5000);
+    const plan = await this.source.query({ text: `EXPLAIN ${q.text}`, values: q.values }, `explain the page query of ${this.where}`, this.queried);
+    return plan.map((r) => r[0]!.trim()).filter((line) => /\bSeq Scan on\b/.test(line));
+  }
+
   async countNullWatermark(): Promise<number> {
     if (this.sql.watermark === null) return 0;
     const text = `SELECT count(*)::text FROM ${this.sql.qualified} t WHERE t."${this.sql.watermark.name.replace(/"/g, '""')}" IS NULL`;
