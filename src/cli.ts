@@ -7,7 +7,8 @@ import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
-import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { ROLES, checkRulesAtStart, closePipeline, createChangeSources, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { previewTable } from './preview.js';
 import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
@@ -59,6 +60,7 @@ program
       const config = load(program.opts().config);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
+      await checkRulesAtStart(ctx);
       const runtime = await startRuntime(ctx, { roles: opts.role, httpPort: opts.port ?? config.web.port });
       logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
       onSignals(runtime.stop, logger);
@@ -78,6 +80,7 @@ program
       const config = load(program.opts().config);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
+      await checkRulesAtStart(ctx);
       const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
       onSignals(runtime.stop, logger);
       const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
@@ -146,6 +149,7 @@ program
     for (const t of allTables(config)) {
       const source = ctx.sources.get(t.source)!;
       try {
+        if (t.transform !== undefined) await ctx.transforms(t.transform);
         const reader = await source.table(tableSpec(t));
         report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
         if (t.query !== undefined) {
@@ -208,6 +212,30 @@ program
         }
       } finally {
         await Promise.all([...sources.values()].map((s) => s.close()));
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('preview')
+  .description('print, as JSON lines, exactly the records a first sync would send for the first rows of a table; writes nothing')
+  .requiredOption('--table <source.table>', 'the table, as <source>.<table as configured>')
+  .option('--limit <n>', 'rows, in keyset order from the start', (v) => Number(v), 20)
+  .action(async (opts: { table: string; limit: number }) => {
+    try {
+      const config = load(program.opts().config);
+      if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new AppError('CONFIG_INVALID', '--limit must be a positive integer');
+      const sources = createSources(config);
+      const changeSources = createChangeSources(config);
+      try {
+        const preview = await previewTable(config, opts.table, opts.limit, sources, changeSources);
+        for (const record of preview.records) process.stdout.write(`${record}\n`);
+        for (const failure of preview.failures) process.stderr.write(`pushsync: would not be sent: ${failure}\n`);
+        if (preview.failures.length > 0) process.exitCode = EXIT_FAILED;
+      } finally {
+        await Promise.all([...sources.values(), ...changeSources.values()].map((s) => s.close()));
       }
     } catch (err) {
       fail(err);

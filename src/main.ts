@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Config } from './config.js';
-import { allTables } from './config.js';
+import { allTables, tableSpec } from './config.js';
 import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
@@ -13,11 +13,9 @@ import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
 import { Keys, createRedis } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
-import { pathToFileURL } from 'node:url';
-import { resolve } from 'node:path';
-import { AppError } from './core/errors.js';
+import { isAppError } from './core/errors.js';
 import { OutgoingSource } from './core/outgoing.js';
-import type { Transform, TransformLoader } from './core/transform.js';
+import { transformLoader } from './transforms.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 
@@ -59,27 +57,21 @@ export function createDestination(config: Config): Destination {
 }
 
 /**
- * Transforms are ES modules, loaded once per process. A module that cannot be loaded, or whose default export is not
- * a function, is a configuration error.
+ * Opens every table that has rules of what leaves (columns, masks, where, query, transform) and loads its transform,
+ * so a rule that does not fit the table as it is now is refused at start, as a configuration error. Anything else
+ * (a source that does not answer yet) is left to the workers, which retry.
  */
-export function transformLoader(): TransformLoader {
-  const loaded = new Map<string, Promise<Transform>>();
-  return (path) => {
-    let fn = loaded.get(path);
-    if (!fn) {
-      fn = import(pathToFileURL(resolve(path)).href).then(
-        (mod: { default?: unknown }) => {
-          if (typeof mod.default !== 'function') throw new AppError('CONFIG_INVALID', `transform ${path} has no default export that is a function`);
-          return mod.default as Transform;
-        },
-        (err: unknown) => {
-          throw new AppError('CONFIG_INVALID', `transform ${path} cannot be loaded: ${(err as Error).message}`, { cause: err });
-        },
-      );
-      loaded.set(path, fn);
+export async function checkRulesAtStart(ctx: PipelineContext): Promise<void> {
+  for (const t of allTables(ctx.config)) {
+    if (t.columns === undefined && t.masks === undefined && t.where === undefined && t.query === undefined && t.transform === undefined) continue;
+    try {
+      if (t.transform !== undefined) await ctx.transforms(t.transform);
+      await ctx.sources.get(t.source)!.table(tableSpec(t));
+    } catch (err) {
+      if (isAppError(err) && err.code === 'CONFIG_INVALID') throw err;
+      ctx.logger.warn({ source: t.source, table: t.name, err: (err as Error).message }, 'could not check the rules of a table at start; its runs will');
     }
-    return fn;
-  };
+  }
 }
 
 export interface PipelineOverrides {
