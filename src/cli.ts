@@ -9,6 +9,8 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, checkRulesAtStart, closePipeline, createChangeSources, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { previewTable } from './preview.js';
+import { manifestOf } from './manifest.js';
+import { manifestMarkdown } from './core/manifest.js';
 import { PendingSet } from './queue/pending.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
@@ -236,6 +238,25 @@ program
         if (preview.failures.length > 0) process.exitCode = EXIT_FAILED;
       } finally {
         await Promise.all([...sources.values(), ...changeSources.values()].map((s) => s.close()));
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('manifest')
+  .description('for every table, what leaves and how (columns, masks, filters, transforms, metadata), read from the source catalog now')
+  .addOption(new Option('--format <format>', 'output format').choices(['md', 'json']).default('md'))
+  .action(async (opts: { format: 'md' | 'json' }) => {
+    try {
+      const config = load(program.opts().config);
+      const sources = createSources(config);
+      try {
+        const manifest = await manifestOf(config, sources);
+        process.stdout.write(opts.format === 'json' ? `${JSON.stringify(manifest, null, 2)}\n` : manifestMarkdown(manifest));
+      } finally {
+        await Promise.all([...sources.values()].map((s) => s.close()));
       }
     } catch (err) {
       fail(err);
