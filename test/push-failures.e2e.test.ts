@@ -1,5 +1,4 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { parseConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
