@@ -74,6 +74,17 @@ function report(mode: string, s: Scan): void {
   );
 }
 
+/**
+ * The destination rejected a row of the first request and the transform threw on row 5: one job or two in the
+ * dead-letter queue, depending on which job's request arrived first; each names its rows by their hashed key.
+ */
+function expectBothFailures(reasons: string[]): void {
+  expect(reasons.length).toBeGreaterThanOrEqual(1);
+  const all = reasons.join('\n');
+  expect(all).toMatch(/destination rejected 1 of \d+ rows/);
+  expect(all).toContain(`transform threw: cannot handle ${hmac('sentinel.mail.5@example.org')} [keys [{"id":"${hmac(id(5))}"}]]`);
+}
+
 async function retryAll(prefix: string): Promise<number> {
   const queue = new Queue(PUSH_QUEUE, { connection: { url: REDIS_URL }, prefix });
   try {
@@ -137,8 +148,7 @@ describe('nothing but the configured columns leaves: a sentinel scan (watermark 
     // Backfill: the destination rejects a row of the first batch, the transform throws on row 5.
     receiver.script({ kind: 'reject-rows', count: 1 });
     const first = await syncPass(config, { logger });
-    expect(first.failed.map((f) => /^\[(\w+)\]/.exec(f.reason)?.[1]).sort()).toEqual(['DEST_ROWS_REJECTED', 'TRANSFORM_FAILED']);
-    expect(first.failed.find((f) => f.reason.startsWith('[TRANSFORM_FAILED]'))!.reason).toContain(`cannot handle ${hmac('sentinel.mail.5@example.org')} [keys [{"id":"${hmac(id(5))}"}]]`);
+    expectBothFailures(first.failed.map((f) => f.reason));
     board.push(...(await bullBoardDump(prefix)));
 
     // Updates (excluded values change, one row leaves the filter, one EU row stays out), a hard delete.
@@ -148,7 +158,7 @@ describe('nothing but the configured columns leaves: a sentinel scan (watermark 
     await db.query(`DELETE FROM people WHERE id IN (${id(7)}, ${id(9)})`);
     await db.query(`INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${SEED(ROWS + 1)}`);
     await db.query(`UPDATE people SET name = 'fixed' WHERE id = ${id(5)}`);
-    expect(await retryAll(prefix)).toBe(2);
+    expect(await retryAll(prefix)).toBe(first.failed.length);
     const second = await syncPass(config, { logger, reconcile: true });
     expect(second.failed).toEqual([]);
 
@@ -216,7 +226,7 @@ describe('nothing but the configured columns leaves: a sentinel scan (cdc mode)'
   it('snapshots, streams updates and deletes, fails into the dead-letter queue and retries, and no sentinel is found anywhere', async () => {
     receiver.script({ kind: 'reject-rows', count: 1 });
     const first = await syncPass(config, { logger, timeoutMs: 20_000 });
-    expect(first.failed.map((f) => /^\[(\w+)\]/.exec(f.reason)?.[1]).sort()).toEqual(['DEST_ROWS_REJECTED', 'TRANSFORM_FAILED']);
+    expectBothFailures(first.failed.map((f) => f.reason));
     board.push(...(await bullBoardDump(prefix)));
 
     await db.query(`UPDATE people SET ssn = 'SENTINEL-SSN-NEW-' || (id - 831415927100) || '-Q' WHERE id % 2 = 0`);
@@ -225,7 +235,7 @@ describe('nothing but the configured columns leaves: a sentinel scan (cdc mode)'
     await db.query(`DELETE FROM people WHERE id IN (${id(7)}, ${id(9)})`);
     await db.query(`INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${SEED(ROWS + 1)}`);
     await db.query(`UPDATE people SET name = 'fixed' WHERE id = ${id(5)}`);
-    expect(await retryAll(prefix)).toBe(2);
+    expect(await retryAll(prefix)).toBe(first.failed.length);
     const second = await syncPass(config, { logger, timeoutMs: 20_000 });
     expect(second.failed).toEqual([]);
 
