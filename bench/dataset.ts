@@ -92,11 +92,12 @@ export async function ensureDataset(url: string, schema: string, rows: number, r
   }
 }
 
-export async function countRows(url: string, schema: string, table: string): Promise<number> {
+/** Rows of the table, or of those matching `where` (a filter under test). */
+export async function countRows(url: string, schema: string, table: string, where = 'true'): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const { rows } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${schema}.${table}`);
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${schema}.${table} WHERE ${where}`);
     return Number(rows[0]?.n ?? 0);
   } finally {
     await client.end();

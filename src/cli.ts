@@ -8,11 +8,15 @@ import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
 import { createLogger, createStderrLogger, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
-import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { ROLES, checkRulesAtStart, closePipeline, createChangeSources, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import { previewTable } from './preview.js';
+import { manifestOf } from './manifest.js';
+import { manifestMarkdown } from './core/manifest.js';
 import { PendingSet } from './queue/pending.js';
 import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
 import { runOnce } from './queue/run-once.js';
+import { transformLoader } from './transforms.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { resetTable } from './queue/table-admin.js';
@@ -101,6 +105,7 @@ program
       const config = load(NEEDS.start);
       const logger = createLogger(config.log.level);
       const ctx = createPipeline(config, logger);
+      await checkRulesAtStart(ctx);
       const runtime = await startRuntime(ctx, {
         roles: opts.role,
         httpPort: opts.port ?? config.web.port,
@@ -124,6 +129,7 @@ program
       const logger = createLogger(config.log.level);
       await probeRedis(config.redis.url, config.redis.connectTimeout);
       const ctx = createPipeline(config, logger);
+      await checkRulesAtStart(ctx);
       const runtime = await startRuntime(ctx, { roles: ['extract', 'push'], onStoppable: (stop) => onSignals(stop, logger) });
       const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
         timeoutMs: parseDuration(opts.timeout),
@@ -197,8 +203,14 @@ program
     for (const t of allTables(config)) {
       const source = sources.get(t.source)!;
       try {
+        if (t.transform !== undefined) await (ctx?.transforms ?? transformLoader())(t.transform);
         const reader = await source.table(tableSpec(t));
         report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
+        if (t.query !== undefined) {
+          for (const line of (await reader.fullScans?.()) ?? []) {
+            warn(`${t.source}.${t.name}: a page of the query would scan a whole relation (${line}); index the watermark and key columns of its base table`);
+          }
+        }
         const nulls = await reader.countNullWatermark();
         if (nulls > 0) warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);
       } catch (err) {
@@ -261,6 +273,49 @@ program
           const primaryKey = (await sources.get(t.source)!.table(tableSpec(t))).shape.primaryKey;
           process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey }, opts.asOf)}\n`);
         }
+      } finally {
+        await Promise.all([...sources.values()].map((s) => s.close()));
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('preview')
+  .description('print, as JSON lines, exactly the records a first sync would send for the first rows of a table; writes nothing')
+  .requiredOption('--table <source.table>', 'the table, as <source>.<table as configured>')
+  .option('--limit <n>', 'rows, in keyset order from the start', (v) => Number(v), 20)
+  .action(async (opts: { table: string; limit: number }) => {
+    try {
+      const config = load(program.opts().config);
+      if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new AppError('CONFIG_INVALID', '--limit must be a positive integer');
+      const sources = createSources(config);
+      const changeSources = createChangeSources(config);
+      try {
+        const preview = await previewTable(config, opts.table, opts.limit, sources, changeSources);
+        for (const record of preview.records) process.stdout.write(`${record}\n`);
+        for (const failure of preview.failures) process.stderr.write(`pushsync: would not be sent: ${failure}\n`);
+        if (preview.failures.length > 0) process.exitCode = EXIT_FAILED;
+      } finally {
+        await Promise.all([...sources.values(), ...changeSources.values()].map((s) => s.close()));
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('manifest')
+  .description('for every table, what leaves and how (columns, masks, filters, transforms, metadata), read from the source catalog now')
+  .addOption(new Option('--format <format>', 'output format').choices(['md', 'json']).default('md'))
+  .action(async (opts: { format: 'md' | 'json' }) => {
+    try {
+      const config = load(program.opts().config);
+      const sources = createSources(config);
+      try {
+        const manifest = await manifestOf(config, sources);
+        process.stdout.write(opts.format === 'json' ? `${JSON.stringify(manifest, null, 2)}\n` : manifestMarkdown(manifest));
       } finally {
         await Promise.all([...sources.values()].map((s) => s.close()));
       }

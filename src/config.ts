@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CronExpressionParser } from 'cron-parser';
 import { CST, LineCounter, Parser, parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
@@ -9,6 +10,7 @@ import { STREAM_LIMITS } from './core/batching.js';
 import { conditionProblem } from './core/sql-text.js';
 import { isLoopback, webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
+import { maskingSchema, resolveTransformPaths, ruleProblems, tableRuleOptions } from './config-rules.js';
 
 /**
  * The configuration schema and its loader: the only code that reads process.env. Every problem is reported at
@@ -153,6 +155,7 @@ const tableSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
       .optional(),
+    ...tableRuleOptions,
   })
   .strict()
   .refine((t) => !(t.every !== undefined && t.cron !== undefined), { message: 'set either every or cron, not both' });
@@ -330,6 +333,7 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    masking: maskingSchema.optional(),
     /** The sources and their tables. */
     sources: z.array(sourceSchema).min(1),
     /** Health, readiness, metrics and (role `web`) the dashboard. */
@@ -548,6 +552,7 @@ function crossChecks(cfg: RawConfig): string[] {
       targets.set(target, owner);
     }),
   );
+  problems.push(...ruleProblems(cfg));
   const auth = cfg.web.auth;
   if ((auth.username === undefined) !== (auth.password === undefined)) {
     problems.push('web.auth: set both username and password for basic auth, or neither');
@@ -652,12 +657,22 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env, o
   } catch (cause) {
     throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`, { cause });
   }
-  return parseConfig(raw, env, protectedText.refs, options.needs);
+  return resolveTransformPaths(parseConfig(raw, env, protectedText.refs, options.needs), dirname(path));
 }
 
 /** What a source needs to know of a configured table. */
 export function tableSpec(t: TableConfig): TableSpec {
-  return { source: t.source, name: t.name, primaryKey: t.primaryKey, watermark: t.watermark, softDelete: t.softDelete };
+  return {
+    source: t.source,
+    name: t.name,
+    primaryKey: t.primaryKey,
+    watermark: t.watermark,
+    softDelete: t.softDelete,
+    ...(t.columns ? { columns: t.columns } : {}),
+    ...(t.masks ? { masks: t.masks } : {}),
+    ...(t.where !== undefined ? { where: t.where } : {}),
+    ...(t.query !== undefined ? { query: t.query } : {}),
+  };
 }
 
 export function allTables(cfg: Config): TableConfig[] {

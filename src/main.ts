@@ -1,7 +1,8 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, SourceConfig } from './config.js';
-import { allTables, resolved, unresolvedError } from './config.js';
+import { allTables, resolved, tableSpec, unresolvedError } from './config.js';
+import { AppError } from './core/errors.js';
 import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
@@ -14,6 +15,9 @@ import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
 import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redisReady, watchConnection } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
+import { isAppError } from './core/errors.js';
+import { OutgoingSource } from './core/outgoing.js';
+import { transformLoader } from './transforms.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 import { MysqlSource } from './sources/mysql.js';
@@ -26,8 +30,11 @@ export type Role = (typeof ROLES)[number];
 /**
  * A command that does not need a value may leave its `${VAR}` unset (see CONFIG_NEEDS): the adapter built from it
  * then fails with the config error on first use instead of at load.
+ *
+ * Every source sits behind the outgoing rules (masks pushsync computes, sealed keys): see core/outgoing.ts.
  */
 export function createSources(config: Config): Map<string, Source> {
+  const maskingKey = config.masking ? Buffer.from(config.masking.key, 'utf8') : null;
   return new Map(
     config.sources.map((s, i): [string, Source] => {
       const error = unresolvedError(s.url, `sources[${i}].url`);
@@ -36,13 +43,14 @@ export function createSources(config: Config): Map<string, Source> {
         return [s.name, { name: s.name, table: fail, warnings: fail, ping: fail, close: () => Promise.resolve() }];
       }
       const options = { name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout };
-      return [s.name, s.kind === 'mysql' ? new MysqlSource(options) : new PostgresSource(options)];
+      return [s.name, new OutgoingSource(s.kind === 'mysql' ? new MysqlSource(options) : new PostgresSource(options), { maskingKey })];
     }),
   );
 }
 
 /** One change source per source with tables in mode cdc. A binlog reader keeps its position in Redis. */
-export function createChangeSources(config: Config, redis: Redis): Map<string, ChangeSource> {
+/** `redis` keeps a binlog reader's position; without it (a command that reads no stream) the position is unknown. */
+export function createChangeSources(config: Config, redis?: Redis): Map<string, ChangeSource> {
   return new Map(
     config.sources
       .filter((s) => s.tables.some((t) => t.mode === 'cdc'))
@@ -81,13 +89,16 @@ function unavailableChangeSource(name: string, slot: string, error: Error): Chan
   };
 }
 
-function binlogSource(config: Config, s: SourceConfig, redis: Redis): ChangeSource {
+function binlogSource(config: Config, s: SourceConfig, redis: Redis | undefined): ChangeSource {
   const key = `${config.redis.prefix}:binlog:${s.name}:${s.cdc.slot}`;
-  const store: BinlogStateStore = {
-    load: () => redis.hgetall(key),
-    save: async (fields) => void (await redis.hset(key, fields)),
-    clear: async () => void (await redis.del(key)),
-  };
+  const none = (): Promise<never> => Promise.reject(new AppError('INTERNAL', `${s.name}: this command keeps no binlog position`));
+  const store: BinlogStateStore = redis
+    ? {
+        load: () => redis.hgetall(key),
+        save: async (fields) => void (await redis.hset(key, fields)),
+        clear: async () => void (await redis.del(key)),
+      }
+    : { load: none, save: none, clear: none };
   return new MysqlBinlog({ name: s.name, url: s.url, stream: s.cdc.slot, serverId: s.cdc.serverId ?? defaultServerId(`${s.name}/${s.cdc.slot}`), store });
 }
 
@@ -104,6 +115,24 @@ export function createDestination(config: Config): Destination {
     tags: d.tags,
     connections: Math.max(2, d.concurrency),
   });
+}
+
+/**
+ * Opens every table that has rules of what leaves (columns, masks, where, query, transform) and loads its transform,
+ * so a rule that does not fit the table as it is now is refused at start, as a configuration error. Anything else
+ * (a source that does not answer yet) is left to the workers, which retry.
+ */
+export async function checkRulesAtStart(ctx: PipelineContext): Promise<void> {
+  for (const t of allTables(ctx.config)) {
+    if (t.columns === undefined && t.masks === undefined && t.where === undefined && t.query === undefined && t.transform === undefined) continue;
+    try {
+      if (t.transform !== undefined) await ctx.transforms(t.transform);
+      await ctx.sources.get(t.source)!.table(tableSpec(t));
+    } catch (err) {
+      if (isAppError(err) && err.code === 'CONFIG_INVALID') throw err;
+      ctx.logger.warn({ source: t.source, table: t.name, err: (err as Error).message }, 'could not check the rules of a table at start; its runs will');
+    }
+  }
 }
 
 export interface PipelineOverrides {
@@ -136,6 +165,7 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     logger,
     extractQueue,
     pushQueue,
+    transforms: transformLoader(),
   };
 }
 

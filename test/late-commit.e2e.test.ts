@@ -73,4 +73,41 @@ describe('rows of a long transaction that commits late still arrive', () => {
     await syncOnce();
     expect(arrived()).toEqual([...Array.from({ length: 30 }, (_, i) => i + 1), 100]);
   });
+
+  it('holds the same boundary for a custom SQL table, whose watermark is an output column of its query', async () => {
+    await client.query(`CREATE TABLE tags (id int PRIMARY KEY, label text)`);
+    await client.query(`INSERT INTO tags VALUES (1, 'one')`);
+    const queryPrefix = uniqueName('ps');
+    const queryConfig = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix: queryPrefix },
+        destination: { url: receiver.url, apiKey: 'k' },
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url,
+            tables: [{ name: 'tagged', query: 'SELECT e.id, e.updated_at, t.label FROM events e LEFT JOIN tags t ON t.id = 1', primaryKey: ['id'], watermark: 'updated_at', batchRows: 7 }],
+          },
+        ],
+      },
+      {},
+    );
+    const tagged = (): number[] => (receiver.stored.get('bronze.app_tagged') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
+    const slow = new pg.Client({ connectionString: url });
+    await slow.connect();
+    try {
+      await slow.query('BEGIN');
+      await slow.query(`INSERT INTO events (id, v) VALUES (200, 'late')`);
+      await client.query(`INSERT INTO events (id, v) SELECT g, 'meanwhile' FROM generate_series(201, 210) g`);
+      expect((await syncPass(queryConfig)).failed).toEqual([]);
+      expect(tagged()).toEqual([...Array.from({ length: 30 }, (_, i) => i + 1), 100]);
+      await slow.query('COMMIT');
+    } finally {
+      await slow.end();
+    }
+    expect((await syncPass(queryConfig)).failed).toEqual([]);
+    expect(tagged()).toEqual([...Array.from({ length: 30 }, (_, i) => i + 1), 100, 200, ...Array.from({ length: 10 }, (_, i) => 201 + i)]);
+    await dropRedisPrefix(queryPrefix);
+  });
 });

@@ -1,38 +1,15 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { parseConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
 import { runOnce, type OnceSummary } from '../src/queue/run-once.js';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { redisDump } from './helpers/leak-scan.js';
 
 // Characters that URL-encoding changes, so the encoded form differs from the key itself.
 const API_KEY = 'super-secret/api+key=4242';
 const KEY_FORMS = [API_KEY, encodeURIComponent(API_KEY), Buffer.from(API_KEY).toString('base64')];
-
-/** Every key under the prefix with its whole value (job hashes, job log lists, sets, streams) as text. */
-async function redisDump(prefix: string): Promise<Array<[string, string]>> {
-  const redis = new Redis(REDIS_URL);
-  try {
-    const out: Array<[string, string]> = [];
-    for (const key of await redis.keys(`${prefix}:*`)) {
-      const type = await redis.type(key);
-      const dump =
-        type === 'string' ? await redis.get(key)
-        : type === 'hash' ? JSON.stringify(await redis.hgetall(key))
-        : type === 'list' ? JSON.stringify(await redis.lrange(key, 0, -1))
-        : type === 'zset' ? JSON.stringify(await redis.zrange(key, 0, -1))
-        : type === 'set' ? JSON.stringify(await redis.smembers(key))
-        : type === 'stream' ? JSON.stringify(await redis.xrange(key, '-', '+'))
-        : `unreadable type ${type}`;
-      out.push([key, dump ?? '']);
-    }
-    return out;
-  } finally {
-    await redis.quit();
-  }
-}
 
 describe('push failures: retries, splitting, the dead-letter queue', () => {
   let db: Awaited<ReturnType<typeof createSchema>>;

@@ -2,6 +2,8 @@ import { isAppError } from './errors.js';
 import { prepareRow, type StreamLimits } from './batching.js';
 import { recordEncoder, type Operation } from './record.js';
 import { RecordSender, type SendSummary } from './sender.js';
+import { keyDescriber } from './outgoing.js';
+import { needsShaping, shapeRows, type Candidate, type RowRules, type Shaped } from './row-rules.js';
 import type { ChangeOp } from './changes.js';
 import type { Destination, TableReader } from './ports.js';
 
@@ -22,6 +24,8 @@ export interface DeliverChangesParams {
   target: string;
   limits: StreamLimits;
   envelopeBytes: number;
+  /** The table's transform and filter ledger; absent: every row is sent as read. */
+  rules?: RowRules | undefined;
   now?: () => Date;
   /** After each accepted request: the index of the next change to send. Durable when it resolves. */
   onDelivered: (resumeAt: number, rows: number, latencyMs: number) => Promise<void>;
@@ -38,19 +42,21 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
   const pending = p.changes.slice(p.resumeAt);
   const keyOf = (pk: readonly string[]): string => JSON.stringify(pk);
   const wanted = [...new Map(pending.filter((c) => c.op !== 'delete').map((c) => [keyOf(c.pk), c.pk])).values()];
-  const live = new Map<string, { json: string; deleted: boolean }>();
+  const live = new Map<string, { json: string; deleted: boolean; matched?: boolean | undefined }>();
   for (const row of await p.reader.readKeys(wanted)) live.set(keyOf(wanted[row.index]!), row);
   const deletes = pending.filter((c) => c.op === 'delete');
   const deletedJson = await p.reader.keyJson(deletes.map((c) => c.pk));
   const deleteJson = new Map(deletes.map((c, i) => [c, deletedJson[i]!]));
 
-  const ctx = { source: p.source, table: p.table, extractedAt: (p.now ?? (() => new Date()))().toISOString() };
+  const extractedAt = (p.now ?? (() => new Date()))().toISOString();
+  const ctx = { source: p.source, table: p.table, extractedAt };
   const encoders = new Map<Operation, ReturnType<typeof recordEncoder>>();
   const encoder = (op: Operation): ReturnType<typeof recordEncoder> => {
     let e = encoders.get(op);
     if (!e) encoders.set(op, (e = recordEncoder(op, ctx)));
     return e;
   };
+  const describe = keyDescriber(p.reader.shape);
   // Positions are change indexes; "delivered after i" resumes at i + 1.
   const sender = new RecordSender<number>(
     {
@@ -61,27 +67,39 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
       start: p.resumeAt > 0 ? p.resumeAt - 1 : null,
       onDelivered: (after, rows, latencyMs) => p.onDelivered(after === null ? 0 : after + 1, rows, latencyMs),
     },
-    (i) => p.changes[i]!.pk,
+    (i, record) => describe(p.changes[i]!.pk, record),
   );
+  // One candidate per change still to send; a changed row that no longer exists has none (its delete follows).
+  const indexes: number[] = [];
+  const candidates: Candidate[] = [];
   for (let i = p.resumeAt; i < p.changes.length; i++) {
     const change = p.changes[i]!;
-    let json: string;
-    let op: Operation;
     if (change.op === 'delete') {
-      json = deleteJson.get(change)!;
-      op = 'delete';
+      candidates.push({ key: change.pk, ordering: change.ordering, json: deleteJson.get(change)!, op: 'delete', gone: true });
     } else {
       const row = live.get(keyOf(change.pk));
       if (!row) continue;
-      json = row.json;
-      op = row.deleted ? 'delete' : change.op;
+      candidates.push({ key: change.pk, ordering: change.ordering, json: row.matched === false ? null : row.json, op: row.deleted ? 'delete' : change.op });
+    }
+    indexes.push(i);
+  }
+  const shaped: Shaped[] = needsShaping(p.rules, p.reader)
+    ? await shapeRows(candidates, p.rules, { reader: p.reader, ...ctx })
+    : candidates.map((c) => ({ kind: 'send', json: c.json!, op: c.op }));
+  for (let n = 0; n < candidates.length; n++) {
+    const i = indexes[n]!;
+    const item = shaped[n]!;
+    if (item.kind === 'skip') continue;
+    if (item.kind === 'fail') {
+      sender.reject(item.error, i, item.json);
+      continue;
     }
     try {
-      const prepared = prepareRow(json, p.limits, p.reader.shape.mayNest);
-      await sender.add(encoder(op)(prepared.json, change.ordering), i);
+      const prepared = prepareRow(item.json, p.limits, p.reader.shape.mayNest);
+      await sender.add(encoder(item.op)(prepared.json, p.changes[i]!.ordering), i);
     } catch (err) {
       if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-      sender.reject(err, i);
+      sender.reject(err, i, item.json);
     }
   }
   return sender.finish();

@@ -3,8 +3,10 @@ import { prepareRow, type StreamLimits } from './batching.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { recordEncoder, type Operation } from './record.js';
 import { sortableWatermark } from './ordering.js';
+import { keyDescriber } from './outgoing.js';
+import { needsShaping, shapeRows, type RowRules, type Shaped } from './row-rules.js';
 import type { KeyRange, Position } from './cursor.js';
-import type { Destination, TableReader } from './ports.js';
+import type { Destination, SourceRow, TableReader } from './ports.js';
 
 export interface DeliverParams {
   reader: TableReader;
@@ -23,6 +25,8 @@ export interface DeliverParams {
   op?: Operation | undefined;
   /** One `_ordering` for every row instead of the watermark's (a CDC table's snapshot). */
   ordering?: string | undefined;
+  /** The table's transform and filter ledger; absent: every row is sent as read. */
+  rules?: RowRules | undefined;
   now?: () => Date;
   /**
    * Called after each accepted request with the last delivered position, before the next request is sent, so a
@@ -42,26 +46,45 @@ export interface DeliverParams {
  */
 export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
   const now = p.now ?? (() => new Date());
+  const describe = keyDescriber(p.reader.shape);
   const sender = new RecordSender<Position>(
     { destination: p.destination, target: p.target, limits: p.limits, envelopeBytes: p.envelopeBytes, start: p.resumeAfter, onDelivered: p.onDelivered },
-    (position) => position.pk,
+    (position, record) => describe(position.pk, record),
   );
+  const shaping = needsShaping(p.rules, p.reader);
+  const liveOp = p.op ?? 'upsert';
   let after = p.resumeAfter;
   for (;;) {
     const chunk = await p.reader.readRange(p.range, after, p.readRows);
     if (chunk.length === 0) break;
     const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString() };
-    const encodeLive = recordEncoder(p.op ?? 'upsert', ctx);
+    const encodeLive = recordEncoder(liveOp, ctx);
     const encodeDeleted = recordEncoder('delete', ctx);
-    for (const row of chunk) {
+    const ordering = (row: SourceRow): string | null => p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind);
+    // Tables without a filter or transform keep the plain path: no per-row parse, no ledger.
+    const shaped: Shaped[] | null = shaping
+      ? await shapeRows(
+          chunk.map((row) => ({ key: row.position.pk, ordering: ordering(row), json: row.matched === false ? null : row.json, op: row.deleted ? 'delete' : liveOp })),
+          p.rules,
+          { reader: p.reader, ...ctx },
+        )
+      : null;
+    for (let i = 0; i < chunk.length; i++) {
+      const row = chunk[i]!;
+      const item = shaped?.[i] ?? { kind: 'send' as const, json: row.json, op: row.deleted ? 'delete' : liveOp };
+      if (item.kind === 'skip') continue;
+      if (item.kind === 'fail') {
+        sender.reject(item.error, row.position, item.json);
+        continue;
+      }
       let record: string;
       try {
-        const prepared = prepareRow(row.json, p.limits, p.reader.shape.mayNest);
-        const encode = row.deleted ? encodeDeleted : encodeLive;
-        record = encode(prepared.json, p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind));
+        const prepared = prepareRow(item.json, p.limits, p.reader.shape.mayNest);
+        const encode = item.op === 'delete' ? encodeDeleted : item.op === liveOp ? encodeLive : recordEncoder(item.op, ctx);
+        record = encode(prepared.json, ordering(row));
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        sender.reject(err, row.position);
+        sender.reject(err, row.position, item.json);
         continue;
       }
       await sender.add(record, row.position);

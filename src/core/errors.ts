@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'DEST_TOO_LARGE'
   | 'DEST_BAD_RESPONSE'
   | 'ROW_TOO_LARGE'
+  | 'TRANSFORM_FAILED'
   | 'JOB_INVALID'
   | 'REDIS_UNAVAILABLE'
   | 'INTERNAL';

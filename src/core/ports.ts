@@ -1,6 +1,7 @@
 import type { ChangeEvent, RelationKeys } from './changes.js';
 import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
 import type { WatermarkKind } from './ordering.js';
+import type { ColumnSelection, Mask, OutgoingColumn, ValueKind } from './rules.js';
 
 /**
  * The interfaces adapters implement. Defined here, by the code that uses them, so that the domain and the
@@ -18,12 +19,22 @@ export interface TableSpec {
   watermark?: string | undefined;
   /** Rows matching this are sent with `_op = delete`: a column (true or non-null means deleted) or a SQL condition. */
   softDelete?: { column?: string | undefined; condition?: string | undefined } | undefined;
+  /** Which columns leave; the others are never read unless keys, ordering, soft deletes or the filter need them. */
+  columns?: ColumnSelection | undefined;
+  /** Masks by column name, as configured. */
+  masks?: Record<string, Mask> | undefined;
+  /** Rows not matching this SQL condition never leave. */
+  where?: string | undefined;
+  /** A SELECT read in place of a table (`name` is then a label). */
+  query?: string | undefined;
 }
 
 export interface ColumnInfo {
   name: string;
   /** The source's own type name, e.g. `timestamp with time zone`, `numeric(12,2)`. */
   type: string;
+  /** What its outgoing value is, for masks. */
+  kind?: ValueKind | undefined;
 }
 
 /** A table as the source found it: resolved names and what the encoder needs. */
@@ -37,6 +48,15 @@ export interface TableShape {
   watermarkKind: WatermarkKind;
   /** False when no column can hold nested JSON, which lets the encoder skip the depth scan. */
   mayNest: boolean;
+  /**
+   * The columns that leave, in record order, with their masks. Set by sources that apply the table's column rules;
+   * masks with `appliedIn: 'pipeline'` arrive unmasked in rows and are applied by pushsync before a record exists.
+   */
+  outgoing?: OutgoingColumn[] | undefined;
+  /** Columns that never leave. */
+  withheld?: ColumnInfo[] | undefined;
+  /** True when rows carry `matched` (the table has a `where`). */
+  filtered?: boolean | undefined;
 }
 
 export interface SourceRow {
@@ -45,6 +65,8 @@ export interface SourceRow {
   json: string;
   /** True when the table's soft-delete rule marks the row deleted. */
   deleted: boolean;
+  /** False when the row does not match the table's `where`: `json` is then empty and nothing of the row may leave. */
+  matched?: boolean | undefined;
 }
 
 export interface KeyedRow {
@@ -52,6 +74,8 @@ export interface KeyedRow {
   index: number;
   json: string;
   deleted: boolean;
+  /** As in SourceRow. */
+  matched?: boolean | undefined;
 }
 
 export interface NextRange {
@@ -87,6 +111,13 @@ export interface TableReader {
   readKeys(keys: readonly string[][]): Promise<KeyedRow[]>;
   /** JSON objects holding only the key columns, encoded like rows, in the order of `keys` (for delete records). */
   keyJson(keys: readonly string[][]): Promise<string[]>;
+  /**
+   * Primary-key values as a change stream delivers them, turned into the form positions and keys of this reader
+   * take (sealed when the key is masked). Absent: the values are used as they are.
+   */
+  storedKey?(pk: readonly string[]): string[];
+  /** Lines of the page query's plan that read a whole relation (for `pushsync check`); absent when not known. */
+  fullScans?(): Promise<string[]>;
 }
 
 export interface Source {

@@ -44,21 +44,22 @@ export class RecordSender<P> {
 
   constructor(
     private readonly o: SenderOptions<P>,
-    private readonly describeKey: (position: P) => unknown,
+    /** The key of a row for failure reports; `record` is the row's outgoing text when there is one. */
+    private readonly describeKey: (position: P, record?: string) => unknown,
   ) {
     this.packer = new BatchPacker(o.limits, o.envelopeBytes);
     this.delivered = o.start;
   }
 
-  /** A record that cannot be sent at all (it failed its own checks). */
-  reject(error: AppError, position: P): void {
-    this.failures.push({ resumeAfter: this.delivered, error, keys: [this.describeKey(position)] });
+  /** A record that cannot be sent at all (it failed its own checks); `record`: its text so far, to name its key. */
+  reject(error: AppError, position: P, record?: string): void {
+    this.failures.push({ resumeAfter: this.delivered, error, keys: [this.describeKey(position, record)] });
   }
 
   async add(record: string, position: P): Promise<void> {
     const size = BatchPacker.sizeOf(record);
     if (!this.packer.fits(size)) {
-      this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position);
+      this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, record);
       return;
     }
     const closed = this.packer.add(record, size);
@@ -87,7 +88,7 @@ export class RecordSender<P> {
         return;
       }
       if (err.code === 'DEST_TOO_LARGE' || err.code === 'DEST_ROWS_REJECTED') {
-        this.failures.push({ resumeAfter: startAfter, error: err, keys: positions.slice(0, 20).map(this.describeKey) });
+        this.failures.push({ resumeAfter: startAfter, error: err, keys: positions.slice(0, 20).map((p, i) => this.describeKey(p, records[i])) });
         this.delivered = positions[positions.length - 1]!;
         return;
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { conditionProblem, scanSql } from './sql-text.js';
+import { conditionProblem, scanSql, selectProblem } from './sql-text.js';
 
 describe('conditionProblem', () => {
   it.each([
@@ -68,5 +68,21 @@ describe('scanSql', () => {
 
   it('treats $ inside an identifier as part of the name, not a dollar quote', () => {
     expect(scanSql('a$b$ ; c')).toEqual([{ kind: ';', at: 6, text: ';' }]);
+  });
+});
+
+describe('selectProblem', () => {
+  it('accepts one SELECT or WITH query, with quoted semicolons and nested parentheses', () => {
+    expect(selectProblem("SELECT o.id, (SELECT max(x) FROM y) AS m FROM orders o WHERE o.note <> ';)'")).toBeNull();
+    expect(selectProblem('  with recent AS (SELECT 1 AS id) SELECT * FROM recent')).toBeNull();
+  });
+
+  it('refuses anything else, saying why', () => {
+    expect(selectProblem('')).toBe('it is empty');
+    expect(selectProblem('UPDATE t SET a = 1')).toBe('it starts with "UPDATE"; a query starts with SELECT or WITH');
+    expect(selectProblem('SELECT 1; DROP TABLE t')).toBe("found ';' at position 9; the query must be one statement");
+    expect(selectProblem('SELECT 1) x; DROP TABLE t; SELECT (1')).toMatch(/with no '\(' before it/);
+    expect(selectProblem('SELECT 1 -- the rest')).toMatch(/comments are not allowed/);
+    expect(selectProblem('SELECT $1')).toMatch(/parameters are not allowed/);
   });
 });

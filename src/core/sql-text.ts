@@ -111,3 +111,19 @@ export function conditionProblem(text: string): string | null {
   const unclosed = open[open.length - 1];
   return unclosed ? `the '(' at position ${unclosed.at} is never closed` : null;
 }
+
+/**
+ * Why `text` is not one SELECT that pushsync can read as a table inside its own statements
+ * (`SELECT … FROM (<query>) t WHERE …`), or null when it is: it must start with SELECT or WITH, and everything
+ * refused in a condition is refused here too (`;`, comments, parameters, unbalanced parentheses, open quotes). The
+ * message completes "must be one SELECT statement: …". PostgreSQL refuses data-modifying WITH clauses in a
+ * subquery, and pushsync runs it in a read-only transaction.
+ */
+export function selectProblem(text: string): string | null {
+  const first = /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase();
+  if (first !== 'SELECT' && first !== 'WITH') {
+    return text.trim() === '' ? 'it is empty' : `it starts with ${JSON.stringify(text.trim().split(/\s+/)[0]!.slice(0, 20))}; a query starts with SELECT or WITH`;
+  }
+  const problem = conditionProblem(text);
+  return problem?.replace('a condition cannot end the statement', 'the query must be one statement') ?? null;
+}

@@ -20,6 +20,8 @@ export const REDACT_PATHS = [
   '*.token',
   'url',
   '*.url',
+  'masking',
+  '*.masking',
 ];
 
 export function createLogger(level: string = 'info', options: LoggerOptions = {}, stream?: DestinationStream): Logger {

@@ -262,5 +262,10 @@ async function enqueueChanges(relations: Map<string, RelationKeys & Watched>, ct
     list.push(e);
     byRelation.set(e.relation, list);
   }
-  for (const [relation, list] of byRelation) await enqueueChangeJobs(ctx, relations.get(relation)!.table, list, batchKeys);
+  for (const [relation, list] of byRelation) {
+    const { table, reader } = relations.get(relation)!;
+    // Keys of a table whose key is masked enter Redis sealed (core/key-seal.ts), like every position of it.
+    const stored = reader.storedKey ? list.map((e) => ({ ...e, pk: reader.storedKey!(e.pk) })) : list;
+    await enqueueChangeJobs(ctx, table, stored, batchKeys);
+  }
 }

@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, TableConfig } from '../config.js';
 import type { ChangeSource, Destination, Source } from '../core/ports.js';
+import type { TransformLoader } from '../core/transform.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { AppError } from '../core/errors.js';
@@ -20,6 +21,8 @@ export interface PipelineContext {
   logger: Logger;
   extractQueue: Queue;
   pushQueue: Queue;
+  /** Loads a table's transform module (cached). */
+  transforms: TransformLoader;
 }
 
 export function findTable(config: Config, source: string, table: string): TableConfig {

@@ -13,6 +13,7 @@ import { PUSH_QUEUE, WORKER_LEASES, pushJobSchema } from './jobs.js';
 import { PendingSet } from './pending.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { classify, failJob } from './job-errors.js';
+import { tableRules } from './table-rules.js';
 
 /** One job log entry per failed attempt, at most this long. */
 const JOB_LOG_CHARS = 8192;
@@ -37,6 +38,7 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
     const reader = await findSource(ctx, data.source).table(tableSpec(table));
     const common = {
       reader,
+      rules: await tableRules(ctx, table),
       destination: ctx.destination,
       source: data.source,
       table: data.table,

@@ -176,6 +176,11 @@ export class Keys {
     return `${this.prefix}:keys:${source}:${table}`;
   }
 
+  /** Hash of what was decided per key of a filtered table (core/filter-ledger.ts). */
+  filterLedger(source: string, table: string): string {
+    return `${this.prefix}:filter:${source}:${table}`;
+  }
+
   /** Hash of a replication slot's facts: where it started, what pushsync acknowledged, which snapshots are done. */
   cdcState(source: string, slot: string): string {
     return `${this.prefix}:cdc:${source}:${slot}`;

@@ -24,6 +24,13 @@ export async function queryObjects(db: pg.Pool | pg.ClientBase, q: Query): Promi
   return result.rows as Array<Record<string, unknown>>;
 }
 
+/** A result column as the server describes it. */
+export interface ResultField {
+  name: string;
+  typeOid: number;
+  typeModifier: number;
+}
+
 const BEGIN_READ_ONLY: Query = { text: 'BEGIN TRANSACTION READ ONLY', values: [] };
 const ROLLBACK: Query = { text: 'ROLLBACK', values: [] };
 
@@ -33,12 +40,22 @@ const ROLLBACK: Query = { text: 'ROLLBACK', values: [] };
  * statement on the connection; a rollback undoes such a change along with the transaction. Two extra round trips.
  */
 export async function queryRowsIsolated(pool: pg.Pool, q: Query): Promise<string[][]> {
+  return (await isolated(pool, q)).rows as string[][];
+}
+
+/** The result columns of a statement carrying configured SQL (run like `queryRowsIsolated`; add `LIMIT 0`). */
+export async function queryFieldsIsolated(pool: pg.Pool, q: Query): Promise<ResultField[]> {
+  return (await isolated(pool, q)).fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID, typeModifier: f.dataTypeModifier }));
+}
+
+async function isolated(pool: pg.Pool, q: Query): Promise<pg.QueryArrayResult> {
   const client = await pool.connect();
   let reusable = false;
   try {
     await queryRows(client, BEGIN_READ_ONLY);
     try {
-      return await queryRows(client, q);
+      const config: ExtendedQuery = { text: q.text, values: q.values, rowMode: 'array', queryMode: 'extended' };
+      return await client.query(config);
     } finally {
       await queryRows(client, ROLLBACK);
       reusable = true;

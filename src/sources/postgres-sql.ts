@@ -1,6 +1,7 @@
 import { quoteIdent } from '../core/identifiers.js';
 import type { Phase, Position } from '../core/cursor.js';
 import type { WatermarkKind } from '../core/ordering.js';
+import type { Mask, ValueKind } from '../core/rules.js';
 
 /**
  * SQL text for the Postgres source, built from catalog facts. Pure functions, unit-tested without a database.
@@ -38,10 +39,14 @@ function base64(expr: string): string {
   return `translate(encode(${expr}, 'base64'), chr(10), '')`;
 }
 
-/** The expression for one column inside the row's projection, aliased to the column's name. */
-export function columnExpr(col: PgColumn, table = 't'): string {
+/**
+ * The expression for one column inside the row's projection, aliased to the column's name. `masked` replaces the
+ * value with a mask computed in SQL (see `sqlMask`).
+ */
+export function columnExpr(col: PgColumn, table = 't', masked?: string): string {
   const ref = `${table}.${quoteIdent(col.name)}`;
   const alias = quoteIdent(col.name);
+  if (masked !== undefined) return `${masked} AS ${alias}`;
   if (EXACT_AS_TEXT.has(col.baseName)) return `${ref}::text AS ${alias}`;
   if (col.baseName === 'bytea') return `${base64(ref)} AS ${alias}`;
   if (col.category === 'A' && col.elemName !== null && EXACT_AS_TEXT.has(col.elemName)) return `${ref}::text[] AS ${alias}`;
@@ -56,6 +61,46 @@ export function mayNest(columns: readonly PgColumn[]): boolean {
   return columns.some((c) => c.baseName === 'json' || c.baseName === 'jsonb' || c.typtype === 'c' || c.category === 'A');
 }
 
+/** What a column's outgoing value is, for the checks of masks. */
+export function valueKind(col: PgColumn): ValueKind {
+  if (col.baseName === 'json' || col.baseName === 'jsonb' || col.typtype === 'c' || col.category === 'A') return 'nested';
+  if (col.baseName === 'timestamptz' || col.baseName === 'timestamp') return 'timestamp';
+  if (col.baseName === 'date') return 'date';
+  if (col.baseName === 'bool') return 'boolean';
+  if (col.category === 'S') return 'text';
+  if (col.category === 'N') return 'number';
+  return 'other';
+}
+
+/** A string constant; exact under standard_conforming_strings, which pushsync's sessions set. */
+function literal(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
+ * A mask as SQL over the column (alias `table`), when PostgreSQL has an exact built-in whose result encodes exactly
+ * as pushsync would encode the masked value itself; null when pushsync computes it (hash, replace, truncating
+ * blank-padded or other text types). NULL stays NULL under every mask.
+ */
+export function sqlMask(col: PgColumn, mask: Mask, table = 't'): string | null {
+  const ref = `${table}.${quoteIdent(col.name)}`;
+  switch (mask.kind) {
+    case 'null':
+      return 'NULL';
+    case 'redact':
+      return mask.text.includes('\0') ? null : `CASE WHEN ${ref} IS NULL THEN NULL ELSE ${literal(mask.text)}::text END`;
+    case 'truncate':
+      return col.baseName === 'text' || col.baseName === 'varchar' ? `left(${ref}::text, ${mask.chars})` : null;
+    case 'truncateTime':
+      // date_trunc works in the session's time zone, which is UTC; on a date it returns a timestamp, cast back.
+      if (col.baseName === 'date') return `date_trunc(${literal(mask.unit)}, ${ref})::date`;
+      return col.baseName === 'timestamptz' || col.baseName === 'timestamp' ? `date_trunc(${literal(mask.unit)}, ${ref})` : null;
+    case 'hash':
+    case 'replace':
+      return null;
+  }
+}
+
 export function watermarkKind(col: PgColumn): WatermarkKind {
   if (col.baseName === 'timestamptz' || col.baseName === 'timestamp') return 'timestamp';
   if (col.baseName === 'date') return 'date';
@@ -64,14 +109,45 @@ export function watermarkKind(col: PgColumn): WatermarkKind {
 }
 
 export interface TableSql {
-  /** `"schema"."table"` */
+  /** `"schema"."table"`, or `(<query>)` for a custom SQL table. */
   qualified: string;
+  /** The columns that leave, in order: the only ones the row's projection names. */
   columns: PgColumn[];
+  /** Masks computed in SQL, by column name: expressions over alias `t` (see `sqlMask`). */
+  masks?: ReadonlyMap<string, string> | undefined;
   /** Null for tables read only by primary key (change data capture). */
   watermark: PgColumn | null;
   primaryKey: PgColumn[];
-  /** SQL expression over alias `t` that is true for soft-deleted rows; absent when the table has none. */
+  /** SQL expression over aliases `t` and `c` that is true for soft-deleted rows; absent when the table has none. */
   deleted?: string | undefined;
+  /**
+   * Configured conditions, evaluated over the row alone in `CROSS JOIN LATERAL (…) c` so that their unqualified
+   * names resolve to the table's columns and nothing else: the soft-delete condition as `c."__d"`, the row filter
+   * (`where`) as `c."__f"`.
+   */
+  conditions?: { deleted?: string | undefined; filter?: string | undefined } | undefined;
+}
+
+/** The lateral that evaluates the configured conditions (empty when there are none), right after `t`. */
+function conditionsJoin(t: TableSql): string {
+  const parts: string[] = [];
+  if (t.conditions?.deleted !== undefined) parts.push(`(${t.conditions.deleted}) AS "__d"`);
+  if (t.conditions?.filter !== undefined) parts.push(`(${t.conditions.filter}) AS "__f"`);
+  return parts.length === 0 ? '' : ` CROSS JOIN LATERAL (SELECT ${parts.join(', ')}) c`;
+}
+
+function projection(t: TableSql): string {
+  return t.columns.map((c) => columnExpr(c, 't', t.masks?.get(c.name))).join(', ');
+}
+
+/** The row's JSON, or NULL when the row does not match the filter: nothing of such a row leaves the database. */
+function rowJson(t: TableSql): string {
+  return t.conditions?.filter === undefined ? 'to_json(r.*)::text' : `CASE WHEN COALESCE(c."__f", false) THEN to_json(r.*)::text END`;
+}
+
+/** A statement that compiles the configured conditions against the table without reading a row. */
+export function conditionsProbe(t: TableSql): Query {
+  return { text: `SELECT 1 FROM ${t.qualified} t${conditionsJoin(t)} LIMIT 0`, values: [] };
 }
 
 function keyColumns(t: TableSql, phase: Phase): PgColumn[] {
@@ -134,12 +210,11 @@ export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null
   if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
   where.push(compare(keyColumns(t, phase), '<=', positionValues(hi, phase), values));
   values.push(limit);
-  const projection = t.columns.map((c) => columnExpr(c)).join(', ');
   const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
   // `r.*`, not `r`: a bare `r` is ambiguous when the table has a column named r.
   return {
     text:
-      `SELECT ${keySelect(t, phase)}, to_json(r.*)::text AS "__j"${deleted} FROM ${t.qualified} t, LATERAL (SELECT ${projection}) r ` +
+      `SELECT ${keySelect(t, phase)}, ${rowJson(t)} AS "__j"${deleted} FROM ${t.qualified} t${conditionsJoin(t)}, LATERAL (SELECT ${projection(t)}) r ` +
       `WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
     values,
   };
@@ -159,38 +234,47 @@ export function comparePositionsQuery(t: TableSql, phase: Phase, a: Position, b:
 }
 
 /**
- * Catalog facts for every column of a table, domains resolved to their base type, and for arrays the element
- * type's domains too (an array of a domain over numeric must be encoded like numeric[]).
+ * Catalog facts for every column of `cols(name, typid, typmod, ord)`, domains resolved to their base type, and for
+ * arrays the element type's domains too (an array of a domain over numeric must be encoded like numeric[]).
  */
-export const DESCRIBE_COLUMNS_SQL = `
-WITH RECURSIVE base(oid, base_oid, depth) AS (
+function describeColumnsSql(cols: string): string {
+  return `
+WITH RECURSIVE cols(name, typid, typmod, ord) AS (${cols}),
+base(oid, base_oid, depth) AS (
   SELECT t.oid, t.oid, 0 FROM pg_type t
   WHERE t.oid IN (
-    SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = $1::regclass
+    SELECT typid FROM cols
     UNION
-    SELECT e.typelem FROM pg_attribute a JOIN pg_type e ON e.oid = a.atttypid
-    WHERE a.attrelid = $1::regclass AND e.typcategory = 'A'
+    SELECT e.typelem FROM cols JOIN pg_type e ON e.oid = cols.typid WHERE e.typcategory = 'A'
     UNION
-    SELECT e.typelem FROM pg_attribute a JOIN pg_type d ON d.oid = a.atttypid JOIN pg_type e ON e.oid = d.typbasetype
-    WHERE a.attrelid = $1::regclass AND d.typtype = 'd' AND e.typcategory = 'A'
+    SELECT e.typelem FROM cols JOIN pg_type d ON d.oid = cols.typid JOIN pg_type e ON e.oid = d.typbasetype
+    WHERE d.typtype = 'd' AND e.typcategory = 'A'
   )
   UNION ALL
   SELECT b.oid, d.typbasetype, b.depth + 1 FROM base b JOIN pg_type d ON d.oid = b.base_oid
   WHERE d.typtype = 'd' AND b.depth < 16
 )
-SELECT a.attname AS name,
-       CASE WHEN a.atttypid IN ('bpchar'::regtype, '_bpchar'::regtype, 'bit'::regtype, '_bit'::regtype)
-            THEN format_type(a.atttypid, a.atttypmod) ELSE format_type(a.atttypid, NULL) END AS cast_type,
-       format_type(a.atttypid, a.atttypmod) AS type,
+SELECT a.name,
+       CASE WHEN a.typid IN ('bpchar'::regtype, '_bpchar'::regtype, 'bit'::regtype, '_bit'::regtype)
+            THEN format_type(a.typid, a.typmod) ELSE format_type(a.typid, NULL) END AS cast_type,
+       format_type(a.typid, a.typmod) AS type,
        bt.typname AS base_name, bt.typcategory AS category, bt.typtype AS typtype,
        et.typname AS elem_name
-FROM pg_attribute a
-JOIN LATERAL (SELECT base_oid FROM base WHERE base.oid = a.atttypid ORDER BY depth DESC LIMIT 1) r ON true
+FROM cols a
+JOIN LATERAL (SELECT base_oid FROM base WHERE base.oid = a.typid ORDER BY depth DESC LIMIT 1) r ON true
 JOIN pg_type bt ON bt.oid = r.base_oid
 LEFT JOIN LATERAL (SELECT base_oid FROM base WHERE base.oid = bt.typelem ORDER BY depth DESC LIMIT 1) er ON true
 LEFT JOIN pg_type et ON et.oid = COALESCE(er.base_oid, bt.typelem) AND bt.typcategory = 'A'
-WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum`;
+ORDER BY a.ord`;
+}
+
+/** The columns of a table (`$1`: its oid). */
+export const DESCRIBE_COLUMNS_SQL = describeColumnsSql(
+  'SELECT a.attname::text, a.atttypid, a.atttypmod, a.attnum::int FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped',
+);
+
+/** The output columns of a query, from its result description: `$1` names, `$2` type oids, `$3` type modifiers. */
+export const DESCRIBE_RESULT_SQL = describeColumnsSql('SELECT * FROM unnest($1::text[], $2::oid[], $3::int[]) WITH ORDINALITY');
 
 export const PRIMARY_KEY_SQL = `
 SELECT a.attname AS name
@@ -232,15 +316,15 @@ FROM pg_roles r WHERE r.rolname = current_user`;
 
 /**
  * The soft-delete test as SQL over alias `t`. A column is deleted when true (booleans) or set (anything else); a
- * condition is operator-written SQL over the table's columns, evaluated against the row alone so its unqualified
- * names cannot clash with the query's own.
+ * condition is operator-written SQL over the table's columns, evaluated in the conditions lateral (`c."__d"`, see
+ * TableSql.conditions) so its unqualified names cannot clash with the query's own, and without naming every column.
  */
 export function softDeleteExpr(soft: { column?: PgColumn | undefined; condition?: string | undefined }): string | undefined {
   if (soft.column) {
     const ref = `t.${quoteIdent(soft.column.name)}`;
     return soft.column.baseName === 'bool' ? `${ref} IS TRUE` : `${ref} IS NOT NULL`;
   }
-  if (soft.condition) return `COALESCE((SELECT (${soft.condition}) FROM (SELECT t.*) AS row_), false)`;
+  if (soft.condition) return `COALESCE(c."__d", false)`;
   return undefined;
 }
 
@@ -262,13 +346,13 @@ export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
   const values: unknown[] = [];
   const names = t.primaryKey.map((_c, i) => `"__k${i}"`);
   const join = t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)} = k.${names[i]}`).join(' AND ');
-  const projection = t.columns.map((c) => columnExpr(c)).join(', ');
   const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
+  // The table comes first, so the conditions lateral sees its columns and nothing of the key list.
   return {
     text:
-      `SELECT k."__ord"::text, to_json(r.*)::text AS "__j"${deleted} ` +
-      `FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord") ` +
-      `JOIN ${t.qualified} t ON ${join}, LATERAL (SELECT ${projection}) r`,
+      `SELECT k."__ord"::text, ${rowJson(t)} AS "__j"${deleted} ` +
+      `FROM ${t.qualified} t${conditionsJoin(t)} JOIN unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord") ` +
+      `ON ${join}, LATERAL (SELECT ${projection(t)}) r`,
     values,
   };
 }
@@ -280,11 +364,13 @@ export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
 export function keyJsonQuery(t: TableSql, keys: readonly string[][]): Query {
   const values: unknown[] = [];
   const names = t.primaryKey.map((c) => quoteIdent(c.name)).join(', ');
-  const projection = t.primaryKey.map((c) => columnExpr(c)).join(', ');
+  // Only key columns that leave: a key column the table withholds is not in delete records either.
+  const leaving = new Set(t.columns.map((c) => c.name));
+  const keyProjection = t.primaryKey.filter((c) => leaving.has(c.name)).map((c) => columnExpr(c, 't', t.masks?.get(c.name))).join(', ');
   return {
     text:
       `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS t(${names}, "__ord"), ` +
-      `LATERAL (SELECT ${projection}) r ORDER BY t."__ord"`,
+      `LATERAL (SELECT ${keyProjection}) r ORDER BY t."__ord"`,
     values,
   };
 }

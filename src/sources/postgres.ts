@@ -6,6 +6,7 @@ import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   DESCRIBE_COLUMNS_SQL,
+  DESCRIBE_RESULT_SQL,
   PRIMARY_KEY_SQL,
   RESOLVE_TABLE_SQL,
   STATS_PRIVILEGE_SQL,
@@ -18,14 +19,18 @@ import {
   keyJsonQuery,
   softDeleteExpr,
   readRangeQuery,
+  sqlMask,
+  valueKind,
+  conditionsProbe,
   watermarkKind,
   type PgColumn,
   type Query,
   type TableSql,
 } from './postgres-sql.js';
 import { translatePgError } from './postgres-errors.js';
-import { queryRows, queryRowsIsolated } from './postgres-query.js';
-import { conditionProblem } from '../core/sql-text.js';
+import { queryFieldsIsolated, queryRows, queryRowsIsolated, type ResultField } from './postgres-query.js';
+import { conditionProblem, selectProblem } from '../core/sql-text.js';
+import { planColumns, type OutgoingColumn } from '../core/rules.js';
 
 export interface PostgresSourceOptions {
   name: string;
@@ -78,8 +83,17 @@ export class PostgresSource implements Source {
     }
   }
 
+  /** The result columns of a statement carrying configured SQL, described without reading a row. */
+  async fields(q: Query, what: string): Promise<ResultField[]> {
+    try {
+      return await queryFieldsIsolated(this.pool, q);
+    } catch (err) {
+      throw translatePgError(err, `${this.name}: ${what}`);
+    }
+  }
+
   table(spec: TableSpec): Promise<TableReader> {
-    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete]);
+    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete, spec.columns, spec.masks, spec.where, spec.query]);
     let table = this.tables.get(key);
     if (!table) {
       table = PostgresTable.describe(this, spec);
@@ -125,48 +139,114 @@ function findColumn(columns: PgColumn[], written: string, table: string, role: s
   );
 }
 
+/** The name a configured column refers to, by the same folding rules as `findColumn`, or null. */
+function resolveColumn(columns: PgColumn[]): (written: string) => string | null {
+  return (written) => {
+    let parts;
+    try {
+      parts = parseQualifiedName(written);
+    } catch {
+      return null;
+    }
+    if (parts.length !== 1) return null;
+    const name = parts[0]!.quoted ? parts[0]!.text : parts[0]!.text.toLowerCase();
+    return columns.some((c) => c.name === name) ? name : null;
+  };
+}
+
+interface Relation {
+  /** The table's oid; null for a query. */
+  oid: string | null;
+  /** What follows FROM: `"schema"."table"`, or `(<query>)`. */
+  qualified: string;
+  schema: string;
+  relname: string;
+  columns: PgColumn[];
+  /** Declared types with modifiers (`numeric(12,2)`), by column name. */
+  declared: Map<string, string>;
+}
+
+const UNORDERABLE = ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'];
+
+function toColumns(described: string[][]): { columns: PgColumn[]; declared: Map<string, string> } {
+  const columns = described.map(
+    ([name, castType, _type, baseName, category, typtype, elemName]) =>
+      ({ name, castType, baseName, category, typtype, elemName: elemName ?? null }) as PgColumn,
+  );
+  return { columns, declared: new Map(described.map(([name, , type]) => [name!, type!])) };
+}
+
+async function resolveTable(source: PostgresSource, spec: TableSpec): Promise<Relation> {
+  let resolved: string[][];
+  try {
+    resolved = await source.query({ text: RESOLVE_TABLE_SQL, values: [spec.name] }, `resolve ${spec.name}`);
+  } catch (err) {
+    // to_regclass rejects a malformed name with 42602 instead of returning null.
+    if (err instanceof AppError && err.code === 'SOURCE_QUERY_FAILED') {
+      throw new AppError('SOURCE_SCHEMA', `table name ${spec.name} is not valid: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+  const [row] = resolved;
+  if (!row) throw new AppError('SOURCE_SCHEMA', `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`);
+  const [oid, qualified, , schema, relname] = row as [string, string, string, string, string];
+  const described = await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`);
+  return { oid, qualified, schema, relname, ...toColumns(described) };
+}
+
+/** A custom SQL table: its output columns, from the server's description of the query (nothing is read). */
+async function describeQuery(source: PostgresSource, spec: TableSpec, where: string): Promise<Relation> {
+  const problem = selectProblem(spec.query!);
+  if (problem) throw new AppError('SOURCE_SCHEMA', `query of ${where} must be one SELECT statement: ${problem}`);
+  const qualified = `(${spec.query!})`;
+  const fields = await source
+    .fields({ text: `SELECT * FROM ${qualified} t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`)
+    .catch((err: unknown) => {
+      throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
+    });
+  const duplicate = fields.find((f, i) => fields.findIndex((g) => g.name === f.name) !== i);
+  if (duplicate) throw new AppError('SOURCE_SCHEMA', `${where}: the query returns two columns named ${duplicate.name}; give each output column its own name (AS …)`);
+  const described = await source.query(
+    { text: DESCRIBE_RESULT_SQL, values: [fields.map((f) => f.name), fields.map((f) => f.typeOid), fields.map((f) => f.typeModifier)] },
+    `describe the columns of ${spec.name}`,
+  );
+  return { oid: null, qualified, schema: '', relname: spec.name, ...toColumns(described) };
+}
+
+/** The configured conditions (soft delete, where) must each be one SQL condition before they enter a statement. */
+function checkConditions(spec: TableSpec, where: string): void {
+  const conditions: Array<[string, string | undefined]> = [
+    ['softDelete.condition', spec.softDelete?.condition],
+    ['where', spec.where],
+  ];
+  for (const [key, text] of conditions) {
+    const problem = text === undefined ? null : conditionProblem(text);
+    if (problem) throw new AppError('SOURCE_SCHEMA', `${key} of ${where} must be one SQL condition: ${problem}`);
+  }
+}
+
 class PostgresTable implements TableReader {
   private constructor(
     private readonly source: PostgresSource,
     private readonly sql: TableSql,
     readonly shape: TableShape,
     private readonly where: string,
-    /** The table's statements carry configured SQL (a soft-delete condition). */
+    /** Statements that read rows carry configured SQL (a soft-delete condition, a filter, a query). */
     private readonly configured: boolean,
+    /** Every statement that names the relation carries configured SQL (a custom SQL table). */
+    private readonly queried: boolean,
   ) {}
 
   static async describe(source: PostgresSource, spec: TableSpec): Promise<PostgresTable> {
     const where = `${source.name}.${spec.name}`;
+    checkConditions(spec, where);
     const condition = spec.softDelete?.condition;
-    const problem = condition === undefined ? null : conditionProblem(condition);
-    if (problem) throw new AppError('SOURCE_SCHEMA', `softDelete.condition of ${where} must be one SQL condition: ${problem}`);
-    let resolved: string[][];
-    try {
-      resolved = await source.query({ text: RESOLVE_TABLE_SQL, values: [spec.name] }, `resolve ${spec.name}`);
-    } catch (err) {
-      // to_regclass rejects a malformed name with 42602 instead of returning null.
-      if (err instanceof AppError && err.code === 'SOURCE_QUERY_FAILED') {
-        throw new AppError('SOURCE_SCHEMA', `table name ${spec.name} is not valid: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
-    const [row] = resolved;
-    if (!row) throw new AppError('SOURCE_SCHEMA', `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`);
-    const [oid, qualified, , schema, relname] = row as [string, string, string, string, string];
-    const described = await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`);
-    const columns = described.map(
-      ([name, castType, _type, baseName, category, typtype, elemName]) =>
-        ({ name, castType, baseName, category, typtype, elemName: elemName ?? null }) as PgColumn,
-    );
-    // The declared type with its modifiers (`numeric(12,2)`), as ColumnInfo promises.
-    const declared = new Map(described.map(([name, , type]) => [name!, type!]));
-    const clash = columns.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
-    if (clash) {
-      throw new AppError('SOURCE_SCHEMA', `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`);
-    }
+    const rel = spec.query === undefined ? await resolveTable(source, spec) : await describeQuery(source, spec, where);
+    const { columns, declared, qualified } = rel;
     let pkNames = spec.primaryKey;
     if (!pkNames || pkNames.length === 0) {
-      const pkRows = await source.query({ text: PRIMARY_KEY_SQL, values: [oid] }, `primary key of ${spec.name}`);
+      if (rel.oid === null) throw new AppError('SOURCE_SCHEMA', `${where}: a query table needs primaryKey: [col, ...] naming output columns that are unique and not null`);
+      const pkRows = await source.query({ text: PRIMARY_KEY_SQL, values: [rel.oid] }, `primary key of ${spec.name}`);
       if (pkRows.length === 0) {
         throw new AppError('SOURCE_SCHEMA', `${where} has no primary key; set primaryKey: [col, ...] to columns that are unique and not null`);
       }
@@ -177,24 +257,54 @@ class PostgresTable implements TableReader {
     if (watermark && primaryKey.some((c) => c.name === watermark.name)) {
       throw new AppError('SOURCE_SCHEMA', `${where}: the watermark column ${watermark.name} cannot also be part of the primary key`);
     }
-    const unorderable = [...(watermark ? [watermark] : []), ...primaryKey].find((c) => ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'].includes(c.baseName));
+    const unorderable = [...(watermark ? [watermark] : []), ...primaryKey].find((c) => UNORDERABLE.includes(c.baseName));
     if (unorderable) throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
-    const shape: TableShape = {
-      columns: columns.map((c) => ({ name: c.name, type: declared.get(c.name) ?? c.castType })),
+    const typeOf = (c: PgColumn): string => declared.get(c.name) ?? c.castType;
+    const plan = planColumns({
+      table: where,
+      columns: columns.map((c) => ({ name: c.name, type: typeOf(c), kind: valueKind(c) })),
       primaryKey: primaryKey.map((c) => c.name),
-      schema,
-      relname,
+      watermark: watermark?.name ?? null,
+      selection: spec.columns,
+      masks: spec.masks,
+      resolve: resolveColumn(columns),
+    });
+    const clash = plan.leaving.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
+    if (clash) {
+      throw new AppError('SOURCE_SCHEMA', `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`);
+    }
+    const byName = new Map(columns.map((c) => [c.name, c]));
+    const leaving = plan.leaving.map((c) => byName.get(c.name)!);
+    const sqlMasks = new Map<string, string>();
+    const outgoing: OutgoingColumn[] = plan.leaving.map((c) => {
+      const expr = c.mask ? sqlMask(byName.get(c.name)!, c.mask) : null;
+      if (expr !== null) sqlMasks.set(c.name, expr);
+      return { name: c.name, type: c.type, mask: c.mask, appliedIn: c.mask ? (expr !== null ? 'source' : 'pipeline') : null, primaryKey: primaryKey.some((k) => k.name === c.name) };
+    });
+    const shape: TableShape = {
+      columns: columns.map((c) => ({ name: c.name, type: typeOf(c), kind: valueKind(c) })),
+      primaryKey: primaryKey.map((c) => c.name),
+      schema: rel.schema,
+      relname: rel.relname,
       watermark: watermark?.name ?? null,
       watermarkKind: watermark ? watermarkKind(watermark) : 'other',
-      mayNest: mayNest(columns),
+      // A masked value is a scalar, whatever it was.
+      mayNest: mayNest(leaving.filter((c) => !plan.leaving.find((p) => p.name === c.name)!.mask)),
+      outgoing,
+      withheld: plan.withheld.map((c) => ({ name: c.name, type: c.type, kind: c.kind })),
+      filtered: spec.where !== undefined,
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
-    const table = new PostgresTable(source, { qualified, columns, watermark, primaryKey, deleted }, shape, where, condition !== undefined);
-    if (condition !== undefined) {
-      // Fail at start, not in a push job, when the condition does not compile.
-      await source.query({ text: `SELECT ${deleted} FROM ${qualified} t LIMIT 0`, values: [] }, `softDelete condition of ${spec.name}`, true).catch((err: unknown) => {
-        throw new AppError('SOURCE_SCHEMA', `${where}: softDelete condition is not valid SQL for this table: ${(err as Error).message}`, { cause: err });
+    const conditions = { deleted: condition, filter: spec.where };
+    const sql: TableSql = { qualified, columns: leaving, masks: sqlMasks, watermark, primaryKey, deleted, conditions };
+    const configured = condition !== undefined || spec.where !== undefined || spec.query !== undefined;
+    const table = new PostgresTable(source, sql, shape, where, configured, spec.query !== undefined);
+    if (condition !== undefined || spec.where !== undefined) {
+      // Fail at start, not in a push job, when a condition does not compile.
+      await source.query(conditionsProbe(sql), `conditions of ${spec.name}`, true).catch((err: unknown) => {
+        const what = condition !== undefined && spec.where !== undefined ? 'softDelete condition or where' : condition !== undefined ? 'softDelete condition' : 'where';
+        throw new AppError('SOURCE_SCHEMA', `${where}: ${what} is not valid SQL for this table: ${(err as Error).message}`, { cause: err });
       });
     }
     return table;
@@ -205,7 +315,7 @@ class PostgresTable implements TableReader {
   }
 
   async nextRange(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null> {
-    const rows = await this.source.query(nextRangeQuery(this.sql, cursor.phase, cursor.after, limit, upperBound), `page keys of ${this.where}`);
+    const rows = await this.source.query(nextRangeQuery(this.sql, cursor.phase, cursor.after, limit, upperBound), `page keys of ${this.where}`, this.queried);
     const last = rows[rows.length - 1];
     if (!last) return null;
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
@@ -216,7 +326,11 @@ class PostgresTable implements TableReader {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     const rows = await this.source.query(q, `read rows of ${this.where}`, this.configured);
     const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
-    return rows.map((r) => ({ position: this.toPosition(r, range.phase), json: r[keyCount]!, deleted: r[keyCount + 1] === 'true' }));
+    return rows.map((r) => {
+      const json = r[keyCount] ?? null;
+      // A row outside the filter comes without its JSON: nothing of it reached this process.
+      return { position: this.toPosition(r, range.phase), json: json ?? '', deleted: r[keyCount + 1] === 'true', ...(json === null ? { matched: false } : {}) };
+    });
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
@@ -231,7 +345,7 @@ class PostgresTable implements TableReader {
   }
 
   async isEmpty(): Promise<boolean> {
-    const rows = await this.source.query({ text: `SELECT 1 FROM ${this.sql.qualified} LIMIT 1`, values: [] }, `probe ${this.where}`);
+    const rows = await this.source.query({ text: `SELECT 1 FROM ${this.sql.qualified} t LIMIT 1`, values: [] }, `probe ${this.where}`, this.queried);
     return rows.length === 0;
   }
 
@@ -244,7 +358,7 @@ class PostgresTable implements TableReader {
   async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
     if (keys.length === 0) return [];
     const rows = await this.source.query(readKeysQuery(this.sql, keys), `read changed rows of ${this.where}`, this.configured);
-    return rows.map((r) => ({ index: Number(r[0]) - 1, json: r[1]!, deleted: r[2] === 'true' }));
+    return rows.map((r) => ({ index: Number(r[0]) - 1, json: r[1] ?? '', deleted: r[2] === 'true', ...(r[1] === null ? { matched: false } : {}) }));
   }
 
   async keyJson(keys: readonly string[][]): Promise<string[]> {
@@ -252,10 +366,22 @@ class PostgresTable implements TableReader {
     return (await this.source.query(keyJsonQuery(this.sql, keys), `encode deleted keys of ${this.where}`)).map((r) => r[0]!);
   }
 
+  /**
+   * The lines of the page query's plan that scan a whole relation, for a page continuing after the table's first key
+   * (so the planner sees a real lower bound). Empty when every relation is read by an index.
+   */
+  async fullScans(): Promise<string[]> {
+    if (this.sql.watermark === null) return [];
+    const [first] = await this.source.query(nextRangeQuery(this.sql, 'wm', null, 1), `first key of ${this.where}`, this.queried);
+    const q = nextRangeQuery(this.sql, 'wm', first ? this.toPosition(first, 'wm') : null, 5000);
+    const plan = await this.source.query({ text: `EXPLAIN ${q.text}`, values: q.values }, `explain the page query of ${this.where}`, this.queried);
+    return plan.map((r) => r[0]!.trim()).filter((line) => /\bSeq Scan on\b/.test(line));
+  }
+
   async countNullWatermark(): Promise<number> {
     if (this.sql.watermark === null) return 0;
     const text = `SELECT count(*)::text FROM ${this.sql.qualified} t WHERE t."${this.sql.watermark.name.replace(/"/g, '""')}" IS NULL`;
-    const [row] = await this.source.query({ text, values: [] }, `count NULL watermarks of ${this.where}`);
+    const [row] = await this.source.query({ text, values: [] }, `count NULL watermarks of ${this.where}`, this.queried);
     return Number(row?.[0] ?? 0);
   }
 }

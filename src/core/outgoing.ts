@@ -1,0 +1,170 @@
+import { AppError } from './errors.js';
+import { KeySealer } from './key-seal.js';
+import { compileMask, maskMembers, type ValueMask } from './masks.js';
+import { objectMembers } from './json-scan.js';
+import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
+import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
+
+/**
+ * A source whose rows come out with every mask applied and whose keys go into Redis sealed when they are masked.
+ * The adapter builds SQL that reads only the leaving columns and computes the masks it has exact built-ins for; this
+ * wrapper computes the rest (hash, replace, …) once per value, before a record exists anywhere else, and seals
+ * primary-key values of tables whose key is masked, so that push jobs, cursors and reconciliation sets never hold
+ * them raw. Tables without such rules get the adapter's reader unchanged.
+ */
+export interface OutgoingOptions {
+  /** `masking.key` as bytes; null when none is configured. */
+  maskingKey: Buffer | null;
+}
+
+function hasRules(spec: TableSpec): boolean {
+  return spec.columns !== undefined || (spec.masks !== undefined && Object.keys(spec.masks).length > 0) || spec.where !== undefined || spec.query !== undefined;
+}
+
+export class OutgoingSource implements Source {
+  private readonly readers = new Map<string, Promise<TableReader>>();
+
+  constructor(
+    private readonly inner: Source,
+    private readonly options: OutgoingOptions,
+  ) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  table(spec: TableSpec): Promise<TableReader> {
+    const key = JSON.stringify(spec);
+    let reader = this.readers.get(key);
+    if (!reader) {
+      reader = this.inner.table(spec).then((r) => this.wrap(r, spec));
+      this.readers.set(key, reader);
+      reader.catch(() => this.readers.delete(key));
+    }
+    return reader;
+  }
+
+  private wrap(reader: TableReader, spec: TableSpec): TableReader {
+    const where = `${this.inner.name}.${spec.name}`;
+    const outgoing = reader.shape.outgoing;
+    if (outgoing === undefined) {
+      if (hasRules(spec)) throw new AppError('CONFIG_INVALID', `${where}: source ${this.inner.name} does not apply columns, masks, where or query`);
+      return reader;
+    }
+    const masks = new Map<string, ValueMask>();
+    for (const c of outgoing) if (c.mask && c.appliedIn === 'pipeline') masks.set(c.name, compileMask(c.mask, this.options.maskingKey));
+    const sealed = outgoing.some((c) => c.primaryKey && c.mask !== null);
+    if (sealed && this.options.maskingKey === null) throw new AppError('CONFIG_INVALID', `${where}: a masked primary key needs masking.key`);
+    if (masks.size === 0 && !sealed) return reader;
+    return new MaskedReader(reader, masks, sealed ? new KeySealer(this.options.maskingKey!) : null, where);
+  }
+
+  warnings(): Promise<string[]> {
+    return this.inner.warnings();
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+class MaskedReader implements TableReader {
+  constructor(
+    private readonly inner: TableReader,
+    private readonly masks: ReadonlyMap<string, ValueMask>,
+    private readonly sealer: KeySealer | null,
+    private readonly where: string,
+  ) {}
+
+  get shape(): TableShape {
+    return this.inner.shape;
+  }
+
+  private mask(json: string): string {
+    return this.masks.size === 0 ? json : maskMembers(json, this.masks);
+  }
+
+  private seal(p: Position): Position {
+    return this.sealer ? { wm: p.wm, pk: this.sealer.sealKey(p.pk) } : p;
+  }
+
+  private open(p: Position): Position;
+  private open(p: Position | null): Position | null;
+  private open(p: Position | null): Position | null {
+    return p && this.sealer ? { wm: p.wm, pk: this.sealer.openKey(p.pk, this.where) } : p;
+  }
+
+  private openKeys(keys: readonly string[][]): readonly string[][] {
+    return this.sealer ? keys.map((k) => this.sealer!.openKey(k, this.where)) : keys;
+  }
+
+  async nextRange(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null> {
+    const next = await this.inner.nextRange({ phase: cursor.phase, after: this.open(cursor.after) }, limit, upperBound);
+    if (!next || !this.sealer) return next;
+    const range: KeyRange = { phase: next.range.phase, lo: next.range.lo && this.seal(next.range.lo), hi: this.seal(next.range.hi) };
+    return { range, rows: next.rows, keys: next.keys.map((k) => this.sealer!.sealKey(k)) };
+  }
+
+  readBoundary(safetyLagMs: number): Promise<string | null> {
+    return this.inner.readBoundary(safetyLagMs);
+  }
+
+  comparePositions(phase: Phase, a: Position, b: Position): Promise<number> {
+    return this.inner.comparePositions(phase, this.open(a), this.open(b));
+  }
+
+  isEmpty(): Promise<boolean> {
+    return this.inner.isEmpty();
+  }
+
+  now(): Promise<string | null> {
+    return this.inner.now();
+  }
+
+  async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
+    const rows = await this.inner.readRange({ phase: range.phase, lo: this.open(range.lo), hi: this.open(range.hi) }, this.open(after), limit);
+    return rows.map((r) => ({ ...r, position: this.seal(r.position), json: r.matched === false ? r.json : this.mask(r.json) }));
+  }
+
+  countNullWatermark(): Promise<number> {
+    return this.inner.countNullWatermark();
+  }
+
+  async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
+    const rows = await this.inner.readKeys(this.openKeys(keys));
+    return rows.map((r) => ({ ...r, json: r.matched === false ? r.json : this.mask(r.json) }));
+  }
+
+  async keyJson(keys: readonly string[][]): Promise<string[]> {
+    return (await this.inner.keyJson(this.openKeys(keys))).map((j) => this.mask(j));
+  }
+
+  storedKey(pk: readonly string[]): string[] {
+    const own = this.inner.storedKey ? this.inner.storedKey(pk) : [...pk];
+    return this.sealer ? this.sealer.sealKey(own) : own;
+  }
+
+  fullScans(): Promise<string[]> {
+    return this.inner.fullScans ? this.inner.fullScans() : Promise.resolve([]);
+  }
+}
+
+/**
+ * How failures name a row: by its primary-key values as the job holds them, or, when the key is masked (and held
+ * sealed), by the key members of the row's outgoing JSON, so that nothing shown carries the raw key.
+ */
+export function keyDescriber(shape: TableShape): (pk: readonly string[], json?: string) => unknown {
+  const masked = shape.outgoing?.some((c) => c.primaryKey && c.mask !== null) ?? false;
+  if (!masked) return (pk) => pk;
+  const names = new Set(shape.primaryKey.map((n) => JSON.stringify(n)));
+  return (_pk, json) => {
+    if (json === undefined || json === '') return '[masked key]';
+    const key: Record<string, unknown> = {};
+    for (const m of objectMembers(json)) if (names.has(m.rawKey)) key[JSON.parse(m.rawKey) as string] = JSON.parse(json.slice(m.valueStart, m.valueEnd));
+    return key;
+  };
+}

@@ -1,0 +1,24 @@
+import { allTables, tableSpec, type Config } from './config.js';
+import { buildManifest, type Manifest } from './core/manifest.js';
+import type { Source } from './core/ports.js';
+
+/** `pushsync manifest`: every configured table opened against its source now, described for a reviewer. */
+export async function manifestOf(config: Config, sources: Map<string, Source>): Promise<Manifest> {
+  const inputs = [];
+  for (const t of allTables(config)) {
+    const reader = await sources.get(t.source)!.table(tableSpec(t));
+    inputs.push({
+      source: t.source,
+      table: t.name,
+      target: t.target,
+      mode: t.mode,
+      shape: reader.shape,
+      query: t.query,
+      where: t.where,
+      onFilteredOut: t.onFilteredOut,
+      transform: t.transform,
+      softDelete: t.softDelete,
+    });
+  }
+  return buildManifest(inputs);
+}

@@ -1,0 +1,17 @@
+import type { TableConfig } from '../config.js';
+import type { RowRules } from '../core/row-rules.js';
+import type { PipelineContext } from './context.js';
+import { RedisFilterLedger } from './filter-ledger.js';
+
+/**
+ * A table's per-row rules for the push worker: its transform, and the Redis ledger of its filter when it has one
+ * (a `where` or a transform, which can drop rows). Undefined for tables with neither.
+ */
+export async function tableRules(ctx: PipelineContext, table: TableConfig): Promise<RowRules | undefined> {
+  const filtered = table.where !== undefined || table.transform !== undefined;
+  if (!filtered) return undefined;
+  return {
+    transform: table.transform === undefined ? undefined : await ctx.transforms(table.transform),
+    ledger: new RedisFilterLedger(ctx.redis, ctx.keys.filterLedger(table.source, table.name), table.onFilteredOut ?? 'delete'),
+  };
+}
