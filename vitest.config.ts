@@ -9,5 +9,7 @@ export default defineConfig({
     // Integration tests share one Postgres and one Redis; files isolate themselves by schema and prefix,
     // two at a time keeps a 2-core machine responsive.
     maxWorkers: 2,
+    // A database per worker: see test/helpers/global-setup.ts (MAX_WORKERS there matches maxWorkers).
+    globalSetup: ['test/helpers/global-setup.ts'],
   },
 });

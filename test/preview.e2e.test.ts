@@ -94,9 +94,10 @@ describe('pushsync preview', () => {
     const sent = receiver.stored.get('bronze.app_customers')!;
     // 40 rows: 10 in the EU, 8 more dropped by the transform (2 of them also EU).
     expect(sent).toHaveLength(40 - 10 - 8 + 2);
-    expect(previewed.map(withoutExtractedAt)).toEqual(sent.map(withoutExtractedAt));
+    // Push jobs of different ranges are delivered concurrently, so the destination's order is not keyset order.
+    expect(previewed.map(withoutExtractedAt).sort()).toEqual(sent.map(withoutExtractedAt).sort());
     // The first rows in keyset order: the NULL-watermark rows first, then by (watermark, key).
-    expect(firstRows.map(withoutExtractedAt)).toEqual(sent.slice(0, firstRows.length).map(withoutExtractedAt));
+    expect(firstRows.map(withoutExtractedAt)).toEqual(previewed.slice(0, firstRows.length).map(withoutExtractedAt));
     expect(firstRows.length).toBeLessThan(9);
   });
 });

@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { deletePrefix } from '../../src/queue/redis.js';
+import { workerUrl } from './databases.js';
 
 /** Connection settings of the services tests use; CI and developer machines run them on localhost. */
-export const PG_URL = process.env.PUSHSYNC_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** Each test worker has its own database (test/helpers/global-setup.ts), unless the environment names one. */
+export const PG_URL = process.env.PUSHSYNC_TEST_PG_URL ?? workerUrl(0);
 export const REDIS_URL = process.env.PUSHSYNC_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export function uniqueName(prefix: string): string {
@@ -39,4 +41,4 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
 }
 
 /** A PostgreSQL with wal_level=logical (scripts/logical-postgres.sh starts one on port 5433). */
-export const LOGICAL_PG_URL = process.env.PUSHSYNC_TEST_LOGICAL_PG_URL ?? 'postgres://postgres@127.0.0.1:5433/test';
+export const LOGICAL_PG_URL = process.env.PUSHSYNC_TEST_LOGICAL_PG_URL ?? workerUrl(1);
