@@ -37,11 +37,18 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
   let shape: TableShape;
   let relations: Map<string, { primaryKey: string[] }>;
   const opened: ChangeStream[] = [];
-  const binlog = (store: BinlogStateStore, url = db.url): MysqlBinlog => new MysqlBinlog({ name: 'shop', url, stream: 'pushsync_shop', serverId: 100_000 + Math.floor(Math.random() * 1_000_000), store });
+  const binlog = (store: BinlogStateStore, url = db.url): MysqlBinlog =>
+    new MysqlBinlog({ name: 'shop', url, stream: 'pushsync_shop', serverId: 100_000 + Math.floor(Math.random() * 1_000_000), store });
 
   async function open(cdc: MysqlBinlog): Promise<Inbox> {
     const inbox = new Inbox();
-    opened.push(await cdc.open(relations, (e) => inbox.events.push(e), (err) => inbox.errors.push(err)));
+    opened.push(
+      await cdc.open(
+        relations,
+        (e) => inbox.events.push(e),
+        (err) => inbox.errors.push(err),
+      ),
+    );
     return inbox;
   }
 
@@ -144,6 +151,35 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
     await db.client.query(`INSERT INTO items VALUES (3, 'q', 'late')`);
     const again = await open(cdc);
     expect((await again.next('transaction')).changes.map((c) => [c.op, ...c.pk])).toEqual([['insert', '3', 'q']]);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
+  it('spells binlog keys of every keyable type exactly as the table reader spells them', async () => {
+    await db.client.query(`
+      CREATE TABLE keyed (i int, bu bigint unsigned, d decimal(12,3), s varchar(10) COLLATE utf8mb4_general_ci, b varbinary(4),
+                          dt date, t0 datetime, t3 datetime(3), ts timestamp(6) NOT NULL DEFAULT '2000-01-01 00:00:00', y year, v int,
+                          PRIMARY KEY (i, bu, d, s, b, dt, t0, t3, ts, y))`);
+    const reader = await source.table({ source: 'shop', name: 'keyed' });
+    const keyed = new Map([[`${db.database}.keyed`, { primaryKey: reader.shape.primaryKey }]]);
+    const cdc = binlog(memoryStore());
+    await cdc.create();
+    const inbox = new Inbox();
+    opened.push(
+      await cdc.open(
+        keyed,
+        (e) => inbox.events.push(e),
+        (err) => inbox.errors.push(err),
+      ),
+    );
+    await db.client.query(`
+      INSERT INTO keyed VALUES (-1, 18446744073709551615, -0.5, 'Ab ', x'00ff', '2024-02-29', '2024-01-01 00:00:00', '2024-01-01 00:00:00.120', '2038-01-19 03:14:07.000001', 2024, 1),
+                               (2, 0, 12345.125, '😀', x'', '1000-01-01', '9999-12-31 23:59:59', '2024-01-01 00:00:00.000', '1970-01-01 00:00:01', 1901, 2)`);
+    const txn = await inbox.next('transaction');
+    const read = await reader.nextRange({ phase: 'pk', after: null }, 10);
+    expect(txn.changes.map((c) => c.pk).sort()).toEqual(read!.keys.map((k) => [...k]).sort());
+    // Rows are found by the keys the binlog gave, as the push worker reads them.
+    expect((await reader.readKeys(txn.changes.map((c) => c.pk))).map((r) => r.index).sort()).toEqual([0, 1]);
     await opened.pop()!.stop();
     await cdc.close();
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { keyJson, keyText, rowJson, valueJson } from './mysql-encode.js';
+import { columnEncoder, keyJson, keyText, rowJson, rowPrefixes, valueJson } from './mysql-encode.js';
 import { literal, valueKind, type MyColumn } from './mysql-sql.js';
 
 function col(dataType: string, extra: Partial<MyColumn> = {}): MyColumn {
@@ -23,6 +23,7 @@ describe('valueJson', () => {
   it('sends integers up to INT as numbers, BIGINT and DECIMAL as strings of every digit', () => {
     expect(valueJson(col('int'), b('-2147483648'))).toBe('-2147483648');
     expect(valueJson(col('year'), b('0000'))).toBe('0');
+    expect(valueJson(col('int', { columnType: 'int(5) unsigned zerofill' }), b('00042'))).toBe('42');
     expect(valueJson(col('bigint'), b('18446744073709551615'))).toBe('"18446744073709551615"');
     expect(valueJson(col('decimal'), b('0.000000000000000000000000000001'))).toBe('"0.000000000000000000000000000001"');
   });
@@ -88,6 +89,7 @@ describe('key texts', () => {
 
   it('builds a row object with the catalog names in table order', () => {
     const cols = [col('int'), col('varchar', { charset: 'utf8mb4' })];
-    expect(rowJson(cols, ['"id"', '"a\\"b"'], [b('1'), null])).toBe('{"id":1,"a\\"b":null}');
+    expect(rowJson(cols.map(columnEncoder), rowPrefixes(['id', 'a"b']), [b('1'), null])).toBe('{"id":1,"a\\"b":null}');
+    expect(rowJson([columnEncoder(col('int'))], rowPrefixes(['only']), [b('7')])).toBe('{"only":7}');
   });
 });

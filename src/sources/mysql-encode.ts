@@ -50,42 +50,58 @@ function isJson(text: string): boolean {
   }
 }
 
-/** One value as JSON text; `raw` is null for SQL NULL. */
-export function valueJson(col: MyColumn, raw: Buffer | null): string {
-  if (raw === null) return 'null';
+/** Encodes one non-NULL value of a column as JSON text. */
+export type ValueEncoder = (raw: Buffer) => string;
+
+const quoted = (raw: Buffer): string => `"${raw.toString('latin1')}"`;
+const quotedDateTime = (raw: Buffer): string => `"${isoDateTime(raw.toString('latin1'))}"`;
+
+/**
+ * The encoder of a column's values, chosen once per table. Server texts of integers, BIGINT, DECIMAL and temporal
+ * types consist of digits, signs, `.`, `:`, `-` and a space, so they are quoted without JSON escaping.
+ */
+export function columnEncoder(col: MyColumn): ValueEncoder {
   switch (col.kind) {
     case 'int':
+      // ZEROFILL columns print leading zeros, which a JSON number cannot have.
+      return /zerofill/i.test(col.columnType) ? (raw) => jsonNumber(raw.toString('latin1')) : (raw) => raw.toString('latin1');
     case 'year':
-      return jsonNumber(raw.toString('latin1'));
     case 'double':
-      return jsonNumber(raw.toString('latin1'));
+      return (raw) => jsonNumber(raw.toString('latin1'));
     case 'float':
       // Read as CAST(… AS DOUBLE): the float's exact value.
-      return shortestFloat32(Number(raw.toString('latin1')));
+      return (raw) => shortestFloat32(Number(raw.toString('latin1')));
     case 'bigint':
     case 'decimal':
     case 'date':
     case 'time':
-      return JSON.stringify(raw.toString('latin1'));
+      return quoted;
     case 'datetime':
-      return JSON.stringify(isoDateTime(raw.toString('latin1')));
+      return quotedDateTime;
     case 'timestamp':
-      return JSON.stringify(`${isoDateTime(raw.toString('latin1'))}+00:00`);
+      return (raw) => `"${isoDateTime(raw.toString('latin1'))}+00:00"`;
     case 'bit':
-      return JSON.stringify(bitString(raw, col.bits));
-    case 'set': {
-      const text = raw.toString('utf8');
-      return JSON.stringify(text === '' ? [] : text.split(','));
-    }
-    case 'json': {
-      const text = raw.toString('utf8');
-      return isJson(text) ? text : JSON.stringify(text);
-    }
+      return (raw) => `"${bitString(raw, col.bits)}"`;
+    case 'set':
+      return (raw) => {
+        const text = raw.toString('utf8');
+        return JSON.stringify(text === '' ? [] : text.split(','));
+      };
+    case 'json':
+      return (raw) => {
+        const text = raw.toString('utf8');
+        return isJson(text) ? text : JSON.stringify(text);
+      };
     case 'binary':
-      return JSON.stringify(raw.toString('base64'));
+      return (raw) => `"${raw.toString('base64')}"`;
     default:
-      return JSON.stringify(raw.toString('utf8'));
+      return (raw) => JSON.stringify(raw.toString('utf8'));
   }
+}
+
+/** One value as JSON text; `raw` is null for SQL NULL. */
+export function valueJson(col: MyColumn, raw: Buffer | null): string {
+  return raw === null ? 'null' : columnEncoder(col)(raw);
 }
 
 /**
@@ -122,12 +138,20 @@ export function keyJson(col: MyColumn, text: string): string {
   }
 }
 
-/** A row as a JSON object: columns in table order, names as the catalog spells them. */
-export function rowJson(columns: readonly MyColumn[], names: readonly string[], raw: ReadonlyArray<Buffer | null>): string {
-  let out = '{';
-  for (let i = 0; i < columns.length; i++) {
-    if (i > 0) out += ',';
-    out += names[i]! + ':' + valueJson(columns[i]!, raw[i] ?? null);
+/**
+ * A row as a JSON object: columns in table order. `prefixes[i]` is the text before column i's value (`{"id":`,
+ * `,"name":`), names as the catalog spells them.
+ */
+export function rowJson(encoders: readonly ValueEncoder[], prefixes: readonly string[], raw: ReadonlyArray<Buffer | null>): string {
+  let out = '';
+  for (let i = 0; i < encoders.length; i++) {
+    const v = raw[i];
+    out += prefixes[i]! + (v === null || v === undefined ? 'null' : encoders[i]!(v));
   }
   return out + '}';
+}
+
+/** The `prefixes` of `rowJson` for column names. */
+export function rowPrefixes(names: readonly string[]): string[] {
+  return names.map((n, i) => `${i === 0 ? '{' : ','}${JSON.stringify(n)}:`);
 }

@@ -1,6 +1,7 @@
 import mysql from 'mysql2/promise';
 import type { PoolConnection as CoreConnection } from 'mysql2';
-import { flavorOf, sessionSql, VERSION_SQL, type Flavor } from './mysql-sql.js';
+import { AppError } from '../core/errors.js';
+import { flavorOf, sessionCheckSql, sessionProblem, sessionSql, VERSION_SQL, type Flavor } from './mysql-sql.js';
 
 /** A row as the text protocol carries it: each value's bytes, or null for SQL NULL. */
 export type RawRow = Array<Buffer | null>;
@@ -68,11 +69,15 @@ export class MysqlPool {
     return this.flavorSeen!;
   }
 
+  /** Applies the session settings on a connection's first use, and checks the server holds them. */
   private async session(conn: mysql.PoolConnection): Promise<void> {
     if (this.ready.has(conn.connection)) return;
     const [version] = (await conn.query({ sql: VERSION_SQL, rowsAsArray: true, typeCast: raw })) as unknown as [RawRow[]];
     const flavor = flavorOf(version[0]![0]!.toString('utf8'));
     for (const sql of sessionSql(flavor, this.options.statementTimeoutMs)) await conn.query({ sql });
+    const [settings] = (await conn.query({ sql: sessionCheckSql(flavor), rowsAsArray: true, typeCast: raw })) as unknown as [RawRow[]];
+    const problem = sessionProblem(settings[0]?.map((v) => (v === null ? null : v.toString('utf8'))));
+    if (problem) throw new AppError('SOURCE_UNAVAILABLE', `the server did not keep pushsync's session settings (${problem})`);
     this.flavorSeen = flavor;
     this.ready.add(conn.connection);
   }

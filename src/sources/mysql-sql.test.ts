@@ -10,6 +10,8 @@ import {
   readBoundarySql,
   readKeysSql,
   readRangeSql,
+  sessionCheckSql,
+  sessionProblem,
   sessionSql,
   softDeleteExpr,
   truncateFraction,
@@ -206,6 +208,15 @@ describe('session and boundary SQL', () => {
     expect(truncateFraction('2024-01-01 12:00:00.999999', 0)).toBe('2024-01-01 12:00:00');
     expect(truncateFraction('2024-01-01 12:00:00.999999', 3)).toBe('2024-01-01 12:00:00.999');
     expect(truncateFraction('2024-01-01 12:00:00.123456', 6)).toBe('2024-01-01 12:00:00.123456');
+  });
+
+  it('checks that the server keeps the session settings', () => {
+    expect(sessionProblem(['+00:00', 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', '1'])).toBeNull();
+    expect(sessionProblem(['+00:00', 'REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,NO_BACKSLASH_ESCAPES', '1'])).toBeNull();
+    expect(sessionProblem(['SYSTEM', 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', '1'])).toContain('time_zone');
+    expect(sessionProblem(['+00:00', 'ANSI_QUOTES', '1'])).toContain('sql_mode');
+    expect(sessionProblem(['+00:00', 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', '0'])).toContain('read only');
+    expect(sessionCheckSql('mysql')).toContain('transaction_read_only');
   });
 
   it('quotes identifiers with backticks, doubling backticks', () => {

@@ -308,6 +308,21 @@ export function sessionSql(flavor: Flavor, statementTimeoutMs: number): string[]
   return [`SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', ${timeout}`, 'SET SESSION TRANSACTION READ ONLY'];
 }
 
+/** The session's settings as the server holds them, to check that `sessionSql` took effect. */
+export function sessionCheckSql(flavor: Flavor): string {
+  return `SELECT @@session.time_zone, @@session.sql_mode, @@session.${flavor === 'mariadb' ? 'tx_read_only' : 'transaction_read_only'}`;
+}
+
+/** Why the session's settings are not the ones pushsync reads with, or null when they are. */
+export function sessionProblem(row: ReadonlyArray<string | null> | undefined): string | null {
+  const [zone, mode, readOnly] = row ?? [];
+  const modes = new Set((mode ?? '').split(','));
+  if (zone !== '+00:00') return `time_zone is ${zone}, not +00:00`;
+  if (!modes.has('ANSI_QUOTES') || !modes.has('NO_BACKSLASH_ESCAPES')) return `sql_mode is ${mode}`;
+  if (readOnly !== '1') return 'the session is not read only';
+  return null;
+}
+
 export const VERSION_SQL = 'SELECT VERSION()';
 
 export function flavorOf(version: string): Flavor {

@@ -25,7 +25,7 @@ import {
   type MyColumn,
   type TableSql,
 } from './mysql-sql.js';
-import { keyJson, keyText, rowJson } from './mysql-encode.js';
+import { columnEncoder, keyJson, keyText, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
 import { translateMysqlError } from './mysql-errors.js';
 import { MysqlPool, type RawRow } from './mysql-query.js';
 
@@ -144,7 +144,8 @@ function columnFrom(row: Array<string | null>): MyColumn {
 }
 
 class MysqlTable implements TableReader {
-  private readonly names: string[];
+  private readonly encoders: ValueEncoder[];
+  private readonly prefixes: string[];
   private constructor(
     private readonly source: MysqlSource,
     private readonly sql: TableSql,
@@ -153,7 +154,8 @@ class MysqlTable implements TableReader {
     /** The table's statements carry configured SQL (a soft-delete condition). */
     private readonly configured: boolean,
   ) {
-    this.names = sql.columns.map((c) => JSON.stringify(c.name));
+    this.encoders = sql.columns.map(columnEncoder);
+    this.prefixes = rowPrefixes(sql.columns.map((c) => c.name));
   }
 
   static async describe(source: MysqlSource, spec: TableSpec): Promise<MysqlTable> {
@@ -238,7 +240,7 @@ class MysqlTable implements TableReader {
     const at = this.keyColumns(range.phase).map((c) => cols.indexOf(c));
     return rows.map((r) => ({
       position: this.toPosition(r, range.phase, at),
-      json: rowJson(cols, this.names, r),
+      json: rowJson(this.encoders, this.prefixes, r),
       deleted: text(r[cols.length]) === '1',
     }));
   }
@@ -280,7 +282,7 @@ class MysqlTable implements TableReader {
       const chunk = keys.slice(start, start + KEYS_PER_STATEMENT);
       const rows = await this.source.query(readKeysSql(this.sql, chunk), `read changed rows of ${this.where}`, this.configured);
       for (const r of rows) {
-        out.push({ index: start + Number(text(r[0])), json: rowJson(cols, this.names, r.slice(1)), deleted: text(r[1 + cols.length]) === '1' });
+        out.push({ index: start + Number(text(r[0])), json: rowJson(this.encoders, this.prefixes, r.slice(1)), deleted: text(r[1 + cols.length]) === '1' });
       }
     }
     return out;
