@@ -4,6 +4,8 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../src/config.js';
 import { PUSH_QUEUE } from '../src/queue/jobs.js';
+import { createChangeSources, createSources } from '../src/main.js';
+import { previewTable } from '../src/preview.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
@@ -70,6 +72,18 @@ describe('what leaves in change data capture: masks, a hashed key and a row filt
     expect(records().map((r) => [r._op, r.id, r.email, r.secret])).toEqual(
       [1, 3, 5].map((g) => ['snapshot', hmac(String(g)), hmac(`p${g}@x.org`), undefined]),
     );
+  });
+
+  it('previews a CDC table as the snapshot records it sent, ordered at the recorded slot start', async () => {
+    const sources = createSources(config);
+    const changeSources = createChangeSources(config);
+    try {
+      const preview = await previewTable(config, `app.${schema}.people`, 10, sources, changeSources);
+      const same = (r: string): string => r.replace(/"_extracted_at":"[^"]*"/, '');
+      expect(preview.records.map(same)).toEqual((receiver.stored.get('bronze.app_people') ?? []).map(same));
+    } finally {
+      await Promise.all([...sources.values(), ...changeSources.values()].map((s) => s.close()));
+    }
   });
 
   it('streams changes: a row leaving the filter becomes a key-only delete, one entering it an update, never-matching rows send nothing', async () => {

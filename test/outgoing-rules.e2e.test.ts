@@ -42,6 +42,8 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
       `INSERT INTO customers SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'c' || g || '@x.org', 'ssn-' || g, '1990-05-17'::date + g, '411111111111' || (1000 + g),
               CASE WHEN g % 3 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 12) g`,
     );
+    await db.client.query(`CREATE TABLE members (id int PRIMARY KEY, updated_at timestamptz NOT NULL, region text)`);
+    await db.client.query(`INSERT INTO members SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', CASE WHEN g % 3 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 6) g`);
     await db.client.query(`CREATE TABLE notes (id int PRIMARY KEY, updated_at timestamptz NOT NULL, body text, status text)`);
     await db.client.query(`INSERT INTO notes SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'body ' || g, 'ok' FROM generate_series(1, 6) g`);
     writeFileSync(
@@ -72,6 +74,7 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
                 where: "region <> 'EU'",
               },
               { name: `${db.schema}.notes`, watermark: 'updated_at', batchRows: 10, transform: join(dir, 'notes.mjs') },
+              { name: `${db.schema}.members`, watermark: 'updated_at', where: "region <> 'EU'", onFilteredOut: 'skip' },
             ],
           },
         ],
@@ -115,11 +118,16 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
     await db.client.query(`UPDATE customers SET region = 'EU', updated_at = '2024-02-01' WHERE id = 2`);
     await db.client.query(`UPDATE customers SET email = 'still-eu@x.org', updated_at = '2024-02-01' WHERE id = 3`);
     await db.client.query(`DELETE FROM customers WHERE id = 6`);
+    await db.client.query(`UPDATE members SET region = 'EU', updated_at = '2024-02-01' WHERE id = 2`);
     const before = records('customers').length;
+    const membersBefore = records('members').length;
     expect((await syncPass(config)).failed).toEqual([]);
     const fresh = records('customers').slice(before);
     expect(fresh).toEqual([{ _op: 'delete', _event_id: expect.any(String), _ordering: '2024-02-01T00:00:00.000000Z', _extracted_at: expect.any(String), _source: 'app', _table: `${db.schema}.customers`, id: hmac('2') }]);
     expect(JSON.stringify(receiver.requests.map((r) => r.body))).not.toContain(hmac('3'));
+    // Under onFilteredOut: skip, a row leaving the filter sends nothing.
+    expect(membersBefore).toBe(4);
+    expect(records('members')).toHaveLength(4);
   });
 
   it('holds masked keys in Redis sealed: no push job, cursor or ledger entry carries a raw key', async () => {
