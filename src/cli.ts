@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { request } from 'undici';
 import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
@@ -6,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { parseCursor } from './core/cursor.js';
-import { createLogger, createStderrLogger, redactUrl, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, loggerFor, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { PendingSet } from './queue/pending.js';
@@ -69,6 +70,10 @@ function onFatal(kind: string, err: unknown): void {
 }
 
 process.on('unhandledRejection', (reason) => onFatal('unhandled rejection', reason));
+// A reader that stopped reading (`pushsync dlq list --json | head -1`) is no failure: end quietly.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(0) : onFatal('output error', err)));
+}
 process.on('uncaughtException', (err) => onFatal('uncaught exception', err));
 
 /** Signals and fatal errors stop what runs, in order. */
@@ -85,9 +90,15 @@ function onSignals(stop: () => Promise<void>, logger: Logger): void {
   process.on('SIGTERM', () => handler('SIGTERM'));
 }
 
+/** The version in package.json, which sits one level above both src/ and dist/. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 const program = new Command()
   .name('pushsync')
   .description('Pushes changed rows from your database to Definite\'s Stream API, outbound only.')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .addOption(new Option('-c, --config <path>', 'config file').default('./pushsync.yaml').env('PUSHSYNC_CONFIG'))
   .showHelpAfterError();
 
@@ -99,7 +110,7 @@ program
   .action(async (opts: { role: Role[]; port?: number }) => {
     try {
       const config = load(NEEDS.start);
-      const logger = createLogger(config.log.level);
+      const logger = loggerFor(config.log);
       const ctx = createPipeline(config, logger);
       const runtime = await startRuntime(ctx, {
         roles: opts.role,
@@ -121,7 +132,7 @@ program
   .action(async (opts: { timeout: string; reconcile?: boolean }) => {
     try {
       const config = load(NEEDS.sync);
-      const logger = createLogger(config.log.level);
+      const logger = loggerFor(config.log);
       await probeRedis(config.redis.url, config.redis.connectTimeout);
       const ctx = createPipeline(config, logger);
       const runtime = await startRuntime(ctx, { roles: ['extract', 'push'], onStoppable: (stop) => onSignals(stop, logger) });
@@ -411,7 +422,7 @@ program
   .addOption(new Option('--api-key <key>', 'bearer token clients must send').env('DEFINITE_API_KEY').makeOptionMandatory())
   .action(async (opts: { port: number; host: string; db: string; apiKey: string }) => {
     try {
-      const logger = createLogger('info');
+      const logger = loggerFor({ level: 'info' });
       // DuckDB is a native module only the dev sink needs: loaded on demand.
       const { startDevSink } = await import('./destinations/dev-sink.js');
       const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey: opts.apiKey, logger });

@@ -354,6 +354,11 @@ const configSchema = z
       .object({
         /** The lowest level logged. @defaultValue 'info' */
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        /**
+         * `pretty`: one readable line per entry (ISO time, level, message, fields); `json`: one JSON object per line
+         * (ISO `time`), for log shippers. @defaultValue pretty when stdout is a terminal, json otherwise
+         */
+        format: z.enum(['json', 'pretty']).optional(),
       })
       .strict()
       .prefault({}),
