@@ -231,6 +231,17 @@ describe('parseConfig problems', () => {
     expect(list).toEqual([expect.stringMatching(/^destination\.apiKey: is required.*DEFINITE_API_KEY/)]);
   });
 
+  it('takes web.metricsToken and log.format, and refuses a short metrics token or an unknown format', () => {
+    const cfg = parseConfig(minimal({ web: { metricsToken: '${METRICS_TOKEN}' }, log: { format: 'pretty' } }), { METRICS_TOKEN: '0123456789abcdef' });
+    expect(cfg.web.metricsToken).toBe('0123456789abcdef');
+    expect(cfg.log.format).toBe('pretty');
+    expect(parseConfig(minimal(), {}).log.format).toBeUndefined();
+    expect(problems(minimal({ web: { metricsToken: 'short' }, log: { format: 'xml' } }))).toEqual([
+      expect.stringMatching(/^web\.metricsToken: must be at least 16 characters/),
+      expect.stringMatching(/^log\.format: /),
+    ]);
+  });
+
   it('refuses a table with both every and cron', () => {
     const list = problems(table({ every: '5m', cron: '*/5 * * * *' }));
     expect(list).toEqual(['sources[0].tables[0]: set either every or cron, not both']);

@@ -334,6 +334,14 @@ const configSchema = z
         host: z.string().default('127.0.0.1'),
         /** Bull Board shows queues and jobs without retry, clean, add, promote, remove or pause controls. @defaultValue false */
         readOnly: z.boolean().default(false),
+        /**
+         * When set, `GET /metrics` answers only requests with `Authorization: Bearer <metricsToken>` (at least 16
+         * characters; basic auth with it as the password works too). The dashboard's credentials do not open it, so a scraper holds no dashboard access.
+         * @defaultValue unset: /metrics answers without credentials
+         */
+        metricsToken: text
+          .refine((v) => v.trim().length >= 16 || unresolvedVariable(v) !== undefined, 'must be at least 16 characters (openssl rand -hex 16)')
+          .optional(),
         /** Dashboard credentials: a token (at least 16 characters) or a user name and password (at least 12). */
         auth: z
           .object({
@@ -439,7 +447,7 @@ function protectEnvRefs(text: string): { text: string; refs: string[] } {
  * a command that needs the value; otherwise the reference stays in the value unresolved, and `resolved` refuses it
  * where it would be used.
  */
-export const CONFIG_NEEDS = ['redis.url', 'sources.url', 'destination.apiKey', 'web.auth'] as const;
+export const CONFIG_NEEDS = ['redis.url', 'sources.url', 'destination.apiKey', 'web.auth', 'web.metricsToken'] as const;
 export type ConfigNeed = (typeof CONFIG_NEEDS)[number];
 
 /** `sources[2].url` → `sources.url`, `web.auth.token` → `web.auth`: the need a value path belongs to, if any. */

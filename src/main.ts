@@ -5,7 +5,7 @@ import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
 import type { Logger } from './observability/logger.js';
-import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createMetrics, initialiseTableSeries, type Metrics } from './observability/metrics.js';
 import type { PipelineContext } from './queue/context.js';
 import { startExtractWorker } from './queue/extract-worker.js';
 import { EXTRACT_QUEUE, PUSH_QUEUE } from './queue/jobs.js';
@@ -117,11 +117,17 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     sources: createSources(config),
     changeSources: createChangeSources(config),
     destination: overrides.destination ?? createDestination(config),
-    metrics: overrides.metrics ?? createMetrics(),
+    metrics: overrides.metrics ?? initialisedMetrics(config),
     logger,
     extractQueue,
     pushQueue,
   };
+}
+
+function initialisedMetrics(config: Config): Metrics {
+  const metrics = createMetrics();
+  initialiseTableSeries(metrics, allTables(config));
+  return metrics;
 }
 
 /** Closes what createPipeline opened, for commands that start no runtime; errors there change nothing about their outcome. */
@@ -235,6 +241,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
       host: ctx.config.web.host,
       port: options.httpPort ?? ctx.config.web.port,
       auth: resolvedAuth(ctx.config),
+      ...(ctx.config.web.metricsToken !== undefined ? { metricsToken: resolved(ctx.config.web.metricsToken, 'web.metricsToken') } : {}),
       metrics: ctx.metrics,
       collect: () => {
         const problem = connectionProblem(ctx.redis);

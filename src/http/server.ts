@@ -19,6 +19,8 @@ export interface WebOptions {
   port: number;
   auth: WebAuth;
   metrics: Metrics;
+  /** `/metrics` answers only `Authorization: Bearer <metricsToken>`. @defaultValue unset: no credentials needed */
+  metricsToken?: string;
   /** Refreshes gauges computed from shared state before a scrape. */
   collect?: () => Promise<void>;
   readiness: ReadinessCheck[];
@@ -73,7 +75,11 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   const authenticated = (req: Request): boolean => hasAuth(o.auth) && authorized(req.headers.authorization, o.auth);
   app.get('/readyz', readinessHandler(o.readiness, o.logger, authenticated));
 
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', async (req, res) => {
+    if (o.metricsToken !== undefined && !authorized(req.headers.authorization, { token: o.metricsToken })) {
+      res.status(401).set('www-authenticate', 'Bearer realm="pushsync metrics"').json({ error: 'a bearer token is required (web.metricsToken)' });
+      return;
+    }
     if (o.collect) {
       try {
         await o.collect();
