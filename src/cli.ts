@@ -6,17 +6,17 @@ import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
-import { parseCursor } from './core/cursor.js';
 import { createLogger, createStderrLogger, loggerFor, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
-import { PendingSet } from './queue/pending.js';
 import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { resetTable } from './queue/table-admin.js';
+import { pipelineStatus } from './queue/status.js';
+import { statusText } from './core/table-status.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -231,19 +231,12 @@ program
 
 program
   .command('status')
-  .description('per table: cursor position, undelivered batches, dead-letter count')
-  .action(async () => {
+  .description('per table: mode, state, position, last run, lag, pending and failed batches, backfill progress')
+  .option('--json', 'one JSON object: {tables: [...], deadLetters}')
+  .action(async (opts: { json?: boolean }) => {
     try {
-      await withQueues(NEEDS.redisOnly, async (ctx) => {
-        const failed = await ctx.pushQueue.getFailedCount();
-        for (const t of allTables(ctx.config)) {
-          const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
-          const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
-          const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
-          process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
-        }
-        process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
-      });
+      const status = await withQueues(NEEDS.redisOnly, (ctx) => pipelineStatus(ctx));
+      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : statusText(status.tables, status.deadLetters));
     } catch (err) {
       fail(err);
     }

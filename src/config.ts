@@ -320,6 +320,11 @@ const configSchema = z
         leaseTtl: duration.default(30_000),
         /** Attempts per extract run before it fails, 1 to 100. @defaultValue 5 */
         attempts: z.number().int().min(1).max(100).default(5),
+        /**
+         * How often a running backfill logs its progress (rows, estimated total, rate, ETA) and updates its job's
+         * progress in the dashboard, a duration (at least 100ms). @defaultValue 5s
+         */
+        progressInterval: atLeast(100, '100ms').default(5000),
       })
       .strict()
       .prefault({}),

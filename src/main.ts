@@ -13,6 +13,7 @@ import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
 import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redisReady, watchConnection } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
+import { pipelineStatus } from './queue/status.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 
@@ -243,6 +244,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
       auth: resolvedAuth(ctx.config),
       ...(ctx.config.web.metricsToken !== undefined ? { metricsToken: resolved(ctx.config.web.metricsToken, 'web.metricsToken') } : {}),
       metrics: ctx.metrics,
+      status: () => pipelineStatus(ctx),
       collect: () => {
         const problem = connectionProblem(ctx.redis);
         return problem ? Promise.reject(new Error(`redis ${problem}`)) : collectSharedGauges(ctx);

@@ -21,6 +21,8 @@ export interface WebOptions {
   metrics: Metrics;
   /** `/metrics` answers only `Authorization: Bearer <metricsToken>`. @defaultValue unset: no credentials needed */
   metricsToken?: string;
+  /** The pipeline's status for `GET /status` (the dashboard's credentials when auth is configured). */
+  status?: () => Promise<unknown>;
   /** Refreshes gauges computed from shared state before a scrape. */
   collect?: () => Promise<void>;
   readiness: ReadinessCheck[];
@@ -90,6 +92,18 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
     res.set('content-type', o.metrics.registry.contentType);
     res.send(await o.metrics.registry.metrics());
   });
+
+  if (o.status) {
+    const status = o.status;
+    // Positions hold key values: the same credentials as the dashboard.
+    app.get('/status', async (req, res) => {
+      if (!authorized(req.headers.authorization, o.auth)) {
+        res.status(401).set('www-authenticate', 'Basic realm="pushsync"').json({ error: 'credentials required (web.auth)' });
+        return;
+      }
+      res.json(await status());
+    });
+  }
 
   if (dashboard) {
     app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth, readOnly: o.readOnly ?? false }));
