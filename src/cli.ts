@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
+import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed, type TableConfig } from './config.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
@@ -14,7 +14,7 @@ import { connectionProblem, probeRedis } from './queue/redis.js';
 import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
-import { resetTable } from './queue/table-admin.js';
+import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
 import { pipelineStatus } from './queue/status.js';
 import { statusText } from './core/table-status.js';
 
@@ -291,6 +291,63 @@ program
         for (const t of chosen) {
           await resetTable(ctx, t);
           process.stdout.write(`reset ${t.source}.${t.name}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+/** `--table` values resolved against the config; at least one. */
+function chosenTables(ctx: PipelineContext, names: string[] | undefined): TableConfig[] {
+  if (!names || names.length === 0) throw new AppError('CONFIG_INVALID', 'name tables with --table <source>.<table>');
+  return names.map((name) => tableByName(ctx.config, name));
+}
+
+program
+  .command('pause')
+  .description('stop extracting a table until resume (a run in progress stops at its next page; enqueued batches are still delivered)')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .option('--reason <text>', 'shown by status')
+  .action(async (opts: { table: string[]; reason?: string }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          await pauseTable(ctx, t, opts.reason);
+          process.stdout.write(`paused ${t.source}.${t.name}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('resume')
+  .description('extract a paused table again, from where it stopped')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .action(async (opts: { table: string[] }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          process.stdout.write(`${(await resumeTable(ctx, t)) ? 'resumed' : 'was not paused:'} ${t.source}.${t.name}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('backfill')
+  .description('read a watermark table again from its start under a new generation, now, while every other table keeps syncing')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .action(async (opts: { table: string[] }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          await backfillTable(ctx, t);
+          process.stdout.write(`backfilling ${t.source}.${t.name} from its start (progress: pushsync status)\n`);
         }
       });
     } catch (err) {

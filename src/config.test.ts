@@ -49,7 +49,7 @@ describe('parseConfig with a valid file', () => {
           maxBytes: 5 * 1024 * 1024,
           concurrency: 8,
         },
-        extract: { concurrency: 3, maxPendingBatches: 50, attempts: 7 },
+        extract: { concurrency: 3, maxPendingBatches: 50, attempts: 7, progressInterval: '2s' },
         sources: [
           {
             name: 'app',
@@ -82,7 +82,7 @@ describe('parseConfig with a valid file', () => {
       maxBytes: 5 * 1024 * 1024,
       concurrency: 8,
     });
-    expect(cfg.extract).toEqual({ concurrency: 3, maxPendingBatches: 50, leaseTtl: 30_000, attempts: 7 });
+    expect(cfg.extract).toEqual({ concurrency: 3, maxPendingBatches: 50, leaseTtl: 30_000, attempts: 7, progressInterval: 2000 });
     const [source] = cfg.sources;
     expect(source).toMatchObject({ name: 'app', poolSize: 6, statementTimeout: 120_000 });
     expect(source!.tables[0]).toMatchObject({ source: 'app', name: 'public.orders', every: 300_000, batchRows: 2000, target: 'raw.orders' });

@@ -14,6 +14,7 @@ import { startPushWorker } from './queue/push-worker.js';
 import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redisReady, watchConnection } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { pipelineStatus } from './queue/status.js';
+import { pauseTable, resumeTable, tableByName } from './queue/table-admin.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 
@@ -162,8 +163,14 @@ export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
   for (const t of allTables(ctx.config)) {
     const labels = { source: t.source, table: t.name };
     const pending = new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name));
-    const [count, oldest, caughtUp] = await Promise.all([pending.count(), pending.oldest(), ctx.redis.hget(ctx.keys.state(t.source, t.name), 'caughtUpAt')]);
+    const [count, oldest, caughtUp, paused] = await Promise.all([
+      pending.count(),
+      pending.oldest(),
+      ctx.redis.hget(ctx.keys.state(t.source, t.name), 'caughtUpAt'),
+      ctx.redis.exists(ctx.keys.paused(t.source, t.name)),
+    ]);
     ctx.metrics.pendingBatches.set(labels, count);
+    ctx.metrics.tablePaused.set(labels, paused);
     const since = oldest ?? (caughtUp ? Number(caughtUp) : undefined);
     if (since !== undefined) ctx.metrics.syncLag.set(labels, Math.max(0, (now - since) / 1000));
   }
@@ -245,6 +252,10 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
       ...(ctx.config.web.metricsToken !== undefined ? { metricsToken: resolved(ctx.config.web.metricsToken, 'web.metricsToken') } : {}),
       metrics: ctx.metrics,
       status: () => pipelineStatus(ctx),
+      tableControl: {
+        pause: (name, reason) => pauseTable(ctx, tableByName(ctx.config, name), reason),
+        resume: (name) => resumeTable(ctx, tableByName(ctx.config, name)),
+      },
       collect: () => {
         const problem = connectionProblem(ctx.redis);
         return problem ? Promise.reject(new Error(`redis ${problem}`)) : collectSharedGauges(ctx);

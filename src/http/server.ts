@@ -2,12 +2,12 @@ import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Queue } from 'bullmq';
-import { AppError } from '../core/errors.js';
+import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { hasAuth, webAccessProblems, type WebAuth } from '../core/web-access.js';
 import { authorized } from './auth.js';
-import { DASHBOARD_PATH, dashboardRouter } from './dashboard.js';
+import { DASHBOARD_PATH, dashboardRouter, sameOrigin } from './dashboard.js';
 import { DATA_CSP, securityHeaders } from './web-headers.js';
 import { readinessHandler, type ReadinessCheck } from './readiness.js';
 
@@ -23,6 +23,8 @@ export interface WebOptions {
   metricsToken?: string;
   /** The pipeline's status for `GET /status` (the dashboard's credentials when auth is configured). */
   status?: () => Promise<unknown>;
+  /** Pauses and resumes a table's extraction (`POST /tables/<source.table>/pause|resume`), by `<source>.<table>`. */
+  tableControl?: { pause(table: string, reason?: string): Promise<void>; resume(table: string): Promise<boolean> };
   /** Refreshes gauges computed from shared state before a scrape. */
   collect?: () => Promise<void>;
   readiness: ReadinessCheck[];
@@ -102,6 +104,34 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
         return;
       }
       res.json(await status());
+    });
+  }
+
+  if (o.tableControl) {
+    const control = o.tableControl;
+    // A browser sends cached basic credentials with a foreign page's form too: without a bearer token (which no
+    // page can add without a preflight), the request must come from this host's own page.
+    app.post('/tables/:table/:action', express.json({ limit: '4kb' }), async (req: Request, res: Response) => {
+      const bearer = /^bearer /i.test(req.headers.authorization ?? '');
+      if (!authorized(req.headers.authorization, o.auth)) {
+        res.status(401).set('www-authenticate', 'Basic realm="pushsync"').json({ error: 'credentials required (web.auth)' });
+      } else if (!bearer && !sameOrigin(req)) {
+        res.status(403).json({ error: 'cross-site request refused: send Authorization: Bearer <web.auth.token>' });
+      } else if (o.readOnly) {
+        res.status(403).json({ error: 'read-only (web.readOnly: true)' });
+      } else {
+        const table = String(req.params.table);
+        const action = req.params.action;
+        try {
+          if (action === 'pause') await control.pause(table, typeof req.body?.reason === 'string' ? req.body.reason : undefined);
+          else if (action === 'resume') await control.resume(table);
+          else return void res.status(404).json({ error: 'not found: use pause or resume' });
+          res.json({ table, paused: action === 'pause' });
+        } catch (err) {
+          if (!isAppError(err) || err.code !== 'CONFIG_INVALID') throw err;
+          res.status(400).json({ error: err.message });
+        }
+      }
     });
   }
 

@@ -22,6 +22,7 @@ export interface Metrics {
   pendingBatches: Gauge<'source' | 'table'>;
   queueJobs: Gauge<'queue' | 'state'>;
   slotLag: Gauge<'source' | 'slot'>;
+  tablePaused: Gauge<'source' | 'table'>;
 }
 
 export function createMetrics(): Metrics {
@@ -52,6 +53,7 @@ export function createMetrics(): Metrics {
     }),
     pendingBatches: new Gauge({ name: name('pending_batches'), help: 'Push jobs enqueued and not yet delivered (includes the failed set)', labelNames: labels, registers: [registry] }),
     queueJobs: new Gauge({ name: name('queue_jobs'), help: 'Jobs per queue and state', labelNames: ['queue', 'state'], registers: [registry] }),
+    tablePaused: new Gauge({ name: name('table_paused'), help: '1 while an operator has paused the table\'s extraction (pushsync pause), else 0', labelNames: labels, registers: [registry] }),
     slotLag: new Gauge({ name: name('cdc_slot_lag_bytes'), help: 'WAL bytes a replication slot holds back (current position minus confirmed)', labelNames: ['source', 'slot'], registers: [registry] }),
   };
 }

@@ -12,12 +12,13 @@ import { failJob } from './job-errors.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
 import { TableProgress } from './table-progress.js';
+import { pausedState } from './table-admin.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
-  skipped?: 'locked';
+  skipped?: 'locked' | 'paused';
 }
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome;
@@ -44,6 +45,10 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
   } catch (err) {
     throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
   }
+  if (await pausedState(ctx, table)) {
+    log.debug('table paused (pushsync resume --table); skipping this run');
+    return { skipped: 'paused' };
+  }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   if (!(await lock.acquireFor(reason, () => !stopping()))) {
     log.debug('another worker is reading this table; skipping this run');
@@ -51,7 +56,9 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
   }
   const labels = { source: sourceName, table: tableName };
   const startedAt = Date.now();
-  const shouldStop = (): boolean => stopping() || lock.isLost;
+  // A pause taken during the run stops it at its next page (checked before each page is read).
+  let paused = false;
+  const shouldStop = (): boolean => stopping() || lock.isLost || paused;
   let tracker: TableProgress | undefined;
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
@@ -74,7 +81,11 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
       where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,
-      waitForCapacity: () => waitForCapacity(ctx, table, { shouldStop, log, state: backpressure }),
+      waitForCapacity: async () => {
+        paused = (await pausedState(ctx, table)) !== null;
+        if (paused) log.info('table paused during the run; stopping at this page');
+        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure });
+      },
       shouldStop,
     });
     if (result.caughtUp) await ctx.redis.hset(ctx.keys.state(sourceName, tableName), 'caughtUpAt', String(startedAt));

@@ -4,6 +4,7 @@ import { progress } from '../core/progress.js';
 import type { TableStatus } from '../core/table-status.js';
 import type { PipelineContext } from './context.js';
 import { PendingSet } from './pending.js';
+import { pausedState } from './table-admin.js';
 
 /** Every configured table's status, from Redis alone (no source is queried), and the dead-letter count. */
 export async function pipelineStatus(ctx: PipelineContext, now = Date.now()): Promise<{ tables: TableStatus[]; deadLetters: number }> {
@@ -23,12 +24,13 @@ const iso = (ms: string | undefined): string | null => (ms === undefined ? null 
 async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: number, now: number): Promise<TableStatus> {
   const pendingSet = new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name));
   const source = ctx.config.sources.find((s) => s.name === t.source)!;
-  const [state, rawCursor, pendingBatches, oldest, cdc] = await Promise.all([
+  const [state, rawCursor, pendingBatches, oldest, cdc, paused] = await Promise.all([
     ctx.redis.hgetall(ctx.keys.state(t.source, t.name)),
     ctx.redis.get(ctx.keys.cursor(t.source, t.name)),
     pendingSet.count(),
     pendingSet.oldest(),
     t.mode === 'cdc' ? ctx.redis.hgetall(ctx.keys.cdcState(source.name, source.cdc.slot)) : Promise.resolve(undefined),
+    pausedState(ctx, t),
   ]);
   const lagSince = oldest ?? (state.caughtUpAt !== undefined ? Number(state.caughtUpAt) : undefined);
   const lastRun =
@@ -53,7 +55,6 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
           startedAt: iso(state.backfillStartedAt)!,
           done: state.caughtUpAt !== undefined,
         };
-  const paused = state.pausedAt === undefined ? null : { since: iso(state.pausedAt)!, ...(state.pausedReason ? { reason: state.pausedReason } : {}) };
   const position = t.mode === 'cdc' ? cdcPosition(t, cdc ?? {}) : watermarkPosition(t, parseCursor(rawCursor, `${t.source}.${t.name}`));
   return {
     source: t.source,
