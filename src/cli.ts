@@ -11,7 +11,7 @@ import { viewsScript } from './core/views.js';
 import { ROLES, closePipeline, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
-import { runOnce } from './queue/run-once.js';
+import { syncOnce } from './sync-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
@@ -76,15 +76,18 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 process.on('uncaughtException', (err) => onFatal('uncaught exception', err));
 
-/** Signals and fatal errors stop what runs, in order. */
-function onSignals(stop: () => Promise<void>, logger: Logger): void {
+/**
+ * Signals and fatal errors stop what runs, in order. `boundMs`: the stop's limit (shutdown.timeout for the workers'
+ * jobs, plus time for the connections); a request still in flight then is abandoned, and the process exits 0.
+ */
+function onSignals(stop: () => Promise<void>, logger: Logger, boundMs = FATAL_STOP_TIMEOUT_MS): void {
   running = { stop, logger };
   let count = 0;
   const handler = (signal: string): void => {
     count += 1;
     if (count > 1) process.exit(130);
     logger.info({ signal }, 'stopping: finishing active jobs (send again to exit at once)');
-    stop().then(() => process.exit(0), () => process.exit(EXIT_FAILED));
+    Promise.race([stop(), sleep(boundMs)]).then(() => process.exit(0), () => process.exit(EXIT_FAILED));
   };
   process.on('SIGINT', () => handler('SIGINT'));
   process.on('SIGTERM', () => handler('SIGTERM'));
@@ -115,7 +118,7 @@ program
       const runtime = await startRuntime(ctx, {
         roles: opts.role,
         httpPort: opts.port ?? config.web.port,
-        onStoppable: (stop) => onSignals(stop, logger),
+        onStoppable: (stop) => onSignals(stop, logger, config.shutdown.timeout + FATAL_STOP_TIMEOUT_MS),
       });
       if (runtime.started) logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
     } catch (err) {
@@ -133,23 +136,14 @@ program
     try {
       const config = load(NEEDS.sync);
       const logger = loggerFor(config.log);
-      await probeRedis(config.redis.url, config.redis.connectTimeout);
-      const ctx = createPipeline(config, logger);
-      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'], onStoppable: (stop) => onSignals(stop, logger) });
-      const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
+      const summary = await syncOnce(config, logger, {
         timeoutMs: parseDuration(opts.timeout),
         reconcile: opts.reconcile === true,
+        onStoppable: (stop) => onSignals(stop, logger, config.shutdown.timeout + FATAL_STOP_TIMEOUT_MS),
       });
-      const extracted = await ctx.metrics.rowsExtracted.get();
-      const pushed = await ctx.metrics.rowsPushed.get();
-      const count = (m: typeof extracted, t: { source: string; name: string }): number =>
-        m.values.filter((v) => v.labels.source === t.source && v.labels.table === t.name).reduce((a, v) => a + v.value, 0);
-      for (const t of allTables(config)) {
-        process.stdout.write(`${t.source}.${t.name} → ${t.target}: extracted=${count(extracted, t)} pushed=${count(pushed, t)}\n`);
-      }
+      for (const c of summary.counts) process.stdout.write(`${c.table} → ${c.target}: extracted=${c.extracted} pushed=${c.pushed}\n`);
       for (const f of summary.failed) process.stdout.write(`FAILED ${f.queue} job ${f.id} (${f.name}): ${f.reason}\n`);
       if (summary.timedOut) process.stdout.write(`timed out after ${opts.timeout}; work continues on the next run\n`);
-      await runtime.stop();
       process.exit(summary.failed.length > 0 || summary.timedOut ? EXIT_FAILED : 0);
     } catch (err) {
       fail(err);

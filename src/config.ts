@@ -362,6 +362,18 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Stopping on SIGTERM or SIGINT. */
+    shutdown: z
+      .object({
+        /**
+         * How long in-flight jobs may take to finish after a stop signal, a duration; then they are handed back
+         * (another worker takes them over once their lease lapses, and re-sends from their saved progress) and the
+         * process exits 0. @defaultValue 30s
+         */
+        timeout: duration.default(30_000),
+      })
+      .strict()
+      .prefault({}),
     /** Logging. */
     log: z
       .object({

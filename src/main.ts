@@ -189,6 +189,21 @@ function resolvedAuth(config: Config): Config['web']['auth'] {
   };
 }
 
+/**
+ * Workers finish their active jobs, for at most `timeoutMs`; then they are closed at once and their jobs handed
+ * back: each job's lease lapses and another worker resumes it from its saved progress (at-least-once).
+ */
+async function closeWorkers(workers: Worker[], timeoutMs: number, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = Promise.all(workers.map((w) => w.close())).then(() => true);
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  const finished = await Promise.race([closed, timedOut]);
+  clearTimeout(timer);
+  if (finished) return;
+  logger.warn({ timeoutMs }, 'in-flight jobs did not finish within shutdown.timeout; handing them back (another worker resumes them once their lease lapses)');
+  await Promise.all(workers.map((w) => w.close(true)));
+}
+
 export interface Runtime {
   ctx: PipelineContext;
   workers: Worker[];
@@ -240,7 +255,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   cleanups.push(() => ctx.destination.close());
   cleanups.push(() => Promise.all([...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close())));
   cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
-  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
+  cleanups.push(() => closeWorkers(workers, ctx.config.shutdown.timeout, ctx.logger));
   options.onStoppable?.(stop);
   if (roles.has('web') || options.httpPort !== undefined) {
     // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.

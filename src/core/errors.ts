@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'ROW_TOO_LARGE'
   | 'JOB_INVALID'
   | 'REDIS_UNAVAILABLE'
+  | 'RUN_INCOMPLETE'
   | 'INTERNAL';
 
 export interface AppErrorOptions {
