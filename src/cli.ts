@@ -1,25 +1,26 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed } from './config.js';
+import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed, type TableConfig } from './config.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
-import { parseCursor } from './core/cursor.js';
-import { createLogger, createStderrLogger, redactUrl, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, loggerFor, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import { ROLES, checkRulesAtStart, closePipeline, createChangeSources, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
 import { previewTable } from './preview.js';
 import { manifestOf } from './manifest.js';
 import { manifestMarkdown } from './core/manifest.js';
-import { PendingSet } from './queue/pending.js';
 import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
-import { runOnce } from './queue/run-once.js';
 import { transformLoader } from './transforms.js';
+import { syncOnce } from './sync-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
-import { resetTable } from './queue/table-admin.js';
+import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
+import { pipelineStatus } from './queue/status.js';
+import { statusText } from './core/table-status.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -73,25 +74,38 @@ function onFatal(kind: string, err: unknown): void {
 }
 
 process.on('unhandledRejection', (reason) => onFatal('unhandled rejection', reason));
+// A reader that stopped reading (`pushsync dlq list --json | head -1`) is no failure: end quietly.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' ? process.exit(0) : onFatal('output error', err)));
+}
 process.on('uncaughtException', (err) => onFatal('uncaught exception', err));
 
-/** Signals and fatal errors stop what runs, in order. */
-function onSignals(stop: () => Promise<void>, logger: Logger): void {
+/**
+ * Signals and fatal errors stop what runs, in order. `boundMs`: the stop's limit (shutdown.timeout for the workers'
+ * jobs, plus time for the connections); a request still in flight then is abandoned, and the process exits 0.
+ */
+function onSignals(stop: () => Promise<void>, logger: Logger, boundMs = FATAL_STOP_TIMEOUT_MS): void {
   running = { stop, logger };
   let count = 0;
   const handler = (signal: string): void => {
     count += 1;
     if (count > 1) process.exit(130);
     logger.info({ signal }, 'stopping: finishing active jobs (send again to exit at once)');
-    stop().then(() => process.exit(0), () => process.exit(EXIT_FAILED));
+    Promise.race([stop(), sleep(boundMs)]).then(() => process.exit(0), () => process.exit(EXIT_FAILED));
   };
   process.on('SIGINT', () => handler('SIGINT'));
   process.on('SIGTERM', () => handler('SIGTERM'));
 }
 
+/** The version in package.json, which sits one level above both src/ and dist/. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 const program = new Command()
   .name('pushsync')
   .description('Pushes changed rows from your database to Definite\'s Stream API, outbound only.')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .addOption(new Option('-c, --config <path>', 'config file').default('./pushsync.yaml').env('PUSHSYNC_CONFIG'))
   .showHelpAfterError();
 
@@ -103,13 +117,13 @@ program
   .action(async (opts: { role: Role[]; port?: number }) => {
     try {
       const config = load(NEEDS.start);
-      const logger = createLogger(config.log.level);
+      const logger = loggerFor(config.log);
       const ctx = createPipeline(config, logger);
       await checkRulesAtStart(ctx);
       const runtime = await startRuntime(ctx, {
         roles: opts.role,
         httpPort: opts.port ?? config.web.port,
-        onStoppable: (stop) => onSignals(stop, logger),
+        onStoppable: (stop) => onSignals(stop, logger, config.shutdown.timeout + FATAL_STOP_TIMEOUT_MS),
       });
       if (runtime.started) logger.info({ roles: opts.role, tables: allTables(config).length, web: runtime.web?.url }, 'pushsync started');
     } catch (err) {
@@ -126,25 +140,15 @@ program
   .action(async (opts: { timeout: string; reconcile?: boolean }) => {
     try {
       const config = load(NEEDS.sync);
-      const logger = createLogger(config.log.level);
-      await probeRedis(config.redis.url, config.redis.connectTimeout);
-      const ctx = createPipeline(config, logger);
-      await checkRulesAtStart(ctx);
-      const runtime = await startRuntime(ctx, { roles: ['extract', 'push'], onStoppable: (stop) => onSignals(stop, logger) });
-      const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
+      const logger = loggerFor(config.log);
+      const summary = await syncOnce(config, logger, {
         timeoutMs: parseDuration(opts.timeout),
         reconcile: opts.reconcile === true,
+        onStoppable: (stop) => onSignals(stop, logger, config.shutdown.timeout + FATAL_STOP_TIMEOUT_MS),
       });
-      const extracted = await ctx.metrics.rowsExtracted.get();
-      const pushed = await ctx.metrics.rowsPushed.get();
-      const count = (m: typeof extracted, t: { source: string; name: string }): number =>
-        m.values.filter((v) => v.labels.source === t.source && v.labels.table === t.name).reduce((a, v) => a + v.value, 0);
-      for (const t of allTables(config)) {
-        process.stdout.write(`${t.source}.${t.name} → ${t.target}: extracted=${count(extracted, t)} pushed=${count(pushed, t)}\n`);
-      }
+      for (const c of summary.counts) process.stdout.write(`${c.table} → ${c.target}: extracted=${c.extracted} pushed=${c.pushed}\n`);
       for (const f of summary.failed) process.stdout.write(`FAILED ${f.queue} job ${f.id} (${f.name}): ${f.reason}\n`);
       if (summary.timedOut) process.stdout.write(`timed out after ${opts.timeout}; work continues on the next run\n`);
-      await runtime.stop();
       process.exit(summary.failed.length > 0 || summary.timedOut ? EXIT_FAILED : 0);
     } catch (err) {
       fail(err);
@@ -232,19 +236,12 @@ program
 
 program
   .command('status')
-  .description('per table: cursor position, undelivered batches, dead-letter count')
-  .action(async () => {
+  .description('per table: mode, state, position, last run, lag, pending and failed batches, backfill progress')
+  .option('--json', 'one JSON object: {tables: [...], deadLetters}')
+  .action(async (opts: { json?: boolean }) => {
     try {
-      await withQueues(NEEDS.redisOnly, async (ctx) => {
-        const failed = await ctx.pushQueue.getFailedCount();
-        for (const t of allTables(ctx.config)) {
-          const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
-          const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
-          const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
-          process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
-        }
-        process.stdout.write(`dead-letter (failed push jobs): ${failed}\n`);
-      });
+      const status = await withQueues(NEEDS.redisOnly, (ctx) => pipelineStatus(ctx));
+      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : statusText(status.tables, status.deadLetters));
     } catch (err) {
       fail(err);
     }
@@ -342,6 +339,63 @@ program
         for (const t of chosen) {
           await resetTable(ctx, t);
           process.stdout.write(`reset ${t.source}.${t.name}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+/** `--table` values resolved against the config; at least one. */
+function chosenTables(ctx: PipelineContext, names: string[] | undefined): TableConfig[] {
+  if (!names || names.length === 0) throw new AppError('CONFIG_INVALID', 'name tables with --table <source>.<table>');
+  return names.map((name) => tableByName(ctx.config, name));
+}
+
+program
+  .command('pause')
+  .description('stop extracting a table until resume (a run in progress stops at its next page; enqueued batches are still delivered)')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .option('--reason <text>', 'shown by status')
+  .action(async (opts: { table: string[]; reason?: string }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          await pauseTable(ctx, t, opts.reason);
+          process.stdout.write(`paused ${t.source}.${t.name}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('resume')
+  .description('extract a paused table again, from where it stopped')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .action(async (opts: { table: string[] }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          process.stdout.write(`${(await resumeTable(ctx, t)) ? 'resumed' : 'was not paused:'} ${t.source}.${t.name}\n`);
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('backfill')
+  .description('read a watermark table again from its start under a new generation, now, while every other table keeps syncing')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .action(async (opts: { table: string[] }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          await backfillTable(ctx, t);
+          process.stdout.write(`backfilling ${t.source}.${t.name} from its start (progress: pushsync status)\n`);
         }
       });
     } catch (err) {
@@ -466,7 +520,7 @@ program
   .addOption(new Option('--api-key <key>', 'bearer token clients must send').env('DEFINITE_API_KEY').makeOptionMandatory())
   .action(async (opts: { port: number; host: string; db: string; apiKey: string }) => {
     try {
-      const logger = createLogger('info');
+      const logger = loggerFor({ level: 'info' });
       // DuckDB is a native module only the dev sink needs: loaded on demand.
       const { startDevSink } = await import('./destinations/dev-sink.js');
       const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey: opts.apiKey, logger });

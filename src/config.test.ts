@@ -49,7 +49,7 @@ describe('parseConfig with a valid file', () => {
           maxBytes: 5 * 1024 * 1024,
           concurrency: 8,
         },
-        extract: { concurrency: 3, maxPendingBatches: 50, attempts: 7 },
+        extract: { concurrency: 3, maxPendingBatches: 50, attempts: 7, progressInterval: '2s' },
         sources: [
           {
             name: 'app',
@@ -82,7 +82,7 @@ describe('parseConfig with a valid file', () => {
       maxBytes: 5 * 1024 * 1024,
       concurrency: 8,
     });
-    expect(cfg.extract).toEqual({ concurrency: 3, maxPendingBatches: 50, leaseTtl: 30_000, attempts: 7 });
+    expect(cfg.extract).toEqual({ concurrency: 3, maxPendingBatches: 50, leaseTtl: 30_000, attempts: 7, progressInterval: 2000 });
     const [source] = cfg.sources;
     expect(source).toMatchObject({ name: 'app', poolSize: 6, statementTimeout: 120_000 });
     expect(source!.tables[0]).toMatchObject({ source: 'app', name: 'public.orders', every: 300_000, batchRows: 2000, target: 'raw.orders' });
@@ -229,6 +229,17 @@ describe('parseConfig problems', () => {
   it('says how to provide a missing API key', () => {
     const list = problems({ destination: {}, sources: minimal().sources });
     expect(list).toEqual([expect.stringMatching(/^destination\.apiKey: is required.*DEFINITE_API_KEY/)]);
+  });
+
+  it('takes web.metricsToken and log.format, and refuses a short metrics token or an unknown format', () => {
+    const cfg = parseConfig(minimal({ web: { metricsToken: '${METRICS_TOKEN}' }, log: { format: 'pretty' } }), { METRICS_TOKEN: '0123456789abcdef' });
+    expect(cfg.web.metricsToken).toBe('0123456789abcdef');
+    expect(cfg.log.format).toBe('pretty');
+    expect(parseConfig(minimal(), {}).log.format).toBeUndefined();
+    expect(problems(minimal({ web: { metricsToken: 'short' }, log: { format: 'xml' } }))).toEqual([
+      expect.stringMatching(/^web\.metricsToken: must be at least 16 characters/),
+      expect.stringMatching(/^log\.format: /),
+    ]);
   });
 
   it('refuses a table with both every and cron', () => {

@@ -330,6 +330,11 @@ const configSchema = z
         leaseTtl: duration.default(30_000),
         /** Attempts per extract run before it fails, 1 to 100. @defaultValue 5 */
         attempts: z.number().int().min(1).max(100).default(5),
+        /**
+         * How often a running backfill logs its progress (rows, estimated total, rate, ETA) and updates its job's
+         * progress in the dashboard, a duration (at least 100ms). @defaultValue 5s
+         */
+        progressInterval: atLeast(100, '100ms').default(5000),
       })
       .strict()
       .prefault({}),
@@ -345,6 +350,14 @@ const configSchema = z
         host: z.string().default('127.0.0.1'),
         /** Bull Board shows queues and jobs without retry, clean, add, promote, remove or pause controls. @defaultValue false */
         readOnly: z.boolean().default(false),
+        /**
+         * When set, `GET /metrics` answers only requests with `Authorization: Bearer <metricsToken>` (at least 16
+         * characters; basic auth with it as the password works too). The dashboard's credentials do not open it, so a scraper holds no dashboard access.
+         * @defaultValue unset: /metrics answers without credentials
+         */
+        metricsToken: text
+          .refine((v) => v.trim().length >= 16 || unresolvedVariable(v) !== undefined, 'must be at least 16 characters (openssl rand -hex 16)')
+          .optional(),
         /** Dashboard credentials: a token (at least 16 characters) or a user name and password (at least 12). */
         auth: z
           .object({
@@ -360,11 +373,28 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Stopping on SIGTERM or SIGINT. */
+    shutdown: z
+      .object({
+        /**
+         * How long in-flight jobs may take to finish after a stop signal, a duration; then they are handed back
+         * (another worker takes them over once their lease lapses, and re-sends from their saved progress) and the
+         * process exits 0. @defaultValue 30s
+         */
+        timeout: duration.default(30_000),
+      })
+      .strict()
+      .prefault({}),
     /** Logging. */
     log: z
       .object({
         /** The lowest level logged. @defaultValue 'info' */
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        /**
+         * `pretty`: one readable line per entry (ISO time, level, message, fields); `json`: one JSON object per line
+         * (ISO `time`), for log shippers. @defaultValue pretty when stdout is a terminal, json otherwise
+         */
+        format: z.enum(['json', 'pretty']).optional(),
       })
       .strict()
       .prefault({}),
@@ -445,7 +475,7 @@ function protectEnvRefs(text: string): { text: string; refs: string[] } {
  * a command that needs the value; otherwise the reference stays in the value unresolved, and `resolved` refuses it
  * where it would be used.
  */
-export const CONFIG_NEEDS = ['redis.url', 'sources.url', 'destination.apiKey', 'web.auth'] as const;
+export const CONFIG_NEEDS = ['redis.url', 'sources.url', 'destination.apiKey', 'web.auth', 'web.metricsToken'] as const;
 export type ConfigNeed = (typeof CONFIG_NEEDS)[number];
 
 /** `sources[2].url` → `sources.url`, `web.auth.token` → `web.auth`: the need a value path belongs to, if any. */

@@ -7,7 +7,7 @@ import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
 import type { Logger } from './observability/logger.js';
-import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createMetrics, initialiseTableSeries, type Metrics } from './observability/metrics.js';
 import type { PipelineContext } from './queue/context.js';
 import { startExtractWorker } from './queue/extract-worker.js';
 import { EXTRACT_QUEUE, PUSH_QUEUE } from './queue/jobs.js';
@@ -18,6 +18,8 @@ import { syncSchedules } from './queue/scheduler.js';
 import { isAppError } from './core/errors.js';
 import { OutgoingSource } from './core/outgoing.js';
 import { transformLoader } from './transforms.js';
+import { pipelineStatus } from './queue/status.js';
+import { pauseTable, resumeTable, tableByName } from './queue/table-admin.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 import { MysqlSource } from './sources/mysql.js';
@@ -161,12 +163,18 @@ export function createPipeline(config: Config, logger: Logger, overrides: Pipeli
     sources: createSources(config),
     changeSources: createChangeSources(config, redis),
     destination: overrides.destination ?? createDestination(config),
-    metrics: overrides.metrics ?? createMetrics(),
+    metrics: overrides.metrics ?? initialisedMetrics(config),
     logger,
     extractQueue,
     pushQueue,
     transforms: transformLoader(),
   };
+}
+
+function initialisedMetrics(config: Config): Metrics {
+  const metrics = createMetrics();
+  initialiseTableSeries(metrics, allTables(config));
+  return metrics;
 }
 
 /** Closes what createPipeline opened, for commands that start no runtime; errors there change nothing about their outcome. */
@@ -200,8 +208,14 @@ export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
   for (const t of allTables(ctx.config)) {
     const labels = { source: t.source, table: t.name };
     const pending = new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name));
-    const [count, oldest, caughtUp] = await Promise.all([pending.count(), pending.oldest(), ctx.redis.hget(ctx.keys.state(t.source, t.name), 'caughtUpAt')]);
+    const [count, oldest, caughtUp, paused] = await Promise.all([
+      pending.count(),
+      pending.oldest(),
+      ctx.redis.hget(ctx.keys.state(t.source, t.name), 'caughtUpAt'),
+      ctx.redis.exists(ctx.keys.paused(t.source, t.name)),
+    ]);
     ctx.metrics.pendingBatches.set(labels, count);
+    ctx.metrics.tablePaused.set(labels, paused);
     const since = oldest ?? (caughtUp ? Number(caughtUp) : undefined);
     if (since !== undefined) ctx.metrics.syncLag.set(labels, Math.max(0, (now - since) / 1000));
   }
@@ -218,6 +232,21 @@ function resolvedAuth(config: Config): Config['web']['auth'] {
     ...(username !== undefined ? { username: resolved(username, 'web.auth.username') } : {}),
     ...(password !== undefined ? { password: resolved(password, 'web.auth.password') } : {}),
   };
+}
+
+/**
+ * Workers finish their active jobs, for at most `timeoutMs`; then they are closed at once and their jobs handed
+ * back: each job's lease lapses and another worker resumes it from its saved progress (at-least-once).
+ */
+async function closeWorkers(workers: Worker[], timeoutMs: number, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = Promise.all(workers.map((w) => w.close())).then(() => true);
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  const finished = await Promise.race([closed, timedOut]);
+  clearTimeout(timer);
+  if (finished) return;
+  logger.warn({ timeoutMs }, 'in-flight jobs did not finish within shutdown.timeout; handing them back (another worker resumes them once their lease lapses)');
+  await Promise.all(workers.map((w) => w.close(true)));
 }
 
 export interface Runtime {
@@ -271,7 +300,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   cleanups.push(() => ctx.destination.close());
   cleanups.push(() => Promise.all([...ctx.sources.values(), ...ctx.changeSources.values()].map((s) => s.close())));
   cleanups.push(() => Promise.all([ctx.extractQueue.close(), ctx.pushQueue.close()]));
-  cleanups.push(() => Promise.all(workers.map((w) => w.close())));
+  cleanups.push(() => closeWorkers(workers, ctx.config.shutdown.timeout, ctx.logger));
   options.onStoppable?.(stop);
   if (roles.has('web') || options.httpPort !== undefined) {
     // Loaded on demand: a one-shot run (cron, Lambda) then never loads express and the dashboard.
@@ -280,7 +309,13 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
       host: ctx.config.web.host,
       port: options.httpPort ?? ctx.config.web.port,
       auth: resolvedAuth(ctx.config),
+      ...(ctx.config.web.metricsToken !== undefined ? { metricsToken: resolved(ctx.config.web.metricsToken, 'web.metricsToken') } : {}),
       metrics: ctx.metrics,
+      status: () => pipelineStatus(ctx),
+      tableControl: {
+        pause: (name, reason) => pauseTable(ctx, tableByName(ctx.config, name), reason),
+        resume: (name) => resumeTable(ctx, tableByName(ctx.config, name)),
+      },
       collect: () => {
         const problem = connectionProblem(ctx.redis);
         return problem ? Promise.reject(new Error(`redis ${problem}`)) : collectSharedGauges(ctx);

@@ -33,7 +33,7 @@ web: { host: 0.0.0.0, auth: { token: \${PUSHSYNC_WEB_TOKEN} } }
     const status = await runPushsync(['--config', path, 'status']);
     expect(status.stderr).toBe('');
     expect(status.code).toBe(0);
-    expect(status.stdout).toContain('app.public.orders: phase=');
+    expect(status.stdout).toContain('app.public.orders → bronze.app_orders: not started');
     const dlq = await runPushsync(['--config', path, 'dlq', 'list']);
     expect(dlq.stderr).toBe('');
     expect(dlq.stdout).toContain('0 failed push job(s)');

@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
 /** docker-compose.yml as Compose reads it; the file is parsed, not run (no Docker engine in tests). */
 interface Service {
   ports?: string[];
+  profiles?: string[];
+  volumes?: string[];
   environment?: Record<string, string>;
 }
 const compose = parse(readFileSync(new URL('../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
@@ -47,5 +49,16 @@ describe('docker-compose.yml', () => {
     for (const { name, key, value } of credentials) {
       expect(() => interpolate(value, {}), `${name}.${key} has a default`).toThrow(/is required/);
     }
+  });
+
+  it('runs Prometheus and Grafana only in the monitoring profile, with the files of deploy/', () => {
+    for (const name of ['prometheus', 'grafana']) {
+      const service = compose.services[name]!;
+      expect(service.profiles).toEqual(['monitoring']);
+      for (const volume of (service.volumes ?? []).filter((v) => v.startsWith('./'))) {
+        expect(existsSync(new URL(`../${volume.split(':')[0]}`, import.meta.url)), volume).toBe(true);
+      }
+    }
+    expect(compose.services.pushsync!.profiles).toBeUndefined();
   });
 });

@@ -22,6 +22,7 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   ROW_TOO_LARGE: 'shrink the value at the source, then retry the job',
   JOB_INVALID: 'remove the job: it was made by another pushsync version or names what is no longer configured',
   REDIS_UNAVAILABLE: 'check that Redis is up, then retry the job',
+  RUN_INCOMPLETE: 'see the failed jobs with pushsync dlq list; a pass that timed out continues on the next run',
   INTERNAL: 'a bug in pushsync: report it with this job\'s log lines, which hold the stack',
 };
 

@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'TRANSFORM_FAILED'
   | 'JOB_INVALID'
   | 'REDIS_UNAVAILABLE'
+  | 'RUN_INCOMPLETE'
   | 'INTERNAL';
 
 export interface AppErrorOptions {

@@ -85,6 +85,12 @@ export interface NextRange {
   keys: string[][];
 }
 
+export interface RowEstimate {
+  rows: number;
+  /** True for a count, false for a statistics estimate. */
+  exact: boolean;
+}
+
 export interface TableReader {
   readonly shape: TableShape;
   /**
@@ -107,6 +113,11 @@ export interface TableReader {
   readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
   /** Rows whose watermark is NULL: sent once during the initial backfill only. */
   countNullWatermark(): Promise<number>;
+  /**
+   * The table's row count, for progress reports: exact for a small table, else the database's estimate; null when
+   * it has none. Optional: an engine without it reports progress without a total.
+   */
+  estimateRows?(): Promise<RowEstimate | null>;
   /** The rows that still exist among `keys` (primary-key values as text), each with the index of its key. */
   readKeys(keys: readonly string[][]): Promise<KeyedRow[]>;
   /** JSON objects holding only the key columns, encoded like rows, in the order of `keys` (for delete records). */

@@ -126,10 +126,24 @@ describe('web server', () => {
     metrics.rowsPushed.inc({ source: 'app', table: 'public.orders' }, 42);
     const res = await get(`${web.url}/metrics`);
     expect(res.status).toBe(200);
-    expect(res.body).toContain('rows_pushed{source="app",table="public.orders"} 42');
-    expect(res.body).toContain('sync_lag_seconds{source="app",table="public.orders"} 12.5');
-    for (const name of ['rows_extracted', 'push_latency_ms', 'errors_total']) expect(res.body).toContain(`# TYPE ${name}`);
+    expect(res.body).toContain('pushsync_rows_pushed_total{source="app",table="public.orders"} 42');
+    expect(res.body).toContain('pushsync_sync_lag_seconds{source="app",table="public.orders"} 12.5');
+    for (const name of ['pushsync_rows_extracted_total', 'pushsync_push_duration_seconds', 'pushsync_errors_total']) expect(res.body).toContain(`# TYPE ${name}`);
     expect(collected).toBe(1);
+  });
+
+  it('serves /metrics only with web.metricsToken when one is set, and not for the dashboard\'s credentials', async () => {
+    const metricsToken = 'scrape-0123456789abcdef';
+    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'dashboard-0123456789' }, metricsToken, metrics, readiness: [], queues: [queue], logger });
+    const anonymous = await get(`${web.url}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body).not.toContain('pushsync_');
+    expect((await get(`${web.url}/metrics`, { authorization: 'Bearer dashboard-0123456789' })).status).toBe(401);
+    expect((await get(`${web.url}/metrics`, { authorization: 'Bearer wrong' })).status).toBe(401);
+    const scraper = await get(`${web.url}/metrics`, { authorization: `Bearer ${metricsToken}` });
+    expect(scraper.status).toBe(200);
+    expect(scraper.body).toContain('# TYPE pushsync_rows_pushed_total counter');
+    expect((await get(`${web.url}/healthz`)).status).toBe(200);
   });
 
   it('guards the dashboard with the token (bearer or basic) and shows a failed job from the dead-letter queue', async () => {

@@ -2,12 +2,12 @@ import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Queue } from 'bullmq';
-import { AppError } from '../core/errors.js';
+import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { hasAuth, webAccessProblems, type WebAuth } from '../core/web-access.js';
 import { authorized } from './auth.js';
-import { DASHBOARD_PATH, dashboardRouter } from './dashboard.js';
+import { DASHBOARD_PATH, dashboardRouter, sameOrigin } from './dashboard.js';
 import { DATA_CSP, securityHeaders } from './web-headers.js';
 import { readinessHandler, type ReadinessCheck } from './readiness.js';
 
@@ -19,6 +19,12 @@ export interface WebOptions {
   port: number;
   auth: WebAuth;
   metrics: Metrics;
+  /** `/metrics` answers only `Authorization: Bearer <metricsToken>`. @defaultValue unset: no credentials needed */
+  metricsToken?: string;
+  /** The pipeline's status for `GET /status` (the dashboard's credentials when auth is configured). */
+  status?: () => Promise<unknown>;
+  /** Pauses and resumes a table's extraction (`POST /tables/<source.table>/pause|resume`), by `<source>.<table>`. */
+  tableControl?: { pause(table: string, reason?: string): Promise<void>; resume(table: string): Promise<boolean> };
   /** Refreshes gauges computed from shared state before a scrape. */
   collect?: () => Promise<void>;
   readiness: ReadinessCheck[];
@@ -73,7 +79,11 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   const authenticated = (req: Request): boolean => hasAuth(o.auth) && authorized(req.headers.authorization, o.auth);
   app.get('/readyz', readinessHandler(o.readiness, o.logger, authenticated));
 
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', async (req, res) => {
+    if (o.metricsToken !== undefined && !authorized(req.headers.authorization, { token: o.metricsToken })) {
+      res.status(401).set('www-authenticate', 'Bearer realm="pushsync metrics"').json({ error: 'a bearer token is required (web.metricsToken)' });
+      return;
+    }
     if (o.collect) {
       try {
         await o.collect();
@@ -84,6 +94,46 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
     res.set('content-type', o.metrics.registry.contentType);
     res.send(await o.metrics.registry.metrics());
   });
+
+  if (o.status) {
+    const status = o.status;
+    // Positions hold key values: the same credentials as the dashboard.
+    app.get('/status', async (req, res) => {
+      if (!authorized(req.headers.authorization, o.auth)) {
+        res.status(401).set('www-authenticate', 'Basic realm="pushsync"').json({ error: 'credentials required (web.auth)' });
+        return;
+      }
+      res.json(await status());
+    });
+  }
+
+  if (o.tableControl) {
+    const control = o.tableControl;
+    // A browser sends cached basic credentials with a foreign page's form too: without a bearer token (which no
+    // page can add without a preflight), the request must come from this host's own page.
+    app.post('/tables/:table/:action', express.json({ limit: '4kb' }), async (req: Request, res: Response) => {
+      const bearer = /^bearer /i.test(req.headers.authorization ?? '');
+      if (!authorized(req.headers.authorization, o.auth)) {
+        res.status(401).set('www-authenticate', 'Basic realm="pushsync"').json({ error: 'credentials required (web.auth)' });
+      } else if (!bearer && !sameOrigin(req)) {
+        res.status(403).json({ error: 'cross-site request refused: send Authorization: Bearer <web.auth.token>' });
+      } else if (o.readOnly) {
+        res.status(403).json({ error: 'read-only (web.readOnly: true)' });
+      } else {
+        const table = String(req.params.table);
+        const action = req.params.action;
+        try {
+          if (action === 'pause') await control.pause(table, typeof req.body?.reason === 'string' ? req.body.reason : undefined);
+          else if (action === 'resume') await control.resume(table);
+          else return void res.status(404).json({ error: 'not found: use pause or resume' });
+          res.json({ table, paused: action === 'pause' });
+        } catch (err) {
+          if (!isAppError(err) || err.code !== 'CONFIG_INVALID') throw err;
+          res.status(400).json({ error: err.message });
+        }
+      }
+    });
+  }
 
   if (dashboard) {
     app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth, readOnly: o.readOnly ?? false }));

@@ -1,4 +1,5 @@
-import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { pino, stdTimeFunctions, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { build as prettyStream } from 'pino-pretty';
 
 export type { Logger };
 
@@ -29,9 +30,34 @@ export function createLogger(level: string = 'info', options: LoggerOptions = {}
     level,
     base: { service: 'pushsync' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    timestamp: stdTimeFunctions.isoTime,
     ...options,
   };
   return stream ? pino(opts, stream) : pino(opts);
+}
+
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * The process's logger as `log` configures it: `pretty` (one line per entry for people, coloured on a terminal: ISO time in UTC, level,
+ * message, then the fields) or `json` (one object per line for log shippers). Without a format: pretty when stdout
+ * is a terminal, json otherwise. Both write synchronously, so the last line before an exit is never lost.
+ */
+export function loggerFor(
+  log: { level: string; format?: LogFormat | undefined },
+  out: { isTty?: boolean; destination?: DestinationStream } = {},
+): Logger {
+  const isTty = out.isTty ?? process.stdout.isTTY === true;
+  const format = log.format ?? (isTty ? 'pretty' : 'json');
+  if (format === 'json') return createLogger(log.level, {}, out.destination);
+  return createLogger(log.level, {}, prettyStream({
+    colorize: isTty,
+    sync: true,
+    destination: out.destination ?? 1,
+    translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'",
+    // Set on every line by pushsync or pino: noise for a person reading a terminal.
+    ignore: 'pid,hostname,service',
+  }));
 }
 
 /** A logger on stderr, written synchronously: for the last line of a process that exits right after it. */

@@ -11,12 +11,14 @@ import { enqueuePushJob, waitForCapacity } from './push-jobs.js';
 import { failJob } from './job-errors.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
+import { TableProgress } from './table-progress.js';
+import { pausedState } from './table-admin.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
-  skipped?: 'locked';
+  skipped?: 'locked' | 'paused';
 }
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome;
@@ -43,6 +45,10 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
   } catch (err) {
     throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
   }
+  if (await pausedState(ctx, table)) {
+    log.debug('table paused (pushsync resume --table); skipping this run');
+    return { skipped: 'paused' };
+  }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   if (!(await lock.acquireFor(reason, () => !stopping()))) {
     log.debug('another worker is reading this table; skipping this run');
@@ -50,17 +56,24 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
   }
   const labels = { source: sourceName, table: tableName };
   const startedAt = Date.now();
-  const shouldStop = (): boolean => stopping() || lock.isLost;
+  // A pause taken during the run stops it at its next page (checked before each page is read).
+  let paused = false;
+  const shouldStop = (): boolean => stopping() || lock.isLost || paused;
+  let tracker: TableProgress | undefined;
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
     const generation = await ctx.redis.get(ctx.keys.generation(sourceName, tableName));
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
+    tracker = await TableProgress.start(ctx, table, reader, job, log);
+    const counted = tracker;
     const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date().toISOString() };
       await enqueuePushJob(ctx, rangeJobId(rangeId(sourceName, tableName, range), generation), data);
       // Remembered before the cursor moves on, so a key can never be sent without reconciliation knowing it.
       if (known) await ctx.redis.sadd(known, ...keys.map((k) => JSON.stringify(k)));
+      await counted.add(rows);
     };
+    const backpressure = { paused: false };
     const result = await extractTable({
       reader,
       cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, tableName), `${sourceName}.${tableName}`),
@@ -68,14 +81,20 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
       where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,
-      waitForCapacity: () => waitForCapacity(ctx, table, { shouldStop, log }),
+      waitForCapacity: async () => {
+        paused = (await pausedState(ctx, table)) !== null;
+        if (paused) log.info('table paused during the run; stopping at this page');
+        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure });
+      },
       shouldStop,
     });
     if (result.caughtUp) await ctx.redis.hset(ctx.keys.state(sourceName, tableName), 'caughtUpAt', String(startedAt));
+    await tracker.finish(result.caughtUp);
     return result;
   } catch (err) {
     throw failJob(err, { ctx, job, labels, log, what: 'extract run failed' });
   } finally {
+    tracker?.stop();
     await lock.release().catch(() => {});
   }
 }

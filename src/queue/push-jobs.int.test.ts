@@ -110,7 +110,31 @@ describe('push job helpers', () => {
       await pending.remove('p-1');
       await waiting;
       expect(logLines.filter((l) => l.includes('extraction paused'))).toHaveLength(1);
-      expect(JSON.parse(logLines[0]!)).toMatchObject({ source: 'app', table: 'public.t', bound: 2 });
+      expect(JSON.parse(logLines[0]!)).toMatchObject({ level: 30, source: 'app', table: 'public.t', bound: 2, pending: 2 });
+    });
+
+    it('reports backpressure once per change of state across the pages of a run, not once per page', async () => {
+      const state = { paused: false };
+      await enqueuePushJob(ctx, 'p-1', job(1));
+      await enqueuePushJob(ctx, 'p-2', job(2));
+      // A backlog hovering at its bound: every page waits for one delivery, then the run enqueues one more job.
+      for (let page = 3; page <= 6; page += 1) {
+        const waiting = waitForCapacity(ctx, TABLE, { shouldStop: () => false, log, state });
+        await eventually(() => state.paused);
+        await pending.remove(`p-${page - 2}`);
+        await waiting;
+        await enqueuePushJob(ctx, `p-${page}`, job(page));
+      }
+      // The destination catches up: the next page finds room at once.
+      await pending.remove('p-5');
+      await pending.remove('p-6');
+      await waitForCapacity(ctx, TABLE, { shouldStop: () => false, log, state });
+      await waitForCapacity(ctx, TABLE, { shouldStop: () => false, log, state });
+      const said = logLines.map((l) => JSON.parse(l) as { level: number; msg: string; pending: number; bound: number });
+      expect(said.map((l) => [l.level, l.msg.split(':')[0], l.pending, l.bound])).toEqual([
+        [30, 'backpressure', 2, 2],
+        [30, 'backpressure released', 0, 2],
+      ]);
     });
 
     it('returns when the caller should stop, even with the backlog full', async () => {

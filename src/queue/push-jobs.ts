@@ -20,21 +20,51 @@ export async function enqueuePushJob(ctx: PipelineContext, jobId: string, data: 
 /** Polls backpressure at this interval while a table's backlog is full. */
 const CAPACITY_POLL_MS = 500;
 
+/** Whether a table's extraction is held by backpressure, across the pages of one run. */
+export interface BackpressureState {
+  paused: boolean;
+}
+
 /**
  * Backpressure: resolves once the table has fewer than `extract.maxPendingBatches` undelivered push jobs, or when
  * the caller should stop (shutdown, or its lease was lost: another reader owns the table now). Entries of jobs that
  * no longer exist (removed from the dashboard, purged) are dropped first, so they cannot hold extraction forever.
+ *
+ * The state is reported once per change, at info (it is the design working, not a fault), with the pending count
+ * and the bound: "paused" when a page first has to wait, "released" when a later page of the run finds room without
+ * waiting. A backlog hovering at its bound (each page waits for one delivery) stays paused: one line, not one per
+ * page. `state` carries the state across the calls of one run.
  */
-export async function waitForCapacity(ctx: PipelineContext, table: Pick<TableConfig, 'source' | 'name'>, o: { shouldStop: () => boolean; log: Logger }): Promise<void> {
+export async function waitForCapacity(
+  ctx: PipelineContext,
+  table: Pick<TableConfig, 'source' | 'name'>,
+  o: { shouldStop: () => boolean; log: Logger; state?: BackpressureState },
+): Promise<void> {
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(table.source, table.name));
   const bound = ctx.config.extract.maxPendingBatches;
+  const state = o.state ?? { paused: false };
+  const fields = { source: table.source, table: table.name, bound };
   let reconciled = false;
-  while (!o.shouldStop() && (await pending.count()) >= bound) {
+  let waited = false;
+  let count = await pending.count();
+  while (!o.shouldStop() && count >= bound) {
     if (!reconciled) {
       reconciled = true;
-      if ((await pending.reconcile(ctx.pushQueue)) > 0) continue;
-      o.log.info({ source: table.source, table: table.name, bound }, 'undelivered backlog at its bound; extraction paused until push jobs drain');
+      if ((await pending.reconcile(ctx.pushQueue)) > 0) {
+        count = await pending.count();
+        continue;
+      }
+    }
+    waited = true;
+    if (!state.paused) {
+      state.paused = true;
+      o.log.info({ ...fields, pending: count }, `backpressure: ${count} undelivered push jobs reached the bound of ${bound} (extract.maxPendingBatches); extraction paused until they drain`);
     }
     await new Promise((r) => setTimeout(r, CAPACITY_POLL_MS));
+    count = await pending.count();
+  }
+  if (state.paused && !waited && !o.shouldStop()) {
+    state.paused = false;
+    o.log.info({ ...fields, pending: count }, `backpressure released: ${count} undelivered push jobs, below the bound of ${bound}; extraction goes on`);
   }
 }

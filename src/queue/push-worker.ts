@@ -51,7 +51,7 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
       if (rows === 0) return;
       ctx.metrics.rowsPushed.inc(labels, rows);
       ctx.metrics.batchesPushed.inc(labels);
-      ctx.metrics.pushLatency.observe(labels, latencyMs);
+      ctx.metrics.pushDuration.observe(labels, latencyMs / 1000);
     };
     // Invariant: the resume point is stored before the next request, so a retry never re-sends less than what was
     // not acknowledged.

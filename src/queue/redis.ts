@@ -186,6 +186,11 @@ export class Keys {
     return `${this.prefix}:cdc:${source}:${slot}`;
   }
 
+  /** Hash `{at, reason}` while an operator has paused the table's extraction. */
+  paused(source: string, table: string): string {
+    return `${this.prefix}:paused:${source}:${table}`;
+  }
+
   /** Hash of per-table facts: last caught-up run, last error. */
   state(source: string, table: string): string {
     return `${this.prefix}:state:${source}:${table}`;

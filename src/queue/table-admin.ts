@@ -1,6 +1,8 @@
-import type { TableConfig } from '../config.js';
+import { allTables, type Config, type TableConfig } from '../config.js';
+import { AppError } from '../core/errors.js';
 import type { PipelineContext } from './context.js';
 import { RedisCursorStore } from './cursor-store.js';
+import { extractJobOptions } from './jobs.js';
 
 /**
  * Forgets what pushsync knows of a table: its cursor (and high water), the keys remembered for reconciliation and,
@@ -16,4 +18,54 @@ export async function resetTable(ctx: PipelineContext, table: TableConfig): Prom
     const source = ctx.config.sources.find((s) => s.name === table.source)!;
     await ctx.redis.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`);
   }
+}
+
+/** A configured table by `<source>.<table as configured>`, or CONFIG_INVALID listing the names there are. */
+export function tableByName(config: Config, name: string): TableConfig {
+  const tables = allTables(config);
+  const t = tables.find((x) => `${x.source}.${x.name}` === name);
+  if (!t) throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`);
+  return t;
+}
+
+/** Since when and why a table is paused, or null. */
+export async function pausedState(ctx: PipelineContext, t: Pick<TableConfig, 'source' | 'name'>): Promise<{ since: string; reason?: string } | null> {
+  const state = await ctx.redis.hgetall(ctx.keys.paused(t.source, t.name));
+  if (state.at === undefined) return null;
+  return { since: new Date(Number(state.at)).toISOString(), ...(state.reason ? { reason: state.reason } : {}) };
+}
+
+/**
+ * Pauses a table's extraction: runs that start skip it, a run in progress stops at its next page. Push jobs already
+ * enqueued are still delivered, and its position is kept: `resumeTable` goes on from it. The pause lives in a key
+ * of its own, so a reset or backfill of the table keeps it paused. A CDC table shares its source's stream with the
+ * source's other tables and cannot be paused alone.
+ */
+export async function pauseTable(ctx: PipelineContext, t: TableConfig, reason?: string): Promise<void> {
+  if (t.mode === 'cdc') {
+    throw new AppError('CONFIG_INVALID', `${t.source}.${t.name} is read by change data capture: its changes come in the stream of source ${t.source}, which cannot be paused for one table`);
+  }
+  await ctx.redis.hset(ctx.keys.paused(t.source, t.name), { at: String(Date.now()), ...(reason ? { reason } : {}) });
+}
+
+export async function resumeTable(ctx: PipelineContext, t: TableConfig): Promise<boolean> {
+  return (await ctx.redis.del(ctx.keys.paused(t.source, t.name))) > 0;
+}
+
+/**
+ * Reads one watermark table again from its start, under a new generation (`resetTable`), and starts the run now;
+ * every other table, and every change stream, keeps syncing. Rows re-read are sent again (unchanged rows with the
+ * same event ids), through the configuration in force now (after a masking rule changed, say). A run of the table
+ * in progress fails its next cursor save (CURSOR_CONFLICT) and is retried from the new start.
+ */
+export async function backfillTable(ctx: PipelineContext, t: TableConfig): Promise<void> {
+  if (t.mode === 'cdc') {
+    throw new AppError(
+      'CONFIG_INVALID',
+      `${t.source}.${t.name} is read by change data capture: a backfill while its stream flows needs an incremental snapshot, which pushsync does not do yet; ` +
+        `"pushsync reset --table ${t.source}.${t.name}" snapshots it again at the slot's start position`,
+    );
+  }
+  await resetTable(ctx, t);
+  await ctx.extractQueue.add(`${t.source}.${t.name} (backfill)`, { v: 1, kind: 'table', source: t.source, table: t.name, reason: 'manual' }, extractJobOptions(ctx.config.extract.attempts));
 }

@@ -3,7 +3,7 @@ import { AppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type { KeyedRow, NextRange, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   DESCRIBE_COLUMNS_SQL,
   DESCRIBE_RESULT_SQL,
@@ -47,6 +47,9 @@ export interface PostgresSourceOptions {
  * Every transaction is read only: the source only reads, so a statement that should not be there cannot write.
  * Standard conforming strings make Postgres read string constants the way the condition scanner does.
  */
+/** Tables up to this many 8 kB pages (100 MB) are counted exactly for progress reports. */
+const EXACT_COUNT_MAX_PAGES = 12_800;
+
 const SESSION_OPTIONS =
   '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1 ' +
   '-c default_transaction_read_only=on -c standard_conforming_strings=on';
@@ -383,5 +386,19 @@ class PostgresTable implements TableReader {
     const text = `SELECT count(*)::text FROM ${this.sql.qualified} t WHERE t."${this.sql.watermark.name.replace(/"/g, '""')}" IS NULL`;
     const [row] = await this.source.query({ text, values: [] }, `count NULL watermarks of ${this.where}`, this.queried);
     return Number(row?.[0] ?? 0);
+  }
+
+  /** Exact `count(*)` for a table of up to 100 MB (a quick scan); beyond, the planner's `pg_class.reltuples`. */
+  async estimateRows(): Promise<RowEstimate | null> {
+    // A custom SQL table has no relation to look up, and counting its query could cost as much as the backfill.
+    if (this.sql.qualified.startsWith('(')) return null;
+    const stats = `SELECT reltuples::float8::text, relpages::text FROM pg_class WHERE oid = $1::regclass`;
+    const [row] = await this.source.query({ text: stats, values: [this.sql.qualified] }, `estimate rows of ${this.where}`);
+    const [reltuples, relpages] = [Number(row?.[0] ?? -1), Number(row?.[1] ?? 0)];
+    if (relpages <= EXACT_COUNT_MAX_PAGES) {
+      const [count] = await this.source.query({ text: `SELECT count(*)::text FROM ${this.sql.qualified}`, values: [] }, `count rows of ${this.where}`);
+      return { rows: Number(count?.[0] ?? 0), exact: true };
+    }
+    return reltuples >= 0 ? { rows: Math.round(reltuples), exact: false } : null;
   }
 }

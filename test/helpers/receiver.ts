@@ -9,6 +9,8 @@ import { arrayElements, objectMembers } from '../../src/core/json-scan.js';
  */
 export type Behaviour =
   | { kind: 'ok' }
+  /** Store the batch and answer 200 after `ms`: a slow destination. */
+  | { kind: 'slow'; ms: number }
   | { kind: 'status'; status: number; retryAfter?: string; body?: unknown }
   /** Close the socket without answering, before storing. */
   | { kind: 'reset' }
@@ -79,6 +81,9 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
         case 'ok':
           store();
           return respond(res, 200, ok);
+        case 'slow':
+          store();
+          return void setTimeout(() => respond(res, 200, ok), behaviour.ms);
         case 'status':
           return respond(res, behaviour.status, behaviour.body ?? { success: false, errors: [`scripted ${behaviour.status}`] }, behaviour.retryAfter ? { 'retry-after': behaviour.retryAfter } : {});
         case 'reset':

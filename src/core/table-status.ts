@@ -1,0 +1,54 @@
+import { durationWords, progressWords, type Progress } from './progress.js';
+
+/** What `pushsync status` and `GET /status` say of one table. */
+export interface TableStatus {
+  source: string;
+  table: string;
+  target: string;
+  mode: 'watermark' | 'cdc';
+  /** `paused` (by an operator), `backfilling` (never read to its end), `failing` (dead letters), `behind` (batches undelivered), `current`. */
+  state: 'paused' | 'backfilling' | 'failing' | 'behind' | 'current';
+  /** Where reading stands, in words. */
+  position: string;
+  lastRun: { at: string; rows: number; seconds: number; rowsPerSecond: number } | null;
+  /** Age of the oldest undelivered range, or time since the last run that read to the end; null before either. */
+  lagSeconds: number | null;
+  pendingBatches: number;
+  failedBatches: number;
+  /** The last run that read the table to its end. */
+  lastSuccessAt: string | null;
+  backfill: (Progress & { startedAt: string; done: boolean }) | null;
+  paused: { since: string; reason?: string } | null;
+}
+
+/** Left-aligned columns, each as wide as its widest cell. */
+export function textTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+const ago = (iso: string | null, now: number): string => (iso === null ? '-' : `${durationWords((now - Date.parse(iso)) / 1000)} ago`);
+
+/** The readable form of `pushsync status`: one row per table, then each backfill's progress and each position. */
+export function statusText(tables: TableStatus[], deadLetters: number, now = Date.now()): string {
+  const rows = tables.map((t) => [
+    `${t.source}.${t.table}`,
+    t.mode,
+    t.state,
+    t.lastRun ? t.lastRun.rows.toLocaleString('en-US') : '-',
+    t.lastRun ? `${t.lastRun.rowsPerSecond.toLocaleString('en-US')}/s` : '-',
+    t.lagSeconds === null ? '-' : durationWords(t.lagSeconds),
+    String(t.pendingBatches),
+    String(t.failedBatches),
+    ago(t.lastSuccessAt, now),
+  ]);
+  const out = [textTable(['TABLE', 'MODE', 'STATE', 'LAST RUN ROWS', 'RATE', 'LAG', 'PENDING', 'FAILED', 'LAST SUCCESS'], rows), ''];
+  for (const t of tables) {
+    out.push(`${t.source}.${t.table} → ${t.target}: ${t.position}`);
+    if (t.backfill && !t.backfill.done) out.push(`  backfill: ${progressWords(t.backfill)}`);
+    if (t.paused) out.push(`  paused ${ago(t.paused.since, now)}${t.paused.reason ? `: ${t.paused.reason}` : ''} (pushsync resume --table ${t.source}.${t.table})`);
+  }
+  out.push('', `dead-letter queue: ${deadLetters} failed push job(s)${deadLetters > 0 ? ' (pushsync dlq list)' : ''}`);
+  return `${out.join('\n')}\n`;
+}
