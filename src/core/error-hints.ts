@@ -21,6 +21,9 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   DEST_BAD_RESPONSE: 'retry the job; if it fails again, report it with the job log',
   ROW_TOO_LARGE: 'shrink the value at the source, then retry the job',
   JOB_INVALID: 'remove the job: it was made by another pushsync version or names what is no longer configured',
+  EVENT_INVALID: 'the change event is not one pushsync can read (the message names the field); fix the producer, then purge the job',
+  TABLE_NOT_CONFIGURED: 'add the table to the source\'s tables in the config and restart, then retry the job; or purge it',
+  INGEST_FULL: 'the buffer of undelivered events is at its byte budget: wait for delivery, or raise maxBufferedBytes',
   REDIS_UNAVAILABLE: 'check that Redis is up, then retry the job',
   INTERNAL: 'a bug in pushsync: report it with this job\'s log lines, which hold the stack',
 };

@@ -21,6 +21,9 @@ export type ErrorCode =
   | 'DEST_BAD_RESPONSE'
   | 'ROW_TOO_LARGE'
   | 'JOB_INVALID'
+  | 'EVENT_INVALID'
+  | 'TABLE_NOT_CONFIGURED'
+  | 'INGEST_FULL'
   | 'REDIS_UNAVAILABLE'
   | 'INTERNAL';
 
