@@ -143,7 +143,11 @@ program
         report(false, `source ${s.name} change data capture`, (err as Error).message);
       }
     }
-    for (const t of allTables(config)) {
+    for (const s of config.debezium) {
+      const ways = [s.http ? `POST /ingest/debezium on web.port` : '', s.redisStreams ? `Redis streams ${s.redisStreams.streams.join(', ')} (group ${s.redisStreams.group})` : ''].filter(Boolean);
+      report(true, `source ${s.name} (debezium)`, `${ways.join(' and ')}; ${s.tables.length} table(s), buffer budget ${s.maxBufferedBytes} bytes`);
+    }
+    for (const t of allTables(config).filter((x) => x.mode !== 'debezium')) {
       const source = ctx.sources.get(t.source)!;
       try {
         const reader = await source.table(tableSpec(t));

@@ -384,3 +384,48 @@ describe('parseConfig with SQL conditions', () => {
     expect(parseConfig(table({ softDelete: { condition } }), {}).sources[0]!.tables[0]!.softDelete).toEqual({ condition });
   });
 });
+
+describe('parseConfig with a Debezium source', () => {
+  const debezium = (fields: Record<string, unknown> = {}, web: Record<string, unknown> = {}): Record<string, unknown> => ({
+    destination: { apiKey: 'k' },
+    sources: [{ name: 'legacy', kind: 'debezium', http: { token: 'x'.repeat(16) }, tables: [{ name: 'public.orders', primaryKey: ['id'] }], ...fields }],
+    web,
+  });
+
+  it('keeps Debezium sources apart from database sources, with their defaults and table targets', () => {
+    const cfg = parseConfig(
+      {
+        ...minimal(),
+        sources: [...(minimal().sources as unknown[]), ...(debezium({ redisStreams: { url: 'redis://10.0.0.5:6379', streams: ['dbserver1.public.orders'] } }).sources as unknown[])],
+      },
+      {},
+    );
+    expect(cfg.sources.map((s) => s.name)).toEqual(['app']);
+    expect(cfg.debezium).toHaveLength(1);
+    expect(cfg.debezium[0]).toMatchObject({
+      maxBufferedBytes: 256 * 1024 * 1024,
+      flushInterval: 1000,
+      unavailableValue: '__debezium_unavailable_value',
+      redisStreams: { group: 'pushsync', batch: 500, claimIdle: 30_000, nullValue: 'default' },
+      tables: [{ name: 'public.orders', primaryKey: ['id'], target: 'bronze.legacy_orders', mode: 'debezium', source: 'legacy', batchRows: 5000 }],
+    });
+  });
+
+  it('needs a way in: http, redisStreams or both', () => {
+    expect(problems(debezium({ http: undefined }))).toContain('sources[0]: set http (POST /ingest/debezium) or redisStreams, or both');
+  });
+
+  it('refuses the ingest endpoint on a host other than loopback without a strong token', () => {
+    expect(problems(debezium({ http: {} }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))).toContain(
+      'sources[0].http.token: web.host 0.0.0.0 is not loopback, so POST /ingest/debezium needs a token',
+    );
+    expect(problems(debezium({ http: { token: 'short' } }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))[0]).toMatch(/^sources\[0\]\.http\.token: must be at least 16 characters/);
+    expect(() => parseConfig(debezium({ http: {} }), {})).not.toThrow();
+  });
+
+  it('reports unknown keys and table options that do not apply, with their paths', () => {
+    const list = problems(debezium({ tables: [{ name: 'public.orders', watermark: 'updated_at' }], colour: 'blue' }));
+    expect(list.some((p) => p.startsWith('sources[0].tables[0]') && p.includes('watermark'))).toBe(true);
+    expect(list.some((p) => p.startsWith('sources[0]') && p.includes('colour'))).toBe(true);
+  });
+});

@@ -7,7 +7,7 @@ import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
 import { conditionProblem } from './core/sql-text.js';
-import { webAccessProblems } from './core/web-access.js';
+import { MIN_TOKEN_LENGTH, isLoopback, webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 
 /**
@@ -148,6 +148,57 @@ const sourceSchema = z
   })
   .strict();
 
+/** A Debezium change stream pushed to pushsync (HTTP) or read from Debezium Server's Redis sink. */
+const debeziumSourceSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
+    kind: z.literal('debezium'),
+    /** POST /ingest/debezium on web.port (role ingest). */
+    http: z.object({ token: text.optional() }).strict().optional(),
+    redisStreams: z
+      .object({
+        url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+        streams: z.array(z.string().min(1)).min(1),
+        group: z.string().min(1).default('pushsync'),
+        /** Entries read per XREADGROUP call. */
+        batch: z.number().int().min(1).max(10_000).default(500),
+        /** Pending entries of a consumer idle this long are claimed by another (XAUTOCLAIM). */
+        claimIdle: duration.default(30_000),
+        /** The sink's `null.value`: entries with this value are tombstones. */
+        nullValue: z.string().default('default'),
+      })
+      .strict()
+      .optional(),
+    /** Bytes of undelivered events held in Redis; past it, ingest answers 429 and stream reading pauses. */
+    maxBufferedBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+    /** Buffered events are cut into push jobs once batchRows are waiting or the oldest has waited this long. */
+    flushInterval: duration.default(1000),
+    unavailableValue: z.string().min(1).default('__debezium_unavailable_value'),
+    binaryHandling: z.enum(['bytes', 'base64', 'base64-url-safe', 'hex']).default('bytes'),
+    tables: z
+      .array(
+        z
+          .object({
+            name: qualifiedName,
+            primaryKey: z.array(z.string().min(1)).min(1).optional(),
+            target: tableSchema.shape.target,
+            batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+          })
+          .strict(),
+      )
+      .min(1),
+  })
+  .strict();
+
+/** By kind: a Debezium source, else a database source (whose schema reports an unknown kind with every other problem). */
+const anySourceSchema = z.unknown().transform((v, ctx): z.output<typeof sourceSchema> | z.output<typeof debeziumSourceSchema> => {
+  const kind = typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined;
+  const parsed = (kind === 'debezium' ? debeziumSourceSchema : sourceSchema).safeParse(v);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+});
+
 const configSchema = z
   .object({
     redis: z
@@ -214,7 +265,7 @@ const configSchema = z
       })
       .strict()
       .default({ concurrency: 2, maxPendingBatches: 200, attempts: 5, leaseTtl: 30_000 }),
-    sources: z.array(sourceSchema).min(1),
+    sources: z.array(anySourceSchema).min(1),
     web: z
       .object({
         port: z.number().int().min(0).max(65535).default(3000),
@@ -237,19 +288,24 @@ const configSchema = z
   .strict();
 
 type RawConfig = z.infer<typeof configSchema>;
-type RawTable = RawConfig['sources'][number]['tables'][number];
+type RawSource = z.infer<typeof sourceSchema>;
+type RawDebezium = z.infer<typeof debeziumSourceSchema>;
+type RawTable = RawSource['tables'][number];
 
 export interface TableConfig extends Omit<RawTable, 'target' | 'every' | 'mode'> {
   source: string;
   target: string;
-  mode: 'watermark' | 'cdc';
+  /** `debezium`: the table's changes arrive as Debezium events (a source of kind debezium). */
+  mode: 'watermark' | 'cdc' | 'debezium';
   /** Interval in ms; when neither every nor cron is set the default is 30 s. */
   every?: number | undefined;
 }
 type RawCdc = z.infer<typeof cdcSchema>;
 export type CdcConfig = Omit<RawCdc, 'publication' | 'slot'> & { publication: string; slot: string };
-export type SourceConfig = Omit<RawConfig['sources'][number], 'tables' | 'cdc'> & { tables: TableConfig[]; cdc: CdcConfig };
-export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
+export type SourceConfig = Omit<RawSource, 'tables' | 'cdc'> & { tables: TableConfig[]; cdc: CdcConfig };
+export type DebeziumSourceConfig = Omit<RawDebezium, 'tables'> & { tables: TableConfig[] };
+/** `sources` holds the database sources; Debezium sources, listed in the same `sources:` key, are in `debezium`. */
+export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[]; debezium: DebeziumSourceConfig[] };
 
 const DEFAULT_EVERY_MS = 30_000;
 
@@ -314,6 +370,20 @@ function issuePath(path: PropertyKey[]): string {
   return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '') || '(root)';
 }
 
+/** A Debezium source needs a way in, and its ingest endpoint a strong token wherever it is reachable from outside. */
+function debeziumProblems(s: RawDebezium, i: number, host: string): string[] {
+  const problems: string[] = [];
+  if (!s.http && !s.redisStreams) problems.push(`sources[${i}]: set http (POST /ingest/debezium) or redisStreams, or both`);
+  const token = s.http?.token;
+  if (s.http && !isLoopback(host)) {
+    if (token === undefined) problems.push(`sources[${i}].http.token: web.host ${host} is not loopback, so POST /ingest/debezium needs a token`);
+    else if (token.trim().length < MIN_TOKEN_LENGTH) {
+      problems.push(`sources[${i}].http.token: must be at least ${MIN_TOKEN_LENGTH} characters because web.host ${host} is not loopback; generate one with: openssl rand -hex 16`);
+    }
+  }
+  return problems;
+}
+
 function crossChecks(cfg: RawConfig): string[] {
   const problems: string[] = [];
   const names = new Set<string>();
@@ -321,14 +391,19 @@ function crossChecks(cfg: RawConfig): string[] {
     if (names.has(s.name)) problems.push(`sources[${i}].name: source name ${s.name} is used twice`);
     names.add(s.name);
     const tables = new Set<string>();
+    if (s.kind === 'debezium') problems.push(...debeziumProblems(s, i, cfg.web.host));
+    if (s.kind === 'postgres') {
+      s.tables.forEach((t, j) => {
+        const mode = t.mode ?? s.mode;
+        if (mode === 'watermark' && t.watermark === undefined) {
+          problems.push(`sources[${i}].tables[${j}].watermark: required in watermark mode (or set mode: cdc)`);
+        }
+        if (mode === 'cdc' && (t.watermark !== undefined || t.every !== undefined || t.cron !== undefined || t.safetyLag !== 0)) {
+          problems.push(`sources[${i}].tables[${j}]: watermark, every, cron and safetyLag do not apply to mode cdc (the source's cdc settings do)`);
+        }
+      });
+    }
     s.tables.forEach((t, j) => {
-      const mode = t.mode ?? s.mode;
-      if (mode === 'watermark' && t.watermark === undefined) {
-        problems.push(`sources[${i}].tables[${j}].watermark: required in watermark mode (or set mode: cdc)`);
-      }
-      if (mode === 'cdc' && (t.watermark !== undefined || t.every !== undefined || t.cron !== undefined || t.safetyLag !== 0)) {
-        problems.push(`sources[${i}].tables[${j}]: watermark, every, cron and safetyLag do not apply to mode cdc (the source's cdc settings do)`);
-      }
       if (tables.has(t.name)) problems.push(`sources[${i}].tables[${j}].name: table ${t.name} is configured twice`);
       tables.add(t.name);
     });
@@ -379,7 +454,13 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
   const cfg = result.data;
   return {
     ...cfg,
-    sources: cfg.sources.map((s) => ({
+    debezium: cfg.sources
+      .filter((s) => s.kind === 'debezium')
+      .map((s) => ({
+        ...s,
+        tables: s.tables.map((t) => ({ ...t, source: s.name, mode: 'debezium' as const, safetyLag: 0, target: t.target ?? defaultTarget(s.name, t.name) })),
+      })),
+    sources: cfg.sources.filter((s) => s.kind === 'postgres').map((s) => ({
       ...s,
       cdc: {
         ...cdcSchema.parse({}),
@@ -423,5 +504,5 @@ export function tableSpec(t: TableConfig): TableSpec {
 }
 
 export function allTables(cfg: Config): TableConfig[] {
-  return cfg.sources.flatMap((s) => s.tables);
+  return [...cfg.sources, ...cfg.debezium].flatMap((s) => s.tables);
 }

@@ -4,6 +4,9 @@ import { allTables } from './config.js';
 import type { ChangeSource, Destination, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
+import type { IngestEndpoint } from './http/ingest.js';
+import { DebeziumIngest } from './queue/ingest.js';
+import { IngestBuffer, ingestKeys } from './queue/ingest-buffer.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import type { PipelineContext } from './queue/context.js';
@@ -17,7 +20,7 @@ import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
-export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
+export const ROLES = ['scheduler', 'extract', 'push', 'web', 'ingest'] as const;
 export type Role = (typeof ROLES)[number];
 
 export function createSources(config: Config): Map<string, Source> {
@@ -110,10 +113,22 @@ export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
     const since = oldest ?? (caughtUp ? Number(caughtUp) : undefined);
     if (since !== undefined) ctx.metrics.syncLag.set(labels, Math.max(0, (now - since) / 1000));
   }
+  for (const s of ctx.config.debezium) {
+    ctx.metrics.ingestBufferBytes.set({ source: s.name }, await new IngestBuffer(ctx.redis, ingestKeys(ctx.config.redis.prefix, s.name)).bytes());
+  }
   for (const q of [ctx.extractQueue, ctx.pushQueue]) {
     const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
     for (const [state, n] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue: q.name, state }, n);
   }
+}
+
+/** The Debezium sources that take events over HTTP, by name. */
+function ingestEndpoints(ctx: PipelineContext): Map<string, IngestEndpoint> {
+  return new Map(
+    ctx.config.debezium
+      .filter((s) => s.http)
+      .map((s) => [s.name, { ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger), token: s.http!.token }]),
+  );
 }
 
 export interface Runtime {
@@ -162,6 +177,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
       ],
       queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
       readOnly: ctx.config.web.readOnly,
+      ingest: roles.has('ingest') ? ingestEndpoints(ctx) : undefined,
       logger: ctx.logger,
     });
     const w = web;

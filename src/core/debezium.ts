@@ -266,9 +266,16 @@ export interface ChangeRow {
 
 /**
  * The record row of a change: every column (the key columns only, for a delete), and `_unavailable` naming the
- * columns left out because Debezium could not read them. `primaryKey` is the configured key, else the event key's.
+ * columns left out because Debezium could not read them. `primaryKey` is the configured key, else the event key's;
+ * null (a table not configured, whose events wait in the dead-letter queue) accepts a change with no key known,
+ * keeping every column of it.
  */
-export function changeRow(change: DebeziumChange, primaryKey: readonly string[] | undefined, where: string): ChangeRow {
+export function changeRow(change: DebeziumChange, primaryKey: readonly string[] | undefined | null, where: string): ChangeRow {
+  if (primaryKey === null && !change.key) {
+    const parts = [`${JSON.stringify(UNAVAILABLE_FIELD)}:${JSON.stringify(change.unavailable)}`];
+    for (const [name, v] of change.columns) parts.push(`${JSON.stringify(name)}:${v}`);
+    return { json: `{${parts.join(',')}}`, key: [] };
+  }
   const pk = primaryKey ?? (change.key ? [...change.key.keys()] : undefined);
   if (!pk || pk.length === 0) {
     throw new AppError(

@@ -17,6 +17,9 @@ export interface Metrics {
   pendingBatches: Gauge<'source' | 'table'>;
   queueJobs: Gauge<'queue' | 'state'>;
   slotLag: Gauge<'source' | 'slot'>;
+  eventsIngested: Counter<'source' | 'table'>;
+  eventsSkipped: Counter<'source' | 'reason'>;
+  ingestBufferBytes: Gauge<'source'>;
 }
 
 export function createMetrics(): Metrics {
@@ -46,5 +49,8 @@ export function createMetrics(): Metrics {
     pendingBatches: new Gauge({ name: 'pending_batches', help: 'Push jobs enqueued and not yet delivered (includes the failed set)', labelNames: labels, registers: [registry] }),
     queueJobs: new Gauge({ name: 'queue_jobs', help: 'Jobs per queue and state', labelNames: ['queue', 'state'], registers: [registry] }),
     slotLag: new Gauge({ name: 'cdc_slot_lag_bytes', help: 'WAL bytes a replication slot holds back (current position minus confirmed)', labelNames: ['source', 'slot'], registers: [registry] }),
+    eventsIngested: new Counter({ name: 'events_ingested', help: 'Change events accepted into the ingest buffer (Debezium sources)', labelNames: labels, registers: [registry] }),
+    eventsSkipped: new Counter({ name: 'events_skipped', help: 'Change events received and skipped: tombstones, heartbeats, transaction markers, schema changes, truncates', labelNames: ['source', 'reason'], registers: [registry] }),
+    ingestBufferBytes: new Gauge({ name: 'ingest_buffer_bytes', help: 'Bytes of undelivered change events held in Redis per Debezium source', labelNames: ['source'], registers: [registry] }),
   };
 }
