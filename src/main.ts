@@ -1,7 +1,7 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Config } from './config.js';
 import { allTables } from './config.js';
-import type { ChangeSource, Destination, Source } from './core/ports.js';
+import type { ChangeSource, Destination, EventStream, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
 import type { IngestEndpoint } from './http/ingest.js';
@@ -18,6 +18,8 @@ import { Keys, createRedis } from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
+import { DebeziumRedisStreams } from './sources/debezium-redis.js';
+import { startStreamIngest } from './queue/stream-ingest.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
 export const ROLES = ['scheduler', 'extract', 'push', 'web', 'ingest'] as const;
@@ -38,6 +40,18 @@ export function createChangeSources(config: Config): Map<string, ChangeSource> {
     config.sources
       .filter((s) => s.tables.some((t) => t.mode === 'cdc'))
       .map((s) => [s.name, new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot) as ChangeSource]),
+  );
+}
+
+/** The event streams of Debezium sources read from Debezium Server's Redis sink, by source name. */
+export function createEventStreams(config: Config): Map<string, EventStream> {
+  return new Map(
+    config.debezium
+      .filter((s) => s.redisStreams)
+      .map((s) => {
+        const r = s.redisStreams!;
+        return [s.name, new DebeziumRedisStreams({ url: r.url, streams: r.streams, group: r.group, batch: r.batch, claimIdleMs: r.claimIdle, nullValue: r.nullValue }) as EventStream];
+      }),
   );
 }
 
@@ -186,6 +200,10 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   // Workers start after the web server, so a taken port fails the start before any worker has taken a job.
   if (roles.has('extract')) workers.push(startExtractWorker(ctx));
   if (roles.has('push')) workers.push(startPushWorker(ctx));
+  if (roles.has('ingest')) {
+    const readers = [...createEventStreams(ctx.config)].map(([name, stream]) => startStreamIngest(ctx, ctx.config.debezium.find((s) => s.name === name)!, stream));
+    cleanups.push(() => Promise.all(readers.map((r) => r.stop())));
+  }
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { DebeziumSourceConfig, TableConfig } from '../config.js';
 import { changeRow, mapDebeziumEvent, type DebeziumInput, type MappingOptions, type SkipReason } from '../core/debezium.js';
 import { UnavailableValue } from '../core/debezium-values.js';
+import { parseLossless } from '../core/json-lossless.js';
 import { AppError, isAppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import type { Logger } from '../observability/logger.js';
@@ -13,6 +14,24 @@ export const UNREADABLE_TABLE = '(unreadable events)';
 
 /** How long an append may wait for Redis before the producer is told to retry (503). */
 const APPEND_TIMEOUT_MS = 10_000;
+
+/** An event as text (a stream entry): parsed with the others, so a value that is not JSON is that event's failure. */
+export interface RawEvent {
+  text: string | null;
+  keyText: string | null;
+  topic: string;
+}
+
+function parsed(e: DebeziumInput | RawEvent): DebeziumInput {
+  if (!('text' in e)) return e;
+  let key: DebeziumInput['key'];
+  try {
+    key = e.keyText === null ? undefined : parseLossless(e.keyText);
+  } catch {
+    key = undefined; // a key that is not JSON (a plain string key) names no columns
+  }
+  return { value: e.text === null ? null : parseLossless(e.text), key, topic: e.topic };
+}
 
 export interface IngestOutcome {
   accepted: number;
@@ -68,7 +87,7 @@ export class DebeziumIngest {
   }
 
   async ingest(
-    inputs: readonly DebeziumInput[],
+    inputs: ReadonlyArray<DebeziumInput | RawEvent>,
     policy: InvalidPolicy,
     describe: (i: number) => string = (i) => `event ${i}`,
   ): Promise<IngestOutcome> {
@@ -78,7 +97,7 @@ export class DebeziumIngest {
     const truncated: string[] = [];
     inputs.forEach((input, i) => {
       try {
-        const e = mapDebeziumEvent(input, this.mapping);
+        const e = mapDebeziumEvent(parsed(input), this.mapping);
         if (e.kind === 'skip') skipped[e.reason] = (skipped[e.reason] ?? 0) + 1;
         else if (e.kind === 'truncate') {
           skipped.truncate = (skipped.truncate ?? 0) + 1;
