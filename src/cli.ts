@@ -13,6 +13,7 @@ import { runOnce } from './queue/run-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { resetTable } from './queue/table-admin.js';
+import { IngestBuffer, ingestKeys } from './queue/ingest-buffer.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -178,9 +179,17 @@ program
       const config = load(program.opts().config);
       const ctx = createPipeline(config, createLogger('silent'));
       const failed = await ctx.pushQueue.getFailedCount();
+      for (const s of config.debezium) {
+        const bytes = await new IngestBuffer(ctx.redis, ingestKeys(config.redis.prefix, s.name)).bytes();
+        process.stdout.write(`${s.name} (debezium): buffered_bytes=${bytes} of maxBufferedBytes=${s.maxBufferedBytes}\n`);
+      }
       for (const t of allTables(config)) {
-        const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
         const pending = await new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name)).count();
+        if (t.mode === 'debezium') {
+          process.stdout.write(`${t.source}.${t.name}: debezium undelivered_batches=${pending}\n`);
+          continue;
+        }
+        const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(t.source, t.name)), `${t.source}.${t.name}`);
         const at = cursor.after ? `${cursor.after.wm ?? 'NULL'} / (${cursor.after.pk.join(', ')})` : 'start';
         process.stdout.write(`${t.source}.${t.name}: phase=${cursor.phase} after=${at} undelivered_batches=${pending}\n`);
       }
@@ -201,6 +210,13 @@ program
       const sources = createSources(config);
       try {
         for (const t of allTables(config)) {
+          if (t.mode === 'debezium') {
+            // Debezium columns land as the events name them; without a configured key, the one the events carried.
+            const primaryKey = t.primaryKey ?? (await eventKey(config, t.source, t.name));
+            if (!primaryKey) process.stdout.write(`-- ${t.source}.${t.name} → ${t.target}: primary key unknown; set primaryKey (no event with a key arrived yet)\n\n`);
+            else process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey, carryForward: true }, opts.asOf)}\n`);
+            continue;
+          }
           // Column names as the source spells them (the config may fold or quote them), which is how they land.
           const primaryKey = (await sources.get(t.source)!.table(tableSpec(t))).shape.primaryKey;
           process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey }, opts.asOf)}\n`);
@@ -221,7 +237,8 @@ program
   .action(async (opts: { table?: string[]; all?: boolean }) => {
     try {
       await withQueues(async (ctx) => {
-        const tables = allTables(ctx.config);
+        // A Debezium table has no position of pushsync's own: Debezium re-sends it (e.g. an incremental snapshot).
+        const tables = allTables(ctx.config).filter((x) => x.mode !== 'debezium');
         const chosen = opts.all ? tables : (opts.table ?? []).map((name) => {
           const t = tables.find((x) => `${x.source}.${x.name}` === name);
           if (!t) throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`);
@@ -279,6 +296,16 @@ cdcCommand
       fail(err);
     }
   });
+
+/** The key columns the events of a Debezium table carried, as recorded when they arrived. */
+async function eventKey(config: Config, source: string, table: string): Promise<string[] | undefined> {
+  const ctx = createPipeline(config, createLogger('silent'));
+  try {
+    return await new IngestBuffer(ctx.redis, ingestKeys(config.redis.prefix, source)).eventKey(table);
+  } finally {
+    await closePipeline(ctx).catch(() => {});
+  }
+}
 
 const dlq = program.command('dlq').description('the dead-letter queue: push jobs that failed for good');
 
