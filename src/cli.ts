@@ -21,6 +21,7 @@ import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
 import { pipelineStatus } from './queue/status.js';
 import { statusText } from './core/table-status.js';
+import { IngestBuffer, ingestKeys } from './queue/ingest-buffer.js';
 
 /** Exit codes: 0 ok, 1 a run or check failed, 2 the configuration is invalid. */
 const EXIT_FAILED = 1;
@@ -204,7 +205,11 @@ program
         report(false, `source ${s.name} change data capture`, (err as Error).message);
       }
     }
-    for (const t of allTables(config)) {
+    for (const s of config.debezium) {
+      const ways = [s.http ? `POST /ingest/debezium on web.port` : '', s.redisStreams ? `Redis streams ${s.redisStreams.streams.join(', ')} (group ${s.redisStreams.group})` : ''].filter(Boolean);
+      report(true, `source ${s.name} (debezium)`, `${ways.join(' and ')}; ${s.tables.length} table(s), buffer budget ${s.maxBufferedBytes} bytes`);
+    }
+    for (const t of allTables(config).filter((x) => x.mode !== 'debezium')) {
       const source = sources.get(t.source)!;
       try {
         if (t.transform !== undefined) await (ctx?.transforms ?? transformLoader())(t.transform);
@@ -240,8 +245,15 @@ program
   .option('--json', 'one JSON object: {tables: [...], deadLetters}')
   .action(async (opts: { json?: boolean }) => {
     try {
-      const status = await withQueues(NEEDS.redisOnly, (ctx) => pipelineStatus(ctx));
+      const status = await withQueues(NEEDS.redisOnly, async (ctx) => {
+        const tables = await pipelineStatus(ctx);
+        const buffers = await Promise.all(
+          ctx.config.debezium.map(async (d) => ({ source: d.name, bufferedBytes: await new IngestBuffer(ctx.redis, ingestKeys(ctx.config.redis.prefix, d.name)).bytes(), maxBufferedBytes: d.maxBufferedBytes })),
+        );
+        return { ...tables, ingestBuffers: buffers };
+      });
       process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : statusText(status.tables, status.deadLetters));
+      if (!opts.json) for (const b of status.ingestBuffers) process.stdout.write(`${b.source} (debezium): ${b.bufferedBytes} of ${b.maxBufferedBytes} bytes buffered\n`);
     } catch (err) {
       fail(err);
     }
@@ -266,6 +278,13 @@ program
       const sources = createSources(config);
       try {
         for (const t of allTables(config)) {
+          if (t.mode === 'debezium') {
+            // Debezium columns land as the events name them; without a configured key, the one the events carried.
+            const primaryKey = t.primaryKey ?? (await eventKey(config, t.source, t.name));
+            if (!primaryKey) process.stdout.write(`-- ${t.source}.${t.name} → ${t.target}: primary key unknown; set primaryKey (no event with a key arrived yet)\n\n`);
+            else process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey, carryForward: true }, opts.asOf)}\n`);
+            continue;
+          }
           // Column names as the source spells them (the config may fold or quote them), which is how they land.
           const primaryKey = (await sources.get(t.source)!.table(tableSpec(t))).shape.primaryKey;
           process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey }, opts.asOf)}\n`);
@@ -329,7 +348,8 @@ program
   .action(async (opts: { table?: string[]; all?: boolean }) => {
     try {
       await withQueues(NEEDS.redisOnly, async (ctx) => {
-        const tables = allTables(ctx.config);
+        // A Debezium table has no position of pushsync's own: Debezium re-sends it (e.g. an incremental snapshot).
+        const tables = allTables(ctx.config).filter((x) => x.mode !== 'debezium');
         const chosen = opts.all ? tables : (opts.table ?? []).map((name) => {
           const t = tables.find((x) => `${x.source}.${x.name}` === name);
           if (!t) throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`);
@@ -444,6 +464,16 @@ cdcCommand
       fail(err);
     }
   });
+
+/** The key columns the events of a Debezium table carried, as recorded when they arrived. */
+async function eventKey(config: Config, source: string, table: string): Promise<string[] | undefined> {
+  const ctx = createPipeline(config, createLogger('silent'));
+  try {
+    return await new IngestBuffer(ctx.redis, ingestKeys(config.redis.prefix, source)).eventKey(table);
+  } finally {
+    await closePipeline(ctx).catch(() => {});
+  }
+}
 
 const dlq = program.command('dlq').description('the dead-letter queue: push jobs that failed for good');
 

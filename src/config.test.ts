@@ -398,55 +398,6 @@ describe('parseConfig with SQL conditions', () => {
 
 describe('parseConfig with a mysql source', () => {
   const mysql = (fields: Record<string, unknown> = {}, tableFields: Record<string, unknown> = {}): Record<string, unknown> =>
-    minimal({ sources: [{ name: 'shop', kind: 'mysql', url: 'mysql://u:secret@db:3306/shop', tables: [{ name: 'shop.orders', watermark: 'updated_at', ...tableFields }], ...fields }] });
-
-  it('accepts kind mysql with the same table options as postgres', () => {
-    const cfg = parseConfig(
-      mysql({}, { primaryKey: ['id'], batchRows: 100, safetyLag: '2s', softDelete: { column: 'deleted_at' }, reconcile: { every: '1h' }, every: '10s' }),
-      {},
-    );
-    const s = cfg.sources[0]!;
-    expect(s).toMatchObject({ kind: 'mysql', url: 'mysql://u:secret@db:3306/shop', poolSize: 4, mode: 'watermark' });
-    expect(s.tables[0]).toMatchObject({ name: 'shop.orders', primaryKey: ['id'], batchRows: 100, safetyLag: 2000, softDelete: { column: 'deleted_at' }, every: 10_000, target: 'bronze.shop_orders' });
-  });
-
-  it('accepts a mariadb:// URL', () => {
-    expect(parseConfig(mysql({ url: 'mariadb://u@127.0.0.1/shop' }), {}).sources[0]!.url).toBe('mariadb://u@127.0.0.1/shop');
-  });
-
-  it('refuses a URL of another scheme without repeating it (it may carry a password)', () => {
-    for (const url of ['postgres://u:hunter2@db/shop', 'db:3306', 'mysql:///nohost', 'mysql://u:hunter2@[bad/shop']) {
-      const list = problems(mysql({ url }));
-      expect(list).toEqual(['sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database']);
-      expect(list.join('\n')).not.toContain('hunter2');
-    }
-  });
-
-  it('refuses an unknown kind, naming the kinds there are', () => {
-    expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
-  });
-
-  it('reports the other problems of a source whose kind is unknown, and a bad mysql URL beside other problems', () => {
-    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual(['sources[0].kind: must be postgres or mysql', 'sources[0].tables[0].batchRows: Too small: expected number to be >=1']);
-    expect(problems(mysql({ url: 'db:3306' }, { batchRows: 0 })).sort()).toEqual([
-      'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
-      'sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
-    ]);
-  });
-
-  it('accepts mode cdc for a mysql source, with the replica server id of its binlog reader', () => {
-    const cfg = parseConfig(mysql({ mode: 'cdc', cdc: { serverId: 4242 } }, { watermark: undefined }), {});
-    expect(cfg.sources[0]!.tables[0]!.mode).toBe('cdc');
-    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop' });
-    expect(problems(mysql({ cdc: { serverId: 0 } }))[0]).toMatch(/^sources\[0\]\.cdc\.serverId: /);
-  });
-
-  it('refuses keys that are not source settings, for mysql as for postgres', () => {
-    expect(problems(mysql({ replicaOf: 'x' }))[0]).toMatch(/^sources\[0\]: Unrecognized key/);
-  });
-});
-describe('parseConfig with a mysql source', () => {
-  const mysql = (fields: Record<string, unknown> = {}, tableFields: Record<string, unknown> = {}): Record<string, unknown> =>
     minimal({
       sources: [
         {
@@ -513,5 +464,50 @@ describe('parseConfig with a mysql source', () => {
 
   it('refuses keys that are not source settings, for mysql as for postgres', () => {
     expect(problems(mysql({ replicaOf: 'x' }))[0]).toMatch(/^sources\[0\]: Unrecognized key/);
+  });
+});
+
+describe('parseConfig with a Debezium source', () => {
+  const debezium = (fields: Record<string, unknown> = {}, web: Record<string, unknown> = {}): Record<string, unknown> => ({
+    destination: { apiKey: 'k' },
+    sources: [{ name: 'legacy', kind: 'debezium', http: { token: 'x'.repeat(16) }, tables: [{ name: 'public.orders', primaryKey: ['id'] }], ...fields }],
+    web,
+  });
+
+  it('keeps Debezium sources apart from database sources, with their defaults and table targets', () => {
+    const cfg = parseConfig(
+      {
+        ...minimal(),
+        sources: [...(minimal().sources as unknown[]), ...(debezium({ redisStreams: { url: 'redis://10.0.0.5:6379', streams: ['dbserver1.public.orders'] } }).sources as unknown[])],
+      },
+      {},
+    );
+    expect(cfg.sources.map((s) => s.name)).toEqual(['app']);
+    expect(cfg.debezium).toHaveLength(1);
+    expect(cfg.debezium[0]).toMatchObject({
+      maxBufferedBytes: 256 * 1024 * 1024,
+      flushInterval: 1000,
+      unavailableValue: '__debezium_unavailable_value',
+      redisStreams: { group: 'pushsync', batch: 500, claimIdle: 30_000, nullValue: 'default' },
+      tables: [{ name: 'public.orders', primaryKey: ['id'], target: 'bronze.legacy_orders', mode: 'debezium', source: 'legacy', batchRows: 5000 }],
+    });
+  });
+
+  it('needs a way in: http, redisStreams or both', () => {
+    expect(problems(debezium({ http: undefined }))).toContain('sources[0]: set http (POST /ingest/debezium) or redisStreams, or both');
+  });
+
+  it('refuses the ingest endpoint on a host other than loopback without a strong token', () => {
+    expect(problems(debezium({ http: {} }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))).toContain(
+      'sources[0].http.token: web.host 0.0.0.0 is not loopback, so POST /ingest/debezium needs a token',
+    );
+    expect(problems(debezium({ http: { token: 'short' } }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))[0]).toMatch(/^sources\[0\]\.http\.token: must be at least 16 characters/);
+    expect(() => parseConfig(debezium({ http: {} }), {})).not.toThrow();
+  });
+
+  it('reports unknown keys and table options that do not apply, with their paths', () => {
+    const list = problems(debezium({ tables: [{ name: 'public.orders', watermark: 'updated_at' }], colour: 'blue' }));
+    expect(list.some((p) => p.startsWith('sources[0].tables[0]') && p.includes('watermark'))).toBe(true);
+    expect(list.some((p) => p.startsWith('sources[0]') && p.includes('colour'))).toBe(true);
   });
 });

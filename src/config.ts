@@ -8,7 +8,7 @@ import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
 import { conditionProblem } from './core/sql-text.js';
-import { isLoopback, webAccessProblems } from './core/web-access.js';
+import { MIN_TOKEN_LENGTH, isLoopback, webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 import { maskingSchema, resolveTransformPaths, ruleProblems, tableRuleOptions } from './config-rules.js';
 
@@ -237,6 +237,80 @@ const sourceSchema = z
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   );
 
+/** A Debezium change stream pushed to pushsync (HTTP) or read from Debezium Server's Redis sink. */
+const debeziumSourceSchema = z
+  .object({
+    /** The source's name: in `_source`, default targets, metrics labels and commands (letters, digits, _ and -). */
+    name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -'),
+    /** Change events from an existing Debezium pipeline. */
+    kind: z.literal('debezium'),
+    /** POST /ingest/debezium on web.port (role ingest). */
+    http: z
+      .object({
+        /** Bearer token the ingest endpoint requires (at least 16 characters on a non-loopback host). */
+        token: text.optional(),
+      })
+      .strict()
+      .optional(),
+    /** Debezium Server's Redis sink, read through a consumer group (role ingest). */
+    redisStreams: z
+      .object({
+        /** The Redis the sink writes to (`redis://` or `rediss://`). */
+        url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+        /** Stream names, as the sink names them (`<prefix>.<schema>.<table>`). */
+        streams: z.array(z.string().min(1)).min(1),
+        /** The consumer group. @defaultValue 'pushsync' */
+        group: z.string().min(1).default('pushsync'),
+        /** Entries read per XREADGROUP call, 1 to 10000. @defaultValue 500 */
+        batch: z.number().int().min(1).max(10_000).default(500),
+        /** Pending entries of a consumer idle this long are claimed by another (XAUTOCLAIM), a duration. @defaultValue 30s */
+        claimIdle: duration.default(30_000),
+        /** The sink's `null.value`: entries with this value are tombstones. @defaultValue 'default' */
+        nullValue: z.string().default('default'),
+      })
+      .strict()
+      .optional(),
+    /** Bytes of undelivered events held in Redis; past it, ingest answers 429 and stream reading pauses. @defaultValue 268435456 (256 MiB) */
+    maxBufferedBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+    /** Buffered events are cut into push jobs once batchRows are waiting or the oldest has waited this long, a duration. @defaultValue 1s */
+    flushInterval: duration.default(1000),
+    /** Debezium's placeholder for an unchanged TOASTed value (`unavailable.value.placeholder`). @defaultValue '__debezium_unavailable_value' */
+    unavailableValue: z.string().min(1).default('__debezium_unavailable_value'),
+    /** How the connector encodes bytes (`binary.handling.mode`). @defaultValue 'bytes' */
+    binaryHandling: z.enum(['bytes', 'base64', 'base64-url-safe', 'hex']).default('bytes'),
+    /** The tables whose events are delivered; events of other tables go to the dead-letter queue. */
+    tables: z
+      .array(
+        z
+          .object({
+            /** Matched against each event's `source.schema` + `source.table`. */
+            name: qualifiedName,
+            /** Primary-key columns. @defaultValue the fields of the event key */
+            primaryKey: z.array(z.string().min(1)).min(1).optional(),
+            /** The destination table, `schema.table`. @defaultValue bronze.<source>_<table> */
+            target: tableSchema.shape.target,
+            /** Events per push job, 1 to 50000. @defaultValue 5000 */
+            batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+          })
+          .strict(),
+      )
+      .min(1),
+  })
+  .strict();
+
+/** Marks the by-kind source union for the JSON Schema (its parse is code). */
+const SOURCE_UNIONS = new WeakSet<object>();
+
+/** By kind: a Debezium source, else a database source (whose schema reports an unknown kind with every other problem). */
+const anySourceSchema = z.unknown().transform((v, ctx): z.output<typeof sourceSchema> | z.output<typeof debeziumSourceSchema> => {
+  const kind = typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined;
+  const parsed = (kind === 'debezium' ? debeziumSourceSchema : sourceSchema).safeParse(v);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+});
+SOURCE_UNIONS.add(anySourceSchema);
+
 const configSchema = z
   .object({
     /** Where queues, cursors and leases live. */
@@ -340,7 +414,7 @@ const configSchema = z
       .prefault({}),
     masking: maskingSchema.optional(),
     /** The sources and their tables. */
-    sources: z.array(sourceSchema).min(1),
+    sources: z.array(anySourceSchema).min(1),
     /** Health, readiness, metrics and (role `web`) the dashboard. */
     web: z
       .object({
@@ -409,7 +483,11 @@ const configSchema = z
 const ENV_REF_SCHEMA = { type: 'string', pattern: '^\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}$' };
 
 export function configJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(configSchema, {
+  return configJsonSchemaOf(configSchema);
+}
+
+function configJsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  return z.toJSONSchema(schema, {
     io: 'input',
     unrepresentable: 'any',
     override: (ctx) => {
@@ -417,6 +495,14 @@ export function configJsonSchema(): Record<string, unknown> {
       // A duration's default is in milliseconds (a valid duration as well); zod leaves it out for a parsed input.
       if (def.type === 'default' && def.innerType && DURATION_SCHEMAS.has(def.innerType) && ctx.jsonSchema.default === undefined) {
         ctx.jsonSchema.default = def.defaultValue;
+      }
+      if (SOURCE_UNIONS.has(ctx.zodSchema)) {
+        const part = (schema: z.ZodType): Record<string, unknown> => {
+          const { $schema: _ignored, ...rest } = configJsonSchemaOf(schema);
+          return rest;
+        };
+        Object.assign(ctx.jsonSchema, { anyOf: [part(sourceSchema), part(debeziumSourceSchema)] });
+        return;
       }
       if (DURATION_SCHEMAS.has(ctx.zodSchema)) {
         Object.assign(ctx.jsonSchema, {
@@ -442,19 +528,24 @@ export function configJsonSchema(): Record<string, unknown> {
 }
 
 type RawConfig = z.infer<typeof configSchema>;
-type RawTable = RawConfig['sources'][number]['tables'][number];
+type RawSource = z.infer<typeof sourceSchema>;
+type RawDebezium = z.infer<typeof debeziumSourceSchema>;
+type RawTable = RawSource['tables'][number];
 
 export interface TableConfig extends Omit<RawTable, 'target' | 'every' | 'mode'> {
   source: string;
   target: string;
-  mode: 'watermark' | 'cdc';
+  /** `debezium`: the table's changes arrive as Debezium events (a source of kind debezium). */
+  mode: 'watermark' | 'cdc' | 'debezium';
   /** Interval in ms; when neither every nor cron is set the default is 30 s. */
   every?: number | undefined;
 }
 type RawCdc = z.infer<typeof cdcSchema>;
 export type CdcConfig = Omit<RawCdc, 'publication' | 'slot'> & { publication: string; slot: string };
-export type SourceConfig = Omit<RawConfig['sources'][number], 'tables' | 'cdc'> & { tables: TableConfig[]; cdc: CdcConfig };
-export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[] };
+export type SourceConfig = Omit<RawSource, 'tables' | 'cdc'> & { tables: TableConfig[]; cdc: CdcConfig };
+export type DebeziumSourceConfig = Omit<RawDebezium, 'tables'> & { tables: TableConfig[] };
+/** `sources` holds the database sources; Debezium sources, listed in the same `sources:` key, are in `debezium`. */
+export type Config = Omit<RawConfig, 'sources'> & { sources: SourceConfig[]; debezium: DebeziumSourceConfig[] };
 
 const DEFAULT_EVERY_MS = 30_000;
 
@@ -553,6 +644,20 @@ function issuePath(path: PropertyKey[]): string {
   return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '') || '(root)';
 }
 
+/** A Debezium source needs a way in, and its ingest endpoint a strong token wherever it is reachable from outside. */
+function debeziumProblems(s: RawDebezium, i: number, host: string): string[] {
+  const problems: string[] = [];
+  if (!s.http && !s.redisStreams) problems.push(`sources[${i}]: set http (POST /ingest/debezium) or redisStreams, or both`);
+  const token = s.http?.token;
+  if (s.http && !isLoopback(host)) {
+    if (token === undefined) problems.push(`sources[${i}].http.token: web.host ${host} is not loopback, so POST /ingest/debezium needs a token`);
+    else if (token.trim().length < MIN_TOKEN_LENGTH) {
+      problems.push(`sources[${i}].http.token: must be at least ${MIN_TOKEN_LENGTH} characters because web.host ${host} is not loopback; generate one with: openssl rand -hex 16`);
+    }
+  }
+  return problems;
+}
+
 function crossChecks(cfg: RawConfig): string[] {
   const problems: string[] = [];
   const names = new Set<string>();
@@ -560,14 +665,19 @@ function crossChecks(cfg: RawConfig): string[] {
     if (names.has(s.name)) problems.push(`sources[${i}].name: source name ${s.name} is used twice`);
     names.add(s.name);
     const tables = new Set<string>();
+    if (s.kind === 'debezium') problems.push(...debeziumProblems(s, i, cfg.web.host));
+    if (s.kind === 'postgres') {
+      s.tables.forEach((t, j) => {
+        const mode = t.mode ?? s.mode;
+        if (mode === 'watermark' && t.watermark === undefined) {
+          problems.push(`sources[${i}].tables[${j}].watermark: required in watermark mode (or set mode: cdc)`);
+        }
+        if (mode === 'cdc' && (t.watermark !== undefined || t.every !== undefined || t.cron !== undefined || t.safetyLag !== 0)) {
+          problems.push(`sources[${i}].tables[${j}]: watermark, every, cron and safetyLag do not apply to mode cdc (the source's cdc settings do)`);
+        }
+      });
+    }
     s.tables.forEach((t, j) => {
-      const mode = t.mode ?? s.mode;
-      if (mode === 'watermark' && t.watermark === undefined) {
-        problems.push(`sources[${i}].tables[${j}].watermark: required in watermark mode (or set mode: cdc)`);
-      }
-      if (mode === 'cdc' && (t.watermark !== undefined || t.every !== undefined || t.cron !== undefined || t.safetyLag !== 0)) {
-        problems.push(`sources[${i}].tables[${j}]: watermark, every, cron and safetyLag do not apply to mode cdc (the source's cdc settings do)`);
-      }
       if (tables.has(t.name)) problems.push(`sources[${i}].tables[${j}].name: table ${t.name} is configured twice`);
       tables.add(t.name);
     });
@@ -582,7 +692,8 @@ function crossChecks(cfg: RawConfig): string[] {
       targets.set(target, owner);
     }),
   );
-  problems.push(...ruleProblems(cfg));
+  // Debezium sources carry no column rules; they keep their place so the paths stay right.
+  problems.push(...ruleProblems({ ...cfg, sources: cfg.sources.map((s) => (s.kind === 'debezium' ? { mode: 'watermark' as const, tables: [] } : s)) }));
   const auth = cfg.web.auth;
   if ((auth.username === undefined) !== (auth.password === undefined)) {
     problems.push('web.auth: set both username and password for basic auth, or neither');
@@ -620,9 +731,20 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
     });
   }
   const cfg = result.data;
+  type AnySource = (typeof cfg.sources)[number];
+  type DatabaseSource = z.output<typeof sourceSchema>;
+  type RawDebeziumSource = z.output<typeof debeziumSourceSchema>;
+  const isDebezium = (s: AnySource): s is RawDebeziumSource => s.kind === 'debezium';
+  const isDatabase = (s: AnySource): s is DatabaseSource => s.kind !== 'debezium';
   return {
     ...cfg,
-    sources: cfg.sources.map((s) => ({
+    debezium: cfg.sources
+      .filter(isDebezium)
+      .map((s) => ({
+        ...s,
+        tables: s.tables.map((t) => ({ ...t, source: s.name, mode: 'debezium' as const, safetyLag: 0, target: t.target ?? defaultTarget(s.name, t.name) })),
+      })),
+    sources: cfg.sources.filter(isDatabase).map((s) => ({
       ...s,
       cdc: {
         ...cdcSchema.parse({}),
@@ -706,5 +828,5 @@ export function tableSpec(t: TableConfig): TableSpec {
 }
 
 export function allTables(cfg: Config): TableConfig[] {
-  return cfg.sources.flatMap((s) => s.tables);
+  return [...cfg.sources, ...cfg.debezium].flatMap((s) => s.tables);
 }

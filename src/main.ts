@@ -3,9 +3,12 @@ import type { Redis } from 'ioredis';
 import type { Config, SourceConfig } from './config.js';
 import { allTables, resolved, tableSpec, unresolvedError } from './config.js';
 import { AppError } from './core/errors.js';
-import type { ChangeSource, Destination, Source } from './core/ports.js';
+import type { ChangeSource, Destination, EventStream, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
 import type { WebServer } from './http/server.js';
+import type { IngestEndpoint } from './http/ingest.js';
+import { DebeziumIngest } from './queue/ingest.js';
+import { IngestBuffer, ingestKeys } from './queue/ingest-buffer.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, initialiseTableSeries, type Metrics } from './observability/metrics.js';
 import type { PipelineContext } from './queue/context.js';
@@ -24,9 +27,11 @@ import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 import { MysqlSource } from './sources/mysql.js';
 import { MysqlBinlog, defaultServerId, type BinlogStateStore } from './sources/mysql-cdc.js';
+import { DebeziumRedisStreams } from './sources/debezium-redis.js';
+import { startStreamIngest } from './queue/stream-ingest.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
-export const ROLES = ['scheduler', 'extract', 'push', 'web'] as const;
+export const ROLES = ['scheduler', 'extract', 'push', 'web', 'ingest'] as const;
 export type Role = (typeof ROLES)[number];
 
 /**
@@ -102,6 +107,18 @@ function binlogSource(config: Config, s: SourceConfig, redis: Redis | undefined)
       }
     : { load: none, save: none, clear: none };
   return new MysqlBinlog({ name: s.name, url: s.url, stream: s.cdc.slot, serverId: s.cdc.serverId ?? defaultServerId(`${s.name}/${s.cdc.slot}`), store });
+}
+
+/** The event streams of Debezium sources read from Debezium Server's Redis sink, by source name. */
+export function createEventStreams(config: Config): Map<string, EventStream> {
+  return new Map(
+    config.debezium
+      .filter((s) => s.redisStreams)
+      .map((s) => {
+        const r = s.redisStreams!;
+        return [s.name, new DebeziumRedisStreams({ url: r.url, streams: r.streams, group: r.group, batch: r.batch, claimIdleMs: r.claimIdle, nullValue: r.nullValue }) as EventStream];
+      }),
+  );
 }
 
 export function createDestination(config: Config): Destination {
@@ -219,6 +236,9 @@ export async function collectSharedGauges(ctx: PipelineContext): Promise<void> {
     const since = oldest ?? (caughtUp ? Number(caughtUp) : undefined);
     if (since !== undefined) ctx.metrics.syncLag.set(labels, Math.max(0, (now - since) / 1000));
   }
+  for (const s of ctx.config.debezium) {
+    ctx.metrics.ingestBufferBytes.set({ source: s.name }, await new IngestBuffer(ctx.redis, ingestKeys(ctx.config.redis.prefix, s.name)).bytes());
+  }
   for (const q of [ctx.extractQueue, ctx.pushQueue]) {
     const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
     for (const [state, n] of Object.entries(counts)) ctx.metrics.queueJobs.set({ queue: q.name, state }, n);
@@ -247,6 +267,15 @@ async function closeWorkers(workers: Worker[], timeoutMs: number, logger: Logger
   if (finished) return;
   logger.warn({ timeoutMs }, 'in-flight jobs did not finish within shutdown.timeout; handing them back (another worker resumes them once their lease lapses)');
   await Promise.all(workers.map((w) => w.close(true)));
+}
+
+/** The Debezium sources that take events over HTTP, by name. */
+function ingestEndpoints(ctx: PipelineContext): Map<string, IngestEndpoint> {
+  return new Map(
+    ctx.config.debezium
+      .filter((s) => s.http)
+      .map((s) => [s.name, { ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger), token: s.http!.token }]),
+  );
 }
 
 export interface Runtime {
@@ -339,6 +368,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
       ],
       queues: roles.has('web') ? [ctx.extractQueue, ctx.pushQueue] : [],
       readOnly: ctx.config.web.readOnly,
+      ingest: roles.has('ingest') ? ingestEndpoints(ctx) : undefined,
       logger: ctx.logger,
     });
     runtime.web = web;
@@ -361,6 +391,10 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   // Workers start after the web server, so a taken port fails the start before any worker has taken a job.
   if (roles.has('extract')) workers.push(startExtractWorker(ctx));
   if (roles.has('push')) workers.push(startPushWorker(ctx));
+  if (roles.has('ingest')) {
+    const readers = [...createEventStreams(ctx.config)].map(([name, stream]) => startStreamIngest(ctx, ctx.config.debezium.find((s) => s.name === name)!, stream));
+    cleanups.push(() => Promise.all(readers.map((r) => r.stop())));
+  }
   runtime.started = true;
   return runtime;
 }

@@ -1,11 +1,13 @@
 import { allTables, tableSpec, type Config } from './config.js';
-import { buildManifest, type Manifest } from './core/manifest.js';
+import { buildManifest, type Manifest, type ManifestTableInput } from './core/manifest.js';
 import type { Source } from './core/ports.js';
 
 /** `pushsync manifest`: every configured table opened against its source now, described for a reviewer. */
 export async function manifestOf(config: Config, sources: Map<string, Source>): Promise<Manifest> {
-  const inputs = [];
+  const inputs: ManifestTableInput[] = [];
+  // Debezium tables arrive as events: there is no catalog to read them from.
   for (const t of allTables(config)) {
+    if (t.mode === 'debezium') continue;
     const reader = await sources.get(t.source)!.table(tableSpec(t));
     inputs.push({
       source: t.source,

@@ -233,3 +233,33 @@ export interface ChangeSource {
   drop(options: { capture: boolean }): Promise<void>;
   close(): Promise<void>;
 }
+
+/** One entry of a stream of change events that carry their rows (Debezium Server's Redis sink). */
+export interface StreamEntry {
+  /** The stream it was read from: Debezium names it after the topic, `<prefix>.<schema>.<table>`. */
+  stream: string;
+  id: string;
+  /** The event value's text; null for a tombstone. */
+  value: string | null;
+  /** The event key's text, when the entry carries one. */
+  key: string | null;
+}
+
+/**
+ * Change events with explicit acknowledgement and redelivery of what was not acknowledged: Redis streams read
+ * through a consumer group. Entries a dead consumer took and never acknowledged are handed out again.
+ */
+export interface EventStream {
+  /** What is read, for messages, e.g. `Redis streams a, b (group pushsync)`. */
+  readonly description: string;
+  /** Creates what reading needs (the consumer group) where it is missing. */
+  prepare(): Promise<void>;
+  /**
+   * The next entries for this consumer: those claimed from consumers idle too long, else new ones, waiting up to
+   * `blockMs` for some. Entries handed out stay pending until acknowledged.
+   */
+  read(blockMs: number): Promise<StreamEntry[]>;
+  /** The entries are durably handled: they are never handed out again. */
+  acknowledge(entries: readonly StreamEntry[]): Promise<void>;
+  close(): Promise<void>;
+}

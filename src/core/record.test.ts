@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { METADATA_FIELDS, buildRecord, eventId, type RecordContext } from './record.js';
+import { METADATA_FIELDS, buildRecord, eventId, recordEncoder, type RecordContext } from './record.js';
 
 const CTX: RecordContext = { source: 'app', table: 'public.orders', extractedAt: '2024-03-01T12:00:00.000Z' };
 
@@ -86,5 +86,15 @@ describe('eventId', () => {
 
   it('does not confuse where the source name ends and the table name begins', () => {
     expect(eventId('ab', 'c', 'upsert', '{}')).not.toBe(eventId('a', 'bc', 'upsert', '{}'));
+  });
+
+  it('an identity takes the place of the ordering in the event id, so one change re-delivered with another ordering keeps its id', () => {
+    const encode = recordEncoder('update', CTX);
+    const id = (text: string): unknown => (JSON.parse(text) as { _event_id: string })._event_id;
+    const a = encode('{"id":1}', '~0000000000002000:0000000000001000', 'lsn:4096');
+    const b = encode('{"id":1}', '~0000000000003000:0000000000001000', 'lsn:4096');
+    expect(id(a)).toBe(id(b));
+    expect(id(a)).not.toBe(id(encode('{"id":1}', '~0000000000002000:0000000000001000', 'lsn:4097')));
+    expect(id(encode('{"id":1}', 'x'))).toBe(id(encode('{"id":1}', 'x', undefined)));
   });
 });

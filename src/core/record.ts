@@ -51,12 +51,14 @@ export function buildRecord(
  * `buildRecord` for many rows of one operation and context: the metadata every row shares is encoded once, which
  * matters at hundreds of thousands of rows per second.
  */
-export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: string, ordering: string | null) => string {
+export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: string, ordering: string | null, identity?: string) => string {
   const idPrefix = `${ctx.source}\0${ctx.table}\0${op}\0`;
   const start = `{"_op":${enc(op)},"_event_id":"`;
   const shared = `,"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`;
-  return (rowJson, ordering) => {
-    const head = `${start}${hashedId(`${idPrefix}${ordering ?? ''}\0`, rowJson)}","_ordering":${ordering === null ? 'null' : enc(ordering)}${shared}`;
+  // `identity` replaces the ordering in the event id where the ordering may differ between re-deliveries of one
+  // change (a Debezium event's ordering includes the last commit its connector had seen).
+  return (rowJson, ordering, identity) => {
+    const head = `${start}${hashedId(`${idPrefix}${identity ?? ordering ?? ''}\0`, rowJson)}","_ordering":${ordering === null ? 'null' : enc(ordering)}${shared}`;
     const body = rowJson.trimStart().slice(1).trimStart();
     return body.startsWith('}') ? `${head}}` : `${head},${body}`;
   };

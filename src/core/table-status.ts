@@ -5,7 +5,7 @@ export interface TableStatus {
   source: string;
   table: string;
   target: string;
-  mode: 'watermark' | 'cdc';
+  mode: 'watermark' | 'cdc' | 'debezium';
   /** `paused` (by an operator), `backfilling` (never read to its end), `failing` (dead letters), `behind` (batches undelivered), `current`. */
   state: 'paused' | 'backfilling' | 'failing' | 'behind' | 'current';
   /** Where reading stands, in words. */

@@ -5,11 +5,12 @@ import type { Queue } from 'bullmq';
 import { AppError, isAppError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { hasAuth, webAccessProblems, type WebAuth } from '../core/web-access.js';
+import { hasAuth, isLoopback, webAccessProblems, type WebAuth } from '../core/web-access.js';
 import { authorized } from './auth.js';
 import { DASHBOARD_PATH, dashboardRouter, sameOrigin } from './dashboard.js';
 import { DATA_CSP, securityHeaders } from './web-headers.js';
 import { readinessHandler, type ReadinessCheck } from './readiness.js';
+import { INGEST_PATH, ingestRouter, type IngestEndpoint } from './ingest.js';
 
 export type { ReadinessCheck };
 
@@ -32,6 +33,8 @@ export interface WebOptions {
   queues?: Queue[];
   /** Bull Board without controls; changing requests are refused. @defaultValue false */
   readOnly?: boolean;
+  /** Debezium sources taking events at POST /ingest/debezium (role ingest), by source name. */
+  ingest?: ReadonlyMap<string, IngestEndpoint>;
   logger: Logger;
 }
 
@@ -66,6 +69,10 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
   const dashboard = (o.queues?.length ?? 0) > 0;
   const exposure = dashboard ? webAccessProblems(o.host, o.auth) : [];
   if (exposure.length > 0) throw new AppError('CONFIG_INVALID', exposure.join('; '));
+  const open = [...(o.ingest ?? new Map<string, IngestEndpoint>())].filter(([, e]) => e.token === undefined).map(([name]) => name);
+  if (open.length > 0 && !isLoopback(o.host)) {
+    throw new AppError('CONFIG_INVALID', `web.host ${o.host} is not loopback: ${INGEST_PATH} needs http.token on source(s) ${open.join(', ')}`);
+  }
   const app = express();
   app.disable('x-powered-by');
   // Every response; the dashboard replaces the policy with its own.
@@ -134,6 +141,8 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
       }
     });
   }
+
+  if (o.ingest && o.ingest.size > 0) app.use(ingestRouter(o.ingest, o.logger));
 
   if (dashboard) {
     app.use(DASHBOARD_PATH, dashboardRouter({ queues: o.queues!, auth: o.auth, readOnly: o.readOnly ?? false }));

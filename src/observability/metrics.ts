@@ -23,6 +23,9 @@ export interface Metrics {
   queueJobs: Gauge<'queue' | 'state'>;
   slotLag: Gauge<'source' | 'slot'>;
   tablePaused: Gauge<'source' | 'table'>;
+  eventsIngested: Counter<'source' | 'table'>;
+  eventsSkipped: Counter<'source' | 'reason'>;
+  ingestBufferBytes: Gauge<'source'>;
 }
 
 export function createMetrics(): Metrics {
@@ -55,6 +58,9 @@ export function createMetrics(): Metrics {
     queueJobs: new Gauge({ name: name('queue_jobs'), help: 'Jobs per queue and state', labelNames: ['queue', 'state'], registers: [registry] }),
     tablePaused: new Gauge({ name: name('table_paused'), help: '1 while an operator has paused the table\'s extraction (pushsync pause), else 0', labelNames: labels, registers: [registry] }),
     slotLag: new Gauge({ name: name('cdc_slot_lag_bytes'), help: 'WAL bytes a replication slot holds back (current position minus confirmed)', labelNames: ['source', 'slot'], registers: [registry] }),
+    eventsIngested: new Counter({ name: name('events_ingested_total'), help: 'Change events accepted into the ingest buffer (Debezium sources)', labelNames: labels, registers: [registry] }),
+    eventsSkipped: new Counter({ name: name('events_skipped_total'), help: 'Change events received and skipped: tombstones, heartbeats, transaction markers, schema changes, truncates', labelNames: ['source', 'reason'], registers: [registry] }),
+    ingestBufferBytes: new Gauge({ name: name('ingest_buffer_bytes'), help: 'Bytes of undelivered change events held in Redis per Debezium source', labelNames: ['source'], registers: [registry] }),
   };
 }
 

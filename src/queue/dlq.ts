@@ -2,6 +2,7 @@ import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pushJobSchema } from './jobs.js';
 import type { Keys } from './redis.js';
+import { IngestBuffer, ingestKeys } from './ingest-buffer.js';
 
 /**
  * The dead-letter queue is BullMQ's failed set of the push queue. These helpers back `pushsync dlq` and behave
@@ -25,7 +26,9 @@ function describe(job: Job): DeadLetter {
       ? 'unreadable payload'
       : 'changes' in d
         ? `${d.changes.length} change(s), ${d.changes[0]!.ordering} … ${d.changes[d.changes.length - 1]!.ordering}`
-        : `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
+        : 'buffer' in d
+          ? `${d.rows} buffered event(s), ${d.buffer.from} … ${d.buffer.to}`
+          : `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
   return {
     id: String(job.id),
     name: job.name,
@@ -72,6 +75,11 @@ export async function purgeDeadLetters(queue: Queue, redis: Redis, keys: Keys, i
     const parsed = pushJobSchema.safeParse(job.data);
     await job.remove();
     if (parsed.success) await redis.zrem(keys.pending(parsed.data.source, parsed.data.table), String(job.id));
+    // Buffered events of a purged job are dropped with it, which frees their bytes of the ingest budget.
+    if (parsed.success && 'buffer' in parsed.data) {
+      const { source, table, buffer } = parsed.data;
+      await new IngestBuffer(redis, ingestKeys(keys.prefix, source)).release(table, buffer.from, buffer.to);
+    }
     purged.push(String(job.id));
   }
   return purged;

@@ -16,12 +16,13 @@ import { pausedState } from './table-admin.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
+import { runIngestCut, type CutOutcome } from './ingest-cutter.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
   skipped?: 'locked' | 'paused';
 }
 
-type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome;
+type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome | CutOutcome;
 
 export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<Outcome> {
   const parsed = extractJobSchema.safeParse(job.data);
@@ -34,6 +35,8 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
       return runReconcile(ctx, job, data.source, data.table, stopping, data.reason);
     case 'table':
       return runTable(ctx, job, data.source, data.table, data.reason, stopping);
+    case 'ingest':
+      return runIngestCut(ctx, job, data.source, data.reason, stopping);
   }
 }
 

@@ -32,6 +32,8 @@ export const extractJobSchema = z.preprocess(
     z.object({ ...extractBase, kind: z.literal('reconcile'), table: z.string().min(1) }),
     // One run covers every CDC table of the source.
     z.object({ ...extractBase, kind: z.literal('cdc'), table: z.literal('').default('') }),
+    // Cuts a Debezium source's buffered events into push jobs.
+    z.object({ ...extractBase, kind: z.literal('ingest'), table: z.literal('').default('') }),
   ]),
 );
 export type ExtractJob = z.output<typeof extractJobSchema>;
@@ -67,10 +69,22 @@ export const changesPushSchema = z.object({
   resumeAt: z.number().int().min(0).optional(),
 });
 
-export const pushJobSchema = z.union([rangePushSchema, changesPushSchema]);
+/**
+ * Change events that arrived with their rows (Debezium): a range of the table's ingest buffer in Redis, the one
+ * case where the rows sit in Redis until delivered (queue/ingest-buffer.ts). The payload holds entry ids only.
+ */
+export const bufferPushSchema = z.object({
+  ...pushBase,
+  buffer: z.object({ from: z.string().regex(/^\d+-\d+$/), to: z.string().regex(/^\d+-\d+$/) }),
+  /** Last entry delivered by an earlier attempt. */
+  resumeAfter: z.string().regex(/^\d+-\d+$/).nullable().optional(),
+});
+
+export const pushJobSchema = z.union([rangePushSchema, changesPushSchema, bufferPushSchema]);
 export type RangePushJob = z.infer<typeof rangePushSchema>;
 export type ChangesPushJob = z.infer<typeof changesPushSchema>;
-export type PushJob = RangePushJob | ChangesPushJob;
+export type BufferPushJob = z.infer<typeof bufferPushSchema>;
+export type PushJob = RangePushJob | ChangesPushJob | BufferPushJob;
 
 /**
  * Job leases: a job whose worker died is handed to another worker within about LOCK_DURATION + STALLED_INTERVAL.

@@ -14,6 +14,7 @@ import { PendingSet } from './pending.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { classify, failJob } from './job-errors.js';
 import { tableRules } from './table-rules.js';
+import { pushBuffered } from './ingest-push.js';
 
 /** One job log entry per failed attempt, at most this long. */
 const JOB_LOG_CHARS = 8192;
@@ -33,7 +34,20 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
   const labels = { source: data.source, table: data.table };
   const log = ctx.logger.child({ queue: PUSH_QUEUE, jobId: job.id, source: data.source, table: data.table });
   const limits = limitsOf(ctx);
+  const envelope = (target: string): number =>
+    envelopeBytes({ table: target, mode: 'append', wait: ctx.config.destination.wait, tags: { source: 'pushsync', ...ctx.config.destination.tags } }) + 64;
+  const counted = (rows: number, latencyMs: number): void => {
+    if (rows === 0) return;
+    ctx.metrics.rowsPushed.inc(labels, rows);
+    ctx.metrics.batchesPushed.inc(labels);
+    ctx.metrics.pushDuration.observe(labels, latencyMs / 1000);
+  };
   try {
+    if ('buffer' in data) {
+      const result = await pushBuffered(ctx, job, data, { limits, envelopeBytes: envelope, counted });
+      await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
+      return result;
+    }
     const table = findTable(ctx.config, data.source, data.table);
     const reader = await findSource(ctx, data.source).table(tableSpec(table));
     const common = {
@@ -45,13 +59,7 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
       // The configured target, never the one in the payload: a job added by hand (the dashboard) cannot redirect rows.
       target: table.target,
       limits,
-      envelopeBytes: envelopeBytes({ table: table.target, mode: 'append', wait: ctx.config.destination.wait, tags: { source: 'pushsync', ...ctx.config.destination.tags } }) + 64,
-    };
-    const counted = (rows: number, latencyMs: number): void => {
-      if (rows === 0) return;
-      ctx.metrics.rowsPushed.inc(labels, rows);
-      ctx.metrics.batchesPushed.inc(labels);
-      ctx.metrics.pushDuration.observe(labels, latencyMs / 1000);
+      envelopeBytes: envelope(table.target),
     };
     // Invariant: the resume point is stored before the next request, so a retry never re-sends less than what was
     // not acknowledged.

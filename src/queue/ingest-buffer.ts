@@ -1,0 +1,214 @@
+import type { Redis } from 'ioredis';
+import type { BufferedEntry } from '../core/deliver-buffered.js';
+import type { Operation } from '../core/record.js';
+
+/**
+ * Where ingested change events wait until they are delivered: one Redis stream per table of a Debezium source,
+ * bounded by the source's byte budget. This is the one place pushsync keeps customer rows in Redis: the rows
+ * arrive inside the events, and nothing else could re-read them.
+ *
+ * Invariants:
+ * - An append is one Lua script: every event of a request is stored, or none is (all or nothing), and only if the
+ *   buffer is within its budget.
+ * - Entries are removed (and their bytes returned to the budget) only after the push job carrying them delivered
+ *   them, by one Lua script that counts what it deletes, so removing twice frees nothing twice.
+ * - The bytes of an entry are the bytes of its field values; append and release count them the same way.
+ */
+export interface IngestKeys {
+  /** Bytes of every entry still buffered for the source. */
+  bytes: string;
+  /** Tables that have a buffer (configured or not). */
+  tables: string;
+  /** Per table: the key columns seen in event keys (for `pushsync views` when the config names none). */
+  eventKeys: string;
+  buffer(table: string): string;
+  /** Per table: where cutting into push jobs stands (`after`) and a cut being made (`intent*`). */
+  cut(table: string): string;
+}
+
+export function ingestKeys(prefix: string, source: string): IngestKeys {
+  const base = `${prefix}:ingest:${source}`;
+  return {
+    bytes: `${base}:bytes`,
+    tables: `${base}:tables`,
+    eventKeys: `${base}:event-keys`,
+    buffer: (table) => `${base}:buf:${table}`,
+    cut: (table) => `${base}:cut:${table}`,
+  };
+}
+
+/** One event ready to be buffered: a record row, or the reason it cannot become one (it goes to the dead-letter queue). */
+export type NewEntry =
+  { table: string; op: Operation; ordering: string; identity: string; row: string; key: string } | { table: string; error: string };
+
+// KEYS: bytes, tables, eventKeys, then one buffer stream per table. ARGV: budget, table count, the table names, the key
+// columns per table ('' when unknown), entry count, then per entry: table index (1-based), op, ordering, identity,
+// row, key, error.
+const APPEND = `
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local budget = tonumber(ARGV[1])
+local tables = tonumber(ARGV[2])
+local base = 3 + 2 * tables
+local n = tonumber(ARGV[base])
+local total = 0
+for j = 0, n - 1 do
+  local a = base + 1 + j * 7
+  for k = 1, 6 do total = total + #ARGV[a + k] end
+end
+if used > 0 and used + total > budget then return {0, used} end
+local names = {'op', 'o', 'i', 'r', 'k', 'e'}
+for j = 0, n - 1 do
+  local a = base + 1 + j * 7
+  local fields = {}
+  for k = 1, 6 do
+    if #ARGV[a + k] > 0 then
+      fields[#fields + 1] = names[k]
+      fields[#fields + 1] = ARGV[a + k]
+    end
+  end
+  redis.call('XADD', KEYS[3 + tonumber(ARGV[a])], '*', unpack(fields))
+end
+for t = 1, tables do
+  redis.call('SADD', KEYS[2], ARGV[2 + t])
+  local cols = ARGV[2 + tables + t]
+  if #cols > 0 then redis.call('HSETNX', KEYS[3], ARGV[2 + t], cols) end
+end
+redis.call('INCRBY', KEYS[1], total)
+return {1, used + total}
+`;
+
+// KEYS: buffer, bytes. ARGV: first id, last id. Deletes the entries of the range and returns the bytes they held.
+const RELEASE = `
+local freed = 0
+local from = ARGV[1]
+while true do
+  local entries = redis.call('XRANGE', KEYS[1], from, ARGV[2], 'COUNT', 1000)
+  for _, e in ipairs(entries) do
+    local f = e[2]
+    for k = 2, #f, 2 do freed = freed + #f[k] end
+    redis.call('XDEL', KEYS[1], e[1])
+  end
+  if #entries < 1000 then break end
+  from = '(' .. entries[#entries][1]
+end
+if freed > 0 then redis.call('DECRBY', KEYS[2], freed) end
+return freed
+`;
+
+// KEYS: buffer, cut state. ARGV: batch rows, flush interval ms, flush all ('1': cut what is there now).
+// Returns {'intent', from, to, rows} for a cut to enqueue (a new one, or one a crash left unfinished), or {'wait'}.
+const CUT = `
+local st = redis.call('HMGET', KEYS[2], 'after', 'intentFrom', 'intentTo', 'intentRows')
+if st[3] then return {'intent', st[2], st[3], st[4]} end
+local start = '-'
+if st[1] then start = '(' .. st[1] end
+local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', tonumber(ARGV[1]))
+if #entries == 0 then return {'empty'} end
+local first = entries[1][1]
+local last = entries[#entries][1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local born = tonumber(string.match(first, '^(%d+)'))
+if ARGV[3] ~= '1' and #entries < tonumber(ARGV[1]) and now - born < tonumber(ARGV[2]) then return {'wait'} end
+redis.call('HSET', KEYS[2], 'intentFrom', first, 'intentTo', last, 'intentRows', #entries)
+return {'intent', first, last, tostring(#entries)}
+`;
+
+const COMMIT_CUT = `
+if redis.call('HGET', KEYS[1], 'intentTo') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'after', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'intentFrom', 'intentTo', 'intentRows')
+  return 1
+end
+return 0
+`;
+
+export interface AppendResult {
+  stored: boolean;
+  /** Bytes buffered after the append (or before it, when refused). */
+  bytes: number;
+}
+
+export class IngestBuffer {
+  constructor(
+    private readonly redis: Redis,
+    readonly keys: IngestKeys,
+  ) {}
+
+  /** Stores every entry, or none when the buffer is over `budget` bytes. `eventKeys` names key columns per table. */
+  async append(entries: readonly NewEntry[], budget: number, eventKeys: ReadonlyMap<string, string[]>): Promise<AppendResult> {
+    const tables = [...new Set(entries.map((e) => e.table))];
+    const index = new Map(tables.map((t, i) => [t, i + 1]));
+    const args: string[] = [
+      String(budget),
+      String(tables.length),
+      ...tables,
+      ...tables.map((t) => (eventKeys.has(t) ? JSON.stringify(eventKeys.get(t)) : '')),
+      String(entries.length),
+    ];
+    for (const e of entries) {
+      if ('error' in e) args.push(String(index.get(e.table)), '', '', '', '', '', e.error);
+      else args.push(String(index.get(e.table)), e.op, e.ordering, e.identity, e.row, e.key, '');
+    }
+    const keys = [this.keys.bytes, this.keys.tables, this.keys.eventKeys, ...tables.map((t) => this.keys.buffer(t))];
+    const [stored, bytes] = (await this.redis.eval(APPEND, keys.length, ...keys, ...args)) as [number, number];
+    return { stored: stored === 1, bytes };
+  }
+
+  async bytes(): Promise<number> {
+    return Number((await this.redis.get(this.keys.bytes)) ?? 0);
+  }
+
+  async tables(): Promise<string[]> {
+    return this.redis.smembers(this.keys.tables);
+  }
+
+  /** Key columns seen in the events of a table, when they came with keys. */
+  async eventKey(table: string): Promise<string[] | undefined> {
+    const v = await this.redis.hget(this.keys.eventKeys, table);
+    return v ? (JSON.parse(v) as string[]) : undefined;
+  }
+
+  /** Entries of `[from, to]` after `after` (exclusive; null: from `from` on), at most `limit`. */
+  async read(table: string, from: string, to: string, after: string | null, limit: number): Promise<BufferedEntry[]> {
+    const rows = (await this.redis.xrange(this.keys.buffer(table), after === null ? from : `(${after}`, to, 'COUNT', limit)) as Array<
+      [string, string[]]
+    >;
+    return rows.map(([id, fields]) => {
+      const f: Record<string, string> = {};
+      for (let k = 0; k + 1 < fields.length; k += 2) f[fields[k]!] = fields[k + 1]!;
+      if (f.e !== undefined) return { id, error: f.e };
+      return { id, op: f.op as Operation, ordering: f.o!, identity: f.i!, row: f.r!, key: f.k ?? '[]' };
+    });
+  }
+
+  /** Deletes the delivered entries of `[from, to]`; returns the bytes freed. */
+  async release(table: string, from: string, to: string): Promise<number> {
+    return Number(await this.redis.eval(RELEASE, 2, this.keys.buffer(table), this.keys.bytes, from, to));
+  }
+
+  /** The next range of a table to enqueue as a push job, or why there is none. */
+  async nextCut(
+    table: string,
+    batchRows: number,
+    flushIntervalMs: number,
+    flushAll: boolean,
+  ): Promise<{ from: string; to: string; rows: number } | 'wait' | 'empty'> {
+    const r = (await this.redis.eval(
+      CUT,
+      2,
+      this.keys.buffer(table),
+      this.keys.cut(table),
+      String(batchRows),
+      String(flushIntervalMs),
+      flushAll ? '1' : '0',
+    )) as string[];
+    if (r[0] !== 'intent') return r[0] as 'wait' | 'empty';
+    return { from: r[1]!, to: r[2]!, rows: Number(r[3]) };
+  }
+
+  /** Records that the cut ending at `to` is enqueued: the next cut starts after it. */
+  async commitCut(table: string, to: string): Promise<void> {
+    await this.redis.eval(COMMIT_CUT, 1, this.keys.cut(table), to);
+  }
+}
