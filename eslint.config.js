@@ -4,7 +4,24 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 /** Import patterns a layer may not use: dependencies point main/cli -> http -> queue -> core <- sources, destinations. */
-const FRAMEWORKS = ['bullmq', 'ioredis', 'pg', 'pg-*', 'mysql2', 'mysql2/*', '@vlasky/*', 'undici', 'express', '@bull-board/*', 'pino', 'prom-client', '@duckdb/*', 'zod', 'yaml', 'commander'];
+const FRAMEWORKS = [
+  'bullmq',
+  'ioredis',
+  'pg',
+  'pg-*',
+  'mysql2',
+  'mysql2/*',
+  '@vlasky/*',
+  'undici',
+  'express',
+  '@bull-board/*',
+  'pino',
+  'prom-client',
+  '@duckdb/*',
+  'zod',
+  'yaml',
+  'commander',
+];
 const layer = (files, patterns, message) => ({
   files,
   // Tests may use the shared test helpers.
@@ -35,7 +52,11 @@ export default tseslint.config(
     ['../queue/*', '../http/*', '../cli.js', '../main.js'],
     'sources and destinations never import the queue, http or CLI layers',
   ),
-  layer(['src/queue/**/*.ts'], ['../sources/*', '../destinations/*', '../http/*', '../cli.js'], 'queue/ drives adapters through the ports in core/ports.ts; only main.ts constructs them'),
+  layer(
+    ['src/queue/**/*.ts'],
+    ['../sources/*', '../destinations/*', '../http/*', '../cli.js'],
+    'queue/ drives adapters through the ports in core/ports.ts; only main.ts constructs them',
+  ),
   layer(['src/http/**/*.ts'], ['../sources/*', '../destinations/*', '../cli.js'], 'http/ never imports adapters or the CLI'),
   prettier,
 );

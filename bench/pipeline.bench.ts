@@ -76,7 +76,11 @@ const RULES = { masks: { ref: 'hash', title: { truncate: 8 }, day: { truncate: '
 const VARIANTS: Variant[] = [
   { label: 'plain table', rules: {}, arriving: 'true' },
   { label: 'three masks and one filter', rules: RULES, arriving: FILTER },
-  { label: 'three masks, one filter and a transform', rules: { ...RULES, transform: fileURLToPath(new URL('./transform.mjs', import.meta.url)) }, arriving: FILTER },
+  {
+    label: 'three masks, one filter and a transform',
+    rules: { ...RULES, transform: fileURLToPath(new URL('./transform.mjs', import.meta.url)) },
+    arriving: FILTER,
+  },
 ];
 
 function benchConfig(prefix: string, receiverUrl: string, variant: Variant): Config {
@@ -85,7 +89,9 @@ function benchConfig(prefix: string, receiverUrl: string, variant: Variant): Con
       redis: { url: REDIS_URL, prefix },
       destination: { url: receiverUrl, apiKey: 'bench', concurrency: PUSH_CONCURRENCY },
       masking: { key: 'bench-pseudonym-key-0123456789' },
-      sources: [{ name: 'bench', kind: 'postgres', url: PG_URL, tables: [{ name: TABLE, watermark: 'updated_at', batchRows: BATCH_ROWS, ...variant.rules }] }],
+      sources: [
+        { name: 'bench', kind: 'postgres', url: PG_URL, tables: [{ name: TABLE, watermark: 'updated_at', batchRows: BATCH_ROWS, ...variant.rules }] },
+      ],
     },
     {},
   );
@@ -106,7 +112,10 @@ async function pipelineBackfill(receiver: ReceiverChild, monitor: Redis, expecte
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
   }, 100);
   const redisTimer = setInterval(() => {
-    redisUsedMemory(monitor).then((m) => (redisPeak = Math.max(redisPeak, m)), () => undefined);
+    redisUsedMemory(monitor).then(
+      (m) => (redisPeak = Math.max(redisPeak, m)),
+      () => undefined,
+    );
   }, 250);
   const problems: string[] = [];
   let seconds = 0;
@@ -119,7 +128,10 @@ async function pipelineBackfill(receiver: ReceiverChild, monitor: Redis, expecte
     const ownCpu = process.cpuUsage();
     const elu = performance.eventLoopUtilization();
     const started = performance.now();
-    const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 30 * 60_000, pollMs: 50 });
+    const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
+      timeoutMs: 30 * 60_000,
+      pollMs: 50,
+    });
     seconds = (performance.now() - started) / 1000;
     eventLoopBusy = performance.eventLoopUtilization(elu).utilization;
     const own = process.cpuUsage(ownCpu);
@@ -169,7 +181,9 @@ async function main(): Promise<number> {
         failed = true;
       }
       raws.push(raw.rows / raw.seconds);
-      console.log(`round ${round}: raw keyset read: ${fmtInt(raw.rows)} rows in ${raw.seconds.toFixed(2)} s = ${fmtInt(raw.rows / raw.seconds)} rows/s`);
+      console.log(
+        `round ${round}: raw keyset read: ${fmtInt(raw.rows)} rows in ${raw.seconds.toFixed(2)} s = ${fmtInt(raw.rows / raw.seconds)} rows/s`,
+      );
       console.log(`  CPU during the read: node ${((rawOwn.user + rawOwn.system) / 1e6).toFixed(1)} s, postgres ${rawPostgres.toFixed(1)} s`);
       const p = await pipelineBackfill(receiver, monitor, expected);
       pipelines.push(p);
@@ -227,7 +241,9 @@ async function main(): Promise<number> {
     );
   }
   console.log(`pipeline process peak RSS: ${mb(Math.max(...pipelines.map((p) => p.peakRss)))}`);
-  console.log(`Redis used_memory: before ${mb(best.redisBefore)}, peak ${mb(best.redisPeak)}, after ${mb(best.redisAfter)} (bench keys removed afterwards)`);
+  console.log(
+    `Redis used_memory: before ${mb(best.redisBefore)}, peak ${mb(best.redisPeak)}, after ${mb(best.redisAfter)} (bench keys removed afterwards)`,
+  );
   return 0;
 }
 

@@ -21,7 +21,8 @@ if (SOURCE !== 'postgres' && SOURCE !== 'mariadb') throw new Error(`--source mus
 const MARIADB = SOURCE === 'mariadb';
 const ADMIN_URL = process.env.DEMO_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DATABASE_URL =
-  process.env.DATABASE_URL ?? (MARIADB ? 'mysql://pushsync_test:pushsync_test@127.0.0.1:3306/pushsync_demo' : 'postgres://postgres@127.0.0.1:5432/pushsync_demo');
+  process.env.DATABASE_URL ??
+  (MARIADB ? 'mysql://pushsync_test:pushsync_test@127.0.0.1:3306/pushsync_demo' : 'postgres://postgres@127.0.0.1:5432/pushsync_demo');
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = 'pushsync-demo';
 const SINK_PORT = Number(process.env.DEMO_SINK_PORT ?? 8787);
@@ -43,18 +44,33 @@ const SCHEMA = MARIADB ? '' : 'demo.';
 const TABLES = [
   { source: `${SCHEMA}customers`, target: 'bronze.shop_customers', key: ['id'], columns: ['id', 'name', 'email'], where: 'TRUE' },
   { source: `${SCHEMA}orders`, target: 'bronze.shop_orders', key: ['id'], columns: ['id', 'status', 'amount'], where: 'deleted_at IS NULL' },
-  { source: `${SCHEMA}order_items`, target: 'bronze.shop_order_items', key: ['order_id', 'line'], columns: ['order_id', 'line', 'sku', 'quantity', 'unit_price'], where: 'TRUE' },
+  {
+    source: `${SCHEMA}order_items`,
+    target: 'bronze.shop_order_items',
+    key: ['order_id', 'line'],
+    columns: ['order_id', 'line', 'sku', 'quantity', 'unit_price'],
+    where: 'TRUE',
+  },
 ];
 
 /** The MariaDB demo database, as the test user; statements of the bundled SQL files one by one. */
 async function mariadb(database?: string): Promise<mysql.Connection> {
   const u = new URL(DATABASE_URL);
-  return mysql.createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database });
+  return mysql.createConnection({
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database,
+  });
 }
 
 function statements(file: string): string[] {
   const text = readFileSync(`${ROOT}demo/mariadb/${file}`, 'utf8').replace(/^--.*$/gm, '');
-  return text.split(';').map((x) => x.trim()).filter(Boolean);
+  return text
+    .split(';')
+    .map((x) => x.trim())
+    .filter(Boolean);
 }
 
 async function prepareMariadb(): Promise<void> {
@@ -132,7 +148,10 @@ async function sourceRows(t: (typeof TABLES)[number]): Promise<unknown[][]> {
   if (MARIADB) {
     const db = await mariadb(new URL(DATABASE_URL).pathname.slice(1));
     try {
-      const [rows] = await db.query({ sql: `SELECT ${t.columns.map((c) => `CAST(${c} AS CHAR)`).join(', ')} FROM ${t.source} WHERE ${t.where}`, rowsAsArray: true });
+      const [rows] = await db.query({
+        sql: `SELECT ${t.columns.map((c) => `CAST(${c} AS CHAR)`).join(', ')} FROM ${t.source} WHERE ${t.where}`,
+        rowsAsArray: true,
+      });
       return rows as unknown[][];
     } finally {
       await db.end();
@@ -141,7 +160,8 @@ async function sourceRows(t: (typeof TABLES)[number]): Promise<unknown[][]> {
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
   try {
-    return (await db.query({ text: `SELECT ${t.columns.map((c) => `${c}::text`).join(', ')} FROM ${t.source} WHERE ${t.where}`, rowMode: 'array' })).rows as unknown[][];
+    return (await db.query({ text: `SELECT ${t.columns.map((c) => `${c}::text`).join(', ')} FROM ${t.source} WHERE ${t.where}`, rowMode: 'array' }))
+      .rows as unknown[][];
   } finally {
     await db.end();
   }
@@ -150,10 +170,15 @@ async function sourceRows(t: (typeof TABLES)[number]): Promise<unknown[][]> {
 async function compare(): Promise<number> {
   const store = await DevSinkStore.open(DB_FILE);
   let differences = 0;
-  process.stdout.write(`${'table'.padEnd(28)}${'bronze rows'.padStart(12)}${'silver rows'.padStart(12)}${'source rows'.padStart(12)}${'differences'.padStart(13)}\n`);
+  process.stdout.write(
+    `${'table'.padEnd(28)}${'bronze rows'.padStart(12)}${'silver rows'.padStart(12)}${'source rows'.padStart(12)}${'differences'.padStart(13)}\n`,
+  );
   try {
     for (const t of TABLES) {
-      for (const statement of silverViewSql({ label: t.source, target: t.target, primaryKey: t.key }).split(';').map((s) => s.trim()).filter(Boolean)) {
+      for (const statement of silverViewSql({ label: t.source, target: t.target, primaryKey: t.key })
+        .split(';')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         await store.query(statement);
       }
       const [bronze] = await store.query(`SELECT count(*)::VARCHAR AS n FROM ${t.target}`);
@@ -163,7 +188,9 @@ async function compare(): Promise<number> {
       const got = new Set(silver.map((r) => t.columns.map((c) => text(r[c])).join('|')));
       const diff = [...want].filter((x) => !got.has(x)).length + [...got].filter((x) => !want.has(x)).length;
       differences += diff;
-      process.stdout.write(`${t.target.padEnd(28)}${String(bronze!.n).padStart(12)}${String(silver.length).padStart(12)}${String(source.rows.length).padStart(12)}${String(diff).padStart(13)}\n`);
+      process.stdout.write(
+        `${t.target.padEnd(28)}${String(bronze!.n).padStart(12)}${String(silver.length).padStart(12)}${String(source.rows.length).padStart(12)}${String(diff).padStart(13)}\n`,
+      );
     }
   } finally {
     await store.close();
@@ -182,10 +209,14 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
 
   step(`start the dev sink on port ${SINK_PORT} (DuckDB file ${DB_FILE})`);
-  const sink: ChildProcess = spawn(process.execPath, [`${ROOT}dist/cli.js`, 'dev-sink', '--port', String(SINK_PORT), '--db', DB_FILE, '--api-key', 'demo-key'], {
-    env,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const sink: ChildProcess = spawn(
+    process.execPath,
+    [`${ROOT}dist/cli.js`, 'dev-sink', '--port', String(SINK_PORT), '--db', DB_FILE, '--api-key', 'demo-key'],
+    {
+      env,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   try {
     await waitForPort(SINK_PORT);
     step('pushsync check');
@@ -202,7 +233,9 @@ async function main(): Promise<void> {
   }
   step('what arrived: bronze (every version) and the silver view (current state) against the source');
   const differences = await compare();
-  process.stdout.write(`\n${differences === 0 ? 'current state equals the source' : `${differences} differences`}; query the file yourself: duckdb ${DB_FILE}\n`);
+  process.stdout.write(
+    `\n${differences === 0 ? 'current state equals the source' : `${differences} differences`}; query the file yourself: duckdb ${DB_FILE}\n`,
+  );
   if (differences !== 0) process.exit(1);
 }
 

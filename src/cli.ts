@@ -8,7 +8,17 @@ import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { createLogger, createStderrLogger, loggerFor, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
-import { ROLES, checkRulesAtStart, closePipeline, createChangeSources, createPipeline, createSources, startRuntime, unsafeEvictionPolicy, type Role } from './main.js';
+import {
+  ROLES,
+  checkRulesAtStart,
+  closePipeline,
+  createChangeSources,
+  createPipeline,
+  createSources,
+  startRuntime,
+  unsafeEvictionPolicy,
+  type Role,
+} from './main.js';
 import { previewTable } from './preview.js';
 import { manifestOf } from './manifest.js';
 import { manifestMarkdown } from './core/manifest.js';
@@ -53,7 +63,6 @@ function fail(err: unknown): never {
   process.exit(EXIT_FAILED);
 }
 
-
 /** What a fatal error stops before the process exits: the running roles or the dev sink, and their logger. */
 let running: { stop: () => Promise<void>; logger: Logger } | undefined;
 /** A stop that hangs must not keep a broken process alive. */
@@ -92,7 +101,10 @@ function onSignals(stop: () => Promise<void>, logger: Logger, boundMs = FATAL_ST
     count += 1;
     if (count > 1) process.exit(130);
     logger.info({ signal }, 'stopping: finishing active jobs (send again to exit at once)');
-    Promise.race([stop(), sleep(boundMs)]).then(() => process.exit(0), () => process.exit(EXIT_FAILED));
+    Promise.race([stop(), sleep(boundMs)]).then(
+      () => process.exit(0),
+      () => process.exit(EXIT_FAILED),
+    );
   };
   process.on('SIGINT', () => handler('SIGINT'));
   process.on('SIGTERM', () => handler('SIGTERM'));
@@ -105,7 +117,7 @@ function packageVersion(): string {
 
 const program = new Command()
   .name('pushsync')
-  .description('Pushes changed rows from your database to Definite\'s Stream API, outbound only.')
+  .description("Pushes changed rows from your database to Definite's Stream API, outbound only.")
   .version(packageVersion(), '-V, --version', 'print the version')
   .addOption(new Option('-c, --config <path>', 'config file').default('./pushsync.yaml').env('PUSHSYNC_CONFIG'))
   .showHelpAfterError();
@@ -199,14 +211,23 @@ program
       }
       try {
         const st = await cdcStatus(ctx, s);
-        report(st.problems.length === 0, `source ${s.name} change data capture`, st.problems.join('; ') || `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`);
-        if (st.exists && !st.slotStart) warn(`slot ${s.cdc.slot} exists but pushsync has no record of it: the first run snapshots every CDC table again`);
+        report(
+          st.problems.length === 0,
+          `source ${s.name} change data capture`,
+          st.problems.join('; ') ||
+            `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`,
+        );
+        if (st.exists && !st.slotStart)
+          warn(`slot ${s.cdc.slot} exists but pushsync has no record of it: the first run snapshots every CDC table again`);
       } catch (err) {
         report(false, `source ${s.name} change data capture`, (err as Error).message);
       }
     }
     for (const s of config.debezium) {
-      const ways = [s.http ? `POST /ingest/debezium on web.port` : '', s.redisStreams ? `Redis streams ${s.redisStreams.streams.join(', ')} (group ${s.redisStreams.group})` : ''].filter(Boolean);
+      const ways = [
+        s.http ? `POST /ingest/debezium on web.port` : '',
+        s.redisStreams ? `Redis streams ${s.redisStreams.streams.join(', ')} (group ${s.redisStreams.group})` : '',
+      ].filter(Boolean);
       report(true, `source ${s.name} (debezium)`, `${ways.join(' and ')}; ${s.tables.length} table(s), buffer budget ${s.maxBufferedBytes} bytes`);
     }
     for (const t of allTables(config).filter((x) => x.mode !== 'debezium')) {
@@ -214,14 +235,21 @@ program
       try {
         if (t.transform !== undefined) await (ctx?.transforms ?? transformLoader())(t.transform);
         const reader = await source.table(tableSpec(t));
-        report(true, `${t.source}.${t.name}`, `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`);
+        report(
+          true,
+          `${t.source}.${t.name}`,
+          `watermark ${reader.shape.watermark}, primary key (${reader.shape.primaryKey.join(', ')}), ${reader.shape.columns.length} columns → ${t.target}`,
+        );
         if (t.query !== undefined) {
           for (const line of (await reader.fullScans?.()) ?? []) {
-            warn(`${t.source}.${t.name}: a page of the query would scan a whole relation (${line}); index the watermark and key columns of its base table`);
+            warn(
+              `${t.source}.${t.name}: a page of the query would scan a whole relation (${line}); index the watermark and key columns of its base table`,
+            );
           }
         }
         const nulls = await reader.countNullWatermark();
-        if (nulls > 0) warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);
+        if (nulls > 0)
+          warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);
       } catch (err) {
         report(false, `${t.source}.${t.name}`, isAppError(err) ? err.message : String(err));
       }
@@ -248,12 +276,18 @@ program
       const status = await withQueues(NEEDS.redisOnly, async (ctx) => {
         const tables = await pipelineStatus(ctx);
         const buffers = await Promise.all(
-          ctx.config.debezium.map(async (d) => ({ source: d.name, bufferedBytes: await new IngestBuffer(ctx.redis, ingestKeys(ctx.config.redis.prefix, d.name)).bytes(), maxBufferedBytes: d.maxBufferedBytes })),
+          ctx.config.debezium.map(async (d) => ({
+            source: d.name,
+            bufferedBytes: await new IngestBuffer(ctx.redis, ingestKeys(ctx.config.redis.prefix, d.name)).bytes(),
+            maxBufferedBytes: d.maxBufferedBytes,
+          })),
         );
         return { ...tables, ingestBuffers: buffers };
       });
       process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : statusText(status.tables, status.deadLetters));
-      if (!opts.json) for (const b of status.ingestBuffers) process.stdout.write(`${b.source} (debezium): ${b.bufferedBytes} of ${b.maxBufferedBytes} bytes buffered\n`);
+      if (!opts.json)
+        for (const b of status.ingestBuffers)
+          process.stdout.write(`${b.source} (debezium): ${b.bufferedBytes} of ${b.maxBufferedBytes} bytes buffered\n`);
     } catch (err) {
       fail(err);
     }
@@ -281,8 +315,14 @@ program
           if (t.mode === 'debezium') {
             // Debezium columns land as the events name them; without a configured key, the one the events carried.
             const primaryKey = t.primaryKey ?? (await eventKey(config, t.source, t.name));
-            if (!primaryKey) process.stdout.write(`-- ${t.source}.${t.name} → ${t.target}: primary key unknown; set primaryKey (no event with a key arrived yet)\n\n`);
-            else process.stdout.write(`${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey, carryForward: true }, opts.asOf)}\n`);
+            if (!primaryKey)
+              process.stdout.write(
+                `-- ${t.source}.${t.name} → ${t.target}: primary key unknown; set primaryKey (no event with a key arrived yet)\n\n`,
+              );
+            else
+              process.stdout.write(
+                `${viewsScript({ label: `${t.source}.${t.name}`, target: t.target, primaryKey, carryForward: true }, opts.asOf)}\n`,
+              );
             continue;
           }
           // Column names as the source spells them (the config may fold or quote them), which is how they land.
@@ -342,7 +382,7 @@ program
 
 program
   .command('reset')
-  .description('forget a table\'s position: the next run sends it again from its start (same event ids for unchanged rows)')
+  .description("forget a table's position: the next run sends it again from its start (same event ids for unchanged rows)")
   .option('--table <source.table...>', 'tables, as <source>.<table as configured>')
   .option('--all', 'every configured table')
   .action(async (opts: { table?: string[]; all?: boolean }) => {
@@ -350,11 +390,17 @@ program
       await withQueues(NEEDS.redisOnly, async (ctx) => {
         // A Debezium table has no position of pushsync's own: Debezium re-sends it (e.g. an incremental snapshot).
         const tables = allTables(ctx.config).filter((x) => x.mode !== 'debezium');
-        const chosen = opts.all ? tables : (opts.table ?? []).map((name) => {
-          const t = tables.find((x) => `${x.source}.${x.name}` === name);
-          if (!t) throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`);
-          return t;
-        });
+        const chosen = opts.all
+          ? tables
+          : (opts.table ?? []).map((name) => {
+              const t = tables.find((x) => `${x.source}.${x.name}` === name);
+              if (!t)
+                throw new AppError(
+                  'CONFIG_INVALID',
+                  `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`,
+                );
+              return t;
+            });
         if (chosen.length === 0) throw new AppError('CONFIG_INVALID', 'name tables with --table, or pass --all');
         for (const t of chosen) {
           await resetTable(ctx, t);
@@ -438,7 +484,8 @@ cdcCommand
               `confirmed=${st.confirmedFlushLsn ?? '-'} acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} ` +
               `wal_held_back=${st.lagBytes ?? '-'} bytes\n`,
           );
-          for (const t of s.tables.filter((x) => x.mode === 'cdc')) process.stdout.write(`  ${t.name}: snapshot ${st.snapshots[t.name] ? `done ${st.snapshots[t.name]}` : 'pending'}\n`);
+          for (const t of s.tables.filter((x) => x.mode === 'cdc'))
+            process.stdout.write(`  ${t.name}: snapshot ${st.snapshots[t.name] ? `done ${st.snapshots[t.name]}` : 'pending'}\n`);
           for (const p of st.problems) process.stdout.write(`  problem: ${p}\n`);
         }
       });
@@ -458,7 +505,9 @@ cdcCommand
         const [s] = cdcSources(ctx, opts.source);
         if (!s) throw new AppError('CONFIG_INVALID', `source ${opts.source} has no table in mode cdc`);
         await cdcReset(ctx, s, opts.dropPublication === true);
-        process.stdout.write(`dropped slot ${s.cdc.slot}${opts.dropPublication ? ` and publication ${s.cdc.publication}` : ''}; the next run snapshots again\n`);
+        process.stdout.write(
+          `dropped slot ${s.cdc.slot}${opts.dropPublication ? ` and publication ${s.cdc.publication}` : ''}; the next run snapshots again\n`,
+        );
       });
     } catch (err) {
       fail(err);
@@ -507,7 +556,11 @@ dlq
     try {
       const letters = await withQueues(NEEDS.redisOnly, (ctx) => listDeadLetters(ctx.pushQueue));
       for (const d of letters) {
-        process.stdout.write(opts.json ? `${JSON.stringify(d)}\n` : `${d.id}  ${d.name}  attempts=${d.attempts}  failed=${d.failedAt ?? '?'}\n    ${d.reason}\n    range ${d.range}\n`);
+        process.stdout.write(
+          opts.json
+            ? `${JSON.stringify(d)}\n`
+            : `${d.id}  ${d.name}  attempts=${d.attempts}  failed=${d.failedAt ?? '?'}\n    ${d.reason}\n    range ${d.range}\n`,
+        );
       }
       if (!opts.json) process.stdout.write(`${letters.length} failed push job(s)\n`);
     } catch (err) {

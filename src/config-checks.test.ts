@@ -28,9 +28,7 @@ function problems(run: () => unknown): string[] {
 
 describe('schedule intervals', () => {
   it('refuses every: 0s for a table, a reconciliation and a CDC source, naming the key and the minimum', () => {
-    expect(problems(() => parseConfig(config({}, { every: '0s' }), {}))).toEqual([
-      'sources[0].tables[0].every: must be at least 1s (got 0 ms)',
-    ]);
+    expect(problems(() => parseConfig(config({}, { every: '0s' }), {}))).toEqual(['sources[0].tables[0].every: must be at least 1s (got 0 ms)']);
     expect(problems(() => parseConfig(config({}, { reconcile: { every: 0 } }), {}))).toEqual([
       'sources[0].tables[0].reconcile.every: must be at least 1s (got 0 ms)',
     ]);
@@ -113,7 +111,9 @@ describe('values a command does not need', () => {
   it('leaves an unset variable of an unneeded value unresolved, and refuses it at use naming key and variable', () => {
     const cfg = parseConfig(secrets, { REDIS_URL: 'redis://cache:6379' }, [], ['redis.url']);
     expect(cfg.redis.url).toBe('redis://cache:6379');
-    expect(() => resolved(cfg.destination.apiKey, 'destination.apiKey')).toThrow('destination.apiKey: environment variable DEFINITE_API_KEY is not set');
+    expect(() => resolved(cfg.destination.apiKey, 'destination.apiKey')).toThrow(
+      'destination.apiKey: environment variable DEFINITE_API_KEY is not set',
+    );
     expect(() => resolved(cfg.sources[0]!.url, 'sources[0].url')).toThrow('sources[0].url: environment variable DATABASE_URL is not set');
   });
 
@@ -129,11 +129,16 @@ describe('values a command does not need', () => {
     expect(problems(() => parseConfig(secrets, {})).filter((p) => p.includes('environment variable'))).toHaveLength(4);
   });
 
-  it('resolves the command\'s values from a file the same way', () => {
+  it("resolves the command's values from a file the same way", () => {
     const dir = mkdtempSync(join(tmpdir(), 'pushsync-needs-'));
     const path = join(dir, 'needs.yaml');
-    writeFileSync(path, 'destination: { apiKey: ${DEFINITE_API_KEY} }\nsources:\n  - { name: app, kind: postgres, url: "${DATABASE_URL}", tables: [{ name: t, watermark: u }] }\n');
+    writeFileSync(
+      path,
+      'destination: { apiKey: ${DEFINITE_API_KEY} }\nsources:\n  - { name: app, kind: postgres, url: "${DATABASE_URL}", tables: [{ name: t, watermark: u }] }\n',
+    );
     expect(loadConfig(path, {}, { needs: ['redis.url'] }).sources[0]!.name).toBe('app');
-    expect(problems(() => loadConfig(path, {}, { needs: ['sources.url'] }))).toEqual([expect.stringMatching(/^sources\[0\]\.url: environment variable DATABASE_URL is not set/)]);
+    expect(problems(() => loadConfig(path, {}, { needs: ['sources.url'] }))).toEqual([
+      expect.stringMatching(/^sources\[0\]\.url: environment variable DATABASE_URL is not set/),
+    ]);
   });
 });

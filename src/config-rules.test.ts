@@ -8,7 +8,9 @@ import { join } from 'node:path';
 function withTable(fields: Record<string, unknown>, top: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     destination: { apiKey: 'k' },
-    sources: [{ name: 'app', kind: 'postgres', url: 'postgres://u@db/app', tables: [{ name: 'public.customers', watermark: 'updated_at', ...fields }] }],
+    sources: [
+      { name: 'app', kind: 'postgres', url: 'postgres://u@db/app', tables: [{ name: 'public.customers', watermark: 'updated_at', ...fields }] },
+    ],
     ...top,
   };
 }
@@ -29,7 +31,14 @@ describe('the config of what leaves', () => {
       withTable(
         {
           columns: { exclude: ['ssn'] },
-          masks: { email: 'hash', phone: { redact: '***' }, note: null, name: { truncate: 3 }, born_at: { truncate: 'month' }, card: { replace: { pattern: '\\d(?=\\d{4})', with: '*' } } },
+          masks: {
+            email: 'hash',
+            phone: { redact: '***' },
+            note: null,
+            name: { truncate: 3 },
+            born_at: { truncate: 'month' },
+            card: { replace: { pattern: '\\d(?=\\d{4})', with: '*' } },
+          },
           where: "region <> 'EU'",
           onFilteredOut: 'skip',
           transform: '/opt/t.mjs',
@@ -66,18 +75,28 @@ describe('the config of what leaves', () => {
   });
 
   it('refuses include with exclude, an unknown mask, a bad pattern, a hash without masking.key and a short key', () => {
-    expect(problems(withTable({ columns: { include: ['a'], exclude: ['b'] } }))).toEqual(['sources[0].tables[0].columns: use { include: [col, ...] } or { exclude: [col, ...] }']);
+    expect(problems(withTable({ columns: { include: ['a'], exclude: ['b'] } }))).toEqual([
+      'sources[0].tables[0].columns: use { include: [col, ...] } or { exclude: [col, ...] }',
+    ]);
     expect(problems(withTable({ masks: { a: 'sha1' } }))[0]).toMatch(/^sources\[0\]\.tables\[0\]\.masks\.a: use hash, null/);
-    expect(problems(withTable({ masks: { a: { replace: { pattern: '(' } } } }))[0]).toMatch(/masks\.a: replace\.pattern is not a valid regular expression/);
-    expect(problems(withTable({ masks: { email: 'hash' } }))).toEqual(['sources[0].tables[0].masks.email: hash needs masking.key (e.g. masking: { key: ${PSEUDONYM_KEY} })']);
-    expect(problems(withTable({}, { masking: { key: 'short' } }))).toEqual(['masking.key: must be at least 16 characters (e.g. openssl rand -hex 32)']);
+    expect(problems(withTable({ masks: { a: { replace: { pattern: '(' } } } }))[0]).toMatch(
+      /masks\.a: replace\.pattern is not a valid regular expression/,
+    );
+    expect(problems(withTable({ masks: { email: 'hash' } }))).toEqual([
+      'sources[0].tables[0].masks.email: hash needs masking.key (e.g. masking: { key: ${PSEUDONYM_KEY} })',
+    ]);
+    expect(problems(withTable({}, { masking: { key: 'short' } }))).toEqual([
+      'masking.key: must be at least 16 characters (e.g. openssl rand -hex 32)',
+    ]);
   });
 
   it('refuses a where that is not one SQL condition, and onFilteredOut without a filter', () => {
     expect(problems(withTable({ where: "region <> 'EU'; DELETE FROM customers" }))).toEqual([
       "sources[0].tables[0].where: must be one SQL condition: found ';' at position 15; a condition cannot end the statement",
     ]);
-    expect(problems(withTable({ onFilteredOut: 'skip' }))).toEqual(['sources[0].tables[0].onFilteredOut: applies only to a table with where or transform']);
+    expect(problems(withTable({ onFilteredOut: 'skip' }))).toEqual([
+      'sources[0].tables[0].onFilteredOut: applies only to a table with where or transform',
+    ]);
   });
 
   it('refuses a query that is not one SELECT, a query table without a primary key, and one in mode cdc', () => {

@@ -16,7 +16,10 @@ export const MIN_MASKING_KEY_CHARS = 16;
 export const maskingSchema = z
   .object({
     /** The secret of `hash` masks and of the encryption of masked keys in Redis. Never logged or stored. */
-    key: z.union([z.string(), z.number()]).transform(String).pipe(z.string().min(MIN_MASKING_KEY_CHARS, `must be at least ${MIN_MASKING_KEY_CHARS} characters (e.g. openssl rand -hex 32)`)),
+    key: z
+      .union([z.string(), z.number()])
+      .transform(String)
+      .pipe(z.string().min(MIN_MASKING_KEY_CHARS, `must be at least ${MIN_MASKING_KEY_CHARS} characters (e.g. openssl rand -hex 32)`)),
   })
   .strict();
 
@@ -75,7 +78,9 @@ const sqlSelect = z.string().superRefine((v, ctx) => {
 export const tableRuleOptions = {
   /** Which columns leave: `{ include: [...] }` (the safe choice) or `{ exclude: [...] }`. */
   columns: z
-    .union([z.object({ include: names }).strict(), z.object({ exclude: names }).strict()], { message: 'use { include: [col, ...] } or { exclude: [col, ...] }' })
+    .union([z.object({ include: names }).strict(), z.object({ exclude: names }).strict()], {
+      message: 'use { include: [col, ...] } or { exclude: [col, ...] }',
+    })
     .optional(),
   masks: z.record(z.string().min(1), maskSchema).optional(),
   /** Rows that do not match this SQL condition never leave. */
@@ -111,7 +116,8 @@ export function ruleProblems(cfg: RuledConfig): string[] {
     s.tables.forEach((t, j) => {
       const at = `sources[${i}].tables[${j}]`;
       const hashed = Object.entries(t.masks ?? {}).find(([, m]) => m.kind === 'hash');
-      if (hashed && cfg.masking === undefined) problems.push(`${at}.masks.${hashed[0]}: hash needs masking.key (e.g. masking: { key: \${PSEUDONYM_KEY} })`);
+      if (hashed && cfg.masking === undefined)
+        problems.push(`${at}.masks.${hashed[0]}: hash needs masking.key (e.g. masking: { key: \${PSEUDONYM_KEY} })`);
       if (t.onFilteredOut !== undefined && t.where === undefined && t.transform === undefined) {
         problems.push(`${at}.onFilteredOut: applies only to a table with where or transform`);
       }

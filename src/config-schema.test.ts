@@ -51,7 +51,13 @@ describe('config option documentation', () => {
   const lines = schemaText.split('\n');
   // An option is a `key: <schema>` line inside z.object({...}) of the schemas.
   const options = lines
-    .map((line, i) => ({ line, i, key: /^\s+([a-zA-Z]+): (?:z\.|duration|every|cdcEvery|text|cron|qualifiedName|slotName|postgresUrl|sqlCondition|atLeast|cdcSchema|tableSchema|sourceSchema)/.exec(line)?.[1] }))
+    .map((line, i) => ({
+      line,
+      i,
+      key: /^\s+([a-zA-Z]+): (?:z\.|duration|every|cdcEvery|text|cron|qualifiedName|slotName|postgresUrl|sqlCondition|atLeast|cdcSchema|tableSchema|sourceSchema)/.exec(
+        line,
+      )?.[1],
+    }))
     .filter((o): o is { line: string; i: number; key: string } => o.key !== undefined);
 
   it('finds the options', () => {

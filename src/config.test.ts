@@ -12,7 +12,9 @@ function minimal(overrides: Record<string, unknown> = {}): Record<string, unknow
 }
 
 function table(fields: Record<string, unknown>): Record<string, unknown> {
-  return minimal({ sources: [{ name: 'app', kind: 'postgres', url: 'postgres://u@db/app', tables: [{ name: 'public.orders', watermark: 'updated_at', ...fields }] }] });
+  return minimal({
+    sources: [{ name: 'app', kind: 'postgres', url: 'postgres://u@db/app', tables: [{ name: 'public.orders', watermark: 'updated_at', ...fields }] }],
+  });
 }
 
 function problems(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
@@ -141,7 +143,14 @@ describe('parseConfig environment references', () => {
     const cfg = parseConfig(
       minimal({
         destination: { apiKey: '${DEFINITE_API_KEY}', url: '${API_URL:-https://api.definite.app/v2/stream}' },
-        sources: [{ name: 'app', kind: 'postgres', url: 'postgres://${PGUSER}@${PGHOST:-localhost}/app', tables: [{ name: 'orders', watermark: 'updated_at' }] }],
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: 'postgres://${PGUSER}@${PGHOST:-localhost}/app',
+            tables: [{ name: 'orders', watermark: 'updated_at' }],
+          },
+        ],
       }),
       { DEFINITE_API_KEY: 'abc', PGUSER: 'reader' },
     );
@@ -151,7 +160,10 @@ describe('parseConfig environment references', () => {
   });
 
   it('prefers a set variable over the default, and treats an empty variable as unset', () => {
-    const cfg = parseConfig(minimal({ redis: { prefix: '${PREFIX:-pushsync}' }, destination: { apiKey: '${KEY:-fallback}' } }), { PREFIX: 'mine', KEY: '' });
+    const cfg = parseConfig(minimal({ redis: { prefix: '${PREFIX:-pushsync}' }, destination: { apiKey: '${KEY:-fallback}' } }), {
+      PREFIX: 'mine',
+      KEY: '',
+    });
     expect(cfg.redis.prefix).toBe('mine');
     expect(cfg.destination.apiKey).toBe('fallback');
   });
@@ -338,7 +350,11 @@ describe('parseConfig problems', () => {
   it('refuses a destination URL with a scheme other than https or http, naming the key', () => {
     for (const url of ['ftp://api.example.com/v2/stream', 'file:///etc/passwd', 'javascript:alert(1)', 'ws://127.0.0.1/x']) {
       const list = problems(minimal({ destination: { apiKey: 'k', url } }));
-      expect(list, url).toEqual([expect.stringMatching(/^destination\.url: must be an https: URL \(http: only to a loopback host, or with destination\.allowInsecureHttp: true\); \w+: is not supported$/)]);
+      expect(list, url).toEqual([
+        expect.stringMatching(
+          /^destination\.url: must be an https: URL \(http: only to a loopback host, or with destination\.allowInsecureHttp: true\); \w+: is not supported$/,
+        ),
+      ]);
     }
     expect(problems(minimal({ destination: { apiKey: 'k', url: 'not a url' } }))).toEqual([
       'destination.url: must be an https: URL such as https://api.definite.app/v2/stream',
@@ -348,7 +364,11 @@ describe('parseConfig problems', () => {
   it('refuses a cleartext http destination URL to a host that is not loopback', () => {
     for (const url of ['http://api.definite.app/v2/stream', 'http://10.0.0.5:8787/v2/stream', 'http://127.0.0.1.example.com/', 'http://[::2]/']) {
       const list = problems(minimal({ destination: { apiKey: 'k', url } }));
-      expect(list, url).toEqual([expect.stringMatching(/^destination\.url: must be an https: URL: http: to \S+, which is not loopback .*unencrypted.*destination\.allowInsecureHttp: true/)]);
+      expect(list, url).toEqual([
+        expect.stringMatching(
+          /^destination\.url: must be an https: URL: http: to \S+, which is not loopback .*unencrypted.*destination\.allowInsecureHttp: true/,
+        ),
+      ]);
     }
   });
 
@@ -365,7 +385,13 @@ describe('parseConfig problems', () => {
   });
 
   it('accepts http to a loopback host, and to any host with allowInsecureHttp', () => {
-    for (const url of ['http://127.0.0.1:8787/v2/stream', 'http://127.5.6.7/', 'http://localhost:8787/v2/stream', 'http://[::1]:8787/v2/stream', 'https://10.0.0.5/v2/stream']) {
+    for (const url of [
+      'http://127.0.0.1:8787/v2/stream',
+      'http://127.5.6.7/',
+      'http://localhost:8787/v2/stream',
+      'http://[::1]:8787/v2/stream',
+      'https://10.0.0.5/v2/stream',
+    ]) {
       expect(parseConfig(minimal({ destination: { apiKey: 'k', url } }), {}).destination.url).toBe(url);
     }
     const cfg = parseConfig(minimal({ destination: { apiKey: 'k', url: '${URL}', allowInsecureHttp: '${INSECURE:-false}' } }), {
@@ -383,11 +409,13 @@ describe('parseConfig problems', () => {
 });
 
 describe('parseConfig with SQL conditions', () => {
-  it('refuses a soft-delete condition that would end pushsync\'s statement, naming the key and the position', () => {
+  it("refuses a soft-delete condition that would end pushsync's statement, naming the key and the position", () => {
     expect(problems(table({ softDelete: { condition: 'true) FROM t LIMIT 0; DROP TABLE y; SELECT (true' } }))).toEqual([
       "sources[0].tables[0].softDelete.condition: must be one SQL condition: found ')' at position 5 with no '(' before it; it would close pushsync's own parenthesis",
     ]);
-    expect(problems(table({ softDelete: { condition: '  ' } }))).toEqual(['sources[0].tables[0].softDelete.condition: must be one SQL condition: it is empty']);
+    expect(problems(table({ softDelete: { condition: '  ' } }))).toEqual([
+      'sources[0].tables[0].softDelete.condition: must be one SQL condition: it is empty',
+    ]);
   });
 
   it('accepts a soft-delete condition with quoted semicolons and parentheses', () => {
@@ -448,7 +476,10 @@ describe('parseConfig with a mysql source', () => {
   });
 
   it('reports the other problems of a source whose kind is unknown, and a bad mysql URL beside other problems', () => {
-    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual(['sources[0].kind: must be postgres or mysql', 'sources[0].tables[0].batchRows: Too small: expected number to be >=1']);
+    expect(problems(mysql({ kind: 'oracle' }, { batchRows: 0 }))).toEqual([
+      'sources[0].kind: must be postgres or mysql',
+      'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
+    ]);
     expect(problems(mysql({ url: 'db:3306' }, { batchRows: 0 })).sort()).toEqual([
       'sources[0].tables[0].batchRows: Too small: expected number to be >=1',
       'sources[0].url: must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database',
@@ -470,7 +501,9 @@ describe('parseConfig with a mysql source', () => {
 describe('parseConfig with a Debezium source', () => {
   const debezium = (fields: Record<string, unknown> = {}, web: Record<string, unknown> = {}): Record<string, unknown> => ({
     destination: { apiKey: 'k' },
-    sources: [{ name: 'legacy', kind: 'debezium', http: { token: 'x'.repeat(16) }, tables: [{ name: 'public.orders', primaryKey: ['id'] }], ...fields }],
+    sources: [
+      { name: 'legacy', kind: 'debezium', http: { token: 'x'.repeat(16) }, tables: [{ name: 'public.orders', primaryKey: ['id'] }], ...fields },
+    ],
     web,
   });
 
@@ -478,7 +511,10 @@ describe('parseConfig with a Debezium source', () => {
     const cfg = parseConfig(
       {
         ...minimal(),
-        sources: [...(minimal().sources as unknown[]), ...(debezium({ redisStreams: { url: 'redis://10.0.0.5:6379', streams: ['dbserver1.public.orders'] } }).sources as unknown[])],
+        sources: [
+          ...(minimal().sources as unknown[]),
+          ...(debezium({ redisStreams: { url: 'redis://10.0.0.5:6379', streams: ['dbserver1.public.orders'] } }).sources as unknown[]),
+        ],
       },
       {},
     );
@@ -501,7 +537,9 @@ describe('parseConfig with a Debezium source', () => {
     expect(problems(debezium({ http: {} }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))).toContain(
       'sources[0].http.token: web.host 0.0.0.0 is not loopback, so POST /ingest/debezium needs a token',
     );
-    expect(problems(debezium({ http: { token: 'short' } }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))[0]).toMatch(/^sources\[0\]\.http\.token: must be at least 16 characters/);
+    expect(problems(debezium({ http: { token: 'short' } }, { host: '0.0.0.0', auth: { token: 't'.repeat(16) } }))[0]).toMatch(
+      /^sources\[0\]\.http\.token: must be at least 16 characters/,
+    );
     expect(() => parseConfig(debezium({ http: {} }), {})).not.toThrow();
   });
 

@@ -72,17 +72,20 @@ const cron = z.string().refine(
   { message: 'not a valid cron expression (five fields, e.g. "*/5 * * * *")' },
 );
 
-const qualifiedName = z.string().min(1).refine(
-  (v) => {
-    try {
-      parseQualifiedName(v);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be "table" or "schema.table" (quote names with dots or capitals: public."Order Items")' },
-);
+const qualifiedName = z
+  .string()
+  .min(1)
+  .refine(
+    (v) => {
+      try {
+        parseQualifiedName(v);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'must be "table" or "schema.table" (quote names with dots or capitals: public."Order Items")' },
+  );
 
 /** SQL that pushsync wraps in parentheses inside its own statements: one condition, nothing that could end it. */
 const sqlCondition = z.string().superRefine((v, ctx) => {
@@ -145,10 +148,9 @@ const tableSchema = z
       .optional(),
     /** Rows matching this are sent with `_op = delete`: a column (true or non-null means deleted) or one SQL condition. */
     softDelete: z
-      .union([
-        z.object({ column: z.string().min(1) }).strict(),
-        z.object({ condition: sqlCondition }).strict(),
-      ], { message: 'use { column: deleted_at } or { condition: "status = \'deleted\'" }' })
+      .union([z.object({ column: z.string().min(1) }).strict(), z.object({ condition: sqlCondition }).strict()], {
+        message: 'use { column: deleted_at } or { condition: "status = \'deleted\'" }',
+      })
       .optional(),
     /** The destination table, `schema.table`. @defaultValue bronze.<source>_<table> */
     target: z
@@ -177,7 +179,11 @@ const cdcSchema = z
     /** Changes are enqueued (and the slot acknowledged) at least this often while the stream is busy, a duration. @defaultValue 500ms */
     flushInterval: duration.default(500),
     /** Log a warning when the slot holds back more WAL than this many bytes. @defaultValue 1073741824 (1 GiB) */
-    lagWarningBytes: z.number().int().min(0).default(1024 * 1024 * 1024),
+    lagWarningBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(1024 * 1024 * 1024),
     /** MySQL/MariaDB: the replica server_id of the binlog reader; unique among the server's replicas. @defaultValue derived from the source and slot names */
     serverId: z.number().int().min(1).max(4294967295).optional(),
   })
@@ -202,7 +208,9 @@ function postgresUrlProblem(url: string): string | undefined {
 }
 
 function mysqlUrlProblem(url: string): string | undefined {
-  return /^(mysql|mariadb):\/\/[^/]/.test(url) && URL.canParse(url) ? undefined : 'must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database';
+  return /^(mysql|mariadb):\/\/[^/]/.test(url) && URL.canParse(url)
+    ? undefined
+    : 'must be a mysql:// or mariadb:// URL, e.g. mysql://user:password@host:3306/database';
 }
 
 const sourceSchema = z
@@ -271,7 +279,11 @@ const debeziumSourceSchema = z
       .strict()
       .optional(),
     /** Bytes of undelivered events held in Redis; past it, ingest answers 429 and stream reading pauses. @defaultValue 268435456 (256 MiB) */
-    maxBufferedBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+    maxBufferedBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(256 * 1024 * 1024),
     /** Buffered events are cut into push jobs once batchRows are waiting or the oldest has waited this long, a duration. @defaultValue 1s */
     flushInterval: duration.default(1000),
     /** Debezium's placeholder for an unchanged TOASTed value (`unavailable.value.placeholder`). @defaultValue '__debezium_unavailable_value' */
@@ -322,7 +334,10 @@ const configSchema = z
           .refine((v) => /^rediss?:\/\//.test(v) || unresolvedVariable(v) !== undefined, 'must start with redis:// or rediss://')
           .default('redis://127.0.0.1:6379'),
         /** Prefix of every key; processes sharing it share the work. @defaultValue 'pushsync' */
-        prefix: z.string().regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -').default('pushsync'),
+        prefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -')
+          .default('pushsync'),
         /**
          * How long one attempt to connect to Redis may take, in ms (a duration). One-shot commands (`check`,
          * `status`, `dlq`, `reset`, `cdc`, `sync --once`) fail with REDIS_UNAVAILABLE when Redis does not answer
@@ -507,11 +522,7 @@ function configJsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
       if (DURATION_SCHEMAS.has(ctx.zodSchema)) {
         Object.assign(ctx.jsonSchema, {
           description: 'A duration: "500ms", "30s", "5m", "2h", "1d", or a number of milliseconds',
-          anyOf: [
-            { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)?\\s*$' },
-            { type: 'number', minimum: 0 },
-            ENV_REF_SCHEMA,
-          ],
+          anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)?\\s*$' }, { type: 'number', minimum: 0 }, ENV_REF_SCHEMA],
         });
         return;
       }
@@ -521,7 +532,12 @@ function configJsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
       if (scalar && j.anyOf === undefined) {
         const { default: defaultValue, description, ...rest } = j;
         for (const key of Object.keys(j)) delete j[key];
-        Object.assign(j, { anyOf: [rest, ENV_REF_SCHEMA] }, defaultValue === undefined ? {} : { default: defaultValue }, description === undefined ? {} : { description });
+        Object.assign(
+          j,
+          { anyOf: [rest, ENV_REF_SCHEMA] },
+          defaultValue === undefined ? {} : { default: defaultValue },
+          description === undefined ? {} : { description },
+        );
       }
     },
   }) as Record<string, unknown>;
@@ -609,7 +625,14 @@ function resolveRef(ref: string, env: NodeJS.ProcessEnv, path: string, problems:
  * default are errors. A value that is one reference alone and resolves to a number or boolean becomes one, so
  * `port: ${PORT:-3000}` works.
  */
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: string[], refs: string[], needs: readonly ConfigNeed[]): unknown {
+function interpolate(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path: string,
+  problems: string[],
+  refs: string[],
+  needs: readonly ConfigNeed[],
+): unknown {
   if (typeof value === 'string') {
     const whole = /^PUSHSYNC_ENV_REF_(\d+)_$/.exec(value) ?? /^\$\{[^}]*\}$/.exec(value);
     const out = value
@@ -635,7 +658,11 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: string, probl
 function dropEmpty(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(dropEmpty);
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== '').map(([k, v]) => [k, dropEmpty(v)]));
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== '')
+        .map(([k, v]) => [k, dropEmpty(v)]),
+    );
   }
   return value;
 }
@@ -652,7 +679,9 @@ function debeziumProblems(s: RawDebezium, i: number, host: string): string[] {
   if (s.http && !isLoopback(host)) {
     if (token === undefined) problems.push(`sources[${i}].http.token: web.host ${host} is not loopback, so POST /ingest/debezium needs a token`);
     else if (token.trim().length < MIN_TOKEN_LENGTH) {
-      problems.push(`sources[${i}].http.token: must be at least ${MIN_TOKEN_LENGTH} characters because web.host ${host} is not loopback; generate one with: openssl rand -hex 16`);
+      problems.push(
+        `sources[${i}].http.token: must be at least ${MIN_TOKEN_LENGTH} characters because web.host ${host} is not loopback; generate one with: openssl rand -hex 16`,
+      );
     }
   }
   return problems;
@@ -693,7 +722,9 @@ function crossChecks(cfg: RawConfig): string[] {
     }),
   );
   // Debezium sources carry no column rules; they keep their place so the paths stay right.
-  problems.push(...ruleProblems({ ...cfg, sources: cfg.sources.map((s) => (s.kind === 'debezium' ? { mode: 'watermark' as const, tables: [] } : s)) }));
+  problems.push(
+    ...ruleProblems({ ...cfg, sources: cfg.sources.map((s) => (s.kind === 'debezium' ? { mode: 'watermark' as const, tables: [] } : s)) }),
+  );
   const auth = cfg.web.auth;
   if ((auth.username === undefined) !== (auth.password === undefined)) {
     problems.push('web.auth: set both username and password for basic auth, or neither');
@@ -738,12 +769,16 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
   const isDatabase = (s: AnySource): s is DatabaseSource => s.kind !== 'debezium';
   return {
     ...cfg,
-    debezium: cfg.sources
-      .filter(isDebezium)
-      .map((s) => ({
-        ...s,
-        tables: s.tables.map((t) => ({ ...t, source: s.name, mode: 'debezium' as const, safetyLag: 0, target: t.target ?? defaultTarget(s.name, t.name) })),
+    debezium: cfg.sources.filter(isDebezium).map((s) => ({
+      ...s,
+      tables: s.tables.map((t) => ({
+        ...t,
+        source: s.name,
+        mode: 'debezium' as const,
+        safetyLag: 0,
+        target: t.target ?? defaultTarget(s.name, t.name),
       })),
+    })),
     sources: cfg.sources.filter(isDatabase).map((s) => ({
       ...s,
       cdc: {
@@ -807,7 +842,11 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env, o
   try {
     raw = parseYaml(protectedText.text);
   } catch (cause) {
-    throw new AppError('CONFIG_INVALID', `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`, { cause });
+    throw new AppError(
+      'CONFIG_INVALID',
+      `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   return resolveTransformPaths(parseConfig(raw, env, protectedText.refs, options.needs), dirname(path));
 }

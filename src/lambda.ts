@@ -26,7 +26,9 @@ const DEADLINE_MARGIN_MS = 20_000;
 const DEFAULT_TIMEOUT_MS = 15 * 60_000 - DEADLINE_MARGIN_MS;
 
 export async function handler(event: LambdaEvent | null = {}, context: LambdaContext = {}): Promise<SyncOnceResult> {
-  const config = loadConfig(process.env.PUSHSYNC_CONFIG ?? './pushsync.yaml', process.env, { needs: ['redis.url', 'sources.url', 'destination.apiKey'] });
+  const config = loadConfig(process.env.PUSHSYNC_CONFIG ?? './pushsync.yaml', process.env, {
+    needs: ['redis.url', 'sources.url', 'destination.apiKey'],
+  });
   const logger = loggerFor(config.log, { isTty: false });
   const remaining = context.getRemainingTimeInMillis?.();
   const timeoutMs = remaining === undefined ? DEFAULT_TIMEOUT_MS : Math.max(1_000, remaining - DEADLINE_MARGIN_MS);
@@ -34,7 +36,9 @@ export async function handler(event: LambdaEvent | null = {}, context: LambdaCon
   logger.info({ tables: result.counts, failed: result.failed.length, timedOut: result.timedOut }, 'pushsync pass finished');
   if (result.failed.length > 0 || result.timedOut) {
     const what = [
-      ...(result.failed.length > 0 ? [`${result.failed.length} job(s) failed: ${result.failed.map((f) => `${f.name}: ${f.reason}`).join('; ')}`] : []),
+      ...(result.failed.length > 0
+        ? [`${result.failed.length} job(s) failed: ${result.failed.map((f) => `${f.name}: ${f.reason}`).join('; ')}`]
+        : []),
       ...(result.timedOut ? [`timed out after ${timeoutMs} ms; work continues on the next run`] : []),
     ];
     throw new AppError('RUN_INCOMPLETE', `pushsync pass incomplete: ${what.join('; ')}`, { details: { counts: result.counts } });

@@ -106,7 +106,13 @@ function binlogSource(config: Config, s: SourceConfig, redis: Redis | undefined)
         clear: async () => void (await redis.del(key)),
       }
     : { load: none, save: none, clear: none };
-  return new MysqlBinlog({ name: s.name, url: s.url, stream: s.cdc.slot, serverId: s.cdc.serverId ?? defaultServerId(`${s.name}/${s.cdc.slot}`), store });
+  return new MysqlBinlog({
+    name: s.name,
+    url: s.url,
+    stream: s.cdc.slot,
+    serverId: s.cdc.serverId ?? defaultServerId(`${s.name}/${s.cdc.slot}`),
+    store,
+  });
 }
 
 /** The event streams of Debezium sources read from Debezium Server's Redis sink, by source name. */
@@ -116,7 +122,17 @@ export function createEventStreams(config: Config): Map<string, EventStream> {
       .filter((s) => s.redisStreams)
       .map((s) => {
         const r = s.redisStreams!;
-        return [s.name, new DebeziumRedisStreams({ url: r.url, streams: r.streams, group: r.group, batch: r.batch, claimIdleMs: r.claimIdle, nullValue: r.nullValue }) as EventStream];
+        return [
+          s.name,
+          new DebeziumRedisStreams({
+            url: r.url,
+            streams: r.streams,
+            group: r.group,
+            batch: r.batch,
+            claimIdleMs: r.claimIdle,
+            nullValue: r.nullValue,
+          }) as EventStream,
+        ];
       }),
   );
 }
@@ -149,7 +165,10 @@ export async function checkRulesAtStart(ctx: PipelineContext): Promise<void> {
       await ctx.sources.get(t.source)!.table(tableSpec(t));
     } catch (err) {
       if (isAppError(err) && err.code === 'CONFIG_INVALID') throw err;
-      ctx.logger.warn({ source: t.source, table: t.name, err: (err as Error).message }, 'could not check the rules of a table at start; its runs will');
+      ctx.logger.warn(
+        { source: t.source, table: t.name, err: (err as Error).message },
+        'could not check the rules of a table at start; its runs will',
+      );
     }
   }
 }
@@ -265,7 +284,10 @@ async function closeWorkers(workers: Worker[], timeoutMs: number, logger: Logger
   const finished = await Promise.race([closed, timedOut]);
   clearTimeout(timer);
   if (finished) return;
-  logger.warn({ timeoutMs }, 'in-flight jobs did not finish within shutdown.timeout; handing them back (another worker resumes them once their lease lapses)');
+  logger.warn(
+    { timeoutMs },
+    'in-flight jobs did not finish within shutdown.timeout; handing them back (another worker resumes them once their lease lapses)',
+  );
   await Promise.all(workers.map((w) => w.close(true)));
 }
 
@@ -383,7 +405,10 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   if (stopped) return runtime;
   const policy = await unsafeEvictionPolicy(ctx);
   if (policy) {
-    ctx.logger.warn({ policy }, `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`);
+    ctx.logger.warn(
+      { policy },
+      `Redis maxmemory-policy is ${policy}: Redis may evict cursors or jobs under memory pressure; set maxmemory-policy noeviction`,
+    );
   }
   if (roles.has('scheduler')) {
     await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
@@ -392,7 +417,13 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   if (roles.has('extract')) workers.push(startExtractWorker(ctx));
   if (roles.has('push')) workers.push(startPushWorker(ctx));
   if (roles.has('ingest')) {
-    const readers = [...createEventStreams(ctx.config)].map(([name, stream]) => startStreamIngest(ctx, ctx.config.debezium.find((s) => s.name === name)!, stream));
+    const readers = [...createEventStreams(ctx.config)].map(([name, stream]) =>
+      startStreamIngest(
+        ctx,
+        ctx.config.debezium.find((s) => s.name === name)!,
+        stream,
+      ),
+    );
     cleanups.push(() => Promise.all(readers.map((r) => r.stop())));
   }
   runtime.started = true;

@@ -12,10 +12,21 @@ import { transformLoader } from './transforms.js';
  * and a ledger that has seen nothing. Reads the sources (and, for a CDC table, the slot position Redis recorded);
  * writes nothing to Redis or the destination.
  */
-export async function previewTable(config: Config, name: string, limit: number, sources: Map<string, Source>, changeSources: Map<string, ChangeSource>): Promise<Preview> {
+export async function previewTable(
+  config: Config,
+  name: string,
+  limit: number,
+  sources: Map<string, Source>,
+  changeSources: Map<string, ChangeSource>,
+): Promise<Preview> {
   const table = allTables(config).find((t) => `${t.source}.${t.name}` === name);
   if (!table) {
-    throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${allTables(config).map((t) => `${t.source}.${t.name}`).join(', ')})`);
+    throw new AppError(
+      'CONFIG_INVALID',
+      `no configured table ${name}; use <source>.<table> as in the config (${allTables(config)
+        .map((t) => `${t.source}.${t.name}`)
+        .join(', ')})`,
+    );
   }
   const reader = await sources.get(table.source)!.table(tableSpec(table));
   let snapshot: { ordering: string } | undefined;
@@ -36,7 +47,10 @@ export async function previewTable(config: Config, name: string, limit: number, 
     limits: { ...STREAM_LIMITS, maxRows: config.destination.maxRows, maxBytes: config.destination.maxBytes },
     safetyLagMs: table.safetyLag,
     rules: filtered
-      ? { transform: table.transform === undefined ? undefined : await transformLoader()(table.transform), ledger: new MemoryLedger(table.onFilteredOut ?? 'delete') }
+      ? {
+          transform: table.transform === undefined ? undefined : await transformLoader()(table.transform),
+          ledger: new MemoryLedger(table.onFilteredOut ?? 'delete'),
+        }
       : undefined,
     snapshot,
   });

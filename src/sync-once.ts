@@ -35,7 +35,12 @@ export async function syncOnce(
     const [extracted, pushed] = await Promise.all([ctx.metrics.rowsExtracted.get(), ctx.metrics.rowsPushed.get()]);
     const count = (m: typeof extracted, t: { source: string; name: string }): number =>
       m.values.filter((v) => v.labels.source === t.source && v.labels.table === t.name).reduce((a, v) => a + v.value, 0);
-    const counts = allTables(config).map((t) => ({ table: `${t.source}.${t.name}`, target: t.target, extracted: count(extracted, t), pushed: count(pushed, t) }));
+    const counts = allTables(config).map((t) => ({
+      table: `${t.source}.${t.name}`,
+      target: t.target,
+      extracted: count(extracted, t),
+      pushed: count(pushed, t),
+    }));
     return { ...summary, counts };
   } finally {
     await runtime.stop();

@@ -70,7 +70,9 @@ log: { level: warn }
   afterAll(async () => {
     child?.kill('SIGKILL');
     await sleep(500);
-    await client.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, [slot]).catch(() => {});
+    await client
+      .query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, [slot])
+      .catch(() => {});
     await sleep(200);
     await client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
     await client.query(`DROP PUBLICATION IF EXISTS ${slot}`).catch(() => {});
@@ -82,7 +84,10 @@ log: { level: warn }
   });
 
   function start(): ChildProcess {
-    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', configPath, 'start'], { cwd: ROOT, stdio: 'ignore' });
+    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', configPath, 'start'], {
+      cwd: ROOT,
+      stdio: 'ignore',
+    });
     return proc;
   }
 
@@ -139,7 +144,14 @@ log: { level: warn }
       actual = currentState(records());
     }
     const wrong = [...new Set([...actual.keys(), ...expected.keys()])].filter((k) => actual.get(k) !== expected.get(k));
-    if (wrong.length > 0) console.log(JSON.stringify(records().filter((r) => wrong.includes(r.id)), null, 0));
+    if (wrong.length > 0)
+      console.log(
+        JSON.stringify(
+          records().filter((r) => wrong.includes(r.id)),
+          null,
+          0,
+        ),
+      );
     expect([...actual].sort((a, b) => a[0] - b[0])).toEqual([...expected].sort((a, b) => a[0] - b[0]));
     expect(records().some((r) => r._op === 'update')).toBe(true);
     expect(records().some((r) => r._op === 'delete')).toBe(true);

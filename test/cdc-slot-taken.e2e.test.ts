@@ -43,7 +43,16 @@ describe('a CDC slot name taken by another database', () => {
         redis: { url: REDIS_URL, prefix },
         destination: { url: receiver.url, apiKey: 'k' },
         extract: { attempts: 3 },
-        sources: [{ name: 'app', kind: 'postgres', url: LOGICAL_PG_URL, mode: 'cdc', cdc: { slot, publication: slot }, tables: [{ name: `${schema}.items` }] }],
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: LOGICAL_PG_URL,
+            mode: 'cdc',
+            cdc: { slot, publication: slot },
+            tables: [{ name: `${schema}.items` }],
+          },
+        ],
       },
       {},
     );
@@ -52,7 +61,9 @@ describe('a CDC slot name taken by another database', () => {
     const summary = await syncPass(config, { logger, timeoutMs: 20_000 });
     expect(summary.timedOut).toBe(false);
     expect(summary.failed).toHaveLength(1);
-    expect(summary.failed[0]!.reason).toMatch(/^\[SOURCE_SLOT_TAKEN\] app: replication stream: replication slot "\w+" was not created in this database/);
+    expect(summary.failed[0]!.reason).toMatch(
+      /^\[SOURCE_SLOT_TAKEN\] app: replication stream: replication slot "\w+" was not created in this database/,
+    );
     expect(summary.failed[0]!.reason).toContain(`choose another slot name in the cdc.slot setting of source app`);
     const runs = lines.filter((l) => l.msg === 'cdc run failed');
     expect(runs.map((l) => l.code)).toEqual(['SOURCE_SLOT_TAKEN']);

@@ -99,7 +99,9 @@ describe('change data capture from a logical replication slot', () => {
     await client.query(`DELETE FROM items WHERE id BETWEEN 6 AND 10`);
     await client.query(`UPDATE items SET id = 1000 WHERE id = 11`);
     // Several changes of one key in one transaction, ending deleted, then re-inserted in another.
-    await client.query(`BEGIN; UPDATE items SET v = 'a' WHERE id = 12; UPDATE items SET v = 'b' WHERE id = 12; DELETE FROM items WHERE id = 12; COMMIT`);
+    await client.query(
+      `BEGIN; UPDATE items SET v = 'a' WHERE id = 12; UPDATE items SET v = 'b' WHERE id = 12; DELETE FROM items WHERE id = 12; COMMIT`,
+    );
     await client.query(`INSERT INTO items VALUES (12, 'back', 1, NULL)`);
     // An unchanged TOASTed value must not arrive as null: the row is read when sent.
     await client.query(`UPDATE items SET big = repeat(md5(id::text), 2000) WHERE id = 13`);
@@ -108,7 +110,12 @@ describe('change data capture from a logical replication slot', () => {
     const summary = await syncOnce();
     expect(summary.failed).toEqual([]);
     const changes = records().filter((r) => r._op !== 'snapshot');
-    expect(changes.filter((r) => r._op === 'delete').map((r) => r.id).sort((a, b) => a - b)).toEqual([6, 7, 8, 9, 10, 11, 12]);
+    expect(
+      changes
+        .filter((r) => r._op === 'delete')
+        .map((r) => r.id)
+        .sort((a, b) => a - b),
+    ).toEqual([6, 7, 8, 9, 10, 11, 12]);
     expect(changes.filter((r) => r._op === 'insert').map((r) => r.id)).toEqual(expect.arrayContaining([51, 60, 1000, 12]));
     await expectStateEqualsSource();
     const toasted = currentState(records()).get(13) as Rec & { big: string };
@@ -127,12 +134,23 @@ describe('change data capture from a logical replication slot', () => {
 
   it('streams a table with a composite primary key and a timestamp in the key', async () => {
     await client.query(`CREATE TABLE lines (order_id bigint, at timestamptz, qty int, PRIMARY KEY (order_id, at))`);
-    await client.query(`INSERT INTO lines VALUES (1, '2024-01-01 00:00:00.000001+00', 1), (1, '2024-01-01 00:00:00.000002+00', 2), (2, '2024-01-01 00:00:00.000001+00', 3)`);
+    await client.query(
+      `INSERT INTO lines VALUES (1, '2024-01-01 00:00:00.000001+00', 1), (1, '2024-01-01 00:00:00.000002+00', 2), (2, '2024-01-01 00:00:00.000001+00', 3)`,
+    );
     const composite = parseConfig(
       {
         redis: { url: REDIS_URL, prefix: `${prefix}c` },
         destination: { url: receiver.url, apiKey: 'k' },
-        sources: [{ name: 'app', kind: 'postgres', url: LOGICAL_PG_URL, mode: 'cdc', cdc: { slot: `${slot}c`, publication: `${slot}c`, flushInterval: '50ms' }, tables: [{ name: `${schema}.lines` }] }],
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: LOGICAL_PG_URL,
+            mode: 'cdc',
+            cdc: { slot: `${slot}c`, publication: `${slot}c`, flushInterval: '50ms' },
+            tables: [{ name: `${schema}.lines` }],
+          },
+        ],
       },
       {},
     );
@@ -141,7 +159,9 @@ describe('change data capture from a logical replication slot', () => {
       await client.query(`UPDATE lines SET qty = 20 WHERE order_id = 1 AND at = '2024-01-01 00:00:00.000002+00'`);
       await client.query(`DELETE FROM lines WHERE order_id = 2`);
       expect((await syncPass(composite, { timeoutMs: 15_000 })).failed).toEqual([]);
-      const recs = (receiver.stored.get('bronze.app_lines') ?? []).map((r) => JSON.parse(r) as { _op: string; order_id: string; at: string; qty: number | null });
+      const recs = (receiver.stored.get('bronze.app_lines') ?? []).map(
+        (r) => JSON.parse(r) as { _op: string; order_id: string; at: string; qty: number | null },
+      );
       expect(recs.filter((r) => r._op !== 'snapshot').map((r) => [r._op, r.order_id, r.at, r.qty ?? null])).toEqual([
         ['update', '1', '2024-01-01T00:00:00.000002+00:00', 20],
         // A delete carries the key columns only.
@@ -166,7 +186,9 @@ describe('change data capture from a logical replication slot', () => {
   it('leaves the slot confirmed at exactly the position it recorded as acknowledged', async () => {
     await client.query(`UPDATE items SET v = 'exact' WHERE id = 2`);
     expect((await syncOnce()).failed).toEqual([]);
-    const { rows } = await client.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+    const { rows } = await client.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [
+      slot,
+    ]);
     expect(await recordedAck()).toBe(rows[0]!.lsn);
   });
 
@@ -201,7 +223,9 @@ describe('change data capture from a logical replication slot', () => {
     await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
     const summary = await syncOnce();
     expect(summary.failed).toHaveLength(1);
-    expect(summary.failed[0]!.reason).toMatch(/^\[CURSOR_INVALID\] replication slot .* is at .*, ahead of the .* pushsync acknowledged.*pushsync cdc reset --source app/);
+    expect(summary.failed[0]!.reason).toMatch(
+      /^\[CURSOR_INVALID\] replication slot .* is at .*, ahead of the .* pushsync acknowledged.*pushsync cdc reset --source app/,
+    );
   });
 
   it('refuses a slot dropped after streaming from it, instead of silently starting a new one', async () => {

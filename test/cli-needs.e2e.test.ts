@@ -50,6 +50,7 @@ web: { host: 0.0.0.0, auth: { token: \${PUSHSYNC_WEB_TOKEN} } }
   it('start needs every value', async () => {
     const run = await runPushsync(['--config', path, 'start']);
     expect(run.code).toBe(2);
-    for (const name of ['DEFINITE_API_KEY', 'DATABASE_URL', 'PUSHSYNC_WEB_TOKEN']) expect(run.stderr).toContain(`environment variable ${name} is not set`);
+    for (const name of ['DEFINITE_API_KEY', 'DATABASE_URL', 'PUSHSYNC_WEB_TOKEN'])
+      expect(run.stderr).toContain(`environment variable ${name} is not set`);
   });
 });

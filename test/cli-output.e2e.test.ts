@@ -31,7 +31,10 @@ sources:
     );
     // Three push jobs in the dead-letter queue, so `dlq list --json` has lines to write.
     const queue = new Queue(PUSH_QUEUE, { connection: { url: REDIS_URL }, prefix });
-    const worker = new Worker(PUSH_QUEUE, () => Promise.reject(new UnrecoverableError('[DEST_REJECTED] refused')), { connection: { url: REDIS_URL }, prefix });
+    const worker = new Worker(PUSH_QUEUE, () => Promise.reject(new UnrecoverableError('[DEST_REJECTED] refused')), {
+      connection: { url: REDIS_URL },
+      prefix,
+    });
     for (const i of [1, 2, 3]) await queue.add('app.public.orders', { v: 1, source: 'app', table: 'public.orders', i }, { jobId: `j${i}` });
     await eventually(async () => (await queue.getFailedCount()) === 3);
     await worker.close();

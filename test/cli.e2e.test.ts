@@ -6,7 +6,6 @@ import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { runPushsync } from './helpers/cli.js';
 
-
 const pushsync = runPushsync;
 
 describe('the pushsync command', () => {

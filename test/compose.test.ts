@@ -43,9 +43,13 @@ describe('docker-compose.yml', () => {
 
   it('has no default for any credential: each must be set in the environment or .env', () => {
     const credentials = services.flatMap(([name, s]) =>
-      Object.entries(s.environment ?? {}).filter(([key, value]) => CREDENTIAL.test(key) || /:\/\/[^@]*:[^@]*@/.test(String(value))).map(([key, value]) => ({ name, key, value: String(value) })),
+      Object.entries(s.environment ?? {})
+        .filter(([key, value]) => CREDENTIAL.test(key) || /:\/\/[^@]*:[^@]*@/.test(String(value)))
+        .map(([key, value]) => ({ name, key, value: String(value) })),
     );
-    expect(credentials.map((c) => c.key)).toEqual(expect.arrayContaining(['PUSHSYNC_WEB_TOKEN', 'DEFINITE_API_KEY', 'POSTGRES_PASSWORD', 'DATABASE_URL']));
+    expect(credentials.map((c) => c.key)).toEqual(
+      expect.arrayContaining(['PUSHSYNC_WEB_TOKEN', 'DEFINITE_API_KEY', 'POSTGRES_PASSWORD', 'DATABASE_URL']),
+    );
     for (const { name, key, value } of credentials) {
       expect(() => interpolate(value, {}), `${name}.${key} has a default`).toThrow(/is required/);
     }

@@ -6,7 +6,6 @@ import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { runPushsync, type Run } from './helpers/cli.js';
 
-
 const check = (config: string): Promise<Run> => runPushsync(['--config', config, 'check']);
 
 describe('pushsync check with a soft-delete condition that tries to run more statements', () => {
@@ -34,7 +33,9 @@ describe('pushsync check with a soft-delete condition that tries to run more sta
       JSON.stringify({
         redis: { url: REDIS_URL, prefix },
         destination: { url: receiver.url, apiKey: 'k' },
-        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: `${db.schema}.t`, watermark: 'updated_at', softDelete: { condition } }] }],
+        sources: [
+          { name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: `${db.schema}.t`, watermark: 'updated_at', softDelete: { condition } }] },
+        ],
       }),
     );
     return path;
@@ -42,7 +43,10 @@ describe('pushsync check with a soft-delete condition that tries to run more sta
 
   it.each([
     ['as first written', 'true) FROM t LIMIT 0; DROP TABLE y; SELECT (true'],
-    ['fitted to the validating statement', 'true) FROM (SELECT t.*) AS row_), false) FROM SCHEMA.t t LIMIT 0; DROP TABLE SCHEMA.y; SELECT COALESCE((SELECT (true'],
+    [
+      'fitted to the validating statement',
+      'true) FROM (SELECT t.*) AS row_), false) FROM SCHEMA.t t LIMIT 0; DROP TABLE SCHEMA.y; SELECT COALESCE((SELECT (true',
+    ],
   ])('is a configuration error (%s), and the table it names still exists', async (_label, template) => {
     await db.client.query(`CREATE TABLE IF NOT EXISTS y (a int)`);
     const run = await check(configWith('attack.json', template.replaceAll('SCHEMA', db.schema)));

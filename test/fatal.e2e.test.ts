@@ -53,7 +53,10 @@ sources:
       expect(run.code).toBe(1);
       // No raw stack on either stream: every stdout line is one JSON object, stderr is empty.
       expect(run.stderr).toBe('');
-      const lines = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
+      const lines = run.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as LogLine);
       const fatal = lines.filter((l) => l.level === 60);
       expect(fatal).toHaveLength(1);
       expect(fatal[0]!.msg).toBe(`${message}; stopping`);

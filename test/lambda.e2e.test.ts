@@ -25,7 +25,9 @@ describe('the Lambda handler', () => {
       stringify({
         redis: { url: REDIS_URL, prefix },
         destination: { url: receiver.url, apiKey: 'lambda-key', attempts: 1 },
-        sources: [{ name: 'app', kind: 'postgres', url: '${DATABASE_URL}', tables: [{ name: `${db.schema}.orders`, watermark: 'updated_at', batchRows: 5 }] }],
+        sources: [
+          { name: 'app', kind: 'postgres', url: '${DATABASE_URL}', tables: [{ name: `${db.schema}.orders`, watermark: 'updated_at', batchRows: 5 }] },
+        ],
         // The web role's credentials are not needed by a pass: left unresolved, they must not stop it.
         web: { auth: { token: '${UNSET_WEB_TOKEN_FOR_LAMBDA}' } },
         log: { level: 'warn' },
@@ -46,7 +48,11 @@ describe('the Lambda handler', () => {
 
   it('runs one sync --once pass per invocation and returns what it sent', async () => {
     const result = await handler({}, { getRemainingTimeInMillis: () => 120_000 });
-    expect(result).toMatchObject({ failed: [], timedOut: false, counts: [{ table: `app.${db.schema}.orders`, target: 'bronze.app_orders', extracted: 12, pushed: 12 }] });
+    expect(result).toMatchObject({
+      failed: [],
+      timedOut: false,
+      counts: [{ table: `app.${db.schema}.orders`, target: 'bronze.app_orders', extracted: 12, pushed: 12 }],
+    });
     expect(receiver.stored.get('bronze.app_orders')).toHaveLength(12);
     // A second invocation in the same (warm) process goes on from the cursor: nothing new, nothing re-sent.
     const again = await handler({}, { getRemainingTimeInMillis: () => 120_000 });

@@ -50,7 +50,8 @@ describe('rows of a long transaction that commits late still arrive', () => {
     expect((await syncPass(config)).failed).toEqual([]);
   }
 
-  const arrived = (): number[] => (receiver.stored.get('bronze.app_events') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
+  const arrived = (): number[] =>
+    (receiver.stored.get('bronze.app_events') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
 
   it('holds the read boundary at the oldest open transaction and delivers its rows after it commits', async () => {
     await client.query(`INSERT INTO events (id, v) SELECT g, 'early' FROM generate_series(1, 5) g`);
@@ -87,13 +88,22 @@ describe('rows of a long transaction that commits late still arrive', () => {
             name: 'app',
             kind: 'postgres',
             url,
-            tables: [{ name: 'tagged', query: 'SELECT e.id, e.updated_at, t.label FROM events e LEFT JOIN tags t ON t.id = 1', primaryKey: ['id'], watermark: 'updated_at', batchRows: 7 }],
+            tables: [
+              {
+                name: 'tagged',
+                query: 'SELECT e.id, e.updated_at, t.label FROM events e LEFT JOIN tags t ON t.id = 1',
+                primaryKey: ['id'],
+                watermark: 'updated_at',
+                batchRows: 7,
+              },
+            ],
           },
         ],
       },
       {},
     );
-    const tagged = (): number[] => (receiver.stored.get('bronze.app_tagged') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
+    const tagged = (): number[] =>
+      (receiver.stored.get('bronze.app_tagged') ?? []).map((r) => (JSON.parse(r) as { id: number }).id).sort((a, b) => a - b);
     const slow = new pg.Client({ connectionString: url });
     await slow.connect();
     try {

@@ -63,7 +63,9 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
     await client.query(`CREATE TABLE orders (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())`);
     await client.query(`CREATE TABLE refused (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())`);
     await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
-    await client.query(`INSERT INTO orders (id) SELECT generate_series(1, 30); INSERT INTO refused (id) VALUES (1); INSERT INTO items SELECT g, 'v' FROM generate_series(1, 5) g`);
+    await client.query(
+      `INSERT INTO orders (id) SELECT generate_series(1, 30); INSERT INTO refused (id) VALUES (1); INSERT INTO items SELECT g, 'v' FROM generate_series(1, 5) g`,
+    );
 
     // A destination that refuses one target (400: straight to the dead-letter queue) and accepts the others.
     receiver = createServer((req, res) => {
@@ -73,7 +75,13 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
         const { data, config } = JSON.parse(body) as { data: unknown[]; config: { table: string } };
         const refused = config.table === 'bronze.app_refused';
         res.writeHead(refused ? 400 : 200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(refused ? { success: false, errors: ['refused by the test'] } : { success: true, request_id: 'r', successful_rows: data.length, rejected_rows: 0, errors: [], warnings: [] }));
+        res.end(
+          JSON.stringify(
+            refused
+              ? { success: false, errors: ['refused by the test'] }
+              : { success: true, request_id: 'r', successful_rows: data.length, rejected_rows: 0, errors: [], warnings: [] },
+          ),
+        );
       });
     });
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
@@ -115,32 +123,44 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
     };
     shipped.global = { scrape_interval: '1s', evaluation_interval: '1s' };
     shipped.rule_files = [ALERTS];
-    shipped.scrape_configs[0] = { ...shipped.scrape_configs[0], authorization: { credentials: metricsToken }, static_configs: [{ targets: [`127.0.0.1:${port}`] }] };
+    shipped.scrape_configs[0] = {
+      ...shipped.scrape_configs[0],
+      authorization: { credentials: metricsToken },
+      static_configs: [{ targets: [`127.0.0.1:${port}`] }],
+    };
     const testConfig = join(dir, 'prometheus.yml');
     writeFileSync(testConfig, stringify(shipped));
     const promPort = await freePort();
     promUrl = `http://127.0.0.1:${promPort}`;
-    prometheus = spawn('prometheus', [`--config.file=${testConfig}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
+    prometheus = spawn(
+      'prometheus',
+      [`--config.file=${testConfig}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`],
+      { stdio: 'ignore' },
+    );
     prometheus.on('error', (err) => {
       throw new Error(`prometheus could not start (apt-get install prometheus): ${err.message}`);
     });
 
     // Every kind of series present: rows pushed, a dead letter, an error, a slot's lag, and enough samples for rate().
-    await eventually(async () => {
-      try {
-        return (
-          (await series('up{job="pushsync"} == 1')) === 1 &&
-          (await series('pushsync_rows_pushed_total > 0')) > 0 &&
-          (await series('pushsync_queue_jobs{queue="push",state="failed"} > 0')) > 0 &&
-          (await series('pushsync_errors_total')) > 0 &&
-          (await series('pushsync_cdc_slot_lag_bytes')) > 0 &&
-          // rate() needs two samples of a series in its window, the newest series (an error's) included.
-          (await series('min(count_over_time({__name__=~"pushsync_(rows_pushed_total|errors_total|push_duration_seconds_bucket)"}[1m])) >= 3')) > 0
-        );
-      } catch {
-        return false; // Prometheus still starting
-      }
-    }, 250, 50_000);
+    await eventually(
+      async () => {
+        try {
+          return (
+            (await series('up{job="pushsync"} == 1')) === 1 &&
+            (await series('pushsync_rows_pushed_total > 0')) > 0 &&
+            (await series('pushsync_queue_jobs{queue="push",state="failed"} > 0')) > 0 &&
+            (await series('pushsync_errors_total')) > 0 &&
+            (await series('pushsync_cdc_slot_lag_bytes')) > 0 &&
+            // rate() needs two samples of a series in its window, the newest series (an error's) included.
+            (await series('min(count_over_time({__name__=~"pushsync_(rows_pushed_total|errors_total|push_duration_seconds_bucket)"}[1m])) >= 3')) > 0
+          );
+        } catch {
+          return false; // Prometheus still starting
+        }
+      },
+      250,
+      50_000,
+    );
   }, 90_000);
 
   afterAll(async () => {
@@ -191,7 +211,13 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
     const groups = (parse(readFileSync(ALERTS, 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> }).groups;
     const rules = groups.flatMap((g) => g.rules);
     expect(rules.map((r) => r.alert)).toEqual(
-      expect.arrayContaining(['PushsyncDeadLetterQueueNotEmpty', 'PushsyncSyncLagHigh', 'PushsyncReplicationSlotLagHigh', 'PushsyncErrorRateHigh', 'PushsyncTablePaused']),
+      expect.arrayContaining([
+        'PushsyncDeadLetterQueueNotEmpty',
+        'PushsyncSyncLagHigh',
+        'PushsyncReplicationSlotLagHigh',
+        'PushsyncErrorRateHigh',
+        'PushsyncTablePaused',
+      ]),
     );
     for (const rule of rules) {
       const result = await query(rule.expr);
@@ -199,11 +225,19 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
       expect(await series(measured(rule.expr)), `${rule.alert}: ${measured(rule.expr)}`).toBeGreaterThan(0);
     }
     // Prometheus itself evaluates the rules: every one healthy, the dead-letter alert pending (its `for` runs).
-    await eventually(async () => {
-      const res = await request(`${promUrl}/api/v1/rules?type=alert`);
-      const body = (await res.body.json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string; state: string }> }> } };
-      const evaluated = body.data.groups.flatMap((g) => g.rules);
-      return evaluated.length === rules.length && evaluated.every((r) => r.health === 'ok') && evaluated.some((r) => r.name === 'PushsyncDeadLetterQueueNotEmpty' && r.state !== 'inactive');
-    }, 250, 20_000);
+    await eventually(
+      async () => {
+        const res = await request(`${promUrl}/api/v1/rules?type=alert`);
+        const body = (await res.body.json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string; state: string }> }> } };
+        const evaluated = body.data.groups.flatMap((g) => g.rules);
+        return (
+          evaluated.length === rules.length &&
+          evaluated.every((r) => r.health === 'ok') &&
+          evaluated.some((r) => r.name === 'PushsyncDeadLetterQueueNotEmpty' && r.state !== 'inactive')
+        );
+      },
+      250,
+      20_000,
+    );
   });
 });

@@ -31,7 +31,15 @@ const eu = (g: number): boolean => g % 3 === 0;
 function sentinels(): string[] {
   const out: string[] = [];
   for (let g = 1; g <= ROWS + 1; g++) {
-    out.push(id(g), `SENTINEL-SSN-${g}-Q`, `SENTINEL-SSN-NEW-${g}-Q`, `987654.3${String(g).padStart(2, '0')}7`, `sentinel.mail.${g}@example.org`, `SENTINELNOTE-${g}`, `49291234567812${String(g).padStart(2, '0')}`);
+    out.push(
+      id(g),
+      `SENTINEL-SSN-${g}-Q`,
+      `SENTINEL-SSN-NEW-${g}-Q`,
+      `987654.3${String(g).padStart(2, '0')}7`,
+      `sentinel.mail.${g}@example.org`,
+      `SENTINELNOTE-${g}`,
+      `49291234567812${String(g).padStart(2, '0')}`,
+    );
     // Rows outside the filter: not even the masked forms of their values may leave.
     if (eu(g)) out.push(`SENTINEL-EU-NAME-${g}`, hmac(id(g)), hmac(`sentinel.mail.${g}@example.org`));
   }
@@ -97,7 +105,10 @@ async function retryAll(prefix: string): Promise<number> {
 function transformFile(): string {
   const dir = mkdtempSync(join(tmpdir(), 'pushsync-sentinel-'));
   const path = join(dir, 'people.mjs');
-  writeFileSync(path, `export default (r) => { if (r.name === 'boom') throw new Error('cannot handle ' + r.email); return { ...r, name: r.name.toUpperCase() }; };`);
+  writeFileSync(
+    path,
+    `export default (r) => { if (r.name === 'boom') throw new Error('cannot handle ' + r.email); return { ...r, name: r.name.toUpperCase() }; };`,
+  );
   return path;
 }
 
@@ -118,21 +129,33 @@ describe('nothing but the configured columns leaves: a sentinel scan (watermark 
   let config: Config;
   const { logger, lines } = capturingLogger();
   const board: Array<[string, string]> = [];
-  const records = (): Array<Record<string, unknown>> => (receiver.stored.get('bronze.app_people') ?? []).map((r) => JSON.parse(r) as Record<string, unknown>);
+  const records = (): Array<Record<string, unknown>> =>
+    (receiver.stored.get('bronze.app_people') ?? []).map((r) => JSON.parse(r) as Record<string, unknown>);
 
   beforeAll(async () => {
     db = new pg.Client({ connectionString: PG_URL });
     await db.connect();
     await db.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
     await db.query(CREATE);
-    await db.query(`INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${Array.from({ length: ROWS }, (_, i) => SEED(i + 1)).join(', ')}`);
+    await db.query(
+      `INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${Array.from({ length: ROWS }, (_, i) => SEED(i + 1)).join(', ')}`,
+    );
     receiver = await startReceiver('k');
     config = parseConfig(
       {
         redis: { url: REDIS_URL, prefix },
         destination: { url: receiver.url, apiKey: 'k', attempts: 1 },
         masking: { key: PSEUDONYM_KEY },
-        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: `${schema}.people`, watermark: 'updated_at', batchRows: 4, reconcile: { every: '1h' }, ...TABLE_RULES(transformFile()) }] }],
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: PG_URL,
+            tables: [
+              { name: `${schema}.people`, watermark: 'updated_at', batchRows: 4, reconcile: { every: '1h' }, ...TABLE_RULES(transformFile()) },
+            ],
+          },
+        ],
       },
       {},
     );
@@ -186,14 +209,17 @@ describe('nothing but the configured columns leaves: a sentinel scan (cdc mode)'
   let config: Config;
   const { logger, lines } = capturingLogger();
   const board: Array<[string, string]> = [];
-  const records = (): Array<Record<string, unknown>> => (receiver.stored.get('bronze.app_people') ?? []).map((r) => JSON.parse(r) as Record<string, unknown>);
+  const records = (): Array<Record<string, unknown>> =>
+    (receiver.stored.get('bronze.app_people') ?? []).map((r) => JSON.parse(r) as Record<string, unknown>);
 
   beforeAll(async () => {
     db = new pg.Client({ connectionString: LOGICAL_PG_URL });
     await db.connect();
     await db.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
     await db.query(CREATE);
-    await db.query(`INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${Array.from({ length: ROWS }, (_, i) => SEED(i + 1)).join(', ')}`);
+    await db.query(
+      `INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${Array.from({ length: ROWS }, (_, i) => SEED(i + 1)).join(', ')}`,
+    );
     receiver = await startReceiver('k');
     config = parseConfig(
       {

@@ -37,7 +37,9 @@ describe('what leaves in change data capture: masks, a hashed key and a row filt
     await client.connect();
     await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
     await client.query(`CREATE TABLE people (id int PRIMARY KEY, email text, secret text, region text)`);
-    await client.query(`INSERT INTO people SELECT g, 'p' || g || '@x.org', 'secret ' || g, CASE WHEN g % 2 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 6) g`);
+    await client.query(
+      `INSERT INTO people SELECT g, 'p' || g || '@x.org', 'secret ' || g, CASE WHEN g % 2 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 6) g`,
+    );
     receiver = await startReceiver('k');
     config = parseConfig(
       {
@@ -51,7 +53,9 @@ describe('what leaves in change data capture: masks, a hashed key and a row filt
             url: LOGICAL_PG_URL,
             mode: 'cdc',
             cdc: { slot, publication: slot, flushInterval: '50ms' },
-            tables: [{ name: `${schema}.people`, columns: { include: ['id', 'email'] }, masks: { id: 'hash', email: 'hash' }, where: "region <> 'EU'" }],
+            tables: [
+              { name: `${schema}.people`, columns: { include: ['id', 'email'] }, masks: { id: 'hash', email: 'hash' }, where: "region <> 'EU'" },
+            ],
           },
         ],
       },
@@ -95,7 +99,9 @@ describe('what leaves in change data capture: masks, a hashed key and a row filt
     await client.query(`DELETE FROM people WHERE id IN (3, 6)`);
     await sync();
     // Change jobs of separate flushes may be delivered in parallel: compare without order.
-    const fresh = records().slice(before).map((r) => [r._op, r.id, r.email ?? null]);
+    const fresh = records()
+      .slice(before)
+      .map((r) => [r._op, r.id, r.email ?? null]);
     expect(fresh.sort()).toEqual(
       [
         ['insert', hmac('7'), hmac('p7@x.org')],

@@ -37,15 +37,21 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
     db = await createSchema();
     receiver = await startReceiver('k');
     dir = mkdtempSync(join(tmpdir(), 'pushsync-rules-'));
-    await db.client.query(`CREATE TABLE customers (id int PRIMARY KEY, updated_at timestamptz NOT NULL, email text, ssn text, born_at date, card text, region text)`);
+    await db.client.query(
+      `CREATE TABLE customers (id int PRIMARY KEY, updated_at timestamptz NOT NULL, email text, ssn text, born_at date, card text, region text)`,
+    );
     await db.client.query(
       `INSERT INTO customers SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'c' || g || '@x.org', 'ssn-' || g, '1990-05-17'::date + g, '411111111111' || (1000 + g),
               CASE WHEN g % 3 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 12) g`,
     );
     await db.client.query(`CREATE TABLE members (id int PRIMARY KEY, updated_at timestamptz NOT NULL, region text)`);
-    await db.client.query(`INSERT INTO members SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', CASE WHEN g % 3 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 6) g`);
+    await db.client.query(
+      `INSERT INTO members SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', CASE WHEN g % 3 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 6) g`,
+    );
     await db.client.query(`CREATE TABLE notes (id int PRIMARY KEY, updated_at timestamptz NOT NULL, body text, status text)`);
-    await db.client.query(`INSERT INTO notes SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'body ' || g, 'ok' FROM generate_series(1, 6) g`);
+    await db.client.query(
+      `INSERT INTO notes SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'body ' || g, 'ok' FROM generate_series(1, 6) g`,
+    );
     writeFileSync(
       join(dir, 'notes.mjs'),
       `export default function (r) {
@@ -124,7 +130,17 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
     const membersBefore = records('members').length;
     expect((await syncPass(config)).failed).toEqual([]);
     const fresh = records('customers').slice(before);
-    expect(fresh).toEqual([{ _op: 'delete', _event_id: expect.any(String), _ordering: '2024-02-01T00:00:00.000000Z', _extracted_at: expect.any(String), _source: 'app', _table: `${db.schema}.customers`, id: hmac('2') }]);
+    expect(fresh).toEqual([
+      {
+        _op: 'delete',
+        _event_id: expect.any(String),
+        _ordering: '2024-02-01T00:00:00.000000Z',
+        _extracted_at: expect.any(String),
+        _source: 'app',
+        _table: `${db.schema}.customers`,
+        id: hmac('2'),
+      },
+    ]);
     expect(JSON.stringify(receiver.requests.map((r) => r.body))).not.toContain(hmac('3'));
     // Under onFilteredOut: skip, a row leaving the filter sends nothing.
     expect(membersBefore).toBe(4);
@@ -153,7 +169,11 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
     await db.client.query(`UPDATE notes SET status = 'hidden', updated_at = '2024-02-01' WHERE id = 2`);
     const before = notes.length;
     expect((await syncPass(config)).failed).toEqual([]);
-    expect(records('notes').slice(before).map((r) => [r._op, r.id, r.body])).toEqual([['delete', 2, undefined]]);
+    expect(
+      records('notes')
+        .slice(before)
+        .map((r) => [r._op, r.id, r.body]),
+    ).toEqual([['delete', 2, undefined]]);
   });
 
   it('fails only the row a transform throws on: the rest is delivered, the job rests in the dead-letter queue with the key and message', async () => {
@@ -165,7 +185,11 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
     expect(summary.failed[0]!.reason).toBe(
       '[TRANSFORM_FAILED] 1 part(s) were not delivered (1 rows were): transform threw: cannot transform body b3 [keys [["3"]]]',
     );
-    expect(records('notes').slice(before).map((r) => [r.id, r.body])).toEqual([[4, 'FOUR HERE']]);
+    expect(
+      records('notes')
+        .slice(before)
+        .map((r) => [r.id, r.body]),
+    ).toEqual([[4, 'FOUR HERE']]);
     await db.client.query(`UPDATE notes SET status = 'ok' WHERE id = 3`);
     const queue = new Queue(PUSH_QUEUE, { connection: { url: REDIS_URL }, prefix });
     try {
@@ -174,6 +198,13 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
       await queue.close();
     }
     expect((await syncPass(config)).failed).toEqual([]);
-    expect(records('notes').slice(before + 1).map((r) => [r.id, r.body])).toEqual([[3, 'B3'], [4, 'FOUR HERE']]);
+    expect(
+      records('notes')
+        .slice(before + 1)
+        .map((r) => [r.id, r.body]),
+    ).toEqual([
+      [3, 'B3'],
+      [4, 'FOUR HERE'],
+    ]);
   });
 });

@@ -34,7 +34,8 @@ describe.runIf(existsSync(`${FIXTURE}pagila-schema.sql`))('the Pagila fixture, s
     admin = new pg.Client({ connectionString: PG_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${dbName}`);
-    const psql = (args: string[]): void => void execFileSync('psql', [url, '-q', '-v', 'ON_ERROR_STOP=1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const psql = (args: string[]): void =>
+      void execFileSync('psql', [url, '-q', '-v', 'ON_ERROR_STOP=1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     psql(['-c', 'CREATE SCHEMA pagila']);
     psql(['-f', `${FIXTURE}pagila-schema.sql`]);
     psql(['-f', `${FIXTURE}pagila-data.sql`]);

@@ -35,7 +35,9 @@ describe('pushsync preview', () => {
     receiver = await startReceiver('k');
     const dir = mkdtempSync(join(tmpdir(), 'pushsync-preview-'));
     writeFileSync(join(dir, 't.mjs'), `export default (r) => (r.tier === 'gone' ? null : { ...r, domain: 'x.org' });`);
-    await db.client.query(`CREATE TABLE customers (id bigint PRIMARY KEY, updated_at timestamptz, email text, ssn text, born_at timestamptz, region text, tier text, doc jsonb)`);
+    await db.client.query(
+      `CREATE TABLE customers (id bigint PRIMARY KEY, updated_at timestamptz, email text, ssn text, born_at timestamptz, region text, tier text, doc jsonb)`,
+    );
     await db.client.query(
       `INSERT INTO customers SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE '2024-01-01'::timestamptz + (g / 3) * interval '1 ms' END, 'c' || g || '@x.org', 'ssn-' || g,
               '1990-05-17 10:11:12.123456+00'::timestamptz + g * interval '1 day', CASE WHEN g % 4 = 0 THEN 'EU' ELSE 'US' END,

@@ -65,7 +65,7 @@ describe('backfill progress and status', () => {
     await dropRedisPrefix(prefix);
   });
 
-  it('logs the backfill\'s progress every interval with rows, the exact total of a small table, percent, rate and ETA, then a done line', () => {
+  it("logs the backfill's progress every interval with rows, the exact total of a small table, percent, rate and ETA, then a done line", () => {
     const progress = lines.filter((l) => l.msg.startsWith('backfill progress'));
     expect(progress.length).toBeGreaterThanOrEqual(2);
     for (const p of progress) {
@@ -92,7 +92,7 @@ describe('backfill progress and status', () => {
     });
   });
 
-  it('shows the run\'s progress on its extract job, as the dashboard shows it', async () => {
+  it("shows the run's progress on its extract job, as the dashboard shows it", async () => {
     const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
     try {
       const jobs = await ctx.extractQueue.getCompleted();
@@ -134,9 +134,17 @@ describe('backfill progress and status', () => {
     expect(text.stdout).toContain('dead-letter queue: 0 failed push job(s)');
   });
 
-  it('answers GET /status with the same JSON, only with the dashboard\'s credentials', async () => {
+  it("answers GET /status with the same JSON, only with the dashboard's credentials", async () => {
     const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
-    const web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'status-token-0123456789' }, metrics: ctx.metrics, readiness: [], status: () => pipelineStatus(ctx), logger: ctx.logger });
+    const web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { token: 'status-token-0123456789' },
+      metrics: ctx.metrics,
+      readiness: [],
+      status: () => pipelineStatus(ctx),
+      logger: ctx.logger,
+    });
     try {
       const anonymous = await request(`${web.url}/status`);
       expect(anonymous.statusCode).toBe(401);

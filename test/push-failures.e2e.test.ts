@@ -28,7 +28,9 @@ describe('push failures: retries, splitting, the dead-letter queue', () => {
   beforeEach(async () => {
     receiver = await startReceiver(API_KEY);
     prefix = uniqueName('ps');
-    await db.client.query(`DROP TABLE IF EXISTS items; CREATE TABLE items (id int PRIMARY KEY, updated_at timestamptz NOT NULL, doc jsonb, blob text)`);
+    await db.client.query(
+      `DROP TABLE IF EXISTS items; CREATE TABLE items (id int PRIMARY KEY, updated_at timestamptz NOT NULL, doc jsonb, blob text)`,
+    );
     config = parseConfig(
       {
         redis: { url: REDIS_URL, prefix },
@@ -58,7 +60,12 @@ describe('push failures: retries, splitting, the dead-letter queue', () => {
 
   it('retries 503, 429 with Retry-After and connection resets until every batch is delivered', async () => {
     await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 120) g`);
-    receiver.script({ kind: 'status', status: 503 }, { kind: 'status', status: 429, retryAfter: '0' }, { kind: 'reset' }, { kind: 'store-then-reset' });
+    receiver.script(
+      { kind: 'status', status: 503 },
+      { kind: 'status', status: 429, retryAfter: '0' },
+      { kind: 'reset' },
+      { kind: 'store-then-reset' },
+    );
     const summary = await syncOnce();
     expect(summary.failed).toEqual([]);
     // Every row arrived; the ambiguous failure (stored, then the connection dropped) re-sent one batch.
@@ -80,7 +87,15 @@ describe('push failures: retries, splitting, the dead-letter queue', () => {
     const ctx = createPipeline(config, createLogger('silent'));
     runtime = await startRuntime(ctx, { roles: ['push'] });
     const range = { phase: 'pk', lo: null, hi: { wm: '2024-01-01 00:00:00+00', pk: ['5'] } };
-    const job = await ctx.pushQueue.add('by-hand', { v: 1, source: 'app', table: `${db.schema}.items`, target: 'bronze.elsewhere', rows: 5, cutAt: new Date().toISOString(), range });
+    const job = await ctx.pushQueue.add('by-hand', {
+      v: 1,
+      source: 'app',
+      table: `${db.schema}.items`,
+      target: 'bronze.elsewhere',
+      rows: 5,
+      cutAt: new Date().toISOString(),
+      range,
+    });
     for (let i = 0; i < 200 && !(await job.isCompleted()) && !(await job.isFailed()); i++) await new Promise((r) => setTimeout(r, 50));
     expect(await job.isCompleted()).toBe(true);
     expect(receiver.stored.has('bronze.elsewhere')).toBe(false);

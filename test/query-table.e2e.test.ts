@@ -24,7 +24,9 @@ describe('a custom SQL query read as a table', () => {
     db = await createSchema();
     receiver = await startReceiver('k');
     await db.client.query(`CREATE TABLE customers (id int PRIMARY KEY, country text)`);
-    await db.client.query(`CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, updated_at timestamptz NOT NULL, total numeric(12,2), status text)`);
+    await db.client.query(
+      `CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, updated_at timestamptz NOT NULL, total numeric(12,2), status text)`,
+    );
     await db.client.query(`INSERT INTO customers VALUES (1, 'DE'), (2, 'FR')`);
     // 25 orders sharing one microsecond watermark, 5 more after it; two are cancelled and not part of the query.
     await db.client.query(
@@ -65,9 +67,17 @@ describe('a custom SQL query read as a table', () => {
   it('pages the query by the tie-safe keyset: every row once, in keyset order, with its own encoding and column rules', async () => {
     expect((await syncPass(config)).failed).toEqual([]);
     // Push jobs run in parallel: records of different ranges arrive in no fixed order.
-    const ids = records().map((r) => r.id).sort((a, b) => a - b);
+    const ids = records()
+      .map((r) => r.id)
+      .sort((a, b) => a - b);
     expect(ids).toEqual(Array.from({ length: 30 }, (_, i) => i + 1).filter((g) => g !== 7 && g !== 27));
-    expect(records().find((r) => r.id === 1)).toMatchObject({ _op: 'upsert', _ordering: '2024-01-01T00:00:00.000001Z', id: 1, total: '1.10', country: 'FR' });
+    expect(records().find((r) => r.id === 1)).toMatchObject({
+      _op: 'upsert',
+      _ordering: '2024-01-01T00:00:00.000001Z',
+      id: 1,
+      total: '1.10',
+      country: 'FR',
+    });
     expect(records().some((r) => 'customer_id' in r)).toBe(false);
   });
 
@@ -76,7 +86,11 @@ describe('a custom SQL query read as a table', () => {
     await db.client.query(`UPDATE orders SET total = 99.99, updated_at = '2024-02-01' WHERE id = 3`);
     await db.client.query(`UPDATE orders SET status = 'open', updated_at = '2024-02-02' WHERE id = 7`);
     expect((await syncPass(config)).failed).toEqual([]);
-    expect(records().slice(before).map((r) => [r.id, r.total])).toEqual([
+    expect(
+      records()
+        .slice(before)
+        .map((r) => [r.id, r.total]),
+    ).toEqual([
       [3, '99.99'],
       [7, '7.70'],
     ]);

@@ -99,9 +99,13 @@ sources:
       for (const line of log.split('\n').filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
       expect(log).not.toContain('hunter2');
 
-      redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--requirepass', 'hunter2'], {
-        stdio: 'ignore',
-      });
+      redis = spawn(
+        'redis-server',
+        ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--requirepass', 'hunter2'],
+        {
+          stdio: 'ignore',
+        },
+      );
       expect(await eventually(async () => (await get(`${base}/readyz`)).status === 200)).toBe(true);
       expect(await eventually(() => log.includes('pushsync started'))).toBe(true);
       expect(log).toContain('Redis connection restored');

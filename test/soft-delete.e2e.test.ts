@@ -16,8 +16,12 @@ describe('soft deletes are sent as delete records', () => {
     receiver = await startReceiver('k');
     await db.client.query(`CREATE TABLE a (id int PRIMARY KEY, updated_at timestamptz NOT NULL, deleted_at timestamptz)`);
     await db.client.query(`CREATE TABLE b (id int PRIMARY KEY, updated_at timestamptz NOT NULL, status text, is_gone boolean)`);
-    await db.client.query(`INSERT INTO a SELECT g, '2024-01-01'::timestamptz + g * interval '1s', CASE WHEN g % 3 = 0 THEN now() END FROM generate_series(1, 9) g`);
-    await db.client.query(`INSERT INTO b SELECT g, '2024-01-01'::timestamptz + g * interval '1s', CASE WHEN g % 2 = 0 THEN 'deleted' ELSE 'live' END, false FROM generate_series(1, 6) g`);
+    await db.client.query(
+      `INSERT INTO a SELECT g, '2024-01-01'::timestamptz + g * interval '1s', CASE WHEN g % 3 = 0 THEN now() END FROM generate_series(1, 9) g`,
+    );
+    await db.client.query(
+      `INSERT INTO b SELECT g, '2024-01-01'::timestamptz + g * interval '1s', CASE WHEN g % 2 = 0 THEN 'deleted' ELSE 'live' END, false FROM generate_series(1, 6) g`,
+    );
   });
   afterAll(async () => {
     await receiver.close();
@@ -54,7 +58,17 @@ describe('soft deletes are sent as delete records', () => {
     }
     const ops = (target: string): Record<number, string> =>
       Object.fromEntries((receiver.stored.get(target) ?? []).map((r) => JSON.parse(r) as { id: number; _op: string }).map((r) => [r.id, r._op]));
-    expect(ops('bronze.app_a')).toEqual({ 1: 'upsert', 2: 'upsert', 3: 'delete', 4: 'upsert', 5: 'upsert', 6: 'delete', 7: 'upsert', 8: 'upsert', 9: 'delete' });
+    expect(ops('bronze.app_a')).toEqual({
+      1: 'upsert',
+      2: 'upsert',
+      3: 'delete',
+      4: 'upsert',
+      5: 'upsert',
+      6: 'delete',
+      7: 'upsert',
+      8: 'upsert',
+      9: 'delete',
+    });
     expect(ops('bronze.app_b')).toEqual({ 1: 'upsert', 2: 'delete', 3: 'upsert', 4: 'delete', 5: 'upsert', 6: 'delete' });
   });
 
@@ -63,7 +77,14 @@ describe('soft deletes are sent as delete records', () => {
       {
         redis: { url: REDIS_URL, prefix },
         destination: { url: receiver.url, apiKey: 'k' },
-        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: `${db.schema}.b`, watermark: 'updated_at', softDelete: { condition: 'no_such_column = 1' } }] }],
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: PG_URL,
+            tables: [{ name: `${db.schema}.b`, watermark: 'updated_at', softDelete: { condition: 'no_such_column = 1' } }],
+          },
+        ],
       },
       {},
     );

@@ -71,7 +71,7 @@ describe('table control: pause, resume, backfill', () => {
     await dropRedisPrefix(prefix);
   });
 
-  it('pause stops one table\'s extraction, visible in status, while the other keeps syncing; resume goes on from where it stopped', async () => {
+  it("pause stops one table's extraction, visible in status, while the other keeps syncing; resume goes on from where it stopped", async () => {
     const paused = await runPushsync(['--config', path, 'pause', '--table', a, '--reason', 'masking rule under review']);
     expect(paused.stdout).toBe(`paused ${a}\n`);
     await db.client.query(`INSERT INTO a (id) VALUES (21); INSERT INTO b (id) VALUES (21)`);
@@ -92,7 +92,7 @@ describe('table control: pause, resume, backfill', () => {
     expect(ids('bronze.ctl_a')).toHaveLength(21);
   });
 
-  it('pauses and resumes over HTTP with the dashboard\'s credentials, refusing anonymous and cross-site requests', async () => {
+  it("pauses and resumes over HTTP with the dashboard's credentials, refusing anonymous and cross-site requests", async () => {
     const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
     const web = await startWebServer({
       host: '127.0.0.1',
@@ -105,14 +105,21 @@ describe('table control: pause, resume, backfill', () => {
       logger: ctx.logger,
     });
     const post = async (action: string, headers: Record<string, string>, table = a): Promise<{ status: number; body: string }> => {
-      const res = await request(`${web.url}/tables/${encodeURIComponent(table)}/${action}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"reason":"from a script"}' });
+      const res = await request(`${web.url}/tables/${encodeURIComponent(table)}/${action}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: '{"reason":"from a script"}',
+      });
       return { status: res.statusCode, body: await res.body.text() };
     };
     try {
       expect((await post('pause', {})).status).toBe(401);
       const basic = `Basic ${Buffer.from(`ops:${TOKEN}`).toString('base64')}`;
       expect((await post('pause', { authorization: basic, origin: 'https://evil.example' })).status).toBe(403);
-      expect(await post('pause', { authorization: `Bearer ${TOKEN}` }, 'app.nope')).toMatchObject({ status: 400, body: expect.stringContaining('no configured table app.nope') });
+      expect(await post('pause', { authorization: `Bearer ${TOKEN}` }, 'app.nope')).toMatchObject({
+        status: 400,
+        body: expect.stringContaining('no configured table app.nope'),
+      });
       expect((await post('pause', { authorization: `Bearer ${TOKEN}` })).status).toBe(200);
       expect((await pipelineStatus(ctx)).tables[0]).toMatchObject({ state: 'paused', paused: { reason: 'from a script' } });
       expect((await post('resume', { authorization: basic, origin: web.url })).status).toBe(200);

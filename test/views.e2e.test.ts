@@ -26,7 +26,11 @@ async function sync(config: Config, reconcile = false): Promise<void> {
 }
 
 async function silver(sink: DevSink, target: string, sql: string): Promise<Row[]> {
-  for (const statement of sql.split(';').map((s) => s.trim()).filter(Boolean)) await sink.store.query(statement);
+  for (const statement of sql
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean))
+    await sink.store.query(statement);
   const rows = await sink.store.query(`SELECT id::VARCHAR AS id, status, amount FROM ${silverName(target)} ORDER BY id::BIGINT`);
   return rows.map((r) => ({ id: String(r.id), status: (r.status as string | null) ?? null, amount: (r.amount as string | null) ?? null }));
 }
@@ -61,7 +65,9 @@ describe.each([
     client = new pg.Client({ connectionString: url });
     await client.connect();
     await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
-    await client.query(`CREATE TABLE items (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), status text, amount numeric, deleted_at timestamptz)`);
+    await client.query(
+      `CREATE TABLE items (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), status text, amount numeric, deleted_at timestamptz)`,
+    );
     await client.query(`INSERT INTO items (id, status, amount) SELECT g, 'open', g * 1.5 FROM generate_series(1, 200) g`);
     sink = await startDevSink({ port: 0, dbPath: join(dir, 'sink.duckdb'), apiKey: 'k' });
     const table =
@@ -103,7 +109,9 @@ describe.each([
 
     // The state as of the end of the first sync is the source as it was then.
     const past = await sink.store.query(
-      pointInTimeSql({ label: 'items', target, primaryKey: ['id'] }, maxOrdering).replace('SELECT * EXCLUDE', 'SELECT id::VARCHAR AS id, status, amount, * EXCLUDE').replace(/;\s*$/, '') + ' ORDER BY id::BIGINT',
+      pointInTimeSql({ label: 'items', target, primaryKey: ['id'] }, maxOrdering)
+        .replace('SELECT * EXCLUDE', 'SELECT id::VARCHAR AS id, status, amount, * EXCLUDE')
+        .replace(/;\s*$/, '') + ' ORDER BY id::BIGINT',
     );
     expect(past.map((r) => ({ id: String(r.id), status: r.status as string, amount: r.amount as string }))).toEqual(before);
   });

@@ -33,7 +33,9 @@ describe('the commands that show what leaves: preview, manifest, check', () => {
     db = await createSchema();
     receiver = await startReceiver('k');
     dir = mkdtempSync(join(tmpdir(), 'pushsync-leave-cli-'));
-    await db.client.query(`CREATE TABLE customers (id int PRIMARY KEY, updated_at timestamptz NOT NULL, email text, phone text, ssn text, born_at date, card text, region text)`);
+    await db.client.query(
+      `CREATE TABLE customers (id int PRIMARY KEY, updated_at timestamptz NOT NULL, email text, phone text, ssn text, born_at date, card text, region text)`,
+    );
     await db.client.query(
       `INSERT INTO customers VALUES (1, '2024-03-01 10:00:00+00', 'ada@example.org', '+44 20 7946 0001', '078-05-1120', '1815-12-10', '4111111111111111', 'US'),
                                    (2, '2024-03-01 10:00:01+00', 'bob@example.org', '+33 1 23 45 67 89', '219-09-9999', '1990-07-04', '5500005555555559', 'EU'),
@@ -84,7 +86,10 @@ ${tables}
     console.log(`pushsync preview --table app.${db.schema}.customers --limit 3\n${run.stdout}`);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(2);
     expect(lines[0]).toEqual({
       _op: 'upsert',
@@ -120,7 +125,9 @@ ${tables}
     expect(md.stdout).toContain("Row filter: only rows where `region <> 'EU'` (onFilteredOut: delete).");
     expect(md.stdout).toContain('| _event_id |');
     const json = await pushsync(['--config', path, 'manifest', '--format', 'json'], env);
-    const doc = JSON.parse(json.stdout) as { tables: Array<{ leaves: Array<{ name: string; mask: unknown }>; neverLeaves: Array<{ name: string }> }> };
+    const doc = JSON.parse(json.stdout) as {
+      tables: Array<{ leaves: Array<{ name: string; mask: unknown }>; neverLeaves: Array<{ name: string }> }>;
+    };
     expect(doc.tables[0]!.leaves.map((c) => c.name)).toEqual(['id', 'updated_at', 'email', 'phone', 'born_at', 'card', 'region']);
     expect(doc.tables[0]!.leaves[2]!.mask).toEqual({ kind: 'hash' });
     expect(doc.tables[0]!.neverLeaves.map((c) => c.name)).toEqual(['ssn']);
@@ -145,7 +152,9 @@ ${tables}
         masks: { email: { truncate: month } }`);
     const run = await pushsync(['--config', path, 'sync', '--once'], env);
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain(`[CONFIG_INVALID] app.${db.schema}.customers: masks.email: truncate: month applies to timestamp and date columns; email is text`);
+    expect(run.stderr).toContain(
+      `[CONFIG_INVALID] app.${db.schema}.customers: masks.email: truncate: month applies to timestamp and date columns; email is text`,
+    );
     expect(receiver.requests).toEqual([]);
   });
 });

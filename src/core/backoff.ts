@@ -14,12 +14,7 @@ export interface BackoffPolicy {
  *
  * `random` is injectable so the function stays pure under test.
  */
-export function backoffDelay(
-  attempt: number,
-  policy: BackoffPolicy,
-  retryAfterMs?: number,
-  random: () => number = Math.random,
-): number {
+export function backoffDelay(attempt: number, policy: BackoffPolicy, retryAfterMs?: number, random: () => number = Math.random): number {
   const exp = policy.baseMs * 2 ** Math.max(0, attempt - 1);
   const ceiling = Math.min(policy.capMs, exp);
   const jitterPart = ceiling * Math.min(1, Math.max(0, policy.jitter));

@@ -4,7 +4,6 @@ import { AppError } from './errors.js';
 import { jsonDepth } from './json-scan.js';
 import { prng } from '../../test/helpers/prng.js';
 
-
 /** A JSON value whose depth is exactly `depth` (alternating arrays and objects). */
 function nested(depth: number): string {
   let text = '12345678901234567890';

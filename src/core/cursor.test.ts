@@ -1,14 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  START_CURSOR,
-  cursorAfterRange,
-  nextPhase,
-  parseCursor,
-  rangeId,
-  serializeCursor,
-  type Cursor,
-  type KeyRange,
-} from './cursor.js';
+import { START_CURSOR, cursorAfterRange, nextPhase, parseCursor, rangeId, serializeCursor, type Cursor, type KeyRange } from './cursor.js';
 import { AppError } from './errors.js';
 
 function parseError(text: string): AppError {

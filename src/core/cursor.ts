@@ -50,12 +50,7 @@ export function nextPhase(cursor: Cursor): Cursor | null {
 function isPosition(value: unknown): value is Position {
   if (typeof value !== 'object' || value === null) return false;
   const p = value as Record<string, unknown>;
-  return (
-    (p.wm === null || typeof p.wm === 'string') &&
-    Array.isArray(p.pk) &&
-    p.pk.length > 0 &&
-    p.pk.every((v) => typeof v === 'string')
-  );
+  return (p.wm === null || typeof p.wm === 'string') && Array.isArray(p.pk) && p.pk.length > 0 && p.pk.every((v) => typeof v === 'string');
 }
 
 export function serializeCursor(cursor: Cursor): string {

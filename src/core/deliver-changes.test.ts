@@ -6,7 +6,11 @@ import { changeOrdering } from './lsn.js';
 import type { SendSummary } from './sender.js';
 import { FakeDestination, FakeTableReader, fakeRows, ids, type FakeRow } from '../../test/helpers/fakes.js';
 
-const change = (op: KeyChange['op'], id: number, position: number): KeyChange => ({ op, pk: [String(id)], ordering: changeOrdering('1/A0', position) });
+const change = (op: KeyChange['op'], id: number, position: number): KeyChange => ({
+  op,
+  pk: [String(id)],
+  ordering: changeOrdering('1/A0', position),
+});
 
 /** Ten updates of keys 1..10, in order. */
 const UPDATES: KeyChange[] = Array.from({ length: 10 }, (_, i) => change('update', i + 1, i + 1));
@@ -52,7 +56,15 @@ describe('deliverChanges', () => {
     const records = parsed(destination.accepted);
     expect(records.map((r) => [r._op, r._ordering])).toEqual(changes.map((c) => [c.op, c.ordering]));
     expect(records[0]).toMatchObject({ id: 1, v: 'row 1', _source: 'app', _table: 'public.t', _extracted_at: '2024-05-01T00:00:00.000Z' });
-    expect(records[2]).toEqual({ _op: 'delete', _event_id: records[2]!._event_id, _ordering: changes[2]!.ordering, _extracted_at: '2024-05-01T00:00:00.000Z', _source: 'app', _table: 'public.t', id: 7 });
+    expect(records[2]).toEqual({
+      _op: 'delete',
+      _event_id: records[2]!._event_id,
+      _ordering: changes[2]!.ordering,
+      _extracted_at: '2024-05-01T00:00:00.000Z',
+      _source: 'app',
+      _table: 'public.t',
+      id: 7,
+    });
   });
 
   it('sends a delete of a key that was inserted again with the key columns only, and the insert with the row', async () => {
@@ -110,12 +122,16 @@ describe('deliverChanges', () => {
     const changes = [change('update', 1, 1), change('delete', 2, 2), change('update', 3, 3), change('update', 1, 4), change('update', 4, 5)];
     const { params, destination, delivered } = setup(changes);
     await deliverChanges({ ...params, resumeAt: 2 });
-    expect(parsed(destination.accepted).map((r) => [r._op, r.id, r._ordering])).toEqual(changes.slice(2).map((c) => [c.op, Number(c.pk[0]), c.ordering]));
+    expect(parsed(destination.accepted).map((r) => [r._op, r.id, r._ordering])).toEqual(
+      changes.slice(2).map((c) => [c.op, Number(c.pk[0]), c.ordering]),
+    );
     expect(delivered.map((d) => d.resumeAt)).toEqual([5]);
   });
 
   it('delivers the rest after rejected rows, moves resumeAt back to the failed request, and re-sends exactly from there on retry', async () => {
-    const destination = new FakeDestination((records) => (ids(records).includes(6) ? new AppError('DEST_ROWS_REJECTED', 'rejected 1 row', { details: { rejectedRows: 1 } }) : undefined));
+    const destination = new FakeDestination((records) =>
+      ids(records).includes(6) ? new AppError('DEST_ROWS_REJECTED', 'rejected 1 row', { details: { rejectedRows: 1 } }) : undefined,
+    );
     const { params, delivered } = setup(UPDATES, undefined, destination);
     const err = await failure(deliverChanges(params));
     expect(err.code).toBe('DEST_ROWS_REJECTED');
@@ -125,7 +141,10 @@ describe('deliverChanges', () => {
 
     const retry = new FakeDestination();
     await deliverChanges({ ...params, destination: retry, resumeAt: 4 });
-    expect(retry.requests.map(ids)).toEqual([[5, 6, 7, 8], [9, 10]]);
+    expect(retry.requests.map(ids)).toEqual([
+      [5, 6, 7, 8],
+      [9, 10],
+    ]);
   });
 
   it('moves resumeAt back to the start of a resumed attempt whose first request fails', async () => {
@@ -148,7 +167,9 @@ describe('deliverChanges', () => {
   });
 
   it('lets a retryable error through at once with resumeAt at the first change not accepted', async () => {
-    const destination = new FakeDestination((_records, call) => (call === 2 ? new AppError('DEST_RATE_LIMITED', 'HTTP 429', { retryable: true }) : undefined));
+    const destination = new FakeDestination((_records, call) =>
+      call === 2 ? new AppError('DEST_RATE_LIMITED', 'HTTP 429', { retryable: true }) : undefined,
+    );
     const { params, delivered } = setup(UPDATES, undefined, destination);
     expect((await failure(deliverChanges(params))).code).toBe('DEST_RATE_LIMITED');
     expect(destination.requests).toHaveLength(2);
@@ -162,7 +183,9 @@ describe('deliverChanges', () => {
   it('fails with DEST_REJECTED and the total of rejected rows when changes fail for different reasons', async () => {
     const rows = fakeRows(1, 10, 'null');
     rows[0]!.json = `{"id":1,"v":"${'x'.repeat(1024 * 1024 + 1)}"}`;
-    const destination = new FakeDestination((records) => (ids(records).includes(9) ? new AppError('DEST_ROWS_REJECTED', 'rejected 2 rows', { details: { rejectedRows: 2 } }) : undefined));
+    const destination = new FakeDestination((records) =>
+      ids(records).includes(9) ? new AppError('DEST_ROWS_REJECTED', 'rejected 2 rows', { details: { rejectedRows: 2 } }) : undefined,
+    );
     const { params } = setup(UPDATES, rows, destination);
     const err = await failure(deliverChanges(params));
     expect(err.code).toBe('DEST_REJECTED');

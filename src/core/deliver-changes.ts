@@ -79,7 +79,12 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
     } else {
       const row = live.get(keyOf(change.pk));
       if (!row) continue;
-      candidates.push({ key: change.pk, ordering: change.ordering, json: row.matched === false ? null : row.json, op: row.deleted ? 'delete' : change.op });
+      candidates.push({
+        key: change.pk,
+        ordering: change.ordering,
+        json: row.matched === false ? null : row.json,
+        op: row.deleted ? 'delete' : change.op,
+      });
     }
     indexes.push(i);
   }

@@ -64,7 +64,15 @@ describe('deliverRange', () => {
     const { params, destination } = setup(rows);
     await deliverRange(params);
     const records = destination.accepted.map((r) => JSON.parse(r) as Record<string, unknown>);
-    expect(records[0]).toMatchObject({ _op: 'upsert', _ordering: wmOf(4), _source: 'app', _table: 'public.t', _extracted_at: '2024-05-01T00:00:00.000Z', id: 4, v: 'row 4' });
+    expect(records[0]).toMatchObject({
+      _op: 'upsert',
+      _ordering: wmOf(4),
+      _source: 'app',
+      _table: 'public.t',
+      _extracted_at: '2024-05-01T00:00:00.000Z',
+      id: 4,
+      v: 'row 4',
+    });
     expect(records[1]).toMatchObject({ _op: 'delete', _ordering: wmOf(5), id: 5 });
   });
 
@@ -115,7 +123,9 @@ describe('deliverRange', () => {
   });
 
   it('delivers the rest after a request with rejected rows and, retried from the saved point, re-sends exactly that request onwards', async () => {
-    const destination = new FakeDestination((records) => (ids(records).includes(9) ? new AppError('DEST_ROWS_REJECTED', 'destination rejected 1 of 4 rows', { details: { rejectedRows: 1 } }) : undefined));
+    const destination = new FakeDestination((records) =>
+      ids(records).includes(9) ? new AppError('DEST_ROWS_REJECTED', 'destination rejected 1 of 4 rows', { details: { rejectedRows: 1 } }) : undefined,
+    );
     const { params, delivered } = setup(fakeRows(1, 20), destination);
     const err = await failure(deliverRange(params));
     expect(err.code).toBe('DEST_ROWS_REJECTED');
@@ -129,7 +139,9 @@ describe('deliverRange', () => {
   });
 
   it('lets a retryable destination error through at once; resumed from the saved point it sends exactly what was not accepted', async () => {
-    const destination = new FakeDestination((_records, call) => (call === 2 ? new AppError('DEST_UNAVAILABLE', 'HTTP 503', { retryable: true }) : undefined));
+    const destination = new FakeDestination((_records, call) =>
+      call === 2 ? new AppError('DEST_UNAVAILABLE', 'HTTP 503', { retryable: true }) : undefined,
+    );
     const { params, delivered } = setup(fakeRows(1, 20), destination);
     expect((await failure(deliverRange(params))).code).toBe('DEST_UNAVAILABLE');
     expect(destination.requests).toHaveLength(2);

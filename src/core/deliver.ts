@@ -48,7 +48,14 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
   const now = p.now ?? (() => new Date());
   const describe = keyDescriber(p.reader.shape);
   const sender = new RecordSender<Position>(
-    { destination: p.destination, target: p.target, limits: p.limits, envelopeBytes: p.envelopeBytes, start: p.resumeAfter, onDelivered: p.onDelivered },
+    {
+      destination: p.destination,
+      target: p.target,
+      limits: p.limits,
+      envelopeBytes: p.envelopeBytes,
+      start: p.resumeAfter,
+      onDelivered: p.onDelivered,
+    },
     (position, record) => describe(position.pk, record),
   );
   const shaping = needsShaping(p.rules, p.reader);
@@ -64,7 +71,12 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
     // Tables without a filter or transform keep the plain path: no per-row parse, no ledger.
     const shaped: Shaped[] | null = shaping
       ? await shapeRows(
-          chunk.map((row) => ({ key: row.position.pk, ordering: ordering(row), json: row.matched === false ? null : row.json, op: row.deleted ? 'delete' : liveOp })),
+          chunk.map((row) => ({
+            key: row.position.pk,
+            ordering: ordering(row),
+            json: row.matched === false ? null : row.json,
+            op: row.deleted ? 'delete' : liveOp,
+          })),
           p.rules,
           { reader: p.reader, ...ctx },
         )

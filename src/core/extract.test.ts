@@ -152,11 +152,23 @@ describe('extractTable', () => {
     };
     await extractTable(params);
     expect(log).toEqual([
-      'wait', 'read', 'enqueue null:2', 'save null:2',
-      'wait', 'read', 'save wm:-',
-      'wait', 'read', 'enqueue wm:4', 'save wm:4',
-      'wait', 'read', 'enqueue wm:5', 'save wm:5',
-      'wait', 'read',
+      'wait',
+      'read',
+      'enqueue null:2',
+      'save null:2',
+      'wait',
+      'read',
+      'save wm:-',
+      'wait',
+      'read',
+      'enqueue wm:4',
+      'save wm:4',
+      'wait',
+      'read',
+      'enqueue wm:5',
+      'save wm:5',
+      'wait',
+      'read',
     ]);
   });
 

@@ -58,11 +58,19 @@ export async function assertCursorSane(reader: TableReader, stored: StoredCursor
   if (highWater && highWater.after) {
     const behind =
       PHASE_ORDER[cursor.phase] < PHASE_ORDER[highWater.phase] ||
-      (cursor.phase === highWater.phase && (cursor.after === null || (await reader.comparePositions(cursor.phase, cursor.after, highWater.after)) < 0));
-    if (behind) throw new AppError('CURSOR_INVALID', `${where}: the cursor moved backwards (from ${JSON.stringify(highWater)} to ${JSON.stringify(cursor)}); ${remedy}`);
+      (cursor.phase === highWater.phase &&
+        (cursor.after === null || (await reader.comparePositions(cursor.phase, cursor.after, highWater.after)) < 0));
+    if (behind)
+      throw new AppError(
+        'CURSOR_INVALID',
+        `${where}: the cursor moved backwards (from ${JSON.stringify(highWater)} to ${JSON.stringify(cursor)}); ${remedy}`,
+      );
   }
   if (cursor.after !== null && (await reader.isEmpty())) {
-    throw new AppError('SOURCE_EMPTY', `${where}: the table has no rows, but rows were read from it before (truncated, replaced, or a different database?); ${remedy}`);
+    throw new AppError(
+      'SOURCE_EMPTY',
+      `${where}: the table has no rows, but rows were read from it before (truncated, replaced, or a different database?); ${remedy}`,
+    );
   }
 }
 

@@ -57,7 +57,12 @@ export function quoteIdent(name: string): string {
 
 /** A lower-case, underscore-only rendering of a name, for default target table names. */
 export function slug(name: string): string {
-  return name.toLowerCase().replace(/[^a-z0-9_]+/g, '_').replace(/^_+|_+$/g, '') || 'table';
+  return (
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9_]+/g, '_')
+      .replace(/^_+|_+$/g, '') || 'table'
+  );
 }
 
 /** The default target: `bronze.<source>_<table>` where table is the last part of the configured name. */

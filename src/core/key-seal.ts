@@ -32,7 +32,10 @@ export class KeySealer {
 
   open(sealed: string, where: string): string {
     const fail = (why: string): never => {
-      throw new AppError('CURSOR_INVALID', `${where}: a stored key cannot be read (${why}); was masking.key changed? Run "pushsync reset" for the table`);
+      throw new AppError(
+        'CURSOR_INVALID',
+        `${where}: a stored key cannot be read (${why}); was masking.key changed? Run "pushsync reset" for the table`,
+      );
     };
     if (!sealed.startsWith(PREFIX)) return fail('it is not sealed');
     const raw = Buffer.from(sealed.slice(PREFIX.length), 'base64url');

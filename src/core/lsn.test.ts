@@ -91,7 +91,14 @@ describe('change and snapshot orderings', () => {
   });
 
   it('sort after ordinary watermark values (four-digit years, dates, integers) a table had before it moved to change capture', () => {
-    for (const watermark of ['9999-12-31T23:59:59.999999Z', '2024-01-02T03:04:05.000000', '2024-01-02', 'p99999999999999999999', 'n99999999999999999957', '!-infinity']) {
+    for (const watermark of [
+      '9999-12-31T23:59:59.999999Z',
+      '2024-01-02T03:04:05.000000',
+      '2024-01-02',
+      'p99999999999999999999',
+      'n99999999999999999957',
+      '!-infinity',
+    ]) {
       expect(watermark < snapshotOrdering('0/0')).toBe(true);
     }
   });

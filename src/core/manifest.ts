@@ -53,7 +53,10 @@ export interface Manifest {
 
 const METADATA: Manifest['metadata'] = [
   { field: '_op', meaning: 'the operation: upsert, insert, update, snapshot or delete' },
-  { field: '_event_id', meaning: 'SHA-256 (32 hex digits) over source, table, operation, _ordering and the record as it leaves (after masks and transform)' },
+  {
+    field: '_event_id',
+    meaning: 'SHA-256 (32 hex digits) over source, table, operation, _ordering and the record as it leaves (after masks and transform)',
+  },
   { field: '_ordering', meaning: "the watermark value, rewritten to sort as text (CDC: the change's log position)" },
   { field: '_extracted_at', meaning: 'when pushsync read the row' },
   { field: '_source', meaning: 'the source name from the config' },
@@ -67,7 +70,8 @@ export function buildManifest(inputs: readonly ManifestTableInput[], now: Date =
 function tableEntry(t: ManifestTableInput): ManifestTable {
   const { shape } = t;
   const outgoing =
-    shape.outgoing ?? shape.columns.map((c) => ({ name: c.name, type: c.type, mask: null, appliedIn: null, primaryKey: shape.primaryKey.includes(c.name) }));
+    shape.outgoing ??
+    shape.columns.map((c) => ({ name: c.name, type: c.type, mask: null, appliedIn: null, primaryKey: shape.primaryKey.includes(c.name) }));
   const leaves: ManifestColumn[] = outgoing.map((c) => ({
     name: c.name,
     type: c.type,
@@ -87,9 +91,14 @@ function tableEntry(t: ManifestTableInput): ManifestTable {
     notes.push(`_ordering carries the value of ${shape.watermark}${withheld ? ', although the column itself does not leave' : ''}.`);
   }
   const maskedKey = outgoing.some((c) => c.primaryKey && c.mask !== null);
-  if (maskedKey) notes.push('The primary key is masked: Redis holds it encrypted (AES-256-GCM, key derived from masking.key); nothing pushsync shows carries it raw.');
-  if (!shape.primaryKey.every((k) => outgoing.some((c) => c.name === k))) notes.push('Not every primary-key column leaves: delete records cannot name their row in full.');
-  if (t.where !== undefined || t.softDelete?.condition !== undefined) notes.push('Columns named in SQL conditions are read in the database to evaluate them; only their result is used.');
+  if (maskedKey)
+    notes.push(
+      'The primary key is masked: Redis holds it encrypted (AES-256-GCM, key derived from masking.key); nothing pushsync shows carries it raw.',
+    );
+  if (!shape.primaryKey.every((k) => outgoing.some((c) => c.name === k)))
+    notes.push('Not every primary-key column leaves: delete records cannot name their row in full.');
+  if (t.where !== undefined || t.softDelete?.condition !== undefined)
+    notes.push('Columns named in SQL conditions are read in the database to evaluate them; only their result is used.');
   if (t.where !== undefined) {
     notes.push(
       (t.onFilteredOut ?? 'delete') === 'delete'
@@ -97,7 +106,8 @@ function tableEntry(t: ManifestTableInput): ManifestTable {
         : 'A row that stops matching leaves nothing; its last matching version stays at the destination.',
     );
   }
-  if (t.transform !== undefined) notes.push('The transform receives the records above and may change, add or drop columns and drop rows; review its code with this document.');
+  if (t.transform !== undefined)
+    notes.push('The transform receives the records above and may change, add or drop columns and drop rows; review its code with this document.');
   return {
     source: t.source,
     table: t.table,
@@ -107,7 +117,12 @@ function tableEntry(t: ManifestTableInput): ManifestTable {
     leaves,
     neverLeaves: (shape.withheld ?? []).map((c) => ({ name: c.name, type: c.type, readFor: readFor(c.name) })),
     filter: t.where === undefined ? null : { where: t.where, onFilteredOut: t.onFilteredOut ?? 'delete' },
-    softDelete: t.softDelete?.column !== undefined ? `rows where ${t.softDelete.column} is set leave as delete records` : t.softDelete?.condition !== undefined ? `rows where (${t.softDelete.condition}) leave as delete records` : null,
+    softDelete:
+      t.softDelete?.column !== undefined
+        ? `rows where ${t.softDelete.column} is set leave as delete records`
+        : t.softDelete?.condition !== undefined
+          ? `rows where (${t.softDelete.condition}) leave as delete records`
+          : null,
     transform: t.transform ?? null,
     notes,
   };
@@ -120,7 +135,8 @@ export function manifestMarkdown(m: Manifest): string {
   for (const t of m.tables) {
     out.push(`## ${t.source}.${t.table} → ${t.target}`, '', `Mode: ${t.mode}.${t.query ? ` Read from the query \`${cell(t.query)}\`.` : ''}`, '');
     out.push('Columns that leave:', '', '| column | type | leaves | computed in |', '|---|---|---|---|');
-    for (const c of t.leaves) out.push(`| ${cell(c.name)}${c.primaryKey ? ' (key)' : ''} | ${cell(c.type)} | ${cell(c.rule)} | ${c.computedIn ?? '–'} |`);
+    for (const c of t.leaves)
+      out.push(`| ${cell(c.name)}${c.primaryKey ? ' (key)' : ''} | ${cell(c.type)} | ${cell(c.rule)} | ${c.computedIn ?? '–'} |`);
     out.push('');
     if (t.neverLeaves.length === 0) out.push('Columns that never leave: none.', '');
     else {
@@ -130,7 +146,9 @@ export function manifestMarkdown(m: Manifest): string {
       for (const c of t.neverLeaves) out.push(`| ${cell(c.name)} | ${cell(c.type)} | ${c.readFor.length > 0 ? c.readFor.join(', ') : unread} |`);
       out.push('');
     }
-    out.push(`Row filter: ${t.filter ? `only rows where \`${cell(t.filter.where)}\` (onFilteredOut: ${t.filter.onFilteredOut})` : 'none, every row leaves'}.`);
+    out.push(
+      `Row filter: ${t.filter ? `only rows where \`${cell(t.filter.where)}\` (onFilteredOut: ${t.filter.onFilteredOut})` : 'none, every row leaves'}.`,
+    );
     out.push(`Soft deletes: ${t.softDelete ?? 'none'}.`);
     out.push(`Transform: ${t.transform ?? 'none'}.`, '');
     for (const n of t.notes) out.push(`- ${n}`);

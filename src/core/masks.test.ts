@@ -18,7 +18,9 @@ describe('valueText', () => {
 
 describe('hash', () => {
   it('is HMAC-SHA-256 in lower-case hex (RFC 4231 style vector)', () => {
-    expect(hashText(Buffer.from('key'), 'The quick brown fox jumps over the lazy dog')).toBe('f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8');
+    expect(hashText(Buffer.from('key'), 'The quick brown fox jumps over the lazy dog')).toBe(
+      'f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8',
+    );
   });
 
   it('hashes the outgoing text, so an integer and a bigint string of the same digits hash alike, and keeps null', () => {
@@ -64,7 +66,13 @@ describe('the other pipeline masks', () => {
 describe('maskMembers', () => {
   it('rewrites only the named members and leaves every other byte as it was', () => {
     const row = '{"id":1,"email":"a@b.c","doc":{"email":"nested stays"},"big":12345678901234567890,"n":null}';
-    const out = maskMembers(row, new Map([['email', compileMask({ kind: 'hash' }, KEY)], ['n', compileMask({ kind: 'redact', text: 'x' }, null)]]));
+    const out = maskMembers(
+      row,
+      new Map([
+        ['email', compileMask({ kind: 'hash' }, KEY)],
+        ['n', compileMask({ kind: 'redact', text: 'x' }, null)],
+      ]),
+    );
     expect(out).toBe(`{"id":1,"email":"${hmac('a@b.c')}","doc":{"email":"nested stays"},"big":12345678901234567890,"n":null}`);
   });
 

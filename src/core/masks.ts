@@ -40,10 +40,12 @@ export function maskRegExp(pattern: string): RegExp {
 }
 
 export function compileMask(mask: Mask, hashKey: Buffer | null): ValueMask {
-  const textMask = (f: (text: string) => string): ValueMask => (json) => {
-    const text = valueText(json);
-    return text === null ? 'null' : JSON.stringify(f(text));
-  };
+  const textMask =
+    (f: (text: string) => string): ValueMask =>
+    (json) => {
+      const text = valueText(json);
+      return text === null ? 'null' : JSON.stringify(f(text));
+    };
   switch (mask.kind) {
     case 'hash': {
       if (hashKey === null) throw new AppError('CONFIG_INVALID', 'masking.key is required for hash masks');

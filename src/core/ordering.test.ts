@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { sortableWatermark } from './ordering.js';
 import { prng } from '../../test/helpers/prng.js';
 
-
 function lexSort(values: string[]): string[] {
   return [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
@@ -50,12 +49,7 @@ describe('sortableWatermark for timestamps', () => {
   it('orders timestamps without time zone the same way, with no zone suffix', () => {
     const texts = ['2024-01-02 03:04:05.000001', '2024-01-02 03:04:05', '2024-01-02 03:04:04.999999', '2024-01-02 03:04:05.1'];
     const sorted = lexSort(texts.map((t) => sortableWatermark(t, 'timestamp')!));
-    expect(sorted).toEqual([
-      '2024-01-02T03:04:04.999999',
-      '2024-01-02T03:04:05.000000',
-      '2024-01-02T03:04:05.000001',
-      '2024-01-02T03:04:05.100000',
-    ]);
+    expect(sorted).toEqual(['2024-01-02T03:04:04.999999', '2024-01-02T03:04:05.000000', '2024-01-02T03:04:05.000001', '2024-01-02T03:04:05.100000']);
   });
 
   it('sorts -infinity before every timestamp and infinity after', () => {
@@ -63,19 +57,15 @@ describe('sortableWatermark for timestamps', () => {
     const sorted = lexSort(values.map((v) => sortableWatermark(v, 'timestamp')!));
     expect(sorted[0]).toBe(sortableWatermark('-infinity', 'timestamp'));
     expect(sorted[sorted.length - 1]).toBe(sortableWatermark('infinity', 'timestamp'));
-    expect(sorted.slice(1, 4)).toEqual([
-      '0001-01-01T00:00:00.000000Z',
-      '2024-01-01T00:00:00.000000Z',
-      '9999-12-31T23:59:59.999999Z',
-    ]);
+    expect(sorted.slice(1, 4)).toEqual(['0001-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z', '9999-12-31T23:59:59.999999Z']);
   });
 
   it('sorts years past 9999 after four-digit years and before infinity', () => {
     const values = ['294276-12-31 23:59:59+00', '10000-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00', 'infinity', '2024-01-01 00:00:00+00'];
     const sorted = lexSort(values.map((v) => sortableWatermark(v, 'timestamp')!));
     expect(sorted).toEqual(
-      ['2024-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00', '10000-01-01 00:00:00+00', '294276-12-31 23:59:59+00', 'infinity'].map(
-        (v) => sortableWatermark(v, 'timestamp'),
+      ['2024-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00', '10000-01-01 00:00:00+00', '294276-12-31 23:59:59+00', 'infinity'].map((v) =>
+        sortableWatermark(v, 'timestamp'),
       ),
     );
   });
@@ -93,7 +83,9 @@ describe('sortableWatermark for dates', () => {
     expect(sortableWatermark('2024-02-29', 'date')).toBe('2024-02-29');
     const values = ['2024-02-29', 'infinity', '10000-01-01', '-infinity', '1999-12-31', '5874897-12-31'];
     const sorted = lexSort(values.map((v) => sortableWatermark(v, 'date')!));
-    expect(sorted).toEqual(['-infinity', '1999-12-31', '2024-02-29', '10000-01-01', '5874897-12-31', 'infinity'].map((v) => sortableWatermark(v, 'date')));
+    expect(sorted).toEqual(
+      ['-infinity', '1999-12-31', '2024-02-29', '10000-01-01', '5874897-12-31', 'infinity'].map((v) => sortableWatermark(v, 'date')),
+    );
   });
 });
 

@@ -18,7 +18,12 @@ export interface OutgoingOptions {
 }
 
 function hasRules(spec: TableSpec): boolean {
-  return spec.columns !== undefined || (spec.masks !== undefined && Object.keys(spec.masks).length > 0) || spec.where !== undefined || spec.query !== undefined;
+  return (
+    spec.columns !== undefined ||
+    (spec.masks !== undefined && Object.keys(spec.masks).length > 0) ||
+    spec.where !== undefined ||
+    spec.query !== undefined
+  );
 }
 
 export class OutgoingSource implements Source {
@@ -164,7 +169,8 @@ export function keyDescriber(shape: TableShape): (pk: readonly string[], json?: 
   return (_pk, json) => {
     if (json === undefined || json === '') return '[masked key]';
     const key: Record<string, unknown> = {};
-    for (const m of objectMembers(json)) if (names.has(m.rawKey)) key[JSON.parse(m.rawKey) as string] = JSON.parse(json.slice(m.valueStart, m.valueEnd));
+    for (const m of objectMembers(json))
+      if (names.has(m.rawKey)) key[JSON.parse(m.rawKey) as string] = JSON.parse(json.slice(m.valueStart, m.valueEnd));
     return key;
   };
 }

@@ -51,12 +51,25 @@ describe('buildRecord', () => {
 describe('eventId', () => {
   it('differs between two changes of a key with the same content but different orderings', () => {
     const row = '{"id":1,"v":"a"}';
-    expect(eventId('app', 't', 'update', row, '~0000000001000000:0000000001')).not.toBe(eventId('app', 't', 'update', row, '~0000000002000000:0000000001'));
+    expect(eventId('app', 't', 'update', row, '~0000000001000000:0000000001')).not.toBe(
+      eventId('app', 't', 'update', row, '~0000000002000000:0000000001'),
+    );
   });
 
   it('is computed from the same bytes as hashing each part in turn', () => {
     const row = '{"id":1,"v":"é\u0000"}';
-    const expected = createHash('sha256').update('app').update('\0').update('t').update('\0').update('upsert').update('\0').update('o').update('\0').update(row).digest('hex').slice(0, 32);
+    const expected = createHash('sha256')
+      .update('app')
+      .update('\0')
+      .update('t')
+      .update('\0')
+      .update('upsert')
+      .update('\0')
+      .update('o')
+      .update('\0')
+      .update(row)
+      .digest('hex')
+      .slice(0, 32);
     expect(eventId('app', 't', 'upsert', row, 'o')).toBe(expected);
   });
 

@@ -38,12 +38,7 @@ function hashedId(prefix: string, rowJson: string): string {
 const enc = (s: string): string => JSON.stringify(s);
 
 /** Builds the record's JSON text around the row's JSON object text, without re-serialising the row. */
-export function buildRecord(
-  rowJson: string,
-  op: Operation,
-  ordering: string | null,
-  ctx: RecordContext,
-): string {
+export function buildRecord(rowJson: string, op: Operation, ordering: string | null, ctx: RecordContext): string {
   return recordEncoder(op, ctx)(rowJson, ordering);
 }
 

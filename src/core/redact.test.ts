@@ -24,7 +24,9 @@ describe('redaction of text a server sent', () => {
     expect(r.text('{"apiKey":"a1","api_key": "a2","x-api-key":"a3","access_token":"a4","password":"a\\"5","user":"bob"}')).toBe(
       '{"apiKey":"[redacted]","api_key": "[redacted]","x-api-key":"[redacted]","access_token":"[redacted]","password":"[redacted]","user":"bob"}',
     );
-    expect(r.text('Authorization: Bearer abc\nX-Api-Key: zzz\nHost: example')).toBe('Authorization: [redacted]\nX-Api-Key: [redacted]\nHost: example');
+    expect(r.text('Authorization: Bearer abc\nX-Api-Key: zzz\nHost: example')).toBe(
+      'Authorization: [redacted]\nX-Api-Key: [redacted]\nHost: example',
+    );
     expect(r.text('/v2/stream?api_key=zzz&token=yyy&page=2')).toBe('/v2/stream?api_key=[redacted]&token=[redacted]&page=2');
     expect(r.text("{'secret': 'q'}")).toBe("{'secret': '[redacted]'}");
     expect(r.text(`Authorization: Bearer ${KEY}`)).toBe('Authorization: [redacted]');

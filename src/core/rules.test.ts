@@ -63,7 +63,12 @@ describe('planColumns', () => {
   it('refuses a mask of a type it cannot apply to, a masked watermark, a non-hash key mask and a mask on a withheld column, all at once', () => {
     const err = refusal({
       selection: { exclude: ['ssn'] },
-      masks: { email: { kind: 'truncateTime', unit: 'month' }, updated_at: { kind: 'null' }, id: { kind: 'redact', text: 'x' }, ssn: { kind: 'hash' } },
+      masks: {
+        email: { kind: 'truncateTime', unit: 'month' },
+        updated_at: { kind: 'null' },
+        id: { kind: 'redact', text: 'x' },
+        ssn: { kind: 'hash' },
+      },
     });
     expect(err.message).toContain('masks.email: truncate: month applies to timestamp and date columns; email is text');
     expect(err.message).toContain('masks.updated_at: the watermark column cannot be masked (_ordering is derived from it)');

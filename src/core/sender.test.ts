@@ -110,8 +110,16 @@ describe('RecordSender', () => {
     await sendAll(s, 1, 12);
     const err = await finishError(s);
     expect(err.code).toBe('DEST_ROWS_REJECTED');
-    expect(err.details).toMatchObject({ delivered: 8, rejectedRows: 2, failures: [{ code: 'DEST_ROWS_REJECTED', keys: [['5'], ['6'], ['7'], ['8']] }] });
-    expect(destination.requests.map(ids)).toEqual([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]);
+    expect(err.details).toMatchObject({
+      delivered: 8,
+      rejectedRows: 2,
+      failures: [{ code: 'DEST_ROWS_REJECTED', keys: [['5'], ['6'], ['7'], ['8']] }],
+    });
+    expect(destination.requests.map(ids)).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+      [9, 10, 11, 12],
+    ]);
     expect(delivered.at(-1)).toEqual({ after: 4, rows: 0 });
   });
 
@@ -140,7 +148,9 @@ describe('RecordSender', () => {
   });
 
   it('lets a retryable error through at once, with progress saved up to the last accepted request', async () => {
-    const destination = new FakeDestination((_records, call) => (call === 2 ? new AppError('DEST_UNAVAILABLE', 'HTTP 503', { retryable: true }) : undefined));
+    const destination = new FakeDestination((_records, call) =>
+      call === 2 ? new AppError('DEST_UNAVAILABLE', 'HTTP 503', { retryable: true }) : undefined,
+    );
     const { s, delivered } = sender(destination);
     const err = await sendAll(s, 1, 12).then(
       () => undefined,

@@ -122,7 +122,9 @@ export function conditionProblem(text: string): string | null {
 export function selectProblem(text: string): string | null {
   const first = /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase();
   if (first !== 'SELECT' && first !== 'WITH') {
-    return text.trim() === '' ? 'it is empty' : `it starts with ${JSON.stringify(text.trim().split(/\s+/)[0]!.slice(0, 20))}; a query starts with SELECT or WITH`;
+    return text.trim() === ''
+      ? 'it is empty'
+      : `it starts with ${JSON.stringify(text.trim().split(/\s+/)[0]!.slice(0, 20))}; a query starts with SELECT or WITH`;
   }
   const problem = conditionProblem(text);
   return problem?.replace('a condition cannot end the statement', 'the query must be one statement') ?? null;

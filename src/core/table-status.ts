@@ -24,7 +24,11 @@ export interface TableStatus {
 /** Left-aligned columns, each as wide as its widest cell. */
 export function textTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
 
@@ -47,7 +51,10 @@ export function statusText(tables: TableStatus[], deadLetters: number, now = Dat
   for (const t of tables) {
     out.push(`${t.source}.${t.table} → ${t.target}: ${t.position}`);
     if (t.backfill && !t.backfill.done) out.push(`  backfill: ${progressWords(t.backfill)}`);
-    if (t.paused) out.push(`  paused ${ago(t.paused.since, now)}${t.paused.reason ? `: ${t.paused.reason}` : ''} (pushsync resume --table ${t.source}.${t.table})`);
+    if (t.paused)
+      out.push(
+        `  paused ${ago(t.paused.since, now)}${t.paused.reason ? `: ${t.paused.reason}` : ''} (pushsync resume --table ${t.source}.${t.table})`,
+      );
   }
   out.push('', `dead-letter queue: ${deadLetters} failed push job(s)${deadLetters > 0 ? ' (pushsync dlq list)' : ''}`);
   return `${out.join('\n')}\n`;

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { AppError } from './errors.js';
 import { applyTransform, type Transform, type TransformContext } from './transform.js';
 
-const CTX: TransformContext = { op: 'upsert', ordering: 'p00000000000000000001', extractedAt: '2024-01-01T00:00:00.000Z', source: 'app', table: 'public.t', primaryKey: ['id'] };
+const CTX: TransformContext = {
+  op: 'upsert',
+  ordering: 'p00000000000000000001',
+  extractedAt: '2024-01-01T00:00:00.000Z',
+  source: 'app',
+  table: 'public.t',
+  primaryKey: ['id'],
+};
 const ROW = '{"id":"12345678901234567890","email":"a@b.c","n":1.5}';
 
 function failure(fn: Transform): AppError {
@@ -20,7 +27,16 @@ describe('applyTransform', () => {
   it('hands over the record with its metadata and returns the columns it sends', () => {
     let seen: unknown;
     const out = applyTransform((r) => ((seen = r), { ...r, domain: String(r.email).split('@')[1], email: undefined }), ROW, CTX);
-    expect(seen).toEqual({ _op: 'upsert', _ordering: 'p00000000000000000001', _extracted_at: '2024-01-01T00:00:00.000Z', _source: 'app', _table: 'public.t', id: '12345678901234567890', email: 'a@b.c', n: 1.5 });
+    expect(seen).toEqual({
+      _op: 'upsert',
+      _ordering: 'p00000000000000000001',
+      _extracted_at: '2024-01-01T00:00:00.000Z',
+      _source: 'app',
+      _table: 'public.t',
+      id: '12345678901234567890',
+      email: 'a@b.c',
+      n: 1.5,
+    });
     expect(out).toBe('{"id":"12345678901234567890","n":1.5,"domain":"b.c"}');
   });
 
@@ -29,9 +45,11 @@ describe('applyTransform', () => {
   });
 
   it('fails the row with the message when the transform throws', () => {
-    expect(failure(() => {
-      throw new Error('no region for this customer');
-    }).message).toBe('transform threw: no region for this customer');
+    expect(
+      failure(() => {
+        throw new Error('no region for this customer');
+      }).message,
+    ).toBe('transform threw: no region for this customer');
   });
 
   it('fails the row when the transform returns something other than a record', () => {

@@ -70,7 +70,8 @@ export function applyTransform(fn: Transform, rowJson: string, c: TransformConte
     throw failed(`transform threw: ${truncateText(err instanceof Error ? err.message : String(err), MESSAGE_CHARS)}`, err);
   }
   if (out === null) return null;
-  if (typeof out !== 'object' || out === undefined || Array.isArray(out)) throw failed(`transform returned ${Array.isArray(out) ? 'an array' : typeof out}, not a record or null`);
+  if (typeof out !== 'object' || out === undefined || Array.isArray(out))
+    throw failed(`transform returned ${Array.isArray(out) ? 'an array' : typeof out}, not a record or null`);
   if (typeof (out as { then?: unknown }).then === 'function') throw failed('transform returned a promise; transforms are synchronous');
   const record = out as Record<string, unknown>;
   for (const field of META) {

@@ -6,9 +6,12 @@ describe('the loopback rule', () => {
     expect(isLoopback(host)).toBe(true);
   });
 
-  it.each(['0.0.0.0', '10.0.0.1', '128.0.0.1', '127.example.com', 'localhost.example.com', '::', '::ffff:127.0.0.1', ''])('does not count %s', (host) => {
-    expect(isLoopback(host)).toBe(false);
-  });
+  it.each(['0.0.0.0', '10.0.0.1', '128.0.0.1', '127.example.com', 'localhost.example.com', '::', '::ffff:127.0.0.1', ''])(
+    'does not count %s',
+    (host) => {
+      expect(isLoopback(host)).toBe(false);
+    },
+  );
 
   it('asks nothing of a loopback dashboard and a strong credential of any other', () => {
     expect(webAccessProblems('127.0.0.2', {})).toEqual([]);

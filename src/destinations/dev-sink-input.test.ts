@@ -24,7 +24,9 @@ describe('invalidUtf8Offset', () => {
   it('agrees with Node on random bytes', () => {
     const random = prng(7);
     for (let n = 0; n < 2000; n++) {
-      const b = Uint8Array.from({ length: 1 + Math.floor(random() * 6) }, () => (random() < 0.5 ? 0x80 + Math.floor(random() * 0x80) : Math.floor(random() * 256)));
+      const b = Uint8Array.from({ length: 1 + Math.floor(random() * 6) }, () =>
+        random() < 0.5 ? 0x80 + Math.floor(random() * 0x80) : Math.floor(random() * 256),
+      );
       expect(invalidUtf8Offset(b) === -1, Buffer.from(b).toString('hex')).toBe(isUtf8(b));
     }
   });

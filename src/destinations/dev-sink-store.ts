@@ -217,9 +217,7 @@ export class DevSinkStore {
 
   /** Every stored table as `schema.table`, sorted. */
   async tables(): Promise<string[]> {
-    const rows = await this.query(
-      'SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1, 2',
-    );
+    const rows = await this.query('SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1, 2');
     return rows.map((r) => `${String(r.schema_name)}.${String(r.table_name)}`);
   }
 
@@ -391,7 +389,11 @@ function splitRows(rows: readonly string[], warnings: string[]): { accepted: Row
       }
       const prior = values.get(column);
       if (prior && prior.name !== name) {
-        rejected.push({ index, code: 'KEY_CASE_COLLISION', message: `keys ${prior.name} and ${name} differ only in case, which DuckDB column names cannot` });
+        rejected.push({
+          index,
+          code: 'KEY_CASE_COLLISION',
+          message: `keys ${prior.name} and ${name} differ only in case, which DuckDB column names cannot`,
+        });
         return;
       }
       // A repeated key keeps its last value, as JSON.parse does.

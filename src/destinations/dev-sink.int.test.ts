@@ -37,12 +37,16 @@ function capturingLogger(): { logger: ReturnType<typeof createLogger>; lines: st
   const lines: string[] = [];
   let resolveFirst: (line: string) => void = () => {};
   const firstLine = new Promise<string>((r) => (resolveFirst = r));
-  const logger = createLogger('debug', {}, {
-    write: (line: string) => {
-      lines.push(line);
-      if (lines.length === 1) resolveFirst(line);
+  const logger = createLogger(
+    'debug',
+    {},
+    {
+      write: (line: string) => {
+        lines.push(line);
+        if (lines.length === 1) resolveFirst(line);
+      },
     },
-  });
+  );
   return { logger, lines, firstLine };
 }
 
@@ -243,9 +247,9 @@ describe('dev sink', () => {
     );
     const replies = await Promise.all(requests);
     expect(replies.map((r) => r.status)).toEqual(Array(12).fill(200));
-    expect(await sink.store.query('SELECT count(*) AS n, count(DISTINCT id) AS ids, count(DISTINCT _request_id) AS reqs FROM bronze.orders')).toEqual([
-      { n: '60', ids: '60', reqs: '12' },
-    ]);
+    expect(await sink.store.query('SELECT count(*) AS n, count(DISTINCT id) AS ids, count(DISTINCT _request_id) AS reqs FROM bronze.orders')).toEqual(
+      [{ n: '60', ids: '60', reqs: '12' }],
+    );
   });
 
   it('refuses malformed JSON, a missing table and an unqualified table with 400', async () => {
@@ -351,10 +355,14 @@ describe('dev sink', () => {
     const body = Buffer.concat([Buffer.from(head), Buffer.from([0xc3, 0x28]), Buffer.from(tail)]);
     const plain = await post(sink, body);
     expect(plain.status).toBe(400);
-    expect(plain.body.errors).toEqual([{ code: 'INVALID_UTF8', offset: head.length, message: expect.stringContaining(`byte 0xc3 at offset ${head.length}`) }]);
+    expect(plain.body.errors).toEqual([
+      { code: 'INVALID_UTF8', offset: head.length, message: expect.stringContaining(`byte 0xc3 at offset ${head.length}`) },
+    ]);
     const packed = await post(sink, gzipSync(body), { 'content-encoding': 'gzip' });
     expect(packed.status).toBe(400);
-    expect(packed.body.errors).toEqual([expect.objectContaining({ code: 'INVALID_UTF8', offset: head.length, message: expect.stringContaining('uncompressed body') })]);
+    expect(packed.body.errors).toEqual([
+      expect.objectContaining({ code: 'INVALID_UTF8', offset: head.length, message: expect.stringContaining('uncompressed body') }),
+    ]);
     expect(await sink.store.tables()).toEqual([]);
   });
 
@@ -378,11 +386,15 @@ describe('dev sink', () => {
     await start();
     const key = await post(sink, envelope(['{"id":1}', '{"id":2}', '{"id":3,"k\\u0000":"x"}']));
     expect(key.status).toBe(400);
-    expect(key.body.errors).toEqual([{ code: 'NUL_IN_KEY', row: 2, field: 'k\u0000', message: 'row 2: key "k\\u0000" holds a NUL character, which a column name cannot' }]);
+    expect(key.body.errors).toEqual([
+      { code: 'NUL_IN_KEY', row: 2, field: 'k\u0000', message: 'row 2: key "k\\u0000" holds a NUL character, which a column name cannot' },
+    ]);
     expect(await sink.store.tables()).toEqual([]);
     const value = await post(sink, envelope(['{"id":1,"s":"a\\u0000b","doc":{"t":"x\\u0000"}}']));
     expect(value.status).toBe(200);
-    expect(await sink.store.query('SELECT s, length(s) AS n, doc::VARCHAR AS doc FROM bronze.orders')).toEqual([{ s: 'a\u0000b', n: '3', doc: '{"t":"x\\u0000"}' }]);
+    expect(await sink.store.query('SELECT s, length(s) AS n, doc::VARCHAR AS doc FROM bronze.orders')).toEqual([
+      { s: 'a\u0000b', n: '3', doc: '{"t":"x\\u0000"}' },
+    ]);
   });
 
   it('answers an internal failure with a generic 500 naming the request id, and logs the reason', async () => {
@@ -393,8 +405,12 @@ describe('dev sink', () => {
     const reply = await post(sink, envelope(['{"id":"not a date"}']));
     expect(reply.status).toBe(500);
     const requestId = reply.body.request_id as string;
-    expect(reply.body.errors).toEqual([{ code: 'INTERNAL', message: `the dev sink could not store this request; its log has the reason under request id ${requestId}` }]);
-    const logged = lines.map((l) => JSON.parse(l) as { level: number; requestId?: string; err?: { message: string } }).find((l) => l.requestId === requestId);
+    expect(reply.body.errors).toEqual([
+      { code: 'INTERNAL', message: `the dev sink could not store this request; its log has the reason under request id ${requestId}` },
+    ]);
+    const logged = lines
+      .map((l) => JSON.parse(l) as { level: number; requestId?: string; err?: { message: string } })
+      .find((l) => l.requestId === requestId);
     expect(logged).toMatchObject({ level: 50, err: { message: expect.stringMatching(/date/i) } });
   });
 

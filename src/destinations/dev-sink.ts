@@ -202,7 +202,9 @@ function parseEnvelope(text: string, limits: StreamLimits): Envelope {
 /** The raw text of every row, sliced from the body: JSON.parse would round integers beyond 2^53. */
 function rawRows(text: string, isArray: boolean): string[] {
   // JSON.parse keeps the last of repeated keys; so does this.
-  const data = objectMembers(text).filter((m) => JSON.parse(m.rawKey) === 'data').pop()!;
+  const data = objectMembers(text)
+    .filter((m) => JSON.parse(m.rawKey) === 'data')
+    .pop()!;
   if (!isArray) return [text.slice(data.valueStart, data.valueEnd)];
   return arrayElements(text, data.valueStart).map(([a, b]) => text.slice(a, b));
 }
@@ -241,7 +243,9 @@ function checkMergeKeys(envelope: Envelope, rejected: Map<number, RowError>): vo
       if (!rejected.has(row)) rejected.set(row, { row, code: 'PRIMARY_KEY_MISSING', message: `primary key ${pk} is missing or null` });
       return;
     }
-    const m = objectMembers(text).filter((x) => JSON.parse(x.rawKey) === pk).pop()!;
+    const m = objectMembers(text)
+      .filter((x) => JSON.parse(x.rawKey) === pk)
+      .pop()!;
     const raw = text.slice(m.valueStart, m.valueEnd);
     const identity = raw.startsWith('"') ? `s${JSON.parse(raw) as string}` : `v${raw}`;
     const first = seen.get(identity);
@@ -281,13 +285,18 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, r
   envelope.rowTexts.forEach((_, row) => {
     if (!rejected.has(row)) valid.push(row);
   });
-  const result = await ctx.store.append(envelope.table, valid.map((row) => envelope.rowTexts[row]!), { requestId, receivedAt: new Date() });
+  const result = await ctx.store.append(
+    envelope.table,
+    valid.map((row) => envelope.rowTexts[row]!),
+    { requestId, receivedAt: new Date() },
+  );
   for (const r of result.rejected) rejected.set(valid[r.index]!, { row: valid[r.index]!, code: r.code, message: r.message });
   warnings.push(...result.warnings);
 
   const errors = [...rejected.values()].sort((a, b) => a.row - b.row);
   const target = parseTarget(envelope.table);
-  if (errors.length > 0) ctx.logger?.info({ requestId, table: envelope.table, rejectedRows: errors.length, firstError: errors[0] }, 'dev sink rejected rows');
+  if (errors.length > 0)
+    ctx.logger?.info({ requestId, table: envelope.table, rejectedRows: errors.length, firstError: errors[0] }, 'dev sink rejected rows');
   sendJson(res, 200, {
     success: true,
     request_id: requestId,

@@ -122,7 +122,10 @@ describe('StreamApiClient against a real HTTP endpoint', () => {
   });
 
   it('caps what a huge error body leaves in the message and the details', async () => {
-    const huge = { success: false, errors: [`first: ${'x'.repeat(100_000)}`, ...Array.from({ length: 500 }, (_, i) => ({ row: i, error: 'y'.repeat(1000) }))] };
+    const huge = {
+      success: false,
+      errors: [`first: ${'x'.repeat(100_000)}`, ...Array.from({ length: 500 }, (_, i) => ({ row: i, error: 'y'.repeat(1000) }))],
+    };
     receiver.script({ kind: 'status', status: 400, body: huge }, { kind: 'status', status: 502, body: 'z'.repeat(1_000_000) });
     const bad = await failure(c.send('bronze.t', ['{}']));
     expect(bad.code).toBe('DEST_REJECTED');
@@ -174,4 +177,3 @@ describe('StreamApiClient timeouts and bad responses', () => {
     await c.close();
   });
 });
-

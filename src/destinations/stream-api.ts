@@ -138,7 +138,12 @@ function parseBody(text: string): StreamResponse | undefined {
  * excerpt when `raw` is given.
  */
 function serverList(list: unknown, raw: string | undefined, maxChars: number, redactor: Redactor): unknown[] {
-  if (Array.isArray(list)) return capEntries(list.slice(0, MAX_ENTRIES).map((e) => redactor.value(e, ENTRY_CHARS)), maxChars, ENTRY_CHARS);
+  if (Array.isArray(list))
+    return capEntries(
+      list.slice(0, MAX_ENTRIES).map((e) => redactor.value(e, ENTRY_CHARS)),
+      maxChars,
+      ENTRY_CHARS,
+    );
   return raw ? [redactor.excerpt(raw, maxChars)] : [];
 }
 
@@ -180,10 +185,14 @@ export function interpret(res: RawResponse, req: SentRequest, redactor: Redactor
       });
     }
     if (typeof body.successful_rows === 'number' && body.successful_rows < sent) {
-      throw new AppError('DEST_BAD_RESPONSE', `destination stored ${body.successful_rows} of ${sent} rows for ${target} without reporting rejections`, {
-        retryable: true,
-        details,
-      });
+      throw new AppError(
+        'DEST_BAD_RESPONSE',
+        `destination stored ${body.successful_rows} of ${sent} rows for ${target} without reporting rejections`,
+        {
+          retryable: true,
+          details,
+        },
+      );
     }
     return { rows: sent, requestId, latencyMs };
   }

@@ -74,7 +74,7 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
       return;
     }
     if (EDIT_JOB_DATA.test(req.path)) {
-      res.status(403).json({ error: 'editing job data is disabled: a push job\'s range and resume point must stay as pushsync wrote them' });
+      res.status(403).json({ error: "editing job data is disabled: a push job's range and resume point must stay as pushsync wrote them" });
       return;
     }
     next();

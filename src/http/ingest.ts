@@ -35,12 +35,10 @@ export function ingestRouter(endpoints: ReadonlyMap<string, IngestEndpoint>, log
     const name = Array.isArray(param) ? param[0] : param;
     const endpoint = name === undefined ? only : endpoints.get(name);
     if (!endpoint) {
-      res
-        .status(404)
-        .json({
-          error:
-            name === undefined ? `several sources take events: post to ${INGEST_PATH}/<source>` : `no Debezium source ${name} takes events over HTTP`,
-        });
+      res.status(404).json({
+        error:
+          name === undefined ? `several sources take events: post to ${INGEST_PATH}/<source>` : `no Debezium source ${name} takes events over HTTP`,
+      });
       return;
     }
     const body = typeof req.body === 'string' ? req.body : '';

@@ -66,7 +66,12 @@ describe('web server', () => {
       auth: { token: 't' },
       metrics,
       readiness: [
-        { name: 'redis', check: async () => { if (redisDown) throw new Error('connect ECONNREFUSED 127.0.0.1:6379'); } },
+        {
+          name: 'redis',
+          check: async () => {
+            if (redisDown) throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
+          },
+        },
         { name: 'source:app', check: async () => {} },
       ],
       logger,
@@ -81,7 +86,7 @@ describe('web server', () => {
     expect(JSON.parse(notReady.body).checks).toEqual({ redis: 'unavailable', 'source:app': 'ok' });
   });
 
-  it('keeps the failing check\'s host and port out of an unauthenticated /readyz and puts them in the log', async () => {
+  it("keeps the failing check's host and port out of an unauthenticated /readyz and puts them in the log", async () => {
     const lines: string[] = [];
     const captured = createLogger('info', {}, { write: (line: string) => void lines.push(line) });
     web = await startWebServer({
@@ -90,8 +95,18 @@ describe('web server', () => {
       auth: { token: 't' },
       metrics,
       readiness: [
-        { name: 'redis', check: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:5439'); } },
-        { name: 'source:app', check: async () => { throw new Error('getaddrinfo ENOTFOUND db.internal'); } },
+        {
+          name: 'redis',
+          check: async () => {
+            throw new Error('connect ECONNREFUSED 127.0.0.1:5439');
+          },
+        },
+        {
+          name: 'source:app',
+          check: async () => {
+            throw new Error('getaddrinfo ENOTFOUND db.internal');
+          },
+        },
       ],
       logger: captured,
     });
@@ -103,7 +118,10 @@ describe('web server', () => {
     expect((await get(`${web.url}/readyz`, { authorization: 'Bearer wrong' })).body).not.toContain('5439');
     const signedIn = await get(`${web.url}/readyz`, { authorization: 'Bearer t' });
     expect(signedIn.status).toBe(503);
-    expect(JSON.parse(signedIn.body).checks).toEqual({ redis: 'connect ECONNREFUSED 127.0.0.1:5439', 'source:app': 'getaddrinfo ENOTFOUND db.internal' });
+    expect(JSON.parse(signedIn.body).checks).toEqual({
+      redis: 'connect ECONNREFUSED 127.0.0.1:5439',
+      'source:app': 'getaddrinfo ENOTFOUND db.internal',
+    });
     const logged = lines.map((l) => JSON.parse(l) as { check?: string; err?: string });
     expect(logged).toContainEqual(expect.objectContaining({ check: 'redis', err: 'connect ECONNREFUSED 127.0.0.1:5439' }));
     expect(logged).toContainEqual(expect.objectContaining({ check: 'source:app', err: 'getaddrinfo ENOTFOUND db.internal' }));
@@ -128,13 +146,23 @@ describe('web server', () => {
     expect(res.status).toBe(200);
     expect(res.body).toContain('pushsync_rows_pushed_total{source="app",table="public.orders"} 42');
     expect(res.body).toContain('pushsync_sync_lag_seconds{source="app",table="public.orders"} 12.5');
-    for (const name of ['pushsync_rows_extracted_total', 'pushsync_push_duration_seconds', 'pushsync_errors_total']) expect(res.body).toContain(`# TYPE ${name}`);
+    for (const name of ['pushsync_rows_extracted_total', 'pushsync_push_duration_seconds', 'pushsync_errors_total'])
+      expect(res.body).toContain(`# TYPE ${name}`);
     expect(collected).toBe(1);
   });
 
-  it('serves /metrics only with web.metricsToken when one is set, and not for the dashboard\'s credentials', async () => {
+  it("serves /metrics only with web.metricsToken when one is set, and not for the dashboard's credentials", async () => {
     const metricsToken = 'scrape-0123456789abcdef';
-    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'dashboard-0123456789' }, metricsToken, metrics, readiness: [], queues: [queue], logger });
+    web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { token: 'dashboard-0123456789' },
+      metricsToken,
+      metrics,
+      readiness: [],
+      queues: [queue],
+      logger,
+    });
     const anonymous = await get(`${web.url}/metrics`);
     expect(anonymous.status).toBe(401);
     expect(anonymous.body).not.toContain('pushsync_');
@@ -156,9 +184,13 @@ describe('web server', () => {
     expect((await get(`${web.url}/admin/queues`, { authorization: basic('anyone', 'sekret') })).status).toBe(200);
 
     await queue.add('app.public.orders', { v: 1, range: 'r' }, { attempts: 1 });
-    worker = new Worker('push', async (): Promise<void> => {
-      throw new UnrecoverableError('[DEST_REJECTED] HTTP 400 for bronze.app_orders');
-    }, { connection: { url: REDIS_URL }, prefix });
+    worker = new Worker(
+      'push',
+      async (): Promise<void> => {
+        throw new UnrecoverableError('[DEST_REJECTED] HTTP 400 for bronze.app_orders');
+      },
+      { connection: { url: REDIS_URL }, prefix },
+    );
     for (let i = 0; i < 100 && (await queue.getFailedCount()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
     const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=failed&page=1`, { authorization: 'Bearer sekret' });
     expect(api.status).toBe(200);
@@ -168,13 +200,23 @@ describe('web server', () => {
   });
 
   it('accepts a configured user name and password', async () => {
-    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { username: 'ops', password: 'pw' }, metrics, readiness: [], queues: [queue], logger });
+    web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { username: 'ops', password: 'pw' },
+      metrics,
+      readiness: [],
+      queues: [queue],
+      logger,
+    });
     expect((await get(`${web.url}/admin/queues`, { authorization: basic('ops', 'pw') })).status).toBe(200);
     expect((await get(`${web.url}/admin/queues`, { authorization: basic('ops', 'nope') })).status).toBe(401);
   });
 
   it('refuses to serve the dashboard on a non-loopback host without auth', async () => {
-    await expect(startWebServer({ host: '0.0.0.0', port: 0, auth: {}, metrics, readiness: [], queues: [queue], logger })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    await expect(startWebServer({ host: '0.0.0.0', port: 0, auth: {}, metrics, readiness: [], queues: [queue], logger })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+    });
   });
 
   it('refuses to serve the dashboard on a non-loopback host with a token shorter than 16 characters', async () => {
@@ -184,11 +226,16 @@ describe('web server', () => {
 
   it('refuses a cross-site text/plain POST to the dashboard API with 403 and adds no job', async () => {
     web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
-    const res = await send('POST', `${web.url}/admin/queues/api/queues/push/add`, {
-      authorization: basic('anyone', 'sekret'),
-      origin: 'http://evil.example',
-      'content-type': 'text/plain',
-    }, '{"name":"x","data":{}}');
+    const res = await send(
+      'POST',
+      `${web.url}/admin/queues/api/queues/push/add`,
+      {
+        authorization: basic('anyone', 'sekret'),
+        origin: 'http://evil.example',
+        'content-type': 'text/plain',
+      },
+      '{"name":"x","data":{}}',
+    );
     expect(res.status).toBe(403);
     expect(await queue.count()).toBe(0);
   });
@@ -235,12 +282,17 @@ describe('web server', () => {
     expect(responses.page.headers['content-security-policy']).toContain("script-src 'self'");
   });
 
-  it('serves every script and stylesheet of the dashboard page from its own origin, as the page\'s CSP allows', async () => {
+  it("serves every script and stylesheet of the dashboard page from its own origin, as the page's CSP allows", async () => {
     web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
     const auth = { authorization: 'Bearer sekret' };
     const page = await get(`${web.url}/admin/queues`, auth);
     const csp = String(page.headers['content-security-policy']);
-    const directive = (name: string): string[] => csp.split(';').map((d) => d.trim().split(/\s+/)).find(([n]) => n === name)?.slice(1) ?? [];
+    const directive = (name: string): string[] =>
+      csp
+        .split(';')
+        .map((d) => d.trim().split(/\s+/))
+        .find(([n]) => n === name)
+        ?.slice(1) ?? [];
     const base = new URL(/<base href="([^"]+)"/.exec(page.body)![1]!, web.url);
     const scripts = [...page.body.matchAll(/<script[^>]*\ssrc="([^"]+)"/g)].map((m) => new URL(m[1]!, base));
     const styles = [...page.body.matchAll(/<link[^>]*href="([^"]+)"[^>]*rel="stylesheet"|<link[^>]*rel="stylesheet"[^>]*href="([^"]+)"/g)].map(
@@ -252,11 +304,19 @@ describe('web server', () => {
     for (const url of scripts) {
       expect(url.origin).toBe(web.url);
       const res = await get(url.href, auth);
-      expect({ url: url.pathname, status: res.status, type: res.headers['content-type'] }).toEqual({ url: url.pathname, status: 200, type: expect.stringContaining('javascript') });
+      expect({ url: url.pathname, status: res.status, type: res.headers['content-type'] }).toEqual({
+        url: url.pathname,
+        status: 200,
+        type: expect.stringContaining('javascript'),
+      });
     }
     for (const url of styles.filter((u) => u.origin === web!.url)) {
       const res = await get(url.href, auth);
-      expect({ url: url.pathname, status: res.status, type: res.headers['content-type'] }).toEqual({ url: url.pathname, status: 200, type: expect.stringContaining('text/css') });
+      expect({ url: url.pathname, status: res.status, type: res.headers['content-type'] }).toEqual({
+        url: url.pathname,
+        status: 200,
+        type: expect.stringContaining('text/css'),
+      });
     }
     expect(directive('style-src')).toContain("'self'");
     // The page has style attributes and a <style> element, and the UI adds <style> elements at run time.
@@ -266,12 +326,23 @@ describe('web server', () => {
   });
 
   it('serves a read-only dashboard when asked: Bull Board shows no controls and changing requests get 403', async () => {
-    web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, readOnly: true, metrics, readiness: [], queues: [queue], logger });
+    web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { token: 'sekret' },
+      readOnly: true,
+      metrics,
+      readiness: [],
+      queues: [queue],
+      logger,
+    });
     const job = await queue.add('app.public.orders', { v: 1 });
     const own = { authorization: 'Bearer sekret', origin: web.url, 'content-type': 'application/json' };
     const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=waiting&page=1`, own);
     expect(api.status).toBe(200);
-    const push = (JSON.parse(api.body) as { queues: Array<{ name: string; readOnlyMode: boolean; allowRetries: boolean }> }).queues.find((q) => q.name === 'push');
+    const push = (JSON.parse(api.body) as { queues: Array<{ name: string; readOnlyMode: boolean; allowRetries: boolean }> }).queues.find(
+      (q) => q.name === 'push',
+    );
     expect(push).toMatchObject({ readOnlyMode: true, allowRetries: false });
     const base = `${web.url}/admin/queues/api/queues`;
     for (const [method, url] of [
@@ -299,7 +370,9 @@ describe('web server', () => {
     expect(edit.status).toBe(403);
     expect((await queue.getJob(job.id!))!.data).toEqual({ v: 1, range: 'r' });
     const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=waiting&page=1`, own);
-    const push = (JSON.parse(api.body) as { queues: Array<{ name: string; allowRetries: boolean; allowCompletedRetries: boolean }> }).queues.find((q) => q.name === 'push');
+    const push = (JSON.parse(api.body) as { queues: Array<{ name: string; allowRetries: boolean; allowCompletedRetries: boolean }> }).queues.find(
+      (q) => q.name === 'push',
+    );
     expect(push).toMatchObject({ allowRetries: true, allowCompletedRetries: false });
   });
 
@@ -358,14 +431,27 @@ describe('failed jobs in the dashboard', () => {
     const lines: string[] = [];
     const ctx = createPipeline(config, createLogger('info', {}, { write: (line: string) => void lines.push(line) }));
     const workers = [startPushWorker(ctx), startExtractWorker(ctx)];
-    const web = await startWebServer({ host: '127.0.0.1', port: 0, auth: {}, metrics: createMetrics(), readiness: [], queues: [ctx.extractQueue, ctx.pushQueue], logger: ctx.logger });
+    const web = await startWebServer({
+      host: '127.0.0.1',
+      port: 0,
+      auth: {},
+      metrics: createMetrics(),
+      readiness: [],
+      queues: [ctx.extractQueue, ctx.pushQueue],
+      logger: ctx.logger,
+    });
     try {
       // A push job for a table no longer configured (caught in the worker) and an extract job with a malformed
       // payload (thrown before the worker's own error handling).
       const range = { phase: 'pk', lo: null, hi: { wm: null, pk: ['1'] } };
-      await ctx.pushQueue.add('app.public.gone', { v: 1, source: 'app', table: 'public.gone', target: 'bronze.app_gone', rows: 1, cutAt: new Date().toISOString(), range }, { attempts: 1 });
+      await ctx.pushQueue.add(
+        'app.public.gone',
+        { v: 1, source: 'app', table: 'public.gone', target: 'bronze.app_gone', rows: 1, cutAt: new Date().toISOString(), range },
+        { attempts: 1 },
+      );
       await ctx.extractQueue.add('app.public.orders', { v: 2 }, { attempts: 1 });
-      for (let i = 0; i < 200 && (await ctx.pushQueue.getFailedCount()) + (await ctx.extractQueue.getFailedCount()) < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && (await ctx.pushQueue.getFailedCount()) + (await ctx.extractQueue.getFailedCount()) < 2; i++)
+        await new Promise((r) => setTimeout(r, 50));
       const failed = async (queue: string): Promise<{ failedReason: string; stacktrace: string[] }> => {
         const res = await get(`${web.url}/admin/queues/api/queues?activeQueue=${queue}&status=failed&page=1`);
         const body = JSON.parse(res.body) as { queues: Array<{ name: string; jobs: Array<{ failedReason: string; stacktrace: string[] }> }> };
@@ -379,8 +465,16 @@ describe('failed jobs in the dashboard', () => {
       expect(extract.stacktrace.join('\n')).not.toMatch(/^\s+at /m);
       expect(extract.stacktrace).toHaveLength(1);
       const logged = lines.map((l) => JSON.parse(l) as { code?: string; err?: string; stack?: string });
-      expect(logged).toContainEqual(expect.objectContaining({ code: 'JOB_INVALID', err: expect.stringContaining('public.gone'), stack: expect.stringMatching(/\n\s+at /) }));
-      expect(logged).toContainEqual(expect.objectContaining({ code: 'JOB_INVALID', err: expect.stringContaining('extract job payload invalid'), stack: expect.stringMatching(/\n\s+at /) }));
+      expect(logged).toContainEqual(
+        expect.objectContaining({ code: 'JOB_INVALID', err: expect.stringContaining('public.gone'), stack: expect.stringMatching(/\n\s+at /) }),
+      );
+      expect(logged).toContainEqual(
+        expect.objectContaining({
+          code: 'JOB_INVALID',
+          err: expect.stringContaining('extract job payload invalid'),
+          stack: expect.stringMatching(/\n\s+at /),
+        }),
+      );
     } finally {
       await web.close();
       await Promise.all(workers.map((w) => w.close()));

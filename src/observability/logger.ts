@@ -50,14 +50,18 @@ export function loggerFor(
   const isTty = out.isTty ?? process.stdout.isTTY === true;
   const format = log.format ?? (isTty ? 'pretty' : 'json');
   if (format === 'json') return createLogger(log.level, {}, out.destination);
-  return createLogger(log.level, {}, prettyStream({
-    colorize: isTty,
-    sync: true,
-    destination: out.destination ?? 1,
-    translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'",
-    // Set on every line by pushsync or pino: noise for a person reading a terminal.
-    ignore: 'pid,hostname,service',
-  }));
+  return createLogger(
+    log.level,
+    {},
+    prettyStream({
+      colorize: isTty,
+      sync: true,
+      destination: out.destination ?? 1,
+      translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'",
+      // Set on every line by pushsync or pino: noise for a person reading a terminal.
+      ignore: 'pid,hostname,service',
+    }),
+  );
 }
 
 /** A logger on stderr, written synchronously: for the last line of a process that exits right after it. */
@@ -78,4 +82,3 @@ export function redactUrl(url: string): string {
     return url.replace(/\/\/[^/@]*@/, '//***@');
   }
 }
-

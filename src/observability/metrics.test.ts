@@ -24,7 +24,13 @@ describe('metrics', () => {
     m.pushDuration.observe({ source: 'app', table: 't' }, 0.2);
     const text = await m.registry.metrics();
     const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((x) => [x[1]!, x[2]!]));
-    for (const name of ['pushsync_rows_extracted_total', 'pushsync_rows_pushed_total', 'pushsync_rows_rejected_total', 'pushsync_batches_pushed_total', 'pushsync_errors_total']) {
+    for (const name of [
+      'pushsync_rows_extracted_total',
+      'pushsync_rows_pushed_total',
+      'pushsync_rows_rejected_total',
+      'pushsync_batches_pushed_total',
+      'pushsync_errors_total',
+    ]) {
       expect(types.get(name)).toBe('counter');
     }
     expect(types.get('pushsync_push_duration_seconds')).toBe('histogram');

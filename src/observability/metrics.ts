@@ -36,10 +36,25 @@ export function createMetrics(): Metrics {
   const name = (n: string): string => `${METRIC_PREFIX}${n}`;
   return {
     registry,
-    rowsExtracted: new Counter({ name: name('rows_extracted_total'), help: 'Rows read from the source and handed to push jobs', labelNames: labels, registers: [registry] }),
+    rowsExtracted: new Counter({
+      name: name('rows_extracted_total'),
+      help: 'Rows read from the source and handed to push jobs',
+      labelNames: labels,
+      registers: [registry],
+    }),
     rowsPushed: new Counter({ name: name('rows_pushed_total'), help: 'Rows the destination accepted', labelNames: labels, registers: [registry] }),
-    rowsRejected: new Counter({ name: name('rows_rejected_total'), help: 'Rows the destination reported as rejected', labelNames: labels, registers: [registry] }),
-    batchesPushed: new Counter({ name: name('batches_pushed_total'), help: 'Requests the destination accepted', labelNames: labels, registers: [registry] }),
+    rowsRejected: new Counter({
+      name: name('rows_rejected_total'),
+      help: 'Rows the destination reported as rejected',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    batchesPushed: new Counter({
+      name: name('batches_pushed_total'),
+      help: 'Requests the destination accepted',
+      labelNames: labels,
+      registers: [registry],
+    }),
     pushDuration: new Histogram({
       name: name('push_duration_seconds'),
       help: 'Duration of one accepted Stream API request in seconds',
@@ -47,20 +62,55 @@ export function createMetrics(): Metrics {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [registry],
     }),
-    errors: new Counter({ name: name('errors_total'), help: 'Failed job attempts by error code', labelNames: ['source', 'table', 'code'], registers: [registry] }),
+    errors: new Counter({
+      name: name('errors_total'),
+      help: 'Failed job attempts by error code',
+      labelNames: ['source', 'table', 'code'],
+      registers: [registry],
+    }),
     syncLag: new Gauge({
       name: name('sync_lag_seconds'),
       help: 'Age of the oldest row range not yet delivered, or, when all is delivered, time since the last read that reached the end of the table',
       labelNames: labels,
       registers: [registry],
     }),
-    pendingBatches: new Gauge({ name: name('pending_batches'), help: 'Push jobs enqueued and not yet delivered (includes the failed set)', labelNames: labels, registers: [registry] }),
+    pendingBatches: new Gauge({
+      name: name('pending_batches'),
+      help: 'Push jobs enqueued and not yet delivered (includes the failed set)',
+      labelNames: labels,
+      registers: [registry],
+    }),
     queueJobs: new Gauge({ name: name('queue_jobs'), help: 'Jobs per queue and state', labelNames: ['queue', 'state'], registers: [registry] }),
-    tablePaused: new Gauge({ name: name('table_paused'), help: '1 while an operator has paused the table\'s extraction (pushsync pause), else 0', labelNames: labels, registers: [registry] }),
-    slotLag: new Gauge({ name: name('cdc_slot_lag_bytes'), help: 'WAL bytes a replication slot holds back (current position minus confirmed)', labelNames: ['source', 'slot'], registers: [registry] }),
-    eventsIngested: new Counter({ name: name('events_ingested_total'), help: 'Change events accepted into the ingest buffer (Debezium sources)', labelNames: labels, registers: [registry] }),
-    eventsSkipped: new Counter({ name: name('events_skipped_total'), help: 'Change events received and skipped: tombstones, heartbeats, transaction markers, schema changes, truncates', labelNames: ['source', 'reason'], registers: [registry] }),
-    ingestBufferBytes: new Gauge({ name: name('ingest_buffer_bytes'), help: 'Bytes of undelivered change events held in Redis per Debezium source', labelNames: ['source'], registers: [registry] }),
+    tablePaused: new Gauge({
+      name: name('table_paused'),
+      help: "1 while an operator has paused the table's extraction (pushsync pause), else 0",
+      labelNames: labels,
+      registers: [registry],
+    }),
+    slotLag: new Gauge({
+      name: name('cdc_slot_lag_bytes'),
+      help: 'WAL bytes a replication slot holds back (current position minus confirmed)',
+      labelNames: ['source', 'slot'],
+      registers: [registry],
+    }),
+    eventsIngested: new Counter({
+      name: name('events_ingested_total'),
+      help: 'Change events accepted into the ingest buffer (Debezium sources)',
+      labelNames: labels,
+      registers: [registry],
+    }),
+    eventsSkipped: new Counter({
+      name: name('events_skipped_total'),
+      help: 'Change events received and skipped: tombstones, heartbeats, transaction markers, schema changes, truncates',
+      labelNames: ['source', 'reason'],
+      registers: [registry],
+    }),
+    ingestBufferBytes: new Gauge({
+      name: name('ingest_buffer_bytes'),
+      help: 'Bytes of undelivered change events held in Redis per Debezium source',
+      labelNames: ['source'],
+      registers: [registry],
+    }),
   };
 }
 

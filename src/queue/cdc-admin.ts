@@ -26,9 +26,15 @@ export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<
   const cdc = findChangeSource(ctx, s.name);
   const [info, problems, state] = await Promise.all([cdc.status(), cdc.prerequisites(), ctx.redis.hgetall(ctx.keys.cdcState(s.name, s.cdc.slot))]);
   if (info.confirmed && state.ackedLsn && cdc.confirmedPast(info.confirmed, state.ackedLsn, !state.ackExact)) {
-    problems.push(`${cdc.stream} is confirmed at ${info.confirmed}, past the ${state.ackedLsn} pushsync acknowledged: another consumer advanced it; the next run refuses it`);
+    problems.push(
+      `${cdc.stream} is confirmed at ${info.confirmed}, past the ${state.ackedLsn} pushsync acknowledged: another consumer advanced it; the next run refuses it`,
+    );
   }
-  const snapshots = Object.fromEntries(Object.entries(state).filter(([k]) => k.startsWith('snapshot:')).map(([k, v]) => [k.slice(9), v]));
+  const snapshots = Object.fromEntries(
+    Object.entries(state)
+      .filter(([k]) => k.startsWith('snapshot:'))
+      .map(([k, v]) => [k.slice(9), v]),
+  );
   return {
     source: s.name,
     slot: s.cdc.slot,

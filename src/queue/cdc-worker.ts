@@ -37,9 +37,20 @@ function cdcTables(source: SourceConfig): TableConfig[] {
   return source.tables.filter((t) => t.mode === 'cdc');
 }
 
-export async function runCdc(ctx: PipelineContext, job: Job, sourceName: string, untilCurrent: boolean, stopping: () => boolean): Promise<CdcOutcome> {
+export async function runCdc(
+  ctx: PipelineContext,
+  job: Job,
+  sourceName: string,
+  untilCurrent: boolean,
+  stopping: () => boolean,
+): Promise<CdcOutcome> {
   const sourceCfg = ctx.config.sources.find((s) => s.name === sourceName);
-  if (!sourceCfg) throw failJob(new AppError('JOB_INVALID', `cdc job names source ${sourceName}, which is not in the configuration`), { ctx, job, what: 'cdc run rejected' });
+  if (!sourceCfg)
+    throw failJob(new AppError('JOB_INVALID', `cdc job names source ${sourceName}, which is not in the configuration`), {
+      ctx,
+      job,
+      what: 'cdc run rejected',
+    });
   const settings = sourceCfg.cdc;
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, slot: settings.slot });
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, `cdc:${settings.slot}`), ctx.config.extract.leaseTtl);
@@ -111,12 +122,18 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
   };
   if (!info.exists) {
     if (savedStart) {
-      throw new AppError('CURSOR_INVALID', `${cdc.stream} was dropped after pushsync streamed from it (acknowledged up to ${savedAck ?? savedStart}); changes since then cannot be recovered from it; ${remedy}`);
+      throw new AppError(
+        'CURSOR_INVALID',
+        `${cdc.stream} was dropped after pushsync streamed from it (acknowledged up to ${savedAck ?? savedStart}); changes since then cannot be recovered from it; ${remedy}`,
+      );
     }
     return startOver(await cdc.create());
   }
   if (info.lost) {
-    throw new AppError('CURSOR_INVALID', `${cdc.stream} was invalidated: the source removed changes it still needed (max_slot_wal_keep_size); ${remedy}`);
+    throw new AppError(
+      'CURSOR_INVALID',
+      `${cdc.stream} was invalidated: the source removed changes it still needed (max_slot_wal_keep_size); ${remedy}`,
+    );
   }
   // The stream exists but pushsync has no memory of it (Redis lost its data): snapshot every table again from here.
   // Snapshot rows lose against every streamed change, so re-reading the tables can only re-send, never skip.
@@ -124,7 +141,10 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
   // Invariant: the stream confirms exactly what pushsync acknowledged. State recorded before acknowledgements were
   // exact carries no `ackExact` and may stand a source-defined margin behind its stream.
   if (savedAck && info.confirmed && cdc.confirmedPast(info.confirmed, savedAck, !ackExact)) {
-    throw new AppError('CURSOR_INVALID', `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it or it was recreated; ${remedy}`);
+    throw new AppError(
+      'CURSOR_INVALID',
+      `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it or it was recreated; ${remedy}`,
+    );
   }
   return savedStart;
 }
@@ -140,7 +160,17 @@ async function snapshotTable(ctx: PipelineContext, w: Watched, ordering: string,
   if (await ctx.redis.hget(stateKey, `snapshot:${name}`)) return 0;
   const generation = await ctx.redis.get(ctx.keys.generation(source, name));
   const enqueue = async (range: KeyRange, rows: number): Promise<void> => {
-    const data: PushJob = { v: 1, source, table: name, target: w.table.target, range, rows, cutAt: new Date().toISOString(), op: 'snapshot', ordering };
+    const data: PushJob = {
+      v: 1,
+      source,
+      table: name,
+      target: w.table.target,
+      range,
+      rows,
+      cutAt: new Date().toISOString(),
+      op: 'snapshot',
+      ordering,
+    };
     await enqueuePushJob(ctx, rangeJobId(rangeId(source, name, range), generation), data);
   };
   const result = await extractTable({
@@ -230,7 +260,8 @@ async function streamChanges(
           break;
         case 'idle':
           // Nothing received is waiting to be enqueued: the source's position may be confirmed.
-          if (buffered.length === 0 && bufferedEnd === null && (acked === null || cdc.comparePositions(e.position, acked) > 0)) await acknowledge(e.position);
+          if (buffered.length === 0 && bufferedEnd === null && (acked === null || cdc.comparePositions(e.position, acked) > 0))
+            await acknowledge(e.position);
           break;
         case 'truncate':
           o.log.warn({ relations: e.relations }, 'TRUNCATE is not replicated as deletes; run a reconciliation or re-snapshot the table');
@@ -255,7 +286,12 @@ async function streamChanges(
 }
 
 /** Groups stream events by table and enqueues them as change jobs. */
-async function enqueueChanges(relations: Map<string, RelationKeys & Watched>, ctx: PipelineContext, events: ChangeEvent[], batchKeys: number): Promise<void> {
+async function enqueueChanges(
+  relations: Map<string, RelationKeys & Watched>,
+  ctx: PipelineContext,
+  events: ChangeEvent[],
+  batchKeys: number,
+): Promise<void> {
   const byRelation = new Map<string, ChangeEvent[]>();
   for (const e of events) {
     const list = byRelation.get(e.relation) ?? [];

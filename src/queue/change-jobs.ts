@@ -12,7 +12,10 @@ import { enqueuePushJob } from './push-jobs.js';
 export async function enqueueChangeJobs(ctx: PipelineContext, table: TableConfig, changes: readonly KeyChange[], batchKeys: number): Promise<void> {
   for (let i = 0; i < changes.length; i += batchKeys) {
     const chunk = changes.slice(i, i + batchKeys);
-    const jobId = `c-${createHash('sha256').update(JSON.stringify([table.source, table.name, chunk])).digest('hex').slice(0, 32)}`;
+    const jobId = `c-${createHash('sha256')
+      .update(JSON.stringify([table.source, table.name, chunk]))
+      .digest('hex')
+      .slice(0, 32)}`;
     const data: PushJob = {
       v: 1,
       source: table.source,

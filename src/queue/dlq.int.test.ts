@@ -93,7 +93,12 @@ describe('dead-letter queue helpers', () => {
     await fill();
     const letters = (await listDeadLetters(queue)).sort((a, b) => a.id.localeCompare(b.id));
     expect(letters.map((l) => l.id)).toEqual(['p-a', 'p-b', 'p-c']);
-    expect(letters[0]).toMatchObject({ name: 'fail', reason: '[DEST_REJECTED] HTTP 400 for bronze.app_t (job p-a)', attempts: 1, range: 'wm (start, {"wm":"w5","pk":["5"]}]' });
+    expect(letters[0]).toMatchObject({
+      name: 'fail',
+      reason: '[DEST_REJECTED] HTTP 400 for bronze.app_t (job p-a)',
+      attempts: 1,
+      range: 'wm (start, {"wm":"w5","pk":["5"]}]',
+    });
     expect(new Date(letters[0]!.failedAt!).toISOString()).toBe(letters[0]!.failedAt);
     expect(letters[1]!.range).toBe('2 change(s), ~00000001000000a0:0000000001 … ~00000001000000a0:0000000002');
     expect(letters[2]!.range).toBe('unreadable payload');

@@ -26,7 +26,8 @@ type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome | CutOutcome;
 
 export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<Outcome> {
   const parsed = extractJobSchema.safeParse(job.data);
-  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'extract job rejected' });
+  if (!parsed.success)
+    throw failJob(new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'extract job rejected' });
   const data = parsed.data;
   switch (data.kind) {
     case 'cdc':
@@ -40,7 +41,14 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
   }
 }
 
-async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tableName: string, reason: RunReason, stopping: () => boolean): Promise<ExtractOutcome> {
+async function runTable(
+  ctx: PipelineContext,
+  job: Job,
+  sourceName: string,
+  tableName: string,
+  reason: RunReason,
+  stopping: () => boolean,
+): Promise<ExtractOutcome> {
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName });
   let table: TableConfig;
   try {
@@ -104,14 +112,18 @@ async function runTable(ctx: PipelineContext, job: Job, sourceName: string, tabl
 
 export function startExtractWorker(ctx: PipelineContext): Worker {
   let closing = false;
-  const worker = new Worker(EXTRACT_QUEUE, jobProcessor(ctx.logger, EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing)), {
-    connection: ctx.redis.duplicate(),
-    prefix: ctx.config.redis.prefix,
-    concurrency: ctx.config.extract.concurrency,
-    // A killed worker's job is picked up again after its lease expires; a few such crashes are allowed.
-    ...WORKER_LEASES,
-    settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
-  });
+  const worker = new Worker(
+    EXTRACT_QUEUE,
+    jobProcessor(ctx.logger, EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing)),
+    {
+      connection: ctx.redis.duplicate(),
+      prefix: ctx.config.redis.prefix,
+      concurrency: ctx.config.extract.concurrency,
+      // A killed worker's job is picked up again after its lease expires; a few such crashes are allowed.
+      ...WORKER_LEASES,
+      settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
+    },
+  );
   worker.on('closing', () => {
     closing = true;
   });

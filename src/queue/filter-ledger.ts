@@ -85,7 +85,9 @@ export class RedisFilterLedger implements FilterLedger {
       const tokens = chunk.map((o) => RedisFilterLedger.token(o.key)).join('');
       const events = chunk.map((o) => EVENT_LETTER[o.event]).join('');
       const orderings = chunk.map((o) => o.ordering);
-      actions.push(...((await this.redis.eval(OBSERVE, 1, this.key, this.mode, tokens, events, String(TOKEN_CHARS), ...orderings)) as FilterAction[]));
+      actions.push(
+        ...((await this.redis.eval(OBSERVE, 1, this.key, this.mode, tokens, events, String(TOKEN_CHARS), ...orderings)) as FilterAction[]),
+      );
     }
     return actions;
   }

@@ -28,7 +28,16 @@ export function failJob(err: unknown, r: FailureReport): Error {
   const labels = r.labels ?? { source: String(data.source ?? 'unknown'), table: String(data.table ?? 'unknown') };
   r.ctx.metrics.errors.inc({ ...labels, code: e.code });
   (r.log ?? r.ctx.logger).warn(
-    { queue: r.job.queueName, jobId: r.job.id, ...labels, code: e.code, err: e.message, stack: stackOf(e), attempt: r.job.attemptsMade + 1, retryable: e.retryable },
+    {
+      queue: r.job.queueName,
+      jobId: r.job.id,
+      ...labels,
+      code: e.code,
+      err: e.message,
+      stack: stackOf(e),
+      attempt: r.job.attemptsMade + 1,
+      retryable: e.retryable,
+    },
     r.what,
   );
   return toJobError(e);

@@ -19,10 +19,20 @@ export interface PlannedRun {
 export function planRuns(config: Config, reason: RunReason, options: { reconcile: boolean }): PlannedRun[] {
   const runs: PlannedRun[] = [];
   for (const s of config.sources.filter((x) => x.tables.some((t) => t.mode === 'cdc'))) {
-    runs.push({ id: `${s.name}/cdc`, name: `${s.name} (cdc)`, data: { v: 1, kind: 'cdc', source: s.name, table: '', reason }, repeat: { every: s.cdc.every } });
+    runs.push({
+      id: `${s.name}/cdc`,
+      name: `${s.name} (cdc)`,
+      data: { v: 1, kind: 'cdc', source: s.name, table: '', reason },
+      repeat: { every: s.cdc.every },
+    });
   }
   for (const s of config.debezium) {
-    runs.push({ id: `${s.name}/ingest`, name: `${s.name} (ingest)`, data: { v: 1, kind: 'ingest', source: s.name, table: '', reason }, repeat: { every: s.flushInterval } });
+    runs.push({
+      id: `${s.name}/ingest`,
+      name: `${s.name} (ingest)`,
+      data: { v: 1, kind: 'ingest', source: s.name, table: '', reason },
+      repeat: { every: s.flushInterval },
+    });
   }
   const watermark = allTables(config).filter((t) => t.mode === 'watermark');
   for (const t of watermark) {

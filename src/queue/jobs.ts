@@ -77,7 +77,11 @@ export const bufferPushSchema = z.object({
   ...pushBase,
   buffer: z.object({ from: z.string().regex(/^\d+-\d+$/), to: z.string().regex(/^\d+-\d+$/) }),
   /** Last entry delivered by an earlier attempt. */
-  resumeAfter: z.string().regex(/^\d+-\d+$/).nullable().optional(),
+  resumeAfter: z
+    .string()
+    .regex(/^\d+-\d+$/)
+    .nullable()
+    .optional(),
 });
 
 export const pushJobSchema = z.union([rangePushSchema, changesPushSchema, bufferPushSchema]);

@@ -58,13 +58,19 @@ export async function waitForCapacity(
     waited = true;
     if (!state.paused) {
       state.paused = true;
-      o.log.info({ ...fields, pending: count }, `backpressure: ${count} undelivered push jobs reached the bound of ${bound} (extract.maxPendingBatches); extraction paused until they drain`);
+      o.log.info(
+        { ...fields, pending: count },
+        `backpressure: ${count} undelivered push jobs reached the bound of ${bound} (extract.maxPendingBatches); extraction paused until they drain`,
+      );
     }
     await new Promise((r) => setTimeout(r, CAPACITY_POLL_MS));
     count = await pending.count();
   }
   if (state.paused && !waited && !o.shouldStop()) {
     state.paused = false;
-    o.log.info({ ...fields, pending: count }, `backpressure released: ${count} undelivered push jobs, below the bound of ${bound}; extraction goes on`);
+    o.log.info(
+      { ...fields, pending: count },
+      `backpressure released: ${count} undelivered push jobs, below the bound of ${bound}; extraction goes on`,
+    );
   }
 }

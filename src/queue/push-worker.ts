@@ -29,13 +29,19 @@ function limitsOf(ctx: PipelineContext): StreamLimits {
  */
 export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: number; requests: number }> {
   const parsed = pushJobSchema.safeParse(job.data);
-  if (!parsed.success) throw failJob(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'push job rejected' });
+  if (!parsed.success)
+    throw failJob(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'push job rejected' });
   const data = parsed.data;
   const labels = { source: data.source, table: data.table };
   const log = ctx.logger.child({ queue: PUSH_QUEUE, jobId: job.id, source: data.source, table: data.table });
   const limits = limitsOf(ctx);
   const envelope = (target: string): number =>
-    envelopeBytes({ table: target, mode: 'append', wait: ctx.config.destination.wait, tags: { source: 'pushsync', ...ctx.config.destination.tags } }) + 64;
+    envelopeBytes({
+      table: target,
+      mode: 'append',
+      wait: ctx.config.destination.wait,
+      tags: { source: 'pushsync', ...ctx.config.destination.tags },
+    }) + 64;
   const counted = (rows: number, latencyMs: number): void => {
     if (rows === 0) return;
     ctx.metrics.rowsPushed.inc(labels, rows);
@@ -100,13 +106,17 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
 }
 
 export function startPushWorker(ctx: PipelineContext): Worker {
-  const worker = new Worker(PUSH_QUEUE, jobProcessor(ctx.logger, PUSH_QUEUE, (job) => runPush(ctx, job)), {
-    connection: ctx.redis.duplicate(),
-    prefix: ctx.config.redis.prefix,
-    concurrency: ctx.config.destination.concurrency,
-    ...WORKER_LEASES,
-    settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
-  });
+  const worker = new Worker(
+    PUSH_QUEUE,
+    jobProcessor(ctx.logger, PUSH_QUEUE, (job) => runPush(ctx, job)),
+    {
+      connection: ctx.redis.duplicate(),
+      prefix: ctx.config.redis.prefix,
+      concurrency: ctx.config.destination.concurrency,
+      ...WORKER_LEASES,
+      settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
+    },
+  );
   // A Redis outage makes every connection of the worker fail on each retry: one line per distinct error.
   worker.on('error', logOncePerState(ctx.redis, ctx.logger, { queue: PUSH_QUEUE }, 'worker error'));
   return worker;

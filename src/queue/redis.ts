@@ -75,10 +75,14 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<void> 
     });
     await redis.ping();
   } catch (err) {
-    throw new AppError('REDIS_UNAVAILABLE', `cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`, {
-      retryable: true,
-      cause: err,
-    });
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`,
+      {
+        retryable: true,
+        cause: err,
+      },
+    );
   } finally {
     redis.disconnect();
   }

@@ -13,7 +13,11 @@ export async function syncSchedules(queue: Queue, config: Config, logger: Logger
   const runs = planRuns(config, 'schedule', { reconcile: true });
   const { attempts, backoff, removeOnComplete, removeOnFail } = extractJobOptions(config.extract.attempts);
   for (const run of runs) {
-    await queue.upsertJobScheduler(run.id, run.repeat, { name: run.name, data: run.data, opts: { attempts, backoff, removeOnComplete, removeOnFail } });
+    await queue.upsertJobScheduler(run.id, run.repeat, {
+      name: run.name,
+      data: run.data,
+      opts: { attempts, backoff, removeOnComplete, removeOnFail },
+    });
   }
   const wanted = new Set(runs.map((r) => r.id));
   for (const s of await queue.getJobSchedulers(0, -1)) {

@@ -61,7 +61,15 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
     table: t.name,
     target: t.target,
     mode: t.mode,
-    state: paused ? 'paused' : state.caughtUpAt === undefined && t.mode === 'watermark' ? 'backfilling' : failedBatches > 0 ? 'failing' : pendingBatches > 0 ? 'behind' : 'current',
+    state: paused
+      ? 'paused'
+      : state.caughtUpAt === undefined && t.mode === 'watermark'
+        ? 'backfilling'
+        : failedBatches > 0
+          ? 'failing'
+          : pendingBatches > 0
+            ? 'behind'
+            : 'current',
     position,
     lastRun,
     lagSeconds: lagSince === undefined ? null : Math.max(0, Math.round((now - lagSince) / 100) / 10),
@@ -74,9 +82,14 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
 }
 
 function watermarkPosition(t: TableConfig, cursor: Cursor): string {
-  if (cursor.after === null) return cursor.phase === 'null' ? 'not started: the next run reads the table from its start' : `every row with a NULL ${t.watermark} read; next: rows by ${t.watermark}`;
+  if (cursor.after === null)
+    return cursor.phase === 'null'
+      ? 'not started: the next run reads the table from its start'
+      : `every row with a NULL ${t.watermark} read; next: rows by ${t.watermark}`;
   const key = `(${cursor.after.pk.join(', ')})`;
-  return cursor.phase === 'null' ? `reading rows whose ${t.watermark} is NULL, past key ${key}` : `read up to ${t.watermark} ${cursor.after.wm}, key ${key}`;
+  return cursor.phase === 'null'
+    ? `reading rows whose ${t.watermark} is NULL, past key ${key}`
+    : `read up to ${t.watermark} ${cursor.after.wm}, key ${key}`;
 }
 
 function cdcPosition(t: TableConfig, cdc: Record<string, string>): string {

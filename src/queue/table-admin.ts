@@ -24,7 +24,11 @@ export async function resetTable(ctx: PipelineContext, table: TableConfig): Prom
 export function tableByName(config: Config, name: string): TableConfig {
   const tables = allTables(config);
   const t = tables.find((x) => `${x.source}.${x.name}` === name);
-  if (!t) throw new AppError('CONFIG_INVALID', `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`);
+  if (!t)
+    throw new AppError(
+      'CONFIG_INVALID',
+      `no configured table ${name}; use <source>.<table> as in the config (${tables.map((x) => `${x.source}.${x.name}`).join(', ')})`,
+    );
   return t;
 }
 
@@ -43,7 +47,10 @@ export async function pausedState(ctx: PipelineContext, t: Pick<TableConfig, 'so
  */
 export async function pauseTable(ctx: PipelineContext, t: TableConfig, reason?: string): Promise<void> {
   if (t.mode === 'cdc') {
-    throw new AppError('CONFIG_INVALID', `${t.source}.${t.name} is read by change data capture: its changes come in the stream of source ${t.source}, which cannot be paused for one table`);
+    throw new AppError(
+      'CONFIG_INVALID',
+      `${t.source}.${t.name} is read by change data capture: its changes come in the stream of source ${t.source}, which cannot be paused for one table`,
+    );
   }
   await ctx.redis.hset(ctx.keys.paused(t.source, t.name), { at: String(Date.now()), ...(reason ? { reason } : {}) });
 }
@@ -67,5 +74,9 @@ export async function backfillTable(ctx: PipelineContext, t: TableConfig): Promi
     );
   }
   await resetTable(ctx, t);
-  await ctx.extractQueue.add(`${t.source}.${t.name} (backfill)`, { v: 1, kind: 'table', source: t.source, table: t.name, reason: 'manual' }, extractJobOptions(ctx.config.extract.attempts));
+  await ctx.extractQueue.add(
+    `${t.source}.${t.name} (backfill)`,
+    { v: 1, kind: 'table', source: t.source, table: t.name, reason: 'manual' },
+    extractJobOptions(ctx.config.extract.attempts),
+  );
 }

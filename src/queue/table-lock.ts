@@ -23,16 +23,19 @@ export class TableLock {
   async acquire(): Promise<boolean> {
     const ok = await this.redis.set(this.key, this.token, 'PX', this.ttlMs, 'NX');
     if (ok !== 'OK') return false;
-    this.timer = setInterval(() => {
-      this.redis
-        .eval(RENEW, 1, this.key, this.token, String(this.ttlMs))
-        .then((r) => {
-          if (r !== 1) this.lost = true;
-        })
-        .catch(() => {
-          // A failed renewal is retried on the next tick; the lease only lapses if Redis stays away for ttlMs.
-        });
-    }, Math.floor(this.ttlMs / 3));
+    this.timer = setInterval(
+      () => {
+        this.redis
+          .eval(RENEW, 1, this.key, this.token, String(this.ttlMs))
+          .then((r) => {
+            if (r !== 1) this.lost = true;
+          })
+          .catch(() => {
+            // A failed renewal is retried on the next tick; the lease only lapses if Redis stays away for ttlMs.
+          });
+      },
+      Math.floor(this.ttlMs / 3),
+    );
     this.timer.unref();
     return true;
   }

@@ -26,7 +26,13 @@ export class TableProgress {
     private readonly backfill: { before: number; estimate: { rows: number; exact: boolean } | null } | undefined,
   ) {}
 
-  static async start(ctx: PipelineContext, table: { source: string; name: string }, reader: TableReader, job: Job, log: Logger): Promise<TableProgress> {
+  static async start(
+    ctx: PipelineContext,
+    table: { source: string; name: string },
+    reader: TableReader,
+    job: Job,
+    log: Logger,
+  ): Promise<TableProgress> {
     const key = ctx.keys.state(table.source, table.name);
     const state = await ctx.redis.hgetall(key);
     let backfill: TableProgress['backfill'];

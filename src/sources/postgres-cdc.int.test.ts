@@ -24,7 +24,11 @@ class Inbox {
   }
 
   /** Waits (bounded) for a message after index `from` that matches, and returns it with its index. */
-  async next<T extends ChangeStreamEvent['kind']>(tag: T, from: number, timeoutMs = 10_000): Promise<{ m: Extract<ChangeStreamEvent, { kind: T }>; index: number }> {
+  async next<T extends ChangeStreamEvent['kind']>(
+    tag: T,
+    from: number,
+    timeoutMs = 10_000,
+  ): Promise<{ m: Extract<ChangeStreamEvent, { kind: T }>; index: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.error) throw this.error;
@@ -60,7 +64,9 @@ describe('replication slot acknowledgement', () => {
   }
 
   async function confirmedFlush(): Promise<string> {
-    const { rows } = await admin.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+    const { rows } = await admin.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [
+      slot,
+    ]);
     return rows[0]!.lsn;
   }
 
@@ -75,7 +81,8 @@ describe('replication slot acknowledgement', () => {
   }
 
   /** The COMMIT record's start, which the ordering of a transaction's changes carries. */
-  const commitLsnOf = (e: Extract<ChangeStreamEvent, { kind: 'transaction' }>): string => bigIntToLsn(BigInt(`0x${/^~([0-9a-f]{16}):/.exec(e.changes[0]!.ordering)![1]}`));
+  const commitLsnOf = (e: Extract<ChangeStreamEvent, { kind: 'transaction' }>): string =>
+    bigIntToLsn(BigInt(`0x${/^~([0-9a-f]{16}):/.exec(e.changes[0]!.ordering)![1]}`));
 
   /** Pings until an idle event reports the server's position as `expected` (the walsender has read everything). */
   async function keepaliveAt(stream: ChangeStream, inbox: Inbox, ackPosition: string, expected: () => Promise<string>): Promise<string> {
@@ -122,12 +129,22 @@ describe('replication slot acknowledgement', () => {
 
     // Non-transactional logical messages move the server's position without producing changes for pgoutput.
     await admin.query(`SELECT pg_logical_emit_message(false, 'pushsync-test', 'x')`);
-    const walEnd = await keepaliveAt(stream, inbox, commit.end, async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn);
+    const walEnd = await keepaliveAt(
+      stream,
+      inbox,
+      commit.end,
+      async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn,
+    );
     await stream.acknowledge(walEnd);
     expect(await confirmedAfter(commit.end)).toBe(walEnd);
 
     await admin.query(`SELECT pg_logical_emit_message(false, 'pushsync-test', 'y')`);
-    const pinged = await keepaliveAt(stream, inbox, walEnd, async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn);
+    const pinged = await keepaliveAt(
+      stream,
+      inbox,
+      walEnd,
+      async () => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn,
+    );
     await stream.requestPosition(pinged);
     expect(await confirmedAfter(walEnd)).toBe(pinged);
     await stream.stop();
@@ -148,7 +165,8 @@ describe('replication slot acknowledgement', () => {
         await writer.query(`INSERT INTO ${schema}.t VALUES ($1, 'late')`, [id]);
         // The walsender reads only flushed WAL: a committed transaction of its own (an xid, no rows) flushes it.
         await admin.query(`SELECT pg_current_xact_id()`);
-        const insertLsn = async (): Promise<string> => (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn;
+        const insertLsn = async (): Promise<string> =>
+          (await admin.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0]!.lsn;
         const idle = await keepaliveAt(first.stream, first.inbox, await confirmedFlush(), insertLsn);
         // Nothing is in flight: the reader acknowledges the idle keepalive's position, as pushsync's CDC reader does.
         await first.stream.acknowledge(idle);
@@ -165,7 +183,7 @@ describe('replication slot acknowledgement', () => {
         // Changes arrive in commit order, so once the marker's commit is here the late transaction would be too.
         const hasKey = (e: ChangeStreamEvent, key: number): boolean => e.kind === 'transaction' && e.changes.some((c) => c.pk[0] === String(key));
         let markerAt = -1;
-        for (let from = 0; markerAt < 0; ) {
+        for (let from = 0; markerAt < 0;) {
           const { m, index } = await second.inbox.next('transaction', from);
           if (hasKey(m, 1000 + attempt)) markerAt = index;
           from = index + 1;

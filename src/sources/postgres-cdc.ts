@@ -200,7 +200,11 @@ export class PostgresCdc implements ChangeSource {
    * Streams committed transactions from the slot's confirmed position. Events are handed over synchronously in
    * stream order; the caller buffers and acknowledges what it has made durable.
    */
-  async open(relations: ReadonlyMap<string, RelationKeys>, onEvent: (e: ChangeStreamEvent) => void, onError: (err: Error) => void): Promise<ChangeStream> {
+  async open(
+    relations: ReadonlyMap<string, RelationKeys>,
+    onEvent: (e: ChangeStreamEvent) => void,
+    onError: (err: Error) => void,
+  ): Promise<ChangeStream> {
     const collector = new ChangeCollector(relations);
     // What the slot confirms: a reply the server insists on (inside a long transaction) repeats it.
     let acknowledged = (await this.status()).confirmed;

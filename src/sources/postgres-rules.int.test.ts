@@ -13,7 +13,10 @@ const hmac = (text: string): string => createHmac('sha256', KEY).update(text, 'u
 /** Every row of the table in keyset order, the way the pipeline reads it (one range per phase here). */
 async function readAll(reader: TableReader): Promise<SourceRow[]> {
   const rows: SourceRow[] = [];
-  for (const start of [{ phase: 'null', after: null }, { phase: 'wm', after: null }] as Cursor[]) {
+  for (const start of [
+    { phase: 'null', after: null },
+    { phase: 'wm', after: null },
+  ] as Cursor[]) {
     const next = await reader.nextRange(start, 1000);
     if (next) rows.push(...(await reader.readRange(next.range, null, 1000)));
   }
@@ -34,13 +37,20 @@ describe('what the Postgres source reads and sends under column rules', () => {
   let db: Awaited<ReturnType<typeof createSchema>>;
   let source: PostgresSource;
   let masked: OutgoingSource;
-  const spec = (name: string, fields: Partial<TableSpec> = {}): TableSpec => ({ source: 's', name: `${db.schema}.${name}`, watermark: 'updated_at', ...fields });
+  const spec = (name: string, fields: Partial<TableSpec> = {}): TableSpec => ({
+    source: 's',
+    name: `${db.schema}.${name}`,
+    watermark: 'updated_at',
+    ...fields,
+  });
 
   beforeAll(async () => {
     db = await createSchema();
     source = new PostgresSource({ name: 's', url: PG_URL, poolSize: 2 });
     masked = new OutgoingSource(source, { maskingKey: KEY });
-    await db.client.query(`CREATE TABLE customers (id int PRIMARY KEY, updated_at timestamptz NOT NULL, email text, ssn text, notes text, region text)`);
+    await db.client.query(
+      `CREATE TABLE customers (id int PRIMARY KEY, updated_at timestamptz NOT NULL, email text, ssn text, notes text, region text)`,
+    );
     await db.client.query(
       `INSERT INTO customers SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'c' || g || '@x.org', 'ssn-' || g, 'note ' || g, CASE WHEN g % 3 = 0 THEN 'EU' ELSE 'US' END FROM generate_series(1, 9) g`,
     );
@@ -108,7 +118,19 @@ describe('what the Postgres source reads and sends under column rules', () => {
       }),
     );
     const applied = Object.fromEntries(reader.shape.outgoing!.map((c) => [c.name, c.appliedIn]));
-    expect(applied).toEqual({ id: null, updated_at: null, ts: 'source', tsn: 'source', d: 'source', t: 'source', v: 'source', c: 'pipeline', n: 'source', b: 'pipeline', j: 'pipeline' });
+    expect(applied).toEqual({
+      id: null,
+      updated_at: null,
+      ts: 'source',
+      tsn: 'source',
+      d: 'source',
+      t: 'source',
+      v: 'source',
+      c: 'pipeline',
+      n: 'source',
+      b: 'pipeline',
+      j: 'pipeline',
+    });
     const rows = await readAll(reader);
     expect(rows.map((r) => r.json)).toEqual([
       `{"id":"1","updated_at":"2024-01-01T00:00:00+00:00","ts":"2024-03-01T00:00:00+00:00","tsn":"2024-03-17T00:00:00","d":"2024-01-01","t":"hé","v":"it's ***","c":"ab ","n":null,"b":"${hmac('9223372036854775807')}","j":"${hmac('{"a": 1}')}"}`,
@@ -128,7 +150,9 @@ describe('what the Postgres source reads and sends under column rules', () => {
   });
 
   it('seals a hashed primary key in every position and key it hands out, and reads by sealed keys', async () => {
-    const reader = await masked.table(spec('customers', { columns: { include: ['id', 'email'] }, masks: { id: { kind: 'hash' }, email: { kind: 'hash' } } }));
+    const reader = await masked.table(
+      spec('customers', { columns: { include: ['id', 'email'] }, masks: { id: { kind: 'hash' }, email: { kind: 'hash' } } }),
+    );
     const next = (await reader.nextRange({ phase: 'wm', after: null }, 4))!;
     expect(next.keys).toHaveLength(4);
     for (const k of [...next.keys.flat(), ...next.range.hi.pk]) expect(k).toMatch(/^~k1\./);

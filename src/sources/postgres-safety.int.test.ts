@@ -36,7 +36,9 @@ describe('the SQL the Postgres source sends cannot write', () => {
     await db.client.query(`CREATE TABLE items (id int PRIMARY KEY, updated_at timestamptz NOT NULL, status text)`);
     await db.client.query(`INSERT INTO items SELECT g, '2024-01-01'::timestamptz + g * interval '1 s', 'live' FROM generate_series(1, 5) g`);
     await db.client.query(`CREATE TABLE audit (at timestamptz DEFAULT now())`);
-    await db.client.query(`CREATE FUNCTION ${db.schema}.noisy() RETURNS boolean LANGUAGE sql VOLATILE AS $$ INSERT INTO ${db.schema}.audit DEFAULT VALUES; SELECT false $$`);
+    await db.client.query(
+      `CREATE FUNCTION ${db.schema}.noisy() RETURNS boolean LANGUAGE sql VOLATILE AS $$ INSERT INTO ${db.schema}.audit DEFAULT VALUES; SELECT false $$`,
+    );
   });
   afterAll(async () => {
     await source.close();

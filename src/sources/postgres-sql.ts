@@ -174,7 +174,9 @@ function keySelect(t: TableSql, phase: Phase): string {
 }
 
 function orderBy(t: TableSql, phase: Phase): string {
-  return keyColumns(t, phase).map((c) => `t.${quoteIdent(c.name)}`).join(', ');
+  return keyColumns(t, phase)
+    .map((c) => `t.${quoteIdent(c.name)}`)
+    .join(', ');
 }
 
 function phaseFilter(t: TableSql, phase: Phase): string {
@@ -366,7 +368,10 @@ export function keyJsonQuery(t: TableSql, keys: readonly string[][]): Query {
   const names = t.primaryKey.map((c) => quoteIdent(c.name)).join(', ');
   // Only key columns that leave: a key column the table withholds is not in delete records either.
   const leaving = new Set(t.columns.map((c) => c.name));
-  const keyProjection = t.primaryKey.filter((c) => leaving.has(c.name)).map((c) => columnExpr(c, 't', t.masks?.get(c.name))).join(', ');
+  const keyProjection = t.primaryKey
+    .filter((c) => leaving.has(c.name))
+    .map((c) => columnExpr(c, 't', t.masks?.get(c.name)))
+    .join(', ');
   return {
     text:
       `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS t(${names}, "__ord"), ` +

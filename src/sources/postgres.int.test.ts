@@ -17,7 +17,12 @@ interface ReadResult {
  * `readLimit`, cursor moved to the range's end, next phase when a phase runs dry. Bounded, so a cursor that stops
  * advancing fails the test instead of hanging it.
  */
-async function readAll(reader: TableReader, pageRows: number, readLimit = pageRows, start: Cursor = { phase: 'null', after: null }): Promise<ReadResult> {
+async function readAll(
+  reader: TableReader,
+  pageRows: number,
+  readLimit = pageRows,
+  start: Cursor = { phase: 'null', after: null },
+): Promise<ReadResult> {
   const ranges: KeyRange[] = [];
   const rows: SourceRow[] = [];
   let cursor: Cursor | null = start;
@@ -56,7 +61,12 @@ async function schemaError(p: Promise<unknown>): Promise<AppError> {
 describe('PostgresSource against a real database', () => {
   let db: Db;
   let source: PostgresSource;
-  const spec = (name: string, fields: Partial<TableSpec> = {}): TableSpec => ({ source: 's', name: `${db.schema}.${name}`, watermark: 'updated_at', ...fields });
+  const spec = (name: string, fields: Partial<TableSpec> = {}): TableSpec => ({
+    source: 's',
+    name: `${db.schema}.${name}`,
+    watermark: 'updated_at',
+    ...fields,
+  });
 
   beforeAll(async () => {
     db = await createSchema();
@@ -125,8 +135,40 @@ describe('PostgresSource against a real database', () => {
     it('reads every row as one JSON object whose keys are the columns in table order', () => {
       expect([...rows.keys()]).toEqual([1, 2, 3, 4, 5]);
       expect(Object.keys(row(1))).toEqual([
-        'id', 'updated_at', 'i2', 'i4', 'i8', 'num', 'f8', 'f4', 'tstz', 'ts', 'd', 'tm', 'tmtz', 'iv', 'ba', 'js', 'jsb',
-        'ints', 'texts', 'nums', 'grid', 'bigints', 'blobs', 'mood', 'price', 'bigs', 'rec', 'u', 'ip', 'net', 'm', 'b', 't', 'c',
+        'id',
+        'updated_at',
+        'i2',
+        'i4',
+        'i8',
+        'num',
+        'f8',
+        'f4',
+        'tstz',
+        'ts',
+        'd',
+        'tm',
+        'tmtz',
+        'iv',
+        'ba',
+        'js',
+        'jsb',
+        'ints',
+        'texts',
+        'nums',
+        'grid',
+        'bigints',
+        'blobs',
+        'mood',
+        'price',
+        'bigs',
+        'rec',
+        'u',
+        'ip',
+        'net',
+        'm',
+        'b',
+        't',
+        'c',
       ]);
     });
 
@@ -278,9 +320,7 @@ describe('PostgresSource against a real database', () => {
 
     async function expectedOrder(): Promise<string[]> {
       // Aliased: `id::text` keeps the name id, and ORDER BY id would then sort the text.
-      const { rows } = await db.client.query<{ k: string }>(
-        `SELECT id::text AS k FROM paging ORDER BY updated_at IS NOT NULL, updated_at, id`,
-      );
+      const { rows } = await db.client.query<{ k: string }>(`SELECT id::text AS k FROM paging ORDER BY updated_at IS NOT NULL, updated_at, id`);
       return rows.map((r) => r.k);
     }
 
@@ -380,7 +420,9 @@ describe('PostgresSource against a real database', () => {
         CREATE TABLE aliases (id int PRIMARY KEY, updated_at timestamptz, t text, r int, "__j" text, "__w" int, "__k0" int);
         INSERT INTO aliases VALUES (1, '${TIE}', 'tee', 2, 'jay', 3, 4);`);
       const { rows } = await readAll(await source.table(spec('aliases')), 10);
-      expect(rows.map((r) => r.json)).toEqual(['{"id":1,"updated_at":"2024-03-01T12:00:00.123456+00:00","t":"tee","r":2,"__j":"jay","__w":3,"__k0":4}']);
+      expect(rows.map((r) => r.json)).toEqual([
+        '{"id":1,"updated_at":"2024-03-01T12:00:00.123456+00:00","t":"tee","r":2,"__j":"jay","__w":3,"__k0":4}',
+      ]);
       expect(rows[0]!.position).toEqual({ wm: TIE, pk: ['1'] });
     });
 
@@ -390,7 +432,10 @@ describe('PostgresSource against a real database', () => {
         INSERT INTO nokey VALUES (2, '${TIE}'), (1, '${TIE}');`);
       const reader = await source.table(spec('nokey', { primaryKey: ['id'] }));
       const { rows } = await readAll(reader, 1);
-      expect(rows.map((r) => r.json)).toEqual(['{"id":1,"updated_at":"2024-03-01T12:00:00.123456+00:00"}', '{"id":2,"updated_at":"2024-03-01T12:00:00.123456+00:00"}']);
+      expect(rows.map((r) => r.json)).toEqual([
+        '{"id":1,"updated_at":"2024-03-01T12:00:00.123456+00:00"}',
+        '{"id":2,"updated_at":"2024-03-01T12:00:00.123456+00:00"}',
+      ]);
     });
   });
 

@@ -191,7 +191,11 @@ async function resolveTable(source: PostgresSource, spec: TableSpec): Promise<Re
     throw err;
   }
   const [row] = resolved;
-  if (!row) throw new AppError('SOURCE_SCHEMA', `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`);
+  if (!row)
+    throw new AppError(
+      'SOURCE_SCHEMA',
+      `table ${spec.name} not found in source ${source.name} (names follow SQL rules: quote mixed case, e.g. public."Orders")`,
+    );
   const [oid, qualified, , schema, relname] = row as [string, string, string, string, string];
   const described = await source.query({ text: DESCRIBE_COLUMNS_SQL, values: [oid] }, `describe ${spec.name}`);
   return { oid, qualified, schema, relname, ...toColumns(described) };
@@ -208,7 +212,11 @@ async function describeQuery(source: PostgresSource, spec: TableSpec, where: str
       throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
     });
   const duplicate = fields.find((f, i) => fields.findIndex((g) => g.name === f.name) !== i);
-  if (duplicate) throw new AppError('SOURCE_SCHEMA', `${where}: the query returns two columns named ${duplicate.name}; give each output column its own name (AS …)`);
+  if (duplicate)
+    throw new AppError(
+      'SOURCE_SCHEMA',
+      `${where}: the query returns two columns named ${duplicate.name}; give each output column its own name (AS …)`,
+    );
   const described = await source.query(
     { text: DESCRIBE_RESULT_SQL, values: [fields.map((f) => f.name), fields.map((f) => f.typeOid), fields.map((f) => f.typeModifier)] },
     `describe the columns of ${spec.name}`,
@@ -248,7 +256,11 @@ class PostgresTable implements TableReader {
     const { columns, declared, qualified } = rel;
     let pkNames = spec.primaryKey;
     if (!pkNames || pkNames.length === 0) {
-      if (rel.oid === null) throw new AppError('SOURCE_SCHEMA', `${where}: a query table needs primaryKey: [col, ...] naming output columns that are unique and not null`);
+      if (rel.oid === null)
+        throw new AppError(
+          'SOURCE_SCHEMA',
+          `${where}: a query table needs primaryKey: [col, ...] naming output columns that are unique and not null`,
+        );
       const pkRows = await source.query({ text: PRIMARY_KEY_SQL, values: [rel.oid] }, `primary key of ${spec.name}`);
       if (pkRows.length === 0) {
         throw new AppError('SOURCE_SCHEMA', `${where} has no primary key; set primaryKey: [col, ...] to columns that are unique and not null`);
@@ -261,7 +273,8 @@ class PostgresTable implements TableReader {
       throw new AppError('SOURCE_SCHEMA', `${where}: the watermark column ${watermark.name} cannot also be part of the primary key`);
     }
     const unorderable = [...(watermark ? [watermark] : []), ...primaryKey].find((c) => UNORDERABLE.includes(c.baseName));
-    if (unorderable) throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
+    if (unorderable)
+      throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
     const typeOf = (c: PgColumn): string => declared.get(c.name) ?? c.castType;
     const plan = planColumns({
       table: where,
@@ -274,7 +287,10 @@ class PostgresTable implements TableReader {
     });
     const clash = plan.leaving.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
     if (clash) {
-      throw new AppError('SOURCE_SCHEMA', `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`);
+      throw new AppError(
+        'SOURCE_SCHEMA',
+        `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
+      );
     }
     const byName = new Map(columns.map((c) => [c.name, c]));
     const leaving = plan.leaving.map((c) => byName.get(c.name)!);
@@ -282,7 +298,13 @@ class PostgresTable implements TableReader {
     const outgoing: OutgoingColumn[] = plan.leaving.map((c) => {
       const expr = c.mask ? sqlMask(byName.get(c.name)!, c.mask) : null;
       if (expr !== null) sqlMasks.set(c.name, expr);
-      return { name: c.name, type: c.type, mask: c.mask, appliedIn: c.mask ? (expr !== null ? 'source' : 'pipeline') : null, primaryKey: primaryKey.some((k) => k.name === c.name) };
+      return {
+        name: c.name,
+        type: c.type,
+        mask: c.mask,
+        appliedIn: c.mask ? (expr !== null ? 'source' : 'pipeline') : null,
+        primaryKey: primaryKey.some((k) => k.name === c.name),
+      };
     });
     const shape: TableShape = {
       columns: columns.map((c) => ({ name: c.name, type: typeOf(c), kind: valueKind(c) })),
@@ -306,7 +328,12 @@ class PostgresTable implements TableReader {
     if (condition !== undefined || spec.where !== undefined) {
       // Fail at start, not in a push job, when a condition does not compile.
       await source.query(conditionsProbe(sql), `conditions of ${spec.name}`, true).catch((err: unknown) => {
-        const what = condition !== undefined && spec.where !== undefined ? 'softDelete condition or where' : condition !== undefined ? 'softDelete condition' : 'where';
+        const what =
+          condition !== undefined && spec.where !== undefined
+            ? 'softDelete condition or where'
+            : condition !== undefined
+              ? 'softDelete condition'
+              : 'where';
         throw new AppError('SOURCE_SCHEMA', `${where}: ${what} is not valid SQL for this table: ${(err as Error).message}`, { cause: err });
       });
     }
@@ -314,11 +341,17 @@ class PostgresTable implements TableReader {
   }
 
   private toPosition(row: string[], phase: Phase): Position {
-    return phase === 'wm' ? { wm: row[0]!, pk: row.slice(1, 1 + this.sql.primaryKey.length) } : { wm: null, pk: row.slice(0, this.sql.primaryKey.length) };
+    return phase === 'wm'
+      ? { wm: row[0]!, pk: row.slice(1, 1 + this.sql.primaryKey.length) }
+      : { wm: null, pk: row.slice(0, this.sql.primaryKey.length) };
   }
 
   async nextRange(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null> {
-    const rows = await this.source.query(nextRangeQuery(this.sql, cursor.phase, cursor.after, limit, upperBound), `page keys of ${this.where}`, this.queried);
+    const rows = await this.source.query(
+      nextRangeQuery(this.sql, cursor.phase, cursor.after, limit, upperBound),
+      `page keys of ${this.where}`,
+      this.queried,
+    );
     const last = rows[rows.length - 1];
     if (!last) return null;
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
@@ -332,13 +365,21 @@ class PostgresTable implements TableReader {
     return rows.map((r) => {
       const json = r[keyCount] ?? null;
       // A row outside the filter comes without its JSON: nothing of it reached this process.
-      return { position: this.toPosition(r, range.phase), json: json ?? '', deleted: r[keyCount + 1] === 'true', ...(json === null ? { matched: false } : {}) };
+      return {
+        position: this.toPosition(r, range.phase),
+        json: json ?? '',
+        deleted: r[keyCount + 1] === 'true',
+        ...(json === null ? { matched: false } : {}),
+      };
     });
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
     if (this.sql.watermark === null || this.shape.watermarkKind !== 'timestamp') return null;
-    const [row] = await this.source.query({ text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] }, `read boundary of ${this.where}`);
+    const [row] = await this.source.query(
+      { text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] },
+      `read boundary of ${this.where}`,
+    );
     return row?.[0] ?? null;
   }
 
@@ -396,7 +437,10 @@ class PostgresTable implements TableReader {
     const [row] = await this.source.query({ text: stats, values: [this.sql.qualified] }, `estimate rows of ${this.where}`);
     const [reltuples, relpages] = [Number(row?.[0] ?? -1), Number(row?.[1] ?? 0)];
     if (relpages <= EXACT_COUNT_MAX_PAGES) {
-      const [count] = await this.source.query({ text: `SELECT count(*)::text FROM ${this.sql.qualified}`, values: [] }, `count rows of ${this.where}`);
+      const [count] = await this.source.query(
+        { text: `SELECT count(*)::text FROM ${this.sql.qualified}`, values: [] },
+        `count rows of ${this.where}`,
+      );
       return { rows: Number(count?.[0] ?? 0), exact: true };
     }
     return reltuples >= 0 ? { rows: Math.round(reltuples), exact: false } : null;

@@ -32,7 +32,17 @@ export async function startChaosReceiver(random: () => number, apiKey: string): 
       const batch = arrayElements(body.slice(data.valueStart, data.valueEnd)).map(([a, b]) => body.slice(data.valueStart + a, data.valueStart + b));
       const answer = (): void => {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ success: true, request_id: String(rows.length), accepted: true, successful_rows: batch.length, rejected_rows: 0, errors: [], warnings: [] }));
+        res.end(
+          JSON.stringify({
+            success: true,
+            request_id: String(rows.length),
+            accepted: true,
+            successful_rows: batch.length,
+            rejected_rows: 0,
+            errors: [],
+            warnings: [],
+          }),
+        );
       };
       if (outage) {
         faults.outage! += 1;

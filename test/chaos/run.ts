@@ -31,7 +31,6 @@ const INITIAL_ROWS = 5000;
  */
 const LATE_BASE = 1_000_000_000;
 
-
 const log = (msg: string): void => void process.stdout.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 interface Rec {
@@ -58,7 +57,10 @@ async function verdict(client: pg.Client, stored: string[]): Promise<Verdict> {
   const newest = new Map<string, Rec>();
   for (const r of records) {
     const prev = newest.get(r.id);
-    const newer = !prev || (r._ordering ?? '') > (prev._ordering ?? '') || ((r._ordering ?? '') === (prev._ordering ?? '') && r._extracted_at >= prev._extracted_at);
+    const newer =
+      !prev ||
+      (r._ordering ?? '') > (prev._ordering ?? '') ||
+      ((r._ordering ?? '') === (prev._ordering ?? '') && r._extracted_at >= prev._extracted_at);
     if (newer) newest.set(r.id, r);
   }
   const { rows } = await client.query<{ id: string; v: number | null; note: string | null; ts: string }>(
@@ -77,7 +79,8 @@ async function verdict(client: pg.Client, stored: string[]): Promise<Verdict> {
       if (v.examples.length < 5) v.examples.push(`lost ${id}`);
     } else if (r.v !== s.v || r.note !== s.note || ts(r.updated_at) !== s.ts) {
       v.wrong += 1;
-      if (v.examples.length < 5) v.examples.push(`wrong ${id}: got v=${r.v} note=${r.note} at ${r.updated_at}, source v=${s.v} note=${s.note} at ${s.ts}`);
+      if (v.examples.length < 5)
+        v.examples.push(`wrong ${id}: got v=${r.v} note=${r.note} at ${r.updated_at}, source v=${s.v} note=${s.note} at ${s.ts}`);
     }
   }
   for (const [id, r] of newest) {
@@ -169,20 +172,32 @@ class Writers {
       const first = this.nextId;
       const count = 1 + this.int(50);
       this.nextId += count;
-      await this.withClient((c) => c.query(`INSERT INTO items (id, v, note) SELECT g, 0, 'new' FROM generate_series($1::bigint, $2::bigint) g`, [first, first + count - 1]).then(() => undefined));
+      await this.withClient((c) =>
+        c
+          .query(`INSERT INTO items (id, v, note) SELECT g, 0, 'new' FROM generate_series($1::bigint, $2::bigint) g`, [first, first + count - 1])
+          .then(() => undefined),
+      );
     } else if (this.hardDeletes && roll < 0.4) {
       const from = 1 + this.int(span);
       await this.withClient((c) => c.query(`DELETE FROM items WHERE id BETWEEN $1::bigint AND $1::bigint + 2`, [from]).then(() => undefined));
     } else if (roll < 0.6) {
       const from = 1 + this.int(span);
-      await this.withClient((c) => c.query(`UPDATE items SET v = v + 1, note = 'upd' WHERE id BETWEEN $1::bigint AND $1::bigint + 20`, [from]).then(() => undefined));
+      await this.withClient((c) =>
+        c.query(`UPDATE items SET v = v + 1, note = 'upd' WHERE id BETWEEN $1::bigint AND $1::bigint + 20`, [from]).then(() => undefined),
+      );
     } else if (roll < 0.7) {
       const from = 1 + this.int(span);
-      await this.withClient((c) => c.query(`UPDATE items SET deleted_at = now() WHERE id BETWEEN $1::bigint AND $1::bigint + 3 AND deleted_at IS NULL`, [from]).then(() => undefined));
+      await this.withClient((c) =>
+        c
+          .query(`UPDATE items SET deleted_at = now() WHERE id BETWEEN $1::bigint AND $1::bigint + 3 AND deleted_at IS NULL`, [from])
+          .then(() => undefined),
+      );
     } else if (roll < 0.78) {
       // Thousands of rows sharing one updated_at: a bulk update in one statement.
       const from = 1 + this.int(Math.max(1, span - 3000));
-      await this.withClient((c) => c.query(`UPDATE items SET v = v + 10, note = 'bulk' WHERE id BETWEEN $1::bigint AND $1::bigint + 2999`, [from]).then(() => undefined));
+      await this.withClient((c) =>
+        c.query(`UPDATE items SET v = v + 10, note = 'bulk' WHERE id BETWEEN $1::bigint AND $1::bigint + 2999`, [from]).then(() => undefined),
+      );
     } else if (roll < 0.86) {
       // A long transaction: its rows carry its start time, and it commits after others did and were synced.
       const from = 1 + this.int(span);
@@ -237,7 +252,17 @@ class Fleet {
 
   start(name: string, roles: string[]): void {
     // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
-    const args = ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', this.configPath, 'start', '--port', '0', ...roles.flatMap((r) => ['--role', r])];
+    const args = [
+      '--import',
+      'tsx',
+      join(ROOT, 'src/cli.ts'),
+      '--config',
+      this.configPath,
+      'start',
+      '--port',
+      '0',
+      ...roles.flatMap((r) => ['--role', r]),
+    ];
     const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
     this.procs.set(name, proc);
   }
@@ -377,7 +402,11 @@ log: { level: error }
       await sleep(2000);
       if (!retried && Date.now() > deadline - 90_000) {
         retried = true;
-        const res = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'dlq', 'retry', '--all'], { cwd: ROOT });
+        const res = spawnSync(
+          process.execPath,
+          ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'dlq', 'retry', '--all'],
+          { cwd: ROOT },
+        );
         log(`dead-letter queue: ${res.stdout.toString().trim()}`);
       }
       v = await verdict(check, receiver.rows);

@@ -37,7 +37,26 @@ export class ChaosRedis {
   }
 
   async up(): Promise<void> {
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    this.proc = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+      ],
+      { stdio: 'ignore' },
+    );
     for (let i = 0; i < 100; i++) {
       const c = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       try {
@@ -102,7 +121,10 @@ export class ChaosPostgres {
     chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
     const p = new ChaosPostgres(await freePort(), dir);
     asPostgres('initdb', ['-D', dir, '-U', 'postgres', '--auth=trust']);
-    appendFileSync(`${dir}/postgresql.conf`, `\nport = ${p.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${dir}'\nfsync = off\nmax_connections = 200\n`);
+    appendFileSync(
+      `${dir}/postgresql.conf`,
+      `\nport = ${p.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${dir}'\nfsync = off\nmax_connections = 200\n`,
+    );
     if (options.logical) appendFileSync(`${dir}/postgresql.conf`, `wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n`);
     asPostgres('pg_ctl', ['-D', dir, '-l', `${dir}/log`, '-w', 'start']);
     return p;

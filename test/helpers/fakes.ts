@@ -118,7 +118,10 @@ export class FakeTableReader implements TableReader {
     const from = after ?? range.lo;
     return this.phaseRows(range.phase)
       .map((r) => ({ r, position: positionOf(r, range.phase) }))
-      .filter(({ position }) => (from === null || comparePosition(range.phase, position, from) > 0) && comparePosition(range.phase, position, range.hi) <= 0)
+      .filter(
+        ({ position }) =>
+          (from === null || comparePosition(range.phase, position, from) > 0) && comparePosition(range.phase, position, range.hi) <= 0,
+      )
       .slice(0, limit)
       .map(({ r, position }) => ({ position, json: rowJson(r), deleted: r.deleted ?? false }));
   }

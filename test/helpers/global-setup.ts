@@ -12,10 +12,11 @@ export default async function setup(): Promise<void> {
     await client.connect();
     try {
       const { rows } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
-      if (rows.length === 0) await client.query(`CREATE DATABASE ${name}`).catch((err: { code?: string }) => {
-        // Two setups racing on a fresh machine: the other one created it.
-        if (err.code !== '42P04' && err.code !== '23505') throw err;
-      });
+      if (rows.length === 0)
+        await client.query(`CREATE DATABASE ${name}`).catch((err: { code?: string }) => {
+          // Two setups racing on a fresh machine: the other one created it.
+          if (err.code !== '42P04' && err.code !== '23505') throw err;
+        });
     } finally {
       await client.end();
     }

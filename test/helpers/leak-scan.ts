@@ -17,13 +17,19 @@ export async function redisDump(prefix: string): Promise<Array<[string, string]>
     for (const key of await redis.keys(`${prefix}:*`)) {
       const type = await redis.type(key);
       const dump =
-        type === 'string' ? await redis.get(key)
-        : type === 'hash' ? JSON.stringify(await redis.hgetall(key))
-        : type === 'list' ? JSON.stringify(await redis.lrange(key, 0, -1))
-        : type === 'zset' ? JSON.stringify(await redis.zrange(key, 0, -1))
-        : type === 'set' ? JSON.stringify(await redis.smembers(key))
-        : type === 'stream' ? JSON.stringify(await redis.xrange(key, '-', '+'))
-        : `unreadable type ${type}`;
+        type === 'string'
+          ? await redis.get(key)
+          : type === 'hash'
+            ? JSON.stringify(await redis.hgetall(key))
+            : type === 'list'
+              ? JSON.stringify(await redis.lrange(key, 0, -1))
+              : type === 'zset'
+                ? JSON.stringify(await redis.zrange(key, 0, -1))
+                : type === 'set'
+                  ? JSON.stringify(await redis.smembers(key))
+                  : type === 'stream'
+                    ? JSON.stringify(await redis.xrange(key, '-', '+'))
+                    : `unreadable type ${type}`;
       out.push([key, dump ?? '']);
     }
     return out;
@@ -67,7 +73,8 @@ export async function bullBoardDump(prefix: string): Promise<Array<[string, stri
       out.push([path, text]);
       const listed = (JSON.parse(text) as { queues: Array<{ name: string; jobs: Array<{ id: string }> }> }).queues.find((q) => q.name === name)!;
       for (const job of listed.jobs) {
-        for (const detail of [`/api/queues/${name}/${encodeURIComponent(job.id)}`, `/api/queues/${name}/${encodeURIComponent(job.id)}/logs`]) out.push([detail, await get(detail)]);
+        for (const detail of [`/api/queues/${name}/${encodeURIComponent(job.id)}`, `/api/queues/${name}/${encodeURIComponent(job.id)}/logs`])
+          out.push([detail, await get(detail)]);
       }
     }
     return out;

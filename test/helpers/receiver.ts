@@ -76,7 +76,18 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
         stored.set(table, list);
       };
       counter += 1;
-      const ok = { success: true, request_id: `r${counter}`, stream_id: 's', table, accepted: true, successful_rows: rows.length, rejected_rows: 0, partitions: 1, warnings: [], errors: [] };
+      const ok = {
+        success: true,
+        request_id: `r${counter}`,
+        stream_id: 's',
+        table,
+        accepted: true,
+        successful_rows: rows.length,
+        rejected_rows: 0,
+        partitions: 1,
+        warnings: [],
+        errors: [],
+      };
       switch (behaviour.kind) {
         case 'ok':
           store();
@@ -85,7 +96,12 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
           store();
           return void setTimeout(() => respond(res, 200, ok), behaviour.ms);
         case 'status':
-          return respond(res, behaviour.status, behaviour.body ?? { success: false, errors: [`scripted ${behaviour.status}`] }, behaviour.retryAfter ? { 'retry-after': behaviour.retryAfter } : {});
+          return respond(
+            res,
+            behaviour.status,
+            behaviour.body ?? { success: false, errors: [`scripted ${behaviour.status}`] },
+            behaviour.retryAfter ? { 'retry-after': behaviour.retryAfter } : {},
+          );
         case 'reset':
           return req.socket.destroy();
         case 'store-then-reset':
@@ -93,7 +109,12 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
           return req.socket.destroy();
         case 'reject-rows':
           store(behaviour.count);
-          return respond(res, 200, { ...ok, successful_rows: rows.length - behaviour.count, rejected_rows: behaviour.count, errors: [{ row: 0, error: 'scripted rejection' }] });
+          return respond(res, 200, {
+            ...ok,
+            successful_rows: rows.length - behaviour.count,
+            rejected_rows: behaviour.count,
+            errors: [{ row: 0, error: 'scripted rejection' }],
+          });
         case 'echo-auth': {
           const auth = req.headers.authorization ?? '';
           if (behaviour.plain) {
@@ -103,7 +124,11 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
           const echo = {
             request_id: `req for ${auth}`,
             errors: [`invalid credentials: ${auth}`, { row: 0, error: `rejected for key ${apiKey}`, authorization: auth, apiKey }],
-            warnings: [`token ${apiKey} is deprecated`, `query was ?api_key=${encodeURIComponent(apiKey)}`, `basic ${Buffer.from(apiKey).toString('base64')}`],
+            warnings: [
+              `token ${apiKey} is deprecated`,
+              `query was ?api_key=${encodeURIComponent(apiKey)}`,
+              `basic ${Buffer.from(apiKey).toString('base64')}`,
+            ],
             debug: { headers: req.headers },
           };
           if (behaviour.status !== 200) return respond(res, behaviour.status, { success: false, ...echo });
