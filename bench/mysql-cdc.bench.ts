@@ -25,15 +25,21 @@ async function main(): Promise<void> {
   await client.query(`DROP DATABASE IF EXISTS ${DATABASE}`);
   await client.query(`CREATE DATABASE ${DATABASE}`);
   await client.query(`USE ${DATABASE}`);
-  await client.query(`CREATE TABLE events (id bigint PRIMARY KEY, account int, amount decimal(12,2), status varchar(10), payload json, updated_at timestamp(6) DEFAULT CURRENT_TIMESTAMP(6))`);
-  await client.query(`INSERT INTO events (id, account, amount, status, payload) SELECT seq, seq % 1000, seq / 7, 'new', JSON_OBJECT('k', seq) FROM seq_1_to_${ROWS}`);
+  await client.query(
+    `CREATE TABLE events (id bigint PRIMARY KEY, account int, amount decimal(12,2), status varchar(10), payload json, updated_at timestamp(6) DEFAULT CURRENT_TIMESTAMP(6))`,
+  );
+  await client.query(
+    `INSERT INTO events (id, account, amount, status, payload) SELECT seq, seq % 1000, seq / 7, 'new', JSON_OBJECT('k', seq) FROM seq_1_to_${ROWS}`,
+  );
   const receiver = await startReceiverChild();
   const redis = new Redis(REDIS_URL);
   const config = parseConfig(
     {
       redis: { url: REDIS_URL, prefix: PREFIX },
       destination: { url: receiver.url, apiKey: 'bench' },
-      sources: [{ name: 'bench', kind: 'mysql', url: `${URL_BASE}/${DATABASE}`, mode: 'cdc', cdc: { maxRunTime: '10m' }, tables: [{ name: 'events' }] }],
+      sources: [
+        { name: 'bench', kind: 'mysql', url: `${URL_BASE}/${DATABASE}`, mode: 'cdc', cdc: { maxRunTime: '10m' }, tables: [{ name: 'events' }] },
+      ],
     },
     {},
   );
@@ -50,7 +56,9 @@ async function main(): Promise<void> {
   try {
     const snapshotSeconds = await pass();
     const snapshotRows = (await receiver.counts()).rows;
-    console.log(`snapshot: ${snapshotRows} rows in ${snapshotSeconds.toFixed(2)} s = ${Math.round(snapshotRows / snapshotSeconds).toLocaleString('en-US')} rows/s`);
+    console.log(
+      `snapshot: ${snapshotRows} rows in ${snapshotSeconds.toFixed(2)} s = ${Math.round(snapshotRows / snapshotSeconds).toLocaleString('en-US')} rows/s`,
+    );
     await receiver.reset();
     // One large transaction, many small ones, inserts and deletes.
     await client.query(`UPDATE events SET status = 'paid', amount = amount + 1 WHERE id % 2 = 0`);
@@ -60,7 +68,9 @@ async function main(): Promise<void> {
     const expected = ROWS / 2 + 200 * 100 + 20_000 + (ROWS + 20_000) / 10;
     const seconds = await pass();
     const delivered = (await receiver.counts()).rows;
-    console.log(`changes: ${delivered} records for ${expected} changes in ${seconds.toFixed(2)} s = ${Math.round(expected / seconds).toLocaleString('en-US')} changes/s`);
+    console.log(
+      `changes: ${delivered} records for ${expected} changes in ${seconds.toFixed(2)} s = ${Math.round(expected / seconds).toLocaleString('en-US')} changes/s`,
+    );
   } catch (err) {
     console.error(err);
     throw err;

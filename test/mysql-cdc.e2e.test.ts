@@ -47,7 +47,9 @@ describe('change data capture from the MariaDB binlog', () => {
       {
         redis: { url: REDIS_URL, prefix },
         destination: { url: receiver.url, apiKey: 'k' },
-        sources: [{ name: 'shop', kind: 'mysql', url: db.url, mode: 'cdc', cdc: { slot, flushInterval: '50ms' }, tables: [{ name: 'items', batchRows: 20 }] }],
+        sources: [
+          { name: 'shop', kind: 'mysql', url: db.url, mode: 'cdc', cdc: { slot, flushInterval: '50ms' }, tables: [{ name: 'items', batchRows: 20 }] },
+        ],
       },
       {},
     );
@@ -93,7 +95,12 @@ describe('change data capture from the MariaDB binlog', () => {
     expect(summary.failed).toEqual([]);
     expect(summary.timedOut).toBe(false);
     const changes = records().filter((r) => r._op !== 'snapshot');
-    expect(changes.filter((r) => r._op === 'delete').map((r) => r.id).sort((a, b) => a - b)).toEqual([6, 7, 8, 9, 10, 11, 12]);
+    expect(
+      changes
+        .filter((r) => r._op === 'delete')
+        .map((r) => r.id)
+        .sort((a, b) => a - b),
+    ).toEqual([6, 7, 8, 9, 10, 11, 12]);
     expect(changes.filter((r) => r._op === 'insert').map((r) => r.id)).toEqual(expect.arrayContaining([51, 60, 1000, 12]));
     await expectStateEqualsSource();
   });

@@ -47,7 +47,15 @@ describe('binlog key texts', () => {
   });
 
   it('accept only key kinds whose binlog values it can spell exactly', () => {
-    expect(['int', 'bigint', 'varchar', 'varbinary', 'datetime', 'decimal', 'date'].map((t) => keyableKind(col('k', t)))).toEqual([true, true, true, true, true, true, true]);
+    expect(['int', 'bigint', 'varchar', 'varbinary', 'datetime', 'decimal', 'date'].map((t) => keyableKind(col('k', t)))).toEqual([
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
     expect(['time', 'bit', 'float', 'uuid'].map((t) => keyableKind(col('k', t)))).toEqual([false, false, false, false]);
   });
 

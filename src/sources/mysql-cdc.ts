@@ -6,7 +6,15 @@ import { MysqlSource } from './mysql.js';
 import { connectionOptions } from './mysql-query.js';
 import { translateMysqlError } from './mysql-errors.js';
 import { BINARY_LOGS_SQL, BINLOG_SETTINGS_SQL, GRANTS_SQL, binlogStatusSql, identitySql, type MyColumn } from './mysql-sql.js';
-import { BinlogTransaction, comparePositions, formatPosition, keyableKind, parsePosition, snapshotOrdering, type CapturedTable } from './mysql-binlog.js';
+import {
+  BinlogTransaction,
+  comparePositions,
+  formatPosition,
+  keyableKind,
+  parsePosition,
+  snapshotOrdering,
+  type CapturedTable,
+} from './mysql-binlog.js';
 
 /**
  * Where the binlog reader keeps its durable stream: the position it was created at, the position confirmed by the
@@ -72,11 +80,15 @@ export class MysqlBinlog implements ChangeSource {
     if (image !== 'FULL') problems.push(`source ${this.name}: binlog_row_image is ${image}; set binlog_row_image = FULL`);
     const grants = (await this.text(GRANTS_SQL, 'read the grants')).map((r) => r[0] ?? '').join('\n');
     if (!/ALL PRIVILEGES ON \*\.\*|REPLICATION (SLAVE|REPLICA)/i.test(grants)) {
-      problems.push(`source ${this.name}: the user lacks REPLICATION SLAVE, which reading the binlog needs; GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>`);
+      problems.push(
+        `source ${this.name}: the user lacks REPLICATION SLAVE, which reading the binlog needs; GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO <user>`,
+      );
     }
     if (logBin === '1') {
       await this.text(BINARY_LOGS_SQL, 'list the binary logs').catch((err: unknown) => {
-        problems.push(`source ${this.name}: cannot list the binary logs (${(err as Error).message}); GRANT REPLICATION CLIENT ON *.* TO <user> (BINLOG MONITOR on MariaDB)`);
+        problems.push(
+          `source ${this.name}: cannot list the binary logs (${(err as Error).message}); GRANT REPLICATION CLIENT ON *.* TO <user> (BINLOG MONITOR on MariaDB)`,
+        );
       });
     }
     return problems;
@@ -86,7 +98,10 @@ export class MysqlBinlog implements ChangeSource {
     const problems: string[] = [];
     for (const t of tables) {
       for (const c of await this.keyColumns(t)) {
-        if (!keyableKind(c)) problems.push(`${this.name}.${t.schema}.${t.relname}: key column ${c.name} of type ${c.columnType} cannot be read from the binlog; use watermark mode for it`);
+        if (!keyableKind(c))
+          problems.push(
+            `${this.name}.${t.schema}.${t.relname}: key column ${c.name} of type ${c.columnType} cannot be read from the binlog; use watermark mode for it`,
+          );
       }
     }
     return problems;
@@ -145,7 +160,11 @@ export class MysqlBinlog implements ChangeSource {
     return snapshotOrdering(start);
   }
 
-  async open(relations: ReadonlyMap<string, RelationKeys>, onEvent: (e: ChangeStreamEvent) => void, onError: (err: Error) => void): Promise<ChangeStream> {
+  async open(
+    relations: ReadonlyMap<string, RelationKeys>,
+    onEvent: (e: ChangeStreamEvent) => void,
+    onError: (err: Error) => void,
+  ): Promise<ChangeStream> {
     const state = await this.options.store.load();
     if (!state.confirmed) throw new AppError('INTERNAL', `${this.stream} has no confirmed position; create it first`);
     const start = parsePosition(state.confirmed);
@@ -187,7 +206,8 @@ export function truncatedRelation(statement: string, schema: string): string | n
   const ident = '(?:`((?:[^`]|``)+)`|([^\\s.`;]+))';
   const m = new RegExp(`^TRUNCATE\\s+(?:TABLE\\s+)?${ident}(?:\\.${ident})?\\s*;?$`, 'i').exec(statement.trim());
   if (!m) return null;
-  const name = (quoted: string | undefined, plain: string | undefined): string | undefined => (quoted !== undefined ? quoted.replace(/``/g, '`') : plain);
+  const name = (quoted: string | undefined, plain: string | undefined): string | undefined =>
+    quoted !== undefined ? quoted.replace(/``/g, '`') : plain;
   const first = name(m[1], m[2])!;
   const second = name(m[3], m[4]);
   return second === undefined ? `${schema}.${first}` : `${first}.${second}`;
@@ -210,7 +230,13 @@ class BinlogReader {
     this.file = start.file;
     this.offset = start.offset;
     // Date strings in UTC, exact big numbers: key values arrive as the text the table reader uses.
-    this.zongji = new ZongJi({ ...connectionOptions(options.url), dateStrings: true, supportBigNumbers: true, bigNumberStrings: true, timezone: 'Z' });
+    this.zongji = new ZongJi({
+      ...connectionOptions(options.url),
+      dateStrings: true,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      timezone: 'Z',
+    });
   }
 
   private get position(): string {
@@ -252,7 +278,8 @@ class BinlogReader {
         const upper = q.toUpperCase();
         if (upper === 'BEGIN') this.txn = new BinlogTransaction();
         else if (upper === 'COMMIT' || upper === 'ROLLBACK') this.commit();
-        else if (upper.startsWith('XA ')) throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported (${q.slice(0, 40)})`);
+        else if (upper.startsWith('XA '))
+          throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported (${q.slice(0, 40)})`);
         else if (this.txn === null || this.txn.size === 0) {
           // A statement of its own (DDL): a transaction boundary.
           this.txn = null;
@@ -305,7 +332,10 @@ class BinlogReader {
     this.zongji.on('stopped', () => ended());
     return new Promise<ChangeStream>((resolve, reject) => {
       // A server that accepts the connection but never answers must not hold the reader forever.
-      const timer = setTimeout(() => onStartError(new AppError('SOURCE_UNAVAILABLE', `no answer within ${OPEN_TIMEOUT_MS / 1000} s`, { retryable: true })), OPEN_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => onStartError(new AppError('SOURCE_UNAVAILABLE', `no answer within ${OPEN_TIMEOUT_MS / 1000} s`, { retryable: true })),
+        OPEN_TIMEOUT_MS,
+      );
       const onReady = (): void => {
         clearTimeout(timer);
         ready = true;
@@ -331,7 +361,11 @@ class BinlogReader {
         this.zongji.removeListener('error', onStartError);
         this.zongji.stop();
         const e = translateMysqlError(err, `${this.options.name}: open ${this.options.stream}`);
-        reject(err instanceof AppError ? new AppError(err.code, `${this.options.name}: open ${this.options.stream}: ${err.message}`, { retryable: err.retryable, cause: err }) : e);
+        reject(
+          err instanceof AppError
+            ? new AppError(err.code, `${this.options.name}: open ${this.options.stream}: ${err.message}`, { retryable: err.retryable, cause: err })
+            : e,
+        );
       };
       this.zongji.once('ready', onReady);
       this.zongji.once('error', onStartError);

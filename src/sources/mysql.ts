@@ -282,7 +282,11 @@ class MysqlTable implements TableReader {
       const chunk = keys.slice(start, start + KEYS_PER_STATEMENT);
       const rows = await this.source.query(readKeysSql(this.sql, chunk), `read changed rows of ${this.where}`, this.configured);
       for (const r of rows) {
-        out.push({ index: start + Number(text(r[0])), json: rowJson(this.encoders, this.prefixes, r.slice(1)), deleted: text(r[1 + cols.length]) === '1' });
+        out.push({
+          index: start + Number(text(r[0])),
+          json: rowJson(this.encoders, this.prefixes, r.slice(1)),
+          deleted: text(r[1 + cols.length]) === '1',
+        });
       }
     }
     return out;
