@@ -44,6 +44,9 @@ export function defaultServerId(name: string): number {
   return 1_000_000_000 + (h % 3_294_967_295);
 }
 
+/** How long opening the binlog connection may take. */
+const OPEN_TIMEOUT_MS = 30_000;
+
 /** Spontaneous idle events at most this often, so readers advance over traffic of other tables without flooding. */
 const IDLE_EVERY_MS = 1000;
 
@@ -328,7 +331,13 @@ class BinlogReader {
     this.zongji.on('error', fail);
     this.zongji.on('stopped', () => ended());
     return new Promise<ChangeStream>((resolve, reject) => {
+      // A server that accepts the connection but never answers must not hold the reader forever.
+      const timer = setTimeout(
+        () => onStartError(new AppError('SOURCE_UNAVAILABLE', `no answer within ${OPEN_TIMEOUT_MS / 1000} s`, { retryable: true })),
+        OPEN_TIMEOUT_MS,
+      );
       const onReady = (): void => {
+        clearTimeout(timer);
         ready = true;
         this.zongji.removeListener('error', onStartError);
         resolve({
@@ -347,8 +356,16 @@ class BinlogReader {
         });
       };
       const onStartError = (err: unknown): void => {
+        clearTimeout(timer);
         this.zongji.removeListener('ready', onReady);
-        reject(translateMysqlError(err, `${this.options.name}: open ${this.options.stream}`));
+        this.zongji.removeListener('error', onStartError);
+        this.zongji.stop();
+        const e = translateMysqlError(err, `${this.options.name}: open ${this.options.stream}`);
+        reject(
+          err instanceof AppError
+            ? new AppError(err.code, `${this.options.name}: open ${this.options.stream}: ${err.message}`, { retryable: err.retryable, cause: err })
+            : e,
+        );
       };
       this.zongji.once('ready', onReady);
       this.zongji.once('error', onStartError);
