@@ -34,9 +34,20 @@ function invalid(path: string, what: string): never {
   throw new AppError('EVENT_INVALID', `${path}: ${what}`, { details: { field: path } });
 }
 
+/** Schemas already read, by the parsed object: events that share a schema text share its parsed object. */
+const READ = new WeakMap<JsonObject, ConnectSchema>();
+
 export function readSchema(v: JsonValue | undefined, path: string): ConnectSchema {
   if (!isObject(v) || typeof v.type !== 'string') invalid(path, 'a schema must be an object with a string "type"');
-  const s: ConnectSchema = { type: v.type, optional: v.optional === true };
+  const known = READ.get(v);
+  if (known) return known;
+  const s = readSchemaNow(v, path);
+  READ.set(v, s);
+  return s;
+}
+
+function readSchemaNow(v: JsonObject, path: string): ConnectSchema {
+  const s: ConnectSchema = { type: v.type as string, optional: v.optional === true };
   if (typeof v.name === 'string') s.name = v.name;
   if (typeof v.field === 'string') s.field = v.field;
   if (isObject(v.parameters)) {
@@ -49,8 +60,13 @@ export function readSchema(v: JsonValue | undefined, path: string): ConnectSchem
   return s;
 }
 
+const FIELDS = new WeakMap<ConnectSchema, Map<string, ConnectSchema>>();
+
 export function fieldSchema(struct: ConnectSchema | undefined, name: string): ConnectSchema | undefined {
-  return struct?.fields?.find((f) => f.field === name);
+  if (!struct?.fields) return undefined;
+  let byName = FIELDS.get(struct);
+  if (!byName) FIELDS.set(struct, (byName = new Map(struct.fields.filter((f) => f.field !== undefined).map((f) => [f.field!, f]))));
+  return byName.get(name);
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -151,13 +167,14 @@ function semantic(v: JsonValue, s: ConnectSchema, opts: ValueOptions, path: stri
       if (typeof v !== 'string') invalid(path, 'ZonedTimestamp must be a string');
       if (v === 'infinity' || v === '-infinity') return str(v);
       const utc = zonedTimestampToUtc(v);
-      if (utc === null) invalid(path, `ZonedTimestamp ${JSON.stringify(v.slice(0, 40))} is not ISO 8601 with an offset`);
+      // Messages name the field, never its value: they end up in failure reasons and logs.
+      if (utc === null) invalid(path, 'ZonedTimestamp is not ISO 8601 with an offset');
       return str(utc);
     }
     case 'io.debezium.time.ZonedTime': {
       if (typeof v !== 'string') invalid(path, 'ZonedTime must be a string');
       const t = zonedTimeText(v);
-      if (t === null) invalid(path, `ZonedTime ${JSON.stringify(v.slice(0, 40))} is not ISO 8601 with an offset`);
+      if (t === null) invalid(path, 'ZonedTime is not ISO 8601 with an offset');
       return str(t);
     }
     case 'io.debezium.time.MicroDuration':

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JsonNumber, isObject, parseLossless, parseLosslessSequence, writeLossless } from './json-lossless.js';
+import { JsonNumber, ReusedValues, isObject, parseLossless, parseLosslessSequence, writeLossless } from './json-lossless.js';
 
 describe('parseLossless', () => {
   it('keeps every digit of numbers a double cannot hold, and the digits of decimals as written', () => {
@@ -35,5 +35,19 @@ describe('parseLossless', () => {
 
   it('keeps numbers as JsonNumber', () => {
     expect(parseLossless('12')).toEqual(new JsonNumber('12'));
+  });
+
+  it('reuses the parsed value of a repeated member text, and never a value that only shares its beginning', () => {
+    const reuse = new ReusedValues('schema');
+    const schema = JSON.stringify({ type: 'struct', fields: Array.from({ length: 20 }, (_, i) => ({ type: 'int32', field: `c${i}` })) });
+    const a = parseLossless(`{"schema":${schema},"payload":{"id":1}}`, reuse);
+    const b = parseLossless(`{"schema":${schema} ,"payload":{"id":2}}`, reuse);
+    expect(isObject(a) && isObject(b) && a.schema === b.schema).toBe(true);
+    expect(writeLossless(b)).toBe(`{"schema":${schema},"payload":{"id":2}}`);
+    // Same prefix, more text after it: parsed, not taken from the cache.
+    const longer = `${schema.slice(0, -1)},"extra":true}`;
+    const c = parseLossless(`{"schema":${longer},"payload":{}}`, reuse);
+    expect(isObject(c) && isObject(c.schema) && c.schema.extra).toBe(true);
+    expect(() => parseLossless(`{"schema":${schema}x,"payload":{}}`, reuse)).toThrow(/not valid JSON/);
   });
 });

@@ -23,9 +23,61 @@ export function isObject(v: JsonValue | undefined): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
 }
 
+/**
+ * Values of members named `key` seen before, by their exact text: a change event's `schema` is the same kilobytes
+ * in every event of a table, so it is compared (a native prefix test) instead of parsed again. Hits return the
+ * same object, which callers must not modify.
+ */
+export class ReusedValues {
+  private entries: Array<{ text: string; value: JsonValue }> = [];
+
+  constructor(
+    readonly key: string,
+    private readonly size = 32,
+  ) {}
+
+  find(s: string, at: number): { text: string; value: JsonValue } | undefined {
+    for (let k = 0; k < this.entries.length; k++) {
+      const e = this.entries[k]!;
+      if (s.startsWith(e.text, at)) {
+        if (k > 0) this.entries = [e, ...this.entries.slice(0, k), ...this.entries.slice(k + 1)];
+        return e;
+      }
+    }
+    return undefined;
+  }
+
+  remember(text: string, value: JsonValue): void {
+    this.entries = [{ text, value }, ...this.entries].slice(0, this.size);
+  }
+}
+
 class Parser {
   i = 0;
-  constructor(private readonly s: string) {}
+  constructor(
+    private readonly s: string,
+    private readonly reuse?: ReusedValues,
+  ) {}
+
+  /** A member value that may be one seen before (see ReusedValues). */
+  member(key: string, depth: number): JsonValue {
+    const r = this.reuse;
+    if (r === undefined || key !== r.key) return this.value(depth);
+    this.ws();
+    const start = this.i;
+    const hit = r.find(this.s, start);
+    if (hit) {
+      // The cached text must end where the value does: a longer value sharing the prefix is not a hit.
+      const after = this.s.charCodeAt(start + hit.text.length);
+      if (after === 0x2c || after === 0x7d || after === 0x20 || after === 0x0a || after === 0x0d || after === 0x09) {
+        this.i = start + hit.text.length;
+        return hit.value;
+      }
+    }
+    const v = this.value(depth);
+    if (typeof v === 'object' && v !== null && this.i - start > 256) r.remember(this.s.slice(start, this.i), v);
+    return v;
+  }
 
   fail(what: string): never {
     throw new AppError('EVENT_INVALID', `not valid JSON: ${what} at position ${this.i}`);
@@ -142,7 +194,7 @@ class Parser {
       this.ws();
       if (this.s.charCodeAt(this.i) !== 0x3a) this.fail('expected :');
       this.i += 1;
-      out[key] = this.value(depth + 1);
+      out[key] = this.member(key, depth + 1);
       this.ws();
       const c = this.s.charCodeAt(this.i);
       this.i += 1;
@@ -156,16 +208,16 @@ class Parser {
 }
 
 /** Parses one JSON value; anything after it but whitespace is an error. */
-export function parseLossless(text: string): JsonValue {
-  const p = new Parser(text);
+export function parseLossless(text: string, reuse?: ReusedValues): JsonValue {
+  const p = new Parser(text, reuse);
   const v = p.value(0);
   if (!p.done) p.fail('text after the value');
   return v;
 }
 
 /** Parses a sequence of JSON values separated by whitespace (one value, or newline-delimited JSON). */
-export function parseLosslessSequence(text: string): JsonValue[] {
-  const p = new Parser(text);
+export function parseLosslessSequence(text: string, reuse?: ReusedValues): JsonValue[] {
+  const p = new Parser(text, reuse);
   const out: JsonValue[] = [];
   while (!p.done) out.push(p.value(0));
   return out;

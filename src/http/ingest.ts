@@ -48,7 +48,7 @@ export function ingestRouter(endpoints: ReadonlyMap<string, IngestEndpoint>, log
     }
     const source = endpoint.ingest.source.name;
     try {
-      const outcome = await endpoint.ingest.ingest(eventsOfRequest({ body, headers: req.headers }), 'reject');
+      const outcome = await endpoint.ingest.ingest(eventsOfRequest({ body, headers: req.headers }, endpoint.ingest.reuse), 'reject');
       res.status(200).json(outcome);
     } catch (err) {
       const e = isAppError(err) ? err : new AppError('INTERNAL', String((err as Error)?.message ?? err), { cause: err, retryable: true });

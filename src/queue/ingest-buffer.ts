@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { BufferedEntry } from '../core/deliver-buffered.js';
 import type { Operation } from '../core/record.js';
@@ -123,6 +124,20 @@ end
 return 0
 `;
 
+const SHA = new Map<string, string>();
+
+/** EVALSHA, loading the script on a NOSCRIPT (a restarted Redis, a failover): a request does not resend the script. */
+async function run(redis: Redis, script: string, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+  let sha = SHA.get(script);
+  if (sha === undefined) SHA.set(script, (sha = createHash('sha1').update(script).digest('hex')));
+  try {
+    return await redis.evalsha(sha, keys.length, ...keys, ...args);
+  } catch (err) {
+    if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err;
+    return redis.eval(script, keys.length, ...keys, ...args);
+  }
+}
+
 export interface AppendResult {
   stored: boolean;
   /** Bytes buffered after the append (or before it, when refused). */
@@ -151,7 +166,7 @@ export class IngestBuffer {
       else args.push(String(index.get(e.table)), e.op, e.ordering, e.identity, e.row, e.key, '');
     }
     const keys = [this.keys.bytes, this.keys.tables, this.keys.eventKeys, ...tables.map((t) => this.keys.buffer(t))];
-    const [stored, bytes] = (await this.redis.eval(APPEND, keys.length, ...keys, ...args)) as [number, number];
+    const [stored, bytes] = (await run(this.redis, APPEND, keys, args)) as [number, number];
     return { stored: stored === 1, bytes };
   }
 
@@ -184,7 +199,7 @@ export class IngestBuffer {
 
   /** Deletes the delivered entries of `[from, to]`; returns the bytes freed. */
   async release(table: string, from: string, to: string): Promise<number> {
-    return Number(await this.redis.eval(RELEASE, 2, this.keys.buffer(table), this.keys.bytes, from, to));
+    return Number(await run(this.redis, RELEASE, [this.keys.buffer(table), this.keys.bytes], [from, to]));
   }
 
   /** The next range of a table to enqueue as a push job, or why there is none. */
@@ -194,21 +209,14 @@ export class IngestBuffer {
     flushIntervalMs: number,
     flushAll: boolean,
   ): Promise<{ from: string; to: string; rows: number } | 'wait' | 'empty'> {
-    const r = (await this.redis.eval(
-      CUT,
-      2,
-      this.keys.buffer(table),
-      this.keys.cut(table),
-      String(batchRows),
-      String(flushIntervalMs),
-      flushAll ? '1' : '0',
-    )) as string[];
+    const keys = [this.keys.buffer(table), this.keys.cut(table)];
+    const r = (await run(this.redis, CUT, keys, [String(batchRows), String(flushIntervalMs), flushAll ? '1' : '0'])) as string[];
     if (r[0] !== 'intent') return r[0] as 'wait' | 'empty';
     return { from: r[1]!, to: r[2]!, rows: Number(r[3]) };
   }
 
   /** Records that the cut ending at `to` is enqueued: the next cut starts after it. */
   async commitCut(table: string, to: string): Promise<void> {
-    await this.redis.eval(COMMIT_CUT, 1, this.keys.cut(table), to);
+    await run(this.redis, COMMIT_CUT, [this.keys.cut(table)], [to]);
   }
 }

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { DebeziumSourceConfig, TableConfig } from '../config.js';
 import { changeRow, mapDebeziumEvent, type DebeziumInput, type MappingOptions, type SkipReason } from '../core/debezium.js';
 import { UnavailableValue } from '../core/debezium-values.js';
-import { parseLossless } from '../core/json-lossless.js';
+import { ReusedValues, parseLossless } from '../core/json-lossless.js';
 import { AppError, isAppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import type { Logger } from '../observability/logger.js';
@@ -22,7 +22,7 @@ export interface RawEvent {
   topic: string;
 }
 
-function parsed(e: DebeziumInput | RawEvent): DebeziumInput {
+function parsed(e: DebeziumInput | RawEvent, reuse: ReusedValues): DebeziumInput {
   if (!('text' in e)) return e;
   let key: DebeziumInput['key'];
   try {
@@ -30,7 +30,7 @@ function parsed(e: DebeziumInput | RawEvent): DebeziumInput {
   } catch {
     key = undefined; // a key that is not JSON (a plain string key) names no columns
   }
-  return { value: e.text === null ? null : parseLossless(e.text), key, topic: e.topic };
+  return { value: e.text === null ? null : parseLossless(e.text, reuse), key, topic: e.topic };
 }
 
 export interface IngestOutcome {
@@ -60,6 +60,8 @@ const same = (part: { text: string; quoted: boolean }, name: string): boolean =>
  */
 export class DebeziumIngest {
   readonly buffer: IngestBuffer;
+  /** Events of a table repeat the same schema text: parsed once (core/json-lossless.ts). */
+  readonly reuse = new ReusedValues('schema');
   private readonly mapping: MappingOptions;
   private readonly matchers: TableMatcher[];
 
@@ -97,7 +99,7 @@ export class DebeziumIngest {
     const truncated: string[] = [];
     inputs.forEach((input, i) => {
       try {
-        const e = mapDebeziumEvent(parsed(input), this.mapping);
+        const e = mapDebeziumEvent(parsed(input, this.reuse), this.mapping);
         if (e.kind === 'skip') skipped[e.reason] = (skipped[e.reason] ?? 0) + 1;
         else if (e.kind === 'truncate') {
           skipped.truncate = (skipped.truncate ?? 0) + 1;
