@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { currentState } from './helpers/current-state.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 
@@ -18,13 +19,9 @@ interface Rec {
   v: string | null;
 }
 
-function currentState(records: Rec[]): Map<number, string | null> {
-  const newest = new Map<number, Rec>();
-  for (const r of records) {
-    const prev = newest.get(r.id);
-    if (!prev || r._ordering > prev._ordering || (r._ordering === prev._ordering && r._extracted_at > prev._extracted_at)) newest.set(r.id, r);
-  }
-  return new Map([...newest].filter(([, r]) => r._op !== 'delete').map(([id, r]) => [id, r.v]));
+/** The current state downstream: each live key's `v`. */
+function currentValues(records: Rec[]): Map<number, string | null> {
+  return new Map([...currentState(records)].map(([id, r]) => [id, r.v]));
 }
 
 /**
@@ -137,11 +134,11 @@ log: { level: warn }
     for (let i = 0; i < 3; i++) await write();
 
     const expected = await sourceState();
-    let actual = currentState(records());
+    let actual = currentValues(records());
     // A push job held by a killed process is handed on once its lease lapses (WORKER_LEASES): up to ~25 s.
     for (let i = 0; i < 320 && JSON.stringify([...actual].sort()) !== JSON.stringify([...expected].sort()); i++) {
       await sleep(250);
-      actual = currentState(records());
+      actual = currentValues(records());
     }
     const wrong = [...new Set([...actual.keys(), ...expected.keys()])].filter((k) => actual.get(k) !== expected.get(k));
     if (wrong.length > 0)

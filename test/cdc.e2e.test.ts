@@ -8,6 +8,7 @@ import type { OnceSummary } from '../src/queue/run-once.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { currentState } from './helpers/current-state.js';
 
 interface Rec {
   _op: string;
@@ -17,17 +18,6 @@ interface Rec {
   id: number;
   v: string | null;
   n: string | null;
-}
-
-/** The newest record per key wins; a delete as newest removes the key. */
-function currentState(records: Rec[]): Map<number, Rec> {
-  const newest = new Map<number, Rec>();
-  for (const r of records) {
-    const prev = newest.get(r.id);
-    if (!prev || r._ordering > prev._ordering || (r._ordering === prev._ordering && r._extracted_at > prev._extracted_at)) newest.set(r.id, r);
-  }
-  for (const [id, r] of newest) if (r._op === 'delete') newest.delete(id);
-  return newest;
 }
 
 describe('change data capture from a logical replication slot', () => {

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
 import { createMysqlDatabase, MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { currentState } from './helpers/current-state.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 
@@ -19,13 +20,9 @@ interface Rec {
   v: string | null;
 }
 
-function currentState(records: Rec[]): Map<number, string | null> {
-  const newest = new Map<number, Rec>();
-  for (const r of records) {
-    const prev = newest.get(r.id);
-    if (!prev || r._ordering > prev._ordering || (r._ordering === prev._ordering && r._extracted_at > prev._extracted_at)) newest.set(r.id, r);
-  }
-  return new Map([...newest].filter(([, r]) => r._op !== 'delete').map(([id, r]) => [id, r.v]));
+/** The current state downstream: each live key's `v`. */
+function currentValues(records: Rec[]): Map<number, string | null> {
+  return new Map([...currentState(records)].map(([id, r]) => [id, r.v]));
 }
 
 /**
@@ -130,11 +127,11 @@ log: { level: warn }
     for (let i = 0; i < 3; i++) await write();
 
     const expected = await sourceState();
-    let actual = currentState(records());
+    let actual = currentValues(records());
     // A push job held by a killed process is handed on once its lease lapses (WORKER_LEASES): up to ~25 s.
     for (let i = 0; i < 320 && JSON.stringify([...actual].sort()) !== JSON.stringify([...expected].sort()); i++) {
       await sleep(250);
-      actual = currentState(records());
+      actual = currentValues(records());
     }
     const wrong = [...new Set([...actual.keys(), ...expected.keys()])].filter((k) => actual.get(k) !== expected.get(k));
     if (wrong.length > 0)

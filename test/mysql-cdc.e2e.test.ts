@@ -6,6 +6,7 @@ import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
 import { createMysqlDatabase, MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { currentState } from './helpers/current-state.js';
 
 interface Rec {
   _op: string;
@@ -15,17 +16,6 @@ interface Rec {
   v: string | null;
   n: string | null;
   at: string | null;
-}
-
-/** The newest record per key wins; a delete as newest removes the key. */
-function currentState(records: Rec[]): Map<number, Rec> {
-  const newest = new Map<number, Rec>();
-  for (const r of records) {
-    const prev = newest.get(r.id);
-    if (!prev || r._ordering > prev._ordering || (r._ordering === prev._ordering && r._extracted_at > prev._extracted_at)) newest.set(r.id, r);
-  }
-  for (const [id, r] of newest) if (r._op === 'delete') newest.delete(id);
-  return newest;
 }
 
 /** Binlog change data capture end to end: snapshot, then inserts, updates, deletes and key changes from the binlog. */

@@ -5,6 +5,7 @@ import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
 import { createMysqlDatabase, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { newestPerKey } from './helpers/current-state.js';
 
 const PAGE = 100;
 
@@ -19,14 +20,8 @@ interface Received {
   note: string | null;
 }
 
-/** Newest version per key, by the ordering value then extraction time. */
 function currentState(rows: Received[]): Map<string, Received> {
-  const latest = new Map<string, Received>();
-  for (const r of rows) {
-    const prev = latest.get(r.id);
-    if (!prev || r._ordering > prev._ordering || (r._ordering === prev._ordering && r._extracted_at >= prev._extracted_at)) latest.set(r.id, r);
-  }
-  return latest;
+  return newestPerKey(rows);
 }
 
 /**

@@ -5,6 +5,7 @@ import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import type pg from 'pg';
+import { newestPerKey } from './helpers/current-state.js';
 
 const PAGE = 100;
 
@@ -36,14 +37,8 @@ function normaliseTimestamp(text: string): string {
   return `${m[1]}.${(m[2] ?? '').padEnd(6, '0')}`;
 }
 
-/** Newest version per key, by the ordering value then extraction time. */
 function currentState(rows: Received[]): Map<string, Received> {
-  const latest = new Map<string, Received>();
-  for (const r of rows) {
-    const prev = latest.get(r.id);
-    if (!prev || r._ordering > prev._ordering || (r._ordering === prev._ordering && r._extracted_at >= prev._extracted_at)) latest.set(r.id, r);
-  }
-  return latest;
+  return newestPerKey(rows);
 }
 
 describe('end-to-end watermark sync through BullMQ to a Stream API endpoint', () => {
