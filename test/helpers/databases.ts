@@ -6,9 +6,13 @@ const SERVERS = [
   { env: 'PUSHSYNC_TEST_LOGICAL_PG_URL', base: 'postgres://postgres@127.0.0.1:5433' },
 ];
 
-/** The database of a worker (1-based, VITEST_POOL_ID). */
+/**
+ * The database of a worker (1-based, VITEST_POOL_ID). PUSHSYNC_TEST_DB_SUFFIX (letters, digits, underscores) keeps
+ * two checkouts whose suites run at once on one server out of each other's databases.
+ */
 export function workerDatabase(worker: number): string {
-  return `test_w${worker}`;
+  const suffix = (process.env.PUSHSYNC_TEST_DB_SUFFIX ?? '').replace(/[^a-z0-9_]/gi, '').toLowerCase();
+  return `test_w${worker}${suffix === '' ? '' : `_${suffix}`}`;
 }
 
 /** Every worker database to create, on every server whose URL the environment does not override. */
