@@ -42,7 +42,8 @@ CONF
     mariadb-install-db --defaults-file="$cnf" --auth-root-authentication-method=socket >/dev/null
   fi
   echo "binlog mariadb: starting on port $port"
-  (cd / && nohup mysqld_safe --defaults-file="$cnf" >/dev/null 2>&1 &)
+  # Detached from this script's output: a caller reading it to the end must not wait for the server.
+  (cd / && setsid nohup mysqld_safe --defaults-file="$cnf" </dev/null >/dev/null 2>&1 &) </dev/null >/dev/null 2>&1
   for _ in $(seq 1 60); do
     mariadb-admin --no-defaults --socket="$run/mysqld.sock" -uroot ping --silent >/dev/null 2>&1 && break
     sleep 1
