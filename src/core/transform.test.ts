@@ -24,6 +24,16 @@ function failure(fn: Transform): AppError {
 }
 
 describe('applyTransform', () => {
+  it('sends a JSON column it passed through as written: big integers and trailing zeros survive', () => {
+    const row = '{"id":"1","doc":{"n":12345678901234567890,"p":1.10,"a":[1e400,-0.0]},"scalar":123456789012345678901,"k":2}';
+    const ctx = { ...CTX, primaryKey: ['id'] };
+    expect(applyTransform((r) => ({ ...r, extra: 'x' }), row, ctx)).toBe(
+      '{"id":"1","doc":{"n":12345678901234567890,"p":1.10,"a":[1e400,-0.0]},"scalar":123456789012345678901,"k":2,"extra":"x"}',
+    );
+    // A column the transform rebuilt is sent as the transform built it.
+    expect(applyTransform((r) => ({ ...r, doc: { replaced: true } }), row, ctx)).toContain('"doc":{"replaced":true}');
+  });
+
   it('hands over the record with its metadata and returns the columns it sends', () => {
     let seen: unknown;
     const out = applyTransform((r) => ((seen = r), { ...r, domain: String(r.email).split('@')[1], email: undefined }), ROW, CTX);

@@ -1,4 +1,5 @@
 import { AppError } from './errors.js';
+import { isObject, parseLossless, writeLossless } from './json-lossless.js';
 import { truncateText } from './redact.js';
 import { METADATA_FIELDS, type Operation } from './record.js';
 
@@ -83,11 +84,39 @@ export function applyTransform(fn: Transform, rowJson: string, c: TransformConte
   c.primaryKey.forEach((k, i) => {
     if (!same(record[k], keys[i])) throw failed(`transform changed the primary-key column ${k}; keys must leave as they came`);
   });
-  const columns: Record<string, unknown> = {};
-  for (const k in record) if (Object.hasOwn(record, k) && !META.includes(k)) columns[k] = record[k];
   try {
-    return JSON.stringify(columns);
+    return writeColumns(record, row, rowJson);
   } catch (err) {
     throw failed(`transform returned a record that is not JSON: ${(err as Error).message}`, err);
   }
+}
+
+/**
+ * The outgoing columns' JSON object text. A JSON or JSONB column the transform passed through unchanged keeps the
+ * text it came with: `JSON.parse` rounds integers beyond 2^53 and drops the trailing zeros of `1.10`, and the
+ * transform did not ask for either.
+ */
+function writeColumns(record: Record<string, unknown>, row: Record<string, unknown>, rowJson: string): string {
+  let exact: Record<string, string> | undefined;
+  const parts: string[] = [];
+  for (const k in record) {
+    if (!Object.hasOwn(record, k) || META.includes(k)) continue;
+    const v = record[k];
+    let text: string | undefined;
+    if ((typeof v === 'number' || (typeof v === 'object' && v !== null)) && Object.hasOwn(row, k) && v === row[k]) {
+      exact ??= memberTexts(rowJson);
+      text = exact[k];
+    }
+    text ??= JSON.stringify(v) as string | undefined;
+    if (text !== undefined) parts.push(`${JSON.stringify(k)}:${text}`);
+  }
+  return `{${parts.join(',')}}`;
+}
+
+/** Each top-level member of a JSON object text, as written. */
+function memberTexts(objectJson: string): Record<string, string> {
+  const parsed = parseLossless(objectJson);
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  if (isObject(parsed)) for (const k of Object.keys(parsed)) out[k] = writeLossless(parsed[k]!);
+  return out;
 }
