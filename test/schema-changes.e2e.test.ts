@@ -110,7 +110,7 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
     await create('t_rename', 40);
     await create('t_type', 40, ', v text, n int, s varchar(20), amount numeric(10,2)');
     await db.client.query(`UPDATE t_type SET n = id * 1000, s = 'text-' || id, amount = id / 7.0`);
-    await create('t_mid', 1000);
+    await create('t_mid', 300);
     await create('t_recreate', 50);
     await create('t_freeze', 30);
     await create('t_allow', 30);
@@ -131,7 +131,7 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
             table('t_drop'),
             table('t_rename', { onAddedColumn: 'backfill' }),
             table('t_type'),
-            table('t_mid', { onAddedColumn: 'backfill', batchRows: 10 }),
+            table('t_mid', { onAddedColumn: 'backfill', batchRows: 5 }),
             table('t_recreate', { reconcile: { every: '2s', maxWait: '1s' } }),
             table('t_freeze', { schemaChanges: 'freeze' }),
             table('t_allow', { columns: { include: ['id', 'updated_at', 'v'] } }),
@@ -254,8 +254,8 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
     const first = await rows('t_mid');
     const backfill = await runPushsync(['--config', path, 'backfill', '--table', `app.${db.schema}.t_mid`]);
     expect(backfill.stderr).toBe('');
-    await eventually(async () => (await rows('t_mid')) >= first + 100, 50, 60_000);
-    expect(await rows('t_mid')).toBeLessThan(first + 1000);
+    await eventually(async () => (await rows('t_mid')) >= first + 50, 50, 60_000);
+    expect(await rows('t_mid')).toBeLessThan(first + 300);
     expect((await tableStatus('t_mid')).state).toBe('backfilling');
     await db.client.query(`ALTER TABLE t_mid ADD COLUMN d int NOT NULL DEFAULT 7`);
     await silverEqualsSource('t_mid', ['id', 'v', 'd'], 90_000);
