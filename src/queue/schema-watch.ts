@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { TableConfig } from '../config.js';
+import { allTables, type TableConfig } from '../config.js';
 import { parseCursor } from '../core/cursor.js';
 import { sortableWatermark } from '../core/ordering.js';
 import type { TableReader } from '../core/ports.js';
@@ -190,4 +190,23 @@ export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log
   await ctx.redis.del(pausedKey);
   await afterAccepted(ctx, table, JSON.parse(frozen) as { recreated: boolean; backfill: boolean }, log);
   return true;
+}
+
+/**
+ * Delayed push jobs of tables frozen by a schema change: they wait for `pushsync schema accept`, so a one-shot pass
+ * does not wait for them. No query at all unless a table has `schemaChanges: freeze`.
+ */
+export async function frozenPushJobs(ctx: PipelineContext): Promise<number> {
+  const freezing = allTables(ctx.config).filter((t) => t.schemaChanges === 'freeze');
+  if (freezing.length === 0) return 0;
+  const frozen = new Set<string>();
+  for (const t of freezing) {
+    if ((await ctx.redis.hget(ctx.keys.paused(t.source, t.name), FROZEN_FIELD)) !== null) frozen.add(`${t.source}.${t.name}`);
+  }
+  if (frozen.size === 0) return 0;
+  const delayed = await ctx.pushQueue.getDelayed();
+  return delayed.filter((j) => {
+    const d = j?.data as { source?: string; table?: string } | undefined;
+    return frozen.has(`${d?.source}.${d?.table}`);
+  }).length;
 }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../core/errors.js';
 import { OutgoingSource } from '../core/outgoing.js';
-import type { Cursor, SourceRow, TableReader, TableSpec } from '../core/ports.js';
+import type { Cursor } from '../core/cursor.js';
+import type { SourceRow, TableReader, TableSpec } from '../core/ports.js';
 import { PostgresSource } from './postgres.js';
 import { createSchema, PG_URL } from '../../test/helpers/services.js';
 
