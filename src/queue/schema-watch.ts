@@ -51,11 +51,16 @@ export async function watchShape(ctx: PipelineContext, table: TableConfig, reade
     }
     const before = JSON.parse(stored) as RelationShape;
     if (sameShape(before, relation)) return frozen !== null;
-    if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
     const changes = diffShapes(before, relation);
-    if (changes.length === 0) return frozen !== null;
-    await announce(ctx, table, reader, changes, log);
-    return applyPolicy(ctx, table, reader, changes, log);
+    // Invariant: what a change calls for (a freeze, a re-read from the start) is in Redis before the new shape is
+    // stored as seen, so a crash in between repeats it at the next check and never skips it. A process that loses
+    // the swap may have done it too: a second re-read is harmless.
+    // Read before a re-read moves the cursor back to the start.
+    const from = changes.length > 0 ? await appliesFrom(ctx, table, reader) : null;
+    const frozenNow = changes.length > 0 && (await applyPolicy(ctx, table, reader, changes, log));
+    if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
+    if (changes.length > 0) await announce(ctx, table, reader, changes, from, log);
+    return frozenNow || frozen !== null;
   }
   // Another process kept changing the stored shape: it announced what changed; look again at the next read.
   return (await ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)) !== null;
@@ -67,13 +72,20 @@ async function appliesFrom(ctx: PipelineContext, table: TableConfig, reader: Tab
   return cursor.after === null ? null : sortableWatermark(cursor.after.wm, reader.shape.watermarkKind);
 }
 
-async function announce(ctx: PipelineContext, table: TableConfig, reader: TableReader, changes: ShapeChange[], log: Logger): Promise<void> {
+async function announce(
+  ctx: PipelineContext,
+  table: TableConfig,
+  reader: TableReader,
+  changes: ShapeChange[],
+  appliesFrom: string | null,
+  log: Logger,
+): Promise<void> {
   const leaving = new Set((reader.shape.outgoing ?? reader.shape.columns).map((c) => c.name));
   const at = {
     source: table.source,
     table: table.name,
     detectedAt: new Date().toISOString(),
-    appliesFrom: await appliesFrom(ctx, table, reader),
+    appliesFrom,
     sent: (column: string) => leaving.has(column),
   };
   const frozen =
