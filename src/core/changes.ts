@@ -59,6 +59,11 @@ export class ChangeCollector {
     return keys;
   }
 
+  /** The `_ordering` the next change of the current transaction gets; null outside a transaction. */
+  nextOrdering(): string | null {
+    return this.commitLsn === null ? null : changeOrdering(this.commitLsn, this.position + 1);
+  }
+
   /** Changes of the current transaction that were ignored because they belong to a dropped table of a watched name. */
   get ignored(): number {
     return this.foreign;

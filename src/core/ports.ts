@@ -182,7 +182,14 @@ export type ChangeStreamEvent =
    * type differs (a type id and modifier, not a name). Columns the stream never carries (Postgres generated
    * columns) are absent.
    */
-  | { kind: 'relation'; relation: string; id: string; columns: Array<{ name: string; type: string }> };
+  | {
+      kind: 'relation';
+      relation: string;
+      id: string;
+      columns: Array<{ name: string; type: string }>;
+      /** The `_ordering` of the first change described this way; null when not known. */
+      from: string | null;
+    };
 
 export interface ChangeStream {
   /**
@@ -230,6 +237,8 @@ export interface ChangeSource {
    * missing from the catalog is absent. Optional: a source without relation identities never detects a re-created table.
    */
   relationIds?(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<Map<string, string>>;
+  /** The catalog's names (modifier included) of types as `relation` events state them; unknown ones are absent. */
+  typeNames?(types: readonly string[]): Promise<Map<string, string>>;
   status(): Promise<ChangeStreamStatus>;
   /** Creates the durable stream and returns the position it starts from: every later commit streams from it. */
   create(): Promise<string>;

@@ -179,6 +179,18 @@ export class PostgresCdc implements ChangeSource {
     return new Map(rows.map((r) => [String(r.name), String(r.id)]));
   }
 
+  /** `23:-1` (type oid and modifier, as relation events state them) → `integer`. */
+  async typeNames(types: readonly string[]): Promise<Map<string, string>> {
+    const parts = types.map((t) => t.split(':'));
+    const { rows } = await this.query(
+      `SELECT t.oid::text || ':' || t.mod::text AS id, format_type(t.oid, t.mod) AS name
+       FROM unnest($1::oid[], $2::int[]) AS t(oid, mod)`,
+      [parts.map((p) => p[0]), parts.map((p) => p[1])],
+      'name column types',
+    );
+    return new Map(rows.map((r) => [String(r.id), String(r.name)]));
+  }
+
   async status(): Promise<ChangeStreamStatus> {
     const { rows } = await this.query(
       `SELECT confirmed_flush_lsn::text AS confirmed, active, wal_status = 'lost' AS lost,
@@ -254,7 +266,8 @@ export class PostgresCdc implements ChangeSource {
           collector.delete(m.relation, m.oldKey, m.id);
           break;
         case 'relation':
-          if (relations.has(m.relation)) onEvent({ kind: 'relation', relation: m.relation, id: m.id, columns: m.columns });
+          if (relations.has(m.relation))
+            onEvent({ kind: 'relation', relation: m.relation, id: m.id, columns: m.columns, from: collector.nextOrdering() });
           break;
         case 'truncate': {
           const watched = m.relations.filter((r) => relations.has(r));
