@@ -89,6 +89,9 @@ export class RelationTracker {
     const shape: RelationShape = { identity: e.id, columns: e.columns.map((c) => ({ name: c.name, type: names.get(c.type) ?? c.type })) };
     if (before) {
       const changes = diffShapes(before.shape, shape);
+      // ALTER … TYPE rewrites every row, and with USING may change each value, without a single change in the
+      // stream: only reading the table again brings the values downstream.
+      if (changes.some((c) => c.kind === 'type_changed')) await requestSnapshot(this.ctx, this.stateKey, r.table, 'column type changed');
       if (changes.length > 0) await this.announce(r.table, changes, e.from);
     }
     const stored: StoredShape = { stated, shape };
