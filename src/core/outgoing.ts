@@ -27,7 +27,8 @@ function hasRules(spec: TableSpec): boolean {
 }
 
 export class OutgoingSource implements Source {
-  private readonly readers = new Map<string, Promise<TableReader>>();
+  /** Wrapped readers by the adapter's reader: a table whose shape changed gets a new reader, and so a new wrapper. */
+  private readonly readers = new WeakMap<TableReader, TableReader>();
 
   constructor(
     private readonly inner: Source,
@@ -38,13 +39,12 @@ export class OutgoingSource implements Source {
     return this.inner.name;
   }
 
-  table(spec: TableSpec): Promise<TableReader> {
-    const key = JSON.stringify(spec);
-    let reader = this.readers.get(key);
+  async table(spec: TableSpec): Promise<TableReader> {
+    const inner = await this.inner.table(spec);
+    let reader = this.readers.get(inner);
     if (!reader) {
-      reader = this.inner.table(spec).then((r) => this.wrap(r, spec));
-      this.readers.set(key, reader);
-      reader.catch(() => this.readers.delete(key));
+      reader = this.wrap(inner, spec);
+      this.readers.set(inner, reader);
     }
     return reader;
   }

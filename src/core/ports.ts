@@ -2,6 +2,7 @@ import type { ChangeEvent, RelationKeys } from './changes.js';
 import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
 import type { WatermarkKind } from './ordering.js';
 import type { ColumnSelection, Mask, OutgoingColumn, ValueKind } from './rules.js';
+import type { RelationShape } from './table-shape.js';
 
 /**
  * The interfaces adapters implement. Defined here, by the code that uses them, so that the domain and the
@@ -57,6 +58,12 @@ export interface TableShape {
   withheld?: ColumnInfo[] | undefined;
   /** True when rows carry `matched` (the table has a `where`). */
   filtered?: boolean | undefined;
+  /**
+   * The relation as the catalog described it when this reader was made (identity, every column and its type),
+   * compared with later readings to detect schema changes (`core/table-shape.ts`). Absent for a custom SQL table
+   * and for sources that do not track it.
+   */
+  relation?: RelationShape | undefined;
 }
 
 export interface SourceRow {
@@ -133,7 +140,12 @@ export interface TableReader {
 
 export interface Source {
   readonly name: string;
-  /** Resolves and validates the table (columns exist, types usable); cached per process. */
+  /**
+   * Resolves and validates the table (columns exist, types usable), cached per process. A source that tracks
+   * `TableShape.relation` reads the table's shape with one catalog query on every call and returns a new reader when
+   * it changed (a column added, dropped, renamed or retyped; the table re-created), so a caller always reads rows
+   * with the columns the table has now.
+   */
   table(spec: TableSpec): Promise<TableReader>;
   /** Conditions that weaken a guarantee (missing privileges, settings), for `pushsync check`. */
   warnings(): Promise<string[]>;

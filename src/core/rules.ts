@@ -57,6 +57,11 @@ export interface PlanInput {
   masks?: Record<string, Mask> | undefined;
   /** The catalog name a configured name refers to (the source's folding and quoting rules), or null. */
   resolve: (written: string) => string | null;
+  /**
+   * True for a configured name whose column the table had when it was described before and has no more (dropped or
+   * renamed while pushsync runs): it is left out instead of failing every read. Absent: every unknown name is an error.
+   */
+  vanished?: ((written: string) => boolean) | undefined;
 }
 
 export interface ColumnPlan {
@@ -109,7 +114,7 @@ export function planColumns(input: PlanInput): ColumnPlan {
   const problems: string[] = [];
   const known = (written: string, key: string): string | null => {
     const name = input.resolve(written);
-    if (name === null) problems.push(`${key}: no column ${written}`);
+    if (name === null && !input.vanished?.(written)) problems.push(`${key}: no column ${written}`);
     return name;
   };
   let leavingNames: Set<string>;

@@ -31,6 +31,8 @@ import { translatePgError } from './postgres-errors.js';
 import { queryFieldsIsolated, queryRows, queryRowsIsolated, type ResultField } from './postgres-query.js';
 import { conditionProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type OutgoingColumn } from '../core/rules.js';
+import { shapeFingerprint, type RelationShape } from '../core/table-shape.js';
+import { relationShapeOf, relationShapeQuery } from './postgres-shape.js';
 
 export interface PostgresSourceOptions {
   name: string;
@@ -57,7 +59,8 @@ const SESSION_OPTIONS =
 export class PostgresSource implements Source {
   readonly name: string;
   private readonly pool: pg.Pool;
-  private readonly tables = new Map<string, Promise<PostgresTable>>();
+  /** Readers by table spec, each with the fingerprint of the shape it was described with (null: a custom SQL table). */
+  private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
 
   constructor(options: PostgresSourceOptions) {
     this.name = options.name;
@@ -95,15 +98,48 @@ export class PostgresSource implements Source {
     }
   }
 
-  table(spec: TableSpec): Promise<TableReader> {
+  /**
+   * The reader for the table as it is now. One catalog query per call compares the table's shape with the one its
+   * cached reader was described with; a change (a column added, dropped, renamed or retyped, the table re-created)
+   * describes it again, so rows are never read with a column list that no longer fits.
+   */
+  async table(spec: TableSpec): Promise<TableReader> {
     const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete, spec.columns, spec.masks, spec.where, spec.query]);
-    let table = this.tables.get(key);
-    if (!table) {
-      table = PostgresTable.describe(this, spec);
-      this.tables.set(key, table);
-      table.catch(() => this.tables.delete(key));
+    if (spec.query !== undefined) return this.tables.get(key)?.table ?? this.describe(key, spec, null, undefined);
+    const relation = await this.relationShape(spec.name, this.tables.has(key));
+    // Read after the query: a concurrent call may have described the new shape meanwhile.
+    const entry = this.tables.get(key);
+    if (entry && relation && entry.fingerprint === shapeFingerprint(relation)) return entry.table;
+    if (entry && !relation) {
+      throw new AppError('SOURCE_SCHEMA', `table ${spec.name} no longer exists in source ${this.name} (dropped, or being re-created?)`, {
+        retryable: true,
+      });
     }
+    // Without a relation (never described, not found) describing reports why, naming the table.
+    const previous = entry ? await entry.table.catch(() => undefined) : undefined;
+    return this.describe(key, spec, relation, previous);
+  }
+
+  private describe(key: string, spec: TableSpec, relation: RelationShape | null, previous: PostgresTable | undefined): Promise<PostgresTable> {
+    const table = PostgresTable.describe(this, spec, relation, previous);
+    this.tables.set(key, { fingerprint: relation && shapeFingerprint(relation), table });
+    table.catch(() => {
+      if (this.tables.get(key)?.table === table) this.tables.delete(key);
+    });
     return table;
+  }
+
+  /**
+   * The table's shape now, or null when it is not found. A malformed name is left for describing to report, unless
+   * the table was described before (then it is a query failure like any other).
+   */
+  private async relationShape(name: string, known: boolean): Promise<RelationShape | null> {
+    try {
+      return relationShapeOf(await this.query(relationShapeQuery(name), `read the shape of ${name}`));
+    } catch (err) {
+      if (known) throw err;
+      return null;
+    }
   }
 
   async warnings(): Promise<string[]> {
@@ -246,9 +282,15 @@ class PostgresTable implements TableReader {
     private readonly configured: boolean,
     /** Every statement that names the relation carries configured SQL (a custom SQL table). */
     private readonly queried: boolean,
+    /** Every column the table had when described: names the configuration gave may refer to them. */
+    private readonly described: PgColumn[],
   ) {}
 
-  static async describe(source: PostgresSource, spec: TableSpec): Promise<PostgresTable> {
+  /**
+   * `relation`: the shape read before describing (so a change racing the description is seen by the next check);
+   * `previous`: the reader of the table's earlier shape, whose columns configured names may still name.
+   */
+  static async describe(source: PostgresSource, spec: TableSpec, relation: RelationShape | null, previous?: PostgresTable): Promise<PostgresTable> {
     const where = `${source.name}.${spec.name}`;
     checkConditions(spec, where);
     const condition = spec.softDelete?.condition;
@@ -284,6 +326,7 @@ class PostgresTable implements TableReader {
       selection: spec.columns,
       masks: spec.masks,
       resolve: resolveColumn(columns),
+      vanished: previous ? (written) => resolveColumn(previous.described)(written) !== null : undefined,
     });
     const clash = plan.leaving.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
     if (clash) {
@@ -318,13 +361,14 @@ class PostgresTable implements TableReader {
       outgoing,
       withheld: plan.withheld.map((c) => ({ name: c.name, type: c.type, kind: c.kind })),
       filtered: spec.where !== undefined,
+      ...(relation ? { relation } : {}),
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
     const conditions = { deleted: condition, filter: spec.where };
     const sql: TableSql = { qualified, columns: leaving, masks: sqlMasks, watermark, primaryKey, deleted, conditions };
     const configured = condition !== undefined || spec.where !== undefined || spec.query !== undefined;
-    const table = new PostgresTable(source, sql, shape, where, configured, spec.query !== undefined);
+    const table = new PostgresTable(source, sql, shape, where, configured, spec.query !== undefined, columns);
     if (condition !== undefined || spec.where !== undefined) {
       // Fail at start, not in a push job, when a condition does not compile.
       await source.query(conditionsProbe(sql), `conditions of ${spec.name}`, true).catch((err: unknown) => {
