@@ -29,6 +29,7 @@ import { syncOnce } from './sync-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
+import { acceptSchema } from './queue/schema-watch.js';
 import { pipelineStatus } from './queue/status.js';
 import { statusText } from './core/table-status.js';
 import { IngestBuffer, ingestKeys } from './queue/ingest-buffer.js';
@@ -468,6 +469,25 @@ program
               ? `snapshotting ${t.source}.${t.name} again while its stream flows (started by the source's CDC reader)\n`
               : `backfilling ${t.source}.${t.name} from its start (progress: pushsync status)\n`,
           );
+        }
+      });
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('schema')
+  .description('schema changes of tables: accept a change a table with schemaChanges: freeze is waiting on')
+  .command('accept')
+  .description('send a table frozen by a schema change on with its new shape (and start the re-read the change calls for)')
+  .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
+  .action(async (opts: { table: string[] }) => {
+    try {
+      await withQueues(NEEDS.redisOnly, async (ctx) => {
+        for (const t of chosenTables(ctx, opts.table)) {
+          const accepted = await acceptSchema(ctx, t, ctx.logger);
+          process.stdout.write(`${accepted ? 'accepted the new shape of' : 'no schema change waits to be accepted for'} ${t.source}.${t.name}\n`);
         }
       });
     } catch (err) {

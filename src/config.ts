@@ -157,6 +157,20 @@ const tableSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
       .optional(),
+    /**
+     * What a change of the table's columns does while pushsync runs. `evolve`: rows are read and sent with the new
+     * columns from the next read on, and the change is announced. `freeze`: the change is announced and the table
+     * pauses (nothing of it is extracted or sent) until `pushsync schema accept --table <source>.<table>`.
+     * @defaultValue 'evolve'
+     */
+    schemaChanges: z.enum(['evolve', 'freeze']).default('evolve'),
+    /**
+     * What an added column (one that leaves) does to rows sent before it existed. `keep`: they stay as sent, so the
+     * silver view shows NULL for the new column until a row changes; `backfill`: the table is read once more from
+     * its start, under a new generation, so every row is sent again with the new column (watermark mode).
+     * @defaultValue 'keep'
+     */
+    onAddedColumn: z.enum(['keep', 'backfill']).default('keep'),
     ...tableRuleOptions,
   })
   .strict()
@@ -397,6 +411,14 @@ const configSchema = z
         maxBytes: z.number().int().min(1024).max(STREAM_LIMITS.maxBytes).default(STREAM_LIMITS.maxBytes),
         /** Requests in flight per push worker process, 1 to 256. @defaultValue 4 */
         concurrency: z.number().int().min(1).max(256).default(4),
+        /**
+         * The table that receives one record per schema change pushsync detects (a column added, dropped or
+         * retyped, a table re-created), `schema.table`. @defaultValue 'bronze.pushsync_schema_changes'
+         */
+        schemaChangesTarget: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be schema.table using letters, digits and _')
+          .default('bronze.pushsync_schema_changes'),
       })
       .strict()
       // Runs even when other destination keys are invalid (so a cleartext URL is never left unreported): the fields
@@ -718,6 +740,11 @@ function crossChecks(cfg: RawConfig): string[] {
       const owner = `${s.name}.${t.name}`;
       const other = targets.get(target);
       if (other) problems.push(`sources[${i}].tables[${j}].target: ${target} is also the target of ${other}; set target explicitly`);
+      if (target === cfg.destination.schemaChangesTarget) {
+        problems.push(
+          `sources[${i}].tables[${j}].target: ${target} receives the schema change records (destination.schemaChangesTarget); set another target`,
+        );
+      }
       targets.set(target, owner);
     }),
   );
@@ -776,6 +803,8 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
         source: s.name,
         mode: 'debezium' as const,
         safetyLag: 0,
+        schemaChanges: 'evolve' as const,
+        onAddedColumn: 'keep' as const,
         target: t.target ?? defaultTarget(s.name, t.name),
       })),
     })),

@@ -1,4 +1,5 @@
 import { durationWords, progressWords, type Progress } from './progress.js';
+import type { SchemaChangeAnnouncement } from './table-shape.js';
 
 /** What `pushsync status` and `GET /status` say of one table. */
 export interface TableStatus {
@@ -18,8 +19,14 @@ export interface TableStatus {
   /** The last run that read the table to its end. */
   lastSuccessAt: string | null;
   backfill: (Progress & { startedAt: string; done: boolean }) | null;
-  paused: { since: string; reason?: string } | null;
+  /** `schema`: paused by a schema change (`schemaChanges: freeze`) until `pushsync schema accept`. */
+  paused: { since: string; reason?: string; schema?: boolean } | null;
+  /** The latest schema changes detected, newest first. */
+  schemaChanges: SchemaChangeAnnouncement[];
 }
+
+/** Schema changes `pushsync status` prints per table (the JSON form has every kept one). */
+const SHOWN_SCHEMA_CHANGES = 5;
 
 /** Left-aligned columns, each as wide as its widest cell. */
 export function textTable(header: string[], rows: string[][]): string {
@@ -53,8 +60,14 @@ export function statusText(tables: TableStatus[], deadLetters: number, now = Dat
     if (t.backfill && !t.backfill.done) out.push(`  backfill: ${progressWords(t.backfill)}`);
     if (t.paused)
       out.push(
-        `  paused ${ago(t.paused.since, now)}${t.paused.reason ? `: ${t.paused.reason}` : ''} (pushsync resume --table ${t.source}.${t.table})`,
+        t.paused.schema
+          ? `  frozen by a schema change ${ago(t.paused.since, now)} (pushsync schema accept --table ${t.source}.${t.table})`
+          : `  paused ${ago(t.paused.since, now)}${t.paused.reason ? `: ${t.paused.reason}` : ''} (pushsync resume --table ${t.source}.${t.table})`,
       );
+    for (const c of t.schemaChanges.slice(0, SHOWN_SCHEMA_CHANGES)) {
+      const level = c.verdict === 'narrowing' || c.verdict === 'incompatible' ? 'WARNING ' : '';
+      out.push(`  schema change ${ago(c.detected_at, now)}: ${level}${c.note}`);
+    }
   }
   out.push('', `dead-letter queue: ${deadLetters} failed push job(s)${deadLetters > 0 ? ' (pushsync dlq list)' : ''}`);
   return `${out.join('\n')}\n`;

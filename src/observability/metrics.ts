@@ -26,6 +26,8 @@ export interface Metrics {
   eventsIngested: Counter<'source' | 'table'>;
   eventsSkipped: Counter<'source' | 'reason'>;
   ingestBufferBytes: Gauge<'source'>;
+  /** Schema changes detected (and announced) per table and kind (`column_added`, `column_dropped`, …). */
+  schemaChanges: Counter<'source' | 'table' | 'kind'>;
 }
 
 export function createMetrics(): Metrics {
@@ -109,6 +111,12 @@ export function createMetrics(): Metrics {
       name: name('ingest_buffer_bytes'),
       help: 'Bytes of undelivered change events held in Redis per Debezium source',
       labelNames: ['source'],
+      registers: [registry],
+    }),
+    schemaChanges: new Counter({
+      name: name('schema_changes_total'),
+      help: 'Schema changes detected and announced: a column added, dropped or retyped, a table re-created',
+      labelNames: ['source', 'table', 'kind'],
       registers: [registry],
     }),
   };

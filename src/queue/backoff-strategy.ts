@@ -52,10 +52,14 @@ function isBullMqSignal(err: unknown): boolean {
  * Wraps a worker's processor: whatever escapes it without passing through toJobError is logged with its stack and
  * handed to BullMQ as toJobError makes it, so no failed job carries a JavaScript stack.
  */
-export function jobProcessor<T>(logger: Logger, queue: string, run: (job: Job) => Promise<T>): (job: Job) => Promise<T> {
-  return async (job) => {
+export function jobProcessor<T>(
+  logger: Logger,
+  queue: string,
+  run: (job: Job, token?: string) => Promise<T>,
+): (job: Job, token?: string) => Promise<T> {
+  return async (job, token) => {
     try {
-      return await run(job);
+      return await run(job, token);
     } catch (err) {
       if (isBullMqSignal(err)) throw err;
       // Anything but an AppError (a Redis hiccup outside the worker's try) stays retried, as BullMQ did before.

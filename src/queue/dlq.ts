@@ -28,7 +28,9 @@ function describe(job: Job): DeadLetter {
         ? `${d.changes.length} change(s), ${d.changes[0]!.ordering} … ${d.changes[d.changes.length - 1]!.ordering}`
         : 'buffer' in d
           ? `${d.rows} buffered event(s), ${d.buffer.from} … ${d.buffer.to}`
-          : `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
+          : 'announce' in d
+            ? `${d.announce.length} schema change announcement(s) for ${d.target}`
+            : `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
   return {
     id: String(job.id),
     name: job.name,

@@ -13,6 +13,7 @@ import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
 import { TableProgress } from './table-progress.js';
 import { pausedState } from './table-admin.js';
+import { watchShape } from './schema-watch.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
@@ -73,6 +74,11 @@ async function runTable(
   let tracker: TableProgress | undefined;
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
+    // Before the generation is read: a re-created table starts over under a new one.
+    if (await watchShape(ctx, table, reader, log)) {
+      log.info('table frozen by a schema change (pushsync schema accept --table); skipping this run');
+      return { skipped: 'paused' };
+    }
     const generation = await ctx.redis.get(ctx.keys.generation(sourceName, tableName));
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     tracker = await TableProgress.start(ctx, table, reader, job, log);

@@ -84,11 +84,37 @@ export const bufferPushSchema = z.object({
     .optional(),
 });
 
-export const pushJobSchema = z.union([rangePushSchema, changesPushSchema, bufferPushSchema]);
+/**
+ * Schema change announcements of a table, sent to `destination.schemaChangesTarget` through the push queue so they
+ * are retried and dead-lettered like any batch. They hold column names and types, never row data.
+ */
+export const announcePushSchema = z.object({
+  ...pushBase,
+  announce: z
+    .array(
+      z.object({
+        source: z.string(),
+        table: z.string(),
+        kind: z.enum(['column_added', 'column_dropped', 'type_changed', 'table_recreated']),
+        column: z.string().nullable(),
+        old_type: z.string().nullable(),
+        new_type: z.string().nullable(),
+        verdict: z.enum(['widening', 'narrowing', 'incompatible']).nullable(),
+        note: z.string(),
+        sent: z.boolean().nullable(),
+        detected_at: z.string(),
+        applies_from: z.string().nullable(),
+      }),
+    )
+    .min(1),
+});
+
+export const pushJobSchema = z.union([rangePushSchema, changesPushSchema, bufferPushSchema, announcePushSchema]);
 export type RangePushJob = z.infer<typeof rangePushSchema>;
 export type ChangesPushJob = z.infer<typeof changesPushSchema>;
 export type BufferPushJob = z.infer<typeof bufferPushSchema>;
-export type PushJob = RangePushJob | ChangesPushJob | BufferPushJob;
+export type AnnouncePushJob = z.infer<typeof announcePushSchema>;
+export type PushJob = RangePushJob | ChangesPushJob | BufferPushJob | AnnouncePushJob;
 
 /**
  * Job leases: a job whose worker died is handed to another worker within about LOCK_DURATION + STALLED_INTERVAL.

@@ -9,12 +9,12 @@ import { PendingSet } from './pending.js';
  * changes enqueued again after a crash find their job instead of adding a second one; a job that already completed
  * is not counted as pending again.
  */
-export async function enqueuePushJob(ctx: PipelineContext, jobId: string, data: PushJob): Promise<void> {
+export async function enqueuePushJob(ctx: PipelineContext, jobId: string, data: PushJob, o: { countRows?: boolean } = {}): Promise<void> {
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table));
   const cutAt = Date.parse(data.cutAt);
   const job = await ctx.pushQueue.add(pushJobName(data.source, data.table), data, pushJobOptions(ctx.config.destination.attempts, jobId));
   if ((await job.getState()) !== 'completed') await pending.add(jobId, cutAt);
-  ctx.metrics.rowsExtracted.inc({ source: data.source, table: data.table }, data.rows);
+  if (o.countRows !== false) ctx.metrics.rowsExtracted.inc({ source: data.source, table: data.table }, data.rows);
 }
 
 /** Polls backpressure at this interval while a table's backlog is full. */

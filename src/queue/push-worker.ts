@@ -1,4 +1,4 @@
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import { deliverRange } from '../core/deliver.js';
 import { deliverChanges } from '../core/deliver-changes.js';
 import { AppError } from '../core/errors.js';
@@ -15,6 +15,12 @@ import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { classify, failJob } from './job-errors.js';
 import { tableRules } from './table-rules.js';
 import { pushBuffered } from './ingest-push.js';
+import { watchShape } from './schema-watch.js';
+import { pushAnnouncement } from './schema-push.js';
+import type { TableReader } from '../core/ports.js';
+
+/** How long a push job of a table frozen by a schema change waits before it looks again. */
+const FROZEN_RECHECK_MS = 5_000;
 
 /** One job log entry per failed attempt, at most this long. */
 const JOB_LOG_CHARS = 8192;
@@ -27,7 +33,7 @@ function limitsOf(ctx: PipelineContext): StreamLimits {
  * Reads the job's rows from the source (a key range, or the keys of streamed changes) and sends them; progress
  * inside the job is saved on the job after every accepted request.
  */
-export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: number; requests: number }> {
+export async function runPush(ctx: PipelineContext, job: Job, token?: string): Promise<{ rows: number; requests: number }> {
   const parsed = pushJobSchema.safeParse(job.data);
   if (!parsed.success)
     throw failJob(new AppError('JOB_INVALID', `push job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'push job rejected' });
@@ -48,14 +54,26 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
     ctx.metrics.batchesPushed.inc(labels);
     ctx.metrics.pushDuration.observe(labels, latencyMs / 1000);
   };
+  let reader: TableReader | undefined;
   try {
+    if ('announce' in data) {
+      const result = await pushAnnouncement(ctx, data, counted);
+      await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
+      return result;
+    }
     if ('buffer' in data) {
       const result = await pushBuffered(ctx, job, data, { limits, envelopeBytes: envelope, counted });
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
       return result;
     }
     const table = findTable(ctx.config, data.source, data.table);
-    const reader = await findSource(ctx, data.source).table(tableSpec(table));
+    reader = await findSource(ctx, data.source).table(tableSpec(table));
+    // Invariant: a frozen table sends nothing until its schema change is accepted; the job waits without using up
+    // an attempt.
+    if (!('changes' in data) && (await watchShape(ctx, table, reader, log)) && token !== undefined) {
+      await job.moveToDelayed(Date.now() + FROZEN_RECHECK_MS, token);
+      throw new DelayedError();
+    }
     const common = {
       reader,
       rules: await tableRules(ctx, table),
@@ -95,7 +113,8 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
     await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
     return result;
   } catch (err) {
-    const e = classify(err);
+    if (err instanceof DelayedError) throw err;
+    const e = await reshaped(ctx, data, reader, classify(err));
     // Rows the destination refused or that could not be sent, whatever mix of reasons the sender reported.
     const rejected = Number(e.details?.rejectedRows ?? 0);
     if (rejected > 0) ctx.metrics.rowsRejected.inc(labels, rejected);
@@ -105,10 +124,33 @@ export async function runPush(ctx: PipelineContext, job: Job): Promise<{ rows: n
   }
 }
 
+/**
+ * A read that failed because the table changed under it (a column dropped or renamed between the shape check and the
+ * read) is retried, with the new shape: no job fails for a column that vanished while it was in flight.
+ */
+async function reshaped(
+  ctx: PipelineContext,
+  data: { source: string; table: string },
+  used: TableReader | undefined,
+  e: AppError,
+): Promise<AppError> {
+  if (used === undefined || e.retryable || e.code !== 'SOURCE_SCHEMA') return e;
+  try {
+    const now = await findSource(ctx, data.source).table(tableSpec(findTable(ctx.config, data.source, data.table)));
+    if (now === used) return e;
+  } catch {
+    return e;
+  }
+  return new AppError('SOURCE_QUERY_FAILED', `${e.message} (the table changed during the read; retried with its new shape)`, {
+    cause: e,
+    retryable: true,
+  });
+}
+
 export function startPushWorker(ctx: PipelineContext): Worker {
   const worker = new Worker(
     PUSH_QUEUE,
-    jobProcessor(ctx.logger, PUSH_QUEUE, (job) => runPush(ctx, job)),
+    jobProcessor(ctx.logger, PUSH_QUEUE, (job, token) => runPush(ctx, job, token)),
     {
       connection: ctx.redis.duplicate(),
       prefix: ctx.config.redis.prefix,

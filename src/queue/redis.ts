@@ -195,6 +195,16 @@ export class Keys {
     return `${this.prefix}:paused:${source}:${table}`;
   }
 
+  /** The table's shape as last seen (JSON of a RelationShape): what schema changes are detected against. */
+  schemaShape(source: string, table: string): string {
+    return `${this.prefix}:shape:${source}:${table}`;
+  }
+
+  /** List of the table's latest schema change announcements (JSON), newest first, for status. */
+  schemaChanges(source: string, table: string): string {
+    return `${this.prefix}:schema-changes:${source}:${table}`;
+  }
+
   /** Hash of per-table facts: last caught-up run, last error. */
   state(source: string, table: string): string {
     return `${this.prefix}:state:${source}:${table}`;

@@ -5,6 +5,7 @@ import type { TableStatus } from '../core/table-status.js';
 import type { PipelineContext } from './context.js';
 import { PendingSet } from './pending.js';
 import { pausedState } from './table-admin.js';
+import { recentSchemaChanges } from './schema-watch.js';
 
 /** Every configured table's status, from Redis alone (no source is queried), and the dead-letter count. */
 export async function pipelineStatus(ctx: PipelineContext, now = Date.now()): Promise<{ tables: TableStatus[]; deadLetters: number }> {
@@ -24,13 +25,14 @@ const iso = (ms: string | undefined): string | null => (ms === undefined ? null 
 async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: number, now: number): Promise<TableStatus> {
   const pendingSet = new PendingSet(ctx.redis, ctx.keys.pending(t.source, t.name));
   const source = ctx.config.sources.find((s) => s.name === t.source)!;
-  const [state, rawCursor, pendingBatches, oldest, cdc, paused] = await Promise.all([
+  const [state, rawCursor, pendingBatches, oldest, cdc, paused, schemaChanges] = await Promise.all([
     ctx.redis.hgetall(ctx.keys.state(t.source, t.name)),
     ctx.redis.get(ctx.keys.cursor(t.source, t.name)),
     pendingSet.count(),
     pendingSet.oldest(),
     t.mode === 'cdc' ? ctx.redis.hgetall(ctx.keys.cdcState(source.name, source.cdc.slot)) : Promise.resolve(undefined),
     pausedState(ctx, t),
+    recentSchemaChanges(ctx, t),
   ]);
   const lagSince = oldest ?? (state.caughtUpAt !== undefined ? Number(state.caughtUpAt) : undefined);
   const lastRun =
@@ -78,6 +80,7 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
     lastSuccessAt: iso(state.caughtUpAt),
     backfill: backfill && backfill.done ? { ...backfill, total: backfill.rows, percent: 100, etaSeconds: 0 } : backfill,
     paused,
+    schemaChanges,
   };
 }
 

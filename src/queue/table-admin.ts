@@ -34,10 +34,18 @@ export function tableByName(config: Config, name: string): TableConfig {
 }
 
 /** Since when and why a table is paused, or null. */
-export async function pausedState(ctx: PipelineContext, t: Pick<TableConfig, 'source' | 'name'>): Promise<{ since: string; reason?: string } | null> {
+export async function pausedState(
+  ctx: PipelineContext,
+  t: Pick<TableConfig, 'source' | 'name'>,
+): Promise<{ since: string; reason?: string; schema?: boolean } | null> {
   const state = await ctx.redis.hgetall(ctx.keys.paused(t.source, t.name));
   if (state.at === undefined) return null;
-  return { since: new Date(Number(state.at)).toISOString(), ...(state.reason ? { reason: state.reason } : {}) };
+  return {
+    since: new Date(Number(state.at)).toISOString(),
+    ...(state.reason ? { reason: state.reason } : {}),
+    // Paused by a schema change (schemaChanges: freeze), not by an operator.
+    ...(state.schema !== undefined ? { schema: true } : {}),
+  };
 }
 
 /**
@@ -56,7 +64,14 @@ export async function pauseTable(ctx: PipelineContext, t: TableConfig, reason?: 
   await ctx.redis.hset(ctx.keys.paused(t.source, t.name), { at: String(Date.now()), ...(reason ? { reason } : {}) });
 }
 
+/** Ends an operator's pause. A pause by a schema change (`schemaChanges: freeze`) ends with `pushsync schema accept` only. */
 export async function resumeTable(ctx: PipelineContext, t: TableConfig): Promise<boolean> {
+  if ((await ctx.redis.hget(ctx.keys.paused(t.source, t.name), 'schema')) !== null) {
+    throw new AppError(
+      'CONFIG_INVALID',
+      `${t.source}.${t.name} is frozen by a schema change (schemaChanges: freeze): "pushsync schema accept --table ${t.source}.${t.name}" sends it on with its new shape`,
+    );
+  }
   return (await ctx.redis.del(ctx.keys.paused(t.source, t.name))) > 0;
 }
 

@@ -1,0 +1,186 @@
+import { createHash } from 'node:crypto';
+import type { TableConfig } from '../config.js';
+import { parseCursor } from '../core/cursor.js';
+import { sortableWatermark } from '../core/ordering.js';
+import type { TableReader } from '../core/ports.js';
+import {
+  announcement,
+  diffShapes,
+  needsAttention,
+  sameShape,
+  type RelationShape,
+  type SchemaChangeAnnouncement,
+  type ShapeChange,
+} from '../core/table-shape.js';
+import type { Logger } from '../observability/logger.js';
+import type { PipelineContext } from './context.js';
+import { RedisCursorStore } from './cursor-store.js';
+import { extractJobOptions, type AnnouncePushJob } from './jobs.js';
+import { enqueuePushJob } from './push-jobs.js';
+import { backfillTable } from './table-admin.js';
+
+/** Announcements `pushsync status` keeps per table. */
+const KEPT_ANNOUNCEMENTS = 20;
+
+/** Swaps the stored shape only if it is still the one this process compared against: one process announces a change. */
+const SWAP_SHAPE = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0`;
+
+/** The pause fields that mark a schema freeze (`pushsync schema accept` ends it; `resume` does not). */
+export const FROZEN_FIELD = 'schema';
+
+/**
+ * Compares the shape `reader` was described with against the one last seen for the table (kept in Redis, so a change
+ * made while pushsync was stopped is seen too, and every process agrees), and acts on a difference once: announces
+ * each change (a log line, `pushsync_schema_changes_total`, status, a record to `destination.schemaChangesTarget`)
+ * and applies the table's policy. Returns true when the table is frozen by a schema change (`schemaChanges: freeze`):
+ * nothing of it may be read or sent until accepted.
+ *
+ * Watermark tables only: a CDC table's changes come with its stream's relation messages.
+ */
+export async function watchShape(ctx: PipelineContext, table: TableConfig, reader: TableReader, log: Logger): Promise<boolean> {
+  const relation = reader.shape.relation;
+  if (relation === undefined || table.mode !== 'watermark') return false;
+  const key = ctx.keys.schemaShape(table.source, table.name);
+  const seen = JSON.stringify(relation);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const [stored, frozen] = await Promise.all([ctx.redis.get(key), ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)]);
+    if (stored === null) {
+      // First sight of the table: nothing to compare with.
+      if ((await ctx.redis.set(key, seen, 'NX')) === 'OK') return frozen !== null;
+      continue;
+    }
+    const before = JSON.parse(stored) as RelationShape;
+    if (sameShape(before, relation)) return frozen !== null;
+    if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
+    const changes = diffShapes(before, relation);
+    if (changes.length === 0) return frozen !== null;
+    await announce(ctx, table, reader, changes, log);
+    return applyPolicy(ctx, table, reader, changes, log);
+  }
+  // Another process kept changing the stored shape: it announced what changed; look again at the next read.
+  return (await ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)) !== null;
+}
+
+/** Where reading had reached, as an `_ordering`: rows at and after it are sent with the new shape. */
+async function appliesFrom(ctx: PipelineContext, table: TableConfig, reader: TableReader): Promise<string | null> {
+  const cursor = parseCursor(await ctx.redis.get(ctx.keys.cursor(table.source, table.name)), `${table.source}.${table.name}`);
+  return cursor.after === null ? null : sortableWatermark(cursor.after.wm, reader.shape.watermarkKind);
+}
+
+async function announce(ctx: PipelineContext, table: TableConfig, reader: TableReader, changes: ShapeChange[], log: Logger): Promise<void> {
+  const leaving = new Set((reader.shape.outgoing ?? reader.shape.columns).map((c) => c.name));
+  const at = {
+    source: table.source,
+    table: table.name,
+    detectedAt: new Date().toISOString(),
+    appliesFrom: await appliesFrom(ctx, table, reader),
+    sent: (column: string) => leaving.has(column),
+  };
+  const records = changes.map((c) => announcement(c, at));
+  for (const [i, a] of records.entries()) {
+    const fields = { schemaChange: a, policy: table.schemaChanges };
+    if (needsAttention(changes[i]!)) log.warn(fields, `schema change of ${table.source}.${table.name}: ${a.note}`);
+    else log.info(fields, `schema change of ${table.source}.${table.name}: ${a.note}`);
+    ctx.metrics.schemaChanges.inc({ source: table.source, table: table.name, kind: a.kind });
+  }
+  const list = ctx.keys.schemaChanges(table.source, table.name);
+  await ctx.redis
+    .multi()
+    .lpush(list, ...records.map((r) => JSON.stringify(r)))
+    .ltrim(list, 0, KEPT_ANNOUNCEMENTS - 1)
+    .exec();
+  await enqueueAnnouncement(ctx, table, records);
+}
+
+async function enqueueAnnouncement(ctx: PipelineContext, table: TableConfig, records: SchemaChangeAnnouncement[]): Promise<void> {
+  const data: AnnouncePushJob = {
+    v: 1,
+    source: table.source,
+    table: table.name,
+    target: ctx.config.destination.schemaChangesTarget,
+    rows: records.length,
+    cutAt: new Date().toISOString(),
+    announce: records,
+  };
+  const id = createHash('sha256').update(JSON.stringify(records)).digest('hex').slice(0, 32);
+  await enqueuePushJob(ctx, `s-${id}`, data, { countRows: false });
+}
+
+async function applyPolicy(ctx: PipelineContext, table: TableConfig, reader: TableReader, changes: ShapeChange[], log: Logger): Promise<boolean> {
+  const where = `${table.source}.${table.name}`;
+  const leaving = new Set((reader.shape.outgoing ?? reader.shape.columns).map((c) => c.name));
+  const recreated = changes.some((c) => c.kind === 'table_recreated');
+  const added = changes.some((c) => c.kind === 'column_added' && leaving.has(c.column));
+  const backfill = !recreated && added && table.onAddedColumn === 'backfill';
+  if (table.schemaChanges === 'freeze') {
+    const kinds = [...new Set(changes.map((c) => c.kind))].join(', ');
+    await ctx.redis.hset(ctx.keys.paused(table.source, table.name), {
+      at: String(Date.now()),
+      reason: `schema changed (${kinds}) and schemaChanges is freeze: pushsync schema accept --table ${where}`,
+      [FROZEN_FIELD]: JSON.stringify({ recreated, backfill }),
+    });
+    log.warn({ source: table.source, table: table.name }, `${where} frozen by a schema change until "pushsync schema accept --table ${where}"`);
+    return true;
+  }
+  await afterAccepted(ctx, table, { recreated, backfill }, log);
+  return false;
+}
+
+/** What an accepted change sets off: a re-created table is read again from its start, an added column may backfill. */
+export async function afterAccepted(
+  ctx: PipelineContext,
+  table: TableConfig,
+  todo: { recreated: boolean; backfill: boolean },
+  log: Logger,
+): Promise<void> {
+  const where = `${table.source}.${table.name}`;
+  if (todo.recreated) {
+    await restartTable(ctx, table);
+    log.warn({ source: table.source, table: table.name }, `${where} was re-created: reading it again from its start`);
+  } else if (todo.backfill) {
+    await backfillTable(ctx, table);
+    log.info(
+      { source: table.source, table: table.name },
+      `${where}: a column was added and onAddedColumn is backfill: reading it again from its start`,
+    );
+  }
+}
+
+/**
+ * A re-created table is a new table: its cursor (and high water, which the new table's keys owe nothing to) is
+ * forgotten and it is read from its start under a new generation. The keys known to reconciliation are kept, so
+ * reconciliation sends deletes for the old table's keys the new one lacks.
+ */
+async function restartTable(ctx: PipelineContext, table: TableConfig): Promise<void> {
+  await RedisCursorStore.clear(ctx.redis, ctx.keys.cursor(table.source, table.name));
+  await ctx.redis.incr(ctx.keys.generation(table.source, table.name));
+  await ctx.redis.del(ctx.keys.state(table.source, table.name));
+  await ctx.extractQueue.add(
+    `${table.source}.${table.name} (re-created)`,
+    { v: 1, kind: 'table', source: table.source, table: table.name, reason: 'manual' },
+    extractJobOptions(ctx.config.extract.attempts),
+  );
+}
+
+/** The table's latest announcements, newest first. */
+export async function recentSchemaChanges(
+  ctx: PipelineContext,
+  table: Pick<TableConfig, 'source' | 'name'>,
+  limit = KEPT_ANNOUNCEMENTS,
+): Promise<SchemaChangeAnnouncement[]> {
+  const list = await ctx.redis.lrange(ctx.keys.schemaChanges(table.source, table.name), 0, limit - 1);
+  return list.map((s) => JSON.parse(s) as SchemaChangeAnnouncement);
+}
+
+/**
+ * Ends a schema freeze (`pushsync schema accept`): the table is extracted and sent again with its new shape, and
+ * what the change sets off (a re-read of a re-created table, a backfill) starts. False when it was not frozen.
+ */
+export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log: Logger): Promise<boolean> {
+  const pausedKey = ctx.keys.paused(table.source, table.name);
+  const frozen = await ctx.redis.hget(pausedKey, FROZEN_FIELD);
+  if (frozen === null) return false;
+  await ctx.redis.del(pausedKey);
+  await afterAccepted(ctx, table, JSON.parse(frozen) as { recreated: boolean; backfill: boolean }, log);
+  return true;
+}
