@@ -3,7 +3,8 @@ import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
-import { backfillTable, tableByName } from '../src/queue/table-admin.js';
+import { backfillTable, pausedState, tableByName } from '../src/queue/table-admin.js';
+import { acceptSchema, recentSchemaChanges } from '../src/queue/schema-watch.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { currentState } from './helpers/current-state.js';
@@ -82,6 +83,8 @@ describe('schema changes while a CDC stream runs', () => {
     await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
     await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text, n int, code varchar(10))`);
     await client.query(`INSERT INTO items SELECT g, 'v' || g, g, 'code' || g FROM generate_series(1, 60) g`);
+    await client.query(`CREATE TABLE frozen (id int PRIMARY KEY, v text)`);
+    await client.query(`INSERT INTO frozen SELECT g, 'v' || g FROM generate_series(1, 10) g`);
     receiver = await startReceiver('k');
     config = parseConfig(
       {
@@ -95,7 +98,10 @@ describe('schema changes while a CDC stream runs', () => {
             url: LOGICAL_PG_URL,
             mode: 'cdc',
             cdc: { slot, publication: slot, every: '200ms', maxRunTime: '4s', batchKeys: 50, flushInterval: '50ms' },
-            tables: [{ name: `${schema}.items`, batchRows: 7 }],
+            tables: [
+              { name: `${schema}.items`, batchRows: 7 },
+              { name: `${schema}.frozen`, schemaChanges: 'freeze' },
+            ],
           },
         ],
       },
@@ -112,6 +118,36 @@ describe('schema changes while a CDC stream runs', () => {
     await client.end();
     await receiver.close();
     await dropRedisPrefix(prefix);
+  });
+
+  it('freeze holds every change of the table from the schema change on until accepted, while the stream acknowledges on', async () => {
+    const frozen = (): Rec[] => (receiver.stored.get('bronze.app_frozen') ?? []).map((r) => JSON.parse(r) as Rec);
+    await eventually(() => frozen().length === 10, 100, 30_000);
+    await client.query(`ALTER TABLE frozen ADD COLUMN secret text`);
+    await client.query(`UPDATE frozen SET secret = 'S' || id, v = 'after' WHERE id <= 4`);
+    await client.query(`DELETE FROM frozen WHERE id = 9`);
+    const table = tableByName(config, `app.${schema}.frozen`);
+    await eventually(async () => (await pausedState(runtime!.ctx, table))?.schema === true, 100, 30_000);
+    // Another table's change goes through and the slot is acknowledged past the frozen table's changes: they are
+    // held as push jobs in Redis, not dropped.
+    await client.query(`UPDATE items SET v = 'while frozen' WHERE id = 60`);
+    await eventually(() => currentState(records()).get(60)?.v === 'while frozen', 100, 30_000);
+    await sleep(1500);
+    expect(frozen()).toHaveLength(10);
+    expect(frozen().some((r) => 'secret' in r)).toBe(false);
+    const announced = await recentSchemaChanges(runtime!.ctx, table);
+    expect(announced.map((a) => [a.kind, a.column])).toEqual([['column_added', 'secret']]);
+    expect(receiver.stored.get('bronze.pushsync_schema_changes')?.some((r) => r.includes('"secret"'))).toBe(true);
+
+    expect(await acceptSchema(runtime!.ctx, table, createLogger('silent'))).toBe(true);
+    await eventually(
+      () => {
+        const state = currentState(frozen());
+        return state.size === 9 && state.get(2)?.secret === 'S2' && state.get(2)?.v === 'after';
+      },
+      100,
+      30_000,
+    );
   });
 
   it('sends an added nullable column from the next change on', async () => {

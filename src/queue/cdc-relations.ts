@@ -1,7 +1,7 @@
 import type { TableConfig } from '../config.js';
 import type { RelationKeys } from '../core/changes.js';
 import type { ChangeSource, ChangeStreamEvent, TableReader } from '../core/ports.js';
-import { diffShapes, type RelationShape, type ShapeChange } from '../core/table-shape.js';
+import { diffShapes, type RelationShape } from '../core/table-shape.js';
 import type { PipelineContext } from './context.js';
 import { requestSnapshot } from './cdc-snapshots.js';
 
@@ -19,7 +19,8 @@ export interface TrackedRelation extends RelationKeys {
   reader: TableReader;
 }
 
-export type Announce = (table: TableConfig, changes: ShapeChange[], appliesFrom: string | null) => Promise<void>;
+/** Announces what changed in the table's shape, from the `_ordering` given (null: not known). */
+export type Announce = (table: TableConfig, appliesFrom: string | null) => Promise<void>;
 
 interface StoredShape {
   /** The columns exactly as the stream stated them: compared first, so an unchanged relation costs no query. */
@@ -35,6 +36,8 @@ export class RelationTracker {
     /** By `schema.relname`; `id` is set here and read by the change collector. */
     private readonly relations: ReadonlyMap<string, TrackedRelation>,
     private readonly announce: Announce,
+    /** The `_ordering` of a snapshot started at a stream position. */
+    private readonly snapshotOrdering: (position: string) => string,
     private readonly log: PipelineContext['logger'],
   ) {}
 
@@ -60,7 +63,7 @@ export class RelationTracker {
         // Before the new identity is recorded: a crash in between finds the table re-created again, and asks again.
         await requestSnapshot(this.ctx, this.stateKey, r.table, 'table re-created');
         await this.ctx.redis.hdel(this.stateKey, `relshape:${r.table.name}`);
-        await this.announce(r.table, [{ kind: 'table_recreated', from: recorded, to: id }], position);
+        await this.announce(r.table, position === null ? null : this.snapshotOrdering(position));
         this.log.warn(
           { table: r.table.name, from: recorded, to: id },
           `${r.table.source}.${r.table.name} was dropped and created again: changes of the dropped table are not applied to it; snapshotting it again while the stream flows`,
@@ -92,7 +95,7 @@ export class RelationTracker {
       // ALTER … TYPE rewrites every row, and with USING may change each value, without a single change in the
       // stream: only reading the table again brings the values downstream.
       if (changes.some((c) => c.kind === 'type_changed')) await requestSnapshot(this.ctx, this.stateKey, r.table, 'column type changed');
-      if (changes.length > 0) await this.announce(r.table, changes, e.from);
+      if (changes.length > 0) await this.announce(r.table, e.from);
     }
     const stored: StoredShape = { stated, shape };
     await this.ctx.redis.hset(this.stateKey, field, JSON.stringify(stored));

@@ -16,7 +16,7 @@ import { resetTable } from './table-admin.js';
 import { failJob } from './job-errors.js';
 import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
 import { IncrementalSnapshots } from './cdc-snapshots.js';
-import { announceSchemaChanges } from './cdc-announce.js';
+import { streamDescribedChange } from './cdc-announce.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -76,7 +76,15 @@ export async function runCdc(
     const relations = new Map<string, TrackedRelation>(
       watched.map((w) => [`${w.reader.shape.schema}.${w.reader.shape.relname}`, { primaryKey: w.reader.shape.primaryKey, ...w }]),
     );
-    const tracker = new RelationTracker(ctx, cdc, stateKey, relations, (t, c, from) => announceSchemaChanges(ctx, t, c, from, log), log);
+    const tracker = new RelationTracker(
+      ctx,
+      cdc,
+      stateKey,
+      relations,
+      (t, from) => streamDescribedChange(ctx, t, from, log),
+      (position) => cdc.snapshotOrdering(position),
+      log,
+    );
     // Before any snapshot: a table created again under its name is snapshotted again as a new table, in the stream.
     const recreated = new Set((await tracker.checkIdentities(await ctx.redis.hget(stateKey, 'ackedLsn'))).map((t) => t.name));
     let snapshotRows = 0;

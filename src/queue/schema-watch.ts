@@ -35,11 +35,18 @@ export const FROZEN_FIELD = 'schema';
  * and applies the table's policy. Returns true when the table is frozen by a schema change (`schemaChanges: freeze`):
  * nothing of it may be read or sent until accepted.
  *
- * Watermark tables only: a CDC table's changes come with its stream's relation messages.
+ * A CDC table is also checked when its stream describes new columns; `streamFrom` is then the `_ordering` of the
+ * first change with the new shape, announced as where it applies from.
  */
-export async function watchShape(ctx: PipelineContext, table: TableConfig, reader: TableReader, log: Logger): Promise<boolean> {
+export async function watchShape(
+  ctx: PipelineContext,
+  table: TableConfig,
+  reader: TableReader,
+  log: Logger,
+  streamFrom?: string | null,
+): Promise<boolean> {
   const relation = reader.shape.relation;
-  if (relation === undefined || table.mode !== 'watermark') return false;
+  if (relation === undefined || (table.mode !== 'watermark' && table.mode !== 'cdc')) return false;
   const key = ctx.keys.schemaShape(table.source, table.name);
   const seen = JSON.stringify(relation);
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -54,7 +61,7 @@ export async function watchShape(ctx: PipelineContext, table: TableConfig, reade
     if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
     const changes = diffShapes(before, relation);
     if (changes.length === 0) return frozen !== null;
-    await announce(ctx, table, reader, changes, log);
+    await announce(ctx, table, reader, changes, log, streamFrom);
     return applyPolicy(ctx, table, reader, changes, log);
   }
   // Another process kept changing the stored shape: it announced what changed; look again at the next read.
@@ -67,13 +74,21 @@ async function appliesFrom(ctx: PipelineContext, table: TableConfig, reader: Tab
   return cursor.after === null ? null : sortableWatermark(cursor.after.wm, reader.shape.watermarkKind);
 }
 
-async function announce(ctx: PipelineContext, table: TableConfig, reader: TableReader, changes: ShapeChange[], log: Logger): Promise<void> {
+async function announce(
+  ctx: PipelineContext,
+  table: TableConfig,
+  reader: TableReader,
+  changes: ShapeChange[],
+  log: Logger,
+  streamFrom: string | null | undefined,
+): Promise<void> {
   const leaving = new Set((reader.shape.outgoing ?? reader.shape.columns).map((c) => c.name));
   const at = {
     source: table.source,
     table: table.name,
     detectedAt: new Date().toISOString(),
-    appliesFrom: await appliesFrom(ctx, table, reader),
+    // A CDC table's records are read when sent: every record sent after the change has the new shape.
+    appliesFrom: streamFrom ?? (table.mode === 'cdc' ? null : await appliesFrom(ctx, table, reader)),
     sent: (column: string) => leaving.has(column),
   };
   const records = changes.map((c) => announcement(c, at));
@@ -134,6 +149,12 @@ export async function afterAccepted(
   log: Logger,
 ): Promise<void> {
   const where = `${table.source}.${table.name}`;
+  if (table.mode === 'cdc') {
+    // Snapshotted again while the stream flows (cdc-snapshots.ts); the stream's reader already asked for a
+    // re-created table, with the position its changes stop applying at.
+    if (todo.backfill) await backfillTable(ctx, table);
+    return;
+  }
   if (todo.recreated) {
     await restartTable(ctx, table);
     log.warn({ source: table.source, table: table.name }, `${where} was re-created: reading it again from its start`);
