@@ -17,7 +17,8 @@ export async function resetTable(ctx: PipelineContext, table: TableConfig): Prom
   await ctx.redis.del(ctx.keys.knownKeys(table.source, table.name), ctx.keys.state(table.source, table.name));
   if (table.mode === 'cdc') {
     const source = ctx.config.sources.find((s) => s.name === table.source)!;
-    await ctx.redis.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`);
+    // An incremental snapshot under way would share the cursor with the snapshot that starts over.
+    await ctx.redis.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`, `resnap:${table.name}`);
   }
 }
 
