@@ -314,8 +314,7 @@ async function streamChanges(
       await o.tracker.checkIdentities(position);
     }
     if (position !== null) snapshotRows += await o.snapshots.step(position);
-    const reachedTarget =
-      o.target !== null && acked !== null && cdc.comparePositions(acked, o.target) >= 0 && !o.snapshots.active;
+    const reachedTarget = o.target !== null && acked !== null && cdc.comparePositions(acked, o.target) >= 0 && !o.snapshots.active;
     if (o.shouldStop() || Date.now() >= o.deadline || reachedTarget) {
       await flush();
       return { changes, acked, snapshotRows };
