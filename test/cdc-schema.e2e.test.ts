@@ -64,7 +64,7 @@ describe('schema changes while a CDC stream runs', () => {
         30_000,
       );
     } catch (err) {
-      throw new Error(`${(err as Error).message}: ${last.slice(0, 5).join('; ')}`);
+      throw new Error(`${(err as Error).message}: ${last.slice(0, 5).join('; ')}`, { cause: err });
     }
     const failed = [...(await runtime!.ctx.pushQueue.getFailed()), ...(await runtime!.ctx.extractQueue.getFailed())];
     expect(failed.map((j) => `${j.name}: ${j.failedReason}`)).toEqual([]);
@@ -336,7 +336,7 @@ describe('backfill --table of a CDC table under concurrent writes', () => {
       200,
       30_000,
     ).catch((err: Error) => {
-      throw new Error(`${err.message}: ${diff.slice(0, 5).join('; ')}`);
+      throw new Error(`${err.message}: ${diff.slice(0, 5).join('; ')}`, { cause: err });
     });
     expect(await runtime.ctx.pushQueue.getFailedCount()).toBe(0);
   });
