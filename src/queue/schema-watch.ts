@@ -91,7 +91,14 @@ async function announce(
     appliesFrom: streamFrom ?? (table.mode === 'cdc' ? null : await appliesFrom(ctx, table, reader)),
     sent: (column: string) => leaving.has(column),
   };
-  const records = changes.map((c) => announcement(c, at));
+  const frozen =
+    table.schemaChanges === 'freeze'
+      ? `; ${table.source}.${table.name} is frozen until "pushsync schema accept --table ${table.source}.${table.name}"`
+      : '';
+  const records = changes.map((c) => {
+    const a = announcement(c, at);
+    return { ...a, note: a.note + frozen };
+  });
   for (const [i, a] of records.entries()) {
     const fields = { schemaChange: a, policy: table.schemaChanges };
     if (needsAttention(changes[i]!)) log.warn(fields, `schema change of ${table.source}.${table.name}: ${a.note}`);

@@ -28,6 +28,8 @@ import {
 import { columnEncoder, keyJson, keyText, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
 import { translateMysqlError } from './mysql-errors.js';
 import { MysqlPool, type RawRow } from './mysql-query.js';
+import { relationShapeOf, relationShapeSql } from './mysql-shape.js';
+import { shapeFingerprint } from '../core/table-shape.js';
 
 export interface MysqlSourceOptions {
   name: string;
@@ -74,14 +76,32 @@ export class MysqlSource implements Source {
     return (await this.queryText(describeColumnsSql(flavor, schema, relname), `describe ${schema}.${relname}`)).map(columnFrom);
   }
 
-  table(spec: TableSpec): Promise<TableReader> {
+  /**
+   * The reader for the table as it is now: once described, each call compares the table's columns (one
+   * information_schema query) with those its reader was described with, and describes it again when they changed.
+   */
+  async table(spec: TableSpec): Promise<TableReader> {
     const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete]);
-    let table = this.tables.get(key);
-    if (!table) {
-      table = MysqlTable.describe(this, spec);
-      this.tables.set(key, table);
-      table.catch(() => this.tables.delete(key));
+    const cached = this.tables.get(key);
+    const reader = cached && (await cached.catch(() => undefined));
+    if (reader && reader.shape.relation) {
+      const { schema, relname } = reader.shape;
+      const now = relationShapeOf(await this.queryText(relationShapeSql(schema, relname), `read the shape of ${schema}.${relname}`));
+      if (!now) {
+        throw new AppError('SOURCE_SCHEMA', `table ${spec.name} no longer exists in source ${this.name} (dropped, or being re-created?)`, {
+          retryable: true,
+        });
+      }
+      if (shapeFingerprint(now) === shapeFingerprint(reader.shape.relation)) return reader;
     }
+    // A concurrent call may have described the new shape meanwhile.
+    const current = this.tables.get(key);
+    if (current && current !== cached) return current;
+    const table = MysqlTable.describe(this, spec);
+    this.tables.set(key, table);
+    table.catch(() => {
+      if (this.tables.get(key) === table) this.tables.delete(key);
+    });
     return table;
   }
 
@@ -197,6 +217,8 @@ class MysqlTable implements TableReader {
       watermark: watermark?.name ?? null,
       watermarkKind: watermark ? watermarkKind(watermark) : 'other',
       mayNest: columns.some((c) => c.kind === 'json'),
+      // From the same catalog read as the columns: a change after it is seen by the next comparison.
+      relation: { identity: null, columns: columns.map((c) => ({ name: c.name, type: c.columnType })) },
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
