@@ -1,7 +1,8 @@
-import type { TableConfig } from '../config.js';
+import { tableSpec, type TableConfig } from '../config.js';
+import { isAppError } from '../core/errors.js';
 import { SNAPSHOT_START_CURSOR, cursorAfterRange, nextPhase, rangeId } from '../core/cursor.js';
-import type { TableReader } from '../core/ports.js';
 import type { PipelineContext } from './context.js';
+import { findSource } from './context.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { rangeJobId, type PushJob } from './jobs.js';
 import { PendingSet } from './pending.js';
@@ -32,7 +33,6 @@ interface Pending {
 
 export interface SnapshotTable {
   table: TableConfig;
-  reader: TableReader;
 }
 
 const FIELD = 'resnap:';
@@ -90,7 +90,13 @@ export class IncrementalSnapshots {
     for (const [name, p] of this.pending) {
       const t = this.tables.get(name)!;
       if (p.ordering === undefined) await this.start(t, p, position);
-      rows += await this.nextRange(t, p);
+      try {
+        rows += await this.nextRange(t, p);
+      } catch (err) {
+        // The table is being dropped and created again, or changed under the read: the next turn tries again, and
+        // the stream goes on meanwhile.
+        if (!isAppError(err) || err.code !== 'SOURCE_SCHEMA') throw err;
+      }
     }
     return rows;
   }
@@ -126,7 +132,9 @@ export class IncrementalSnapshots {
     if ((await pending.count()) >= this.ctx.config.extract.maxPendingBatches) return 0;
     const store = this.cursors(t);
     const stored = await store.load();
-    const next = await t.reader.nextRange(stored.cursor, t.table.batchRows, null);
+    // The reader as the table is now (one catalog query): its key may have been renamed since the run started.
+    const reader = await findSource(this.ctx, source).table(tableSpec(t.table));
+    const next = await reader.nextRange(stored.cursor, t.table.batchRows, null);
     if (!next) {
       const following = nextPhase(stored.cursor);
       if (following) {
