@@ -4,6 +4,7 @@ import type { Logger } from './observability/logger.js';
 import { checkRulesAtStart, closePipeline, createPipeline, startRuntime } from './main.js';
 import { probeRedis } from './queue/redis.js';
 import { runOnce, type OnceSummary } from './queue/run-once.js';
+import { frozenPushJobs } from './queue/schema-watch.js';
 
 export interface SyncOnceResult extends OnceSummary {
   counts: Array<{ table: string; target: string; extracted: number; pushed: number }>;
@@ -31,6 +32,7 @@ export async function syncOnce(
     const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
       timeoutMs: options.timeoutMs,
       reconcile: options.reconcile === true,
+      parked: () => frozenPushJobs(ctx),
     });
     const [extracted, pushed] = await Promise.all([ctx.metrics.rowsExtracted.get(), ctx.metrics.rowsPushed.get()]);
     const count = (m: typeof extracted, t: { source: string; name: string }): number =>

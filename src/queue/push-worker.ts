@@ -57,7 +57,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
   let reader: TableReader | undefined;
   try {
     if ('announce' in data) {
-      const result = await pushAnnouncement(ctx, data, counted);
+      const result = await pushAnnouncement(ctx, data);
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
       return result;
     }

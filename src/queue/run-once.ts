@@ -27,7 +27,13 @@ export async function runOnce(
   config: Config,
   queues: { extract: Queue; push: Queue },
   workers: Worker[],
-  options: { timeoutMs: number; pollMs?: number; reconcile?: boolean },
+  options: {
+    timeoutMs: number;
+    pollMs?: number;
+    reconcile?: boolean;
+    /** Push jobs that wait, delayed, for an operator (tables frozen by a schema change): they do not keep the pass going. */
+    parked?: () => Promise<number>;
+  },
 ): Promise<OnceSummary> {
   const failed: OnceSummary['failed'] = [];
   for (const w of workers) {
@@ -55,7 +61,8 @@ export async function runOnce(
     await sleep(poll);
     // Only this run's extract jobs count: a long-running scheduler may keep delayed runs in the same queue.
     const extracting = await Promise.all(ids.map((id) => queues.extract.getJobState(id)));
-    const remaining = extracting.filter((s) => s !== 'completed' && s !== 'failed' && s !== 'unknown').length + (await busy(queues.push));
+    const parked = options.parked ? await options.parked() : 0;
+    const remaining = extracting.filter((s) => s !== 'completed' && s !== 'failed' && s !== 'unknown').length + (await busy(queues.push)) - parked;
     idleSeen = remaining === 0 ? idleSeen + 1 : 0;
   }
   return { tables: tables.length, failed, timedOut: false };

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { TableConfig } from '../config.js';
+import { allTables, type TableConfig } from '../config.js';
 import { parseCursor } from '../core/cursor.js';
 import { sortableWatermark } from '../core/ordering.js';
 import type { TableReader } from '../core/ports.js';
@@ -58,11 +58,17 @@ export async function watchShape(
     }
     const before = JSON.parse(stored) as RelationShape;
     if (sameShape(before, relation)) return frozen !== null;
-    if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
     const changes = diffShapes(before, relation);
-    if (changes.length === 0) return frozen !== null;
-    await announce(ctx, table, reader, changes, log, streamFrom);
-    return applyPolicy(ctx, table, reader, changes, log);
+    // Invariant: what a change calls for (a freeze, a re-read from the start) is in Redis before the new shape is
+    // stored as seen, so a crash in between repeats it at the next check and never skips it. A process that loses
+    // the swap may have done it too: a second re-read is harmless.
+    // Read before a re-read moves the cursor back to the start.
+    // A CDC table's records are read when sent: every record sent after the change has the new shape.
+    const from = changes.length === 0 ? null : (streamFrom ?? (table.mode === 'cdc' ? null : await appliesFrom(ctx, table, reader)));
+    const frozenNow = changes.length > 0 && (await applyPolicy(ctx, table, reader, changes, log));
+    if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
+    if (changes.length > 0) await announce(ctx, table, reader, changes, from, log);
+    return frozenNow || frozen !== null;
   }
   // Another process kept changing the stored shape: it announced what changed; look again at the next read.
   return (await ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)) !== null;
@@ -79,16 +85,15 @@ async function announce(
   table: TableConfig,
   reader: TableReader,
   changes: ShapeChange[],
+  appliesFrom: string | null,
   log: Logger,
-  streamFrom: string | null | undefined,
 ): Promise<void> {
   const leaving = new Set((reader.shape.outgoing ?? reader.shape.columns).map((c) => c.name));
   const at = {
     source: table.source,
     table: table.name,
     detectedAt: new Date().toISOString(),
-    // A CDC table's records are read when sent: every record sent after the change has the new shape.
-    appliesFrom: streamFrom ?? (table.mode === 'cdc' ? null : await appliesFrom(ctx, table, reader)),
+    appliesFrom,
     sent: (column: string) => leaving.has(column),
   };
   const frozen =
@@ -211,4 +216,23 @@ export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log
   await ctx.redis.del(pausedKey);
   await afterAccepted(ctx, table, JSON.parse(frozen) as { recreated: boolean; backfill: boolean }, log);
   return true;
+}
+
+/**
+ * Delayed push jobs of tables frozen by a schema change: they wait for `pushsync schema accept`, so a one-shot pass
+ * does not wait for them. No query at all unless a table has `schemaChanges: freeze`.
+ */
+export async function frozenPushJobs(ctx: PipelineContext): Promise<number> {
+  const freezing = allTables(ctx.config).filter((t) => t.schemaChanges === 'freeze');
+  if (freezing.length === 0) return 0;
+  const frozen = new Set<string>();
+  for (const t of freezing) {
+    if ((await ctx.redis.hget(ctx.keys.paused(t.source, t.name), FROZEN_FIELD)) !== null) frozen.add(`${t.source}.${t.name}`);
+  }
+  if (frozen.size === 0) return 0;
+  const delayed = await ctx.pushQueue.getDelayed();
+  return delayed.filter((j) => {
+    const d = j?.data as { source?: string; table?: string } | undefined;
+    return frozen.has(`${d?.source}.${d?.table}`);
+  }).length;
 }
