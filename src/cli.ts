@@ -455,14 +455,20 @@ program
 
 program
   .command('backfill')
-  .description('read a watermark table again from its start under a new generation, now, while every other table keeps syncing')
+  .description(
+    'read a table again from its start while every other table keeps syncing (a CDC table: an incremental snapshot interleaved with its stream)',
+  )
   .requiredOption('--table <source.table...>', 'tables, as <source>.<table as configured>')
   .action(async (opts: { table: string[] }) => {
     try {
       await withQueues(NEEDS.redisOnly, async (ctx) => {
         for (const t of chosenTables(ctx, opts.table)) {
           await backfillTable(ctx, t);
-          process.stdout.write(`backfilling ${t.source}.${t.name} from its start (progress: pushsync status)\n`);
+          process.stdout.write(
+            t.mode === 'cdc'
+              ? `snapshotting ${t.source}.${t.name} again while its stream flows (started by the source's CDC reader)\n`
+              : `backfilling ${t.source}.${t.name} from its start (progress: pushsync status)\n`,
+          );
         }
       });
     } catch (err) {

@@ -32,6 +32,16 @@ describe('ChangeCollector', () => {
     ]);
   });
 
+  it('never applies a change of a dropped table to the table re-created under its name (another relation id)', () => {
+    const c = new ChangeCollector(new Map<string, RelationKeys>([['public.orders', { primaryKey: ['id'], id: '16500' }]]));
+    c.begin('0/20');
+    c.delete('public.orders', { id: '1' }, '16400');
+    c.update('public.orders', { id: '2' }, null, '16400');
+    c.insert('public.orders', { id: '3' }, '16500');
+    expect(c.ignored).toBe(2);
+    expect(c.commit()).toEqual([{ relation: 'public.orders', op: 'insert', pk: ['3'], ordering: changeOrdering('0/20', 1) }]);
+  });
+
   it('ignores changes of relations it does not watch', () => {
     const c = new ChangeCollector(RELATIONS);
     c.begin('0/1');

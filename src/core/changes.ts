@@ -22,12 +22,18 @@ export type Tuple = Record<string, string | null | undefined>;
 
 export interface RelationKeys {
   primaryKey: string[];
+  /**
+   * The relation's identity (a Postgres oid) as pushsync resolved the name. A change that names the relation but
+   * carries another identity belongs to a table of the same name that was dropped: it is never applied to this one.
+   */
+  id?: string | undefined;
 }
 
 export class ChangeCollector {
   private commitLsn: string | null = null;
   private position = 0;
   private events: ChangeEvent[] = [];
+  private foreign = 0;
 
   /** @param relations the watched relations by `schema.relname`; changes of others are ignored. */
   constructor(private readonly relations: ReadonlyMap<string, RelationKeys>) {}
@@ -40,6 +46,27 @@ export class ChangeCollector {
     this.commitLsn = commitLsn;
     this.position = 0;
     this.events = [];
+    this.foreign = 0;
+  }
+
+  /** The watched relation a change belongs to, or undefined (not watched, or of a dropped table of that name). */
+  private watched(relation: string, id: string | undefined): RelationKeys | undefined {
+    const keys = this.relations.get(relation);
+    if (keys?.id !== undefined && id !== undefined && keys.id !== id) {
+      this.foreign += 1;
+      return undefined;
+    }
+    return keys;
+  }
+
+  /** The `_ordering` the next change of the current transaction gets; null outside a transaction. */
+  nextOrdering(): string | null {
+    return this.commitLsn === null ? null : changeOrdering(this.commitLsn, this.position + 1);
+  }
+
+  /** Changes of the current transaction that were ignored because they belong to a dropped table of a watched name. */
+  get ignored(): number {
+    return this.foreign;
   }
 
   private key(relation: string, tuple: Tuple | null | undefined, keys: RelationKeys, what: string): string[] | null {
@@ -61,15 +88,15 @@ export class ChangeCollector {
     this.events.push({ relation, op, pk, ordering: changeOrdering(this.commitLsn, this.position) });
   }
 
-  insert(relation: string, row: Tuple): void {
-    const keys = this.relations.get(relation);
+  insert(relation: string, row: Tuple, id?: string): void {
+    const keys = this.watched(relation, id);
     if (!keys) return;
     this.push(relation, 'insert', this.key(relation, row, keys, 'an insert')!);
   }
 
   /** `oldKey` is the old key (or the whole old row with REPLICA IDENTITY FULL), sent when the key changed. */
-  update(relation: string, row: Tuple, oldKey: Tuple | null): void {
-    const keys = this.relations.get(relation);
+  update(relation: string, row: Tuple, oldKey: Tuple | null, id?: string): void {
+    const keys = this.watched(relation, id);
     if (!keys) return;
     const pk = this.key(relation, row, keys, 'an update')!;
     const old = this.key(relation, oldKey, keys, 'an update');
@@ -82,8 +109,8 @@ export class ChangeCollector {
     this.push(relation, 'update', pk);
   }
 
-  delete(relation: string, oldKey: Tuple | null): void {
-    const keys = this.relations.get(relation);
+  delete(relation: string, oldKey: Tuple | null, id?: string): void {
+    const keys = this.watched(relation, id);
     if (!keys) return;
     // A delete is nothing but its key: with none at all the key check reports it, like a key with missing columns.
     this.push(relation, 'delete', this.key(relation, oldKey ?? {}, keys, 'a delete')!);

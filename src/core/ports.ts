@@ -177,11 +177,31 @@ export interface Destination {
  */
 export type ChangeStreamEvent =
   /** A committed transaction's key-level changes, in commit order. Acknowledging `end` confirms it and all before. */
-  | { kind: 'transaction'; changes: ChangeEvent[]; end: string }
+  | {
+      kind: 'transaction';
+      changes: ChangeEvent[];
+      end: string;
+      /** Changes left out because they belong to a dropped table of a watched name (another relation id). */
+      ignored?: number | undefined;
+    }
   /** Nothing is in flight: everything before `position` has been handed over, so acknowledging it loses nothing. */
   | { kind: 'idle'; position: string }
   /** The relations were emptied; no keys travel with it. */
-  | { kind: 'truncate'; relations: string[] };
+  | { kind: 'truncate'; relations: string[] }
+  /**
+   * A watched relation's description as the stream states it before its first change in a session and after a
+   * change of its columns: its identity and its columns in order, each with a text that differs when the column's
+   * type differs (a type id and modifier, not a name). Columns the stream never carries (Postgres generated
+   * columns) are absent.
+   */
+  | {
+      kind: 'relation';
+      relation: string;
+      id: string;
+      columns: Array<{ name: string; type: string }>;
+      /** The `_ordering` of the first change described this way; null when not known. */
+      from: string | null;
+    };
 
 export interface ChangeStream {
   /**
@@ -223,7 +243,14 @@ export interface ChangeSource {
   /** Tables whose deletes or updates would arrive without their key, each with the fix. */
   keyProblems(tables: readonly TableShape[]): Promise<string[]>;
   /** Makes sure the tables are captured (e.g. in the publication). */
-  prepare(tables: readonly TableShape[]): Promise<void>;
+  prepare(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<void>;
+  /**
+   * The identity of each table (`schema.relname` → a Postgres oid) as the catalog resolves its name now; a table
+   * missing from the catalog is absent. Optional: a source without relation identities never detects a re-created table.
+   */
+  relationIds?(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<Map<string, string>>;
+  /** The catalog's names (modifier included) of types as `relation` events state them; unknown ones are absent. */
+  typeNames?(types: readonly string[]): Promise<Map<string, string>>;
   status(): Promise<ChangeStreamStatus>;
   /** Creates the durable stream and returns the position it starts from: every later commit streams from it. */
   create(): Promise<string>;

@@ -14,6 +14,9 @@ import { enqueuePushJob, waitForCapacity } from './push-jobs.js';
 import { TableLock } from './table-lock.js';
 import { resetTable } from './table-admin.js';
 import { failJob } from './job-errors.js';
+import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
+import { IncrementalSnapshots } from './cdc-snapshots.js';
+import { streamDescribedChange } from './cdc-announce.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -70,8 +73,24 @@ export async function runCdc(
 
     const streamStart = await ensureStream(ctx, cdc, stateKey, watched, sourceName);
     const shouldStop = (): boolean => stopping() || lock.isLost;
+    const relations = new Map<string, TrackedRelation>(
+      watched.map((w) => [`${w.reader.shape.schema}.${w.reader.shape.relname}`, { primaryKey: w.reader.shape.primaryKey, ...w }]),
+    );
+    const tracker = new RelationTracker(
+      ctx,
+      cdc,
+      stateKey,
+      relations,
+      (t, from) => streamDescribedChange(ctx, t, from, log),
+      (position) => cdc.snapshotOrdering(position),
+      log,
+    );
+    // Before any snapshot: a table created again under its name is snapshotted again as a new table, in the stream.
+    const recreated = new Set((await tracker.checkIdentities(await ctx.redis.hget(stateKey, 'ackedLsn'))).map((t) => t.name));
     let snapshotRows = 0;
-    for (const w of watched) snapshotRows += await snapshotTable(ctx, w, cdc.snapshotOrdering(streamStart), stateKey, shouldStop);
+    for (const w of watched) {
+      if (!recreated.has(w.table.name)) snapshotRows += await snapshotTable(ctx, w, cdc.snapshotOrdering(streamStart), stateKey, shouldStop);
+    }
 
     const info = await cdc.status();
     if (info.lagBytes !== null) {
@@ -81,10 +100,16 @@ export async function runCdc(
       }
     }
     const target = untilCurrent ? await cdc.currentPosition() : null;
-    const relations = new Map<string, RelationKeys & Watched>(
-      watched.map((w) => [`${w.reader.shape.schema}.${w.reader.shape.relname}`, { primaryKey: w.reader.shape.primaryKey, ...w }]),
+    const snapshots = new IncrementalSnapshots(
+      ctx,
+      stateKey,
+      new Map(watched.map((w) => [w.table.name, w])),
+      (position) => cdc.snapshotOrdering(position),
+      log,
     );
     const result = await streamChanges(ctx, cdc, relations, {
+      tracker,
+      snapshots,
       sourceName,
       stateKey,
       target,
@@ -97,7 +122,7 @@ export async function runCdc(
       },
       log,
     });
-    return { changes: result.changes, snapshotRows, ackedPosition: result.acked };
+    return { changes: result.changes, snapshotRows: snapshotRows + result.snapshotRows, ackedPosition: result.acked };
   } catch (err) {
     throw failJob(err, { ctx, job, labels: { source: sourceName, table: `cdc:${settings.slot}` }, log, what: 'cdc run failed' });
   } finally {
@@ -188,6 +213,8 @@ async function snapshotTable(ctx: PipelineContext, w: Watched, ordering: string,
 }
 
 interface StreamOptions {
+  tracker: RelationTracker;
+  snapshots: IncrementalSnapshots;
   sourceName: string;
   stateKey: string;
   /** Stop once everything up to this position is acknowledged (one-shot runs); null streams until the deadline. */
@@ -202,13 +229,15 @@ interface StreamOptions {
 
 const POLL_MS = 50;
 const POSITION_REQUEST_MS = 200;
+/** How often a streaming reader looks up its tables' identities: a table dropped and created again leaves the publication. */
+const IDENTITY_CHECK_MS = 5000;
 
 async function streamChanges(
   ctx: PipelineContext,
   cdc: ChangeSource,
   relations: Map<string, RelationKeys & Watched>,
   o: StreamOptions,
-): Promise<{ changes: number; acked: string | null }> {
+): Promise<{ changes: number; acked: string | null; snapshotRows: number }> {
   const inbox: ChangeStreamEvent[] = [];
   let streamError: Error | undefined;
   const stream = await cdc.open(
@@ -226,6 +255,10 @@ async function streamChanges(
   let lastFlush = Date.now();
   let lastRequest = 0;
   let changes = 0;
+  // Every transaction before it was received: where an incremental snapshot may start (cdc-snapshots.ts).
+  let position = acked;
+  let lastIdentityCheck = Date.now();
+  let snapshotRows = 0;
 
   const acknowledge = async (position: string): Promise<void> => {
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
@@ -256,9 +289,15 @@ async function streamChanges(
         case 'transaction':
           buffered.push(...e.changes);
           bufferedEnd = e.end;
+          position = e.end;
+          if (e.ignored) ctx.metrics.errors.inc({ source: o.sourceName, table: '*', code: 'CHANGE_OF_DROPPED_TABLE' }, e.ignored);
           if (buffered.length >= o.batchKeys) await flush();
           break;
+        case 'relation':
+          await o.tracker.onRelation(e);
+          break;
         case 'idle':
+          position = e.position;
           // Nothing received is waiting to be enqueued: the source's position may be confirmed.
           if (buffered.length === 0 && bufferedEnd === null && (acked === null || cdc.comparePositions(e.position, acked) > 0))
             await acknowledge(e.position);
@@ -270,10 +309,15 @@ async function streamChanges(
       }
     }
     if ((buffered.length > 0 || bufferedEnd !== null) && Date.now() - lastFlush >= o.flushIntervalMs) await flush();
-    const reachedTarget = o.target !== null && acked !== null && cdc.comparePositions(acked, o.target) >= 0;
+    if (Date.now() - lastIdentityCheck >= IDENTITY_CHECK_MS) {
+      lastIdentityCheck = Date.now();
+      await o.tracker.checkIdentities(position);
+    }
+    if (position !== null) snapshotRows += await o.snapshots.step(position);
+    const reachedTarget = o.target !== null && acked !== null && cdc.comparePositions(acked, o.target) >= 0 && !o.snapshots.active;
     if (o.shouldStop() || Date.now() >= o.deadline || reachedTarget) {
       await flush();
-      return { changes, acked };
+      return { changes, acked, snapshotRows };
     }
     if (o.target !== null && acked !== null && Date.now() - lastRequest > POSITION_REQUEST_MS) {
       // An idle one-shot run learns it has caught up without waiting for the source's own keepalive interval. Only a

@@ -70,7 +70,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
     reader = await findSource(ctx, data.source).table(tableSpec(table));
     // Invariant: a frozen table sends nothing until its schema change is accepted; the job waits without using up
     // an attempt.
-    if (!('changes' in data) && (await watchShape(ctx, table, reader, log)) && token !== undefined) {
+    if ((await watchShape(ctx, table, reader, log)) && token !== undefined) {
       await job.moveToDelayed(Date.now() + FROZEN_RECHECK_MS, token);
       throw new DelayedError();
     }

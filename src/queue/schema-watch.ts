@@ -35,11 +35,18 @@ export const FROZEN_FIELD = 'schema';
  * and applies the table's policy. Returns true when the table is frozen by a schema change (`schemaChanges: freeze`):
  * nothing of it may be read or sent until accepted.
  *
- * Watermark tables only: a CDC table's changes come with its stream's relation messages.
+ * A CDC table is also checked when its stream describes new columns; `streamFrom` is then the `_ordering` of the
+ * first change with the new shape, announced as where it applies from.
  */
-export async function watchShape(ctx: PipelineContext, table: TableConfig, reader: TableReader, log: Logger): Promise<boolean> {
+export async function watchShape(
+  ctx: PipelineContext,
+  table: TableConfig,
+  reader: TableReader,
+  log: Logger,
+  streamFrom?: string | null,
+): Promise<boolean> {
   const relation = reader.shape.relation;
-  if (relation === undefined || table.mode !== 'watermark') return false;
+  if (relation === undefined || (table.mode !== 'watermark' && table.mode !== 'cdc')) return false;
   const key = ctx.keys.schemaShape(table.source, table.name);
   const seen = JSON.stringify(relation);
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -56,7 +63,8 @@ export async function watchShape(ctx: PipelineContext, table: TableConfig, reade
     // stored as seen, so a crash in between repeats it at the next check and never skips it. A process that loses
     // the swap may have done it too: a second re-read is harmless.
     // Read before a re-read moves the cursor back to the start.
-    const from = changes.length > 0 ? await appliesFrom(ctx, table, reader) : null;
+    // A CDC table's records are read when sent: every record sent after the change has the new shape.
+    const from = changes.length === 0 ? null : (streamFrom ?? (table.mode === 'cdc' ? null : await appliesFrom(ctx, table, reader)));
     const frozenNow = changes.length > 0 && (await applyPolicy(ctx, table, reader, changes, log));
     if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
     if (changes.length > 0) await announce(ctx, table, reader, changes, from, log);
@@ -153,6 +161,12 @@ export async function afterAccepted(
   log: Logger,
 ): Promise<void> {
   const where = `${table.source}.${table.name}`;
+  if (table.mode === 'cdc') {
+    // Snapshotted again while the stream flows (cdc-snapshots.ts); the stream's reader already asked for a
+    // re-created table, with the position its changes stop applying at.
+    if (todo.backfill) await backfillTable(ctx, table);
+    return;
+  }
   if (todo.recreated) {
     await restartTable(ctx, table);
     log.warn({ source: table.source, table: table.name }, `${where} was re-created: reading it again from its start`);

@@ -98,5 +98,11 @@ function watermarkPosition(t: TableConfig, cursor: Cursor): string {
 function cdcPosition(t: TableConfig, cdc: Record<string, string>): string {
   const snapshot = cdc[`snapshot:${t.name}`];
   const acked = cdc.ackedLsn ? `, changes acknowledged up to ${cdc.ackedLsn}` : '';
+  const again = cdc[`resnap:${t.name}`];
+  if (again) {
+    const r = JSON.parse(again) as { reason: string; requestedAt: string; startedAt?: string };
+    const when = r.startedAt ? `under way since ${r.startedAt}` : `requested ${r.requestedAt}`;
+    return `snapshot again (${r.reason}) ${when}, interleaved with the stream${acked}`;
+  }
   return `${snapshot ? `snapshot done ${snapshot}` : 'snapshot pending'}${acked}`;
 }

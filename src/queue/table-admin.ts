@@ -3,6 +3,7 @@ import { AppError } from '../core/errors.js';
 import type { PipelineContext } from './context.js';
 import { RedisCursorStore } from './cursor-store.js';
 import { extractJobOptions } from './jobs.js';
+import { requestSnapshot } from './cdc-snapshots.js';
 
 /**
  * Forgets what pushsync knows of a table: its cursor (and high water), the keys remembered for reconciliation and,
@@ -16,7 +17,8 @@ export async function resetTable(ctx: PipelineContext, table: TableConfig): Prom
   await ctx.redis.del(ctx.keys.knownKeys(table.source, table.name), ctx.keys.state(table.source, table.name));
   if (table.mode === 'cdc') {
     const source = ctx.config.sources.find((s) => s.name === table.source)!;
-    await ctx.redis.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`);
+    // An incremental snapshot under way would share the cursor with the snapshot that starts over.
+    await ctx.redis.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`, `resnap:${table.name}`);
   }
 }
 
@@ -75,18 +77,19 @@ export async function resumeTable(ctx: PipelineContext, t: TableConfig): Promise
 }
 
 /**
- * Reads one watermark table again from its start, under a new generation (`resetTable`), and starts the run now;
- * every other table, and every change stream, keeps syncing. Rows re-read are sent again (unchanged rows with the
- * same event ids), through the configuration in force now (after a masking rule changed, say). A run of the table
- * in progress fails its next cursor save (CURSOR_CONFLICT) and is retried from the new start.
+ * Reads one table again from its start while every other table, and every change stream, keeps syncing. A
+ * watermark table is read under a new generation (`resetTable`) by a run started now. A CDC table gets an
+ * incremental snapshot: its source's CDC reader reads it in key ranges interleaved with its stream, so no change is
+ * lost and no snapshot row overwrites a newer change (cdc-snapshots.ts). Rows re-read are sent again (unchanged rows
+ * with the same event ids for a watermark table), through the configuration in force now (after a masking rule
+ * changed, say). A watermark run of the table in progress fails its next cursor save (CURSOR_CONFLICT) and is
+ * retried from the new start.
  */
 export async function backfillTable(ctx: PipelineContext, t: TableConfig): Promise<void> {
   if (t.mode === 'cdc') {
-    throw new AppError(
-      'CONFIG_INVALID',
-      `${t.source}.${t.name} is read by change data capture: a backfill while its stream flows needs an incremental snapshot, which pushsync does not do yet; ` +
-        `"pushsync reset --table ${t.source}.${t.name}" snapshots it again at the slot's start position`,
-    );
+    const source = ctx.config.sources.find((s) => s.name === t.source)!;
+    await requestSnapshot(ctx, ctx.keys.cdcState(source.name, source.cdc.slot), t, 'backfill');
+    return;
   }
   await resetTable(ctx, t);
   await ctx.extractQueue.add(

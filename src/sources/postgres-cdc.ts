@@ -13,9 +13,10 @@ import { queryObjects } from './postgres-query.js';
 export type StreamMessage =
   | { tag: 'begin'; commitLsn: string }
   | { tag: 'commit'; commitLsn: string; endLsn: string }
-  | { tag: 'insert'; relation: string; row: Tuple }
-  | { tag: 'update'; relation: string; row: Tuple; oldKey: Tuple | null }
-  | { tag: 'delete'; relation: string; oldKey: Tuple | null }
+  | { tag: 'insert'; relation: string; row: Tuple; id: string }
+  | { tag: 'update'; relation: string; row: Tuple; oldKey: Tuple | null; id: string }
+  | { tag: 'delete'; relation: string; oldKey: Tuple | null; id: string }
+  | { tag: 'relation'; relation: string; id: string; columns: Array<{ name: string; type: string }> }
   | { tag: 'truncate'; relations: string[] }
   /** `walEnd`: everything before it has been sent. `replyRequested`: the server ends the connection without an answer. */
   | { tag: 'keepalive'; walEnd: string; replyRequested: boolean };
@@ -51,11 +52,24 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
     case 'commit':
       return { tag: 'commit', commitLsn: normalLsn(m.commitLsn), endLsn: normalLsn(m.commitEndLsn ?? m.commitLsn) };
     case 'insert':
-      return { tag: 'insert', relation: relationName(m.relation), row: m.new as Tuple };
+      return { tag: 'insert', relation: relationName(m.relation), row: m.new as Tuple, id: String(m.relation.relationOid) };
     case 'update':
-      return { tag: 'update', relation: relationName(m.relation), row: m.new as Tuple, oldKey: (m.key ?? m.old) as Tuple | null };
+      return {
+        tag: 'update',
+        relation: relationName(m.relation),
+        row: m.new as Tuple,
+        oldKey: (m.key ?? m.old) as Tuple | null,
+        id: String(m.relation.relationOid),
+      };
     case 'delete':
-      return { tag: 'delete', relation: relationName(m.relation), oldKey: (m.key ?? m.old) as Tuple | null };
+      return { tag: 'delete', relation: relationName(m.relation), oldKey: (m.key ?? m.old) as Tuple | null, id: String(m.relation.relationOid) };
+    case 'relation':
+      return {
+        tag: 'relation',
+        relation: relationName(m),
+        id: String(m.relationOid),
+        columns: m.columns.map((c) => ({ name: c.name, type: `${c.typeOid}:${c.typeMod}` })),
+      };
     case 'truncate':
       return { tag: 'truncate', relations: m.relations.map(relationName) };
     default:
@@ -154,6 +168,29 @@ export class PostgresCdc implements ChangeSource {
     }
   }
 
+  async relationIds(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<Map<string, string>> {
+    const { rows } = await this.query(
+      `SELECT n.nspname || '.' || c.relname AS name, c.oid::text AS id
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [tables.map((t) => t.schema), tables.map((t) => t.relname)],
+      'read relation ids',
+    );
+    return new Map(rows.map((r) => [String(r.name), String(r.id)]));
+  }
+
+  /** `23:-1` (type oid and modifier, as relation events state them) → `integer`. */
+  async typeNames(types: readonly string[]): Promise<Map<string, string>> {
+    const parts = types.map((t) => t.split(':'));
+    const { rows } = await this.query(
+      `SELECT t.oid::text || ':' || t.mod::text AS id, format_type(t.oid, t.mod) AS name
+       FROM unnest($1::oid[], $2::int[]) AS t(oid, mod)`,
+      [parts.map((p) => p[0]), parts.map((p) => p[1])],
+      'name column types',
+    );
+    return new Map(rows.map((r) => [String(r.id), String(r.name)]));
+  }
+
   async status(): Promise<ChangeStreamStatus> {
     const { rows } = await this.query(
       `SELECT confirmed_flush_lsn::text AS confirmed, active, wal_status = 'lost' AS lost,
@@ -220,22 +257,28 @@ export class PostgresCdc implements ChangeSource {
           collector.begin(m.commitLsn);
           break;
         case 'insert':
-          collector.insert(m.relation, m.row);
+          collector.insert(m.relation, m.row, m.id);
           break;
         case 'update':
-          collector.update(m.relation, m.row, m.oldKey);
+          collector.update(m.relation, m.row, m.oldKey, m.id);
           break;
         case 'delete':
-          collector.delete(m.relation, m.oldKey);
+          collector.delete(m.relation, m.oldKey, m.id);
+          break;
+        case 'relation':
+          if (relations.has(m.relation))
+            onEvent({ kind: 'relation', relation: m.relation, id: m.id, columns: m.columns, from: collector.nextOrdering() });
           break;
         case 'truncate': {
           const watched = m.relations.filter((r) => relations.has(r));
           if (watched.length > 0) onEvent({ kind: 'truncate', relations: watched });
           break;
         }
-        case 'commit':
-          onEvent({ kind: 'transaction', changes: collector.commit(), end: m.endLsn });
+        case 'commit': {
+          const ignored = collector.ignored;
+          onEvent({ kind: 'transaction', changes: collector.commit(), end: m.endLsn, ...(ignored > 0 ? { ignored } : {}) });
           break;
+        }
         case 'keepalive':
           if (!collector.inTransaction) {
             onEvent({ kind: 'idle', position: m.walEnd });

@@ -1,0 +1,169 @@
+import { tableSpec, type TableConfig } from '../config.js';
+import { isAppError } from '../core/errors.js';
+import { SNAPSHOT_START_CURSOR, cursorAfterRange, nextPhase, rangeId } from '../core/cursor.js';
+import type { PipelineContext } from './context.js';
+import { findSource } from './context.js';
+import { RedisCursorStore } from './cursor-store.js';
+import { rangeJobId, type PushJob } from './jobs.js';
+import { PendingSet } from './pending.js';
+import { enqueuePushJob } from './push-jobs.js';
+
+/**
+ * Incremental snapshots of CDC tables: one table read again in key ranges while its change stream keeps flowing,
+ * one range per turn of the stream loop (`pushsync backfill --table`, and a table dropped and created again).
+ *
+ * Why no change is lost and no snapshot row overwrites a newer change: the snapshot starts at a stream position
+ * `B` before which the reader has received every transaction, and all its rows carry `snapshotOrdering(B)`, which
+ * sorts after every change committed before `B` and before every change committed from `B` on. Rows are read by the
+ * push workers when a range is sent, like every change: a read is later than every transaction the stream delivered
+ * before `B` (the same premise that lets a change be read by key after it streamed), so a snapshot row that wins
+ * against an older change holds that change. A change from `B` on wins against the snapshot row, and its own record
+ * is read after it committed. Ranges are cut by key after `B`; a row inserted into a range already cut is a change
+ * from `B` on and travels as one. No watermark writes into the source: pushsync only reads there.
+ *
+ * State, in the source's CDC state hash: `resnap:<table>` holds the request, then the ordering once started.
+ */
+interface Pending {
+  reason: string;
+  requestedAt: string;
+  /** Set once started: the `_ordering` of every row of this snapshot. */
+  ordering?: string;
+  startedAt?: string;
+}
+
+export interface SnapshotTable {
+  table: TableConfig;
+}
+
+const FIELD = 'resnap:';
+
+/** Asks the CDC reader of the table's source to snapshot it again while the stream flows. Durable; idempotent. */
+export async function requestSnapshot(ctx: PipelineContext, stateKey: string, table: Pick<TableConfig, 'name'>, reason: string): Promise<void> {
+  const request: Pending = { reason, requestedAt: new Date().toISOString() };
+  await ctx.redis.hset(stateKey, `${FIELD}${table.name}`, JSON.stringify(request));
+}
+
+/** The incremental snapshot of a table that is requested or under way, if any (for status). */
+export async function snapshotRequest(ctx: PipelineContext, stateKey: string, table: Pick<TableConfig, 'name'>): Promise<Pending | null> {
+  const text = await ctx.redis.hget(stateKey, `${FIELD}${table.name}`);
+  return text ? (JSON.parse(text) as Pending) : null;
+}
+
+export class IncrementalSnapshots {
+  private pending = new Map<string, Pending>();
+  private lastLoad = 0;
+
+  constructor(
+    private readonly ctx: PipelineContext,
+    private readonly stateKey: string,
+    private readonly tables: ReadonlyMap<string, SnapshotTable>,
+    private readonly ordering: (position: string) => string,
+    private readonly log: PipelineContext['logger'],
+  ) {}
+
+  /** True while a snapshot is requested or under way. */
+  get active(): boolean {
+    return this.pending.size > 0;
+  }
+
+  /** Reads the requests from Redis (at most once a second unless `force`): a backfill can be asked for at any time. */
+  async load(force = false): Promise<void> {
+    if (!force && Date.now() - this.lastLoad < 1000) return;
+    this.lastLoad = Date.now();
+    const state = await this.ctx.redis.hgetall(this.stateKey);
+    this.pending.clear();
+    for (const [field, value] of Object.entries(state)) {
+      if (!field.startsWith(FIELD)) continue;
+      const name = field.slice(FIELD.length);
+      if (this.tables.has(name)) this.pending.set(name, JSON.parse(value) as Pending);
+    }
+  }
+
+  /**
+   * Starts every requested snapshot at `position` and enqueues the next key range of each started one that has room
+   * (the table's undelivered backlog under `extract.maxPendingBatches`). Returns the rows enqueued.
+   * Invariant: `position` is a stream position before which every transaction was received.
+   */
+  async step(position: string): Promise<number> {
+    await this.load();
+    let rows = 0;
+    for (const [name, p] of this.pending) {
+      const t = this.tables.get(name)!;
+      if (p.ordering === undefined) await this.start(t, p, position);
+      try {
+        rows += await this.nextRange(t, p);
+      } catch (err) {
+        // The table is being dropped and created again, or changed under the read: the next turn tries again, and
+        // the stream goes on meanwhile.
+        if (!isAppError(err) || err.code !== 'SOURCE_SCHEMA') throw err;
+      }
+    }
+    return rows;
+  }
+
+  private field(t: SnapshotTable): string {
+    return `${FIELD}${t.table.name}`;
+  }
+
+  private cursors(t: SnapshotTable): RedisCursorStore {
+    const { source, name } = t.table;
+    return new RedisCursorStore(this.ctx.redis, this.ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR);
+  }
+
+  private async start(t: SnapshotTable, p: Pending, position: string): Promise<void> {
+    const { source, name } = t.table;
+    // A crash between these steps finds the request not yet started and starts it again: nothing was enqueued yet.
+    await RedisCursorStore.clear(this.ctx.redis, this.ctx.keys.cursor(source, name));
+    // Ranges read again get new job ids: completed jobs of earlier snapshots would otherwise absorb them.
+    await this.ctx.redis.incr(this.ctx.keys.generation(source, name));
+    p.ordering = this.ordering(position);
+    p.startedAt = new Date().toISOString();
+    // The table's initial snapshot, if unfinished, is replaced by this one (same cursor): it must not run too.
+    await this.ctx.redis.hset(this.stateKey, this.field(t), JSON.stringify(p), `snapshot:${name}`, p.startedAt);
+    this.log.info(
+      { table: name, reason: p.reason, position, ordering: p.ordering },
+      `incremental snapshot of ${source}.${name} started (${p.reason}); the change stream keeps flowing`,
+    );
+  }
+
+  private async nextRange(t: SnapshotTable, p: Pending): Promise<number> {
+    const { source, name } = t.table;
+    const pending = new PendingSet(this.ctx.redis, this.ctx.keys.pending(source, name));
+    if ((await pending.count()) >= this.ctx.config.extract.maxPendingBatches) return 0;
+    const store = this.cursors(t);
+    const stored = await store.load();
+    // The reader as the table is now (one catalog query): its key may have been renamed since the run started.
+    const reader = await findSource(this.ctx, source).table(tableSpec(t.table));
+    const next = await reader.nextRange(stored.cursor, t.table.batchRows, null);
+    if (!next) {
+      const following = nextPhase(stored.cursor);
+      if (following) {
+        await store.save(stored, following);
+        return 0;
+      }
+      // Done only if the request was not renewed meanwhile (a second backfill asked for while this one ran).
+      const now = await this.ctx.redis.hget(this.stateKey, this.field(t));
+      if (now === JSON.stringify(p)) await this.ctx.redis.hdel(this.stateKey, this.field(t));
+      this.pending.delete(name);
+      this.lastLoad = 0;
+      this.log.info({ table: name, reason: p.reason }, `incremental snapshot of ${source}.${name} done`);
+      return 0;
+    }
+    const generation = await this.ctx.redis.get(this.ctx.keys.generation(source, name));
+    const data: PushJob = {
+      v: 1,
+      source,
+      table: name,
+      target: t.table.target,
+      range: next.range,
+      rows: next.rows,
+      cutAt: new Date().toISOString(),
+      op: 'snapshot',
+      ordering: p.ordering!,
+    };
+    // Invariant: the cursor moves past a range only after the job that delivers it is in Redis.
+    await enqueuePushJob(this.ctx, rangeJobId(rangeId(source, name, next.range), generation), data);
+    await store.save(stored, cursorAfterRange(next.range));
+    return next.rows;
+  }
+}
