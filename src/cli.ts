@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { request } from 'undici';
 import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed, type TableConfig } from './config.js';
@@ -26,6 +26,7 @@ import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
 import { transformLoader } from './transforms.js';
 import { syncOnce } from './sync-once.js';
+import { DEV_SINK_URL, initConfig, initSummary } from './init.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
@@ -265,6 +266,37 @@ program
     else await Promise.all([...sources.values()].map((s) => s.close())).catch(() => {});
     process.stdout.write(problems === 0 ? 'all checks passed\n' : `${problems} check(s) failed\n`);
     process.exit(problems === 0 ? 0 : EXIT_FAILED);
+  });
+
+program
+  .command('init')
+  .description("read a database's catalog and write a first, commented config for its tables (key, watermark, warnings)")
+  .addOption(
+    new Option('--url <url>', 'the database: postgres://… or mysql://… (its password is not written)').env('DATABASE_URL').makeOptionMandatory(),
+  )
+  .option('--tables <names>', 'comma-separated tables (table or schema.table); default every table the user may read')
+  .option('--out <path>', 'the file to write; - for stdout', 'pushsync.yaml')
+  .option('--destination <url>', 'the destination URL to write', DEV_SINK_URL)
+  .option('--name <source>', "the source's name (default: the database's)")
+  .option('--force', 'overwrite the file if it exists')
+  .action(async (opts: { url: string; tables?: string; out: string; destination: string; name?: string; force?: boolean }) => {
+    try {
+      if (opts.out !== '-' && !opts.force && existsSync(opts.out))
+        throw new AppError('CONFIG_INVALID', `${opts.out} exists; pass --force to overwrite it, or --out another path`);
+      const tables = opts.tables
+        ?.split(',')
+        .map((t) => t.trim())
+        .filter(Boolean);
+      const result = await initConfig({ url: opts.url, tables, destinationUrl: opts.destination, sourceName: opts.name });
+      if (opts.out === '-') {
+        process.stdout.write(result.text);
+        return;
+      }
+      writeFileSync(opts.out, result.text, { flag: opts.force ? 'w' : 'wx' });
+      process.stdout.write(initSummary(result, opts.out));
+    } catch (err) {
+      fail(err);
+    }
   });
 
 program
