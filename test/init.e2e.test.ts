@@ -8,6 +8,7 @@ import { loadConfig } from '../src/config.js';
 import { dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { runPushsync } from './helpers/cli.js';
+import { createMysqlDatabase, textRows, type MysqlDatabase } from './helpers/mysql.js';
 
 /**
  * `pushsync init` on the Pagila fixture (loaded into a database of its own) plus three tables of this test's: one
@@ -16,6 +17,7 @@ import { runPushsync } from './helpers/cli.js';
  * every table it lists.
  */
 const FIXTURE = new URL('../../shared/fixtures/pagila/', import.meta.url).pathname;
+const SAKILA = new URL('../../shared/fixtures/sakila/', import.meta.url).pathname;
 const PASSWORD = 'not-in-the-file-7f3a';
 
 describe.runIf(existsSync(`${FIXTURE}pagila-schema.sql`))('pushsync init', () => {
@@ -96,7 +98,7 @@ describe.runIf(existsSync(`${FIXTURE}pagila-schema.sql`))('pushsync init', () =>
     // DEFAULT now() alone: said so, with the trigger that would fix it; created_at is not taken for a change time.
     const orders = section('orders');
     expect(orders).toContain('watermark: updated_at');
-    expect(orders).toMatch(/WARNING: no trigger keeps updated_at current: its DEFAULT now\(\) sets it on INSERT only/);
+    expect(orders.replace(/\n\s*# (?!\s)/g, ' ')).toMatch(/WARNING: no trigger keeps updated_at current: its DEFAULT now\(\) sets it on INSERT only/);
     expect(orders).toContain('CREATE TRIGGER orders_updated_at_current BEFORE UPDATE ON public.orders');
     expect(orders).toContain('index orders_updated serves its pages');
     expect(section('tags')).toContain('primaryKey: [code]');
@@ -150,4 +152,62 @@ describe.runIf(existsSync(`${FIXTURE}pagila-schema.sql`))('pushsync init', () =>
     expect(unknown.stderr).toMatch(/--tables: no table nosuch that this user may read; tables: .*pagila\.actor/);
     expect(unknown.stderr).not.toContain(PASSWORD);
   }, 60_000);
+});
+
+describe.runIf(existsSync(`${SAKILA}sakila-schema.sql`))('pushsync init on MariaDB (Sakila)', () => {
+  let db: MysqlDatabase;
+  let receiver: Receiver;
+  const prefix = uniqueName('ps');
+  const dir = mkdtempSync(join(tmpdir(), 'pushsync-init-'));
+
+  beforeAll(async () => {
+    db = await createMysqlDatabase();
+    const u = new URL(db.url);
+    const load = (sql: string): void =>
+      void execFileSync('mariadb', ['-h', u.hostname, '-P', u.port || '3306', '-u', decodeURIComponent(u.username), db.database], {
+        input: sql,
+        env: { ...process.env, MYSQL_PWD: decodeURIComponent(u.password) },
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
+    for (const file of ['sakila-schema.sql', 'sakila-data.sql']) load(readFileSync(`${SAKILA}${file}`, 'utf8').replace(/\bsakila\b/g, db.database));
+    load(`CREATE TABLE shipments (id INT PRIMARY KEY, changed DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3));
+          INSERT INTO shipments (id) VALUES (1), (2), (3);`);
+    receiver = await startReceiver('k');
+  }, 180_000);
+
+  afterAll(async () => {
+    await receiver?.close();
+    await dropRedisPrefix(prefix);
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('says ON UPDATE keeps last_update current, warns where only a DEFAULT sets it, and the file syncs every table it lists', async () => {
+    const path = join(dir, 'pushsync.yaml');
+    const init = await runPushsync(['init', '--url', db.url, '--out', path, '--destination', receiver.url]);
+    expect(init.stderr).toBe('');
+    expect(init.code).toBe(0);
+    const written = readFileSync(path, 'utf8');
+    const password = decodeURIComponent(new URL(db.url).password);
+    expect(written).not.toContain(`:${password}@`);
+    expect(written).toMatch(/# last_update is kept current on UPDATE by ON UPDATE CURRENT_TIMESTAMP\n[\s\S]*?- name: payment\n/);
+    // Comments wrap; read them as one line.
+    const flat = written.replace(/\n\s*# (?!\s)/g, ' ');
+    expect(flat).toMatch(/WARNING: no trigger or ON UPDATE keeps changed current: its DEFAULT current_timestamp\(3\) sets it on INSERT only/i);
+    expect(written).toContain(
+      `ALTER TABLE ${db.database}.shipments MODIFY changed DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3);`,
+    );
+    expect(written).toMatch(/LEFT OUT: no timestamp column to use as watermark[\s\S]*# - name: film_text/);
+    const variable = /\$\{([A-Z0-9_]+_DB_PASSWORD)\}/.exec(written)![1]!;
+    writeFileSync(path, written.replace('redis:\n', `redis:\n  prefix: ${prefix}\n`));
+    const env = { [variable]: password, DEFINITE_API_KEY: 'k', REDIS_URL };
+    const tables = loadConfig(path, env).sources[0]!.tables;
+    expect(tables).toHaveLength(16);
+    const run = await runPushsync(['-c', path, 'sync', '--once', '--timeout', '2m'], env);
+    expect(run.code).toBe(0);
+    for (const t of tables) {
+      const [[n]] = (await textRows(db.client, `SELECT COUNT(*) FROM \`${db.database}\`.\`${t.name}\``)) as [[string]];
+      expect(receiver.stored.get(t.target)?.length ?? 0, t.name).toBe(Number(n));
+    }
+  }, 180_000);
 });

@@ -285,5 +285,7 @@ export function initYaml(doc: InitDocument): string {
     '    tables:',
   ];
   for (const p of doc.plans) lines.push(...tableLines(doc.engine, p));
+  // tableLines starts every entry with a blank line; none right below `tables:`.
+  lines.splice(lines.indexOf('    tables:') + 1, 1);
   return `${lines.join('\n')}\n`;
 }
