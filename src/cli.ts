@@ -300,6 +300,31 @@ program
   });
 
 program
+  .command('healthcheck')
+  .description("exit 0 when this config's process answers GET /healthz on web.port (the container health check)")
+  .option('--port <port>', 'instead of web.port (when start was given --port)', (v) => Number(v))
+  .action(async (opts: { port?: number }) => {
+    try {
+      const web = opts.port === undefined ? load([]).web : undefined;
+      const port = opts.port ?? web!.port;
+      // A wildcard or loopback listener is reached on loopback; a specific address only there.
+      const host = !web || ['0.0.0.0', '::', '', 'localhost'].includes(web.host) || web.host.startsWith('127.') ? '127.0.0.1' : web.host;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`;
+      const res = await request(url, { method: 'GET', headersTimeout: 3000, bodyTimeout: 3000 });
+      await res.body.dump();
+      if (res.statusCode !== 200) {
+        process.stderr.write(`pushsync: unhealthy: ${url} answered HTTP ${res.statusCode}\n`);
+        process.exit(EXIT_FAILED);
+      }
+      process.stdout.write(`ok ${url}\n`);
+    } catch (err) {
+      if (isAppError(err)) fail(err);
+      process.stderr.write(`pushsync: unhealthy: ${(err as Error).message}\n`);
+      process.exit(EXIT_FAILED);
+    }
+  });
+
+program
   .command('status')
   .description('per table: mode, state, position, last run, lag, pending and failed batches, backfill progress')
   .option('--json', 'one JSON object: {tables: [...], deadLetters}')
