@@ -48,6 +48,8 @@ const NEEDS = {
   check: ['redis.url', 'sources.url'],
   redisOnly: ['redis.url'],
   views: ['sources.url'],
+  /** A CDC table's preview reads the slot position Redis recorded. */
+  preview: ['redis.url', 'sources.url'],
   cdc: ['redis.url', 'sources.url'],
 } satisfies Record<string, readonly ConfigNeed[]>;
 
@@ -401,7 +403,7 @@ program
   .option('--limit <n>', 'rows, in keyset order from the start', (v) => Number(v), 20)
   .action(async (opts: { table: string; limit: number }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.preview);
       if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new AppError('CONFIG_INVALID', '--limit must be a positive integer');
       const sources = createSources(config);
       const changeSources = createChangeSources(config);
@@ -424,7 +426,7 @@ program
   .addOption(new Option('--format <format>', 'output format').choices(['md', 'json']).default('md'))
   .action(async (opts: { format: 'md' | 'json' }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.views);
       const sources = createSources(config);
       try {
         const manifest = await manifestOf(config, sources);
