@@ -19,7 +19,9 @@ RUN groupadd --system pushsync && useradd --system --gid pushsync --home-dir /ap
   && mkdir -p /data && chown pushsync:pushsync /data
 USER pushsync
 EXPOSE 3000
+# The health check reads web.port (and web.host) from the same config as the process (PUSHSYNC_CONFIG, or
+# ./pushsync.yaml): a port changed in the config moves the check with it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:' + (process.env.PUSHSYNC_WEB_PORT || 3000) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+  CMD ["node", "dist/cli.js", "healthcheck"]
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["start"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { request } from 'undici';
 import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed, type TableConfig } from './config.js';
@@ -26,6 +26,7 @@ import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
 import { transformLoader } from './transforms.js';
 import { syncOnce } from './sync-once.js';
+import { DEV_SINK_URL, initConfig, initSummary } from './init.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
 import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
 import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
@@ -48,6 +49,8 @@ const NEEDS = {
   check: ['redis.url', 'sources.url'],
   redisOnly: ['redis.url'],
   views: ['sources.url'],
+  /** A CDC table's preview reads the slot position Redis recorded. */
+  preview: ['redis.url', 'sources.url'],
   cdc: ['redis.url', 'sources.url'],
 } satisfies Record<string, readonly ConfigNeed[]>;
 
@@ -269,6 +272,62 @@ program
   });
 
 program
+  .command('init')
+  .description("read a database's catalog and write a first, commented config for its tables (key, watermark, warnings)")
+  .addOption(
+    new Option('--url <url>', 'the database: postgres://… or mysql://… (its password is not written)').env('DATABASE_URL').makeOptionMandatory(),
+  )
+  .option('--tables <names>', 'comma-separated tables (table or schema.table); default every table the user may read')
+  .option('--out <path>', 'the file to write; - for stdout', 'pushsync.yaml')
+  .option('--destination <url>', 'the destination URL to write', DEV_SINK_URL)
+  .option('--name <source>', "the source's name (default: the database's)")
+  .option('--force', 'overwrite the file if it exists')
+  .action(async (opts: { url: string; tables?: string; out: string; destination: string; name?: string; force?: boolean }) => {
+    try {
+      if (opts.out !== '-' && !opts.force && existsSync(opts.out))
+        throw new AppError('CONFIG_INVALID', `${opts.out} exists; pass --force to overwrite it, or --out another path`);
+      const tables = opts.tables
+        ?.split(',')
+        .map((t) => t.trim())
+        .filter(Boolean);
+      const result = await initConfig({ url: opts.url, tables, destinationUrl: opts.destination, sourceName: opts.name });
+      if (opts.out === '-') {
+        process.stdout.write(result.text);
+        return;
+      }
+      writeFileSync(opts.out, result.text, { flag: opts.force ? 'w' : 'wx' });
+      process.stdout.write(initSummary(result, opts.out));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('healthcheck')
+  .description("exit 0 when this config's process answers GET /healthz on web.port (the container health check)")
+  .option('--port <port>', 'instead of web.port (when start was given --port)', (v) => Number(v))
+  .action(async (opts: { port?: number }) => {
+    try {
+      const web = opts.port === undefined ? load([]).web : undefined;
+      const port = opts.port ?? web!.port;
+      // A wildcard or loopback listener is reached on loopback; a specific address only there.
+      const host = !web || ['0.0.0.0', '::', '', 'localhost'].includes(web.host) || web.host.startsWith('127.') ? '127.0.0.1' : web.host;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`;
+      const res = await request(url, { method: 'GET', headersTimeout: 3000, bodyTimeout: 3000 });
+      await res.body.dump();
+      if (res.statusCode !== 200) {
+        process.stderr.write(`pushsync: unhealthy: ${url} answered HTTP ${res.statusCode}\n`);
+        process.exit(EXIT_FAILED);
+      }
+      process.stdout.write(`ok ${url}\n`);
+    } catch (err) {
+      if (isAppError(err)) fail(err);
+      process.stderr.write(`pushsync: unhealthy: ${(err as Error).message}\n`);
+      process.exit(EXIT_FAILED);
+    }
+  });
+
+program
   .command('status')
   .description('per table: mode, state, position, last run, lag, pending and failed batches, backfill progress')
   .option('--json', 'one JSON object: {tables: [...], deadLetters}')
@@ -345,7 +404,7 @@ program
   .option('--limit <n>', 'rows, in keyset order from the start', (v) => Number(v), 20)
   .action(async (opts: { table: string; limit: number }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.preview);
       if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new AppError('CONFIG_INVALID', '--limit must be a positive integer');
       const sources = createSources(config);
       const changeSources = createChangeSources(config);
@@ -368,7 +427,7 @@ program
   .addOption(new Option('--format <format>', 'output format').choices(['md', 'json']).default('md'))
   .action(async (opts: { format: 'md' | 'json' }) => {
     try {
-      const config = load(program.opts().config);
+      const config = load(NEEDS.views);
       const sources = createSources(config);
       try {
         const manifest = await manifestOf(config, sources);

@@ -866,18 +866,21 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env, o
   } catch (cause) {
     throw new AppError('CONFIG_INVALID', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
   }
+  return resolveTransformPaths(parseConfigText(text, env, options, `config file ${path}`), dirname(path));
+}
+
+/** Validates the text of a config file (`what` names it in errors); transform paths stay as written. */
+export function parseConfigText(text: string, env: NodeJS.ProcessEnv, options: LoadOptions = {}, what = 'the config'): Config {
   let raw: unknown;
   const protectedText = protectEnvRefs(text);
   try {
     raw = parseYaml(protectedText.text);
   } catch (cause) {
-    throw new AppError(
-      'CONFIG_INVALID',
-      `config file ${path} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`,
-      { cause },
-    );
+    throw new AppError('CONFIG_INVALID', `${what} is not valid YAML${yamlErrorPlace(protectedText.text, cause)}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
-  return resolveTransformPaths(parseConfig(raw, env, protectedText.refs, options.needs), dirname(path));
+  return parseConfig(raw, env, protectedText.refs, options.needs);
 }
 
 /** What a source needs to know of a configured table. */

@@ -9,6 +9,9 @@ import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helper
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { currentState } from './helpers/current-state.js';
+import { closePipeline, createPipeline } from '../src/main.js';
+import { createLogger } from '../src/observability/logger.js';
+import { pipelineStatus } from '../src/queue/status.js';
 
 interface Rec {
   _op: string;
@@ -76,11 +79,23 @@ describe('change data capture from a logical replication slot', () => {
   }
 
   it('snapshots the table at the first run', async () => {
-    const summary = await syncOnce();
+    const lines: string[] = [];
+    const summary = await syncPass(config, { timeoutMs: 15_000, logger: createLogger('info', {}, { write: (l: string) => void lines.push(l) }) });
     expect(summary.failed).toEqual([]);
     expect(records()).toHaveLength(50);
     expect(new Set(records().map((r) => r._op))).toEqual(new Set(['snapshot']));
     await expectStateEqualsSource();
+    // Its progress is reported as a watermark backfill's: a done line with the exact total, and status.
+    const logged = lines.map((l) => JSON.parse(l) as { msg: string; table?: string; rows?: number; total?: number; percent?: number });
+    expect(logged.find((l) => l.msg.startsWith('backfill done'))).toMatchObject({ table: `${schema}.items`, rows: 50, total: 50, percent: 100 });
+    const ctx = createPipeline(config, createLogger('silent'));
+    try {
+      const [table] = (await pipelineStatus(ctx)).tables;
+      expect(table!.backfill).toMatchObject({ rows: 50, total: 50, exact: true, percent: 100, done: true });
+      expect(table!.state).not.toBe('backfilling');
+    } finally {
+      await closePipeline(ctx);
+    }
   });
 
   it('streams inserts, updates, deletes and key changes, and the current state equals the source', async () => {

@@ -47,6 +47,22 @@ web: { host: 0.0.0.0, auth: { token: \${PUSHSYNC_WEB_TOKEN} } }
     expect(run.stderr).not.toContain('PUSHSYNC_WEB_TOKEN');
   });
 
+  it('views, preview and manifest need the database URL only; healthcheck needs none of the secrets', async () => {
+    for (const args of [['views'], ['preview', '--table', 'app.public.orders'], ['manifest']]) {
+      const run = await runPushsync(['--config', path, ...args]);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      expect(run.stderr).toContain('sources[0].url: environment variable DATABASE_URL is not set');
+      expect(run.stderr).not.toContain('DEFINITE_API_KEY');
+      expect(run.stderr).not.toContain('PUSHSYNC_WEB_TOKEN');
+    }
+    // Nothing listens on the default web.port here, or something else does: either way no variable is asked for.
+    const health = await runPushsync(['--config', path, 'healthcheck', '--port', '9']);
+    expect(health.code).toBe(1);
+    expect(health.stderr).toMatch(/^pushsync: unhealthy: /);
+    const fromConfig = await runPushsync(['--config', path, 'healthcheck']);
+    expect(fromConfig.stderr).not.toContain('is not set');
+  }, 240_000);
+
   it('start needs every value', async () => {
     const run = await runPushsync(['--config', path, 'start']);
     expect(run.code).toBe(2);

@@ -1,15 +1,28 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadConfig } from '../src/config.js';
+import { freePort, runPushsync } from './helpers/cli.js';
 
 /** docker-compose.yml as Compose reads it; the file is parsed, not run (no Docker engine in tests). */
 interface Service {
+  build?: unknown;
+  image?: string;
+  pull_policy?: string;
+  command?: string[];
+  healthcheck?: { test: string[] };
   ports?: string[];
   profiles?: string[];
   volumes?: string[];
   environment?: Record<string, string>;
 }
-const compose = parse(readFileSync(new URL('../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
+const COMPOSE_FILE = new URL('../docker-compose.yml', import.meta.url).pathname;
+const compose = parse(readFileSync(COMPOSE_FILE, 'utf8')) as { services: Record<string, Service> };
+const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
 
 /** Compose's interpolation: `${VAR}`, `${VAR:-default}` and `${VAR:?error}` (which fails when VAR is unset). */
 function interpolate(value: string, env: Record<string, string>): string {
@@ -65,4 +78,86 @@ describe('docker-compose.yml', () => {
     }
     expect(compose.services.pushsync!.profiles).toBeUndefined();
   });
+
+  it('builds one image, which both the sink and pushsync run', () => {
+    const built = services.filter(([, s]) => s.build !== undefined).map(([name]) => name);
+    expect(built).toEqual(['pushsync']);
+    const image = interpolate(compose.services.pushsync!.image!, {});
+    expect(image).toBe('pushsync:local');
+    expect(interpolate(compose.services.sink!.image!, {})).toBe(image);
+    // The sink must not be pulled from a registry under that name: it is the image built here.
+    expect(compose.services.sink!.pull_policy).toBe('never');
+    expect(interpolate(compose.services.sink!.image!, { PUSHSYNC_IMAGE: 'registry.example/pushsync:1' })).toBe('registry.example/pushsync:1');
+  });
+
+  it('health-checks pushsync on the web.port of its config, and publishes that port', () => {
+    const service = compose.services.pushsync!;
+    expect(service.healthcheck?.test).toEqual(['CMD', 'node', 'dist/cli.js', 'healthcheck']);
+    expect(dockerfile).toMatch(/HEALTHCHECK[^\n]*\\\n\s*CMD \["node", "dist\/cli\.js", "healthcheck"\]/);
+    expect(dockerfile).not.toContain('PUSHSYNC_WEB_PORT');
+    // The check and the start command read the config named by PUSHSYNC_CONFIG, the file mounted there.
+    const configPath = service.environment!.PUSHSYNC_CONFIG!;
+    const mounted = (service.volumes ?? []).find((v) => v.split(':')[1] === configPath);
+    expect(mounted, `a volume mounted at ${configPath}`).toBeDefined();
+    expect(service.command).toEqual(['start']);
+    for (const port of ['3000', '4100']) {
+      const env = { PUSHSYNC_WEB_PORT: port };
+      const containerEnv = Object.fromEntries(
+        Object.entries(service.environment!).map(([k, v]) => [
+          k,
+          interpolate(String(v), { ...env, PUSHSYNC_DEMO_PG_PASSWORD: 'p', PUSHSYNC_DEMO_API_KEY: 'k', PUSHSYNC_WEB_TOKEN: 't'.repeat(16) }),
+        ]),
+      );
+      const config = loadConfig(new URL(`../${mounted!.split(':')[0]}`, import.meta.url).pathname, containerEnv, { needs: [] });
+      expect(config.web.port).toBe(Number(port));
+      const published = interpolate(service.ports![0]!, env).split(':');
+      expect(published.slice(1)).toEqual([port, port]);
+    }
+  });
+
+  it.runIf(spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).status === 0)('is a valid Compose file (docker-compose config)', () => {
+    const env = {
+      ...process.env,
+      PUSHSYNC_WEB_TOKEN: 't'.repeat(16),
+      PUSHSYNC_DEMO_API_KEY: 'k',
+      PUSHSYNC_DEMO_PG_PASSWORD: 'p',
+      PUSHSYNC_GRAFANA_PASSWORD: 'g',
+    };
+    const out = execFileSync('docker-compose', ['-f', COMPOSE_FILE, 'config'], { env, encoding: 'utf8' });
+    expect(out).toContain('image: pushsync:local');
+  });
+});
+
+describe('pushsync healthcheck', () => {
+  it("follows the config's web.port: 0 when /healthz answers 200 there, 1 otherwise", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushsync-health-'));
+    let status = 200;
+    const server = createServer((req, res) => {
+      res.writeHead(req.url === '/healthz' ? status : 404).end();
+    });
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+    const config = (p: number): string => {
+      const path = join(dir, `c${p}.yaml`);
+      writeFileSync(
+        path,
+        `destination: { apiKey: \${DEFINITE_API_KEY} }\nsources: [{ name: s, kind: postgres, url: \${DATABASE_URL}, tables: [{ name: t, watermark: u }] }]\nweb: { port: ${p} }\n`,
+      );
+      return path;
+    };
+    try {
+      const ok = await runPushsync(['-c', config(port), 'healthcheck']);
+      expect(ok.stdout).toBe(`ok http://127.0.0.1:${port}/healthz\n`);
+      expect(ok.code).toBe(0);
+      const elsewhere = await runPushsync(['-c', config(await freePort()), 'healthcheck']);
+      expect(elsewhere.code).toBe(1);
+      expect(elsewhere.stderr).toMatch(/^pushsync: unhealthy: /);
+      status = 503;
+      const failing = await runPushsync(['-c', config(port), 'healthcheck']);
+      expect(failing.code).toBe(1);
+      expect(failing.stderr).toBe(`pushsync: unhealthy: http://127.0.0.1:${port}/healthz answered HTTP 503\n`);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -12,6 +12,24 @@ export const DASHBOARD_PATH = '/admin/queues';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Bull Board's route that replaces a job's data; its router ignores case and a trailing slash. */
 const EDIT_JOB_DATA = /\/update-data\/?$/i;
+/** Bull Board's route behind "Add job" and a job's "Duplicate": a hand-made job, e.g. a completed push job again. */
+const ADD_JOB = /^\/api\/queues\/[^/]+\/add\/?$/i;
+/** Retrying every completed job of a queue, and retrying one job (whose state decides). */
+const RETRY_COMPLETED = /^\/api\/queues\/[^/]+\/retry\/completed\/?$/i;
+const RETRY_JOB = /^\/api\/queues\/([^/]+)\/([^/]+)\/retry\/?$/i;
+
+/**
+ * Bull Board hides retry on completed jobs when told to, but its API retries any failed or completed job it is
+ * asked to: the refusal has to be here.
+ */
+async function retriesCompleted(req: Request, queues: Queue[]): Promise<boolean> {
+  if (RETRY_COMPLETED.test(req.path)) return true;
+  const m = RETRY_JOB.exec(req.path);
+  if (!m) return false;
+  const queue = queues.find((q) => q.name === decodeURIComponent(m[1]!));
+  const job = await queue?.getJob(decodeURIComponent(m[2]!));
+  return (await job?.getState()) === 'completed';
+}
 
 function hostOf(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
@@ -47,7 +65,8 @@ export interface DashboardOptions {
 /**
  * Bull Board behind auth, a same-origin check and, when read-only, a refusal of every changing request. Editing a
  * job's data is never allowed: a push job's payload is a contract (its range and resume point), and a hand-edited
- * one can skip rows. A completed job cannot be retried either: its rows were delivered.
+ * one can skip rows. A completed job cannot be retried either: its rows were delivered; nor duplicated, nor a job
+ * added by hand, which would do the same.
  */
 export function dashboardRouter(o: DashboardOptions): express.Router {
   const adapter = new ExpressAdapter();
@@ -63,7 +82,7 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
     if (authorized(req.headers.authorization, o.auth)) return next();
     res.set('WWW-Authenticate', 'Basic realm="pushsync"').status(401).json({ error: 'authentication required' });
   });
-  router.use((req: Request, res: Response, next: NextFunction) => {
+  router.use(async (req: Request, res: Response, next: NextFunction) => {
     if (SAFE_METHODS.has(req.method)) return next();
     if (!sameOrigin(req)) {
       res.status(403).json({ error: 'cross-site request refused: changes are accepted only from the dashboard page itself' });
@@ -71,6 +90,21 @@ export function dashboardRouter(o: DashboardOptions): express.Router {
     }
     if (o.readOnly) {
       res.status(403).json({ error: 'the dashboard is read-only (web.readOnly: true)' });
+      return;
+    }
+    if (ADD_JOB.test(req.path)) {
+      res
+        .status(403)
+        .json({ error: 'adding or duplicating jobs by hand is disabled: pushsync makes its jobs (use pushsync backfill to re-read a table)' });
+      return;
+    }
+    try {
+      if (await retriesCompleted(req, o.queues)) {
+        res.status(403).json({ error: 'a completed job cannot be retried: its rows were delivered (use pushsync backfill to re-read a table)' });
+        return;
+      }
+    } catch (err) {
+      next(err);
       return;
     }
     if (EDIT_JOB_DATA.test(req.path)) {

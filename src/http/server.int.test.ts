@@ -253,11 +253,12 @@ describe('web server', () => {
 
   it('accepts a same-origin mutating dashboard request, by Origin or by Referer when Origin is absent', async () => {
     web = await startWebServer({ host: '127.0.0.1', port: 0, auth: { token: 'sekret' }, metrics, readiness: [], queues: [queue], logger });
-    const auth = { authorization: 'Bearer sekret', 'content-type': 'application/json' };
-    const add = `${web.url}/admin/queues/api/queues/push/add`;
-    expect((await send('POST', add, { ...auth, origin: web.url }, '{"name":"a","data":{}}')).status).toBe(200);
-    expect((await send('POST', add, { ...auth, referer: `${web.url}/admin/queues/queue/push` }, '{"name":"b","data":{}}')).status).toBe(200);
-    expect(await queue.count()).toBe(2);
+    const auth = { authorization: 'Bearer sekret' };
+    const base = `${web.url}/admin/queues/api/queues/push`;
+    expect((await send('PUT', `${base}/pause`, { ...auth, origin: web.url })).status).toBe(200);
+    expect(await queue.isPaused()).toBe(true);
+    expect((await send('PUT', `${base}/resume`, { ...auth, referer: `${web.url}/admin/queues/queue/push` })).status).toBe(200);
+    expect(await queue.isPaused()).toBe(false);
   });
 
   it('sends CSP with frame-ancestors none, X-Frame-Options, nosniff and Referrer-Policy, and never X-Powered-By', async () => {
@@ -369,6 +370,20 @@ describe('web server', () => {
     const edit = await send('PATCH', `${web.url}/admin/queues/api/queues/push/${job.id}/Update-Data/`, own, '{"jobData":{"v":1,"range":"other"}}');
     expect(edit.status).toBe(403);
     expect((await queue.getJob(job.id!))!.data).toEqual({ v: 1, range: 'r' });
+    // Bull Board's API would retry a completed job whatever the UI shows: refused, one by one and all at once.
+    const done = await queue.add('app.public.orders', { v: 1, range: 'done' });
+    worker = new Worker('push', async () => 'ok', { connection: { url: REDIS_URL }, prefix });
+    await new Promise<void>((resolve) => worker!.on('completed', (j) => j.id === done.id && resolve()));
+    await worker.close();
+    const retryOne = await send('PUT', `${web.url}/admin/queues/api/queues/push/${done.id}/retry`, own);
+    expect(retryOne.status).toBe(403);
+    expect(retryOne.body).toContain('a completed job cannot be retried');
+    expect((await send('PUT', `${web.url}/admin/queues/api/queues/push/retry/completed`, own)).status).toBe(403);
+    expect(await (await queue.getJob(done.id!))!.getState()).toBe('completed');
+    // "Duplicate" and "Add job" post a hand-made job: refused too.
+    const add = await send('POST', `${web.url}/admin/queues/api/queues/push/add`, own, '{"name":"app.public.orders","data":{"v":1,"range":"r"}}');
+    expect(add.status).toBe(403);
+    expect(await queue.getJobs(['waiting', 'active', 'delayed', 'completed', 'failed'])).toHaveLength(2);
     const api = await get(`${web.url}/admin/queues/api/queues?activeQueue=push&status=waiting&page=1`, own);
     const push = (JSON.parse(api.body) as { queues: Array<{ name: string; allowRetries: boolean; allowCompletedRetries: boolean }> }).queues.find(
       (q) => q.name === 'push',
@@ -459,7 +474,8 @@ describe('failed jobs in the dashboard', () => {
       };
       const push = await failed('push');
       expect(push.failedReason).toMatch(/^\[JOB_INVALID\] job names app\.public\.gone, which is not in the configuration — what to do: \S/);
-      expect(push.stacktrace).toEqual(['[JOB_INVALID] job names app.public.gone, which is not in the configuration']);
+      // The dashboard's Error tab shows the stacktrace: the same line, what to do included.
+      expect(push.stacktrace).toEqual([push.failedReason]);
       const extract = await failed('extract');
       expect(extract.failedReason).toMatch(/^\[JOB_INVALID\] extract job payload invalid: .* — what to do: \S/s);
       expect(extract.stacktrace.join('\n')).not.toMatch(/^\s+at /m);

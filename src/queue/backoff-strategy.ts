@@ -25,13 +25,13 @@ export class RetryableJobError extends Error {
 /**
  * Translates an AppError into what BullMQ acts on: a non-retryable error becomes UnrecoverableError, so the job
  * goes straight to the failed set (the dead-letter queue) with a readable reason: `[CODE] message — what to do`.
- * BullMQ keeps each attempt's `stack` in the job's stacktrace, which the dashboard shows: it holds the
- * `[CODE] message` line only, and the JavaScript stack goes to the log (see stackOf).
+ * BullMQ keeps each attempt's `stack` in the job's stacktrace, which the dashboard's Error tab shows instead of the
+ * reason: it holds the same `[CODE] message — what to do` line, and the JavaScript stack goes to the log (see stackOf).
  */
 export function toJobError(e: AppError): Error {
   const reason = failureReason(e);
   const err = e.retryable ? new RetryableJobError(reason, e.retryAfterMs) : new UnrecoverableError(reason);
-  err.stack = e.toString();
+  err.stack = reason;
   err.cause = e;
   return err;
 }

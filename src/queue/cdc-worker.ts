@@ -17,6 +17,7 @@ import { failJob } from './job-errors.js';
 import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
 import { IncrementalSnapshots } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
+import { TableProgress } from './table-progress.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -89,7 +90,8 @@ export async function runCdc(
     const recreated = new Set((await tracker.checkIdentities(await ctx.redis.hget(stateKey, 'ackedLsn'))).map((t) => t.name));
     let snapshotRows = 0;
     for (const w of watched) {
-      if (!recreated.has(w.table.name)) snapshotRows += await snapshotTable(ctx, w, cdc.snapshotOrdering(streamStart), stateKey, shouldStop);
+      if (!recreated.has(w.table.name))
+        snapshotRows += await snapshotTable(ctx, w, cdc.snapshotOrdering(streamStart), stateKey, shouldStop, { job, log });
     }
 
     const info = await cdc.status();
@@ -179,10 +181,21 @@ async function resetSnapshots(ctx: PipelineContext, watched: Watched[]): Promise
   for (const w of watched) await resetTable(ctx, w.table);
 }
 
-/** Enqueues the initial snapshot of a table (key ranges, read by push workers) unless it is done. */
-async function snapshotTable(ctx: PipelineContext, w: Watched, ordering: string, stateKey: string, shouldStop: () => boolean): Promise<number> {
+/**
+ * Enqueues the initial snapshot of a table (key ranges, read by push workers) unless it is done. Its progress (rows,
+ * estimate, rate, ETA) is reported as a watermark backfill's is: log lines, the job's progress, `status`.
+ */
+async function snapshotTable(
+  ctx: PipelineContext,
+  w: Watched,
+  ordering: string,
+  stateKey: string,
+  shouldStop: () => boolean,
+  run: { job: Job; log: PipelineContext['logger'] },
+): Promise<number> {
   const { source, name } = w.table;
   if (await ctx.redis.hget(stateKey, `snapshot:${name}`)) return 0;
+  const tracker = await TableProgress.start(ctx, w.table, w.reader, run.job, run.log.child({ table: name }));
   const generation = await ctx.redis.get(ctx.keys.generation(source, name));
   const enqueue = async (range: KeyRange, rows: number): Promise<void> => {
     const data: PushJob = {
@@ -197,18 +210,25 @@ async function snapshotTable(ctx: PipelineContext, w: Watched, ordering: string,
       ordering,
     };
     await enqueuePushJob(ctx, rangeJobId(rangeId(source, name, range), generation), data);
+    await tracker.add(rows);
   };
-  const result = await extractTable({
-    reader: w.reader,
-    cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR),
-    batchRows: w.table.batchRows,
-    where: `${source}.${name}`,
-    safetyLagMs: 0,
-    enqueue,
-    waitForCapacity: () => waitForCapacity(ctx, w.table, { shouldStop, log: ctx.logger }),
-    shouldStop,
-  });
+  let result;
+  try {
+    result = await extractTable({
+      reader: w.reader,
+      cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR),
+      batchRows: w.table.batchRows,
+      where: `${source}.${name}`,
+      safetyLagMs: 0,
+      enqueue,
+      waitForCapacity: () => waitForCapacity(ctx, w.table, { shouldStop, log: ctx.logger }),
+      shouldStop,
+    });
+  } finally {
+    tracker.stop();
+  }
   if (result.caughtUp) await ctx.redis.hset(stateKey, `snapshot:${name}`, new Date().toISOString());
+  await tracker.finish(result.caughtUp);
   return result.rows;
 }
 

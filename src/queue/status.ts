@@ -55,7 +55,8 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
             (lastRun?.seconds ?? 0) * 1000,
           ),
           startedAt: iso(state.backfillStartedAt)!,
-          done: state.caughtUpAt !== undefined,
+          // A CDC table's backfill is its initial snapshot, done once the snapshot has been read to its end.
+          done: state.caughtUpAt !== undefined || (t.mode === 'cdc' && cdc?.[`snapshot:${t.name}`] !== undefined),
         };
   const position = t.mode === 'cdc' ? cdcPosition(t, cdc ?? {}) : watermarkPosition(t, parseCursor(rawCursor, `${t.source}.${t.name}`));
   return {
@@ -65,7 +66,7 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
     mode: t.mode,
     state: paused
       ? 'paused'
-      : state.caughtUpAt === undefined && t.mode === 'watermark'
+      : (state.caughtUpAt === undefined && t.mode === 'watermark') || (t.mode === 'cdc' && cdc?.[`snapshot:${t.name}`] === undefined)
         ? 'backfilling'
         : failedBatches > 0
           ? 'failing'
