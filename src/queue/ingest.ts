@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { DebeziumSourceConfig, TableConfig } from '../config.js';
 import { changeRow, mapDebeziumEvent, type DebeziumInput, type MappingOptions, type SkipReason } from '../core/debezium.js';
 import { UnavailableValue } from '../core/debezium-values.js';
@@ -66,7 +66,7 @@ export class DebeziumIngest {
   private readonly matchers: TableMatcher[];
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     prefix: string,
     readonly source: DebeziumSourceConfig,
     private readonly metrics: Metrics,

@@ -1,6 +1,11 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions as ConnectionOptions } from 'ioredis';
+import { resolved, type Config } from '../config.js';
 import { AppError } from '../core/errors.js';
 import { redactUrl, type Logger } from '../observability/logger.js';
+
+/** A connection to pushsync's Redis: one server (`url`, or the master Sentinel names), or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+export type RedisConfig = Config['redis'];
 
 export interface RedisOptions {
   /** Limit of one connection attempt, in ms (config `redis.connectTimeout`). */
@@ -17,23 +22,85 @@ function reconnectDelay(attempt: number): number {
   return Math.min(attempt * 200, 2000);
 }
 
+/** `host:port` (or `[v6]:port`) as ioredis takes it. */
+function parseNode(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  return { host: text.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(i + 1)) };
+}
+
+/** Where pushsync's Redis is, for logs and errors: never a password. */
+export function describeRedis(c: RedisConfig): string {
+  if (c.sentinel) return `Redis Sentinel master ${c.sentinel.masterName} (sentinels ${c.sentinel.nodes.join(', ')})`;
+  if (c.cluster) return `Redis Cluster (nodes ${c.cluster.nodes.join(', ')})`;
+  return redactUrl(c.url);
+}
+
+/**
+ * A server that was a master and is now a replica (a failover it slept through) answers writes with READONLY:
+ * reconnect, which asks the sentinels (or the cluster) again, and resend the command.
+ */
+function reconnectOnReadonly(err: Error): 2 | false {
+  return err.message.startsWith('READONLY') ? 2 : false;
+}
+
+/**
+ * The one place that opens connections to pushsync's Redis, in any of its modes. `connection` applies to every
+ * connection to a data node; `retry` decides reconnects (null: give up).
+ */
+function connect(
+  c: RedisConfig,
+  connection: ConnectionOptions,
+  retry: (attempt: number) => number | null,
+  cluster: Partial<ClusterOptions> = {},
+): RedisClient {
+  const auth: ConnectionOptions = {
+    ...(c.username !== undefined ? { username: resolved(c.username, 'redis.username') } : {}),
+    ...(c.password !== undefined ? { password: resolved(c.password, 'redis.password') } : {}),
+    ...(c.tls ? { tls: {} } : {}),
+  };
+  const base: ConnectionOptions = { enableReadyCheck: true, reconnectOnError: reconnectOnReadonly, ...connection };
+  if (c.cluster) {
+    return new Cluster(c.cluster.nodes.map(parseNode), {
+      clusterRetryStrategy: retry,
+      enableOfflineQueue: connection.enableOfflineQueue ?? true,
+      enableReadyCheck: true,
+      // A master that died is replaced after cluster-node-timeout: keep redirected commands waiting that long.
+      retryDelayOnFailover: 500,
+      retryDelayOnClusterDown: 500,
+      maxRedirections: 60,
+      redisOptions: { ...base, ...auth },
+      ...cluster,
+    });
+  }
+  if (c.sentinel) {
+    const s = c.sentinel;
+    return new Redis({
+      ...base,
+      ...auth,
+      retryStrategy: retry,
+      sentinels: s.nodes.map(parseNode),
+      name: s.masterName,
+      // Subscribes to the sentinels' +switch-master, so a failover moves the connection at once.
+      failoverDetector: true,
+      ...(s.username !== undefined ? { sentinelUsername: resolved(s.username, 'redis.sentinel.username') } : {}),
+      ...(s.password !== undefined ? { sentinelPassword: resolved(s.password, 'redis.sentinel.password') } : {}),
+      ...(s.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+    });
+  }
+  return new Redis(resolved(c.url, 'redis.url'), { ...base, retryStrategy: retry });
+}
+
 /**
  * Redis connections. BullMQ needs `maxRetriesPerRequest: null` so blocked commands survive reconnects; the same
  * settings suit pushsync's own keys (cursors, locks), which then wait for Redis to come back instead of failing.
  */
-export function createRedis(url: string, options: RedisOptions): Redis {
+export function createRedis(c: RedisConfig, options: RedisOptions): RedisClient {
   let downSince: number | undefined;
   const giveUp = options.giveUpAfterMs;
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: null,
-    enableReadyCheck: true,
-    lazyConnect: false,
-    connectTimeout: options.connectTimeoutMs,
-    retryStrategy: (attempt) => {
-      if (giveUp === undefined) return reconnectDelay(attempt);
-      downSince ??= Date.now();
-      return Date.now() - downSince + reconnectDelay(attempt) < giveUp ? reconnectDelay(attempt) : null;
-    },
+  const redis = connect(c, { maxRetriesPerRequest: null, lazyConnect: false, connectTimeout: options.connectTimeoutMs }, (attempt) => {
+    if (giveUp === undefined) return reconnectDelay(attempt);
+    downSince ??= Date.now();
+    return Date.now() - downSince + reconnectDelay(attempt) < giveUp ? reconnectDelay(attempt) : null;
   });
   if (giveUp !== undefined) redis.on('ready', () => (downSince = undefined));
   return redis;
@@ -50,16 +117,12 @@ export function errorText(err: unknown): string {
  * Answers whether Redis can be reached within `timeoutMs`, on a connection of its own that queues nothing and
  * stops retrying at the deadline: one-shot commands fail with REDIS_UNAVAILABLE instead of hanging.
  */
-export async function probeRedis(url: string, timeoutMs: number): Promise<void> {
+export async function probeRedis(c: RedisConfig, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    retryStrategy: (attempt) => (Date.now() + reconnectDelay(attempt) < deadline ? reconnectDelay(attempt) : null),
-  });
+  const redis = connect(c, { enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: timeoutMs, commandTimeout: timeoutMs }, (attempt) =>
+    Date.now() + reconnectDelay(attempt) < deadline ? reconnectDelay(attempt) : null,
+  );
   redis.on('error', (err) => (lastError = err));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -75,27 +138,22 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<void> 
     });
     await redis.ping();
   } catch (err) {
-    throw new AppError(
-      'REDIS_UNAVAILABLE',
-      `cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`,
-      {
-        retryable: true,
-        cause: err,
-      },
-    );
+    throw new AppError('REDIS_UNAVAILABLE', `cannot reach ${describeRedis(c)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`, {
+      retryable: true,
+      cause: err,
+    });
   } finally {
     redis.disconnect();
   }
 }
 
-const lastErrors = new WeakMap<Redis, string>();
+const lastErrors = new WeakMap<RedisClient, string>();
 
 /**
  * Logs a connection's outages for people: one line per reconnect attempt with the reason, one when it is back.
  * The reason also answers `connectionProblem` (readiness).
  */
-export function watchConnection(redis: Redis, url: string, logger: Logger): void {
-  const where = redactUrl(url);
+export function watchConnection(redis: RedisClient, where: string, logger: Logger): void {
   let attempts = 0;
   redis.on('error', (err: unknown) => lastErrors.set(redis, errorText(err)));
   redis.on('reconnecting', (delay: number) => {
@@ -110,7 +168,7 @@ export function watchConnection(redis: Redis, url: string, logger: Logger): void
 }
 
 /** Why the connection cannot serve commands now, or undefined when it is ready. */
-export function connectionProblem(redis: Redis): string | undefined {
+export function connectionProblem(redis: RedisClient): string | undefined {
   if (redis.status === 'ready') return undefined;
   return `not connected (${redis.status})${lastErrors.has(redis) ? `: ${lastErrors.get(redis)}` : ''}`;
 }
@@ -119,7 +177,7 @@ export function connectionProblem(redis: Redis): string | undefined {
  * An `error` listener for a BullMQ Queue or Worker: each distinct message is logged once until `redis` (the
  * connection they share a server with) is ready again, so an outage is a few lines, not one per retry per object.
  */
-export function logOncePerState(redis: Redis, logger: Logger, fields: Record<string, unknown>, message: string): (err: unknown) => void {
+export function logOncePerState(redis: RedisClient, logger: Logger, fields: Record<string, unknown>, message: string): (err: unknown) => void {
   const seen = new Set<string>();
   redis.on('ready', () => seen.clear());
   return (err) => {
@@ -131,7 +189,7 @@ export function logOncePerState(redis: Redis, logger: Logger, fields: Record<str
 }
 
 /** Resolves once the connection is ready (at once when it is); rejects when it gave up. */
-export function redisReady(redis: Redis, url: string): Promise<void> {
+export function redisReady(redis: RedisClient, where: string): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onReady = (): void => {
@@ -140,7 +198,7 @@ export function redisReady(redis: Redis, url: string): Promise<void> {
     };
     const onEnd = (): void => {
       redis.off('ready', onReady);
-      reject(new AppError('REDIS_UNAVAILABLE', `gave up connecting to Redis at ${redactUrl(url)}: ${lastErrors.get(redis) ?? 'connection closed'}`));
+      reject(new AppError('REDIS_UNAVAILABLE', `gave up connecting to ${where}: ${lastErrors.get(redis) ?? 'connection closed'}`));
     };
     redis.once('ready', onReady);
     redis.once('end', onEnd);
@@ -148,7 +206,7 @@ export function redisReady(redis: Redis, url: string): Promise<void> {
 }
 
 /** Closes a connection without waiting for a server that is not there (QUIT would wait in the offline queue). */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: RedisClient): Promise<void> {
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
   else redis.disconnect();
 }
@@ -202,7 +260,12 @@ export class Keys {
 }
 
 /** Deletes every key under a prefix (queues, cursors, leases): a fresh start for demos, benchmarks and tests. */
-export async function deletePrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deletePrefix(redis: RedisClient, prefix: string): Promise<number> {
+  if (redis instanceof Cluster) {
+    // SCAN sees one node's keys: ask every master. The prefix is a hash tag there, so one master holds them all.
+    const counts = await Promise.all(redis.nodes('master').map((node) => deletePrefix(node, prefix)));
+    return counts.reduce((a, n) => a + n, 0);
+  }
   let cursor = '0';
   let deleted = 0;
   do {
