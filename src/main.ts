@@ -23,6 +23,7 @@ import {
   describeRedis,
   logOncePerState,
   redisReady,
+  replicaWait,
   watchConnection,
   type RedisClient,
 } from './queue/redis.js';
@@ -304,7 +305,13 @@ function ingestEndpoints(ctx: PipelineContext): Map<string, IngestEndpoint> {
   return new Map(
     ctx.config.debezium
       .filter((s) => s.http)
-      .map((s) => [s.name, { ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger), token: s.http!.token }]),
+      .map((s) => [
+        s.name,
+        {
+          ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger, replicaWait(ctx.config.redis)),
+          token: s.http!.token,
+        },
+      ]),
   );
 }
 

@@ -9,6 +9,8 @@ import { currentState } from './helpers/current-state.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { SENTINEL_MASTER, TestRedisCluster, TestSentinelGroup } from './helpers/redis-ha.js';
 import { createSchema, PG_URL, uniqueName } from './helpers/services.js';
+import { parseConfig } from '../src/config.js';
+import { closeRedis, createRedis, waitForReplicas } from '../src/queue/redis.js';
 import { eventually } from './helpers/wait.js';
 
 /**
@@ -144,6 +146,38 @@ sources:
       }
     }
   }, 120_000);
+
+  it('waits for replicas to hold its writes when redis.waitReplicas asks, and fails retryably when they cannot', async () => {
+    const redisSection = cluster
+      ? { cluster: { nodes: cluster.nodes }, prefix }
+      : { sentinel: { nodes: sentinels!.nodes, masterName: SENTINEL_MASTER }, prefix };
+    const config = parseConfig(
+      {
+        redis: redisSection,
+        destination: { url: receiver.url, apiKey: 'k' },
+        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: 'items', watermark: 'updated_at' }] }],
+      },
+      {},
+    );
+    const redis = createRedis(config.redis, { connectTimeoutMs: 5000 });
+    try {
+      const key = `${config.redis.prefix}:wait-test`;
+      await redis.set(key, '1');
+      // The sentinel group has one replica; the cluster none.
+      const replicas = cluster ? 0 : 1;
+      if (replicas > 0) await waitForReplicas(redis, { replicas, timeoutMs: 5000 }, key);
+      const started = Date.now();
+      await expect(waitForReplicas(redis, { replicas: replicas + 1, timeoutMs: 300 }, key)).rejects.toMatchObject({
+        code: 'REDIS_UNAVAILABLE',
+        retryable: true,
+        message: expect.stringContaining(`only ${replicas} of ${replicas + 1} Redis replicas`),
+      });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      await redis.del(key);
+    } finally {
+      await closeRedis(redis);
+    }
+  });
 
   it('start keeps the table in sync and stops cleanly on SIGTERM', async () => {
     await db.client.query(`UPDATE items SET note = 'again', updated_at = now() WHERE id % 5 = 0`);

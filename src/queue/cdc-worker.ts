@@ -14,6 +14,7 @@ import { enqueuePushJob, waitForCapacity } from './push-jobs.js';
 import { TableLock } from './table-lock.js';
 import { resetTable } from './table-admin.js';
 import { failJob } from './job-errors.js';
+import { replicaWait, waitForReplicas } from './redis.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -231,6 +232,8 @@ async function streamChanges(
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
     // position first, so the stream is never found ahead of what pushsync recorded.
     await ctx.redis.hset(o.stateKey, 'ackedLsn', position, 'ackExact', '1');
+    // A confirmed slot never hands those changes out again: replicas must hold them before a failover could.
+    await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey);
     await stream.acknowledge(position);
     acked = position;
   };

@@ -106,6 +106,45 @@ export function createRedis(c: RedisConfig, options: RedisOptions): RedisClient 
   return redis;
 }
 
+/** How many replicas must hold pushsync's writes before it confirms a position outside Redis (config `redis.waitReplicas`). */
+export interface ReplicaWait {
+  replicas: number;
+  /** How long to wait for them, ms. */
+  timeoutMs: number;
+}
+
+export function replicaWait(c: RedisConfig): ReplicaWait {
+  return { replicas: c.waitReplicas, timeoutMs: c.waitTimeout };
+}
+
+/**
+ * Resolves once `wait.replicas` replicas hold every write made so far on this connection (Redis WAIT), or at once
+ * when none are asked for; fails with a retryable REDIS_UNAVAILABLE when fewer confirm in time. Callers run it
+ * after their writes and before telling a source or producer that can never resend that a position is done: a
+ * failover may promote a replica that lacks the last writes a master acknowledged, and those would be lost.
+ * `key`: any key of pushsync's (in a cluster, WAIT must reach the master of pushsync's slot).
+ */
+export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string): Promise<void> {
+  if (wait.replicas === 0) return;
+  let acked: number;
+  if (redis instanceof Cluster) {
+    // WAIT names no key: pipelined behind a command on pushsync's slot, it goes to that slot's master.
+    const replies = await redis.pipeline().exists(key).wait(wait.replicas, wait.timeoutMs).exec();
+    const [err, n] = replies?.[1] ?? [new Error('no reply to WAIT'), 0];
+    if (err) throw err;
+    acked = Number(n);
+  } else {
+    acked = await redis.wait(wait.replicas, wait.timeoutMs);
+  }
+  if (acked < wait.replicas) {
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `only ${acked} of ${wait.replicas} Redis replicas confirmed pushsync's writes within ${wait.timeoutMs} ms (redis.waitReplicas); not confirming the position yet`,
+      { retryable: true, retryAfterMs: 1000 },
+    );
+  }
+}
+
 /** An error's text for one log line: Node's connection errors may be an AggregateError with an empty message. */
 export function errorText(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) return [...new Set(err.errors.map(errorText))].join('; ');
