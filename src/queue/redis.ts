@@ -244,10 +244,13 @@ export function redisReady(redis: RedisClient, where: string): Promise<void> {
   });
 }
 
-/** Closes a connection without waiting for a server that is not there (QUIT would wait in the offline queue). */
+/**
+ * Closes a connection without waiting for a server that is not there (QUIT would wait in the offline queue). The
+ * disconnect after QUIT also closes what QUIT leaves open: in sentinel mode, the subscriptions to every sentinel.
+ */
 export async function closeRedis(redis: RedisClient): Promise<void> {
-  if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
-  else redis.disconnect();
+  if (redis.status === 'ready') await redis.quit().catch(() => undefined);
+  redis.disconnect();
 }
 
 /** Keys pushsync keeps beside BullMQ's, all under the configured prefix. */

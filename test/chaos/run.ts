@@ -437,6 +437,7 @@ log: { level: error }
     }
     await sleep(Math.max(0, started + 3000 + WRITE_SECONDS * 1000 - Date.now()));
     await writers.stop();
+    const stoppedAt = Date.now();
     log(`writers stopped after ${writers.ops} operations; waiting for pushsync to catch up`);
 
     const check = await pgServer.client();
@@ -450,13 +451,14 @@ log: { level: error }
         const res = spawnSync(
           process.execPath,
           ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'dlq', 'retry', '--all'],
-          { cwd: ROOT },
+          { cwd: ROOT, timeout: 60_000 },
         );
         log(`dead-letter queue: ${res.stdout.toString().trim()}`);
       }
       v = await verdict(check, receiver.rows);
     }
     await check.end();
+    log(`${v.lost + v.wrong + v.extra === 0 ? 'converged' : 'gave up'} ${Math.round((Date.now() - stoppedAt) / 1000)} s after the writers stopped`);
     log(`destination answers: ${JSON.stringify(receiver.faults)}; rows stored: ${receiver.rows.length}`);
     if (memory.length > 0) {
       log(`redis used_memory during outage: min=${Math.min(...memory)} max=${Math.max(...memory)} bytes (maxPendingBatches=10)`);
