@@ -144,7 +144,7 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
   if (savedAck && info.confirmed && cdc.confirmedPast(info.confirmed, savedAck, !ackExact)) {
     throw new AppError(
       'CURSOR_INVALID',
-      `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it or it was recreated; ${remedy}`,
+      `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it, it was recreated, or a Redis failover lost pushsync's last writes (set redis.waitReplicas); ${remedy}`,
     );
   }
   return savedStart;

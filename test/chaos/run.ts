@@ -8,7 +8,7 @@
  * wrong and extra are 0. The fault schedule is deterministic under the seed.
  *
  * `--redis sentinel` runs on a Sentinel group (a master, two replicas, three sentinels) and, instead of restarting
- * Redis, twice SIGKILLs the master mid-sync so the sentinels promote a replica; `--redis cluster` runs on a
+ * Redis, twice SIGKILLs the master mid-sync so the sentinels promote a replica (the killed node returns as a replica); `--redis cluster` runs on a
  * 3-master Redis Cluster with a replica per master and SIGKILLs the master of pushsync's slot.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -376,6 +376,9 @@ log: { level: error }
             const started = Date.now();
             const { killed, promoted } = await sentinels.killMaster();
             log(`sentinels promoted 127.0.0.1:${promoted} in place of 127.0.0.1:${killed} after ${Date.now() - started} ms`);
+            await sleep(1000);
+            await sentinels.revive(killed);
+            log(`127.0.0.1:${killed} back as a replica`);
           },
         });
       }

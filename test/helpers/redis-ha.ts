@@ -55,6 +55,10 @@ function kill(s: Server, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
 
 const DATA_NODE = ['--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction'];
 
+function dataNode(dir: string, i: number, port: number, role: string[]): Server {
+  return startServer(dir, `data${i}`, port, [...DATA_NODE, '--appendfilename', `data${i}.aof`, '--appenddirname', `aof-${i}`, ...role]);
+}
+
 export class TestRedisCluster {
   private constructor(
     private readonly dir: string,
@@ -134,6 +138,7 @@ export class TestSentinelGroup {
     /** Data nodes: the first started as master, the others as its replicas. */
     readonly servers: Server[],
     readonly sentinels: Server[],
+    private readonly startData: (i: number, port: number, role: string[]) => Server,
   ) {}
 
   /** `host:port` of every sentinel, for `redis.sentinel.nodes`. */
@@ -152,9 +157,9 @@ export class TestSentinelGroup {
     for (let i = 0; i <= replicas; i++) {
       const port = i === 0 ? masterPort : await freePort();
       const role = i === 0 ? [] : ['--replicaof', '127.0.0.1', String(masterPort)];
-      servers.push(startServer(dir, `data${i}`, port, [...DATA_NODE, '--appendfilename', `data${i}.aof`, '--appenddirname', `aof-${i}`, ...role]));
+      servers.push(dataNode(dir, i, port, role));
     }
-    const group = new TestSentinelGroup(dir, servers, []);
+    const group = new TestSentinelGroup(dir, servers, [], (i, port, role) => dataNode(dir, i, port, role));
     try {
       for (const s of servers) await until(`redis ${s.port}`, () => on(s.port, async (r) => (await r.ping()) === 'PONG'));
       await until('replicas in sync', () =>
@@ -211,6 +216,14 @@ export class TestSentinelGroup {
       return on(promoted, async (r) => /role:master/.test(await r.info('replication')));
     });
     return { killed, promoted };
+  }
+
+  /** Starts a killed data node again, as a replica of the current master (as an operator would bring it back). */
+  async revive(port: number): Promise<void> {
+    const i = this.servers.findIndex((s) => s.port === port);
+    const master = await this.masterPort();
+    this.servers[i] = this.startData(i, port, ['--replicaof', '127.0.0.1', String(master)]);
+    await until(`revived ${port} in sync`, () => on(port, async (r) => /master_link_status:up/.test(await r.info('replication'))));
   }
 
   async stop(): Promise<void> {
