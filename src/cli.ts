@@ -193,6 +193,11 @@ program
       report(true, 'redis reachable');
       const policy = await unsafeEvictionPolicy(ctx);
       if (policy) warn(`redis maxmemory-policy is ${policy}; set noeviction so cursors and jobs are never evicted`);
+      const confirmsOutside =
+        config.debezium.length > 0 || config.sources.some((x) => x.kind === 'postgres' && x.tables.some((t) => t.mode === 'cdc'));
+      if ((config.redis.sentinel || config.redis.cluster) && config.redis.waitReplicas === 0 && confirmsOutside) {
+        warn('redis.waitReplicas is 0: a Redis failover can lose CDC or Debezium changes pushsync already confirmed; set it to 1 or more');
+      }
     } catch (err) {
       report(false, 'redis reachable', String(err));
     }
