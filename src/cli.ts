@@ -540,7 +540,7 @@ async function withQueues<T>(needs: readonly ConfigNeed[], fn: (ctx: ReturnType<
   } catch (err) {
     // Redis went away after the probe: the bounded connection gave up; say so instead of the driver's words.
     const problem = isAppError(err) ? undefined : connectionProblem(ctx.redis);
-    if (problem) throw new AppError('REDIS_UNAVAILABLE', `lost ${describeRedis(config.redis)}: ${problem}`, { cause: err });
+    if (problem) throw new AppError('REDIS_UNAVAILABLE', `lost Redis at ${describeRedis(config.redis)}: ${problem}`, { cause: err });
     throw err;
   } finally {
     await closePipeline(ctx);

@@ -28,10 +28,10 @@ function parseNode(text: string): { host: string; port: number } {
   return { host: text.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(i + 1)) };
 }
 
-/** Where pushsync's Redis is, for logs and errors: never a password. */
+/** Where pushsync's Redis is, for logs and errors ("Redis at …"): never a password. */
 export function describeRedis(c: RedisConfig): string {
-  if (c.sentinel) return `Redis Sentinel master ${c.sentinel.masterName} (sentinels ${c.sentinel.nodes.join(', ')})`;
-  if (c.cluster) return `Redis Cluster (nodes ${c.cluster.nodes.join(', ')})`;
+  if (c.sentinel) return `sentinel master ${c.sentinel.masterName} via ${c.sentinel.nodes.join(', ')}`;
+  if (c.cluster) return `cluster ${c.cluster.nodes.join(', ')}`;
   return redactUrl(c.url);
 }
 
@@ -177,7 +177,7 @@ export async function probeRedis(c: RedisConfig, timeoutMs: number): Promise<voi
     });
     await redis.ping();
   } catch (err) {
-    throw new AppError('REDIS_UNAVAILABLE', `cannot reach ${describeRedis(c)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`, {
+    throw new AppError('REDIS_UNAVAILABLE', `cannot reach Redis at ${describeRedis(c)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`, {
       retryable: true,
       cause: err,
     });
@@ -237,7 +237,7 @@ export function redisReady(redis: RedisClient, where: string): Promise<void> {
     };
     const onEnd = (): void => {
       redis.off('ready', onReady);
-      reject(new AppError('REDIS_UNAVAILABLE', `gave up connecting to ${where}: ${lastErrors.get(redis) ?? 'connection closed'}`));
+      reject(new AppError('REDIS_UNAVAILABLE', `gave up connecting to Redis at ${where}: ${lastErrors.get(redis) ?? 'connection closed'}`));
     };
     redis.once('ready', onReady);
     redis.once('end', onEnd);
