@@ -1,4 +1,4 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions as ConnectionOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions as ConnectionOptions } from 'ioredis';
 import { resolved, type Config } from '../config.js';
 import { AppError } from '../core/errors.js';
 import { redactUrl, type Logger } from '../observability/logger.js';
@@ -47,12 +47,7 @@ function reconnectOnReadonly(err: Error): 2 | false {
  * The one place that opens connections to pushsync's Redis, in any of its modes. `connection` applies to every
  * connection to a data node; `retry` decides reconnects (null: give up).
  */
-function connect(
-  c: RedisConfig,
-  connection: ConnectionOptions,
-  retry: (attempt: number) => number | null,
-  cluster: Partial<ClusterOptions> = {},
-): RedisClient {
+function connect(c: RedisConfig, connection: ConnectionOptions, retry: (attempt: number) => number | null): RedisClient {
   const auth: ConnectionOptions = {
     ...(c.username !== undefined ? { username: resolved(c.username, 'redis.username') } : {}),
     ...(c.password !== undefined ? { password: resolved(c.password, 'redis.password') } : {}),
@@ -69,7 +64,6 @@ function connect(
       retryDelayOnClusterDown: 500,
       maxRedirections: 60,
       redisOptions: { ...base, ...auth },
-      ...cluster,
     });
   }
   if (c.sentinel) {
@@ -177,10 +171,14 @@ export async function probeRedis(c: RedisConfig, timeoutMs: number): Promise<voi
     });
     await redis.ping();
   } catch (err) {
-    throw new AppError('REDIS_UNAVAILABLE', `cannot reach Redis at ${describeRedis(c)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`, {
-      retryable: true,
-      cause: err,
-    });
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `cannot reach Redis at ${describeRedis(c)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`,
+      {
+        retryable: true,
+        cause: err,
+      },
+    );
   } finally {
     redis.disconnect();
   }
