@@ -6,7 +6,7 @@ import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
-import { createLogger, createStderrLogger, loggerFor, redactUrl, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, loggerFor, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import {
   ROLES,
@@ -23,7 +23,7 @@ import { previewTable } from './preview.js';
 import { manifestOf } from './manifest.js';
 import { manifestMarkdown } from './core/manifest.js';
 import type { PipelineContext } from './queue/context.js';
-import { connectionProblem, probeRedis } from './queue/redis.js';
+import { connectionProblem, describeRedis, probeRedis } from './queue/redis.js';
 import { transformLoader } from './transforms.js';
 import { syncOnce } from './sync-once.js';
 import { DEV_SINK_URL, initConfig, initSummary } from './init.js';
@@ -192,11 +192,16 @@ program
     // Without Redis, the checks that need it are skipped; the sources and the destination are still checked.
     let ctx: PipelineContext | undefined;
     try {
-      await probeRedis(config.redis.url, config.redis.connectTimeout);
+      await probeRedis(config.redis, config.redis.connectTimeout);
       ctx = createPipeline(config, createLogger('silent'), { bounded: true });
       report(true, 'redis reachable');
       const policy = await unsafeEvictionPolicy(ctx);
       if (policy) warn(`redis maxmemory-policy is ${policy}; set noeviction so cursors and jobs are never evicted`);
+      const confirmsOutside =
+        config.debezium.length > 0 || config.sources.some((x) => x.kind === 'postgres' && x.tables.some((t) => t.mode === 'cdc'));
+      if ((config.redis.sentinel || config.redis.cluster) && config.redis.waitReplicas === 0 && confirmsOutside) {
+        warn('redis.waitReplicas is 0: a Redis failover can lose CDC or Debezium changes pushsync already confirmed; set it to 1 or more');
+      }
     } catch (err) {
       report(false, 'redis reachable', String(err));
     }
@@ -613,14 +618,14 @@ const dlq = program.command('dlq').description('the dead-letter queue: push jobs
 
 async function withQueues<T>(needs: readonly ConfigNeed[], fn: (ctx: ReturnType<typeof createPipeline>) => Promise<T>): Promise<T> {
   const config = load(needs);
-  await probeRedis(config.redis.url, config.redis.connectTimeout);
+  await probeRedis(config.redis, config.redis.connectTimeout);
   const ctx = createPipeline(config, createLogger('silent'), { bounded: true });
   try {
     return await fn(ctx);
   } catch (err) {
     // Redis went away after the probe: the bounded connection gave up; say so instead of the driver's words.
     const problem = isAppError(err) ? undefined : connectionProblem(ctx.redis);
-    if (problem) throw new AppError('REDIS_UNAVAILABLE', `lost Redis at ${redactUrl(config.redis.url)}: ${problem}`, { cause: err });
+    if (problem) throw new AppError('REDIS_UNAVAILABLE', `lost Redis at ${describeRedis(config.redis)}: ${problem}`, { cause: err });
     throw err;
   } finally {
     await closePipeline(ctx);

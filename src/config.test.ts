@@ -70,7 +70,14 @@ describe('parseConfig with a valid file', () => {
       },
       {},
     );
-    expect(cfg.redis).toEqual({ url: 'rediss://cache:6380', prefix: 'ps-prod', connectTimeout: 10_000 });
+    expect(cfg.redis).toEqual({
+      url: 'rediss://cache:6380',
+      prefix: 'ps-prod',
+      connectTimeout: 10_000,
+      tls: false,
+      waitReplicas: 0,
+      waitTimeout: 5000,
+    });
     expect(cfg.destination).toMatchObject({
       url: 'https://staging.definite.app/v2/stream',
       apiKey: 'secret',
@@ -103,7 +110,14 @@ describe('parseConfig with a valid file', () => {
 
   it('fills in the documented defaults', () => {
     const cfg = parseConfig(minimal(), {});
-    expect(cfg.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'pushsync', connectTimeout: 10_000 });
+    expect(cfg.redis).toEqual({
+      url: 'redis://127.0.0.1:6379',
+      prefix: 'pushsync',
+      connectTimeout: 10_000,
+      tls: false,
+      waitReplicas: 0,
+      waitTimeout: 5000,
+    });
     expect(cfg.destination).toMatchObject({
       url: 'https://api.definite.app/v2/stream',
       timeout: 60_000,
@@ -547,5 +561,51 @@ describe('parseConfig with a Debezium source', () => {
     const list = problems(debezium({ tables: [{ name: 'public.orders', watermark: 'updated_at' }], colour: 'blue' }));
     expect(list.some((p) => p.startsWith('sources[0].tables[0]') && p.includes('watermark'))).toBe(true);
     expect(list.some((p) => p.startsWith('sources[0]') && p.includes('colour'))).toBe(true);
+  });
+});
+
+describe('parseConfig with Redis Sentinel or Redis Cluster', () => {
+  it('reads a sentinel group with passwords from the environment', () => {
+    const cfg = parseConfig(
+      minimal({
+        redis: {
+          sentinel: { nodes: ['10.0.0.1:26379', '[::1]:26380'], masterName: 'pushsync', password: '${SENTINEL_PW}' },
+          password: '${REDIS_PW}',
+        },
+      }),
+      { SENTINEL_PW: 's3', REDIS_PW: 'r3' },
+    );
+    expect(cfg.redis.sentinel).toEqual({ nodes: ['10.0.0.1:26379', '[::1]:26380'], masterName: 'pushsync', password: 's3', tls: false });
+    expect(cfg.redis.password).toBe('r3');
+    expect(cfg.redis.prefix).toBe('pushsync');
+  });
+
+  it('makes the prefix a hash tag in cluster mode, so every key lives in one slot', () => {
+    const cluster = { nodes: ['127.0.0.1:7000'] };
+    expect(parseConfig(minimal({ redis: { cluster } }), {}).redis.prefix).toBe('{pushsync}');
+    expect(parseConfig(minimal({ redis: { cluster, prefix: 'ps-prod' } }), {}).redis.prefix).toBe('{ps-prod}');
+    expect(parseConfig(minimal({ redis: { cluster, prefix: '{ps}' } }), {}).redis.prefix).toBe('{ps}');
+  });
+
+  it('refuses two ways to reach Redis, credentials beside a URL, and nodes that are not host:port', () => {
+    const list = problems(
+      minimal({
+        redis: { url: 'redis://a:6379', cluster: { nodes: ['127.0.0.1'] }, sentinel: { nodes: ['h:1'], masterName: 'm' } },
+      }),
+    );
+    expect(list).toEqual(expect.arrayContaining([expect.stringMatching(/^redis\.cluster\.nodes\[0\]: must be host:port/)]));
+    expect(problems(minimal({ redis: { url: 'redis://a:6379', cluster: { nodes: ['h:1'] } } }))).toEqual([
+      'redis: set one of url, sentinel and cluster, not url and cluster',
+    ]);
+    expect(problems(minimal({ redis: { password: 'x' } }))).toEqual([
+      'redis.password: applies to sentinel and cluster modes; with url, write it in the URL (rediss:// for TLS)',
+    ]);
+    expect(problems(minimal({ redis: { sentinel: { nodes: ['h:1'] } } }))).toEqual([expect.stringMatching(/^redis\.sentinel\.masterName:/)]);
+  });
+
+  it('leaves a Redis password unresolved for a command that does not use Redis', () => {
+    const raw = minimal({ redis: { sentinel: { nodes: ['h:1'], masterName: 'm', password: '${SENTINEL_PW}' } } });
+    expect(parseConfig(raw, {}, [], []).redis.sentinel!.password).toBe('${SENTINEL_PW}');
+    expect(problems(raw)).toEqual([expect.stringMatching(/^redis\.sentinel\.password: environment variable SENTINEL_PW is not set/)]);
   });
 });

@@ -72,6 +72,9 @@ const cron = z.string().refine(
   { message: 'not a valid cron expression (five fields, e.g. "*/5 * * * *")' },
 );
 
+/** A Redis server as `host:port` (an IPv6 address in brackets: `[::1]:6379`). */
+const redisNode = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/]+):\d{1,5}$/, 'must be host:port, such as 10.0.0.5:26379 ([::1]:26379 for IPv6)');
+
 const qualifiedName = z
   .string()
   .min(1)
@@ -342,16 +345,67 @@ const configSchema = z
     /** Where queues, cursors and leases live. */
     redis: z
       .object({
-        /** Redis URL (`redis://` or `rediss://`). @defaultValue 'redis://127.0.0.1:6379' */
+        /**
+         * Redis URL (`redis://` or `rediss://`) of a single server. Leave it out with `sentinel` or `cluster`.
+         * @defaultValue 'redis://127.0.0.1:6379'
+         */
         url: z
           .string()
           .refine((v) => /^rediss?:\/\//.test(v) || unresolvedVariable(v) !== undefined, 'must start with redis:// or rediss://')
           .default('redis://127.0.0.1:6379'),
-        /** Prefix of every key; processes sharing it share the work. @defaultValue 'pushsync' */
+        /**
+         * Prefix of every key; processes sharing it share the work. In cluster mode it is a hash tag (`pushsync`
+         * is used as `{pushsync}`), so every key lives in one slot. @defaultValue 'pushsync'
+         */
         prefix: z
           .string()
-          .regex(/^[A-Za-z0-9_-]+$/, 'use letters, digits, _ and -')
+          .regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, 'use letters, digits, _ and -, optionally inside one pair of braces: {pushsync}')
           .default('pushsync'),
+        /**
+         * Redis Sentinel: pushsync asks the sentinels for the current master and follows a failover. Instead of
+         * `url`.
+         */
+        sentinel: z
+          .object({
+            /** The sentinels, `host:port` each (three or more on separate machines for a quorum). */
+            nodes: z.array(redisNode).min(1),
+            /** The master group's name, as in `sentinel monitor <name> …`. */
+            masterName: z.string().min(1),
+            /** ACL user of the sentinels, when they require one. */
+            username: text.optional(),
+            /** Password of the sentinels (`requirepass` in sentinel.conf), usually `${REDIS_SENTINEL_PASSWORD}`. */
+            password: text.optional(),
+            /** TLS to the sentinels (system CAs). @defaultValue false */
+            tls: z.boolean().default(false),
+          })
+          .strict()
+          .optional(),
+        /**
+         * Redis Cluster: the startup nodes pushsync discovers the cluster from. Instead of `url`. The prefix
+         * becomes a hash tag, so pushsync's keys and queues live in one slot (one master and its replicas).
+         */
+        cluster: z
+          .object({
+            /** Some of the cluster's nodes, `host:port` each; the rest are discovered. */
+            nodes: z.array(redisNode).min(1),
+          })
+          .strict()
+          .optional(),
+        /** ACL user of the Redis servers in sentinel and cluster modes (with `url`, write it in the URL). */
+        username: text.optional(),
+        /** Password of the Redis servers in sentinel and cluster modes, usually `${REDIS_PASSWORD}` (with `url`, in the URL). */
+        password: text.optional(),
+        /** TLS to the Redis servers in sentinel and cluster modes, with the system CAs (with `url`, use `rediss://`). @defaultValue false */
+        tls: z.boolean().default(false),
+        /**
+         * Replicas that must hold pushsync's writes (Redis `WAIT`) before it confirms a position outside Redis that
+         * cannot be read again: a CDC slot or binlog acknowledgement, an ingest answer, a Debezium stream entry.
+         * 0 waits for none: a failover may then lose such writes (see README, Redis high availability).
+         * @defaultValue 0
+         */
+        waitReplicas: z.number().int().min(0).max(16).default(0),
+        /** How long to wait for `waitReplicas` (a duration); fewer in time fail the step, which is retried. @defaultValue 5000 (5s) */
+        waitTimeout: atLeast(10, '10ms').default(5000),
         /**
          * How long one attempt to connect to Redis may take, in ms (a duration). One-shot commands (`check`,
          * `status`, `dlq`, `reset`, `cdc`, `sync --once`) fail with REDIS_UNAVAILABLE when Redis does not answer
@@ -609,6 +663,8 @@ export type ConfigNeed = (typeof CONFIG_NEEDS)[number];
 
 /** `sources[2].url` → `sources.url`, `web.auth.token` → `web.auth`: the need a value path belongs to, if any. */
 function needOf(path: string): ConfigNeed | undefined {
+  // 'redis.url' stands for the connection to Redis: passwords of sentinel and cluster modes are needed with it.
+  if (/^redis\.(sentinel|username|password)/.test(path)) return 'redis.url';
   const general = path.replace(/\[\d+\]/g, '');
   return CONFIG_NEEDS.find((n) => general === n || general.startsWith(`${n}.`));
 }
@@ -709,6 +765,20 @@ function debeziumProblems(s: RawDebezium, i: number, host: string): string[] {
   return problems;
 }
 
+/** One way to reach Redis: `url`, `sentinel` or `cluster` (checked on the input: `url` has a default). */
+function redisModeProblems(input: unknown): string[] {
+  const r = (input as { redis?: Record<string, unknown> } | null)?.redis ?? {};
+  const modes = ['url', 'sentinel', 'cluster'].filter((k) => r[k] !== undefined);
+  const problems: string[] = [];
+  if (modes.length > 1) problems.push(`redis: set one of url, sentinel and cluster, not ${modes.join(' and ')}`);
+  if (r.sentinel === undefined && r.cluster === undefined) {
+    for (const k of ['username', 'password', 'tls'].filter((x) => r[x] !== undefined)) {
+      problems.push(`redis.${k}: applies to sentinel and cluster modes; with url, write it in the URL (rediss:// for TLS)`);
+    }
+  }
+  return problems;
+}
+
 function crossChecks(cfg: RawConfig): string[] {
   const problems: string[] = [];
   const names = new Set<string>();
@@ -781,7 +851,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
     const auth = { token: given(web?.auth?.token), username: given(web?.auth?.username), password: given(web?.auth?.password) };
     if (typeof web?.host === 'string') problems.push(...webAccessProblems(web.host, auth));
   } else {
-    problems.push(...crossChecks(result.data));
+    problems.push(...crossChecks(result.data), ...redisModeProblems(interpolated));
   }
   if (problems.length > 0 || !result.success) {
     throw new AppError('CONFIG_INVALID', `invalid configuration:\n  - ${[...new Set(problems)].join('\n  - ')}`, {
@@ -796,6 +866,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv, refs: string[]
   const isDatabase = (s: AnySource): s is DatabaseSource => s.kind !== 'debezium';
   return {
     ...cfg,
+    redis: { ...cfg.redis, prefix: cfg.redis.cluster && !cfg.redis.prefix.startsWith('{') ? `{${cfg.redis.prefix}}` : cfg.redis.prefix },
     debezium: cfg.sources.filter(isDebezium).map((s) => ({
       ...s,
       tables: s.tables.map((t) => ({

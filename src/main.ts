@@ -1,5 +1,4 @@
 import { Queue, type Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config, SourceConfig } from './config.js';
 import { allTables, resolved, tableSpec, unresolvedError } from './config.js';
 import { AppError } from './core/errors.js';
@@ -16,7 +15,18 @@ import { startExtractWorker } from './queue/extract-worker.js';
 import { EXTRACT_QUEUE, PUSH_QUEUE } from './queue/jobs.js';
 import { PendingSet } from './queue/pending.js';
 import { startPushWorker } from './queue/push-worker.js';
-import { Keys, closeRedis, connectionProblem, createRedis, logOncePerState, redisReady, watchConnection } from './queue/redis.js';
+import {
+  Keys,
+  closeRedis,
+  connectionProblem,
+  createRedis,
+  describeRedis,
+  logOncePerState,
+  redisReady,
+  replicaWait,
+  watchConnection,
+  type RedisClient,
+} from './queue/redis.js';
 import { syncSchedules } from './queue/scheduler.js';
 import { isAppError } from './core/errors.js';
 import { OutgoingSource } from './core/outgoing.js';
@@ -57,7 +67,7 @@ export function createSources(config: Config): Map<string, Source> {
 
 /** One change source per source with tables in mode cdc. A binlog reader keeps its position in Redis. */
 /** `redis` keeps a binlog reader's position; without it (a command that reads no stream) the position is unknown. */
-export function createChangeSources(config: Config, redis?: Redis): Map<string, ChangeSource> {
+export function createChangeSources(config: Config, redis?: RedisClient): Map<string, ChangeSource> {
   return new Map(
     config.sources
       .filter((s) => s.tables.some((t) => t.mode === 'cdc'))
@@ -96,7 +106,7 @@ function unavailableChangeSource(name: string, slot: string, error: Error): Chan
   };
 }
 
-function binlogSource(config: Config, s: SourceConfig, redis: Redis | undefined): ChangeSource {
+function binlogSource(config: Config, s: SourceConfig, redis: RedisClient | undefined): ChangeSource {
   const key = `${config.redis.prefix}:binlog:${s.name}:${s.cdc.slot}`;
   const none = (): Promise<never> => Promise.reject(new AppError('INTERNAL', `${s.name}: this command keeps no binlog position`));
   const store: BinlogStateStore = redis
@@ -184,10 +194,9 @@ export interface PipelineOverrides {
 }
 
 export function createPipeline(config: Config, logger: Logger, overrides: PipelineOverrides = {}): PipelineContext {
-  const url = resolved(config.redis.url, 'redis.url');
   const timeout = config.redis.connectTimeout;
-  const redis = createRedis(url, { connectTimeoutMs: timeout, ...(overrides.bounded ? { giveUpAfterMs: timeout } : {}) });
-  watchConnection(redis, url, logger);
+  const redis = createRedis(config.redis, { connectTimeoutMs: timeout, ...(overrides.bounded ? { giveUpAfterMs: timeout } : {}) });
+  watchConnection(redis, describeRedis(config.redis), logger);
   const queueOpts = { connection: redis, prefix: config.redis.prefix };
   const extractQueue = new Queue(EXTRACT_QUEUE, queueOpts);
   const pushQueue = new Queue(PUSH_QUEUE, queueOpts);
@@ -296,7 +305,13 @@ function ingestEndpoints(ctx: PipelineContext): Map<string, IngestEndpoint> {
   return new Map(
     ctx.config.debezium
       .filter((s) => s.http)
-      .map((s) => [s.name, { ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger), token: s.http!.token }]),
+      .map((s) => [
+        s.name,
+        {
+          ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger, replicaWait(ctx.config.redis)),
+          token: s.http!.token,
+        },
+      ]),
   );
 }
 
@@ -397,7 +412,7 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
     cleanups.push(() => web.close());
   }
   try {
-    await Promise.race([redisReady(ctx.redis, ctx.config.redis.url), stopRequested]);
+    await Promise.race([redisReady(ctx.redis, describeRedis(ctx.config.redis)), stopRequested]);
   } catch (err) {
     await stop();
     throw err;

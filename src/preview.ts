@@ -34,7 +34,7 @@ export async function previewTable(
     // A CDC table previews its snapshot, ordered at the slot's recorded start (or where a new slot would start).
     const cdc = changeSources.get(table.source)!;
     const slot = config.sources.find((s) => s.name === table.source)!.cdc.slot;
-    const redis = createRedis(config.redis.url, { connectTimeoutMs: config.redis.connectTimeout, giveUpAfterMs: config.redis.connectTimeout });
+    const redis = createRedis(config.redis, { connectTimeoutMs: config.redis.connectTimeout, giveUpAfterMs: config.redis.connectTimeout });
     const recorded = await redis.hget(new Keys(config.redis.prefix).cdcState(table.source, slot), 'slotStart').finally(() => redis.quit());
     snapshot = { ordering: cdc.snapshotOrdering(recorded ?? (await cdc.currentPosition())) };
   }

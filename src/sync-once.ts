@@ -19,7 +19,7 @@ export async function syncOnce(
   logger: Logger,
   options: { timeoutMs: number; reconcile?: boolean; onStoppable?: (stop: () => Promise<void>) => void },
 ): Promise<SyncOnceResult> {
-  await probeRedis(config.redis.url, config.redis.connectTimeout);
+  await probeRedis(config.redis, config.redis.connectTimeout);
   const ctx = createPipeline(config, logger);
   try {
     await checkRulesAtStart(ctx);

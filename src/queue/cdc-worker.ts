@@ -18,6 +18,7 @@ import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
 import { IncrementalSnapshots } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
 import { TableProgress } from './table-progress.js';
+import { replicaWait, waitForReplicas } from './redis.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -170,7 +171,7 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
   if (savedAck && info.confirmed && cdc.confirmedPast(info.confirmed, savedAck, !ackExact)) {
     throw new AppError(
       'CURSOR_INVALID',
-      `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it or it was recreated; ${remedy}`,
+      `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it, it was recreated, or a Redis failover lost pushsync's last writes (set redis.waitReplicas); ${remedy}`,
     );
   }
   return savedStart;
@@ -284,6 +285,8 @@ async function streamChanges(
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
     // position first, so the stream is never found ahead of what pushsync recorded.
     await ctx.redis.hset(o.stateKey, 'ackedLsn', position, 'ackExact', '1');
+    // A confirmed slot never hands those changes out again: replicas must hold them before a failover could.
+    await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey);
     await stream.acknowledge(position);
     acked = position;
   };

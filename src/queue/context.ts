@@ -1,17 +1,16 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config, TableConfig } from '../config.js';
 import type { ChangeSource, Destination, Source } from '../core/ports.js';
 import type { TransformLoader } from '../core/transform.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { AppError } from '../core/errors.js';
-import type { Keys } from './redis.js';
+import type { Keys, RedisClient } from './redis.js';
 
 /** What the workers share in one process. Built by main.ts. */
 export interface PipelineContext {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   sources: Map<string, Source>;
   /** Change sources of the sources that have tables in mode cdc, by source name. */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { AppError } from '../core/errors.js';
 import { START_CURSOR, parseCursor, serializeCursor, type Cursor } from '../core/cursor.js';
 import type { CursorStore, StoredCursor } from '../core/extract.js';
@@ -19,7 +19,7 @@ return 0`;
 /** A table's cursor in Redis, written with compare-and-set so two readers can never interleave their saves. */
 export class RedisCursorStore implements CursorStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
     private readonly where: string,
     /** Where a table without a stored cursor starts. */
@@ -35,7 +35,7 @@ export class RedisCursorStore implements CursorStore {
   }
 
   /** Forgets a table's position entirely (cursor and high water): the next run starts the table over. */
-  static async clear(redis: Redis, key: string): Promise<void> {
+  static async clear(redis: RedisClient, key: string): Promise<void> {
     await redis.del(key, RedisCursorStore.highWaterKey(key));
   }
 

@@ -1,7 +1,6 @@
 import type { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { pushJobSchema } from './jobs.js';
-import type { Keys } from './redis.js';
+import type { Keys, RedisClient } from './redis.js';
 import { IngestBuffer, ingestKeys } from './ingest-buffer.js';
 
 /**
@@ -70,7 +69,7 @@ export async function retryDeadLetters(queue: Queue, ids: readonly string[] | 'a
  * Deletes failed jobs: their rows are then not delivered unless the table is re-read (reset its cursor). Also clears
  * them from the undelivered set, so sync lag and backpressure stop counting them.
  */
-export async function purgeDeadLetters(queue: Queue, redis: Redis, keys: Keys, ids: readonly string[] | 'all'): Promise<string[]> {
+export async function purgeDeadLetters(queue: Queue, redis: RedisClient, keys: Keys, ids: readonly string[] | 'all'): Promise<string[]> {
   const purged: string[] = [];
   for (const job of await selectJobs(queue, ids)) {
     if ((await job.getState()) !== 'failed') continue;

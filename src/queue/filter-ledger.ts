@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { FilterAction, FilterLedger, Observation, OnFilteredOut } from '../core/filter-ledger.js';
 
 /**
@@ -67,7 +67,7 @@ const CALL_SIZE = 2000;
 
 export class RedisFilterLedger implements FilterLedger {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
     private readonly mode: OnFilteredOut,
   ) {}

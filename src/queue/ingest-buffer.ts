@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { BufferedEntry } from '../core/deliver-buffered.js';
 import type { Operation } from '../core/record.js';
 
@@ -127,7 +127,7 @@ return 0
 const SHA = new Map<string, string>();
 
 /** EVALSHA, loading the script on a NOSCRIPT (a restarted Redis, a failover): a request does not resend the script. */
-async function run(redis: Redis, script: string, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+async function run(redis: RedisClient, script: string, keys: readonly string[], args: readonly string[]): Promise<unknown> {
   let sha = SHA.get(script);
   if (sha === undefined) SHA.set(script, (sha = createHash('sha1').update(script).digest('hex')));
   try {
@@ -146,7 +146,7 @@ export interface AppendResult {
 
 export class IngestBuffer {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     readonly keys: IngestKeys,
   ) {}
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { waitForReplicas, type RedisClient, type ReplicaWait } from './redis.js';
 import type { DebeziumSourceConfig, TableConfig } from '../config.js';
 import { changeRow, mapDebeziumEvent, type DebeziumInput, type MappingOptions, type SkipReason } from '../core/debezium.js';
 import { UnavailableValue } from '../core/debezium-values.js';
@@ -66,11 +66,13 @@ export class DebeziumIngest {
   private readonly matchers: TableMatcher[];
 
   constructor(
-    redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
     readonly source: DebeziumSourceConfig,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
+    /** Replicas that must hold the events before the producer is told they are stored. @defaultValue none */
+    private readonly replicas: ReplicaWait = { replicas: 0, timeoutMs: 0 },
   ) {
     this.buffer = new IngestBuffer(redis, ingestKeys(prefix, source.name));
     this.mapping = { binaryHandling: source.binaryHandling, unavailable: new UnavailableValue(source.unavailableValue) };
@@ -160,6 +162,8 @@ export class DebeziumIngest {
           { retryable: true, retryAfterMs: 5000 },
         );
       }
+      // The producer drops what it was told is stored: a failover must not be able to lose it.
+      await waitForReplicas(this.redis, this.replicas, this.buffer.keys.bytes);
     } finally {
       clearTimeout(timer);
     }

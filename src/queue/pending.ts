@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 /**
  * Undelivered push jobs per table, as a sorted set scored by when each range was cut. It drives backpressure
@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
  */
 export class PendingSet {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
   ) {}
 

@@ -1,6 +1,11 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions as ConnectionOptions } from 'ioredis';
+import { resolved, type Config } from '../config.js';
 import { AppError } from '../core/errors.js';
 import { redactUrl, type Logger } from '../observability/logger.js';
+
+/** A connection to pushsync's Redis: one server (`url`, or the master Sentinel names), or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+export type RedisConfig = Config['redis'];
 
 export interface RedisOptions {
   /** Limit of one connection attempt, in ms (config `redis.connectTimeout`). */
@@ -17,26 +22,121 @@ function reconnectDelay(attempt: number): number {
   return Math.min(attempt * 200, 2000);
 }
 
+/** `host:port` (or `[v6]:port`) as ioredis takes it. */
+function parseNode(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  return { host: text.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(i + 1)) };
+}
+
+/** Where pushsync's Redis is, for logs and errors ("Redis at …"): never a password. */
+export function describeRedis(c: RedisConfig): string {
+  if (c.sentinel) return `sentinel master ${c.sentinel.masterName} via ${c.sentinel.nodes.join(', ')}`;
+  if (c.cluster) return `cluster ${c.cluster.nodes.join(', ')}`;
+  return redactUrl(c.url);
+}
+
+/**
+ * A server that was a master and is now a replica (a failover it slept through) answers writes with READONLY:
+ * reconnect, which asks the sentinels (or the cluster) again, and resend the command.
+ */
+function reconnectOnReadonly(err: Error): 2 | false {
+  return err.message.startsWith('READONLY') ? 2 : false;
+}
+
+/**
+ * The one place that opens connections to pushsync's Redis, in any of its modes. `connection` applies to every
+ * connection to a data node; `retry` decides reconnects (null: give up).
+ */
+function connect(c: RedisConfig, connection: ConnectionOptions, retry: (attempt: number) => number | null): RedisClient {
+  const auth: ConnectionOptions = {
+    ...(c.username !== undefined ? { username: resolved(c.username, 'redis.username') } : {}),
+    ...(c.password !== undefined ? { password: resolved(c.password, 'redis.password') } : {}),
+    ...(c.tls ? { tls: {} } : {}),
+  };
+  const base: ConnectionOptions = { enableReadyCheck: true, reconnectOnError: reconnectOnReadonly, ...connection };
+  if (c.cluster) {
+    return new Cluster(c.cluster.nodes.map(parseNode), {
+      clusterRetryStrategy: retry,
+      enableOfflineQueue: connection.enableOfflineQueue ?? true,
+      enableReadyCheck: true,
+      // A master that died is replaced after cluster-node-timeout: keep redirected commands waiting that long.
+      retryDelayOnFailover: 500,
+      retryDelayOnClusterDown: 500,
+      maxRedirections: 60,
+      redisOptions: { ...base, ...auth },
+    });
+  }
+  if (c.sentinel) {
+    const s = c.sentinel;
+    return new Redis({
+      ...base,
+      ...auth,
+      retryStrategy: retry,
+      sentinels: s.nodes.map(parseNode),
+      name: s.masterName,
+      // Subscribes to the sentinels' +switch-master, so a failover moves the connection at once.
+      failoverDetector: true,
+      ...(s.username !== undefined ? { sentinelUsername: resolved(s.username, 'redis.sentinel.username') } : {}),
+      ...(s.password !== undefined ? { sentinelPassword: resolved(s.password, 'redis.sentinel.password') } : {}),
+      ...(s.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+    });
+  }
+  return new Redis(resolved(c.url, 'redis.url'), { ...base, retryStrategy: retry });
+}
+
 /**
  * Redis connections. BullMQ needs `maxRetriesPerRequest: null` so blocked commands survive reconnects; the same
  * settings suit pushsync's own keys (cursors, locks), which then wait for Redis to come back instead of failing.
  */
-export function createRedis(url: string, options: RedisOptions): Redis {
+export function createRedis(c: RedisConfig, options: RedisOptions): RedisClient {
   let downSince: number | undefined;
   const giveUp = options.giveUpAfterMs;
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: null,
-    enableReadyCheck: true,
-    lazyConnect: false,
-    connectTimeout: options.connectTimeoutMs,
-    retryStrategy: (attempt) => {
-      if (giveUp === undefined) return reconnectDelay(attempt);
-      downSince ??= Date.now();
-      return Date.now() - downSince + reconnectDelay(attempt) < giveUp ? reconnectDelay(attempt) : null;
-    },
+  const redis = connect(c, { maxRetriesPerRequest: null, lazyConnect: false, connectTimeout: options.connectTimeoutMs }, (attempt) => {
+    if (giveUp === undefined) return reconnectDelay(attempt);
+    downSince ??= Date.now();
+    return Date.now() - downSince + reconnectDelay(attempt) < giveUp ? reconnectDelay(attempt) : null;
   });
   if (giveUp !== undefined) redis.on('ready', () => (downSince = undefined));
   return redis;
+}
+
+/** How many replicas must hold pushsync's writes before it confirms a position outside Redis (config `redis.waitReplicas`). */
+export interface ReplicaWait {
+  replicas: number;
+  /** How long to wait for them, ms. */
+  timeoutMs: number;
+}
+
+export function replicaWait(c: RedisConfig): ReplicaWait {
+  return { replicas: c.waitReplicas, timeoutMs: c.waitTimeout };
+}
+
+/**
+ * Resolves once `wait.replicas` replicas hold every write made so far on this connection (Redis WAIT), or at once
+ * when none are asked for; fails with a retryable REDIS_UNAVAILABLE when fewer confirm in time. Callers run it
+ * after their writes and before telling a source or producer that can never resend that a position is done: a
+ * failover may promote a replica that lacks the last writes a master acknowledged, and those would be lost.
+ * `key`: any key of pushsync's (in a cluster, WAIT must reach the master of pushsync's slot).
+ */
+export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string): Promise<void> {
+  if (wait.replicas === 0) return;
+  let acked: number;
+  if (redis instanceof Cluster) {
+    // WAIT names no key: pipelined behind a command on pushsync's slot, it goes to that slot's master.
+    const replies = await redis.pipeline().exists(key).wait(wait.replicas, wait.timeoutMs).exec();
+    const [err, n] = replies?.[1] ?? [new Error('no reply to WAIT'), 0];
+    if (err) throw err;
+    acked = Number(n);
+  } else {
+    acked = await redis.wait(wait.replicas, wait.timeoutMs);
+  }
+  if (acked < wait.replicas) {
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `only ${acked} of ${wait.replicas} Redis replicas confirmed pushsync's writes within ${wait.timeoutMs} ms (redis.waitReplicas); not confirming the position yet`,
+      { retryable: true, retryAfterMs: 1000 },
+    );
+  }
 }
 
 /** An error's text for one log line: Node's connection errors may be an AggregateError with an empty message. */
@@ -50,16 +150,12 @@ export function errorText(err: unknown): string {
  * Answers whether Redis can be reached within `timeoutMs`, on a connection of its own that queues nothing and
  * stops retrying at the deadline: one-shot commands fail with REDIS_UNAVAILABLE instead of hanging.
  */
-export async function probeRedis(url: string, timeoutMs: number): Promise<void> {
+export async function probeRedis(c: RedisConfig, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    retryStrategy: (attempt) => (Date.now() + reconnectDelay(attempt) < deadline ? reconnectDelay(attempt) : null),
-  });
+  const redis = connect(c, { enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: timeoutMs, commandTimeout: timeoutMs }, (attempt) =>
+    Date.now() + reconnectDelay(attempt) < deadline ? reconnectDelay(attempt) : null,
+  );
   redis.on('error', (err) => (lastError = err));
   try {
     await new Promise<void>((resolve, reject) => {
@@ -77,7 +173,7 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<void> 
   } catch (err) {
     throw new AppError(
       'REDIS_UNAVAILABLE',
-      `cannot reach Redis at ${redactUrl(url)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`,
+      `cannot reach Redis at ${describeRedis(c)} within ${timeoutMs} ms (redis.connectTimeout): ${errorText(err)}`,
       {
         retryable: true,
         cause: err,
@@ -88,14 +184,13 @@ export async function probeRedis(url: string, timeoutMs: number): Promise<void> 
   }
 }
 
-const lastErrors = new WeakMap<Redis, string>();
+const lastErrors = new WeakMap<RedisClient, string>();
 
 /**
  * Logs a connection's outages for people: one line per reconnect attempt with the reason, one when it is back.
  * The reason also answers `connectionProblem` (readiness).
  */
-export function watchConnection(redis: Redis, url: string, logger: Logger): void {
-  const where = redactUrl(url);
+export function watchConnection(redis: RedisClient, where: string, logger: Logger): void {
   let attempts = 0;
   redis.on('error', (err: unknown) => lastErrors.set(redis, errorText(err)));
   redis.on('reconnecting', (delay: number) => {
@@ -110,7 +205,7 @@ export function watchConnection(redis: Redis, url: string, logger: Logger): void
 }
 
 /** Why the connection cannot serve commands now, or undefined when it is ready. */
-export function connectionProblem(redis: Redis): string | undefined {
+export function connectionProblem(redis: RedisClient): string | undefined {
   if (redis.status === 'ready') return undefined;
   return `not connected (${redis.status})${lastErrors.has(redis) ? `: ${lastErrors.get(redis)}` : ''}`;
 }
@@ -119,7 +214,7 @@ export function connectionProblem(redis: Redis): string | undefined {
  * An `error` listener for a BullMQ Queue or Worker: each distinct message is logged once until `redis` (the
  * connection they share a server with) is ready again, so an outage is a few lines, not one per retry per object.
  */
-export function logOncePerState(redis: Redis, logger: Logger, fields: Record<string, unknown>, message: string): (err: unknown) => void {
+export function logOncePerState(redis: RedisClient, logger: Logger, fields: Record<string, unknown>, message: string): (err: unknown) => void {
   const seen = new Set<string>();
   redis.on('ready', () => seen.clear());
   return (err) => {
@@ -131,7 +226,7 @@ export function logOncePerState(redis: Redis, logger: Logger, fields: Record<str
 }
 
 /** Resolves once the connection is ready (at once when it is); rejects when it gave up. */
-export function redisReady(redis: Redis, url: string): Promise<void> {
+export function redisReady(redis: RedisClient, where: string): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onReady = (): void => {
@@ -140,17 +235,20 @@ export function redisReady(redis: Redis, url: string): Promise<void> {
     };
     const onEnd = (): void => {
       redis.off('ready', onReady);
-      reject(new AppError('REDIS_UNAVAILABLE', `gave up connecting to Redis at ${redactUrl(url)}: ${lastErrors.get(redis) ?? 'connection closed'}`));
+      reject(new AppError('REDIS_UNAVAILABLE', `gave up connecting to Redis at ${where}: ${lastErrors.get(redis) ?? 'connection closed'}`));
     };
     redis.once('ready', onReady);
     redis.once('end', onEnd);
   });
 }
 
-/** Closes a connection without waiting for a server that is not there (QUIT would wait in the offline queue). */
-export async function closeRedis(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
-  else redis.disconnect();
+/**
+ * Closes a connection without waiting for a server that is not there (QUIT would wait in the offline queue). The
+ * disconnect after QUIT also closes what QUIT leaves open: in sentinel mode, the subscriptions to every sentinel.
+ */
+export async function closeRedis(redis: RedisClient): Promise<void> {
+  if (redis.status === 'ready') await redis.quit().catch(() => undefined);
+  redis.disconnect();
 }
 
 /** Keys pushsync keeps beside BullMQ's, all under the configured prefix. */
@@ -212,7 +310,12 @@ export class Keys {
 }
 
 /** Deletes every key under a prefix (queues, cursors, leases): a fresh start for demos, benchmarks and tests. */
-export async function deletePrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deletePrefix(redis: RedisClient, prefix: string): Promise<number> {
+  if (redis instanceof Cluster) {
+    // SCAN sees one node's keys: ask every master. The prefix is a hash tag there, so one master holds them all.
+    const counts = await Promise.all(redis.nodes('master').map((node) => deletePrefix(node, prefix)));
+    return counts.reduce((a, n) => a + n, 0);
+  }
   let cursor = '0';
   let deleted = 0;
   do {

@@ -4,6 +4,7 @@ import { isAppError } from '../core/errors.js';
 import type { EventStream, StreamEntry } from '../core/ports.js';
 import type { PipelineContext } from './context.js';
 import { DebeziumIngest } from './ingest.js';
+import { replicaWait } from './redis.js';
 
 const BLOCK_MS = 1000;
 const RETRY_MS = 1000;
@@ -19,7 +20,7 @@ export interface StreamIngest {
  * its entries pending, and another consumer claims them.
  */
 export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceConfig, stream: EventStream): StreamIngest {
-  const ingest = new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, source, ctx.metrics, ctx.logger);
+  const ingest = new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, source, ctx.metrics, ctx.logger, replicaWait(ctx.config.redis));
   const log = ctx.logger.child({ source: source.name, stream: stream.description });
   let stopping = false;
   let prepared = false;

@@ -6,6 +6,10 @@
  * acknowledged a keepalive) and SIGKILLs the workers before the next flush. At the end the current state rebuilt from everything the
  * destination stored must equal the source. Prints `lost=N wrong=N extra=N duplicates=N` and fails unless lost,
  * wrong and extra are 0. The fault schedule is deterministic under the seed.
+ *
+ * `--redis sentinel` runs on a Sentinel group (a master, two replicas, three sentinels) and, instead of restarting
+ * Redis, twice SIGKILLs the master mid-sync so the sentinels promote a replica (the killed node returns as a replica); `--redis cluster` runs on a
+ * 3-master Redis Cluster with a replica per master and SIGKILLs the master of pushsync's slot.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { ChaosPostgres, ChaosRedis } from './services.js';
+import { SENTINEL_MASTER, TestRedisCluster, TestSentinelGroup } from '../helpers/redis-ha.js';
 import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
 import { prng } from '../helpers/prng.js';
 
@@ -23,6 +28,9 @@ const SEED = Number(seedArg > 0 ? process.argv[seedArg + 1] : (process.env.CHAOS
 const modeArg = process.argv.indexOf('--mode');
 const MODE = (modeArg > 0 ? process.argv[modeArg + 1] : (process.env.CHAOS_MODE ?? 'watermark')) as 'watermark' | 'cdc';
 if (MODE !== 'watermark' && MODE !== 'cdc') throw new Error(`--mode must be watermark or cdc, not ${String(MODE)}`);
+const redisArg = process.argv.indexOf('--redis');
+const REDIS = (redisArg > 0 ? process.argv[redisArg + 1] : (process.env.CHAOS_REDIS ?? 'single')) as 'single' | 'sentinel' | 'cluster';
+if (!['single', 'sentinel', 'cluster'].includes(REDIS)) throw new Error(`--redis must be single, sentinel or cluster, not ${String(REDIS)}`);
 const WRITE_SECONDS = Number(process.env.CHAOS_WRITE_SECONDS ?? 40);
 const INITIAL_ROWS = 5000;
 /**
@@ -285,9 +293,16 @@ async function main(): Promise<void> {
   const random = prng(SEED);
   const faultRandom = prng(SEED * 7919 + 1);
   const started = Date.now();
-  log(`seed ${SEED}, mode ${MODE}`);
+  log(`seed ${SEED}, mode ${MODE}, redis ${REDIS}`);
   const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
-  const redis = await ChaosRedis.start();
+  const redis = REDIS === 'single' ? await ChaosRedis.start() : undefined;
+  const sentinels = REDIS === 'sentinel' ? await TestSentinelGroup.start(2, 3) : undefined;
+  const cluster = REDIS === 'cluster' ? await TestRedisCluster.start(3, 1) : undefined;
+  const redisConfig = sentinels
+    ? `{ sentinel: { nodes: [${sentinels.nodes.join(', ')}], masterName: ${SENTINEL_MASTER} }, prefix: chaos, waitReplicas: 1 }`
+    : cluster
+      ? `{ cluster: { nodes: [${cluster.nodes.join(', ')}] }, prefix: chaos, waitReplicas: 1 }`
+      : `{ url: ${redis!.url}, prefix: chaos }`;
   const pgServer = await ChaosPostgres.start({ logical: MODE === 'cdc' });
   const receiver: ChaosReceiver = await startChaosReceiver(faultRandom, 'chaos-key');
   const fleet = new Fleet(join(dir, 'pushsync.yaml'));
@@ -304,7 +319,7 @@ async function main(): Promise<void> {
     await admin.end();
     writeFileSync(
       join(dir, 'pushsync.yaml'),
-      `redis: { url: ${redis.url}, prefix: chaos }
+      `redis: ${redisConfig}
 destination:
   url: ${receiver.url}
   apiKey: chaos-key
@@ -351,7 +366,40 @@ log: { level: error }
         },
       });
     }
-    events.push({ time: at(0.3), name: 'restart redis', run: () => redis.restart(1000) });
+    if (redis) events.push({ time: at(0.3), name: 'restart redis', run: () => redis.restart(1000) });
+    if (sentinels) {
+      for (const fraction of [0.3, 0.55]) {
+        events.push({
+          time: at(fraction),
+          name: 'SIGKILL the Redis master (sentinel failover)',
+          run: async () => {
+            const started = Date.now();
+            const { killed, promoted } = await sentinels.killMaster();
+            log(`sentinels promoted 127.0.0.1:${promoted} in place of 127.0.0.1:${killed} after ${Date.now() - started} ms`);
+            await sleep(1000);
+            await sentinels.revive(killed);
+            log(`127.0.0.1:${killed} back as a replica`);
+          },
+        });
+      }
+    }
+    if (cluster) {
+      events.push({
+        time: at(0.3),
+        name: "SIGKILL the master of pushsync's cluster slot (cluster failover)",
+        run: async () => {
+          const started = Date.now();
+          const killed = await cluster.masterOf('{chaos}');
+          await cluster.kill(killed);
+          let promoted = killed;
+          while (promoted === killed && Date.now() - started < 30_000) {
+            await sleep(200);
+            promoted = await cluster.masterOf('{chaos}').catch(() => killed);
+          }
+          log(`cluster promoted 127.0.0.1:${promoted} in place of 127.0.0.1:${killed} after ${Date.now() - started} ms`);
+        },
+      });
+    }
     events.push({ time: at(0.5), name: 'restart postgres', run: () => pgServer.restart() });
     const memory: number[] = [];
     events.push({
@@ -360,7 +408,7 @@ log: { level: error }
       run: async () => {
         receiver.setOutage(true);
         for (let i = 0; i < 16; i++) {
-          memory.push(await redis.usedMemory().catch(() => 0));
+          if (redis) memory.push(await redis.usedMemory().catch(() => 0));
           await sleep(500);
         }
         receiver.setOutage(false);
@@ -392,6 +440,7 @@ log: { level: error }
     }
     await sleep(Math.max(0, started + 3000 + WRITE_SECONDS * 1000 - Date.now()));
     await writers.stop();
+    const stoppedAt = Date.now();
     log(`writers stopped after ${writers.ops} operations; waiting for pushsync to catch up`);
 
     const check = await pgServer.client();
@@ -405,13 +454,14 @@ log: { level: error }
         const res = spawnSync(
           process.execPath,
           ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'dlq', 'retry', '--all'],
-          { cwd: ROOT },
+          { cwd: ROOT, timeout: 60_000 },
         );
         log(`dead-letter queue: ${res.stdout.toString().trim()}`);
       }
       v = await verdict(check, receiver.rows);
     }
     await check.end();
+    log(`${v.lost + v.wrong + v.extra === 0 ? 'converged' : 'gave up'} ${Math.round((Date.now() - stoppedAt) / 1000)} s after the writers stopped`);
     log(`destination answers: ${JSON.stringify(receiver.faults)}; rows stored: ${receiver.rows.length}`);
     if (memory.length > 0) {
       log(`redis used_memory during outage: min=${Math.min(...memory)} max=${Math.max(...memory)} bytes (maxPendingBatches=10)`);
@@ -423,7 +473,9 @@ log: { level: error }
   } finally {
     await fleet.stopAll();
     await receiver.close();
-    await redis.stop();
+    await redis?.stop();
+    await sentinels?.stop();
+    await cluster?.stop();
     await pgServer.stop();
     rmSync(dir, { recursive: true, force: true });
   }
