@@ -57,7 +57,12 @@ async function main(): Promise<void> {
           kind: 'postgres',
           url: PG_URL,
           mode: 'cdc',
-          cdc: { slot: SLOT, publication: SLOT, maxRunTime: '10m', ...(process.env.BENCH_CDC_FLUSH ? { flushInterval: process.env.BENCH_CDC_FLUSH } : {}) },
+          cdc: {
+            slot: SLOT,
+            publication: SLOT,
+            maxRunTime: '10m',
+            ...(process.env.BENCH_CDC_FLUSH ? { flushInterval: process.env.BENCH_CDC_FLUSH } : {}),
+          },
           tables: [{ name: `${SCHEMA}.events` }],
         },
       ],

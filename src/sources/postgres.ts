@@ -432,8 +432,13 @@ class PostgresTable implements TableReader {
     const wanted = [this.sql.watermark.name, ...this.sql.primaryKey.map((c) => c.name)];
     const [first] = await this.source.query(nextRangeQuery(this.sql, 'wm', null, 1), `first key of ${this.where}`, this.queried);
     const q = nextRangeQuery(this.sql, 'wm', first ? this.toPosition(first, 'wm') : null, 5000);
-    const plan = (await this.source.query({ text: `EXPLAIN ${q.text}`, values: q.values }, `explain the page query of ${this.where}`, this.queried)).map(
-      (r) => r[0]!.trim().replace(/^->\s*/, '').replace(/\s+\(cost=[^)]*\)$/, ''),
+    const plan = (
+      await this.source.query({ text: `EXPLAIN ${q.text}`, values: q.values }, `explain the page query of ${this.where}`, this.queried)
+    ).map((r) =>
+      r[0]!
+        .trim()
+        .replace(/^->\s*/, '')
+        .replace(/\s+\(cost=[^)]*\)$/, ''),
     );
     // Valid, unconditional btree indexes whose leading columns are (watermark, primary key...), in that order.
     const columns = await this.source.query(
