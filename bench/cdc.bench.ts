@@ -1,8 +1,13 @@
 /**
- * `npm run bench:cdc`: change data capture throughput. A table on the wal_level=logical cluster is snapshotted,
- * then changed (updates in large and small transactions, inserts, deletes); the time from the start of the pass that
- * streams those changes until every one was delivered gives changes/s. Prints the time the plain
+ * `npm run bench:cdc`: change data capture throughput and latency. A table on the wal_level=logical cluster is
+ * snapshotted, then changed (updates in large and small transactions, inserts, deletes); the time from the start of
+ * the pass that streams those changes until every one was delivered gives changes/s. Prints the time the plain
  * `pg_logical_slot_peek_binary_changes` of the same WAL takes next to it, for scale.
+ *
+ * Then latency: pushsync runs as a service (scheduler, extract and push roles) while this process inserts rows at a
+ * steady rate in small transactions, each row stamped with `clock_timestamp()` by the source as it is written (the
+ * commit follows within the same statement); the receiver notes, per record, the time from that stamp to its
+ * acceptance, and the percentiles are printed.
  */
 import pg from 'pg';
 import { Redis } from 'ioredis';
@@ -16,20 +21,28 @@ import { startReceiverChild } from './receiver-child.js';
 const PG_URL = process.env.BENCH_LOGICAL_PG_URL ?? 'postgres://postgres@127.0.0.1:5433/test';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROWS = Number(process.env.BENCH_CDC_ROWS ?? 200_000);
-const SLOT = 'pushsync_bench_cdc';
+const LATENCY_RATE = Number(process.env.BENCH_CDC_RATE ?? 5000);
+const LATENCY_SECONDS = Number(process.env.BENCH_CDC_SECONDS ?? 20);
+// Names of this run only: slots are cluster-wide, and two runs at once must not drop each other's.
+const SLOT = `pushsync_bench_cdc_${process.pid}`;
+const SCHEMA = `bench_cdc_${process.pid}`;
 const PREFIX = `pushsync_bench_cdc_${process.pid}`;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
 
 async function main(): Promise<void> {
   const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   await client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [SLOT]);
   await client.query(`DROP PUBLICATION IF EXISTS ${SLOT}`);
-  await client.query(`DROP SCHEMA IF EXISTS bench_cdc CASCADE; CREATE SCHEMA bench_cdc`);
+  await client.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE; CREATE SCHEMA ${SCHEMA}`);
   await client.query(
-    `CREATE TABLE bench_cdc.events (id bigint PRIMARY KEY, account int, amount numeric(12,2), status text, payload jsonb, updated_at timestamptz DEFAULT now())`,
+    `CREATE TABLE ${SCHEMA}.events (id bigint PRIMARY KEY, account int, amount numeric(12,2), status text, payload jsonb, updated_at timestamptz DEFAULT now(), written_at timestamptz)`,
   );
   await client.query(
-    `INSERT INTO bench_cdc.events SELECT g, g % 1000, g / 7.0, 'new', jsonb_build_object('k', g) FROM generate_series(1, $1::int) g`,
+    `INSERT INTO ${SCHEMA}.events SELECT g, g % 1000, g / 7.0, 'new', jsonb_build_object('k', g) FROM generate_series(1, $1::int) g`,
     [ROWS],
   );
   const receiver = await startReceiverChild();
@@ -44,8 +57,13 @@ async function main(): Promise<void> {
           kind: 'postgres',
           url: PG_URL,
           mode: 'cdc',
-          cdc: { slot: SLOT, publication: SLOT, maxRunTime: '10m' },
-          tables: [{ name: 'bench_cdc.events' }],
+          cdc: {
+            slot: SLOT,
+            publication: SLOT,
+            maxRunTime: '10m',
+            ...(process.env.BENCH_CDC_FLUSH ? { flushInterval: process.env.BENCH_CDC_FLUSH } : {}),
+          },
+          tables: [{ name: `${SCHEMA}.events` }],
         },
       ],
     },
@@ -61,6 +79,55 @@ async function main(): Promise<void> {
     if (summary.failed.length > 0 || summary.timedOut) throw new Error(`pass failed: ${JSON.stringify(summary)}`);
     return seconds;
   };
+  /** Steady inserts while pushsync runs as a service; returns the printed summary. */
+  const latency = async (): Promise<string> => {
+    const ctx = createPipeline(config, createLogger('warn'));
+    const runtime = await startRuntime(ctx, { roles: ['scheduler', 'extract', 'push'] });
+    const writer = new pg.Client({ connectionString: PG_URL });
+    await writer.connect();
+    try {
+      // The stream is open once a first transaction arrives; rows before that would measure the start-up.
+      const warm = ROWS + 100_000;
+      await writer.query(`INSERT INTO ${SCHEMA}.events (id, account, amount, status) VALUES ($1, 0, 0, 'warm')`, [warm]);
+      await receiver.reset();
+      for (let i = 0; (await receiver.counts()).rows === 0; i++) {
+        if (i > 600) throw new Error('latency: the warm-up row never arrived');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await receiver.trackLatency('written_at');
+      await receiver.reset();
+      const total = LATENCY_RATE * LATENCY_SECONDS;
+      const first = warm + 1;
+      const started = performance.now();
+      let sent = 0;
+      // 100 transactions a second; a tick that comes late writes what is due, so the rate holds on average.
+      while (sent < total) {
+        const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * LATENCY_RATE));
+        if (due > sent) {
+          await writer.query(
+            `INSERT INTO ${SCHEMA}.events (id, account, amount, status, written_at) SELECT g, 2, 2, 'steady', clock_timestamp() FROM generate_series($1::bigint, $2::bigint) g`,
+            [first + sent, first + due - 1],
+          );
+          sent = due;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const writeSeconds = (performance.now() - started) / 1000;
+      for (let i = 0; (await receiver.counts()).rows < total; i++) {
+        if (i > 1200) throw new Error(`latency: ${(await receiver.counts()).rows} of ${total} rows arrived`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const ms = (await receiver.latencies()).sort((a, b) => a - b);
+      const f = (p: number): string => `${percentile(ms, p).toFixed(0)} ms`;
+      return (
+        `${total} inserts at ${Math.round(total / writeSeconds).toLocaleString('en-US')}/s for ${writeSeconds.toFixed(1)} s, ` +
+        `commit to acceptance p50 ${f(50)}, p90 ${f(90)}, p99 ${f(99)}, max ${f(100)} (${ms.length} records; goal p99 <= 500 ms: ${percentile(ms, 99) <= 500 ? 'met' : 'MISSED'})`
+      );
+    } finally {
+      await writer.end();
+      await runtime.stop();
+    }
+  };
   try {
     const snapshotSeconds = await pass();
     const snapshotRows = (await receiver.counts()).rows;
@@ -69,14 +136,14 @@ async function main(): Promise<void> {
     );
     await receiver.reset();
     // One large transaction, many small ones, inserts and deletes.
-    await client.query(`UPDATE bench_cdc.events SET status = 'paid', amount = amount + 1, updated_at = now() WHERE id % 2 = 0`);
+    await client.query(`UPDATE ${SCHEMA}.events SET status = 'paid', amount = amount + 1, updated_at = now() WHERE id % 2 = 0`);
     for (let i = 0; i < 200; i++)
-      await client.query(`UPDATE bench_cdc.events SET status = 'shipped' WHERE id BETWEEN $1::bigint AND $1::bigint + 99`, [i * 100 + 1]);
+      await client.query(`UPDATE ${SCHEMA}.events SET status = 'shipped' WHERE id BETWEEN $1::bigint AND $1::bigint + 99`, [i * 100 + 1]);
     await client.query(
-      `INSERT INTO bench_cdc.events (id, account, amount, status) SELECT g, 1, 1, 'new' FROM generate_series($1::int + 1, $2::int) g`,
+      `INSERT INTO ${SCHEMA}.events (id, account, amount, status) SELECT g, 1, 1, 'new' FROM generate_series($1::int + 1, $2::int) g`,
       [ROWS, ROWS + 20000],
     );
-    await client.query(`DELETE FROM bench_cdc.events WHERE id % 10 = 1`);
+    await client.query(`DELETE FROM ${SCHEMA}.events WHERE id % 10 = 1`);
     const {
       rows: [peek],
     } = await client.query(
@@ -91,10 +158,11 @@ async function main(): Promise<void> {
     );
     if (delivered < expected - ROWS / 10 / 2)
       console.log('WARNING: fewer records than changes (rows changed and deleted between reads are skipped by design)');
+    console.log(`latency: ${await latency()}`);
   } finally {
     await client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [SLOT]).catch(() => {});
     await client.query(`DROP PUBLICATION IF EXISTS ${SLOT}`).catch(() => {});
-    await client.query(`DROP SCHEMA IF EXISTS bench_cdc CASCADE`);
+    await client.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
     await client.end();
     await deletePrefix(redis, PREFIX);
     await redis.quit();
@@ -102,7 +170,11 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+// Exits explicitly: a closed pipeline can leave a handle (a reconnect timer) that would keep the process alive.
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

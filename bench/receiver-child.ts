@@ -13,6 +13,10 @@ export interface ReceiverChild {
   url: string;
   reset(): Promise<void>;
   counts(): Promise<ReceiverCounts>;
+  /** From now on, note each accepted record's delay after its `column` (a UTC timestamp); clears earlier ones. */
+  trackLatency(column: string): Promise<void>;
+  /** Milliseconds from each tracked record's timestamp to its acceptance, in arrival order. */
+  latencies(): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -46,6 +50,16 @@ export async function startReceiverChild(): Promise<ReceiverChild> {
       const reply = nextMessage<ReceiverCounts>(child, (m) => typeof m.rows === 'number');
       child.send({ type: 'count' });
       return reply;
+    },
+    trackLatency: async (column: string) => {
+      const done = nextMessage(child, (m) => m.latency === true);
+      child.send({ type: 'latency', column });
+      await done;
+    },
+    latencies: async () => {
+      const reply = nextMessage<{ latencies: number[] }>(child, (m) => Array.isArray(m.latencies));
+      child.send({ type: 'latencies' });
+      return (await reply).latencies;
     },
     close: async () => {
       if (child.exitCode !== null) return;

@@ -6,11 +6,20 @@ import type { AddressInfo } from 'node:net';
  * for its event loop. It parses every body as a real server would and counts rows per target table.
  *
  * IPC: sends `{ port }` once listening; answers `{ type: 'count' }` with `{ rows, requests, cpuSeconds }` and
- * `{ type: 'reset' }` by zeroing the counters.
+ * `{ type: 'reset' }` by zeroing the counters. `{ type: 'latency', column }` makes it note, for every record it
+ * accepts from then on, the milliseconds from that record's `column` (a UTC timestamp the source wrote at commit)
+ * until the request was parsed; `{ type: 'latencies' }` answers `{ latencies }` with them.
  */
 let rows = 0;
 let requests = 0;
 let counter = 0;
+let latencyColumn: string | null = null;
+let latencies: number[] = [];
+
+/** A timestamptz as JSON (`2026-12-01T10:54:04.123456+00:00`) or text (`2026-12-01 10:54:04.123456+00`), in ms. */
+function epochMs(text: string): number {
+  return Date.parse(text.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'));
+}
 
 const server = createServer((req, res) => {
   const chunks: Buffer[] = [];
@@ -25,6 +34,13 @@ const server = createServer((req, res) => {
       return;
     }
     const n = Array.isArray(body.data) ? body.data.length : 1;
+    if (latencyColumn !== null && Array.isArray(body.data)) {
+      const now = Date.now();
+      for (const record of body.data as Array<Record<string, unknown>>) {
+        const at = record[latencyColumn];
+        if (typeof at === 'string') latencies.push(now - epochMs(at));
+      }
+    }
     rows += n;
     requests += 1;
     counter += 1;
@@ -51,7 +67,13 @@ server.listen(0, '127.0.0.1', () => {
   process.send?.({ port: (server.address() as AddressInfo).port });
 });
 
-process.on('message', (msg: { type: string }) => {
+process.on('message', (msg: { type: string; column?: string }) => {
+  if (msg.type === 'latency') {
+    latencyColumn = msg.column ?? null;
+    latencies = [];
+    process.send?.({ latency: true });
+  }
+  if (msg.type === 'latencies') process.send?.({ latencies });
   if (msg.type === 'count') {
     const cpu = process.cpuUsage();
     process.send?.({ rows, requests, cpuSeconds: (cpu.user + cpu.system) / 1e6 });

@@ -256,6 +256,8 @@ program
             );
           }
         }
+        const pageScan = t.mode === 'watermark' ? await reader.pageScanProblem?.() : null;
+        if (pageScan) warn(`${t.source}.${t.name}: ${pageScan}`);
         const nulls = await reader.countNullWatermark();
         if (nulls > 0)
           warn(`${t.source}.${t.name}: ${nulls} rows have a NULL ${reader.shape.watermark}; they are sent once during the initial backfill only`);

@@ -193,8 +193,12 @@ const cdcSchema = z
     maxRunTime: duration.default(60_000),
     /** Keys per push job, 1 to 50000. @defaultValue 5000 */
     batchKeys: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
-    /** Changes are enqueued (and the slot acknowledged) at least this often while the stream is busy, a duration. @defaultValue 500ms */
-    flushInterval: duration.default(500),
+    /**
+     * Changes are enqueued (and the slot acknowledged) at least this often while the stream is busy, a duration. It
+     * bounds how long a committed change waits before a push worker can send it; under a steady stream, jobs hold
+     * about `flushInterval` worth of changes (at most `batchKeys`). @defaultValue 100ms
+     */
+    flushInterval: duration.default(100),
     /** Log a warning when the slot holds back more WAL than this many bytes. @defaultValue 1073741824 (1 GiB) */
     lagWarningBytes: z
       .number()

@@ -145,6 +145,25 @@ ${tables}
     expect(run.stdout).toMatch(/warn app\.order_customers: a page of the query would scan a whole relation \(.*Seq Scan on (orders|customers)/);
   });
 
+  it('check warns, with the plan line and the index to create, when the page query is not an index range scan on (watermark, key)', async () => {
+    await db.client.query(`CREATE TABLE ${db.schema}.unindexed (id int PRIMARY KEY, updated_at timestamptz NOT NULL)`);
+    await db.client.query(`INSERT INTO ${db.schema}.unindexed SELECT g, now() FROM generate_series(1, 20) g`);
+    const path = config(`
+      - name: ${db.schema}.unindexed
+        watermark: updated_at`);
+    const before = await pushsync(['--config', path, 'check'], env);
+    expect(before.stdout).toMatch(
+      new RegExp(
+        `warn app\\.${db.schema}\\.unindexed: the page query is not an index range scan on \\(updated_at, id\\) \\(plan: [^)]*Scan[^)]*on unindexed t.*` +
+          `create the index: CREATE INDEX CONCURRENTLY ON .*unindexed \\("updated_at", "id"\\)`,
+      ),
+    );
+    await db.client.query(`CREATE INDEX ON ${db.schema}.unindexed (updated_at, id)`);
+    const after = await pushsync(['--config', path, 'check'], env);
+    expect(after.stdout).toContain(`ok   app.${db.schema}.unindexed`);
+    expect(after.stdout).not.toContain('index range scan');
+  });
+
   it('refuses at start a mask that does not fit the column, with exit code 2, before anything is enqueued', async () => {
     const path = config(`
       - name: ${db.schema}.customers

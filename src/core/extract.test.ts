@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { assertCursorSane, extractTable, type ExtractParams } from './extract.js';
 import { AppError } from './errors.js';
-import { SNAPSHOT_START_CURSOR, START_CURSOR, type Cursor, type KeyRange } from './cursor.js';
+import { SNAPSHOT_START_CURSOR, START_CURSOR, serializeCursor, type Cursor, type KeyRange } from './cursor.js';
 import { FakeTableReader, MemoryCursorStore, fakeRows, type FakeRow } from '../../test/helpers/fakes.js';
 
 interface Enqueued {
@@ -206,6 +206,22 @@ describe('assertCursorSane', () => {
   it('accepts a cursor at its high water, and a fresh table with neither', async () => {
     await assertCursorSane(reader, stored(at(8), at(8)), 'app.t');
     await assertCursorSane(reader, stored(START_CURSOR, null, null), 'app.t');
+  });
+
+  it('asks the database nothing to compare a cursor saved as its high water (an idle run stays at its few statements)', async () => {
+    const counting = new FakeTableReader(fakeRows(1, 10));
+    let compared = 0;
+    const compare = counting.comparePositions.bind(counting);
+    counting.comparePositions = (...args: Parameters<typeof compare>) => {
+      compared += 1;
+      return compare(...args);
+    };
+    await assertCursorSane(counting, stored(at(8), at(8), serializeCursor(at(8))), 'app.t');
+    expect(compared).toBe(0);
+    // A different text (an older copy restored) is compared, and found behind.
+    const err = await rejection(assertCursorSane(counting, stored(at(3), at(8), serializeCursor(at(3))), 'app.t'));
+    expect(err.message).toContain('moved backwards');
+    expect(compared).toBe(1);
   });
 
   it('calls a cursor behind its high water in the same phase CURSOR_INVALID', async () => {

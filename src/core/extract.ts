@@ -1,5 +1,5 @@
 import { AppError } from './errors.js';
-import { cursorAfterRange, nextPhase, type Cursor, type KeyRange } from './cursor.js';
+import { cursorAfterRange, nextPhase, serializeCursor, type Cursor, type KeyRange } from './cursor.js';
 import type { TableReader } from './ports.js';
 
 /** Stored cursor with an opaque version for compare-and-set. */
@@ -55,7 +55,10 @@ export async function assertCursorSane(reader: TableReader, stored: StoredCursor
   if (highWater && stored.version === null) {
     throw new AppError('CURSOR_INVALID', `${where}: the cursor is missing but a later one was saved before; ${remedy}`);
   }
-  if (highWater && highWater.after) {
+  // A cursor saved as the high water (every run's last save is) cannot be behind it: no query needed, which keeps an
+  // idle run at the few statements it must make.
+  const atHighWater = highWater !== null && stored.version !== null && stored.version === serializeCursor(highWater);
+  if (highWater && highWater.after && !atHighWater) {
     const behind =
       PHASE_ORDER[cursor.phase] < PHASE_ORDER[highWater.phase] ||
       (cursor.phase === highWater.phase &&

@@ -156,6 +156,10 @@ class MaskedReader implements TableReader {
   fullScans(): Promise<string[]> {
     return this.inner.fullScans ? this.inner.fullScans() : Promise.resolve([]);
   }
+
+  pageScanProblem(): Promise<string | null> {
+    return this.inner.pageScanProblem ? this.inner.pageScanProblem() : Promise.resolve(null);
+  }
 }
 
 /**

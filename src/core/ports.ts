@@ -136,6 +136,11 @@ export interface TableReader {
   storedKey?(pk: readonly string[]): string[];
   /** Lines of the page query's plan that read a whole relation (for `pushsync check`); absent when not known. */
   fullScans?(): Promise<string[]>;
+  /**
+   * Why an incremental run's page query is not an index range scan on (watermark, primary key), naming the plan
+   * line and the index to create (for `pushsync check`); null when it is; absent when not known.
+   */
+  pageScanProblem?(): Promise<string | null>;
 }
 
 export interface Source {

@@ -261,13 +261,29 @@ async function streamChanges(
 ): Promise<{ changes: number; acked: string | null; snapshotRows: number }> {
   const inbox: ChangeStreamEvent[] = [];
   let streamError: Error | undefined;
+  // Ends the loop's wait as soon as the stream hands something over, so a change does not sit out a poll interval.
+  let wake: (() => void) | null = null;
   const stream = await cdc.open(
     relations,
-    (e) => inbox.push(e),
+    (e) => {
+      inbox.push(e);
+      wake?.();
+    },
     (err) => {
       streamError = err;
+      wake?.();
     },
   );
+  const nap = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      wake = done;
+    });
   o.onStream(stream);
   let buffered: ChangeEvent[] = [];
   let bufferedEnd: string | null = null;
@@ -310,7 +326,8 @@ async function streamChanges(
       const e = inbox.shift()!;
       switch (e.kind) {
         case 'transaction':
-          buffered.push(...e.changes);
+          // A loop, not push(...changes): a transaction of a few hundred thousand changes would overflow the stack.
+          for (const c of e.changes) buffered.push(c);
           bufferedEnd = e.end;
           position = e.end;
           if (e.ignored) ctx.metrics.errors.inc({ source: o.sourceName, table: '*', code: 'CHANGE_OF_DROPPED_TABLE' }, e.ignored);
@@ -348,7 +365,8 @@ async function streamChanges(
       lastRequest = Date.now();
       await stream.requestPosition(acked);
     }
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    const untilFlush = buffered.length > 0 || bufferedEnd !== null ? Math.max(0, lastFlush + o.flushIntervalMs - Date.now()) : POLL_MS;
+    if (inbox.length === 0 && !streamError) await nap(Math.min(POLL_MS, untilFlush));
   }
 }
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { AppError } from '../core/errors.js';
-import { parseQualifiedName } from '../core/identifiers.js';
+import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
@@ -464,6 +464,60 @@ class PostgresTable implements TableReader {
     const q = nextRangeQuery(this.sql, 'wm', first ? this.toPosition(first, 'wm') : null, 5000);
     const plan = await this.source.query({ text: `EXPLAIN ${q.text}`, values: q.values }, `explain the page query of ${this.where}`, this.queried);
     return plan.map((r) => r[0]!.trim()).filter((line) => /\bSeq Scan on\b/.test(line));
+  }
+
+  /**
+   * Why the page query of an incremental run is not an index range scan on (watermark, primary key), with the plan
+   * line and the index to create; null when it is, or when the table has no watermark or is a query. Without that
+   * index, a run that finds nothing new still reads (and sorts) the whole table: idle cost grows with its size.
+   */
+  async pageScanProblem(): Promise<string | null> {
+    if (this.sql.watermark === null || this.sql.qualified.startsWith('(')) return null;
+    const wanted = [this.sql.watermark.name, ...this.sql.primaryKey.map((c) => c.name)];
+    const [first] = await this.source.query(nextRangeQuery(this.sql, 'wm', null, 1), `first key of ${this.where}`, this.queried);
+    const q = nextRangeQuery(this.sql, 'wm', first ? this.toPosition(first, 'wm') : null, 5000);
+    const plan = (
+      await this.source.query({ text: `EXPLAIN ${q.text}`, values: q.values }, `explain the page query of ${this.where}`, this.queried)
+    ).map((r) =>
+      r[0]!
+        .trim()
+        .replace(/^->\s*/, '')
+        .replace(/\s+\(cost=[^)]*\)$/, ''),
+    );
+    // Valid, unconditional btree indexes whose leading columns are (watermark, primary key...), in that order.
+    const columns = await this.source.query(
+      {
+        text: `SELECT c.relname::text, k.n::text, a.attname::text, pg_relation_size(i.indrelid)::text
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+                    CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE i.indrelid = $1::regclass AND am.amname = 'btree' AND i.indisvalid AND i.indpred IS NULL AND k.n <= $2
+               ORDER BY 1, 2`,
+        values: [this.sql.qualified, wanted.length],
+      },
+      `list the indexes of ${this.where}`,
+    );
+    const byIndex = new Map<string, string[]>();
+    for (const [index, , column] of columns) byIndex.set(index!, [...(byIndex.get(index!) ?? []), column!]);
+    const suitable = new Set([...byIndex].filter(([, cols]) => cols.join('\0') === wanted.join('\0')).map(([name]) => name));
+    const scan = plan.find((line) => /\bScan\b/.test(line)) ?? plan[0] ?? '';
+    const used = /^Index (Only )?Scan using (\S+) on /.exec(scan);
+    const ranged = plan.some((line) => line.startsWith('Index Cond:'));
+    if (used && suitable.has(used[2]!) && ranged && !plan.some((line) => /^(Incremental )?Sort\b/.test(line))) return null;
+    const columnsText = wanted.join(', ');
+    if (suitable.size > 0) {
+      // On a small table the planner rightly prefers reading it whole; the index takes over as it grows.
+      const bytes = Number(columns[0]?.[3] ?? 0);
+      if (bytes < 8 * 1024 * 1024) return null;
+      return (
+        `the page query is not an index range scan on (${columnsText}) although ${[...suitable].join(', ')} covers it (plan: ${scan}); ` +
+        `run ANALYZE ${this.sql.qualified} so the planner sees the table's size`
+      );
+    }
+    return (
+      `the page query is not an index range scan on (${columnsText}) (plan: ${scan}), so a run that finds nothing new still reads the whole table; ` +
+      `create the index: CREATE INDEX CONCURRENTLY ON ${this.sql.qualified} (${wanted.map(quoteIdent).join(', ')})`
+    );
   }
 
   async countNullWatermark(): Promise<number> {
