@@ -6,6 +6,17 @@ export interface ReceiverCounts {
   requests: number;
   /** CPU the receiver process has used since it started. */
   cpuSeconds: number;
+  /** Request body bytes as received (compressed when gzip) and after inflating, since the last reset. */
+  wireBytes: number;
+  bodyBytes: number;
+}
+
+/** A simulated remote destination (see bench/receiver.ts). */
+export interface ReceiverOptions {
+  /** Every answer waits this long after its body arrived. @defaultValue 0 */
+  latencyMs?: number;
+  /** Bytes per second of one link all requests share; 0 = unlimited. @defaultValue 0 */
+  bandwidth?: number;
 }
 
 /** Handle on the receiver child process (bench/receiver.ts). */
@@ -32,8 +43,9 @@ function nextMessage<T>(child: ChildProcess, accept: (m: Record<string, unknown>
 }
 
 /** Forks the receiver with this process's loader flags (tsx), so the child runs the TypeScript file as is. */
-export async function startReceiverChild(): Promise<ReceiverChild> {
-  const child = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export async function startReceiverChild(options: ReceiverOptions = {}): Promise<ReceiverChild> {
+  const env = { ...process.env, RECEIVER_LATENCY_MS: String(options.latencyMs ?? 0), RECEIVER_BANDWIDTH: String(options.bandwidth ?? 0) };
+  const child = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
   const { port } = await nextMessage<{ port: number }>(child, (m) => typeof m.port === 'number');
   return {
     url: `http://127.0.0.1:${port}/v2/stream`,

@@ -159,7 +159,7 @@ export function requestBodyBytes(records: readonly string[], config: RequestConf
   let at = body.write(head, 0);
   for (let i = 0; i < records.length; i++) {
     if (i > 0) body[at++] = 0x2c;
-    at += body.write(records[i]!, at, lengths[i]);
+    at += body.write(records[i]!, at, lengths[i]!);
   }
   at += body.write(tail, at);
   if (at !== size) throw new AppError('INTERNAL', `request body is ${at} bytes, expected ${size}`);
