@@ -1,18 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { parseConfig, type Config } from '../src/config.js';
-import { createPipeline, startRuntime } from '../src/main.js';
-import { createLogger } from '../src/observability/logger.js';
-import { runOnce } from '../src/queue/run-once.js';
 import { cpuSecondsByCommand, diffCpu } from './cpu.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
+import { pipelineBackfill, type BackfillOptions, type PipelineResult } from './backfill.js';
 import { rawKeysetRead } from './raw-read.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
-import { deletePrefix } from '../src/queue/redis.js';
 
 /**
  * Backfill throughput of the whole pipeline (extract + push workers over BullMQ, into a Stream API stand-in) against
@@ -46,30 +39,8 @@ const RULES_VARIANTS = process.env.BENCH_RULES !== '0';
 const PROFILE_DIR = process.env.BENCH_CPU_PROF;
 const TABLE = `${SCHEMA}.${benchTable(ROWS)}`;
 
-interface PipelineResult {
-  rows: number;
-  requests: number;
-  seconds: number;
-  /** RSS when the run started (modules loaded, previous runs collected as far as GC got). */
-  startRss: number;
-  peakRss: number;
-  redisBefore: number;
-  redisPeak: number;
-  redisAfter: number;
-  /** CPU seconds during the run, by process. */
-  cpu: { pipeline: number; receiver: number; postgres: number; redis: number };
-  /** Share of the run the pipeline's event loop was busy. */
-  eventLoopBusy: number;
-  problems: string[];
-}
-
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-
-async function redisUsedMemory(redis: Redis): Promise<number> {
-  const info = await redis.info('memory');
-  return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
-}
 
 /**
  * What the backfill runs with: the plain table, then the same table with rules of what leaves (three masks, one in
@@ -94,100 +65,17 @@ const VARIANTS: Variant[] = [
   },
 ];
 
-function benchConfig(prefix: string, receiverUrl: string, variant: Variant): Config {
-  return parseConfig(
-    {
-      redis: { url: REDIS_URL, prefix },
-      destination: { url: receiverUrl, apiKey: 'bench', concurrency: PUSH_CONCURRENCY },
-      masking: { key: 'bench-pseudonym-key-0123456789' },
-      sources: [
-        { name: 'bench', kind: 'postgres', url: PG_URL, tables: [{ name: TABLE, watermark: 'updated_at', batchRows: BATCH_ROWS, ...variant.rules }] },
-      ],
-    },
-    {},
-  );
-}
-
-/** A CPU profile of this process (main thread) from now until `stop`, written as a `.cpuprofile` file. */
-async function startProfile(): Promise<{ stop: (file: string) => Promise<void> }> {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 1000 });
-  await session.post('Profiler.start');
+function common(receiver: ReceiverChild, monitor: Redis, expected: number): BackfillOptions {
   return {
-    stop: async (file) => {
-      const { profile } = await session.post('Profiler.stop');
-      mkdirSync(PROFILE_DIR!, { recursive: true });
-      writeFileSync(file, JSON.stringify(profile));
-      session.disconnect();
-    },
+    receiver,
+    monitor,
+    expected,
+    pgUrl: PG_URL,
+    redisUrl: REDIS_URL,
+    table: TABLE,
+    batchRows: BATCH_ROWS,
+    destination: { concurrency: PUSH_CONCURRENCY },
   };
-}
-
-/** One backfill from a fresh prefix (so a fresh cursor): wall time from enqueueing the run to both queues drained. */
-async function pipelineBackfill(
-  receiver: ReceiverChild,
-  monitor: Redis,
-  expected: number,
-  variant: Variant = VARIANTS[0]!,
-  profileRound?: number,
-): Promise<PipelineResult> {
-  const prefix = `pushsync_bench_${randomBytes(4).toString('hex')}`;
-  const config = benchConfig(prefix, receiver.url, variant);
-  await receiver.reset();
-  const redisBefore = await redisUsedMemory(monitor);
-  let redisPeak = redisBefore;
-  const startRss = process.memoryUsage.rss();
-  let peakRss = startRss;
-  const ctx = createPipeline(config, createLogger('warn'));
-  const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
-  const rssTimer = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage.rss());
-  }, 100);
-  const redisTimer = setInterval(() => {
-    redisUsedMemory(monitor).then(
-      (m) => (redisPeak = Math.max(redisPeak, m)),
-      () => undefined,
-    );
-  }, 250);
-  const problems: string[] = [];
-  let seconds = 0;
-  let redisAfter = 0;
-  let eventLoopBusy = 0;
-  const cpu = { pipeline: 0, receiver: 0, postgres: 0, redis: 0 };
-  try {
-    const receiverCpu = (await receiver.counts()).cpuSeconds;
-    const servicesCpu = cpuSecondsByCommand(['postgres', 'redis-server']);
-    const ownCpu = process.cpuUsage();
-    const profiler = PROFILE_DIR !== undefined && profileRound !== undefined ? await startProfile() : undefined;
-    const elu = performance.eventLoopUtilization();
-    const started = performance.now();
-    const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, {
-      timeoutMs: 30 * 60_000,
-      pollMs: 50,
-    });
-    seconds = (performance.now() - started) / 1000;
-    if (profiler) await profiler.stop(join(PROFILE_DIR!, `pipeline-round-${profileRound}.cpuprofile`));
-    eventLoopBusy = performance.eventLoopUtilization(elu).utilization;
-    const own = process.cpuUsage(ownCpu);
-    const services = diffCpu(servicesCpu, cpuSecondsByCommand(['postgres', 'redis-server']));
-    cpu.pipeline = (own.user + own.system) / 1e6;
-    cpu.receiver = (await receiver.counts()).cpuSeconds - receiverCpu;
-    cpu.postgres = services.get('postgres') ?? 0;
-    cpu.redis = services.get('redis-server') ?? 0;
-    redisAfter = await redisUsedMemory(monitor);
-    if (summary.timedOut) problems.push('the run timed out');
-    for (const f of summary.failed) problems.push(`job ${f.queue}/${f.id} failed: ${f.reason}`);
-  } finally {
-    clearInterval(rssTimer);
-    clearInterval(redisTimer);
-    await runtime.stop();
-    await deletePrefix(monitor, prefix);
-  }
-  const { rows, requests } = await receiver.counts();
-  if (rows !== expected) problems.push(`the receiver counted ${rows} rows, the table holds ${expected}`);
-  return { rows, requests, seconds, startRss, peakRss, redisBefore, redisPeak, redisAfter, cpu, eventLoopBusy, problems };
 }
 
 async function main(): Promise<number> {
@@ -223,7 +111,10 @@ async function main(): Promise<number> {
         );
         console.log(`  CPU during the read: node ${((rawOwn.user + rawOwn.system) / 1e6).toFixed(1)} s, postgres ${rawPostgres.toFixed(1)} s`);
       }
-      const p = await pipelineBackfill(receiver, monitor, expected, VARIANTS[0], round === 1 ? round : undefined);
+      const p = await pipelineBackfill({
+        ...common(receiver, monitor, expected),
+        profileFile: PROFILE_DIR !== undefined && round === 1 ? join(PROFILE_DIR, 'pipeline-round-1.cpuprofile') : undefined,
+      });
       pipelines.push(p);
       console.log(
         `round ${round}: pipeline backfill: ${fmtInt(p.rows)} rows in ${p.seconds.toFixed(2)} s = ${fmtInt(p.rows / p.seconds)} rows/s ` +
@@ -240,7 +131,7 @@ async function main(): Promise<number> {
       const arriving = await countRows(PG_URL, SCHEMA, benchTable(ROWS), variant.arriving);
       const runs: PipelineResult[] = [];
       for (let round = 1; round <= ROUNDS; round += 1) {
-        const p = await pipelineBackfill(receiver, monitor, arriving, variant);
+        const p = await pipelineBackfill({ ...common(receiver, monitor, arriving), rules: variant.rules });
         runs.push(p);
         console.log(
           `round ${round}: pipeline backfill, ${variant.label}: ${fmtInt(expected)} rows read, ${fmtInt(p.rows)} sent in ${p.seconds.toFixed(2)} s = ` +

@@ -25,7 +25,12 @@ export interface RawReadResult {
  * fastest read node-postgres offers; `'object'` keeps its default row shape (an object per row keyed by column name),
  * which is what an application reading the table would usually get.
  */
-export async function rawKeysetRead(url: string, qualifiedTable: string, pageRows: number, rows: 'array' | 'object' = 'array'): Promise<RawReadResult> {
+export async function rawKeysetRead(
+  url: string,
+  qualifiedTable: string,
+  pageRows: number,
+  rows: 'array' | 'object' = 'array',
+): Promise<RawReadResult> {
   const client = new pg.Client({ connectionString: url, types: textTypes, options: '-c TimeZone=UTC' });
   await client.connect();
   try {
