@@ -16,6 +16,8 @@ export interface StreamApiOptions {
   /** Per-request limit for headers and body. @defaultValue 60000 ms */
   timeoutMs: number;
   compression: 'none' | 'gzip';
+  /** zlib level of gzip bodies. @defaultValue 1 */
+  gzipLevel?: number;
   wait: boolean;
   tags: Record<string, string>;
   /** Keep-alive connections to the endpoint. @defaultValue 8 */
@@ -79,7 +81,7 @@ export class StreamApiClient implements Destination {
     const headers: Record<string, string> = { authorization: this.auth, 'content-type': 'application/json' };
     let body = bytes;
     if (this.options.compression === 'gzip') {
-      body = await gzipAsync(bytes);
+      body = await gzipAsync(bytes, { level: this.options.gzipLevel ?? 1 });
       headers['content-encoding'] = 'gzip';
     }
     const started = performance.now();
