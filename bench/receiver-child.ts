@@ -23,6 +23,8 @@ export interface ReceiverOptions {
 export interface ReceiverChild {
   url: string;
   reset(): Promise<void>;
+  /** While down, every request is answered 503. */
+  setDown(down: boolean): Promise<void>;
   counts(): Promise<ReceiverCounts>;
   close(): Promise<void>;
 }
@@ -52,6 +54,11 @@ export async function startReceiverChild(options: ReceiverOptions = {}): Promise
     reset: async () => {
       const done = nextMessage(child, (m) => m.reset === true);
       child.send({ type: 'reset' });
+      await done;
+    },
+    setDown: async (down) => {
+      const done = nextMessage(child, (m) => typeof m.down === 'boolean');
+      child.send({ type: 'down', down });
       await done;
     },
     counts: async () => {

@@ -21,6 +21,8 @@ let wireBytes = 0;
 let bodyBytes = 0;
 const latencyMs = Number(process.env.RECEIVER_LATENCY_MS ?? 0);
 const bandwidth = Number(process.env.RECEIVER_BANDWIDTH ?? 0);
+/** While true every request gets 503 (a destination outage); `{ type: 'down', down }` sets it. */
+let down = false;
 /** When the simulated link is free again (ms, performance.now()). */
 let linkFreeAt = 0;
 
@@ -39,6 +41,11 @@ const server = createServer((req, res) => {
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     let body: { data: unknown; config: { table: string } };
+    if (down) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ success: false, errors: ['down for the benchmark'] }));
+      return;
+    }
     const wire = Buffer.concat(chunks);
     const hold = holdMs(wire.length);
     try {
@@ -86,6 +93,10 @@ process.on('message', (msg: { type: string }) => {
   if (msg.type === 'count') {
     const cpu = process.cpuUsage();
     process.send?.({ rows, requests, cpuSeconds: (cpu.user + cpu.system) / 1e6, wireBytes, bodyBytes });
+  }
+  if (msg.type === 'down') {
+    down = (msg as { down?: boolean }).down === true;
+    process.send?.({ down });
   }
   if (msg.type === 'reset') {
     rows = 0;
