@@ -6,12 +6,25 @@ export interface ReceiverCounts {
   requests: number;
   /** CPU the receiver process has used since it started. */
   cpuSeconds: number;
+  /** Request body bytes as received (compressed when gzip) and after inflating, since the last reset. */
+  wireBytes: number;
+  bodyBytes: number;
+}
+
+/** A simulated remote destination (see bench/receiver.ts). */
+export interface ReceiverOptions {
+  /** Every answer waits this long after its body arrived. @defaultValue 0 */
+  latencyMs?: number;
+  /** Bytes per second of one link all requests share; 0 = unlimited. @defaultValue 0 */
+  bandwidth?: number;
 }
 
 /** Handle on the receiver child process (bench/receiver.ts). */
 export interface ReceiverChild {
   url: string;
   reset(): Promise<void>;
+  /** While down, every request is answered 503. */
+  setDown(down: boolean): Promise<void>;
   counts(): Promise<ReceiverCounts>;
   /** From now on, note each accepted record's delay after its `column` (a UTC timestamp); clears earlier ones. */
   trackLatency(column: string): Promise<void>;
@@ -36,14 +49,20 @@ function nextMessage<T>(child: ChildProcess, accept: (m: Record<string, unknown>
 }
 
 /** Forks the receiver with this process's loader flags (tsx), so the child runs the TypeScript file as is. */
-export async function startReceiverChild(): Promise<ReceiverChild> {
-  const child = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export async function startReceiverChild(options: ReceiverOptions = {}): Promise<ReceiverChild> {
+  const env = { ...process.env, RECEIVER_LATENCY_MS: String(options.latencyMs ?? 0), RECEIVER_BANDWIDTH: String(options.bandwidth ?? 0) };
+  const child = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
   const { port } = await nextMessage<{ port: number }>(child, (m) => typeof m.port === 'number');
   return {
     url: `http://127.0.0.1:${port}/v2/stream`,
     reset: async () => {
       const done = nextMessage(child, (m) => m.reset === true);
       child.send({ type: 'reset' });
+      await done;
+    },
+    setDown: async (down) => {
+      const done = nextMessage(child, (m) => typeof m.down === 'boolean');
+      child.send({ type: 'down', down });
       await done;
     },
     counts: async () => {

@@ -1,14 +1,20 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 
 /**
  * A Stream API stand-in run as a child process, so that parsing request bodies does not compete with the pipeline
  * for its event loop. It parses every body as a real server would and counts rows per target table.
  *
- * IPC: sends `{ port }` once listening; answers `{ type: 'count' }` with `{ rows, requests, cpuSeconds }` and
- * `{ type: 'reset' }` by zeroing the counters. `{ type: 'latency', column }` makes it note, for every record it
- * accepts from then on, the milliseconds from that record's `column` (a UTC timestamp the source wrote at commit)
- * until the request was parsed; `{ type: 'latencies' }` answers `{ latencies }` with them.
+ * IPC: sends `{ port }` once listening; answers `{ type: 'count' }` with `{ rows, requests, cpuSeconds, wireBytes,
+ * bodyBytes }` and `{ type: 'reset' }` by zeroing the counters. `{ type: 'latency', column }` makes it note, for every
+ * record it accepts from then on, the milliseconds from that record's `column` (a UTC timestamp the source wrote at
+ * commit) until the request was parsed; `{ type: 'latencies' }` answers `{ latencies }` with them.
+ *
+ * A remote destination is simulated by `RECEIVER_LATENCY_MS` (every answer waits that long after the body arrived)
+ * and `RECEIVER_BANDWIDTH` (bytes per second of one link shared by all requests: a body occupies the link for its
+ * size on the wire over that rate, after the bodies before it). A gzip body (`Content-Encoding: gzip`) is inflated
+ * before it is parsed.
  */
 let rows = 0;
 let requests = 0;
@@ -21,13 +27,42 @@ function epochMs(text: string): number {
   return Date.parse(text.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00'));
 }
 
+let wireBytes = 0;
+let bodyBytes = 0;
+const latencyMs = Number(process.env.RECEIVER_LATENCY_MS ?? 0);
+const bandwidth = Number(process.env.RECEIVER_BANDWIDTH ?? 0);
+/** While true every request gets 503 (a destination outage); `{ type: 'down', down }` sets it. */
+let down = false;
+/** When the simulated link is free again (ms, performance.now()). */
+let linkFreeAt = 0;
+
+/** How long to hold an answer: the link's queue and transfer time for `bytes`, then the latency. */
+function holdMs(bytes: number): number {
+  const now = performance.now();
+  if (bandwidth > 0) {
+    linkFreeAt = Math.max(now, linkFreeAt) + (bytes / bandwidth) * 1000;
+    return linkFreeAt - now + latencyMs;
+  }
+  return latencyMs;
+}
+
 const server = createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     let body: { data: unknown; config: { table: string } };
+    if (down) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ success: false, errors: ['down for the benchmark'] }));
+      return;
+    }
+    const wire = Buffer.concat(chunks);
+    const hold = holdMs(wire.length);
     try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+      const bytes = req.headers['content-encoding'] === 'gzip' ? gunzipSync(wire) : wire;
+      wireBytes += wire.length;
+      bodyBytes += bytes.length;
+      body = JSON.parse(bytes.toString('utf8')) as typeof body;
     } catch {
       res.writeHead(400, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ success: false, errors: ['body is not JSON'] }));
@@ -44,21 +79,25 @@ const server = createServer((req, res) => {
     rows += n;
     requests += 1;
     counter += 1;
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({
-        success: true,
-        request_id: `bench-${counter}`,
-        stream_id: 'bench',
-        table: body.config.table,
-        accepted: true,
-        successful_rows: n,
-        rejected_rows: 0,
-        partitions: 1,
-        warnings: [],
-        errors: [],
-      }),
-    );
+    const answer = (): void => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          success: true,
+          request_id: `bench-${counter}`,
+          stream_id: 'bench',
+          table: body.config.table,
+          accepted: true,
+          successful_rows: n,
+          rejected_rows: 0,
+          partitions: 1,
+          warnings: [],
+          errors: [],
+        }),
+      );
+    };
+    if (hold > 0) setTimeout(answer, hold);
+    else answer();
   });
 });
 
@@ -76,11 +115,18 @@ process.on('message', (msg: { type: string; column?: string }) => {
   if (msg.type === 'latencies') process.send?.({ latencies });
   if (msg.type === 'count') {
     const cpu = process.cpuUsage();
-    process.send?.({ rows, requests, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+    process.send?.({ rows, requests, cpuSeconds: (cpu.user + cpu.system) / 1e6, wireBytes, bodyBytes });
+  }
+  if (msg.type === 'down') {
+    down = (msg as { down?: boolean }).down === true;
+    process.send?.({ down });
   }
   if (msg.type === 'reset') {
     rows = 0;
     requests = 0;
+    wireBytes = 0;
+    bodyBytes = 0;
+    linkFreeAt = 0;
     process.send?.({ reset: true });
   }
 });

@@ -156,6 +156,7 @@ export function createDestination(config: Config): Destination {
     apiKey: d.apiKey,
     timeoutMs: d.timeout,
     compression: d.compression,
+    gzipLevel: d.gzipLevel,
     wait: d.wait,
     tags: d.tags,
     connections: Math.max(2, d.concurrency),

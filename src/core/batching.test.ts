@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { BatchPacker, STREAM_LIMITS, envelopeBytes, prepareRow, requestBody, type RequestConfig, type StreamLimits } from './batching.js';
+import {
+  BatchPacker,
+  STREAM_LIMITS,
+  envelopeBytes,
+  prepareRow,
+  requestBody,
+  requestBodyBytes,
+  type RequestConfig,
+  type StreamLimits,
+} from './batching.js';
 import { AppError } from './errors.js';
 import { jsonDepth } from './json-scan.js';
 import { prng } from '../../test/helpers/prng.js';
@@ -148,6 +157,13 @@ describe('BatchPacker', () => {
     const err = thrown(() => packer.add('{"a":"0123456789"}', 19));
     expect(err.code).toBe('ROW_TOO_LARGE');
     expect(packer.size).toBe(0);
+  });
+});
+
+describe('requestBodyBytes', () => {
+  it('writes the same bytes as the body text encoded, for multi-byte text, no records and one record', () => {
+    const cases = [[], ['{"a":1}'], ['{"a":"é€😀"}', '{"b":"\\u0000 x"}', '{}'], Array.from({ length: 1000 }, (_, i) => `{"n":${i},"t":"ü${i}"}`)];
+    for (const records of cases) expect(requestBodyBytes(records, CONFIG).equals(Buffer.from(requestBody(records, CONFIG)))).toBe(true);
   });
 });
 

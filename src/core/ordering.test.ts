@@ -115,3 +115,25 @@ describe('sortableWatermark for anything else', () => {
     expect(sortableWatermark(null, 'integer')).toBeNull();
   });
 });
+
+describe('sortableWatermark fast path for UTC timestamps', () => {
+  it('gives the same text as the general pattern for every fraction width and for near misses', () => {
+    const general = (text: string): string => {
+      const m = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?$/.exec(text);
+      if (!m) return text;
+      const [, y, mo, d, h, mi, s, frac = '', offset] = m;
+      const base = `${y}-${mo}-${d}T${h}:${mi}:${s}.${frac.padEnd(6, '0')}`;
+      return offset === undefined ? base : offset === '+00' ? `${base}Z` : `${base}${offset}`;
+    };
+    const texts = ['2024-01-02 03:04:05+00', '2024-01-02 03:04:05.1+00', '2024-01-02 03:04:05.123456+00', '1999-12-31 23:59:59.99999+00'];
+    for (const t of texts) expect(sortableWatermark(t, 'timestamp')).toBe(general(t));
+    // Shapes the fast path must leave to the general one (or to the special cases), unchanged in result.
+    expect(sortableWatermark('2024-01-02 03:04:05.+00', 'timestamp')).toBe('2024-01-02 03:04:05.+00');
+    expect(sortableWatermark('2024-01-02 03:04:05.1234567+00', 'timestamp')).toBe('2024-01-02 03:04:05.1234567+00');
+    expect(sortableWatermark('2024-01-02T03:04:05+00', 'timestamp')).toBe('2024-01-02T03:04:05+00');
+    expect(sortableWatermark('2024-01-02 03:04:05+05:30', 'timestamp')).toBe('2024-01-02T03:04:05.000000+05:30');
+    expect(sortableWatermark('2024-01-02 03:04:05.5', 'timestamp')).toBe('2024-01-02T03:04:05.500000');
+    expect(sortableWatermark('12024-01-02 03:04:05+00', 'timestamp')).toBe('~0012024-01-02T03:04:05.000000Z');
+    expect(sortableWatermark('2024-01-02 03:04:05+00 BC', 'timestamp')).toBe('!BC 2024-01-02 03:04:05+00 BC');
+  });
+});

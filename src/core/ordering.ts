@@ -34,6 +34,8 @@ function sortableSpecial(text: string): string | undefined {
  * `…05Z` and `…05.5Z` compare correctly. Values without an offset (timestamp without time zone) keep none.
  */
 function sortableTimestamp(text: string): string {
+  const common = sortableUtcTimestamp(text);
+  if (common !== undefined) return common;
   const special = sortableSpecial(text);
   if (special !== undefined) return special;
   const match = /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?$/.exec(text);
@@ -43,6 +45,38 @@ function sortableTimestamp(text: string): string {
   if (offset === undefined) return base;
   // With TimeZone=UTC Postgres always prints +00; any other offset is kept verbatim after the instant.
   return offset === '+00' ? `${base}Z` : `${base}${offset}`;
+}
+
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+/** `YYYY-MM-DD HH:MM:SS` by position: the separator's character code, or 0 where a digit stands. */
+const LAYOUT = [0, 0, 0, 0, 0x2d, 0, 0, 0x2d, 0, 0, 0x20, 0, 0, 0x3a, 0, 0, 0x3a, 0, 0];
+
+function digitsOnly(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c < DIGIT_0 || c > DIGIT_9) return false;
+  }
+  return true;
+}
+
+/**
+ * The form nearly every watermark has, a four-digit year in UTC (`2024-01-02 03:04:05.12+00`), checked character by
+ * character and rebuilt without the general pattern: it runs once per row sent. The result is the general path's.
+ * Anything else (another year width, an offset, no zone, BC) returns undefined.
+ */
+function sortableUtcTimestamp(text: string): string | undefined {
+  const n = text.length;
+  // 19 characters of date and time, an optional fraction of 1 to 6 digits after a dot, then `+00`.
+  if (n < 22 || n > 29 || n === 23 || !text.endsWith('+00')) return undefined;
+  for (let i = 0; i < 19; i++) {
+    const sep = LAYOUT[i]!;
+    const c = text.charCodeAt(i);
+    if (sep !== 0 ? c !== sep : c < DIGIT_0 || c > DIGIT_9) return undefined;
+  }
+  if (n === 22) return `${text.slice(0, 10)}T${text.slice(11, 19)}.000000Z`;
+  if (text.charCodeAt(19) !== 0x2e || !digitsOnly(text, 20, n - 3)) return undefined;
+  return `${text.slice(0, 10)}T${text.slice(11, 19)}.${text.slice(20, n - 3).padEnd(6, '0')}Z`;
 }
 
 /**

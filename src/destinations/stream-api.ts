@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import { AppError } from '../core/errors.js';
 import { parseRetryAfter } from '../core/backoff.js';
-import { requestBody, type RequestConfig } from '../core/batching.js';
+import { requestBodyBytes, type RequestConfig } from '../core/batching.js';
 import { capEntries, createRedactor, truncateText, type Redactor } from '../core/redact.js';
 import type { Destination, SendResult } from '../core/ports.js';
 
@@ -16,6 +16,8 @@ export interface StreamApiOptions {
   /** Per-request limit for headers and body. @defaultValue 60000 ms */
   timeoutMs: number;
   compression: 'none' | 'gzip';
+  /** zlib level of gzip bodies. @defaultValue 1 */
+  gzipLevel?: number;
   wait: boolean;
   tags: Record<string, string>;
   /** Keep-alive connections to the endpoint. @defaultValue 8 */
@@ -75,11 +77,11 @@ export class StreamApiClient implements Destination {
 
   async send(target: string, records: readonly string[]): Promise<SendResult> {
     const config: RequestConfig = { table: target, mode: 'append', wait: this.options.wait, tags: { source: 'pushsync', ...this.options.tags } };
-    const text = requestBody(records, config);
+    const bytes = requestBodyBytes(records, config);
     const headers: Record<string, string> = { authorization: this.auth, 'content-type': 'application/json' };
-    let body: string | Buffer = text;
+    let body = bytes;
     if (this.options.compression === 'gzip') {
-      body = await gzipAsync(text);
+      body = await gzipAsync(bytes, { level: this.options.gzipLevel ?? 1 });
       headers['content-encoding'] = 'gzip';
     }
     const started = performance.now();

@@ -1,0 +1,102 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { recordEncoder } from '../src/core/record.js';
+import { startDevSink } from '../src/destinations/dev-sink.js';
+import { StreamApiClient } from '../src/destinations/stream-api.js';
+import { benchTable, ensureDataset } from './dataset.js';
+
+/**
+ * How fast the dev sink stores records into DuckDB: the benchmark table's rows, read once and encoded as pushsync's
+ * records (not timed), are POSTed in requests of `BENCH_BATCH_ROWS` records, `BENCH_CONCURRENCY` at a time, to a dev
+ * sink in this process writing a DuckDB file. Rate = rows stored per second of wall time. See bench/README.md.
+ */
+function positiveInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
+  return n;
+}
+
+const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
+if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
+const ROWS = positiveInt('BENCH_ROWS', 200_000);
+const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
+const BATCH = positiveInt('BENCH_BATCH_ROWS', 5000);
+const CONCURRENCY = positiveInt('BENCH_CONCURRENCY', 4);
+const GOAL = 100_000;
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+/** The table's rows as pushsync's records, encoded as the Postgres source would. */
+async function records(): Promise<string[]> {
+  const client = new pg.Client({ connectionString: PG_URL, options: '-c TimeZone=UTC -c extra_float_digits=1' });
+  await client.connect();
+  try {
+    const t = `${SCHEMA}.${benchTable(ROWS)}`;
+    const { rows } = await client.query<[string, string]>({
+      text:
+        `SELECT t.updated_at::text, to_json(r.*)::text FROM ${t} t, LATERAL (SELECT t.id::text AS id, t.updated_at, t.quantity, ` +
+        `t.amount::text AS amount, t.title, t.active, t.score, t.ref, t.attrs, t.day, t.code, t.created_at) r ORDER BY t.id`,
+      rowMode: 'array',
+    });
+    const encode = recordEncoder('upsert', { source: 'bench', table: t, extractedAt: new Date().toISOString() });
+    return rows.map(([wm, json]) => encode(json, wm));
+  } finally {
+    await client.end();
+  }
+}
+
+async function main(): Promise<number> {
+  await ensureDataset(PG_URL, SCHEMA, ROWS, false);
+  const all = await records();
+  console.log(`dataset: ${fmtInt(all.length)} records of ${SCHEMA}.${benchTable(ROWS)}, ${BATCH} per request, ${CONCURRENCY} in flight`);
+  const rates: number[] = [];
+  for (let round = 1; round <= ROUNDS; round += 1) {
+    const dir = await mkdtemp(join(tmpdir(), 'pushsync-devsink-bench-'));
+    const sink = await startDevSink({ port: 0, dbPath: join(dir, 'bench.duckdb'), apiKey: 'bench' });
+    const client = new StreamApiClient({ url: sink.url, apiKey: 'bench', timeoutMs: 120_000, compression: 'none', wait: false, tags: {} });
+    try {
+      const batches: string[][] = [];
+      for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
+      const cpu = process.cpuUsage();
+      const started = performance.now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < batches.length) await client.send('bronze.bench_events', batches[next++]!);
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      const used = process.cpuUsage(cpu);
+      const [count] = await sink.store.query('SELECT count(*)::VARCHAR AS n FROM bronze.bench_events');
+      const stored = Number(count?.n);
+      rates.push(stored / seconds);
+      console.log(
+        `round ${round}: ${fmtInt(stored)} rows stored in ${seconds.toFixed(2)} s = ${fmtInt(stored / seconds)} rows/s ` +
+          `(CPU of this process, sink and client: ${((used.user + used.system) / 1e6).toFixed(1)} s)`,
+      );
+      if (stored !== all.length) {
+        console.log(`RESULT INVALID: the sink stored ${stored} rows, ${all.length} were sent`);
+        return 1;
+      }
+    } finally {
+      await client.close();
+      await sink.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  const best = Math.max(...rates);
+  console.log(`best of ${ROUNDS}: ${fmtInt(best)} rows/s stored (goal >= ${fmtInt(GOAL)}) ${best >= GOAL ? 'MET' : 'MISSED'}`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

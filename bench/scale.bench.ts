@@ -1,0 +1,155 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { parseConfig } from '../src/config.js';
+import { closePipeline, createPipeline } from '../src/main.js';
+import { createLogger } from '../src/observability/logger.js';
+import { deletePrefix } from '../src/queue/redis.js';
+import { runOnce } from '../src/queue/run-once.js';
+import { benchTable, countRows, ensureDataset } from './dataset.js';
+import { startReceiverChild } from './receiver-child.js';
+
+/**
+ * Scale-out: the same backfill by one pushsync process and by two on one Redis (each with the extract and push
+ * roles and the default configuration), into a receiver that waits 50 ms per request. Prints both rates, their ratio,
+ * and how the push jobs of the one table spread over the processes. See bench/README.md.
+ */
+function positiveInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
+  return n;
+}
+
+const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
+if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
+const ROWS = positiveInt('BENCH_ROWS', 200_000);
+const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
+const LATENCY_MS = positiveInt('BENCH_LATENCY_MS', 50);
+const TABLE = `${SCHEMA}.${benchTable(ROWS)}`;
+const GOAL = 1.8;
+
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+interface ChildCounts {
+  pushJobs: number;
+  rows: number;
+  cpuSeconds: number;
+  peakRss: number;
+}
+
+function reply<T>(child: ChildProcess, accept: (m: Record<string, unknown>) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown): void => {
+      if (typeof m === 'object' && m !== null && accept(m as Record<string, unknown>)) {
+        child.off('message', onMessage);
+        resolve(m as T);
+      }
+    };
+    child.on('message', onMessage);
+    child.once('exit', (code) => reject(new Error(`pushsync process exited with code ${code}`)));
+  });
+}
+
+interface ScaleResult {
+  seconds: number;
+  rows: number;
+  children: ChildCounts[];
+  problems: string[];
+}
+
+async function backfill(processes: number, receiverUrl: string, expected: number, monitor: Redis): Promise<ScaleResult> {
+  const prefix = `pushsync_bench_${randomBytes(4).toString('hex')}`;
+  const raw = {
+    redis: { url: REDIS_URL, prefix },
+    destination: { url: receiverUrl, apiKey: 'bench' },
+    sources: [{ name: 'bench', kind: 'postgres', url: PG_URL, tables: [{ name: TABLE, watermark: 'updated_at' }] }],
+  };
+  const config = parseConfig(raw, {});
+  const script = fileURLToPath(new URL('./worker-child.ts', import.meta.url));
+  const children = Array.from({ length: processes }, () =>
+    fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_CONFIG: JSON.stringify(raw) } }),
+  );
+  const ctx = createPipeline(config, createLogger('warn'));
+  const problems: string[] = [];
+  try {
+    await Promise.all(children.map((c) => reply(c, (m) => m.ready === true)));
+    const started = performance.now();
+    const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, [], { timeoutMs: 30 * 60_000, pollMs: 50 });
+    const seconds = (performance.now() - started) / 1000;
+    if (summary.timedOut) problems.push('the run timed out');
+    const counts = await Promise.all(
+      children.map((c) => {
+        const r = reply<ChildCounts>(c, (m) => typeof m.pushJobs === 'number');
+        c.send({ type: 'count' });
+        return r;
+      }),
+    );
+    const rows = counts.reduce((n, c) => n + c.rows, 0);
+    if (rows !== expected) problems.push(`the processes delivered ${rows} rows, the table holds ${expected}`);
+    return { seconds, rows, children: counts, problems };
+  } finally {
+    for (const c of children) {
+      const exited = new Promise((resolve) => c.once('exit', resolve));
+      c.send({ type: 'stop' });
+      await exited;
+    }
+    await closePipeline(ctx);
+    await deletePrefix(monitor, prefix);
+  }
+}
+
+async function main(): Promise<number> {
+  console.log(`dataset: ${TABLE}, ${fmtInt(ROWS)} rows; receiver waits ${LATENCY_MS} ms per request`);
+  await ensureDataset(PG_URL, SCHEMA, ROWS, false);
+  const expected = await countRows(PG_URL, SCHEMA, benchTable(ROWS));
+  const receiver = await startReceiverChild({ latencyMs: LATENCY_MS });
+  const monitor = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const rates: Record<number, number[]> = { 1: [], 2: [] };
+  let failed = false;
+  try {
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      for (const n of [1, 2]) {
+        await receiver.reset();
+        const r = await backfill(n, receiver.url, expected, monitor);
+        rates[n]!.push(r.rows / r.seconds);
+        const spread = r.children
+          .map(
+            (c, i) =>
+              `process ${i + 1}: ${c.pushJobs} push jobs, ${fmtInt(c.rows)} rows, CPU ${c.cpuSeconds.toFixed(1)} s, peak RSS ${(c.peakRss / 1048576).toFixed(0)} MB`,
+          )
+          .join('; ');
+        console.log(
+          `round ${round}: ${n} process${n > 1 ? 'es' : ''}: ${fmtInt(r.rows)} rows in ${r.seconds.toFixed(2)} s = ${fmtInt(r.rows / r.seconds)} rows/s (${spread})`,
+        );
+        for (const problem of r.problems) console.log(`  FAILED: ${problem}`);
+        if (r.problems.length > 0) failed = true;
+      }
+    }
+  } finally {
+    monitor.disconnect();
+    await receiver.close();
+  }
+  if (failed) {
+    console.log('RESULT INVALID: the processes did not deliver exactly the table');
+    return 1;
+  }
+  const one = Math.max(...rates[1]!);
+  const two = Math.max(...rates[2]!);
+  console.log('');
+  console.log(`best of ${ROUNDS}: one process ${fmtInt(one)} rows/s, two processes ${fmtInt(two)} rows/s`);
+  console.log(`ratio two/one = ${(two / one).toFixed(2)} (goal >= ${GOAL}) ${two / one >= GOAL ? 'MET' : 'MISSED'}`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
