@@ -7,7 +7,7 @@
  * destination stored must equal the source. Prints `lost=N wrong=N extra=N duplicates=N` and fails unless lost,
  * wrong and extra are 0. The fault schedule is deterministic under the seed.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { ChaosPostgres, ChaosRedis } from './services.js';
 import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
+import { Fleet } from './fleet.js';
 import { prng } from '../helpers/prng.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -245,42 +246,6 @@ class Writers {
   }
 }
 
-class Fleet {
-  private readonly procs = new Map<string, ChildProcess>();
-
-  constructor(private readonly configPath: string) {}
-
-  start(name: string, roles: string[]): void {
-    // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
-    const args = [
-      '--import',
-      'tsx',
-      join(ROOT, 'src/cli.ts'),
-      '--config',
-      this.configPath,
-      'start',
-      '--port',
-      '0',
-      ...roles.flatMap((r) => ['--role', r]),
-    ];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-    this.procs.set(name, proc);
-  }
-
-  async kill(name: string): Promise<void> {
-    const proc = this.procs.get(name);
-    if (!proc || proc.exitCode !== null) return;
-    proc.kill('SIGKILL');
-    await new Promise((r) => proc.once('exit', r));
-  }
-
-  async stopAll(): Promise<void> {
-    for (const p of this.procs.values()) p.kill('SIGTERM');
-    await sleep(3000);
-    for (const p of this.procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
-  }
-}
-
 async function main(): Promise<void> {
   const random = prng(SEED);
   const faultRandom = prng(SEED * 7919 + 1);
@@ -430,7 +395,10 @@ log: { level: error }
   process.exit(exitCode);
 }
 
-main().catch((err: unknown) => {
+const sourceArg = process.argv.indexOf('--source');
+const SOURCE = sourceArg > 0 ? process.argv[sourceArg + 1] : (process.env.CHAOS_SOURCE ?? 'postgres');
+if (SOURCE !== 'postgres' && SOURCE !== 'mariadb') throw new Error(`--source must be postgres or mariadb, not ${String(SOURCE)}`);
+(SOURCE === 'mariadb' ? import('./mariadb.js').then((m) => m.runMariadbChaos(SEED, MODE, WRITE_SECONDS)) : main()).catch((err: unknown) => {
   process.stderr.write(`chaos suite failed: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });
