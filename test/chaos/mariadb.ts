@@ -104,6 +104,8 @@ class Writers {
   ops = 0;
   /** Committed operations by kind, and those abandoned (a restart, a deadlock). */
   readonly done: Record<string, number> = {};
+  /** The first id of each committed hard delete (it removes up to three). */
+  readonly hardDeletes: number[] = [];
 
   constructor(
     private readonly server: ChaosMariadb,
@@ -176,7 +178,10 @@ class Writers {
       await this.withClient('insert', (c) => c.query(`INSERT INTO items (id, v, note) SELECT seq, 0, 'new' FROM ${seq(first, first + count - 1)}`));
     } else if (roll < 0.38) {
       const from = 1 + this.int(span);
-      await this.withClient('hard delete', (c) => c.query(`DELETE FROM items WHERE id BETWEEN ? AND ? + 2`, [from, from]));
+      await this.withClient('hard delete', async (c) => {
+        await c.query(`DELETE FROM items WHERE id BETWEEN ? AND ? + 2`, [from, from]);
+        this.hardDeletes.push(from);
+      });
     } else if (roll < 0.6) {
       const from = 1 + this.int(span);
       await this.withClient('update', (c) => c.query(`UPDATE items SET v = v + 1, note = 'upd' WHERE id BETWEEN ? AND ? + 20`, [from, from]));
@@ -301,6 +306,12 @@ export async function runMariadbChaos(seed: number, mode: 'watermark' | 'cdc', w
     fleet.start('scheduler', ['scheduler']);
     fleet.start('w1', ['extract', 'push']);
     fleet.start('w2', ['extract', 'push']);
+    // The faults start once pushsync delivers: on a busy machine its processes take a while to start, and the suite
+    // is about what happens while it works (hard deletes then remove rows it already sent, for one).
+    const backfill = Date.now();
+    while (new Set(receiver.rows.map((r) => (JSON.parse(r) as Rec).id)).size < INITIAL_ROWS + 100 && Date.now() < backfill + 180_000)
+      await sleep(250);
+    log(`initial rows delivered after ${Math.round((Date.now() - backfill) / 1000)} s`);
     const writers = new Writers(db, random);
     writers.start(3);
 
@@ -379,6 +390,10 @@ export async function runMariadbChaos(seed: number, mode: 'watermark' | 'cdc', w
     const present = new Set((await rowsAsText(check, `SELECT CAST(id AS CHAR) FROM items`)).map(([id]) => id!));
     const received = new Set(receiver.rows.map((r) => String((JSON.parse(r) as Rec).id)));
     const hardDeleted = [...received].filter((id) => !present.has(id)).length;
+    const deletedIds = new Set(writers.hardDeletes.flatMap((f) => [f, f + 1, f + 2].map(String)));
+    log(
+      `hard-deleted ids ${deletedIds.size}: ${[...deletedIds].filter((id) => present.has(id)).length} present, ${[...deletedIds].filter((id) => received.has(id)).length} received; ${writers.hardDeletes.slice(0, 5).join(',')}`,
+    );
     const deletes = receiver.rows.filter((r) => (JSON.parse(r) as Rec)._op === 'delete').length;
     check.destroy();
     log(`destination answers: ${JSON.stringify(receiver.faults)}; rows stored: ${receiver.rows.length}`);
