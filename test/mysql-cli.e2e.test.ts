@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
-import { createMysqlDatabase, type MysqlDatabase } from './helpers/mysql.js';
+import { createMysqlDatabase, MYSQL_BINLOG_URL, type MysqlDatabase } from './helpers/mysql.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -77,6 +77,41 @@ sources:
     expect(warned.stdout).toContain('warn source shop: the user lacks the PROCESS privilege');
     expect(warned.stdout).toContain('GRANT PROCESS ON *.* TO <user>');
     expect(warned.stdout).not.toContain('pw@');
+  });
+
+  it('check reports a binlog source in binlog terms: position, lag, format, row image, retention and privileges', async () => {
+    const binlogDb = await createMysqlDatabase(MYSQL_BINLOG_URL);
+    try {
+      await binlogDb.client.query(`CREATE TABLE items (id int PRIMARY KEY)`);
+      const path = join(dir, 'binlog.yaml');
+      const slot = uniqueName('bl');
+      writeFileSync(
+        path,
+        `
+redis: { url: ${REDIS_URL}, prefix: ${prefix} }
+destination: { url: ${receiver.url}, apiKey: cli-key }
+sources:
+  - name: shop
+    kind: mysql
+    url: ${binlogDb.url}
+    mode: cdc
+    cdc: { slot: ${slot} }
+    tables:
+      - { name: items }
+`,
+      );
+      const run = await pushsync(['--config', path, 'check'], {});
+      const line = run.stdout.split('\n').find((l) => l.includes('change data capture')) ?? '';
+      expect(line).toMatch(/^ok {3}source shop change data capture: binlog stream /);
+      expect(line).toContain(`binlog stream ${slot} will start at the first run`);
+      expect(line).toContain('log_bin=ON; binlog_format=ROW; binlog_row_image=FULL');
+      expect(line).toMatch(/binlog retention 86400 s \(binlog_expire_logs_seconds=86400, expire_logs_days=1[.0]*\)/);
+      expect(line).toContain('privileges ALL PRIVILEGES');
+      expect(line).not.toMatch(/WAL|slot/);
+      expect(run.code).toBe(0);
+    } finally {
+      await binlogDb.drop();
+    }
   });
 
   it('sync --once delivers every row and exits 0', async () => {

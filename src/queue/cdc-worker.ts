@@ -74,6 +74,7 @@ export async function runCdc(
     for (const w of watched) snapshotRows += await snapshotTable(ctx, w, cdc.snapshotOrdering(streamStart), stateKey, shouldStop);
 
     const info = await cdc.status();
+    if (info.lagSeconds != null) ctx.metrics.cdcLagSeconds.set({ source: sourceName, slot: settings.slot }, info.lagSeconds);
     if (info.lagBytes !== null) {
       ctx.metrics.slotLag.set({ source: sourceName, slot: settings.slot }, info.lagBytes);
       if (info.lagBytes > settings.lagWarningBytes) {
