@@ -121,4 +121,30 @@ sources:
     expect(run.code).toBe(0);
     expect((receiver.stored.get('bronze.shop_orders') ?? []).map((r) => JSON.parse(r) as { total: string }).map((r) => r.total)).toContain('37.50');
   });
+
+  it('applies a transform to the rows of a MySQL table (transforms run in the pipeline, on any source)', async () => {
+    writeFileSync(join(dir, 'transform.mjs'), `export default (r) => ({ ...r, total: null, seen: 'yes' });\n`);
+    const path = join(dir, 'transform.yaml');
+    writeFileSync(
+      path,
+      `
+redis: { url: ${REDIS_URL}, prefix: ${prefix} }
+destination: { url: ${receiver.url}, apiKey: cli-key }
+sources:
+  - name: shop2
+    kind: mysql
+    url: ${db.url}
+    tables:
+      - { name: orders, watermark: last_update, transform: ./transform.mjs, target: bronze.shop_orders_transformed }
+`,
+    );
+    const run = await pushsync(['--config', path, 'sync', '--once'], {});
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const rows = (receiver.stored.get('bronze.shop_orders_transformed') ?? []).map(
+      (r) => JSON.parse(r) as { id: number; total: unknown; seen: string },
+    );
+    expect(rows.length).toBe(25);
+    expect(rows.every((r) => r.total === null && r.seen === 'yes')).toBe(true);
+  });
 });
