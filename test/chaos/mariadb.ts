@@ -373,16 +373,26 @@ export async function runMariadbChaos(seed: number, mode: 'watermark' | 'cdc', w
 
     const check = await db.client();
     let v = await verdict(check, receiver.rows);
-    const deadline = Date.now() + 150_000;
+    // A busy machine may need long to work off thousands of changes through the faulty destination: the progress
+    // lines (and, for cdc, the stream's position and lag) tell a slow catch-up from a stuck one.
+    const deadline = Date.now() + 300_000;
     let retried = false;
+    let progressAt = Date.now();
+    const cli = (...args: string[]): string =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', configPath, ...args], { cwd: ROOT })
+        .stdout.toString()
+        .trim();
     while ((v.lost > 0 || v.wrong > 0 || v.extra > 0) && Date.now() < deadline) {
       await sleep(2000);
+      if (Date.now() - progressAt > 30_000) {
+        progressAt = Date.now();
+        log(
+          `catching up: lost=${v.lost} wrong=${v.wrong} extra=${v.extra}, rows stored ${receiver.rows.length}${mode === 'cdc' ? `; ${cli('cdc', 'status').split('\n')[0]}` : ''}`,
+        );
+      }
       if (!retried && Date.now() > deadline - 90_000) {
         retried = true;
-        const res = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', configPath, 'dlq', 'retry', '--all'], {
-          cwd: ROOT,
-        });
-        log(`dead-letter queue: ${res.stdout.toString().trim()}`);
+        log(`dead-letter queue: ${cli('dlq', 'retry', '--all')}`);
       }
       v = await verdict(check, receiver.rows);
     }
