@@ -17,6 +17,7 @@ import { createPipeline, startRuntime } from '../src/main.js';
 import { runOnce } from '../src/queue/run-once.js';
 import { deletePrefix } from '../src/queue/redis.js';
 import { startReceiverChild } from './receiver-child.js';
+import { binlogChangesBench } from './mysql-binlog.js';
 
 const PG_URL = process.env.BENCH_LOGICAL_PG_URL ?? 'postgres://postgres@127.0.0.1:5433/test';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -170,11 +171,14 @@ async function main(): Promise<void> {
   }
 }
 
-// Exits explicitly: a closed pipeline can leave a handle (a reconnect timer) that would keep the process alive.
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
+// Then binlog capture from MariaDB (bench/mysql-binlog.ts); BENCH_MYSQL=0 leaves it out. A pipeline pass leaves Redis
+// connections open, hence the explicit exit.
+main()
+  .then(async () => {
+    if (process.env.BENCH_MYSQL !== '0') await binlogChangesBench();
+    process.exit(0);
+  })
+  .catch((err: unknown) => {
     console.error(err);
     process.exit(1);
-  },
-);
+  });

@@ -6,6 +6,7 @@ import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { pipelineBackfill, type BackfillOptions, type PipelineResult } from './backfill.js';
 import { rawKeysetRead } from './raw-read.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
+import { mysqlBackfillBench } from './mysql-backfill.js';
 
 /**
  * Backfill throughput of the whole pipeline (extract + push workers over BullMQ, into a Stream API stand-in) against
@@ -186,10 +187,13 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+// The MySQL/MariaDB backfill beside its own raw read (bench/mysql-backfill.ts); BENCH_MYSQL=0 leaves it out.
+main()
+  .then(async (code) => (code === 0 && process.env.BENCH_MYSQL !== '0' ? (await mysqlBackfillBench(), code) : code))
+  .then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );

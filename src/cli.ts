@@ -2,7 +2,17 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { request } from 'undici';
-import { CONFIG_NEEDS, allTables, configJsonSchema, loadConfig, tableSpec, type Config, type ConfigNeed, type TableConfig } from './config.js';
+import {
+  CONFIG_NEEDS,
+  allTables,
+  configJsonSchema,
+  loadConfig,
+  tableSpec,
+  type Config,
+  type ConfigNeed,
+  type SourceConfig,
+  type TableConfig,
+} from './config.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
@@ -28,7 +38,7 @@ import { transformLoader } from './transforms.js';
 import { syncOnce } from './sync-once.js';
 import { DEV_SINK_URL, initConfig, initSummary } from './init.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
-import { cdcReset, cdcSources, cdcStatus } from './queue/cdc-admin.js';
+import { cdcReset, cdcSources, cdcStatus, type CdcStatus } from './queue/cdc-admin.js';
 import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from './queue/table-admin.js';
 import { acceptSchema } from './queue/schema-watch.js';
 import { pipelineStatus } from './queue/status.js';
@@ -115,6 +125,15 @@ function onSignals(stop: () => Promise<void>, logger: Logger, boundMs = FATAL_ST
 }
 
 /** The version in package.json, which sits one level above both src/ and dist/. */
+/** `pushsync check`'s line for a source's durable stream: a slot's WAL, or (MySQL) the binlog, its lag and settings. */
+function streamSummary(s: SourceConfig, st: CdcStatus): string {
+  if (s.kind !== 'mysql')
+    return `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`;
+  const lag = st.lagSeconds === null ? '' : ` (${Math.round(st.lagSeconds)} s)`;
+  const at = st.exists ? `at ${st.confirmedFlushLsn ?? '-'}, ${st.lagBytes ?? '?'} bytes of binlog behind${lag}` : 'will start at the first run';
+  return [`${st.stream} ${at}`, ...st.facts].join('; ');
+}
+
 function packageVersion(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
@@ -220,14 +239,9 @@ program
       }
       try {
         const st = await cdcStatus(ctx, s);
-        report(
-          st.problems.length === 0,
-          `source ${s.name} change data capture`,
-          st.problems.join('; ') ||
-            `slot ${s.cdc.slot} ${st.exists ? `exists, ${st.lagBytes ?? 0} bytes of WAL held back` : 'will be created on the first run'}`,
-        );
-        if (st.exists && !st.slotStart)
-          warn(`slot ${s.cdc.slot} exists but pushsync has no record of it: the first run snapshots every CDC table again`);
+        report(st.problems.length === 0, `source ${s.name} change data capture`, st.problems.join('; ') || streamSummary(s, st));
+        for (const w of st.warnings) warn(w);
+        if (st.exists && !st.slotStart) warn(`${st.stream} exists but pushsync has no record of it: the first run snapshots every CDC table again`);
       } catch (err) {
         report(false, `source ${s.name} change data capture`, (err as Error).message);
       }
@@ -571,11 +585,18 @@ cdcCommand
       await withQueues(NEEDS.cdc, async (ctx) => {
         for (const s of cdcSources(ctx)) {
           const st = await cdcStatus(ctx, s);
-          process.stdout.write(
-            `${st.source}: slot ${st.slot} ${st.exists ? (st.active ? 'active' : 'idle') : 'missing'}, publication ${st.publication}, ` +
-              `confirmed=${st.confirmedFlushLsn ?? '-'} acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} ` +
-              `wal_held_back=${st.lagBytes ?? '-'} bytes\n`,
-          );
+          if (s.kind === 'mysql')
+            process.stdout.write(
+              `${st.source}: ${st.stream} ${st.exists ? 'exists' : 'missing'}, confirmed=${st.confirmedFlushLsn ?? '-'} ` +
+                `acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} binlog_behind=${st.lagBytes ?? '-'} bytes ` +
+                `lag=${st.lagSeconds === null ? '-' : `${Math.round(st.lagSeconds)} s`}\n`,
+            );
+          else
+            process.stdout.write(
+              `${st.source}: slot ${st.slot} ${st.exists ? (st.active ? 'active' : 'idle') : 'missing'}, publication ${st.publication}, ` +
+                `confirmed=${st.confirmedFlushLsn ?? '-'} acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} ` +
+                `wal_held_back=${st.lagBytes ?? '-'} bytes\n`,
+            );
           for (const t of s.tables.filter((x) => x.mode === 'cdc'))
             process.stdout.write(`  ${t.name}: snapshot ${st.snapshots[t.name] ? `done ${st.snapshots[t.name]}` : 'pending'}\n`);
           for (const p of st.problems) process.stdout.write(`  problem: ${p}\n`);

@@ -114,6 +114,23 @@ describe('the config of what leaves', () => {
     ]);
   });
 
+  it('refuses columns, masks, where and query on a MySQL table, naming each and what to do, and accepts a transform there', () => {
+    const mysqlTable = (fields: Record<string, unknown>): Record<string, unknown> => ({
+      destination: { apiKey: 'k' },
+      masking: { key: '0123456789abcdef0123' },
+      sources: [{ name: 'shop', kind: 'mysql', url: 'mysql://u:p@db/shop', tables: [{ name: 'customers', watermark: 'updated_at', ...fields }] }],
+    });
+    const found = problems(mysqlTable({ columns: { exclude: ['ssn'] }, masks: { email: 'hash' }, where: "country = 'DE'", onFilteredOut: 'delete' }));
+    expect(found.map((p) => p.split(':')[0])).toEqual(['sources[0].tables[0].columns', 'sources[0].tables[0].masks', 'sources[0].tables[0].where']);
+    for (const p of found) expect(p).toContain('not supported for kind mysql yet');
+    expect(found[0]).toContain('a view of the columns and rows to send');
+    expect(problems(mysqlTable({ name: 'q', watermark: undefined, query: 'SELECT id, updated_at FROM customers', primaryKey: ['id'] }))).toContain(
+      'sources[0].tables[0].query: not supported for kind mysql yet (MySQL/MariaDB tables are sent with every column as read); point the table at a view of the columns and rows to send, or drop and mask values in a transform',
+    );
+    const cfg = parseConfig(mysqlTable({ transform: '/abs/transform.mjs', masks: {} }), {});
+    expect(cfg.sources[0]!.tables[0]!.transform).toBe('/abs/transform.mjs');
+  });
+
   it('resolves a transform path against the config file directory', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pushsync-cfg-'));
     const path = join(dir, 'pushsync.json');

@@ -40,7 +40,7 @@ function bindAddress(port: string): string | undefined {
   return parts.length === 3 ? parts[0] : undefined;
 }
 
-const CREDENTIAL = /PASSWORD|TOKEN|SECRET|API_KEY/;
+const CREDENTIAL = /PASSWORD|PWD|TOKEN|SECRET|API_KEY/;
 
 describe('docker-compose.yml', () => {
   const services = Object.entries(compose.services);
@@ -61,7 +61,15 @@ describe('docker-compose.yml', () => {
         .map(([key, value]) => ({ name, key, value: String(value) })),
     );
     expect(credentials.map((c) => c.key)).toEqual(
-      expect.arrayContaining(['PUSHSYNC_WEB_TOKEN', 'DEFINITE_API_KEY', 'POSTGRES_PASSWORD', 'DATABASE_URL']),
+      expect.arrayContaining([
+        'PUSHSYNC_WEB_TOKEN',
+        'DEFINITE_API_KEY',
+        'POSTGRES_PASSWORD',
+        'DATABASE_URL',
+        'MARIADB_PASSWORD',
+        'MARIADB_ROOT_PASSWORD',
+        'MYSQL_PWD',
+      ]),
     );
     for (const { name, key, value } of credentials) {
       expect(() => interpolate(value, {}), `${name}.${key} has a default`).toThrow(/is required/);
@@ -87,6 +95,13 @@ describe('docker-compose.yml', () => {
     expect(interpolate(compose.services.sink!.image!, {})).toBe(image);
     // The sink must not be pulled from a registry under that name: it is the image built here.
     expect(compose.services.sink!.pull_policy).toBe('never');
+    for (const name of ['sink-mariadb', 'pushsync-mariadb']) {
+      expect({ name, image: interpolate(compose.services[name]!.image!, {}), pull: compose.services[name]!.pull_policy }).toEqual({
+        name,
+        image,
+        pull: 'never',
+      });
+    }
     expect(interpolate(compose.services.sink!.image!, { PUSHSYNC_IMAGE: 'registry.example/pushsync:1' })).toBe('registry.example/pushsync:1');
   });
 
@@ -122,9 +137,62 @@ describe('docker-compose.yml', () => {
       PUSHSYNC_DEMO_API_KEY: 'k',
       PUSHSYNC_DEMO_PG_PASSWORD: 'p',
       PUSHSYNC_GRAFANA_PASSWORD: 'g',
+      PUSHSYNC_DEMO_MARIADB_PASSWORD: 'm',
+      PUSHSYNC_DEMO_MARIADB_ROOT_PASSWORD: 'r',
     };
     const out = execFileSync('docker-compose', ['-f', COMPOSE_FILE, 'config'], { env, encoding: 'utf8' });
     expect(out).toContain('image: pushsync:local');
+  });
+
+  it('runs the MariaDB demo only in the mariadb profile, beside the Postgres demo, with the files it mounts', () => {
+    const mariadbServices = ['mariadb', 'mariadb-writer', 'sink-mariadb', 'pushsync-mariadb'];
+    for (const name of mariadbServices) {
+      const service = compose.services[name]!;
+      expect({ name, profiles: service.profiles }).toEqual({ name, profiles: ['mariadb'] });
+      for (const volume of (service.volumes ?? []).filter((v) => v.startsWith('./'))) {
+        expect(existsSync(new URL(`../${volume.split(':')[0]}`, import.meta.url)), volume).toBe(true);
+      }
+    }
+    // Both demos up at once: no host port twice.
+    const hostPorts = published.map(({ port }) => interpolate(port, {}).split(':').slice(0, 2).join(':'));
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+  });
+
+  it('starts MariaDB with the binary log as binlog capture needs, and grants the pushsync user what check asks for', () => {
+    const command = compose.services.mariadb!.command ?? [];
+    expect(command).toEqual(
+      expect.arrayContaining([
+        '--binlog-format=ROW',
+        '--binlog-row-image=FULL',
+        expect.stringMatching(/^--log-bin/),
+        expect.stringMatching(/^--server-id=[1-9]/),
+      ]),
+    );
+    const user = compose.services.mariadb!.environment!.MARIADB_USER!;
+    const grants = readFileSync(new URL('../demo/mariadb/grants.sql', import.meta.url), 'utf8');
+    expect(grants).toMatch(new RegExp(`^GRANT PROCESS, REPLICATION SLAVE, BINLOG MONITOR ON \\*\\.\\* TO '${user}'@'%';$`, 'm'));
+  });
+
+  it("points the MariaDB demo's pushsync at the compose MariaDB with a config pushsync accepts, under a Redis prefix of its own", () => {
+    const secrets = { PUSHSYNC_DEMO_MARIADB_PASSWORD: 'maria-secret', PUSHSYNC_DEMO_API_KEY: 'key', PUSHSYNC_WEB_TOKEN: '0123456789abcdef' };
+    const service = compose.services['pushsync-mariadb']!;
+    const env = Object.fromEntries(Object.entries(service.environment!).map(([k, v]) => [k, interpolate(String(v), secrets)]));
+    const db = compose.services.mariadb!.environment!;
+    const url = new URL(env.DATABASE_URL!);
+    expect([url.protocol, url.hostname, url.username, decodeURIComponent(url.password), url.pathname]).toEqual([
+      'mysql:',
+      'mariadb',
+      db.MARIADB_USER,
+      'maria-secret',
+      `/${db.MARIADB_DATABASE}`,
+    ]);
+    expect(env.DEFINITE_STREAM_URL).toBe('http://sink-mariadb:8787/v2/stream');
+    expect(env.PUSHSYNC_PREFIX).not.toBe('pushsync-demo');
+    const mounted = service.volumes!.find((v) => v.endsWith(':/config/pushsync.yaml:ro'))!.split(':')[0]!;
+    expect(mounted).toBe('./demo/pushsync.mariadb.yaml');
+    const config = loadConfig(new URL(`../${mounted}`, import.meta.url).pathname, env);
+    expect(config.sources.map((s) => [s.kind, s.url])).toEqual([['mysql', env.DATABASE_URL]]);
+    expect(config.redis.prefix).toBe(env.PUSHSYNC_PREFIX);
   });
 });
 

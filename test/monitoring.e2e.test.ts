@@ -10,6 +10,7 @@ import { parse, stringify } from 'yaml';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { freePort, spawnPushsync } from './helpers/cli.js';
 import { eventually } from './helpers/wait.js';
+import { createMysqlDatabase, MYSQL_BINLOG_URL, type MysqlDatabase } from './helpers/mysql.js';
 
 /**
  * The monitoring files of deploy/ against a real Prometheus (Debian's package; .ci/run installs it) scraping a
@@ -44,6 +45,7 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
   const metricsToken = 'scrape-token-0123456789';
   const dir = mkdtempSync(join(tmpdir(), 'pushsync-monitoring-'));
   let client: pg.Client;
+  let shop: MysqlDatabase;
   let receiver: Server;
   let pushsync: ChildProcess;
   let prometheus: ChildProcess;
@@ -66,6 +68,11 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
     await client.query(
       `INSERT INTO orders (id) SELECT generate_series(1, 30); INSERT INTO refused (id) VALUES (1); INSERT INTO items SELECT g, 'v' FROM generate_series(1, 5) g`,
     );
+
+    // A MySQL source in binlog mode, for the binlog lag series.
+    shop = await createMysqlDatabase(MYSQL_BINLOG_URL);
+    await shop.client.query(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
+    await shop.client.query(`INSERT INTO items VALUES (1, 'v')`);
 
     // A destination that refuses one target (400: straight to the dead-letter queue) and accepts the others.
     receiver = createServer((req, res) => {
@@ -94,6 +101,8 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
       stringify({
         redis: { url: REDIS_URL, prefix },
         destination: { url: `http://127.0.0.1:${receiverPort}/v2/stream`, apiKey: 'k', attempts: 1 },
+        // Each change data capture run holds an extract slot while it streams: two of them, and room for the rest.
+        extract: { concurrency: 4 },
         sources: [
           {
             name: 'app',
@@ -105,6 +114,14 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
               { name: `${schema}.refused`, watermark: 'updated_at', every: '1s', target: 'bronze.app_refused' },
               { name: `${schema}.items`, mode: 'cdc', target: 'bronze.app_items' },
             ],
+          },
+          {
+            name: 'shop',
+            kind: 'mysql',
+            url: shop.url,
+            mode: 'cdc',
+            cdc: { slot, flushInterval: '50ms' },
+            tables: [{ name: 'items', target: 'bronze.shop_items' }],
           },
         ],
         web: { port, metricsToken },
@@ -151,6 +168,7 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
             (await series('pushsync_queue_jobs{queue="push",state="failed"} > 0')) > 0 &&
             (await series('pushsync_errors_total')) > 0 &&
             (await series('pushsync_cdc_slot_lag_bytes')) > 0 &&
+            (await series('pushsync_cdc_lag_seconds')) > 0 &&
             // rate() needs two samples of a series in its window, the newest series (an error's) included.
             (await series('min(count_over_time({__name__=~"pushsync_(rows_pushed_total|errors_total|push_duration_seconds_bucket)"}[1m])) >= 3')) > 0
           );
@@ -173,6 +191,7 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
     await new Promise<void>((resolve) => receiver?.close(() => resolve()));
     await client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
     await client.query(`DROP PUBLICATION IF EXISTS ${slot}`).catch(() => {});
+    await shop?.drop();
     await client.query(`DROP SCHEMA ${schema} CASCADE`);
     await client.end();
     await dropRedisPrefix(prefix);
@@ -215,6 +234,7 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
         'PushsyncDeadLetterQueueNotEmpty',
         'PushsyncSyncLagHigh',
         'PushsyncReplicationSlotLagHigh',
+        'PushsyncBinlogLagHigh',
         'PushsyncErrorRateHigh',
         'PushsyncTablePaused',
       ]),

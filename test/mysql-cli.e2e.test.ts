@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
-import { createMysqlDatabase, type MysqlDatabase } from './helpers/mysql.js';
+import { createMysqlDatabase, MYSQL_BINLOG_URL, type MysqlDatabase } from './helpers/mysql.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -79,11 +79,72 @@ sources:
     expect(warned.stdout).not.toContain('pw@');
   });
 
+  it('check reports a binlog source in binlog terms: position, lag, format, row image, retention and privileges', async () => {
+    const binlogDb = await createMysqlDatabase(MYSQL_BINLOG_URL);
+    try {
+      await binlogDb.client.query(`CREATE TABLE items (id int PRIMARY KEY)`);
+      const path = join(dir, 'binlog.yaml');
+      const slot = uniqueName('bl');
+      writeFileSync(
+        path,
+        `
+redis: { url: ${REDIS_URL}, prefix: ${prefix} }
+destination: { url: ${receiver.url}, apiKey: cli-key }
+sources:
+  - name: shop
+    kind: mysql
+    url: ${binlogDb.url}
+    mode: cdc
+    cdc: { slot: ${slot} }
+    tables:
+      - { name: items }
+`,
+      );
+      const run = await pushsync(['--config', path, 'check'], {});
+      const line = run.stdout.split('\n').find((l) => l.includes('change data capture')) ?? '';
+      expect(line).toMatch(/^ok {3}source shop change data capture: binlog stream /);
+      expect(line).toContain(`binlog stream ${slot} will start at the first run`);
+      expect(line).toContain('log_bin=ON; binlog_format=ROW; binlog_row_image=FULL');
+      expect(line).toMatch(/binlog retention 86400 s \(binlog_expire_logs_seconds=86400, expire_logs_days=1[.0]*\)/);
+      expect(line).toContain('privileges ALL PRIVILEGES');
+      expect(line).not.toMatch(/WAL|slot/);
+      expect(run.code).toBe(0);
+    } finally {
+      await binlogDb.drop();
+    }
+  });
+
   it('sync --once delivers every row and exits 0', async () => {
     const run = await pushsync(['--config', config(), 'sync', '--once'], { DEFINITE_API_KEY: 'cli-key', MYSQL_URL: db.url });
     expect(run.stderr).toBe('');
     expect(run.stdout).toContain('shop.orders → bronze.shop_orders: extracted=25 pushed=25');
     expect(run.code).toBe(0);
     expect((receiver.stored.get('bronze.shop_orders') ?? []).map((r) => JSON.parse(r) as { total: string }).map((r) => r.total)).toContain('37.50');
+  });
+
+  it('applies a transform to the rows of a MySQL table (transforms run in the pipeline, on any source)', async () => {
+    writeFileSync(join(dir, 'transform.mjs'), `export default (r) => ({ ...r, total: null, seen: 'yes' });\n`);
+    const path = join(dir, 'transform.yaml');
+    writeFileSync(
+      path,
+      `
+redis: { url: ${REDIS_URL}, prefix: ${prefix} }
+destination: { url: ${receiver.url}, apiKey: cli-key }
+sources:
+  - name: shop2
+    kind: mysql
+    url: ${db.url}
+    tables:
+      - { name: orders, watermark: last_update, transform: ./transform.mjs, target: bronze.shop_orders_transformed }
+`,
+    );
+    const run = await pushsync(['--config', path, 'sync', '--once'], {});
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const rows = (receiver.stored.get('bronze.shop_orders_transformed') ?? []).map(
+      (r) => JSON.parse(r) as { id: number; total: unknown; seen: string },
+    );
+    expect(rows.length).toBe(25);
+    expect(rows.every((r) => r.total === null && r.seen === 'yes')).toBe(true);
   });
 });

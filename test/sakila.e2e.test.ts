@@ -84,7 +84,8 @@ describe.runIf(existsSync(`${FIXTURE}sakila-schema.sql`))('the Sakila fixture, s
       },
       {},
     );
-    const summary = await syncPass(config, { timeoutMs: 110_000 });
+    // Generous: on a shared 2-core machine under load the 47,273 rows can take minutes.
+    const summary = await syncPass(config, { timeoutMs: 290_000 });
     expect(summary.failed).toEqual([]);
 
     const report: string[] = [`${'table'.padEnd(16)}${'source_rows'.padStart(12)}${'received_rows'.padStart(15)}`];
@@ -117,5 +118,5 @@ describe.runIf(existsSync(`${FIXTURE}sakila-schema.sql`))('the Sakila fixture, s
     console.log(report.join('\n'));
     expect(mismatches.slice(0, 20)).toEqual([]);
     expect(tables.length).toBeGreaterThanOrEqual(16);
-  }, 120_000);
+  }, 300_000);
 });

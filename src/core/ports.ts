@@ -228,10 +228,22 @@ export interface ChangeStreamStatus {
   confirmed: string | null;
   /** How far the source's current position is past `confirmed`, in bytes; null when unknown. */
   lagBytes: number | null;
+  /**
+   * An upper bound on the age of the oldest change past `confirmed`, in seconds (0 when none is); null or absent when
+   * the source does not measure it.
+   */
+  lagSeconds?: number | null;
   /** True while a reader is attached. */
   active: boolean;
   /** True when the source discarded changes the stream still needed: it cannot continue. */
   lost: boolean;
+}
+
+/** What `pushsync check` shows about a durable stream beside its status: settings, retention, privileges. */
+export interface ChangeStreamFacts {
+  facts: string[];
+  /** Settings that work but put the stream at risk, each with what to change. */
+  warnings: string[];
 }
 
 /**
@@ -257,6 +269,8 @@ export interface ChangeSource {
   /** The catalog's names (modifier included) of types as `relation` events state them; unknown ones are absent. */
   typeNames?(types: readonly string[]): Promise<Map<string, string>>;
   status(): Promise<ChangeStreamStatus>;
+  /** Facts about the stream for `pushsync check`; absent when the engine has none beyond its status. */
+  facts?(): Promise<ChangeStreamFacts>;
   /** Creates the durable stream and returns the position it starts from: every later commit streams from it. */
   create(): Promise<string>;
   /** The source's current position: a one-shot run streams until it has acknowledged it. */

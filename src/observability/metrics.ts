@@ -22,6 +22,7 @@ export interface Metrics {
   pendingBatches: Gauge<'source' | 'table'>;
   queueJobs: Gauge<'queue' | 'state'>;
   slotLag: Gauge<'source' | 'slot'>;
+  cdcLagSeconds: Gauge<'source' | 'slot'>;
   tablePaused: Gauge<'source' | 'table'>;
   eventsIngested: Counter<'source' | 'table'>;
   eventsSkipped: Counter<'source' | 'reason'>;
@@ -91,7 +92,13 @@ export function createMetrics(): Metrics {
     }),
     slotLag: new Gauge({
       name: name('cdc_slot_lag_bytes'),
-      help: 'WAL bytes a replication slot holds back (current position minus confirmed)',
+      help: 'WAL bytes a replication slot holds back, or binlog bytes past the confirmed position (MySQL); current position minus confirmed',
+      labelNames: ['source', 'slot'],
+      registers: [registry],
+    }),
+    cdcLagSeconds: new Gauge({
+      name: name('cdc_lag_seconds'),
+      help: 'Upper bound on the age of the oldest change past the confirmed position, in seconds (MySQL binlog sources)',
       labelNames: ['source', 'slot'],
       registers: [registry],
     }),

@@ -12,6 +12,13 @@ export interface CdcStatus {
   active: boolean;
   confirmedFlushLsn: string | null;
   lagBytes: number | null;
+  /** Upper bound on the age of the oldest unconfirmed change; null when the engine does not measure it. */
+  lagSeconds: number | null;
+  /** What the durable stream is, e.g. `replication slot pushsync_app`, `binlog stream pushsync_shop`. */
+  stream: string;
+  /** Settings, retention and privileges the engine reports (MySQL), and the risks among them. */
+  facts: string[];
+  warnings: string[];
   slotStart: string | null;
   ackedLsn: string | null;
   snapshots: Record<string, string>;
@@ -24,7 +31,12 @@ export function cdcSources(ctx: PipelineContext, name?: string): SourceConfig[] 
 
 export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<CdcStatus> {
   const cdc = findChangeSource(ctx, s.name);
-  const [info, problems, state] = await Promise.all([cdc.status(), cdc.prerequisites(), ctx.redis.hgetall(ctx.keys.cdcState(s.name, s.cdc.slot))]);
+  const [info, problems, state, facts] = await Promise.all([
+    cdc.status(),
+    cdc.prerequisites(),
+    ctx.redis.hgetall(ctx.keys.cdcState(s.name, s.cdc.slot)),
+    cdc.facts?.() ?? { facts: [], warnings: [] },
+  ]);
   if (info.confirmed && state.ackedLsn && cdc.confirmedPast(info.confirmed, state.ackedLsn, !state.ackExact)) {
     problems.push(
       `${cdc.stream} is confirmed at ${info.confirmed}, past the ${state.ackedLsn} pushsync acknowledged: another consumer advanced it; the next run refuses it`,
@@ -43,6 +55,10 @@ export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<
     active: info.active,
     confirmedFlushLsn: info.confirmed,
     lagBytes: info.lagBytes,
+    lagSeconds: info.lagSeconds ?? null,
+    stream: cdc.stream,
+    facts: facts.facts,
+    warnings: facts.warnings,
     slotStart: state.slotStart ?? null,
     ackedLsn: state.ackedLsn ?? null,
     snapshots,

@@ -96,6 +96,7 @@ export async function runCdc(
     }
 
     const info = await cdc.status();
+    if (info.lagSeconds != null) ctx.metrics.cdcLagSeconds.set({ source: sourceName, slot: settings.slot }, info.lagSeconds);
     if (info.lagBytes !== null) {
       ctx.metrics.slotLag.set({ source: sourceName, slot: settings.slot }, info.lagBytes);
       if (info.lagBytes > settings.lagWarningBytes) {

@@ -194,6 +194,42 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
     await cdc.close();
   });
 
+  it('measures the lag in bytes and in seconds: the age of what was handed over and not acknowledged', async () => {
+    const store = memoryStore();
+    const cdc = binlog(store);
+    const start = await cdc.create();
+    const created = await cdc.status();
+    // Other suites write to this server too: with nothing past the start, the lag is 0 in both units.
+    if (created.lagBytes === 0) expect(created.lagSeconds).toBe(0);
+    const inbox = await open(cdc);
+    await db.client.query(`INSERT INTO items VALUES (40, 'lag', 'x')`);
+    const txn = await inbox.next('transaction');
+    const stream = opened[opened.length - 1]!;
+    await new Promise((r) => setTimeout(r, 2100));
+    // Acknowledging the start leaves the transaction pending: the lag is at least the 2 s since its commit.
+    await stream.acknowledge(start);
+    const behind = await cdc.status();
+    expect(behind.lagBytes).toBeGreaterThan(0);
+    expect(behind.lagSeconds).toBeGreaterThanOrEqual(2);
+    expect(behind.lagSeconds).toBeLessThan(60);
+    await stream.acknowledge(txn.end);
+    expect(store.fields.pendingSince).toBe('');
+    const caughtUp = await cdc.status();
+    expect(caughtUp.lagSeconds).toBeLessThan(2);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
+  it('states the binlog settings, retention and privileges for pushsync check', async () => {
+    const cdc = binlog(memoryStore());
+    const { facts, warnings } = await cdc.facts();
+    expect(facts.slice(0, 3)).toEqual(['log_bin=ON', 'binlog_format=ROW', 'binlog_row_image=FULL']);
+    expect(facts[3]).toMatch(/^binlog retention 86400 s \(binlog_expire_logs_seconds=86400, expire_logs_days=1[.0]*\)$/);
+    expect(facts[4]).toBe('privileges ALL PRIVILEGES');
+    expect(warnings).toEqual([]);
+    await cdc.close();
+  });
+
   it('reports the stream lost when its binlog file is gone or the server is another one', async () => {
     const store = memoryStore();
     const cdc = binlog(store);

@@ -1,11 +1,21 @@
 import ZongJi from '@vlasky/zongji';
 import { AppError } from '../core/errors.js';
 import type { RelationKeys } from '../core/changes.js';
-import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
+import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamFacts, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { MysqlSource } from './mysql.js';
 import { connectionOptions } from './mysql-query.js';
 import { translateMysqlError } from './mysql-errors.js';
-import { BINARY_LOGS_SQL, BINLOG_SETTINGS_SQL, GRANTS_SQL, binlogStatusSql, identitySql, type MyColumn } from './mysql-sql.js';
+import {
+  BINARY_LOGS_SQL,
+  BINLOG_RETENTION_SQL,
+  BINLOG_SETTINGS_SQL,
+  GRANTS_SQL,
+  SERVER_CLOCK_SQL,
+  binlogRetention,
+  binlogStatusSql,
+  identitySql,
+  type MyColumn,
+} from './mysql-sql.js';
 import {
   BinlogTransaction,
   comparePositions,
@@ -18,7 +28,8 @@ import {
 
 /**
  * Where the binlog reader keeps its durable stream: the position it was created at, the position confirmed by the
- * last acknowledgement, and the server's identity. MySQL keeps no per-consumer position (there is no replication
+ * last acknowledgement (with when, `ackedAt`, and the binlog timestamp of the oldest transaction handed over past it,
+ * `pendingSince`, both epoch ms, for the lag in seconds), and the server's identity. MySQL keeps no per-consumer position (there is no replication
  * slot), so this record is pushsync's; main.ts backs it with Redis.
  */
 export interface BinlogStateStore {
@@ -127,18 +138,57 @@ export class MysqlBinlog implements ChangeSource {
 
   async status(): Promise<ChangeStreamStatus> {
     const state = await this.options.store.load();
-    if (!state.start || !state.confirmed) return { exists: false, confirmed: null, lagBytes: null, active: false, lost: false };
+    if (!state.start || !state.confirmed) return { exists: false, confirmed: null, lagBytes: null, lagSeconds: null, active: false, lost: false };
     const logs = (await this.text(BINARY_LOGS_SQL, 'list the binary logs')).map(([file, size]) => ({ file: file!, size: Number(size) }));
     const confirmed = parsePosition(state.confirmed);
     const at = logs.findIndex((l) => l.file === confirmed.file);
     const lost = at < 0 || state.identity !== (await this.identity());
-    const lagBytes = at < 0 ? null : logs.slice(at).reduce((sum, l) => sum + l.size, 0) - confirmed.offset;
-    return { exists: true, confirmed: state.confirmed, lagBytes: lagBytes === null ? null : Math.max(0, lagBytes), active: false, lost };
+    const behind = at < 0 ? null : Math.max(0, logs.slice(at).reduce((sum, l) => sum + l.size, 0) - confirmed.offset);
+    return { exists: true, confirmed: state.confirmed, lagBytes: behind, lagSeconds: await this.lagSeconds(behind, state), active: false, lost };
+  }
+
+  /**
+   * An upper bound on the age of the oldest change past the confirmed position: 0 when nothing is past it; the age of
+   * the oldest transaction a reader handed over and the pipeline has not yet acknowledged, by the server's clock;
+   * else (changes a reader has not received) the time since the last acknowledgement.
+   */
+  private async lagSeconds(behind: number | null, state: Record<string, string>): Promise<number | null> {
+    if (behind === null) return null;
+    if (behind === 0) return 0;
+    if (state.pendingSince) {
+      const [[now] = []] = await this.text(SERVER_CLOCK_SQL, 'read the server clock');
+      return Math.max(0, Number(now) - Number(state.pendingSince) / 1000);
+    }
+    return state.ackedAt ? Math.max(0, (Date.now() - Number(state.ackedAt)) / 1000) : null;
+  }
+
+  async facts(): Promise<ChangeStreamFacts> {
+    const [[logBin, format, image] = []] = await this.text(BINLOG_SETTINGS_SQL, 'read the binlog settings');
+    const settings = new Map((await this.text(BINLOG_RETENTION_SQL, 'read the binlog retention')).map(([k, v]) => [k!, v ?? '']));
+    const retention = binlogRetention(settings);
+    const grants = (await this.text(GRANTS_SQL, 'read the grants')).map((r) => r[0] ?? '').join('\n');
+    const held = /ALL PRIVILEGES ON \*\.\*/i.test(grants)
+      ? ['ALL PRIVILEGES']
+      : ['REPLICATION SLAVE', 'REPLICATION REPLICA', 'REPLICATION CLIENT', 'BINLOG MONITOR'].filter((p) => new RegExp(p, 'i').test(grants));
+    const facts = [
+      `log_bin=${logBin === '1' ? 'ON' : 'OFF'}`,
+      `binlog_format=${format ?? '?'}`,
+      `binlog_row_image=${image ?? '?'}`,
+      `binlog retention ${retention.seconds === 0 ? 'unlimited' : `${retention.seconds} s`} (${[...settings].map(([k, v]) => `${k}=${v}`).join(', ')})`,
+      `privileges ${held.join(', ') || 'none for the binlog'}`,
+    ];
+    const warnings =
+      retention.seconds > 0 && retention.seconds < 86_400
+        ? [
+            `source ${this.name}: the server purges binlog files after ${retention.seconds} s (${retention.setting}): a pushsync outage longer than that loses the stream and needs a new snapshot; keep a day or more`,
+          ]
+        : [];
+    return { facts, warnings };
   }
 
   async create(): Promise<string> {
     const start = await this.currentPosition();
-    await this.options.store.save({ start, confirmed: start, identity: await this.identity() });
+    await this.options.store.save({ start, confirmed: start, identity: await this.identity(), ackedAt: String(Date.now()), pendingSince: '' });
     return start;
   }
 
@@ -191,6 +241,8 @@ export class MysqlBinlog implements ChangeSource {
 
 interface Event {
   getEventName(): string;
+  /** The event header's time, epoch ms (whole seconds). */
+  timestamp: number;
   nextPosition: number;
   binlogName?: string;
   position?: number;
@@ -219,6 +271,8 @@ class BinlogReader {
   private offset: number;
   private txn: BinlogTransaction | null = null;
   private lastIdle = 0;
+  /** Transactions handed over and not yet acknowledged: their end and their commit time (epoch ms). */
+  private readonly handed: Array<{ end: string; at: number }> = [];
   private readonly zongji: ZongJi;
 
   constructor(
@@ -251,11 +305,19 @@ class BinlogReader {
     this.onEvent({ kind: 'idle', position: this.position });
   }
 
-  private commit(): void {
+  private commit(at: number): void {
     const txn = this.txn;
     this.txn = null;
-    if (txn && txn.size > 0) this.onEvent({ kind: 'transaction', changes: txn.commit(this.position), end: this.position });
-    else this.idle(false);
+    if (txn && txn.size > 0) {
+      this.handed.push({ end: this.position, at });
+      this.onEvent({ kind: 'transaction', changes: txn.commit(this.position), end: this.position });
+    } else this.idle(false);
+  }
+
+  /** What the store keeps with an acknowledged position: when, and the oldest transaction handed over past it. */
+  private acknowledged(position: string): Record<string, string> {
+    while (this.handed.length > 0 && comparePositions(this.handed[0]!.end, position) <= 0) this.handed.shift();
+    return { confirmed: position, ackedAt: String(Date.now()), pendingSince: this.handed.length > 0 ? String(this.handed[0]!.at) : '' };
   }
 
   private handle(e: Event): void {
@@ -277,7 +339,7 @@ class BinlogReader {
         const q = (e.query ?? '').trim();
         const upper = q.toUpperCase();
         if (upper === 'BEGIN') this.txn = new BinlogTransaction();
-        else if (upper === 'COMMIT' || upper === 'ROLLBACK') this.commit();
+        else if (upper === 'COMMIT' || upper === 'ROLLBACK') this.commit(e.timestamp);
         else if (upper.startsWith('XA '))
           throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported (${q.slice(0, 40)})`);
         else if (this.txn === null || this.txn.size === 0) {
@@ -292,7 +354,7 @@ class BinlogReader {
       case 'xaprepare':
         throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported`);
       case 'xid':
-        this.commit();
+        this.commit(e.timestamp);
         return;
       case 'writerows':
       case 'updaterows':
@@ -342,10 +404,10 @@ class BinlogReader {
         this.zongji.removeListener('error', onStartError);
         resolve({
           acknowledge: async (position) => {
-            await this.options.store.save({ confirmed: position });
+            await this.options.store.save(this.acknowledged(position));
           },
           requestPosition: async (position) => {
-            await this.options.store.save({ confirmed: position });
+            await this.options.store.save(this.acknowledged(position));
             setImmediate(() => this.idle(true));
           },
           stop: async () => {

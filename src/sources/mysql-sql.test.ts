@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../core/errors.js';
 import {
+  binlogRetention,
   comparePositionsSql,
   lexicographic,
   literal,
@@ -221,5 +222,31 @@ describe('session and boundary SQL', () => {
 
   it('quotes identifiers with backticks, doubling backticks', () => {
     expect(quoteIdent('a`b')).toBe('`a``b`');
+  });
+});
+
+describe('binlog retention', () => {
+  it('is binlog_expire_logs_seconds where set, else expire_logs_days, and 0 (never purged) when neither is', () => {
+    const of = (entries: Array<[string, string]>): ReturnType<typeof binlogRetention> => binlogRetention(new Map(entries));
+    expect(
+      of([
+        ['binlog_expire_logs_seconds', '86400'],
+        ['expire_logs_days', '1.000000'],
+      ]),
+    ).toEqual({ seconds: 86400, setting: 'binlog_expire_logs_seconds' });
+    expect(
+      of([
+        ['binlog_expire_logs_seconds', '0'],
+        ['expire_logs_days', '7'],
+      ]),
+    ).toEqual({ seconds: 604800, setting: 'expire_logs_days' });
+    expect(of([['expire_logs_days', '0.5']])).toEqual({ seconds: 43200, setting: 'expire_logs_days' });
+    expect(of([['binlog_expire_logs_seconds', '2592000']])).toEqual({ seconds: 2592000, setting: 'binlog_expire_logs_seconds' });
+    expect(
+      of([
+        ['binlog_expire_logs_seconds', '0'],
+        ['expire_logs_days', '0'],
+      ]),
+    ).toEqual({ seconds: 0, setting: 'expire_logs_days' });
   });
 });

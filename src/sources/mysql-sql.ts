@@ -411,7 +411,28 @@ export function binlogStatusSql(flavor: Flavor): string {
 
 export const BINARY_LOGS_SQL = 'SHOW BINARY LOGS';
 
-export const BINLOG_SETTINGS_SQL = 'SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_expire_logs_seconds';
+export const BINLOG_SETTINGS_SQL = 'SELECT @@log_bin, @@binlog_format, @@binlog_row_image';
+
+/**
+ * The binlog retention settings the server has: `binlog_expire_logs_seconds` (MySQL 8, MariaDB 10.6 and later) and
+ * `expire_logs_days` (older servers; an alias of the first on MariaDB, removed in MySQL 8.4). SHOW VARIABLES lists
+ * only those that exist, where `@@name` of a missing one would fail.
+ */
+export const BINLOG_RETENTION_SQL = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('binlog_expire_logs_seconds', 'expire_logs_days')";
+
+/**
+ * How long the server keeps binlog files, in seconds, from its retention settings (name → value), and which setting
+ * says so; 0 seconds: files are never purged by age. `binlog_expire_logs_seconds` rules where it is set (MySQL 8 ignores
+ * `expire_logs_days` then; MariaDB keeps the two in step).
+ */
+export function binlogRetention(settings: ReadonlyMap<string, string>): { seconds: number; setting: string } {
+  const seconds = Number(settings.get('binlog_expire_logs_seconds') ?? 0);
+  if (seconds > 0 || !settings.has('expire_logs_days')) return { seconds, setting: 'binlog_expire_logs_seconds' };
+  return { seconds: Math.round(Number(settings.get('expire_logs_days')) * 86400), setting: 'expire_logs_days' };
+}
+
+/** The server's clock, in epoch seconds, the clock binlog event timestamps are written with. */
+export const SERVER_CLOCK_SQL = 'SELECT UNIX_TIMESTAMP()';
 
 export const GRANTS_SQL = 'SHOW GRANTS FOR CURRENT_USER()';
 

@@ -11,7 +11,7 @@
  * Redis, twice SIGKILLs the master mid-sync so the sentinels promote a replica (the killed node returns as a replica); `--redis cluster` runs on a
  * 3-master Redis Cluster with a replica per master and SIGKILLs the master of pushsync's slot.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import type pg from 'pg';
 import { ChaosPostgres, ChaosRedis } from './services.js';
 import { SENTINEL_MASTER, TestRedisCluster, TestSentinelGroup } from '../helpers/redis-ha.js';
 import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
+import { Fleet } from './fleet.js';
 import { prng } from '../helpers/prng.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -253,42 +254,6 @@ class Writers {
   }
 }
 
-class Fleet {
-  private readonly procs = new Map<string, ChildProcess>();
-
-  constructor(private readonly configPath: string) {}
-
-  start(name: string, roles: string[]): void {
-    // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
-    const args = [
-      '--import',
-      'tsx',
-      join(ROOT, 'src/cli.ts'),
-      '--config',
-      this.configPath,
-      'start',
-      '--port',
-      '0',
-      ...roles.flatMap((r) => ['--role', r]),
-    ];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-    this.procs.set(name, proc);
-  }
-
-  async kill(name: string): Promise<void> {
-    const proc = this.procs.get(name);
-    if (!proc || proc.exitCode !== null) return;
-    proc.kill('SIGKILL');
-    await new Promise((r) => proc.once('exit', r));
-  }
-
-  async stopAll(): Promise<void> {
-    for (const p of this.procs.values()) p.kill('SIGTERM');
-    await sleep(3000);
-    for (const p of this.procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
-  }
-}
-
 async function main(): Promise<void> {
   const random = prng(SEED);
   const faultRandom = prng(SEED * 7919 + 1);
@@ -482,7 +447,10 @@ log: { level: error }
   process.exit(exitCode);
 }
 
-main().catch((err: unknown) => {
+const sourceArg = process.argv.indexOf('--source');
+const SOURCE = sourceArg > 0 ? process.argv[sourceArg + 1] : (process.env.CHAOS_SOURCE ?? 'postgres');
+if (SOURCE !== 'postgres' && SOURCE !== 'mariadb') throw new Error(`--source must be postgres or mariadb, not ${String(SOURCE)}`);
+(SOURCE === 'mariadb' ? import('./mariadb.js').then((m) => m.runMariadbChaos(SEED, MODE, WRITE_SECONDS)) : main()).catch((err: unknown) => {
   process.stderr.write(`chaos suite failed: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });

@@ -1,0 +1,42 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+/** The pushsync processes of a chaos run, each started, SIGKILLed and restarted by name. */
+export class Fleet {
+  private readonly procs = new Map<string, ChildProcess>();
+
+  constructor(private readonly configPath: string) {}
+
+  start(name: string, roles: string[]): void {
+    // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
+    const args = [
+      '--import',
+      'tsx',
+      join(ROOT, 'src/cli.ts'),
+      '--config',
+      this.configPath,
+      'start',
+      '--port',
+      '0',
+      ...roles.flatMap((r) => ['--role', r]),
+    ];
+    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    this.procs.set(name, proc);
+  }
+
+  async kill(name: string): Promise<void> {
+    const proc = this.procs.get(name);
+    if (!proc || proc.exitCode !== null) return;
+    proc.kill('SIGKILL');
+    await new Promise((r) => proc.once('exit', r));
+  }
+
+  async stopAll(): Promise<void> {
+    for (const p of this.procs.values()) p.kill('SIGTERM');
+    await sleep(3000);
+    for (const p of this.procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
+  }
+}
