@@ -496,7 +496,7 @@ const configSchema = z
     /** Extract workers. */
     extract: z
       .object({
-        /** Extract jobs (tables, CDC readers) one process runs at once, 1 to 64. @defaultValue 2 */
+        /** Table extract runs one process runs at once, 1 to 64; each CDC source's reader gets a slot on top. @defaultValue 2 */
         concurrency: z.number().int().min(1).max(64).default(2),
         /** Undelivered push jobs per table before extraction pauses (backpressure). @defaultValue 200 */
         maxPendingBatches: z.number().int().min(1).default(200),

@@ -101,8 +101,8 @@ describe('monitoring: Prometheus scrape config, alert rules and the Grafana dash
       stringify({
         redis: { url: REDIS_URL, prefix },
         destination: { url: `http://127.0.0.1:${receiverPort}/v2/stream`, apiKey: 'k', attempts: 1 },
-        // Each change data capture run holds an extract slot while it streams: two of them, and room for the rest.
-        extract: { concurrency: 4 },
+        // Default extract slots: the two change data capture readers get slots of their own (extractSlots), so the
+        // watermark tables still run.
         sources: [
           {
             name: 'app',

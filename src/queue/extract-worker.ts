@@ -116,6 +116,15 @@ async function runTable(
   }
 }
 
+/**
+ * Extract jobs one process runs at once: `extract.concurrency` for table runs, plus one for each change data capture
+ * source. A CDC reader holds its job while it streams (up to `cdc.maxRunTime`), so without its own slot two CDC
+ * sources would leave the default two slots no room for any watermark table.
+ */
+export function extractSlots(config: PipelineContext['config']): number {
+  return config.extract.concurrency + config.sources.filter((s) => s.tables.some((t) => t.mode === 'cdc')).length;
+}
+
 export function startExtractWorker(ctx: PipelineContext): Worker {
   let closing = false;
   const worker = new Worker(
@@ -124,7 +133,7 @@ export function startExtractWorker(ctx: PipelineContext): Worker {
     {
       connection: ctx.redis.duplicate(),
       prefix: ctx.config.redis.prefix,
-      concurrency: ctx.config.extract.concurrency,
+      concurrency: extractSlots(ctx.config),
       // A killed worker's job is picked up again after its lease expires; a few such crashes are allowed.
       ...WORKER_LEASES,
       settings: { backoffStrategy: backoffStrategy(ctx.config.destination.backoff) },
