@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { BufferedEntry } from '../core/deliver-buffered.js';
+import type { SnapshotFloor } from '../core/debezium-ordering.js';
 import type { Operation } from '../core/record.js';
 
 /**
@@ -22,6 +23,8 @@ export interface IngestKeys {
   tables: string;
   /** Per table: the key columns seen in event keys (for `pushsync views` when the config names none). */
   eventKeys: string;
+  /** Per table: the snapshot floor of Postgres tables, 16 hex digits (core/debezium-ordering.ts). */
+  snapshotFloors: string;
   buffer(table: string): string;
   /** Per table: where cutting into push jobs stands (`after`) and a cut being made (`intent*`). */
   cut(table: string): string;
@@ -33,6 +36,7 @@ export function ingestKeys(prefix: string, source: string): IngestKeys {
     bytes: `${base}:bytes`,
     tables: `${base}:tables`,
     eventKeys: `${base}:event-keys`,
+    snapshotFloors: `${base}:snapshot-floor`,
     buffer: (table) => `${base}:buf:${table}`,
     cut: (table) => `${base}:cut:${table}`,
   };
@@ -40,11 +44,14 @@ export function ingestKeys(prefix: string, source: string): IngestKeys {
 
 /** One event ready to be buffered: a record row, or the reason it cannot become one (it goes to the dead-letter queue). */
 export type NewEntry =
-  { table: string; op: Operation; ordering: string; identity: string; row: string; key: string } | { table: string; error: string };
+  | { table: string; op: Operation; ordering: string; identity: string; row: string; key: string; floor?: SnapshotFloor }
+  | { table: string; error: string };
 
-// KEYS: bytes, tables, eventKeys, then one buffer stream per table. ARGV: budget, table count, the table names, the key
-// columns per table ('' when unknown), entry count, then per entry: table index (1-based), op, ordering, identity,
-// row, key, error.
+// KEYS: bytes, tables, eventKeys, snapshot floors, then one buffer stream per table. ARGV: budget, table count, the
+// table names, the key columns per table ('' when unknown), entry count, then per entry: table index (1-based), op,
+// ordering, identity, row, key, error, floor ('s' sets the table's floor, 'o' obeys it, '' neither).
+// The floor rule is raiseToFloor (core/debezium-ordering.ts); entries are taken in order, so a streamed change after
+// a snapshot row in the same request obeys the floor that row set.
 const APPEND = `
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local budget = tonumber(ARGV[1])
@@ -53,13 +60,26 @@ local base = 3 + 2 * tables
 local n = tonumber(ARGV[base])
 local total = 0
 for j = 0, n - 1 do
-  local a = base + 1 + j * 7
+  local a = base + 1 + j * 8
   for k = 1, 6 do total = total + #ARGV[a + k] end
 end
 if used > 0 and used + total > budget then return {0, used} end
 local names = {'op', 'o', 'i', 'r', 'k', 'e'}
+local floors = {}
 for j = 0, n - 1 do
-  local a = base + 1 + j * 7
+  local a = base + 1 + j * 8
+  local t = tonumber(ARGV[a])
+  local mode = ARGV[a + 7]
+  if mode ~= '' and floors[t] == nil then floors[t] = redis.call('HGET', KEYS[4], ARGV[2 + t]) or '' end
+  if mode == 's' then
+    local f = string.sub(ARGV[a + 2], 2, 17)
+    if f > floors[t] then
+      floors[t] = f
+      redis.call('HSET', KEYS[4], ARGV[2 + t], f)
+    end
+  elseif mode == 'o' and string.sub(ARGV[a + 2], 2, 17) < floors[t] then
+    ARGV[a + 2] = '~' .. floors[t] .. string.sub(ARGV[a + 2], 18)
+  end
   local fields = {}
   for k = 1, 6 do
     if #ARGV[a + k] > 0 then
@@ -67,7 +87,7 @@ for j = 0, n - 1 do
       fields[#fields + 1] = ARGV[a + k]
     end
   end
-  redis.call('XADD', KEYS[3 + tonumber(ARGV[a])], '*', unpack(fields))
+  redis.call('XADD', KEYS[4 + t], '*', unpack(fields))
 end
 for t = 1, tables do
   redis.call('SADD', KEYS[2], ARGV[2 + t])
@@ -124,6 +144,8 @@ end
 return 0
 `;
 
+const FLOOR_ARG: Record<SnapshotFloor | 'none', string> = { sets: 's', obeys: 'o', none: '' };
+
 const SHA = new Map<string, string>();
 
 /** EVALSHA, loading the script on a NOSCRIPT (a restarted Redis, a failover): a request does not resend the script. */
@@ -162,10 +184,10 @@ export class IngestBuffer {
       String(entries.length),
     ];
     for (const e of entries) {
-      if ('error' in e) args.push(String(index.get(e.table)), '', '', '', '', '', e.error);
-      else args.push(String(index.get(e.table)), e.op, e.ordering, e.identity, e.row, e.key, '');
+      if ('error' in e) args.push(String(index.get(e.table)), '', '', '', '', '', e.error, '');
+      else args.push(String(index.get(e.table)), e.op, e.ordering, e.identity, e.row, e.key, '', FLOOR_ARG[e.floor ?? 'none']);
     }
-    const keys = [this.keys.bytes, this.keys.tables, this.keys.eventKeys, ...tables.map((t) => this.keys.buffer(t))];
+    const keys = [this.keys.bytes, this.keys.tables, this.keys.eventKeys, this.keys.snapshotFloors, ...tables.map((t) => this.keys.buffer(t))];
     const [stored, bytes] = (await run(this.redis, APPEND, keys, args)) as [number, number];
     return { stored: stored === 1, bytes };
   }
