@@ -24,6 +24,7 @@ import { manifestOf } from './manifest.js';
 import { manifestMarkdown } from './core/manifest.js';
 import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, probeRedis } from './queue/redis.js';
+import { missingStreams } from './sources/debezium-redis.js';
 import { transformLoader } from './transforms.js';
 import { syncOnce } from './sync-once.js';
 import { listDeadLetters, purgeDeadLetters, retryDeadLetters } from './queue/dlq.js';
@@ -229,6 +230,19 @@ program
         s.redisStreams ? `Redis streams ${s.redisStreams.streams.join(', ')} (group ${s.redisStreams.group})` : '',
       ].filter(Boolean);
       report(true, `source ${s.name} (debezium)`, `${ways.join(' and ')}; ${s.tables.length} table(s), buffer budget ${s.maxBufferedBytes} bytes`);
+      if (s.redisStreams) {
+        const r = s.redisStreams;
+        try {
+          const missing = await missingStreams(r.url, r.streams, config.redis.connectTimeout);
+          report(true, `source ${s.name} Redis streams reachable`, redactUrl(r.url));
+          for (const stream of missing)
+            warn(
+              `source ${s.name}: stream ${stream} does not exist yet on ${redactUrl(r.url)} (created when Debezium first writes to it, or by pushsync's consumer group)`,
+            );
+        } catch (err) {
+          report(false, `source ${s.name} Redis streams reachable`, (err as Error).message);
+        }
+      }
     }
     for (const t of allTables(config).filter((x) => x.mode !== 'debezium')) {
       const source = sources.get(t.source)!;

@@ -49,7 +49,8 @@ async function answer(
     return {
       status: 404,
       body: {
-        error: name === undefined ? `several sources take events: post to ${INGEST_PATH}/<source>` : `no Debezium source ${name} takes events over HTTP`,
+        error:
+          name === undefined ? `several sources take events: post to ${INGEST_PATH}/<source>` : `no Debezium source ${name} takes events over HTTP`,
       },
     };
   }

@@ -14,7 +14,8 @@ const entry = (table: string, id: number, extra: Partial<NewEntry> = {}): NewEnt
 });
 
 /** Bytes an entry counts against the budget: its stored field values. */
-const size = (e: NewEntry): number => ('error' in e ? e.error.length : e.op.length + e.ordering.length + e.identity.length + e.row.length + e.key.length);
+const size = (e: NewEntry): number =>
+  'error' in e ? e.error.length : e.op.length + e.ordering.length + e.identity.length + e.row.length + e.key.length;
 
 describe('IngestBuffer group commit', () => {
   let redis: Redis;
@@ -31,7 +32,8 @@ describe('IngestBuffer group commit', () => {
     await dropRedisPrefix(prefix);
   });
 
-  const stored = async (table: string): Promise<string[]> => (await buffer.read(table, '-', '+', null, 1000)).map((e) => ('error' in e ? e.error : e.identity));
+  const stored = async (table: string): Promise<string[]> =>
+    (await buffer.read(table, '-', '+', null, 1000)).map((e) => ('error' in e ? e.error : e.identity));
 
   it('commits concurrent appends in one script call, each all or nothing against the budget', async () => {
     const first = [entry('a', 1), entry('a', 2)];
