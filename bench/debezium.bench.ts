@@ -2,6 +2,8 @@
  * `npm run bench:debezium`: ingest throughput of Debezium change events, in events/s.
  *
  * 1. HTTP as Debezium Server's HTTP sink sends: one event per request, one request at a time.
+ * 1b. The same, `BENCH_DBZ_CONNECTIONS` requests at a time (several producers, or a sink with parallel requests): the
+ *     appends of concurrent requests share Redis round trips (group commit).
  * 2. HTTP as a Kafka Connect HTTP sink sends: JSON arrays of `BENCH_DBZ_BATCH` events, `BENCH_DBZ_CONNECTIONS` at a time.
  * 3. Redis Streams as Debezium Server's Redis sink writes them: the stream is filled first, then read through the
  *    consumer group.
@@ -143,6 +145,20 @@ async function main(): Promise<void> {
     process.stdout.write(
       `  for scale: the same requests to a node:http server that only answers 200: ${rate(SINGLE, await bareRoundTrips(single))}\n`,
     );
+
+    // 1b. One event per request, CONNECTIONS at a time.
+    const parallel = Array.from({ length: SINGLE }, (_, i) => event(SINGLE + EVENTS + EVENTS + i));
+    await receiver.reset();
+    t0 = performance.now();
+    let nextSingle = 0;
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        while (nextSingle < parallel.length) await post(url, parallel[nextSingle++]!);
+      }),
+    );
+    t1 = performance.now();
+    await delivered(receiver, SINGLE);
+    report(`HTTP, one event per request, ${CONNECTIONS} connections`, SINGLE, t0, t1, performance.now());
 
     // 2. Arrays of BATCH events over CONNECTIONS connections (Kafka Connect HTTP sink).
     const batches: string[] = [];

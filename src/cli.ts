@@ -16,7 +16,7 @@ import {
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isAppError, toAppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
-import { createLogger, createStderrLogger, loggerFor, type Logger } from './observability/logger.js';
+import { createLogger, createStderrLogger, loggerFor, redactUrl, type Logger } from './observability/logger.js';
 import { viewsScript } from './core/views.js';
 import {
   ROLES,
@@ -34,6 +34,7 @@ import { manifestOf } from './manifest.js';
 import { manifestMarkdown } from './core/manifest.js';
 import type { PipelineContext } from './queue/context.js';
 import { connectionProblem, describeRedis, probeRedis } from './queue/redis.js';
+import { missingStreams } from './sources/debezium-redis.js';
 import { transformLoader } from './transforms.js';
 import { syncOnce } from './sync-once.js';
 import { DEV_SINK_URL, initConfig, initSummary } from './init.js';
@@ -252,6 +253,19 @@ program
         s.redisStreams ? `Redis streams ${s.redisStreams.streams.join(', ')} (group ${s.redisStreams.group})` : '',
       ].filter(Boolean);
       report(true, `source ${s.name} (debezium)`, `${ways.join(' and ')}; ${s.tables.length} table(s), buffer budget ${s.maxBufferedBytes} bytes`);
+      if (s.redisStreams) {
+        const r = s.redisStreams;
+        try {
+          const missing = await missingStreams(r.url, r.streams, config.redis.connectTimeout);
+          report(true, `source ${s.name} Redis streams reachable`, redactUrl(r.url));
+          for (const stream of missing)
+            warn(
+              `source ${s.name}: stream ${stream} does not exist yet on ${redactUrl(r.url)} (created when Debezium first writes to it, or by pushsync's consumer group)`,
+            );
+        } catch (err) {
+          report(false, `source ${s.name} Redis streams reachable`, (err as Error).message);
+        }
+      }
     }
     for (const t of allTables(config).filter((x) => x.mode !== 'debezium')) {
       const source = sources.get(t.source)!;
@@ -707,7 +721,7 @@ dlq
     }
   });
 
-program
+const devSink = program
   .command('dev-sink')
   .description('a local Stream API that stores what it receives in a DuckDB file (no Definite account needed)')
   .option('--port <port>', 'port', (v) => Number(v), 8787)
@@ -722,6 +736,79 @@ program
       const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey: opts.apiKey, logger });
       logger.info({ endpoint: sink.url, db: opts.db }, 'dev sink listening');
       onSignals(() => sink.close(), logger);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+/** The running dev sink's base URL and key, for `dev-sink query` and `dev-sink export`. */
+interface SinkClientOptions {
+  url: string;
+  apiKey: string;
+}
+
+async function askDevSink(o: SinkClientOptions, path: string, body: string): Promise<Record<string, unknown>> {
+  const base = o.url.replace(/\/+$/, '').replace(/\/(v2\/)?stream$/, '');
+  let res;
+  try {
+    res = await request(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${o.apiKey}`, 'content-type': 'text/plain' }, body });
+  } catch (err) {
+    throw new AppError(
+      'DEST_UNAVAILABLE',
+      `no dev sink answers at ${base} (start it with pushsync dev-sink, or pass --url): ${(err as Error).message}`,
+    );
+  }
+  const answer = (await res.body.json().catch(() => ({}))) as Record<string, unknown>;
+  if (res.statusCode !== 200) {
+    const first = (answer.errors as Array<{ code?: string; message?: string }> | undefined)?.[0];
+    throw new AppError('DEST_REJECTED', first?.message ?? `the dev sink answered HTTP ${res.statusCode}`);
+  }
+  return answer;
+}
+
+const sinkCommand = (name: string, description: string): Command =>
+  devSink
+    .command(name)
+    .description(description)
+    .option('--url <url>', 'the running dev sink', 'http://127.0.0.1:8787')
+    .addOption(new Option('--api-key <key>', "the dev sink's bearer token").env('DEFINITE_API_KEY').makeOptionMandatory());
+
+sinkCommand('query', 'run one read-only SELECT on the running dev sink and print the result')
+  .argument('<sql>', 'one SELECT over the tables the sink stored')
+  .option('--json', 'print the answer as JSON')
+  .action(async (sql: string, opts: SinkClientOptions & { json?: boolean }) => {
+    try {
+      const answer = await askDevSink(opts, '/query', sql);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(answer)}\n`);
+        return;
+      }
+      const columns = answer.columns as string[];
+      const rows = answer.rows as Array<Record<string, unknown>>;
+      const cell = (v: unknown): string => (v === null || v === undefined ? 'NULL' : typeof v === 'string' ? v : JSON.stringify(v));
+      const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+      const line = (cells: string[]): string =>
+        cells
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd();
+      process.stdout.write(
+        `${[line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n')}\n`,
+      );
+      process.stdout.write(`(${rows.length} row${rows.length === 1 ? '' : 's'}${answer.truncated ? ', truncated' : ''})\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+sinkCommand('export', 'write every table of the running dev sink to Parquet files')
+  .requiredOption('--parquet <dir>', 'directory for <schema>.<table>.parquet files')
+  .action(async (opts: SinkClientOptions & { parquet: string }) => {
+    try {
+      const { resolve } = await import('node:path');
+      const answer = await askDevSink(opts, '/export', JSON.stringify({ parquet: resolve(opts.parquet) }));
+      for (const f of answer.files as Array<{ table: string; file: string; rows: number }>)
+        process.stdout.write(`${f.table}: ${f.rows} rows → ${f.file}\n`);
     } catch (err) {
       fail(err);
     }

@@ -37,7 +37,7 @@ import { PostgresSource } from './sources/postgres.js';
 import { PostgresCdc } from './sources/postgres-cdc.js';
 import { MysqlSource } from './sources/mysql.js';
 import { MysqlBinlog, defaultServerId, type BinlogStateStore } from './sources/mysql-cdc.js';
-import { DebeziumRedisStreams } from './sources/debezium-redis.js';
+import { DebeziumRedisStreams, missingStreams } from './sources/debezium-redis.js';
 import { startStreamIngest } from './queue/stream-ingest.js';
 
 /** Wiring only: build adapters from config, start the requested roles, stop them in reverse order. */
@@ -397,6 +397,13 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
           },
         },
         ...[...ctx.sources.values()].map((s) => ({ name: `source:${s.name}`, check: () => s.ping() })),
+        // The Redis a Debezium source's streams are read from, when this process reads them (role ingest).
+        ...(roles.has('ingest') ? ctx.config.debezium : [])
+          .filter((s) => s.redisStreams)
+          .map((s) => ({
+            name: `source:${s.name}:redis-streams`,
+            check: async () => void (await missingStreams(s.redisStreams!.url, [], Math.min(ctx.config.redis.connectTimeout, 4000))),
+          })),
         {
           name: 'roles',
           check: async () => {

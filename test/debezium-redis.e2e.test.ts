@@ -9,6 +9,11 @@ import { listDeadLetters } from '../src/queue/dlq.js';
 import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { keyEvent, pgEvent, type Column, type PgEvent } from './helpers/debezium-events.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { runPushsync } from './helpers/cli.js';
 
 /**
  * Debezium Server's Redis sink, read from a real Redis stream through a consumer group: entries are acknowledged
@@ -68,6 +73,65 @@ describe('Debezium Server Redis sink streams', () => {
     await redis.del(stream);
     await redis.quit();
     await dropRedisPrefix(prefix);
+  });
+
+  it('/readyz and pushsync check probe the Redis of the streams, naming the source and never its password', async () => {
+    const secret = 's3cret-pw';
+    // A Redis nobody listens on, with a password in its URL.
+    const dead = `redis://:${secret}@127.0.0.1:1/0`;
+    const config = (url: string): Config => {
+      const c = configFor({}, { url });
+      return { ...c, web: { ...c.web, auth: { token: 'web-token' } } } as Config;
+    };
+    runtime = await startRuntime(createPipeline(config(dead), createLogger('silent')), { roles: ['ingest'], httpPort: 0 });
+    const readyz = async (auth?: string): Promise<{ status: number; body: string }> => {
+      const res = await request(`${runtime!.web!.url}/readyz`, auth ? { headers: { authorization: `Bearer ${auth}` } } : {});
+      return { status: res.statusCode, body: await res.body.text() };
+    };
+    const anonymous = await readyz();
+    expect(anonymous.status).toBe(503);
+    expect(JSON.parse(anonymous.body).checks).toMatchObject({ redis: 'ok', 'source:legacy:redis-streams': 'unavailable' });
+    const signedIn = await readyz('web-token');
+    expect(JSON.parse(signedIn.body).checks['source:legacy:redis-streams']).toMatch(
+      /cannot reach the Redis of the streams at redis:\/\/:\*\*\*@127\.0\.0\.1:1/,
+    );
+    expect(signedIn.body).not.toContain(secret);
+    await runtime.stop();
+    runtime = undefined;
+    runtime = await startRuntime(createPipeline(config(REDIS_URL), createLogger('silent')), { roles: ['ingest'], httpPort: 0 });
+    const ok = await readyz();
+    expect(`${ok.status} ${ok.body}`).toContain('"source:legacy:redis-streams":"ok"');
+
+    const dir = mkdtempSync(join(tmpdir(), 'pushsync-dbz-check-'));
+    try {
+      const write = (name: string, url: string): string => {
+        const path = join(dir, name);
+        writeFileSync(
+          path,
+          JSON.stringify({
+            redis: { url: REDIS_URL, prefix },
+            destination: { url: receiver.url, apiKey: 'k' },
+            sources: [
+              { name: 'legacy', kind: 'debezium', redisStreams: { url, streams: [stream, `${stream}.absent`] }, tables: [{ name: 'public.orders' }] },
+            ],
+          }),
+        );
+        return path;
+      };
+      await redis.xadd(stream, '*', 'key', key(1), 'value', pg(1, 100));
+      const good = await runPushsync(['--config', write('good.json', REDIS_URL), 'check']);
+      expect(good.stdout).toContain(`ok   source legacy Redis streams reachable: ${REDIS_URL}`);
+      expect(good.stdout).toContain(`warn source legacy: stream ${stream}.absent does not exist yet`);
+      expect(good.stdout).not.toContain(`stream ${stream} does`);
+      const bad = await runPushsync(['--config', write('bad.json', dead), 'check']);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(
+        /FAIL source legacy Redis streams reachable: cannot reach the Redis of the streams at redis:\/\/:\*\*\*@127\.0\.0\.1:1/,
+      );
+      expect(bad.stdout + bad.stderr).not.toContain(secret);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   const records = (): Array<{ _op: string; id: number; v?: string }> =>

@@ -11,7 +11,7 @@ import { createLogger } from '../src/observability/logger.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
 import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
 import { prng } from './helpers/prng.js';
-import { UNAVAILABLE } from './helpers/debezium-events.js';
+import { UNAVAILABLE, pgEvent, type Column } from './helpers/debezium-events.js';
 import { debeziumWorkload, sortedRows, type WorkloadRow as Row } from './helpers/debezium-workload.js';
 
 /**
@@ -40,7 +40,10 @@ describe('the silver view over Debezium records equals the workload final state'
             kind: 'debezium',
             http: {},
             flushInterval: '50ms',
-            tables: [{ name: 'public.items', primaryKey: ['id'], batchRows: 60 }],
+            tables: [
+              { name: 'public.items', primaryKey: ['id'], batchRows: 60 },
+              { name: 'public.late', primaryKey: ['id'] },
+            ],
           },
         ],
         web: { port: 0 },
@@ -64,6 +67,54 @@ describe('the silver view over Debezium records equals the workload final state'
       n: (r.n as string | null) ?? null,
     }));
   const sorted = sortedRows;
+
+  it('regression: a change whose transaction was open when the initial snapshot began beats its snapshot row in silver', async () => {
+    // Debezium's initial snapshot reads at S = 0x5000: rows 1..3 as they were then. Transaction A began before S
+    // (its update of row 2 is at LSN 0x4000) and committed after it, so the snapshot shows row 2's old value and
+    // the stream, right after the snapshot, brings A with no previous commit reported (sequence [null, "16384"]).
+    // Transaction B follows (previous commit 0x5100) with an update of row 3 at LSN 0x4f00, also below S.
+    const columns: Column[] = [
+      { name: 'id', type: 'int32', optional: false },
+      { name: 'body', type: 'string' },
+    ];
+    const S = 0x5000;
+    const late = 'bronze.legacy_late';
+    const events = [
+      pgEvent({ op: 'r', table: 'late', columns, lsn: S, lastCommitLsn: null, snapshot: 'first', after: { id: '1', body: '"one"' } }),
+      pgEvent({ op: 'r', table: 'late', columns, lsn: S, lastCommitLsn: null, snapshot: 'true', after: { id: '2', body: '"two, before A"' } }),
+      pgEvent({ op: 'r', table: 'late', columns, lsn: S, lastCommitLsn: null, snapshot: 'last', after: { id: '3', body: '"three"' } }),
+      pgEvent({ op: 'u', table: 'late', columns, lsn: 0x4000, lastCommitLsn: null, after: { id: '2', body: '"two, by A"' } }),
+      pgEvent({ op: 'u', table: 'late', columns, lsn: 0x4f00, lastCommitLsn: 0x5100, after: { id: '3', body: '"three, by B"' } }),
+    ];
+    // One event per request, as Debezium Server's HTTP sink sends them.
+    for (const body of events) {
+      const res = await request(`${runtime.web!.url}/ingest/debezium`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(`${res.statusCode} ${await res.body.text()}`).toMatch(/^200 /);
+    }
+    for (let i = 0; i < 600; i++) {
+      const [row] = await sink.store.query(`SELECT count(*)::INTEGER AS n FROM ${late}`).catch(() => [{ n: 0 }]);
+      if (Number(row!.n) === events.length) break;
+      await sleep(50);
+    }
+    const lateSpec: ViewSpec = { label: 'legacy.public.late', target: late, primaryKey: ['id'], carryForward: true };
+    for (const statement of silverViewSql(lateSpec)
+      .split(';')
+      .map((s) => s.trim())
+      .filter(Boolean))
+      await sink.store.query(statement);
+    const silver = (await sink.store.query(`SELECT id, body FROM ${silverName(late)} ORDER BY id::INTEGER`)).map((r) => [String(r.id), r.body]);
+    expect(silver).toEqual([
+      ['1', 'one'],
+      ['2', 'two, by A'],
+      ['3', 'three, by B'],
+    ]);
+    // The stored orderings: A was raised to the floor S and keeps its own LSN as the second part.
+    const orderings = await sink.store.query(`SELECT id, _ordering FROM ${late} WHERE _op = 'update' ORDER BY id::INTEGER`);
+    expect(orderings.map((r) => r._ordering)).toEqual([
+      `~${'5000'.padStart(16, '0')}:${'4000'.padStart(16, '0')}`,
+      `~${'5100'.padStart(16, '0')}:${'4f00'.padStart(16, '0')}`,
+    ]);
+  });
 
   it('carries unavailable values forward, keeps real NULLs, drops deletes, and answers as of a point in time', async () => {
     const { steps, states } = debeziumWorkload({ seed: 13, table: 'items', keys: 40, changes: 400 });

@@ -3,6 +3,7 @@ import { parseLossless } from './json-lossless.js';
 import { UnavailableValue } from './debezium-values.js';
 import { changeRow, mapDebeziumEvent, type DebeziumChange, type DebeziumEvent, type MappingOptions } from './debezium.js';
 import { changeOrdering, snapshotOrdering } from './lsn.js';
+import { floorOf, raiseToFloor } from './debezium-ordering.js';
 import {
   UNAVAILABLE,
   decimalBytes,
@@ -79,6 +80,32 @@ describe('Postgres connector events', () => {
     expect(c.ordering).toBe(snapshotOrdering('0/16E9058'));
     const next = change(pgEvent(pg({ op: 'u', lsn: 24023128 })));
     expect(c.ordering < next.ordering).toBe(true);
+  });
+
+  it('regression: a change of a transaction open when the initial snapshot began sorts after the snapshot row, by the floor', () => {
+    // Snapshot at S = 0x5000. The first streamed transaction began before it (change LSN 0x4000) and committed
+    // after it; Debezium reports no previous commit for it. By LSN alone it loses to the stale snapshot row.
+    const snap = change(pgEvent(pg({ op: 'r', lsn: 0x5000, lastCommitLsn: null, snapshot: 'last' })));
+    const late = change(pgEvent(pg({ op: 'u', lsn: 0x4000, lastCommitLsn: null })));
+    expect(snap.floor).toBe('sets');
+    expect(late.floor).toBe('obeys');
+    expect(late.ordering < snap.ordering).toBe(true);
+    const raised = raiseToFloor(late.ordering, floorOf(snap.ordering));
+    expect(raised > snap.ordering).toBe(true);
+    expect(raised).toBe(`~${'5000'.padStart(16, '0')}:${'4000'.padStart(16, '0')}`);
+    // A change already past the floor keeps its ordering; without a floor nothing changes.
+    const after = change(pgEvent(pg({ op: 'u', lsn: 0x6100, lastCommitLsn: 0x6000 })));
+    expect(raiseToFloor(after.ordering, floorOf(snap.ordering))).toBe(after.ordering);
+    expect(raiseToFloor(late.ordering, null)).toBe(late.ordering);
+    // Two raised changes of one key keep their own order (the second part).
+    const later = change(pgEvent(pg({ op: 'u', lsn: 0x4800, lastCommitLsn: null })));
+    expect(raiseToFloor(late.ordering, '0000000000005000') < raiseToFloor(later.ordering, '0000000000005000')).toBe(true);
+  });
+
+  it('incremental snapshot rows neither set nor obey the floor; MySQL events have none', () => {
+    expect(change(pgEvent(pg({ op: 'r', snapshot: 'incremental' }))).floor).toBeUndefined();
+    const columns: Column[] = [{ name: 'id', type: 'int32', optional: false }];
+    expect(change(mysqlEvent({ op: 'c', columns, after: { id: '1' }, file: 'mysql-bin.000003', pos: 154 })).floor).toBeUndefined();
   });
 
   it('orders by commit: the previous commit LSN raises the first part, the change LSN orders within a transaction', () => {

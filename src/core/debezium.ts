@@ -2,7 +2,7 @@ import { AppError } from './errors.js';
 import { JsonNumber, isObject, parseLossless, type JsonObject, type JsonValue } from './json-lossless.js';
 import { METADATA_FIELDS, type Operation } from './record.js';
 import { encodeValue, fieldSchema, readSchema, type ConnectSchema, type UnavailableValue, type ValueOptions } from './debezium-values.js';
-import { binlogIndex, binlogOrdering, pgOrdering, timeOrdering } from './debezium-ordering.js';
+import { binlogIndex, binlogOrdering, pgOrdering, timeOrdering, type SnapshotFloor } from './debezium-ordering.js';
 
 /**
  * Debezium change events → pushsync change records. Understood: the connector envelope (`before`, `after`,
@@ -37,6 +37,8 @@ export interface DebeziumChange {
   ordering: string;
   /** The change's own source position: with the row's content, the basis of its event id (stable across re-deliveries). */
   position: string;
+  /** Postgres only: whether the change sets its table's snapshot floor or is raised to it (debezium-ordering.ts). */
+  floor?: SnapshotFloor;
   /** Column → value JSON text, in the event's order: the row after the change, or before it for a delete. */
   columns: Map<string, string>;
   /** Columns Debezium could not read (an unchanged TOASTed value), absent from `columns`. */
@@ -84,6 +86,7 @@ function text(v: JsonValue | undefined): string | undefined {
 interface Position {
   ordering: string;
   position: string;
+  floor?: SnapshotFloor;
 }
 
 /** Orders by the connector's own position (see debezium-ordering.ts). */
@@ -103,7 +106,10 @@ function positionOf(source: SourceLookup, fallbackTs: JsonValue | undefined, sna
         invalid(join(path, 'sequence'), 'expected a JSON array of two LSNs');
       }
     }
-    return { ordering: pgOrdering({ lsn: value, lastCommit }, snapshot), position: `lsn:${value}` };
+    const ordering = pgOrdering({ lsn: value, lastCommit }, snapshot);
+    if (!snapshot) return { ordering, position: `lsn:${value}`, floor: 'obeys' };
+    const kind = text(source('snapshot'));
+    return { ordering, position: `lsn:${value}`, ...(kind === 'incremental' ? {} : { floor: 'sets' as const }) };
   }
   const file = text(source('file'));
   if (connector === 'mysql' || connector === 'mariadb' || (connector === undefined && file !== undefined)) {
@@ -217,7 +223,7 @@ export function mapDebeziumEvent(input: DebeziumInput, o: MappingOptions): Debez
   }
   const table = tableOf(source, input.topic, sourcePath);
   if (mapped === 'truncate') return { kind: 'truncate', table };
-  const { ordering, position } = positionOf(source, value.ts_ms, mapped === 'snapshot', sourcePath);
+  const { ordering, position, floor } = positionOf(source, value.ts_ms, mapped === 'snapshot', sourcePath);
   const side = mapped === 'delete' ? 'before' : 'after';
   const row = value[side];
   const rowPath = join(path, side);
@@ -225,7 +231,7 @@ export function mapDebeziumEvent(input: DebeziumInput, o: MappingOptions): Debez
   if (isObject(row)) rowFields = rowColumns(row, fieldSchema(unwrapped.schema, side), o, rowPath);
   else if (mapped !== 'delete' || key === null)
     invalid(rowPath, `missing: a ${op === 'd' ? 'delete needs before (or an event key)' : `${mapped} needs after`}`);
-  return { kind: 'change', table, op: mapped, ordering, position, ...rowFields, key };
+  return { kind: 'change', table, op: mapped, ordering, position, ...(floor ? { floor } : {}), ...rowFields, key };
 }
 
 /** `ExtractNewRecordState`'s form: the row's columns, and the metadata it was told to add as `__` fields. */
@@ -252,9 +258,9 @@ function flattened(
   if (op === 'message') return { kind: 'skip', reason: 'message' };
   const table = tableOf(meta, topic, path);
   if (op === 'truncate') return { kind: 'truncate', table };
-  const { ordering, position } = positionOf(meta, value.__ts_ms, op === 'snapshot', path);
+  const { ordering, position, floor } = positionOf(meta, value.__ts_ms, op === 'snapshot', path);
   const fields = rowColumns(value, schema, o, path, (k) => k.startsWith('__'));
-  return { kind: 'change', table, op, ordering, position, ...fields, key };
+  return { kind: 'change', table, op, ordering, position, ...(floor ? { floor } : {}), ...fields, key };
 }
 
 export interface ChangeRow {

@@ -9,6 +9,7 @@ import { AppError, isAppError } from '../core/errors.js';
 import { arrayElements, jsonDepth, objectMembers } from '../core/json-scan.js';
 import type { Logger } from '../observability/logger.js';
 import { DevSinkStore, parseTarget } from './dev-sink-store.js';
+import { serveInspection } from './dev-sink-query.js';
 import { fieldProblem, invalidUtf8Offset, tableNameProblem } from './dev-sink-input.js';
 
 /**
@@ -258,6 +259,7 @@ function checkMergeKeys(envelope: Envelope, rejected: Map<number, RowError>): vo
 
 async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, requestId: string): Promise<void> {
   const path = (req.url ?? '/').split('?')[0]!;
+  if (await serveInspection(req, res, ctx.store, () => checkAuth(req, ctx.keyDigest))) return;
   if (!PATHS.has(path)) throw refuse(404, 'NOT_FOUND', `no endpoint at ${path}; POST to /v2/stream`);
   if (req.method !== 'POST') throw refuse(405, 'METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed; use POST`);
   checkAuth(req, ctx.keyDigest);

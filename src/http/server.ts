@@ -8,9 +8,9 @@ import type { Metrics } from '../observability/metrics.js';
 import { hasAuth, isLoopback, webAccessProblems, type WebAuth } from '../core/web-access.js';
 import { authorized } from './auth.js';
 import { DASHBOARD_PATH, dashboardRouter, sameOrigin } from './dashboard.js';
-import { DATA_CSP, securityHeaders } from './web-headers.js';
+import { DATA_CSP, securityHeaderValues, securityHeaders } from './web-headers.js';
 import { readinessHandler, type ReadinessCheck } from './readiness.js';
-import { INGEST_PATH, ingestRouter, type IngestEndpoint } from './ingest.js';
+import { INGEST_PATH, fastIngestHandler, ingestRouter, type IngestEndpoint } from './ingest.js';
 
 export type { ReadinessCheck };
 
@@ -158,7 +158,8 @@ export async function startWebServer(o: WebOptions): Promise<WebServer> {
     res.status(500).json({ error: 'internal error' });
   });
   // Not app.listen: express 5 calls its callback on a listen error too, as if the server were up.
-  const server: Server = createServer(app);
+  const fast = o.ingest && o.ingest.size > 0 ? fastIngestHandler(o.ingest, o.logger, securityHeaderValues(DATA_CSP)) : undefined;
+  const server: Server = createServer(fast ? (req, res) => fast(req, res) || app(req, res) : app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenError(o.host, o.port, err)));
     server.listen(o.port, o.host, () => resolve());

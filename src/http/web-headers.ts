@@ -22,16 +22,21 @@ export const DASHBOARD_CSP = [
 /** Health, readiness and metrics are data, never pages: nothing may load from or frame them. */
 export const DATA_CSP = "default-src 'none'; frame-ancestors 'none'";
 
+export function securityHeaderValues(csp: string): Record<string, string> {
+  return {
+    'Content-Security-Policy': csp,
+    'X-Frame-Options': 'DENY',
+    'X-Content-Type-Options': 'nosniff',
+    // Not no-referrer: with it, browsers send `Origin: null` on the dashboard's own requests, which the
+    // same-origin check would refuse.
+    'Referrer-Policy': 'same-origin',
+  };
+}
+
 export function securityHeaders(csp: string) {
+  const values = securityHeaderValues(csp);
   return (_req: Request, res: Response, next: NextFunction): void => {
-    res.set({
-      'Content-Security-Policy': csp,
-      'X-Frame-Options': 'DENY',
-      'X-Content-Type-Options': 'nosniff',
-      // Not no-referrer: with it, browsers send `Origin: null` on the dashboard's own requests, which the
-      // same-origin check would refuse.
-      'Referrer-Policy': 'same-origin',
-    });
+    res.set(values);
     next();
   };
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './redis.js';
 import type { BufferedEntry } from '../core/deliver-buffered.js';
+import type { SnapshotFloor } from '../core/debezium-ordering.js';
 import type { Operation } from '../core/record.js';
 
 /**
@@ -22,6 +23,8 @@ export interface IngestKeys {
   tables: string;
   /** Per table: the key columns seen in event keys (for `pushsync views` when the config names none). */
   eventKeys: string;
+  /** Per table: the snapshot floor of Postgres tables, 16 hex digits (core/debezium-ordering.ts). */
+  snapshotFloors: string;
   buffer(table: string): string;
   /** Per table: where cutting into push jobs stands (`after`) and a cut being made (`intent*`). */
   cut(table: string): string;
@@ -33,6 +36,7 @@ export function ingestKeys(prefix: string, source: string): IngestKeys {
     bytes: `${base}:bytes`,
     tables: `${base}:tables`,
     eventKeys: `${base}:event-keys`,
+    snapshotFloors: `${base}:snapshot-floor`,
     buffer: (table) => `${base}:buf:${table}`,
     cut: (table) => `${base}:cut:${table}`,
   };
@@ -40,42 +44,78 @@ export function ingestKeys(prefix: string, source: string): IngestKeys {
 
 /** One event ready to be buffered: a record row, or the reason it cannot become one (it goes to the dead-letter queue). */
 export type NewEntry =
-  { table: string; op: Operation; ordering: string; identity: string; row: string; key: string } | { table: string; error: string };
+  | { table: string; op: Operation; ordering: string; identity: string; row: string; key: string; floor?: SnapshotFloor }
+  | { table: string; error: string };
 
-// KEYS: bytes, tables, eventKeys, then one buffer stream per table. ARGV: budget, table count, the table names, the key
-// columns per table ('' when unknown), entry count, then per entry: table index (1-based), op, ordering, identity,
-// row, key, error.
+// Appends the requests of one group commit, each all or nothing. KEYS: bytes, tables, eventKeys, snapshot floors,
+// then one buffer stream per table of the group. ARGV: budget, table count, the table names, the key columns per table
+// ('' when unknown), request count, then per request: entry count, then per entry: table index (1-based), op,
+// ordering, identity, row, key, error, floor ('s' sets the table's floor, 'o' obeys it, '' neither). Returns per
+// request 1 (stored) or 0 (refused: over the budget), then the bytes buffered after the last request.
+// The floor rule is raiseToFloor (core/debezium-ordering.ts); entries are taken in order, so a streamed change after
+// a snapshot row in the same request (or an earlier one of the group) obeys the floor that row set.
 const APPEND = `
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local budget = tonumber(ARGV[1])
 local tables = tonumber(ARGV[2])
-local base = 3 + 2 * tables
-local n = tonumber(ARGV[base])
-local total = 0
-for j = 0, n - 1 do
-  local a = base + 1 + j * 7
-  for k = 1, 6 do total = total + #ARGV[a + k] end
-end
-if used > 0 and used + total > budget then return {0, used} end
+local requests = tonumber(ARGV[3 + 2 * tables])
+local a = 4 + 2 * tables
 local names = {'op', 'o', 'i', 'r', 'k', 'e'}
-for j = 0, n - 1 do
-  local a = base + 1 + j * 7
-  local fields = {}
-  for k = 1, 6 do
-    if #ARGV[a + k] > 0 then
-      fields[#fields + 1] = names[k]
-      fields[#fields + 1] = ARGV[a + k]
-    end
+local floors = {}
+local touched = {}
+local out = {}
+local added = 0
+for q = 1, requests do
+  local n = tonumber(ARGV[a])
+  local first = a + 1
+  a = first + 8 * n
+  local total = 0
+  for j = 0, n - 1 do
+    local e = first + j * 8
+    for k = 1, 6 do total = total + #ARGV[e + k] end
   end
-  redis.call('XADD', KEYS[3 + tonumber(ARGV[a])], '*', unpack(fields))
+  if used > 0 and used + total > budget then
+    out[q] = 0
+  else
+    out[q] = 1
+    for j = 0, n - 1 do
+      local e = first + j * 8
+      local t = tonumber(ARGV[e])
+      local mode = ARGV[e + 7]
+      if mode ~= '' and floors[t] == nil then floors[t] = redis.call('HGET', KEYS[4], ARGV[2 + t]) or '' end
+      if mode == 's' then
+        local f = string.sub(ARGV[e + 2], 2, 17)
+        if f > floors[t] then
+          floors[t] = f
+          redis.call('HSET', KEYS[4], ARGV[2 + t], f)
+        end
+      elseif mode == 'o' and string.sub(ARGV[e + 2], 2, 17) < floors[t] then
+        ARGV[e + 2] = '~' .. floors[t] .. string.sub(ARGV[e + 2], 18)
+      end
+      local fields = {}
+      for k = 1, 6 do
+        if #ARGV[e + k] > 0 then
+          fields[#fields + 1] = names[k]
+          fields[#fields + 1] = ARGV[e + k]
+        end
+      end
+      redis.call('XADD', KEYS[4 + t], '*', unpack(fields))
+      touched[t] = true
+    end
+    used = used + total
+    added = added + total
+  end
 end
 for t = 1, tables do
-  redis.call('SADD', KEYS[2], ARGV[2 + t])
-  local cols = ARGV[2 + tables + t]
-  if #cols > 0 then redis.call('HSETNX', KEYS[3], ARGV[2 + t], cols) end
+  if touched[t] then
+    redis.call('SADD', KEYS[2], ARGV[2 + t])
+    local cols = ARGV[2 + tables + t]
+    if #cols > 0 then redis.call('HSETNX', KEYS[3], ARGV[2 + t], cols) end
+  end
 end
-redis.call('INCRBY', KEYS[1], total)
-return {1, used + total}
+if added > 0 then redis.call('INCRBY', KEYS[1], added) end
+out[requests + 1] = used
+return out
 `;
 
 // KEYS: buffer, bytes. ARGV: first id, last id. Deletes the entries of the range and returns the bytes they held.
@@ -124,6 +164,8 @@ end
 return 0
 `;
 
+const FLOOR_ARG: Record<SnapshotFloor | 'none', string> = { sets: 's', obeys: 'o', none: '' };
+
 const SHA = new Map<string, string>();
 
 /** EVALSHA, loading the script on a NOSCRIPT (a restarted Redis, a failover): a request does not resend the script. */
@@ -138,6 +180,16 @@ async function run(redis: RedisClient, script: string, keys: readonly string[], 
   }
 }
 
+interface PendingAppend {
+  entries: readonly NewEntry[];
+  eventKeys: ReadonlyMap<string, string[]>;
+  resolve: (r: AppendResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Entries of one group commit at most: bounds the script's arguments (and how long it holds Redis). */
+const GROUP_MAX_ENTRIES = 5000;
+
 export interface AppendResult {
   stored: boolean;
   /** Bytes buffered after the append (or before it, when refused). */
@@ -150,24 +202,69 @@ export class IngestBuffer {
     readonly keys: IngestKeys,
   ) {}
 
-  /** Stores every entry, or none when the buffer is over `budget` bytes. `eventKeys` names key columns per table. */
-  async append(entries: readonly NewEntry[], budget: number, eventKeys: ReadonlyMap<string, string[]>): Promise<AppendResult> {
-    const tables = [...new Set(entries.map((e) => e.table))];
-    const index = new Map(tables.map((t, i) => [t, i + 1]));
-    const args: string[] = [
-      String(budget),
-      String(tables.length),
-      ...tables,
-      ...tables.map((t) => (eventKeys.has(t) ? JSON.stringify(eventKeys.get(t)) : '')),
-      String(entries.length),
-    ];
-    for (const e of entries) {
-      if ('error' in e) args.push(String(index.get(e.table)), '', '', '', '', '', e.error);
-      else args.push(String(index.get(e.table)), e.op, e.ordering, e.identity, e.row, e.key, '');
+  /**
+   * Stores every entry, or none when the buffer is over `budget` bytes. `eventKeys` names key columns per table.
+   * Appends made while one is on its way to Redis wait and then go together in one script call (a group commit):
+   * each keeps its own all-or-nothing verdict, and each resolves only once Redis answered for it.
+   */
+  append(entries: readonly NewEntry[], budget: number, eventKeys: ReadonlyMap<string, string[]>): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ entries, eventKeys, resolve, reject });
+      if (!this.committing) void this.commitWaiting(budget);
+    });
+  }
+
+  private waiting: PendingAppend[] = [];
+  private committing = false;
+
+  private async commitWaiting(budget: number): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.waiting.length > 0) {
+        let take = 0;
+        let entries = 0;
+        while (take < this.waiting.length && (take === 0 || entries + this.waiting[take]!.entries.length <= GROUP_MAX_ENTRIES)) {
+          entries += this.waiting[take]!.entries.length;
+          take++;
+        }
+        const group = this.waiting.splice(0, take);
+        try {
+          const results = await this.appendGroup(group, budget);
+          group.forEach((g, i) => g.resolve(results[i]!));
+        } catch (err) {
+          for (const g of group) g.reject(err);
+        }
+      }
+    } finally {
+      this.committing = false;
     }
-    const keys = [this.keys.bytes, this.keys.tables, this.keys.eventKeys, ...tables.map((t) => this.keys.buffer(t))];
-    const [stored, bytes] = (await run(this.redis, APPEND, keys, args)) as [number, number];
-    return { stored: stored === 1, bytes };
+  }
+
+  private async appendGroup(group: readonly PendingAppend[], budget: number): Promise<AppendResult[]> {
+    const index = new Map<string, number>();
+    const tables: string[] = [];
+    const columns = new Map<string, string[]>();
+    for (const g of group) {
+      for (const e of g.entries) {
+        if (!index.has(e.table)) index.set(e.table, tables.push(e.table));
+      }
+      for (const [t, cols] of g.eventKeys) if (!columns.has(t)) columns.set(t, cols);
+    }
+    const args: string[] = [String(budget), String(tables.length), ...tables];
+    for (const t of tables) args.push(columns.has(t) ? JSON.stringify(columns.get(t)) : '');
+    args.push(String(group.length));
+    for (const g of group) {
+      args.push(String(g.entries.length));
+      for (const e of g.entries) {
+        if ('error' in e) args.push(String(index.get(e.table)), '', '', '', '', '', e.error, '');
+        else args.push(String(index.get(e.table)), e.op, e.ordering, e.identity, e.row, e.key, '', FLOOR_ARG[e.floor ?? 'none']);
+      }
+    }
+    const keys = [this.keys.bytes, this.keys.tables, this.keys.eventKeys, this.keys.snapshotFloors, ...tables.map((t) => this.keys.buffer(t))];
+    const reply = (await run(this.redis, APPEND, keys, args)) as number[];
+    // Each request learns whether it was stored; the bytes are those after the whole group.
+    const bytes = Number(reply[group.length]);
+    return group.map((_, i) => ({ stored: reply[i] === 1, bytes }));
   }
 
   async bytes(): Promise<number> {

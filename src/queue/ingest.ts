@@ -112,7 +112,15 @@ export class DebeziumIngest {
           if (e.key) eventKeys.set(table, [...e.key.keys()]);
           try {
             const row = changeRow(e, config ? config.primaryKey : null, describe(i));
-            entries.push({ table, op: e.op, ordering: e.ordering, identity: e.position, row: row.json, key: `[${row.key.join(',')}]` });
+            entries.push({
+              table,
+              op: e.op,
+              ordering: e.ordering,
+              identity: e.position,
+              row: row.json,
+              key: `[${row.key.join(',')}]`,
+              ...(e.floor ? { floor: e.floor } : {}),
+            });
           } catch (err) {
             if (policy === 'reject' || !isAppError(err)) throw err;
             entries.push({ table, error: err.message });

@@ -8,6 +8,7 @@ import { replicaWait } from './redis.js';
 
 const BLOCK_MS = 1000;
 const RETRY_MS = 1000;
+const STOP_GRACE_MS = 2000;
 
 export interface StreamIngest {
   stop(): Promise<void>;
@@ -68,8 +69,11 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
   return {
     stop: async () => {
       stopping = true;
-      await loop;
+      // A read or acknowledgement in flight may finish; one that waits on an unreachable Redis is ended by closing
+      // the stream (what it had stored but not acknowledged is offered again: the same event ids).
+      await Promise.race([loop, sleep(STOP_GRACE_MS)]);
       await stream.close();
+      await loop;
     },
   };
 }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { decodeStreamEntry } from '../core/debezium-stream.js';
 import { AppError } from '../core/errors.js';
+import { redactUrl } from '../observability/logger.js';
 import type { EventStream, StreamEntry } from '../core/ports.js';
 
 export interface RedisStreamsOptions {
@@ -14,6 +15,39 @@ export interface RedisStreamsOptions {
   /** A consumer's pending entries are claimed by another once idle this long (XAUTOCLAIM). */
   claimIdleMs: number;
   nullValue: string;
+}
+
+/**
+ * Reaches the Redis of a source's streams (as `pushsync check` and `/readyz` do) and returns the streams it does not
+ * hold yet. Throws SOURCE_UNAVAILABLE naming the Redis by its URL without the password.
+ */
+export async function missingStreams(url: string, streams: readonly string[], timeoutMs: number): Promise<string[]> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    retryStrategy: () => null,
+  });
+  let lastError: unknown;
+  redis.on('error', (err) => (lastError = err));
+  try {
+    await redis.connect();
+    const missing: string[] = [];
+    for (const stream of streams) if ((await redis.exists(stream)) === 0) missing.push(stream);
+    return missing;
+  } catch (err) {
+    const e = (lastError ?? err) as Error & { code?: string; errors?: Error[] };
+    // Node's connection errors can be an AggregateError with an empty message: its parts say why.
+    const reason = e.message || e.errors?.map((x) => x.message).join('; ') || e.code || String(e);
+    throw new AppError('SOURCE_UNAVAILABLE', `cannot reach the Redis of the streams at ${redactUrl(url)}: ${reason}`, {
+      cause: err,
+      retryable: true,
+    });
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Consumers with nothing pending and idle this long are removed from the group, so dead processes do not pile up. */
@@ -46,7 +80,7 @@ export class DebeziumRedisStreams implements EventStream {
     for (const stream of this.o.streams) {
       try {
         // From the start of the stream: what Debezium wrote before pushsync first ran is read too.
-        await this.redis.xgroup('CREATE', stream, this.o.group, '0', 'MKSTREAM');
+        await this.untilClosed(this.redis.xgroup('CREATE', stream, this.o.group, '0', 'MKSTREAM'));
       } catch (err) {
         if (!String((err as Error).message).includes('BUSYGROUP')) throw this.unavailable(err);
       }
@@ -61,17 +95,19 @@ export class DebeziumRedisStreams implements EventStream {
         const claimed = await this.claim();
         if (claimed.length > 0) return claimed;
       }
-      const reply = (await this.redis.xreadgroup(
-        'GROUP',
-        this.o.group,
-        this.consumer,
-        'COUNT',
-        this.o.batch,
-        'BLOCK',
-        blockMs,
-        'STREAMS',
-        ...this.o.streams,
-        ...this.o.streams.map(() => '>'),
+      const reply = (await this.untilClosed(
+        this.redis.xreadgroup(
+          'GROUP',
+          this.o.group,
+          this.consumer,
+          'COUNT',
+          this.o.batch,
+          'BLOCK',
+          blockMs,
+          'STREAMS',
+          ...this.o.streams,
+          ...this.o.streams.map(() => '>'),
+        ),
       )) as Array<[string, Entries]> | null;
       return (reply ?? []).flatMap(([stream, entries]) => this.entries(stream, entries));
     } catch (err) {
@@ -84,14 +120,8 @@ export class DebeziumRedisStreams implements EventStream {
     const out: StreamEntry[] = [];
     for (const stream of this.o.streams) {
       const cursor = this.claimCursors.get(stream) ?? '0-0';
-      const [next, entries] = (await this.redis.xautoclaim(
-        stream,
-        this.o.group,
-        this.consumer,
-        this.o.claimIdleMs,
-        cursor,
-        'COUNT',
-        this.o.batch,
+      const [next, entries] = (await this.untilClosed(
+        this.redis.xautoclaim(stream, this.o.group, this.consumer, this.o.claimIdleMs, cursor, 'COUNT', this.o.batch),
       )) as [string, Entries, string[]?];
       this.claimCursors.set(stream, next);
       // Entries deleted from the stream while pending come back as null; nothing is left to read of them.
@@ -113,7 +143,7 @@ export class DebeziumRedisStreams implements EventStream {
     const byStream = new Map<string, string[]>();
     for (const e of entries) byStream.set(e.stream, [...(byStream.get(e.stream) ?? []), e.id]);
     try {
-      for (const [stream, ids] of byStream) await this.redis.xack(stream, this.o.group, ...ids);
+      for (const [stream, ids] of byStream) await this.untilClosed(this.redis.xack(stream, this.o.group, ...ids));
     } catch (err) {
       throw this.unavailable(err);
     }
@@ -136,7 +166,23 @@ export class DebeziumRedisStreams implements EventStream {
     return new AppError('SOURCE_UNAVAILABLE', `${this.description}: ${(err as Error).message}`, { cause: err, retryable: true });
   }
 
+  /**
+   * A command of this connection, ended by close(): while Redis is unreachable commands wait for it (they are
+   * retried as long as it takes), and a stop must not wait with them.
+   */
+  private untilClosed<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.closed.promise]);
+  }
+
+  private readonly closed = (() => {
+    let reject!: (err: Error) => void;
+    const promise = new Promise<never>((_, r) => (reject = r));
+    promise.catch(() => {});
+    return { promise, reject };
+  })();
+
   async close(): Promise<void> {
+    this.closed.reject(new AppError('SOURCE_UNAVAILABLE', `${this.description}: closed`, { retryable: true }));
     this.redis.disconnect();
   }
 }
