@@ -1,5 +1,5 @@
 import type { Job, Queue } from 'bullmq';
-import { pushJobSchema } from './jobs.js';
+import { describePushJob, pushJobSchema } from './jobs.js';
 import type { Keys, RedisClient } from './redis.js';
 import { IngestBuffer, ingestKeys } from './ingest-buffer.js';
 
@@ -20,16 +20,7 @@ export interface DeadLetter {
 function describe(job: Job): DeadLetter {
   const parsed = pushJobSchema.safeParse(job.data);
   const d = parsed.success ? parsed.data : undefined;
-  const range =
-    d === undefined
-      ? 'unreadable payload'
-      : 'changes' in d
-        ? `${d.changes.length} change(s), ${d.changes[0]!.ordering} … ${d.changes[d.changes.length - 1]!.ordering}`
-        : 'buffer' in d
-          ? `${d.rows} buffered event(s), ${d.buffer.from} … ${d.buffer.to}`
-          : 'announce' in d
-            ? `${d.announce.length} schema change announcement(s) for ${d.target}`
-            : `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
+  const range = d === undefined ? 'unreadable payload' : describePushJob(d);
   return {
     id: String(job.id),
     name: job.name,

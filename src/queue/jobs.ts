@@ -145,8 +145,17 @@ export function extractJobOptions(attempts: number): JobsOptions {
   };
 }
 
-export function pushJobName(source: string, table: string): string {
-  return `${source}.${table}`;
+/** What a push job carries, in words (keys as the payload holds them: hashed keys stay encrypted). */
+export function describePushJob(d: PushJob): string {
+  if ('changes' in d) return `${d.changes.length} change(s), ${d.changes[0]!.ordering} … ${d.changes[d.changes.length - 1]!.ordering}`;
+  if ('buffer' in d) return `${d.rows} buffered event(s), ${d.buffer.from} … ${d.buffer.to}`;
+  if ('announce' in d) return `${d.announce.length} schema change announcement(s) for ${d.target}`;
+  return `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
+}
+
+/** The job's name, which the dashboard lists: its table and what it carries, readable without opening it. */
+export function pushJobName(d: PushJob): string {
+  return `${d.source}.${d.table} · ${describePushJob(d)}`;
 }
 
 /**

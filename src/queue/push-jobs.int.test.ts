@@ -60,10 +60,10 @@ describe('push job helpers', () => {
       expect(await pending.oldest()).toBe(Date.parse('2024-05-01T00:00:00.000Z'));
     });
 
-    it('names the job for its table and keeps it in the failed set when it fails', async () => {
+    it('names the job for its table and key range and keeps it in the failed set when it fails', async () => {
       await enqueuePushJob(ctx, 'p-1', job(5));
       const stored = (await ctx.pushQueue.getJob('p-1'))!;
-      expect(stored.name).toBe('app.public.t');
+      expect(stored.name).toBe('app.public.t · wm (start, {"wm":"w5","pk":["5"]}]');
       expect(stored.opts).toMatchObject({ attempts: ctx.config.destination.attempts, removeOnFail: false });
     });
 

@@ -12,7 +12,7 @@ import { PendingSet } from './pending.js';
 export async function enqueuePushJob(ctx: PipelineContext, jobId: string, data: PushJob, o: { countRows?: boolean } = {}): Promise<void> {
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table));
   const cutAt = Date.parse(data.cutAt);
-  const job = await ctx.pushQueue.add(pushJobName(data.source, data.table), data, pushJobOptions(ctx.config.destination.attempts, jobId));
+  const job = await ctx.pushQueue.add(pushJobName(data), data, pushJobOptions(ctx.config.destination.attempts, jobId));
   if ((await job.getState()) !== 'completed') await pending.add(jobId, cutAt);
   if (o.countRows !== false) ctx.metrics.rowsExtracted.inc({ source: data.source, table: data.table }, data.rows);
 }
