@@ -123,6 +123,14 @@ describe('change data capture from a logical replication slot', () => {
     ).toEqual([6, 7, 8, 9, 10, 11, 12]);
     expect(changes.filter((r) => r._op === 'insert').map((r) => r.id)).toEqual(expect.arrayContaining([51, 60, 1000, 12]));
     await expectStateEqualsSource();
+    // Its last success in status is when its reader last recorded the stream as taken (a CDC table has no caught-up run).
+    const ctx = createPipeline(config, createLogger('silent'));
+    try {
+      const [table] = (await pipelineStatus(ctx)).tables;
+      expect(Date.now() - Date.parse(table!.lastSuccessAt ?? 'none')).toBeLessThan(10 * 60_000);
+    } finally {
+      await closePipeline(ctx);
+    }
     const toasted = currentState(records()).get(13) as Rec & { big: string };
     expect(toasted.big).toHaveLength(64_000);
     expect(toasted.v).toBe('toast kept');

@@ -301,7 +301,7 @@ async function streamChanges(
   const acknowledge = async (position: string): Promise<void> => {
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
     // position first, so the stream is never found ahead of what pushsync recorded.
-    await ctx.redis.hset(o.stateKey, 'ackedLsn', position, 'ackExact', '1');
+    await ctx.redis.hset(o.stateKey, 'ackedLsn', position, 'ackExact', '1', 'ackedAt', String(Date.now()));
     // A confirmed slot never hands those changes out again: replicas must hold them before a failover could.
     await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey);
     await stream.acknowledge(position);

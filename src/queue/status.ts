@@ -78,7 +78,8 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
     lagSeconds: lagSince === undefined ? null : Math.max(0, Math.round((now - lagSince) / 100) / 10),
     pendingBatches,
     failedBatches,
-    lastSuccessAt: iso(state.caughtUpAt),
+    // A CDC table's last success: when its reader last recorded the stream as taken up to a position.
+    lastSuccessAt: t.mode === 'cdc' ? iso(cdc?.ackedAt) : iso(state.caughtUpAt),
     backfill: backfill && backfill.done ? { ...backfill, total: backfill.rows, percent: 100, etaSeconds: 0 } : backfill,
     paused,
     schemaChanges,
