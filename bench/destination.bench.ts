@@ -2,24 +2,13 @@ import { Redis } from 'ioredis';
 import { pipelineBackfill, type PipelineResult } from './backfill.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
+import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
 /**
  * The pipeline against a remote-like destination, in one run (see bench/README.md):
  * 1. latency: the default configuration into a receiver answering at once and into one that waits 50 ms per request;
  * 2. compression: none against gzip, into a receiver with 50 ms latency behind a link of limited bandwidth.
  */
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
-
-const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
-if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
 const ROWS = positiveInt('BENCH_ROWS', 200_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const LATENCY_MS = positiveInt('BENCH_LATENCY_MS', 50);

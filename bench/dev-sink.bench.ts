@@ -6,23 +6,13 @@ import { recordEncoder } from '../src/core/record.js';
 import { startDevSink } from '../src/destinations/dev-sink.js';
 import { StreamApiClient } from '../src/destinations/stream-api.js';
 import { benchTable, ensureDataset } from './dataset.js';
+import { positiveInt, PG_URL, SCHEMA } from './settings.js';
 
 /**
  * How fast the dev sink stores records into DuckDB: the benchmark table's rows, read once and encoded as pushsync's
  * records (not timed), are POSTed in requests of `BENCH_BATCH_ROWS` records, `BENCH_CONCURRENCY` at a time, to a dev
  * sink in this process writing a DuckDB file. Rate = rows stored per second of wall time. See bench/README.md.
  */
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
-
-const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
-if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
 const ROWS = positiveInt('BENCH_ROWS', 200_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const BATCH = positiveInt('BENCH_BATCH_ROWS', 5000);

@@ -8,6 +8,7 @@ import { runOnce } from '../src/queue/run-once.js';
 import { redisUsedMemory } from './backfill.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild } from './receiver-child.js';
+import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
 /**
  * A backfill that starts while the destination is down (every request answered 503) and stays down for
@@ -15,18 +16,6 @@ import { startReceiverChild } from './receiver-child.js';
  * and Redis must stay bounded, and once the destination is back the run must complete with every row delivered.
  * Default configuration; the failed attempts' warnings are not logged (errors are). See bench/README.md.
  */
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
-
-const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
-if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
 const ROWS = positiveInt('BENCH_ROWS', 10_000_000);
 const OUTAGE_SECONDS = positiveInt('BENCH_OUTAGE_SECONDS', 60);
 const TABLE = `${SCHEMA}.${benchTable(ROWS)}`;

@@ -7,27 +7,16 @@ import { pipelineBackfill, type BackfillOptions, type PipelineResult } from './b
 import { rawKeysetRead } from './raw-read.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
 import { mysqlBackfillBench } from './mysql-backfill.js';
+import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
 /**
  * Backfill throughput of the whole pipeline (extract + push workers over BullMQ, into a Stream API stand-in) against
  * the fastest plain keyset read of the same table from Node. See bench/README.md.
  */
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
-
-const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
 const ROWS = positiveInt('BENCH_ROWS', 1_000_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const BATCH_ROWS = positiveInt('BENCH_BATCH_ROWS', 5000);
 const PUSH_CONCURRENCY = positiveInt('BENCH_PUSH_CONCURRENCY', 4);
-if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
 const REGENERATE = process.env.BENCH_REGENERATE === '1';
 /** Goals of the backfill (see bench/README.md): ratios to the two raw reads, CPU of the pipeline process, its RSS. */
 const GOAL_OBJECT = 1.0;

@@ -9,24 +9,13 @@ import { deletePrefix } from '../src/queue/redis.js';
 import { runOnce } from '../src/queue/run-once.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild } from './receiver-child.js';
+import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
 /**
  * Scale-out: the same backfill by one pushsync process and by two on one Redis (each with the extract and push
  * roles and the default configuration), into a receiver that waits 50 ms per request. Prints both rates, their ratio,
  * and how the push jobs of the one table spread over the processes. See bench/README.md.
  */
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
-
-const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SCHEMA = process.env.BENCH_SCHEMA ?? 'pushsync_bench';
-if (!/^[a-z_][a-z0-9_]*$/.test(SCHEMA)) throw new Error(`BENCH_SCHEMA must be a plain lower-case identifier, got ${SCHEMA}`);
 const ROWS = positiveInt('BENCH_ROWS', 200_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const LATENCY_MS = positiveInt('BENCH_LATENCY_MS', 50);
