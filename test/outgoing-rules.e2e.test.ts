@@ -151,7 +151,7 @@ describe('what leaves: columns, masks, filters and transforms through the pipeli
     const queue = new Queue(PUSH_QUEUE, { connection: { url: REDIS_URL }, prefix });
     const redis = new Redis(REDIS_URL);
     try {
-      const jobs = (await queue.getCompleted()).filter((j) => j.name.endsWith('customers'));
+      const jobs = (await queue.getCompleted()).filter((j) => (j.data as { table: string }).table.endsWith('customers'));
       expect(jobs.length).toBeGreaterThan(0);
       for (const j of jobs) for (const k of [...j.data.range.hi.pk, ...(j.data.range.lo?.pk ?? [])]) expect(k).toMatch(/^~k1\./);
       const cursor = await redis.get(`${prefix}:cursor:app:${db.schema}.customers`);
