@@ -823,13 +823,18 @@ function debeziumRuleProblems(tables: RawDebezium['tables'], i: number): string[
     const at = `sources[${i}].tables[${j}]`;
     const same = (a: string, b: string): boolean => a.replace(/^"(.*)"$/, '$1').toLowerCase() === b.replace(/^"(.*)"$/, '$1').toLowerCase();
     const leaves = (c: string): boolean =>
-      t.columns === undefined ? true : 'include' in t.columns ? t.columns.include.some((x) => same(x, c)) : !t.columns.exclude.some((x) => same(x, c));
+      t.columns === undefined
+        ? true
+        : 'include' in t.columns
+          ? t.columns.include.some((x) => same(x, c))
+          : !t.columns.exclude.some((x) => same(x, c));
     for (const c of t.primaryKey ?? []) {
       if (!leaves(c)) problems.push(`${at}.columns: primary-key column ${c} must leave (key columns cannot be left out; mask it with hash instead)`);
     }
     for (const [c, mask] of Object.entries(t.masks ?? {})) {
       if (!leaves(c)) problems.push(`${at}.masks.${c}: column ${c} does not leave (see columns), so it cannot be masked`);
-      else if (mask.kind === 'truncateTime') problems.push(`${at}.masks.${c}: truncate: ${mask.unit} is not supported for kind debezium (it is computed in the source's SQL)`);
+      else if (mask.kind === 'truncateTime')
+        problems.push(`${at}.masks.${c}: truncate: ${mask.unit} is not supported for kind debezium (it is computed in the source's SQL)`);
       else if (mask.kind !== 'hash' && (t.primaryKey ?? []).some((k) => same(k, c))) {
         problems.push(`${at}.masks.${c}: a primary-key column can only be masked with hash (other masks make keys collide)`);
       }

@@ -309,7 +309,15 @@ function ingestEndpoints(ctx: PipelineContext): Map<string, IngestEndpoint> {
       .map((s) => [
         s.name,
         {
-          ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger, replicaWait(ctx.config.redis), maskingKeyOf(ctx.config)),
+          ingest: new DebeziumIngest(
+            ctx.redis,
+            ctx.config.redis.prefix,
+            s,
+            ctx.metrics,
+            ctx.logger,
+            replicaWait(ctx.config.redis),
+            maskingKeyOf(ctx.config),
+          ),
           token: s.http!.token,
         },
       ]),

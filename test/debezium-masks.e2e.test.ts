@@ -114,7 +114,10 @@ describe('Debezium tables: columns and masks', () => {
     expect(await post(url, account({ op: 'u', lsn: 1200, after: { code: JSON.stringify(CODE), plan: '"pro"' } }))).toBe(200);
     expect(await post(url, account({ op: 'd', lsn: 1300, before: { code: JSON.stringify(CODE), plan: 'null' }, after: null }))).toBe(200);
     const dump = await redisDump(prefix);
-    expect(dump.some(([, v]) => v.includes(hashText(Buffer.from(MASKING_KEY), EMAIL))), 'the buffered events are in the scan').toBe(true);
+    expect(
+      dump.some(([, v]) => v.includes(hashText(Buffer.from(MASKING_KEY), EMAIL))),
+      'the buffered events are in the scan',
+    ).toBe(true);
     expect(await redisLeaks()).toEqual([]);
     await runtime!.stop();
 
@@ -154,7 +157,9 @@ describe('Debezium tables: columns and masks', () => {
       );
     expect(parse({ columns: { exclude: ['id'] } })).toThrow(/sources\[0\]\.tables\[0\]\.columns: primary-key column id must leave/);
     expect(parse({ columns: { include: ['email'] } })).toThrow(/sources\[0\]\.tables\[0\]\.columns: primary-key column id must leave/);
-    expect(parse({ masks: { id: { redact: 'x' } } })).toThrow(/sources\[0\]\.tables\[0\]\.masks\.id: a primary-key column can only be masked with hash/);
+    expect(parse({ masks: { id: { redact: 'x' } } })).toThrow(
+      /sources\[0\]\.tables\[0\]\.masks\.id: a primary-key column can only be masked with hash/,
+    );
     expect(parse({ masks: { email: { truncate: 'day' } } })).toThrow(/masks\.email: truncate: day is not supported for kind debezium/);
     expect(parse({ columns: { exclude: ['email'] }, masks: { email: 'hash' } })).toThrow(/masks\.email: column email does not leave/);
     for (const key of ['where', 'query', 'transform']) {

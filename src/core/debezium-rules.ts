@@ -21,7 +21,9 @@ interface WrittenName {
 }
 
 function written(name: string): WrittenName {
-  return name.length > 2 && name.startsWith('"') && name.endsWith('"') ? { text: name.slice(1, -1).replace(/""/g, '"'), exact: true } : { text: name, exact: false };
+  return name.length > 2 && name.startsWith('"') && name.endsWith('"')
+    ? { text: name.slice(1, -1).replace(/""/g, '"'), exact: true }
+    : { text: name, exact: false };
 }
 
 const matches = (w: WrittenName, column: string): boolean => (w.exact ? w.text === column : w.text.toLowerCase() === column.toLowerCase());
