@@ -324,6 +324,18 @@ const debeziumSourceSchema = z
             target: tableSchema.shape.target,
             /** Events per push job, 1 to 50000. @defaultValue 5000 */
             batchRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(5000),
+            /**
+             * Which columns leave: `{ include: [...] }` (the safe choice) or `{ exclude: [...] }`, by the event's
+             * column names (any case; exactly when double-quoted). Applied as events are taken, before they are
+             * stored in Redis; primary-key columns must leave. @defaultValue every column of the event
+             */
+            columns: tableRuleOptions.columns,
+            /**
+             * Masks by column (`hash`, `null`, `{ redact: "***" }`, `{ truncate: 3 }`, `{ replace: { pattern, with } }`),
+             * applied as events are taken, before they are stored in Redis; a primary-key column only with `hash`.
+             * @defaultValue none
+             */
+            masks: tableRuleOptions.masks,
           })
           .strict(),
       )
@@ -331,13 +343,40 @@ const debeziumSourceSchema = z
   })
   .strict();
 
+/** Table options of database sources that a Debezium table cannot have: events carry no SQL to filter or select. */
+const DEBEZIUM_REFUSED = {
+  where: 'filter rows in the Debezium connector instead (e.g. a Filter SMT)',
+  query: 'a Debezium table is the stream of one table; select columns with columns and masks',
+  transform: 'Debezium tables do not run transforms; use columns and masks, or an SMT in the connector',
+  onFilteredOut: 'a Debezium table has no where or transform',
+} as const;
+
+/** A Debezium source with the refused table options reported (naming each) and removed, so they are not also "unknown keys". */
+function withoutRowRules(v: unknown, ctx: z.RefinementCtx): unknown {
+  const tables = (v as { tables?: unknown }).tables;
+  if (!Array.isArray(tables)) return v;
+  return {
+    ...(v as object),
+    tables: tables.map((t: unknown, j) => {
+      if (typeof t !== 'object' || t === null) return t;
+      const rest: Record<string, unknown> = { ...(t as Record<string, unknown>) };
+      for (const [key, instead] of Object.entries(DEBEZIUM_REFUSED)) {
+        if (!(key in rest)) continue;
+        ctx.addIssue({ code: 'custom', path: ['tables', j, key], message: `not supported for kind debezium: ${instead}` });
+        delete rest[key];
+      }
+      return rest;
+    }),
+  };
+}
+
 /** Marks the by-kind source union for the JSON Schema (its parse is code). */
 const SOURCE_UNIONS = new WeakSet<object>();
 
 /** By kind: a Debezium source, else a database source (whose schema reports an unknown kind with every other problem). */
 const anySourceSchema = z.unknown().transform((v, ctx): z.output<typeof sourceSchema> | z.output<typeof debeziumSourceSchema> => {
   const kind = typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined;
-  const parsed = (kind === 'debezium' ? debeziumSourceSchema : sourceSchema).safeParse(v);
+  const parsed = (kind === 'debezium' ? debeziumSourceSchema : sourceSchema).safeParse(kind === 'debezium' ? withoutRowRules(v, ctx) : v);
   if (parsed.success) return parsed.data;
   for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
   return z.NEVER;
@@ -774,6 +813,36 @@ function debeziumProblems(s: RawDebezium, i: number, host: string): string[] {
   return problems;
 }
 
+/**
+ * The column rules of Debezium tables, checked as far as the config can tell (no catalog: the event's columns are
+ * known only as events arrive, where core/debezium-rules.ts checks the rest).
+ */
+function debeziumRuleProblems(tables: RawDebezium['tables'], i: number): string[] {
+  const problems: string[] = [];
+  tables.forEach((t, j) => {
+    const at = `sources[${i}].tables[${j}]`;
+    const same = (a: string, b: string): boolean => a.replace(/^"(.*)"$/, '$1').toLowerCase() === b.replace(/^"(.*)"$/, '$1').toLowerCase();
+    const leaves = (c: string): boolean =>
+      t.columns === undefined
+        ? true
+        : 'include' in t.columns
+          ? t.columns.include.some((x) => same(x, c))
+          : !t.columns.exclude.some((x) => same(x, c));
+    for (const c of t.primaryKey ?? []) {
+      if (!leaves(c)) problems.push(`${at}.columns: primary-key column ${c} must leave (key columns cannot be left out; mask it with hash instead)`);
+    }
+    for (const [c, mask] of Object.entries(t.masks ?? {})) {
+      if (!leaves(c)) problems.push(`${at}.masks.${c}: column ${c} does not leave (see columns), so it cannot be masked`);
+      else if (mask.kind === 'truncateTime')
+        problems.push(`${at}.masks.${c}: truncate: ${mask.unit} is not supported for kind debezium (it is computed in the source's SQL)`);
+      else if (mask.kind !== 'hash' && (t.primaryKey ?? []).some((k) => same(k, c))) {
+        problems.push(`${at}.masks.${c}: a primary-key column can only be masked with hash (other masks make keys collide)`);
+      }
+    }
+  });
+  return problems;
+}
+
 /** One way to reach Redis: `url`, `sentinel` or `cluster` (checked on the input: `url` has a default). */
 function redisModeProblems(input: unknown): string[] {
   const r = (input as { redis?: Record<string, unknown> } | null)?.redis ?? {};
@@ -815,7 +884,7 @@ function crossChecks(cfg: RawConfig): string[] {
     if (names.has(s.name)) problems.push(`sources[${i}].name: source name ${s.name} is used twice`);
     names.add(s.name);
     const tables = new Set<string>();
-    if (s.kind === 'debezium') problems.push(...debeziumProblems(s, i, cfg.web.host));
+    if (s.kind === 'debezium') problems.push(...debeziumProblems(s, i, cfg.web.host), ...debeziumRuleProblems(s.tables, i));
     if (s.kind === 'postgres') {
       s.tables.forEach((t, j) => {
         const mode = t.mode ?? s.mode;
@@ -848,9 +917,14 @@ function crossChecks(cfg: RawConfig): string[] {
       targets.set(target, owner);
     }),
   );
-  // Debezium sources carry no column rules; they keep their place so the paths stay right.
+  // Debezium tables carry only columns and masks; they keep their place so the paths stay right.
   problems.push(
-    ...ruleProblems({ ...cfg, sources: cfg.sources.map((s) => (s.kind === 'debezium' ? { mode: 'watermark' as const, tables: [] } : s)) }),
+    ...ruleProblems({
+      ...cfg,
+      sources: cfg.sources.map((s) =>
+        s.kind === 'debezium' ? { mode: 'watermark' as const, tables: s.tables.map((t) => ({ masks: t.masks })) } : s,
+      ),
+    }),
   );
   const auth = cfg.web.auth;
   if ((auth.username === undefined) !== (auth.password === undefined)) {
@@ -997,6 +1071,11 @@ export function tableSpec(t: TableConfig): TableSpec {
     ...(t.where !== undefined ? { where: t.where } : {}),
     ...(t.query !== undefined ? { query: t.query } : {}),
   };
+}
+
+/** `masking.key` as the bytes hash masks are keyed by; null when none is configured. */
+export function maskingKeyOf(cfg: Pick<Config, 'masking'>): Buffer | null {
+  return cfg.masking ? Buffer.from(cfg.masking.key, 'utf8') : null;
 }
 
 export function allTables(cfg: Config): TableConfig[] {

@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
 import type { Config, SourceConfig } from './config.js';
-import { allTables, resolved, tableSpec, unresolvedError } from './config.js';
+import { allTables, maskingKeyOf, resolved, tableSpec, unresolvedError } from './config.js';
 import { AppError } from './core/errors.js';
 import type { ChangeSource, Destination, EventStream, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
@@ -309,7 +309,15 @@ function ingestEndpoints(ctx: PipelineContext): Map<string, IngestEndpoint> {
       .map((s) => [
         s.name,
         {
-          ingest: new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, s, ctx.metrics, ctx.logger, replicaWait(ctx.config.redis)),
+          ingest: new DebeziumIngest(
+            ctx.redis,
+            ctx.config.redis.prefix,
+            s,
+            ctx.metrics,
+            ctx.logger,
+            replicaWait(ctx.config.redis),
+            maskingKeyOf(ctx.config),
+          ),
           token: s.http!.token,
         },
       ]),

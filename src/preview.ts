@@ -28,6 +28,13 @@ export async function previewTable(
         .join(', ')})`,
     );
   }
+  if (table.mode === 'debezium') {
+    // Its rows exist only as events as they arrive: there is no table to read ahead of them.
+    throw new AppError(
+      'CONFIG_INVALID',
+      `${name} is a Debezium table: preview reads database tables only (its columns and masks apply as events are taken)`,
+    );
+  }
   const reader = await sources.get(table.source)!.table(tableSpec(table));
   let snapshot: { ordering: string } | undefined;
   if (table.mode === 'cdc') {

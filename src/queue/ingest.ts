@@ -2,6 +2,7 @@ import { waitForReplicas, type RedisClient, type ReplicaWait } from './redis.js'
 import type { DebeziumSourceConfig, TableConfig } from '../config.js';
 import { changeRow, mapDebeziumEvent, type DebeziumInput, type MappingOptions, type SkipReason } from '../core/debezium.js';
 import { UnavailableValue } from '../core/debezium-values.js';
+import { DebeziumRules } from '../core/debezium-rules.js';
 import { ReusedValues, parseLossless } from '../core/json-lossless.js';
 import { AppError, isAppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
@@ -46,6 +47,8 @@ export type InvalidPolicy = 'reject' | 'dead-letter';
 
 interface TableMatcher {
   config: TableConfig;
+  /** The table's columns and masks; null when it has none. */
+  rules: DebeziumRules | null;
   schema: { text: string; quoted: boolean } | undefined;
   table: { text: string; quoted: boolean };
 }
@@ -73,21 +76,32 @@ export class DebeziumIngest {
     private readonly logger: Logger,
     /** Replicas that must hold the events before the producer is told they are stored. @defaultValue none */
     private readonly replicas: ReplicaWait = { replicas: 0, timeoutMs: 0 },
+    /** `masking.key` as bytes, for hash masks. @defaultValue none */
+    maskingKey: Buffer | null = null,
   ) {
     this.buffer = new IngestBuffer(redis, ingestKeys(prefix, source.name));
     this.mapping = { binaryHandling: source.binaryHandling, unavailable: new UnavailableValue(source.unavailableValue) };
     this.matchers = source.tables.map((config) => {
       const parts = parseQualifiedName(config.name);
-      return { config, schema: parts.length === 2 ? parts[0] : undefined, table: parts[parts.length - 1]! };
+      return {
+        config,
+        rules: DebeziumRules.of(config, maskingKey),
+        schema: parts.length === 2 ? parts[0] : undefined,
+        table: parts[parts.length - 1]!,
+      };
     });
   }
 
   /** The configured table an event's `schema.table` (`db.table`) names: unquoted names match in any case. */
   tableFor(eventTable: string): TableConfig | undefined {
+    return this.matcherFor(eventTable)?.config;
+  }
+
+  private matcherFor(eventTable: string): TableMatcher | undefined {
     const dot = eventTable.indexOf('.');
     const schema = dot === -1 ? undefined : eventTable.slice(0, dot);
     const table = dot === -1 ? eventTable : eventTable.slice(dot + 1);
-    return this.matchers.find((m) => same(m.table, table) && (m.schema === undefined || (schema !== undefined && same(m.schema, schema))))?.config;
+    return this.matchers.find((m) => same(m.table, table) && (m.schema === undefined || (schema !== undefined && same(m.schema, schema))));
   }
 
   async ingest(
@@ -107,11 +121,14 @@ export class DebeziumIngest {
           skipped.truncate = (skipped.truncate ?? 0) + 1;
           truncated.push(this.tableFor(e.table)?.name ?? e.table);
         } else {
-          const config = this.tableFor(e.table);
+          const matcher = this.matcherFor(e.table);
+          const config = matcher?.config;
           const table = config?.name ?? e.table;
-          if (e.key) eventKeys.set(table, [...e.key.keys()]);
           try {
-            const row = changeRow(e, config ? config.primaryKey : null, describe(i));
+            // Before anything of the change is stored: Redis never holds a column or value that does not leave.
+            const change = matcher?.rules ? matcher.rules.apply(e, config!.primaryKey, describe(i)) : e;
+            if (change.key) eventKeys.set(table, [...change.key.keys()]);
+            const row = changeRow(change, config ? config.primaryKey : null, describe(i));
             entries.push({
               table,
               op: e.op,

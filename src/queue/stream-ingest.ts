@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DebeziumSourceConfig } from '../config.js';
+import { maskingKeyOf, type DebeziumSourceConfig } from '../config.js';
 import { isAppError } from '../core/errors.js';
 import type { EventStream, StreamEntry } from '../core/ports.js';
 import type { PipelineContext } from './context.js';
@@ -21,7 +21,15 @@ export interface StreamIngest {
  * its entries pending, and another consumer claims them.
  */
 export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceConfig, stream: EventStream): StreamIngest {
-  const ingest = new DebeziumIngest(ctx.redis, ctx.config.redis.prefix, source, ctx.metrics, ctx.logger, replicaWait(ctx.config.redis));
+  const ingest = new DebeziumIngest(
+    ctx.redis,
+    ctx.config.redis.prefix,
+    source,
+    ctx.metrics,
+    ctx.logger,
+    replicaWait(ctx.config.redis),
+    maskingKeyOf(ctx.config),
+  );
   const log = ctx.logger.child({ source: source.name, stream: stream.description });
   let stopping = false;
   let prepared = false;
