@@ -18,6 +18,7 @@ import { ChaosMariadb } from './mariadb-server.js';
 import { startChaosReceiver } from './receiver.js';
 import { Fleet } from './fleet.js';
 import { prng } from '../helpers/prng.js';
+import { WriterLoop } from './writer-loop.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const INITIAL_ROWS = 5000;
@@ -92,16 +93,9 @@ async function verdict(client: mysql.Connection, stored: string[]): Promise<Verd
 /** `seq_a_to_b`: MariaDB's sequence engine, rows a … b. */
 const seq = (a: number, b: number): string => `seq_${a}_to_${b}`;
 
-class Writers {
-  private stopped = false;
-  private paused: Promise<void> | null = null;
-  private resumePaused: (() => void) | null = null;
-  private busy = 0;
+class Writers extends WriterLoop {
   private lateRows = 0;
-  private idle: Array<() => void> = [];
   private nextId = INITIAL_ROWS + 1;
-  private readonly running: Promise<void>[] = [];
-  ops = 0;
   /** Committed operations by kind, and those abandoned (a restart, a deadlock). */
   readonly done: Record<string, number> = {};
   /** The first id of each committed hard delete (it removes up to three). */
@@ -109,8 +103,10 @@ class Writers {
 
   constructor(
     private readonly server: ChaosMariadb,
-    private readonly random: () => number,
-  ) {}
+    random: () => number,
+  ) {
+    super(random);
+  }
 
   /** Runs an operation on a fresh connection; one interrupted by a restart or a deadlock is simply abandoned. */
   private async withClient(kind: string, fn: (c: mysql.Connection) => Promise<unknown>): Promise<void> {
@@ -126,16 +122,6 @@ class Writers {
     } finally {
       c?.destroy();
     }
-  }
-
-  async pause(): Promise<void> {
-    this.paused ??= new Promise((r) => (this.resumePaused = r));
-    if (this.busy > 0) await new Promise<void>((r) => this.idle.push(r));
-  }
-
-  resume(): void {
-    this.resumePaused?.();
-    this.paused = null;
   }
 
   /**
@@ -164,11 +150,7 @@ class Writers {
     }
   }
 
-  private int(n: number): number {
-    return Math.floor(this.random() * n);
-  }
-
-  private async step(): Promise<void> {
+  protected async step(): Promise<void> {
     const roll = this.random();
     const span = this.nextId;
     if (roll < 0.3) {
@@ -213,34 +195,6 @@ class Writers {
     } else {
       await sleep(50 + this.int(200));
     }
-  }
-
-  start(concurrency: number): void {
-    for (let i = 0; i < concurrency; i++) {
-      this.running.push(
-        (async () => {
-          while (!this.stopped) {
-            if (this.paused) {
-              await this.paused;
-              continue;
-            }
-            this.busy += 1;
-            try {
-              await this.step();
-            } finally {
-              this.busy -= 1;
-              if (this.busy === 0) for (const r of this.idle.splice(0)) r();
-            }
-          }
-        })(),
-      );
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.resume();
-    await Promise.all(this.running);
   }
 }
 

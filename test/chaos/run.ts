@@ -22,6 +22,7 @@ import { SENTINEL_MASTER, TestRedisCluster, TestSentinelGroup } from '../helpers
 import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
 import { Fleet } from './fleet.js';
 import { prng } from '../helpers/prng.js';
+import { WriterLoop } from './writer-loop.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const seedArg = process.argv.indexOf('--seed');
@@ -101,16 +102,9 @@ async function verdict(client: pg.Client, stored: string[]): Promise<Verdict> {
   return v;
 }
 
-class Writers {
-  private stopped = false;
-  private paused: Promise<void> | null = null;
-  private resumePaused: (() => void) | null = null;
-  private busy = 0;
+class Writers extends WriterLoop {
   private lateRows = 0;
-  private idle: Array<() => void> = [];
   private nextId = INITIAL_ROWS + 1;
-  private readonly running: Promise<void>[] = [];
-  ops = 0;
 
   /** Runs an operation on a fresh connection; one interrupted by a restart is simply abandoned. */
   private async withClient(fn: (c: pg.Client) => Promise<void>): Promise<void> {
@@ -128,19 +122,10 @@ class Writers {
 
   constructor(
     private readonly pgServer: ChaosPostgres,
-    private readonly random: () => number,
+    random: () => number,
     private readonly hardDeletes: boolean,
-  ) {}
-
-  /** Stops starting operations and resolves once none is running. */
-  async pause(): Promise<void> {
-    this.paused ??= new Promise((r) => (this.resumePaused = r));
-    if (this.busy > 0) await new Promise<void>((r) => this.idle.push(r));
-  }
-
-  resume(): void {
-    this.resumePaused?.();
-    this.paused = null;
+  ) {
+    super(random);
   }
 
   /**
@@ -170,11 +155,7 @@ class Writers {
     }
   }
 
-  private int(n: number): number {
-    return Math.floor(this.random() * n);
-  }
-
-  private async step(): Promise<void> {
+  protected async step(): Promise<void> {
     const roll = this.random();
     const span = this.nextId;
     if (roll < 0.3) {
@@ -223,34 +204,6 @@ class Writers {
     } else {
       await sleep(50 + this.int(200));
     }
-  }
-
-  start(concurrency: number): void {
-    for (let i = 0; i < concurrency; i++) {
-      this.running.push(
-        (async () => {
-          while (!this.stopped) {
-            if (this.paused) {
-              await this.paused;
-              continue;
-            }
-            this.busy += 1;
-            try {
-              await this.step();
-            } finally {
-              this.busy -= 1;
-              if (this.busy === 0) for (const r of this.idle.splice(0)) r();
-            }
-          }
-        })(),
-      );
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.resume();
-    await Promise.all(this.running);
   }
 }
 
