@@ -1,14 +1,22 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
-/** The pushsync processes of a chaos run, each started, SIGKILLed and restarted by name. */
+/**
+ * The pushsync processes of a chaos run, each started, SIGKILLed and restarted by name. With `logDir` each process
+ * appends its log to `<logDir>/<name>.log` (a restarted worker continues its file), so a run that does not converge
+ * can be read afterwards.
+ */
 export class Fleet {
   private readonly procs = new Map<string, ChildProcess>();
 
-  constructor(private readonly configPath: string) {}
+  constructor(
+    private readonly configPath: string,
+    private readonly logDir?: string,
+  ) {}
 
   start(name: string, roles: string[]): void {
     // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
@@ -23,7 +31,9 @@ export class Fleet {
       '0',
       ...roles.flatMap((r) => ['--role', r]),
     ];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    const out = this.logDir ? openSync(join(this.logDir, `${name}.log`), 'a') : 'ignore';
+    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', out, 'inherit'] });
+    if (typeof out === 'number') closeSync(out);
     this.procs.set(name, proc);
   }
 
