@@ -271,7 +271,10 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
     writers.start(3);
     // The fault schedule, fixed by the seed: drawn now, timed from when pushsync delivers its first rows (below).
     let clock = 0;
-    const at = (fraction: number): (() => number) => () => clock + fraction * WRITE_SECONDS * 1000;
+    const at =
+      (fraction: number): (() => number) =>
+      () =>
+        clock + fraction * WRITE_SECONDS * 1000;
     const events: Array<{ time: () => number; name: string; run: () => Promise<void> }> = [];
     for (let i = 0; i < 5; i++) {
       const who = random() < 0.5 ? 'w1' : 'w2';
@@ -389,10 +392,14 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
     await check.end();
     if (v.lost + v.wrong + v.extra > 0) {
       // What pushsync itself says of the run: the reader, the queues and the dead letters, for the next reader of this log.
-      const res = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'status', '--json'], {
-        cwd: ROOT,
-        timeout: 60_000,
-      });
+      const res = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'status', '--json'],
+        {
+          cwd: ROOT,
+          timeout: 60_000,
+        },
+      );
       log(`status:\n${res.stdout.toString().trim()}\n${res.stderr.toString().trim()}`);
       // CHAOS_HOLD_SECONDS=N keeps the services and workers of a failed run up for N s, to be looked at by hand.
       const hold = Number(process.env.CHAOS_HOLD_SECONDS ?? 0);
