@@ -12,6 +12,7 @@ const ROOT = new URL('../..', import.meta.url).pathname;
  */
 export class Fleet {
   private readonly procs = new Map<string, ChildProcess>();
+  private stopping = false;
 
   constructor(
     private readonly configPath: string,
@@ -34,6 +35,12 @@ export class Fleet {
     const out = this.logDir ? openSync(join(this.logDir, `${name}.log`), 'a') : 'ignore';
     const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', out, 'inherit'] });
     if (typeof out === 'number') closeSync(out);
+    // A worker that dies on its own (not SIGKILLed here, not stopped at the end) is reported: the run then depends
+    // on the others, and a non-converging run should say so.
+    proc.once('exit', (code, signal) => {
+      if (this.procs.get(name) === proc && !this.stopping && signal !== 'SIGKILL')
+        process.stdout.write(`[chaos] ${name} exited by itself (code ${code}, signal ${signal})\n`);
+    });
     this.procs.set(name, proc);
   }
 
@@ -45,6 +52,7 @@ export class Fleet {
   }
 
   async stopAll(): Promise<void> {
+    this.stopping = true;
     for (const p of this.procs.values()) p.kill('SIGTERM');
     await sleep(3000);
     for (const p of this.procs.values()) if (p.exitCode === null) p.kill('SIGKILL');
