@@ -857,26 +857,6 @@ function redisModeProblems(input: unknown): string[] {
   return problems;
 }
 
-/**
- * The column rules a MySQL/MariaDB source does not apply yet: its reader reads every column and leaves
- * `TableShape.outgoing` unset, so such a table would be refused when first read; here it is refused at once, with
- * what to do instead. `transform` and `onFilteredOut` run in the pipeline and work on any source.
- */
-function mysqlRuleProblems(tables: ReadonlyArray<Record<string, unknown>>, i: number): string[] {
-  const problems: string[] = [];
-  tables.forEach((t, j) => {
-    for (const key of ['columns', 'masks', 'where', 'query'] as const) {
-      const v = t[key];
-      if (v === undefined || (key === 'masks' && Object.keys(v as object).length === 0)) continue;
-      problems.push(
-        `sources[${i}].tables[${j}].${key}: not supported for kind mysql yet (MySQL/MariaDB tables are sent with every column as read); ` +
-          'point the table at a view of the columns and rows to send, or drop and mask values in a transform',
-      );
-    }
-  });
-  return problems;
-}
-
 function crossChecks(cfg: RawConfig): string[] {
   const problems: string[] = [];
   const names = new Set<string>();
@@ -896,7 +876,6 @@ function crossChecks(cfg: RawConfig): string[] {
         }
       });
     }
-    if (s.kind === 'mysql') problems.push(...mysqlRuleProblems(s.tables, i));
     s.tables.forEach((t, j) => {
       if (tables.has(t.name)) problems.push(`sources[${i}].tables[${j}].name: table ${t.name} is configured twice`);
       tables.add(t.name);
