@@ -144,6 +144,16 @@ describe('the config of what leaves', () => {
     expect(problems(mysqlTable({ query: 'SELECT id FROM customers', primaryKey: ['id'] }, 'cdc'))).toContain(
       'sources[0].tables[0].query: a query table is read by its watermark; it cannot be in mode cdc',
     );
+    // What MySQL's lexer reads otherwise than the scanner is refused at load, for every configured SQL text.
+    expect(problems(mysqlTable({ where: "`region` = 'EU'", softDelete: { condition: 'gone = 1 # x' } }))).toEqual([
+      "sources[0].tables[0].softDelete.condition: must be one SQL condition: found '#' at position 10; MySQL reads '#' as a comment",
+      "sources[0].tables[0].where: must be one SQL condition: found '`' at position 1; quote identifiers with double quotes (pushsync's sessions use ANSI_QUOTES)",
+    ]);
+    expect(problems(mysqlTable({ name: 'q', query: 'SELECT $$x$$ AS id, updated_at FROM customers', primaryKey: ['id'] }))).toEqual([
+      "sources[0].tables[0].query: must be one SELECT statement: found '$' at position 8; MySQL reads '$' in names, where the condition scanner reads dollar quotes",
+    ]);
+    // The same text is fine for Postgres, whose lexer the scanner follows.
+    expect(() => parseConfig(withTable({ where: 'x = $$a$$' }), {})).not.toThrow();
   });
 
   it('resolves a transform path against the config file directory', () => {

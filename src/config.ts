@@ -7,7 +7,7 @@ import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
-import { conditionProblem } from './core/sql-text.js';
+import { conditionProblem, mysqlLexerProblem } from './core/sql-text.js';
 import { MIN_TOKEN_LENGTH, isLoopback, webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 import { maskingSchema, resolveTransformPaths, ruleProblems, tableRuleOptions } from './config-rules.js';
@@ -857,6 +857,29 @@ function redisModeProblems(input: unknown): string[] {
   return problems;
 }
 
+/**
+ * Configured SQL of a MySQL/MariaDB table that MySQL's lexer would read otherwise than the condition scanner did
+ * (`mysqlLexerProblem`), refused at load as Postgres-side scan problems are; each problem once, after the scan's own.
+ */
+function mysqlSqlProblems(
+  tables: ReadonlyArray<{ where?: string | undefined; query?: string | undefined; softDelete?: object | undefined }>,
+  i: number,
+): string[] {
+  const problems: string[] = [];
+  tables.forEach((t, j) => {
+    const texts: Array<[string, string | undefined, string]> = [
+      ['softDelete.condition', (t.softDelete as { condition?: string } | undefined)?.condition, 'one SQL condition'],
+      ['where', t.where, 'one SQL condition'],
+      ['query', t.query, 'one SELECT statement'],
+    ];
+    for (const [key, text, what] of texts) {
+      const problem = text === undefined ? null : mysqlLexerProblem(text);
+      if (problem) problems.push(`sources[${i}].tables[${j}].${key}: must be ${what}: ${problem}`);
+    }
+  });
+  return problems;
+}
+
 function crossChecks(cfg: RawConfig): string[] {
   const problems: string[] = [];
   const names = new Set<string>();
@@ -865,6 +888,7 @@ function crossChecks(cfg: RawConfig): string[] {
     names.add(s.name);
     const tables = new Set<string>();
     if (s.kind === 'debezium') problems.push(...debeziumProblems(s, i, cfg.web.host), ...debeziumRuleProblems(s.tables, i));
+    if (s.kind === 'mysql') problems.push(...mysqlSqlProblems(s.tables, i));
     if (s.kind === 'postgres') {
       s.tables.forEach((t, j) => {
         const mode = t.mode ?? s.mode;

@@ -7,7 +7,6 @@ import {
   filterExpr,
   lexicographic,
   literal,
-  mysqlConditionProblem,
   nextRangeSql,
   quoteIdent,
   readBoundarySql,
@@ -238,17 +237,6 @@ describe('soft deletes', () => {
     expect(softDeleteExpr({ column: col('deleted_at', 'datetime') })).toBe('(t.`deleted_at` IS NOT NULL)');
     expect(softDeleteExpr({ condition: "status = 'gone'" })).toBe("((status = 'gone') IS TRUE)");
     expect(softDeleteExpr({})).toBeUndefined();
-  });
-
-  it("refuses '#', backticks, '$' and backslashes in conditions, where MySQL's lexer differs from the scanner's", () => {
-    expect(mysqlConditionProblem("status = 'gone'")).toBeNull();
-    expect(mysqlConditionProblem(`note = '# $5 \` it''s' AND "a""b" = 1`)).toBeNull();
-    expect(mysqlConditionProblem('x = 1 # )')).toContain("'#' at position 7");
-    expect(mysqlConditionProblem("x = 'a\\'")).toContain("'\\'");
-    // The scanner reads `x'` … `y'` as a string constant; MySQL reads two identifiers and the `)` between them.
-    expect(mysqlConditionProblem("`x'` = 1) OR (1 = 1 OR `y'` = 1")).toContain("found '`' at position 1");
-    // The scanner reads $$ … $$ as a dollar quote; MySQL reads two identifiers named $$.
-    expect(mysqlConditionProblem('$$ = 1) OR (1 = 1 OR $$ = 1')).toContain("found '$' at position 1");
   });
 });
 

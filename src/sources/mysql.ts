@@ -1,7 +1,7 @@
 import { AppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
-import { conditionProblem, selectProblem } from '../core/sql-text.js';
+import { conditionProblem, mysqlLexerProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
@@ -13,7 +13,6 @@ import {
   describeColumnsSql,
   describeQuerySql,
   filterExpr,
-  mysqlConditionProblem,
   nextRangeSql,
   primaryKeySql,
   queryCollationsSql,
@@ -215,7 +214,7 @@ function checkConditions(spec: TableSpec, where: string): void {
     ['where', spec.where],
   ];
   for (const [key, sql] of conditions) {
-    const problem = sql === undefined ? null : (conditionProblem(sql) ?? mysqlConditionProblem(sql));
+    const problem = sql === undefined ? null : (conditionProblem(sql) ?? mysqlLexerProblem(sql));
     if (problem) throw new AppError('SOURCE_SCHEMA', `${key} of ${where} must be one SQL condition: ${problem}`);
   }
 }
@@ -231,7 +230,7 @@ async function describeTable(source: MysqlSource, spec: TableSpec): Promise<Rela
  * read-only transaction (nothing is read), and the character sets and collations the server reports for them.
  */
 async function describeQuery(source: MysqlSource, spec: TableSpec, where: string): Promise<Relation> {
-  const problem = selectProblem(spec.query!) ?? mysqlConditionProblem(spec.query!);
+  const problem = selectProblem(spec.query!) ?? mysqlLexerProblem(spec.query!);
   if (problem) throw new AppError('SOURCE_SCHEMA', `query of ${where} must be one SELECT statement: ${problem}`);
   const qualified = `(${spec.query!})`;
   const invalid = (err: unknown): never => {
