@@ -223,6 +223,19 @@ describe('what the MySQL/MariaDB source reads and sends under column rules', () 
     }
   });
 
+  it('never sends a column added later to a table with include, and tolerates an excluded column that was dropped', async () => {
+    await db.client.query(`CREATE TABLE evolving (id int PRIMARY KEY, updated_at datetime NOT NULL, a varchar(5), gone varchar(5))`);
+    await db.client.query(`INSERT INTO evolving VALUES (1, '2024-01-01', 'x', 'y')`);
+    const included = spec('evolving', { columns: { include: ['id', 'a'] } });
+    const excluded = spec('evolving', { columns: { exclude: ['gone'] } });
+    const before = [await source.table(included), await source.table(excluded)];
+    await db.client.query(`ALTER TABLE evolving ADD COLUMN secret varchar(10) DEFAULT 's3cret', DROP COLUMN gone`);
+    const [inc, exc] = [await source.table(included), await source.table(excluded)];
+    expect(inc).not.toBe(before[0]);
+    expect((await readAll(inc)).map((r) => r.json)).toEqual(['{"id":1,"a":"x"}']);
+    expect((await readAll(exc)).map((r) => r.json)).toEqual(['{"id":1,"updated_at":"2024-01-01T00:00:00","a":"x","secret":"s3cret"}']);
+  });
+
   it('reads a custom SQL table: a join, described from its result, with column rules, read by key, in a read-only transaction', async () => {
     const query =
       "SELECT o.id, o.updated_at, o.total, c.region, CONCAT(c.email, '!') AS tag, c.ssn FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status <> 'cancelled'";
@@ -248,6 +261,26 @@ describe('what the MySQL/MariaDB source reads and sends under column rules', () 
     expect((await reader.readKeys([['4'], ['2']])).map((r) => r.index)).toEqual([0]);
     expect(await reader.isEmpty()).toBe(false);
     expect(await reader.countNullWatermark()).toBe(0);
+  });
+
+  it('pages a custom SQL table by a text key in its collation, and embeds JSON columns and JSON expressions as a table read embeds JSON', async () => {
+    await db.client.query(`CREATE TABLE docs (code varchar(10) COLLATE utf8mb4_general_ci PRIMARY KEY, updated_at datetime NOT NULL, body json)`);
+    await db.client.query(`INSERT INTO docs VALUES ('b', '2024-01-01', '{"n": 2}'), ('A', '2024-01-01', '{"n": 1}'), ('c', '2024-01-01', NULL)`);
+    const reader = await source.table(
+      spec('docs_q', { query: "SELECT d.code, d.updated_at, d.body, JSON_OBJECT('c', d.code) AS built FROM docs d", primaryKey: ['code'] }),
+    );
+    const first = (await reader.nextRange({ phase: 'wm', after: null }, 2))!;
+    expect(first.keys).toEqual([['A'], ['b']]);
+    // 'a' sorts equal to 'A' in the column's collation (case-insensitive), before 'b'.
+    expect(await reader.comparePositions('wm', { wm: '2024-01-01 00:00:00', pk: ['a'] }, first.range.hi)).toBe(-1);
+    expect(await reader.comparePositions('wm', { wm: '2024-01-01 00:00:00', pk: ['a'] }, { wm: '2024-01-01 00:00:00', pk: ['A'] })).toBe(0);
+    const rest = (await reader.nextRange({ phase: 'wm', after: first.range.hi }, 2))!;
+    expect(rest.keys).toEqual([['c']]);
+    expect((await readAll(reader)).map((r) => r.json)).toEqual([
+      '{"code":"A","updated_at":"2024-01-01T00:00:00","body":{"n": 1},"built":{"c": "A"}}',
+      '{"code":"b","updated_at":"2024-01-01T00:00:00","body":{"n": 2},"built":{"c": "b"}}',
+      '{"code":"c","updated_at":"2024-01-01T00:00:00","body":null,"built":{"c": "c"}}',
+    ]);
   });
 
   it('refuses a query of more than one statement, before and at the server, and runs nothing of it', async () => {
