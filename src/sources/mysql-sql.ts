@@ -250,7 +250,7 @@ function leavingExpr(t: TableSql, col: MyColumn): string {
  * the filter flag `f`), and the values an outer statement selects from it as alias `r`, keys left out. The
  * outer statement returns a leaving value only for a row that matches (`CASE WHEN r.f …`), so nothing of a row outside
  * the filter reaches pushsync but its key. `CASE` keeps every type's text except BIT's, which it prints as a decimal
- * number (`rowEncoders` in mysql-encode.ts reads it so).
+ * number (`leavingEncoder` in mysql-encode.ts reads it so).
  */
 function rowSelect(t: TableSql, keys: readonly MyColumn[]): { inner: string; values: string[] } {
   const inner = [
