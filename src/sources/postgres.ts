@@ -263,9 +263,11 @@ async function resolveTable(source: PostgresSource, spec: TableSpec): Promise<Re
 async function queryResultFields(source: PostgresSource, spec: TableSpec, where: string): Promise<ResultField[]> {
   const problem = selectProblem(spec.query!);
   if (problem) throw new AppError('SOURCE_SCHEMA', `query of ${where} must be one SELECT statement: ${problem}`);
-  return source.fields({ text: `SELECT * FROM (${spec.query!}) t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`).catch((err: unknown) => {
-    throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
-  });
+  return source
+    .fields({ text: `SELECT * FROM (${spec.query!}) t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`)
+    .catch((err: unknown) => {
+      throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
+    });
 }
 
 /** A custom SQL table: its output columns, from the server's description of the query (nothing is read). */
