@@ -25,6 +25,8 @@ export interface DeliverParams {
   op?: Operation | undefined;
   /** One `_ordering` for every row instead of the watermark's (a CDC table's snapshot). */
   ordering?: string | undefined;
+  /** The generation of the relation the rows are read from (`_generation`). @defaultValue 0 */
+  generation?: number | undefined;
   /** The table's transform and filter ledger; absent: every row is sent as read. */
   rules?: RowRules | undefined;
   now?: () => Date;
@@ -64,7 +66,7 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
   for (;;) {
     const chunk = await p.reader.readRange(p.range, after, p.readRows);
     if (chunk.length === 0) break;
-    const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString() };
+    const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString(), generation: p.generation };
     const encodeLive = recordEncoder(liveOp, ctx);
     const encodeDeleted = recordEncoder('delete', ctx);
     const ordering = (row: SourceRow): string | null => p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind);

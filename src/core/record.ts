@@ -4,9 +4,9 @@ import { hash } from 'node:crypto';
  * The record contract: every row sent to the Stream API is the source row's columns plus these metadata fields.
  * Metadata names start with `_` and a source column with the same name is refused at startup.
  */
-export type Operation = 'upsert' | 'insert' | 'update' | 'delete' | 'snapshot';
+export type Operation = 'upsert' | 'insert' | 'update' | 'delete' | 'snapshot' | 'table_recreated';
 
-export const METADATA_FIELDS = ['_op', '_event_id', '_ordering', '_extracted_at', '_source', '_table'] as const;
+export const METADATA_FIELDS = ['_op', '_event_id', '_ordering', '_generation', '_extracted_at', '_source', '_table'] as const;
 
 export interface RecordContext {
   source: string;
@@ -14,6 +14,12 @@ export interface RecordContext {
   table: string;
   /** ISO-8601 time the push worker read the row. */
   extractedAt: string;
+  /**
+   * The table generation the rows belong to: 0 for the relation pushsync first saw under the table's name, one more
+   * for each time it was dropped and created again (queue/generations.ts). A re-read of the same relation (a
+   * backfill, a reset) keeps its generation. @defaultValue 0
+   */
+  generation?: number | undefined;
 }
 
 /**
@@ -23,8 +29,17 @@ export interface RecordContext {
  * moving its watermark still counts as a new version; and it covers the ordering value, so two changes of a key
  * that read the same content (an update, a delete, then the same row again) stay distinct.
  */
-export function eventId(source: string, table: string, op: Operation, rowJson: string, ordering: string | null = null): string {
-  return hashedId(`${source}\0${table}\0${op}\0${ordering ?? ''}\0`, rowJson);
+export function eventId(source: string, table: string, op: Operation, rowJson: string, ordering: string | null = null, generation = 0): string {
+  return hashedId(`${source}\0${table}\0${op}\0${ordering ?? ''}\0${generationPart(generation)}`, rowJson);
+}
+
+/**
+ * A generation past the first is hashed after the ordering, so the same content read from a re-created table is a
+ * new version, while every id of generation 0 (all records sent before generations existed) stays what it was. The
+ * part is digits and a NUL before the row's `{`: no prefix of one can be mistaken for another.
+ */
+function generationPart(generation: number): string {
+  return generation > 0 ? `${generation}\0` : '';
 }
 
 /**
@@ -48,12 +63,14 @@ export function buildRecord(rowJson: string, op: Operation, ordering: string | n
  */
 export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: string, ordering: string | null, identity?: string) => string {
   const idPrefix = `${ctx.source}\0${ctx.table}\0${op}\0`;
+  const generation = ctx.generation ?? 0;
+  const idSuffix = `\0${generationPart(generation)}`;
   const start = `{"_op":${enc(op)},"_event_id":"`;
-  const shared = `,"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`;
+  const shared = `,"_generation":${generation},"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`;
   // `identity` replaces the ordering in the event id where the ordering may differ between re-deliveries of one
   // change (a Debezium event's ordering includes the last commit its connector had seen).
   return (rowJson, ordering, identity) => {
-    const head = `${start}${hashedId(`${idPrefix}${identity ?? ordering ?? ''}\0`, rowJson)}","_ordering":${ordering === null ? 'null' : enc(ordering)}${shared}`;
+    const head = `${start}${hashedId(`${idPrefix}${identity ?? ordering ?? ''}${idSuffix}`, rowJson)}","_ordering":${ordering === null ? 'null' : enc(ordering)}${shared}`;
     const body = rowJson.trimStart().slice(1).trimStart();
     return body.startsWith('}') ? `${head}}` : `${head},${body}`;
   };

@@ -388,6 +388,12 @@ async function enqueueChanges(
     const { table, reader } = relations.get(relation)!;
     // Keys of a table whose key is masked enter Redis sealed (core/key-seal.ts), like every position of it.
     const stored = reader.storedKey ? list.map((e) => ({ ...e, pk: reader.storedKey!(e.pk) })) : list;
-    await enqueueChangeJobs(ctx, table, stored, batchKeys);
+    // A job holds changes of one generation: a run of changes from before a re-creation, then those after.
+    for (let i = 0; i < stored.length;) {
+      let end = i + 1;
+      while (end < stored.length && stored[end]!.generation === stored[i]!.generation) end++;
+      await enqueueChangeJobs(ctx, table, stored.slice(i, end), batchKeys, stored[i]!.generation);
+      i = end;
+    }
   }
 }

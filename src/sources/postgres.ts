@@ -59,7 +59,7 @@ const SESSION_OPTIONS =
 export class PostgresSource implements Source {
   readonly name: string;
   private readonly pool: pg.Pool;
-  /** Readers by table spec, each with the fingerprint of the shape it was described with (null: a custom SQL table). */
+  /** Readers by table spec, each with the fingerprint of the shape (a custom SQL table: of the result) it was described with. */
   private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
 
   constructor(options: PostgresSourceOptions) {
@@ -105,7 +105,7 @@ export class PostgresSource implements Source {
    */
   async table(spec: TableSpec): Promise<TableReader> {
     const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete, spec.columns, spec.masks, spec.where, spec.query]);
-    if (spec.query !== undefined) return this.tables.get(key)?.table ?? this.describe(key, spec, null, undefined);
+    if (spec.query !== undefined) return this.queryTable(key, spec);
     const relation = await this.relationShape(spec.name, this.tables.has(key));
     // Read after the query: a concurrent call may have described the new shape meanwhile.
     const entry = this.tables.get(key);
@@ -120,9 +120,31 @@ export class PostgresSource implements Source {
     return this.describe(key, spec, relation, previous);
   }
 
-  private describe(key: string, spec: TableSpec, relation: RelationShape | null, previous: PostgresTable | undefined): Promise<PostgresTable> {
+  /**
+   * A custom SQL table's reader, described again when the query's result columns changed (a column of a table it
+   * reads with `*` added or dropped, a type changed): one statement that plans the query and reads no row. Its shape
+   * then differs from the one last seen and the change is announced like a table's (no identity: a re-created table
+   * under a query is not told apart).
+   */
+  private async queryTable(key: string, spec: TableSpec): Promise<PostgresTable> {
+    const entry = this.tables.get(key);
+    const fingerprint = JSON.stringify(await queryResultFields(this, spec, `${this.name}.${spec.name}`));
+    // Read after the query: a concurrent call may have described the new result meanwhile.
+    const now = this.tables.get(key) ?? entry;
+    if (now && now.fingerprint === fingerprint) return now.table;
+    const previous = now ? await now.table.catch(() => undefined) : undefined;
+    return this.describe(key, spec, null, previous, fingerprint);
+  }
+
+  private describe(
+    key: string,
+    spec: TableSpec,
+    relation: RelationShape | null,
+    previous: PostgresTable | undefined,
+    fingerprint: string | null = relation && shapeFingerprint(relation),
+  ): Promise<PostgresTable> {
     const table = PostgresTable.describe(this, spec, relation, previous);
-    this.tables.set(key, { fingerprint: relation && shapeFingerprint(relation), table });
+    this.tables.set(key, { fingerprint, table });
     table.catch(() => {
       if (this.tables.get(key)?.table === table) this.tables.delete(key);
     });
@@ -237,16 +259,21 @@ async function resolveTable(source: PostgresSource, spec: TableSpec): Promise<Re
   return { oid, qualified, schema, relname, ...toColumns(described) };
 }
 
-/** A custom SQL table: its output columns, from the server's description of the query (nothing is read). */
-async function describeQuery(source: PostgresSource, spec: TableSpec, where: string): Promise<Relation> {
+/** The result columns of a custom SQL table's query, as the server describes them (nothing is read). */
+async function queryResultFields(source: PostgresSource, spec: TableSpec, where: string): Promise<ResultField[]> {
   const problem = selectProblem(spec.query!);
   if (problem) throw new AppError('SOURCE_SCHEMA', `query of ${where} must be one SELECT statement: ${problem}`);
-  const qualified = `(${spec.query!})`;
-  const fields = await source
-    .fields({ text: `SELECT * FROM ${qualified} t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`)
+  return source
+    .fields({ text: `SELECT * FROM (${spec.query!}) t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`)
     .catch((err: unknown) => {
       throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
     });
+}
+
+/** A custom SQL table: its output columns, from the server's description of the query (nothing is read). */
+async function describeQuery(source: PostgresSource, spec: TableSpec, where: string): Promise<Relation> {
+  const qualified = `(${spec.query!})`;
+  const fields = await queryResultFields(source, spec, where);
   const duplicate = fields.find((f, i) => fields.findIndex((g) => g.name === f.name) !== i);
   if (duplicate)
     throw new AppError(
@@ -361,7 +388,12 @@ class PostgresTable implements TableReader {
       outgoing,
       withheld: plan.withheld.map((c) => ({ name: c.name, type: c.type, kind: c.kind })),
       filtered: spec.where !== undefined,
-      ...(relation ? { relation } : {}),
+      // A custom SQL table's result has no identity, but its columns are tracked like a table's.
+      ...(relation
+        ? { relation }
+        : rel.oid === null
+          ? { relation: { identity: null, columns: columns.map((c) => ({ name: c.name, type: typeOf(c) })) } }
+          : {}),
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
