@@ -165,6 +165,19 @@ describe('requestBodyBytes', () => {
     const cases = [[], ['{"a":1}'], ['{"a":"é€😀"}', '{"b":"\\u0000 x"}', '{}'], Array.from({ length: 1000 }, (_, i) => `{"n":${i},"t":"ü${i}"}`)];
     for (const records of cases) expect(requestBodyBytes(records, CONFIG).equals(Buffer.from(requestBody(records, CONFIG)))).toBe(true);
   });
+
+  it('writes the same bytes with the sizes the packer measured, and measures again when they do not match the records', () => {
+    const records = ['{"a":"é€😀"}', '{"b":1}', '{}'];
+    const packer = new BatchPacker(STREAM_LIMITS, 100);
+    for (const r of records) packer.add(r, BatchPacker.sizeOf(r));
+    const sizes = packer.recordSizes;
+    expect(packer.flush()).toEqual(records);
+    const expected = Buffer.from(requestBody(records, CONFIG));
+    expect(sizes).toEqual(records.map((r) => Buffer.byteLength(r)));
+    expect(requestBodyBytes(records, CONFIG, sizes).equals(expected)).toBe(true);
+    expect(requestBodyBytes(records, CONFIG, sizes.slice(1)).equals(expected)).toBe(true);
+    expect(packer.recordSizes).toEqual([]);
+  });
 });
 
 describe('requestBody', () => {

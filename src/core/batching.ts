@@ -88,6 +88,8 @@ function stringifyDeepMembers(rowJson: string, maxValueDepth: number): PreparedR
  */
 export class BatchPacker {
   private records: string[] = [];
+  /** Each record's UTF-8 length (its `sizeOf` less the comma). */
+  private sizes: number[] = [];
   private bytes = 0;
   private readonly budget: number;
 
@@ -117,8 +119,14 @@ export class BatchPacker {
       closed = this.flush();
     }
     this.records.push(record);
+    this.sizes.push(recordBytes - 1);
     this.bytes += recordBytes;
     return closed;
+  }
+
+  /** The UTF-8 lengths of the records `flush` returns next, in order (taken, like the records, by `flush`). */
+  get recordSizes(): number[] {
+    return this.sizes;
   }
 
   get size(): number {
@@ -128,6 +136,7 @@ export class BatchPacker {
   flush(): string[] {
     const out = this.records;
     this.records = [];
+    this.sizes = [];
     this.bytes = 0;
     return out;
   }
@@ -149,12 +158,12 @@ export function requestBody(records: readonly string[], config: RequestConfig): 
  * `requestBody` as the UTF-8 bytes that go on the wire, written record by record into one buffer: no intermediate
  * string of the whole body (megabytes, copied again when encoded). Same bytes as `Buffer.from(requestBody(…))`.
  */
-export function requestBodyBytes(records: readonly string[], config: RequestConfig): Buffer {
+export function requestBodyBytes(records: readonly string[], config: RequestConfig, sizes?: readonly number[]): Buffer {
   const head = '{"data":[';
   const tail = `],"config":${JSON.stringify(config)}}`;
-  const lengths = new Array<number>(records.length);
+  const lengths = sizes?.length === records.length ? sizes : records.map((r) => Buffer.byteLength(r));
   let size = Buffer.byteLength(head) + Buffer.byteLength(tail) + Math.max(0, records.length - 1);
-  for (let i = 0; i < records.length; i++) size += lengths[i] = Buffer.byteLength(records[i]!);
+  for (let i = 0; i < records.length; i++) size += lengths[i]!;
   const body = Buffer.allocUnsafe(size);
   let at = body.write(head, 0);
   for (let i = 0; i < records.length; i++) {

@@ -92,6 +92,9 @@ export interface NextRange {
   keys: string[][];
 }
 
+/** A range and how many rows it held when it was found. */
+export type RangeEnd = Omit<NextRange, 'keys'>;
+
 export interface RowEstimate {
   rows: number;
   /** True for a count, false for a statistics estimate. */
@@ -105,6 +108,12 @@ export interface TableReader {
    * Reads only key columns.
    */
   nextRange(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null>;
+  /**
+   * `nextRange` without the keys: the same range and row count, found by reading only the range's last position
+   * (one row leaves the database instead of `limit`). For extraction that does not remember keys. Optional: without
+   * it, callers use `nextRange`.
+   */
+  nextRangeEnd?(cursor: Cursor, limit: number, upperBound?: string | null): Promise<RangeEnd | null>;
   /**
    * An exclusive upper bound for watermarks that is safe to read up to now: no transaction still in progress can
    * commit a row below it. Null when the watermark's type admits no such bound (then every row is read).
@@ -171,7 +180,11 @@ export interface SendResult {
  * says whether retrying could help (DEST_TOO_LARGE asks the caller to split).
  */
 export interface Destination {
-  send(target: string, records: readonly string[]): Promise<SendResult>;
+  /**
+   * `sizes`, when given, holds each record's UTF-8 byte length (as the batch packer measured it), so the body can be
+   * written without measuring every record again.
+   */
+  send(target: string, records: readonly string[], sizes?: readonly number[]): Promise<SendResult>;
   close(): Promise<void>;
 }
 

@@ -62,19 +62,20 @@ export class RecordSender<P> {
       this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, record);
       return;
     }
+    const sizes = this.packer.recordSizes;
     const closed = this.packer.add(record, size);
     if (closed) {
       const positions = this.positions.slice(0, closed.length);
       this.positions = this.positions.slice(closed.length);
-      await this.send(closed, positions);
+      await this.send(closed, positions, sizes);
     }
     this.positions.push(position);
   }
 
-  private async send(records: string[], positions: P[]): Promise<void> {
+  private async send(records: string[], positions: P[], sizes?: number[]): Promise<void> {
     const startAfter = this.delivered;
     try {
-      const result = await this.o.destination.send(this.o.target, records);
+      const result = await this.o.destination.send(this.o.target, records, sizes);
       this.rows += result.rows;
       this.requests += 1;
       this.delivered = positions[positions.length - 1]!;
@@ -83,8 +84,8 @@ export class RecordSender<P> {
       if (!isAppError(err)) throw err;
       if (err.code === 'DEST_TOO_LARGE' && records.length > 1) {
         const half = Math.ceil(records.length / 2);
-        await this.send(records.slice(0, half), positions.slice(0, half));
-        await this.send(records.slice(half), positions.slice(half));
+        await this.send(records.slice(0, half), positions.slice(0, half), sizes?.slice(0, half));
+        await this.send(records.slice(half), positions.slice(half), sizes?.slice(half));
         return;
       }
       if (err.code === 'DEST_TOO_LARGE' || err.code === 'DEST_ROWS_REJECTED') {
@@ -97,7 +98,10 @@ export class RecordSender<P> {
   }
 
   async finish(): Promise<SendSummary> {
-    if (this.packer.size > 0) await this.send(this.packer.flush(), this.positions);
+    if (this.packer.size > 0) {
+      const sizes = this.packer.recordSizes;
+      await this.send(this.packer.flush(), this.positions, sizes);
+    }
     this.positions = [];
     if (this.failures.length === 0) return { rows: this.rows, requests: this.requests };
     const first = this.failures[0]!;

@@ -75,9 +75,9 @@ export class StreamApiClient implements Destination {
     this.redactor = createRedactor([options.apiKey]);
   }
 
-  async send(target: string, records: readonly string[]): Promise<SendResult> {
+  async send(target: string, records: readonly string[], sizes?: readonly number[]): Promise<SendResult> {
     const config: RequestConfig = { table: target, mode: 'append', wait: this.options.wait, tags: { source: 'pushsync', ...this.options.tags } };
-    const bytes = requestBodyBytes(records, config);
+    const bytes = requestBodyBytes(records, config, sizes);
     const headers: Record<string, string> = { authorization: this.auth, 'content-type': 'application/json' };
     let body = bytes;
     if (this.options.compression === 'gzip') {
