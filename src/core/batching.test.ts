@@ -6,10 +6,12 @@ import {
   prepareRow,
   requestBody,
   requestBodyBytes,
+  requestBodyOf,
   type RequestConfig,
   type StreamLimits,
 } from './batching.js';
 import { AppError } from './errors.js';
+import { EncodedRecords } from './encoded-records.js';
 import { jsonDepth } from './json-scan.js';
 import { prng } from '../../test/helpers/prng.js';
 
@@ -165,18 +167,16 @@ describe('requestBodyBytes', () => {
     const cases = [[], ['{"a":1}'], ['{"a":"é€😀"}', '{"b":"\\u0000 x"}', '{}'], Array.from({ length: 1000 }, (_, i) => `{"n":${i},"t":"ü${i}"}`)];
     for (const records of cases) expect(requestBodyBytes(records, CONFIG).equals(Buffer.from(requestBody(records, CONFIG)))).toBe(true);
   });
+});
 
-  it('writes the same bytes with the sizes the packer measured, and measures again when they do not match the records', () => {
-    const records = ['{"a":"é€😀"}', '{"b":1}', '{}'];
-    const packer = new BatchPacker(STREAM_LIMITS, 100);
-    for (const r of records) packer.add(r, BatchPacker.sizeOf(r));
-    const sizes = packer.recordSizes;
-    expect(packer.flush()).toEqual(records);
-    const expected = Buffer.from(requestBody(records, CONFIG));
-    expect(sizes).toEqual(records.map((r) => Buffer.byteLength(r)));
-    expect(requestBodyBytes(records, CONFIG, sizes).equals(expected)).toBe(true);
-    expect(requestBodyBytes(records, CONFIG, sizes.slice(1)).equals(expected)).toBe(true);
-    expect(packer.recordSizes).toEqual([]);
+describe('requestBodyOf', () => {
+  it('writes the same bytes as requestBodyBytes for the same records encoded, none and one included', () => {
+    const cases = [[], ['{"a":1}'], ['{"a":"é€😀"}', '{"b":"\\u0000 x"}', '{}']];
+    for (const records of cases) {
+      const encoded = new EncodedRecords(4);
+      for (const r of records) encoded.commit(encoded.stage(r));
+      expect(requestBodyOf(encoded.bytes(), CONFIG).equals(requestBodyBytes(records, CONFIG))).toBe(true);
+    }
   });
 });
 

@@ -34,13 +34,19 @@ export interface PreparedRow {
  * `mayNest` is false for tables without json/jsonb/composite/array columns, which skips the depth scan.
  */
 export function prepareRow(rowJson: string, limits: StreamLimits, mayNest: boolean): PreparedRow {
+  const json = preparedJson(rowJson, limits, mayNest);
+  return json === rowJson ? { json, stringified: [] } : stringifyDeepMembers(rowJson, limits.maxDepth - 1);
+}
+
+/**
+ * `prepareRow(…).json` without the object around it, for the per-row path that does not need the list of
+ * stringified columns.
+ */
+export function preparedJson(rowJson: string, limits: StreamLimits, mayNest: boolean): string {
   let json = rowJson;
-  let stringified: string[] = [];
   // record depth = 1 + depth of the row object's deepest value; the row object itself is the record.
   if (mayNest && !shallowerThanBrackets(rowJson, limits.maxDepth) && jsonDepth(rowJson) > limits.maxDepth) {
-    const result = stringifyDeepMembers(rowJson, limits.maxDepth - 1);
-    json = result.json;
-    stringified = result.stringified;
+    json = stringifyDeepMembers(rowJson, limits.maxDepth - 1).json;
   }
   // A field can only exceed the limit when the whole row does: the precise per-field check runs rarely.
   if (json.length > limits.maxFieldBytes / 3 && Buffer.byteLength(json) > limits.maxFieldBytes) {
@@ -53,7 +59,7 @@ export function prepareRow(rowJson: string, limits: StreamLimits, mayNest: boole
       }
     }
   }
-  return { json, stringified };
+  return json;
 }
 
 /**
@@ -88,8 +94,6 @@ function stringifyDeepMembers(rowJson: string, maxValueDepth: number): PreparedR
  */
 export class BatchPacker {
   private records: string[] = [];
-  /** Each record's UTF-8 length (its `sizeOf` less the comma). */
-  private sizes: number[] = [];
   private bytes = 0;
   private readonly budget: number;
 
@@ -119,14 +123,8 @@ export class BatchPacker {
       closed = this.flush();
     }
     this.records.push(record);
-    this.sizes.push(recordBytes - 1);
     this.bytes += recordBytes;
     return closed;
-  }
-
-  /** The UTF-8 lengths of the records `flush` returns next, in order (taken, like the records, by `flush`). */
-  get recordSizes(): number[] {
-    return this.sizes;
   }
 
   get size(): number {
@@ -136,7 +134,6 @@ export class BatchPacker {
   flush(): string[] {
     const out = this.records;
     this.records = [];
-    this.sizes = [];
     this.bytes = 0;
     return out;
   }
@@ -158,12 +155,12 @@ export function requestBody(records: readonly string[], config: RequestConfig): 
  * `requestBody` as the UTF-8 bytes that go on the wire, written record by record into one buffer: no intermediate
  * string of the whole body (megabytes, copied again when encoded). Same bytes as `Buffer.from(requestBody(…))`.
  */
-export function requestBodyBytes(records: readonly string[], config: RequestConfig, sizes?: readonly number[]): Buffer {
+export function requestBodyBytes(records: readonly string[], config: RequestConfig): Buffer {
   const head = '{"data":[';
   const tail = `],"config":${JSON.stringify(config)}}`;
-  const lengths = sizes?.length === records.length ? sizes : records.map((r) => Buffer.byteLength(r));
+  const lengths = new Array<number>(records.length);
   let size = Buffer.byteLength(head) + Buffer.byteLength(tail) + Math.max(0, records.length - 1);
-  for (let i = 0; i < records.length; i++) size += lengths[i]!;
+  for (let i = 0; i < records.length; i++) size += lengths[i] = Buffer.byteLength(records[i]!);
   const body = Buffer.allocUnsafe(size);
   let at = body.write(head, 0);
   for (let i = 0; i < records.length; i++) {
@@ -173,6 +170,11 @@ export function requestBodyBytes(records: readonly string[], config: RequestConf
   at += body.write(tail, at);
   if (at !== size) throw new AppError('INTERNAL', `request body is ${at} bytes, expected ${size}`);
   return body;
+}
+
+/** `requestBodyBytes` of records already encoded (`EncodedRecords.bytes`: UTF-8, comma-separated): one copy of them. */
+export function requestBodyOf(records: Buffer, config: RequestConfig): Buffer {
+  return Buffer.concat([Buffer.from('{"data":['), records, Buffer.from(`],"config":${JSON.stringify(config)}}`)]);
 }
 
 export function envelopeBytes(config: RequestConfig): number {

@@ -180,11 +180,13 @@ export interface SendResult {
  * says whether retrying could help (DEST_TOO_LARGE asks the caller to split).
  */
 export interface Destination {
+  send(target: string, records: readonly string[]): Promise<SendResult>;
   /**
-   * `sizes`, when given, holds each record's UTF-8 byte length (as the batch packer measured it), so the body can be
-   * written without measuring every record again.
+   * `send` for records already encoded: their UTF-8 bytes separated by commas (`EncodedRecords.bytes`), `count` of
+   * them. The buffer is reused once the returned promise settles: copy what must outlive the call. Optional: senders
+   * fall back to `send` with the record texts.
    */
-  send(target: string, records: readonly string[], sizes?: readonly number[]): Promise<SendResult>;
+  sendEncoded?(target: string, records: Buffer, count: number): Promise<SendResult>;
   close(): Promise<void>;
 }
 

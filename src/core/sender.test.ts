@@ -192,4 +192,27 @@ describe('RecordSender', () => {
     expect(err?.code).toBe('DEST_TIMEOUT');
     expect(delivered).toEqual([{ after: 2, rows: 2 }]);
   });
+
+  it('hands a destination that takes encoded records the same requests, as UTF-8 bytes, split in halves alike', async () => {
+    const plain = new FakeDestination((records) => (records.length > 2 ? tooLarge() : undefined));
+    const encoded = new FakeDestination((records) => (records.length > 2 ? tooLarge() : undefined));
+    const counts: number[] = [];
+    const withBytes = Object.assign(encoded, {
+      sendEncoded: (target: string, bytes: Buffer, count: number) => {
+        counts.push(count);
+        const records = (JSON.parse(`[${bytes.toString('utf8')}]`) as unknown[]).map((r) => JSON.stringify(r));
+        return encoded.send(target, records);
+      },
+    });
+    const make = (id: number): string => JSON.stringify({ id, v: 'é€😀'.repeat(id) });
+    const a = sender(plain);
+    const b = sender(withBytes);
+    await sendAll(a.s, 1, 9, make);
+    await sendAll(b.s, 1, 9, make);
+    expect(await b.s.finish()).toEqual(await a.s.finish());
+    expect(encoded.requests).toEqual(plain.requests);
+    expect(encoded.accepted).toEqual(plain.accepted);
+    expect(b.delivered).toEqual(a.delivered);
+    expect(counts).toEqual(encoded.requests.map((r) => r.length));
+  });
 });

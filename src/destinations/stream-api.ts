@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import { AppError } from '../core/errors.js';
 import { parseRetryAfter } from '../core/backoff.js';
-import { requestBodyBytes, type RequestConfig } from '../core/batching.js';
+import { requestBodyBytes, requestBodyOf, type RequestConfig } from '../core/batching.js';
 import { capEntries, createRedactor, truncateText, type Redactor } from '../core/redact.js';
 import type { Destination, SendResult } from '../core/ports.js';
 
@@ -75,9 +75,19 @@ export class StreamApiClient implements Destination {
     this.redactor = createRedactor([options.apiKey]);
   }
 
-  async send(target: string, records: readonly string[], sizes?: readonly number[]): Promise<SendResult> {
-    const config: RequestConfig = { table: target, mode: 'append', wait: this.options.wait, tags: { source: 'pushsync', ...this.options.tags } };
-    const bytes = requestBodyBytes(records, config, sizes);
+  async send(target: string, records: readonly string[]): Promise<SendResult> {
+    return this.post(target, requestBodyBytes(records, this.requestConfig(target)), records.length);
+  }
+
+  async sendEncoded(target: string, records: Buffer, count: number): Promise<SendResult> {
+    return this.post(target, requestBodyOf(records, this.requestConfig(target)), count);
+  }
+
+  private requestConfig(target: string): RequestConfig {
+    return { table: target, mode: 'append', wait: this.options.wait, tags: { source: 'pushsync', ...this.options.tags } };
+  }
+
+  private async post(target: string, bytes: Buffer, count: number): Promise<SendResult> {
     const headers: Record<string, string> = { authorization: this.auth, 'content-type': 'application/json' };
     let body = bytes;
     if (this.options.compression === 'gzip') {
@@ -105,7 +115,7 @@ export class StreamApiClient implements Destination {
       throw translateNetworkError(err, target, this.redactor);
     }
     const latencyMs = performance.now() - started;
-    return interpret({ status, text: responseText, retryAfter }, { sent: records.length, target, latencyMs }, this.redactor);
+    return interpret({ status, text: responseText, retryAfter }, { sent: count, target, latencyMs }, this.redactor);
   }
 
   async close(): Promise<void> {
