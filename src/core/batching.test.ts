@@ -175,7 +175,10 @@ describe('requestBodyOf', () => {
     for (const records of cases) {
       const encoded = new EncodedRecords(4);
       for (const r of records) encoded.commit(encoded.stage(r));
-      expect(requestBodyOf(encoded.bytes(), CONFIG).equals(requestBodyBytes(records, CONFIG))).toBe(true);
+      expect(requestBodyOf(encoded, 0, encoded.count, CONFIG).equals(requestBodyBytes(records, CONFIG))).toBe(true);
+      // Written in place, the body leaves the records as they were: a part of them (a split request) still reads right.
+      expect(requestBodyOf(encoded, 1, encoded.count, CONFIG).equals(requestBodyBytes(records.slice(1), CONFIG))).toBe(true);
+      expect(encoded.texts()).toEqual(records);
     }
   });
 });

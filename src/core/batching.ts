@@ -1,5 +1,6 @@
 import { AppError } from './errors.js';
 import { jsonDepth, objectMembers } from './json-scan.js';
+import type { EncodedRecords } from './encoded-records.js';
 
 /** The Stream API's documented limits. Configurable downwards only (a test or a cautious deployment). */
 export interface StreamLimits {
@@ -172,9 +173,15 @@ export function requestBodyBytes(records: readonly string[], config: RequestConf
   return body;
 }
 
-/** `requestBodyBytes` of records already encoded (`EncodedRecords.bytes`: UTF-8, comma-separated): one copy of them. */
-export function requestBodyOf(records: Buffer, config: RequestConfig): Buffer {
-  return Buffer.concat([Buffer.from('{"data":['), records, Buffer.from(`],"config":${JSON.stringify(config)}}`)]);
+/**
+ * `requestBodyBytes` of records `from` to `to` (exclusive) already encoded: for all of them, written around them in
+ * their own buffer (no copy); for a part (a request split in halves), copied once.
+ */
+export function requestBodyOf(records: EncodedRecords, from: number, to: number, config: RequestConfig): Buffer {
+  const head = '{"data":[';
+  const tail = `],"config":${JSON.stringify(config)}}`;
+  if (from === 0 && to === records.count) return records.body(head, tail);
+  return Buffer.concat([Buffer.from(head), records.bytes(from, to), Buffer.from(tail)]);
 }
 
 export function envelopeBytes(config: RequestConfig): number {

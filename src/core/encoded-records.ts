@@ -9,12 +9,14 @@
 const spare: Buffer[] = [];
 /** At most this many spare buffers are kept (about one per concurrent push job). */
 const MAX_SPARE = 4;
+/** Bytes kept free before the first record, where `body` writes the envelope's head in place. */
+const HEAD_ROOM = 16;
 
 export class EncodedRecords {
   private buf: Buffer;
   /** Byte offset where each record starts; records are separated by one comma. */
   private readonly starts: number[] = [];
-  private end = 0;
+  private end = HEAD_ROOM;
 
   constructor(capacity = 64 * 1024) {
     this.buf = spare.pop() ?? Buffer.allocUnsafe(capacity);
@@ -28,7 +30,7 @@ export class EncodedRecords {
     if (spare.length < MAX_SPARE && this.buf.length <= 16 * 1024 * 1024) spare.push(this.buf);
     this.buf = Buffer.alloc(0);
     this.starts.length = 0;
-    this.end = 0;
+    this.end = HEAD_ROOM;
   }
 
   get count(): number {
@@ -37,7 +39,7 @@ export class EncodedRecords {
 
   /** Bytes of the records and the commas between them. */
   get byteLength(): number {
-    return this.end;
+    return this.end - HEAD_ROOM;
   }
 
   /**
@@ -45,24 +47,37 @@ export class EncodedRecords {
    * else written later overwrites it.
    */
   stage(record: string): number {
-    const at = this.starts.length === 0 ? 0 : this.end + 1;
+    const at = this.starts.length === 0 ? HEAD_ROOM : this.end + 1;
     // At most three bytes per UTF-16 unit.
     this.reserve(at + record.length * 3);
-    if (at > 0) this.buf[this.end] = 0x2c;
+    if (this.starts.length > 0) this.buf[this.end] = 0x2c;
     return this.buf.write(record, at);
   }
 
   /** Keeps the record `stage` just wrote, of `bytes` bytes. */
   commit(bytes: number): void {
-    const at = this.starts.length === 0 ? 0 : this.end + 1;
+    const at = this.starts.length === 0 ? HEAD_ROOM : this.end + 1;
     this.starts.push(at);
     this.end = at + bytes;
   }
 
   /** The comma-separated bytes of records `from` (inclusive) to `to` (exclusive), without copying. */
   bytes(from = 0, to = this.starts.length): Buffer {
-    if (from >= to) return this.buf.subarray(0, 0);
+    if (from >= to) return Buffer.alloc(0);
     return this.buf.subarray(this.starts[from]!, to < this.starts.length ? this.starts[to]! - 1 : this.end);
+  }
+
+  /**
+   * Every record between `head` and `tail`, written around them in place: the request body without copying the
+   * records. `head` must fit in 16 bytes. Later calls of `bytes` and `text` still see only the records.
+   */
+  body(head: string, tail: string): Buffer {
+    const headBytes = Buffer.byteLength(head);
+    if (headBytes > HEAD_ROOM) return Buffer.concat([Buffer.from(head), this.bytes(), Buffer.from(tail)]);
+    this.reserve(this.end + tail.length * 3);
+    const tailBytes = this.buf.write(tail, this.end);
+    this.buf.write(head, HEAD_ROOM - headBytes);
+    return this.buf.subarray(HEAD_ROOM - headBytes, this.end + tailBytes);
   }
 
   /** One record's text (for failure reports and destinations that take strings). */

@@ -3,6 +3,7 @@ import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
 import type { WatermarkKind } from './ordering.js';
 import type { ColumnSelection, Mask, OutgoingColumn, ValueKind } from './rules.js';
 import type { RelationShape } from './table-shape.js';
+import type { EncodedRecords } from './encoded-records.js';
 
 /**
  * The interfaces adapters implement. Defined here, by the code that uses them, so that the domain and the
@@ -182,11 +183,11 @@ export interface SendResult {
 export interface Destination {
   send(target: string, records: readonly string[]): Promise<SendResult>;
   /**
-   * `send` for records already encoded: their UTF-8 bytes separated by commas (`EncodedRecords.bytes`), `count` of
-   * them. The buffer is reused once the returned promise settles: copy what must outlive the call. Optional: senders
-   * fall back to `send` with the record texts.
+   * `send` for records `from` to `to` (exclusive) of a batch already encoded as UTF-8. The batch's buffer is reused
+   * once the returned promise settles: copy what must outlive the call. Optional: senders fall back to `send` with
+   * the record texts.
    */
-  sendEncoded?(target: string, records: Buffer, count: number): Promise<SendResult>;
+  sendEncoded?(target: string, records: EncodedRecords, from: number, to: number): Promise<SendResult>;
   close(): Promise<void>;
 }
 

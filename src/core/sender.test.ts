@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { RecordSender } from './sender.js';
 import { AppError } from './errors.js';
-import { STREAM_LIMITS, type StreamLimits } from './batching.js';
+import { requestBodyOf, STREAM_LIMITS, type StreamLimits } from './batching.js';
+import type { EncodedRecords } from './encoded-records.js';
 import { FakeDestination, ids } from '../../test/helpers/fakes.js';
 
 const record = (id: number, pad = 0): string => `{"id":${id},"v":"${'x'.repeat(pad)}"}`;
@@ -198,10 +199,15 @@ describe('RecordSender', () => {
     const encoded = new FakeDestination((records) => (records.length > 2 ? tooLarge() : undefined));
     const counts: number[] = [];
     const withBytes = Object.assign(encoded, {
-      sendEncoded: (target: string, bytes: Buffer, count: number) => {
-        counts.push(count);
-        const records = (JSON.parse(`[${bytes.toString('utf8')}]`) as unknown[]).map((r) => JSON.stringify(r));
-        return encoded.send(target, records);
+      sendEncoded: (target: string, batch: EncodedRecords, from: number, to: number) => {
+        counts.push(to - from);
+        const body = JSON.parse(requestBodyOf(batch, from, to, { table: target, mode: 'append', wait: false, tags: {} }).toString('utf8')) as {
+          data: unknown[];
+        };
+        return encoded.send(
+          target,
+          body.data.map((r) => JSON.stringify(r)),
+        );
       },
     });
     const make = (id: number): string => JSON.stringify({ id, v: 'é€😀'.repeat(id) });

@@ -95,7 +95,7 @@ export class RecordSender<P> {
     try {
       const { destination, target } = this.o;
       const result = destination.sendEncoded
-        ? await destination.sendEncoded(target, batch.bytes(from, to), count)
+        ? await destination.sendEncoded(target, batch, from, to)
         : await destination.send(target, batch.texts(from, to));
       this.rows += result.rows;
       this.requests += 1;

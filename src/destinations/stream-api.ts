@@ -6,6 +6,7 @@ import { parseRetryAfter } from '../core/backoff.js';
 import { requestBodyBytes, requestBodyOf, type RequestConfig } from '../core/batching.js';
 import { capEntries, createRedactor, truncateText, type Redactor } from '../core/redact.js';
 import type { Destination, SendResult } from '../core/ports.js';
+import type { EncodedRecords } from '../core/encoded-records.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -79,8 +80,8 @@ export class StreamApiClient implements Destination {
     return this.post(target, requestBodyBytes(records, this.requestConfig(target)), records.length);
   }
 
-  async sendEncoded(target: string, records: Buffer, count: number): Promise<SendResult> {
-    return this.post(target, requestBodyOf(records, this.requestConfig(target)), count);
+  async sendEncoded(target: string, records: EncodedRecords, from: number, to: number): Promise<SendResult> {
+    return this.post(target, requestBodyOf(records, from, to, this.requestConfig(target)), to - from);
   }
 
   private requestConfig(target: string): RequestConfig {
