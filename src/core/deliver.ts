@@ -1,5 +1,5 @@
 import { isAppError } from './errors.js';
-import { prepareRow, type StreamLimits } from './batching.js';
+import { preparedJson, type StreamLimits } from './batching.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { recordEncoder, type Operation } from './record.js';
 import { sortableWatermark } from './ordering.js';
@@ -83,22 +83,25 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
           { reader: p.reader, ...ctx },
         )
       : null;
+    const mayNest = p.reader.shape.mayNest;
     for (let i = 0; i < chunk.length; i++) {
       const row = chunk[i]!;
-      const item = shaped?.[i] ?? { kind: 'send' as const, json: row.json, op: row.deleted ? 'delete' : liveOp };
-      if (item.kind === 'skip') continue;
-      if (item.kind === 'fail') {
+      const item = shaped?.[i];
+      if (item?.kind === 'skip') continue;
+      if (item?.kind === 'fail') {
         sender.reject(item.error, row.position, item.json);
         continue;
       }
+      // Without shaping, the row as read (no object per row on this path).
+      const json = item ? item.json : row.json;
+      const op = item ? item.op : row.deleted ? 'delete' : liveOp;
       let record: string;
       try {
-        const prepared = prepareRow(item.json, p.limits, p.reader.shape.mayNest);
-        const encode = item.op === 'delete' ? encodeDeleted : item.op === liveOp ? encodeLive : recordEncoder(item.op, ctx);
-        record = encode(prepared.json, ordering(row));
+        const encode = op === 'delete' ? encodeDeleted : op === liveOp ? encodeLive : recordEncoder(op, ctx);
+        record = encode(preparedJson(json, p.limits, mayNest), ordering(row));
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        sender.reject(err, row.position, item.json);
+        sender.reject(err, row.position, json);
         continue;
       }
       await sender.add(record, row.position);

@@ -52,6 +52,11 @@ function hashedId(prefix: string, rowJson: string): string {
 
 const enc = (s: string): string => JSON.stringify(s);
 
+/** White space as JSON (and String.prototype.trimStart on database JSON) knows it. */
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
 /** Builds the record's JSON text around the row's JSON object text, without re-serialising the row. */
 export function buildRecord(rowJson: string, op: Operation, ordering: string | null, ctx: RecordContext): string {
   return recordEncoder(op, ctx)(rowJson, ordering);
@@ -71,7 +76,11 @@ export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: stri
   // change (a Debezium event's ordering includes the last commit its connector had seen).
   return (rowJson, ordering, identity) => {
     const head = `${start}${hashedId(`${idPrefix}${identity ?? ordering ?? ''}${idSuffix}`, rowJson)}","_ordering":${ordering === null ? 'null' : enc(ordering)}${shared}`;
-    const body = rowJson.trimStart().slice(1).trimStart();
-    return body.startsWith('}') ? `${head}}` : `${head},${body}`;
+    // The row's members follow the metadata: skip its `{` (and any white space around it) without copying the row.
+    let i = 0;
+    while (isSpace(rowJson.charCodeAt(i))) i += 1;
+    i += 1;
+    while (isSpace(rowJson.charCodeAt(i))) i += 1;
+    return rowJson.charCodeAt(i) === 0x7d ? `${head}}` : `${head},${rowJson.slice(i)}`;
   };
 }

@@ -220,6 +220,7 @@ async function snapshotTable(
       reader: w.reader,
       cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR),
       batchRows: w.table.batchRows,
+      keys: false,
       where: `${source}.${name}`,
       safetyLagMs: 0,
       enqueue,

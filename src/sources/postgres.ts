@@ -3,7 +3,7 @@ import { AppError } from '../core/errors.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { KeyedRow, NextRange, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type { KeyedRow, NextRange, RangeEnd, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   DESCRIBE_COLUMNS_SQL,
   DESCRIBE_RESULT_SQL,
@@ -19,6 +19,7 @@ import {
   keyJsonQuery,
   softDeleteExpr,
   readRangeQuery,
+  rangeEndQuery,
   sqlMask,
   valueKind,
   conditionsProbe,
@@ -434,20 +435,32 @@ class PostgresTable implements TableReader {
     return { range, rows: rows.length, keys: rows.map((r) => this.toPosition(r, cursor.phase).pk) };
   }
 
+  async nextRangeEnd(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<RangeEnd | null> {
+    const [last] = await this.source.query(
+      rangeEndQuery(this.sql, cursor.phase, cursor.after, limit, upperBound),
+      `page end of ${this.where}`,
+      this.queried,
+    );
+    // Fewer than `limit` rows left: the page's end is its last row, which only reading the keys finds.
+    if (!last) return this.nextRange(cursor, limit, upperBound);
+    return { range: { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) }, rows: limit };
+  }
+
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     const rows = await this.source.query(q, `read rows of ${this.where}`, this.configured);
     const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
-    return rows.map((r) => {
+    const out = new Array<SourceRow>(rows.length);
+    // A plain loop building one object shape: this runs for every row sent.
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
       const json = r[keyCount] ?? null;
+      const row: SourceRow = { position: this.toPosition(r, range.phase), json: json ?? '', deleted: r[keyCount + 1] === 'true' };
       // A row outside the filter comes without its JSON: nothing of it reached this process.
-      return {
-        position: this.toPosition(r, range.phase),
-        json: json ?? '',
-        deleted: r[keyCount + 1] === 'true',
-        ...(json === null ? { matched: false } : {}),
-      };
-    });
+      if (json === null) row.matched = false;
+      out[i] = row;
+    }
+    return out;
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
