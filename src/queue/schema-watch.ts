@@ -220,8 +220,10 @@ export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log
   const pausedKey = ctx.keys.paused(table.source, table.name);
   const frozen = await ctx.redis.hget(pausedKey, FROZEN_FIELD);
   if (frozen === null) return false;
-  await ctx.redis.del(pausedKey);
+  // Invariant: what the change calls for is in Redis before the freeze ends, so a crash in between leaves the table
+  // frozen and a second accept repeats it (a second re-read is harmless), never a thawed table that skipped it.
   await afterAccepted(ctx, table, JSON.parse(frozen) as { recreated: boolean; backfill: boolean }, log);
+  await ctx.redis.del(pausedKey);
   return true;
 }
 
