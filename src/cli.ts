@@ -727,13 +727,16 @@ const devSink = program
   .option('--port <port>', 'port', (v) => Number(v), 8787)
   .option('--host <host>', 'interface to listen on', '127.0.0.1')
   .option('--db <path>', 'DuckDB file', './devsink.duckdb')
-  .addOption(new Option('--api-key <key>', 'bearer token clients must send').env('DEFINITE_API_KEY').makeOptionMandatory())
-  .action(async (opts: { port: number; host: string; db: string; apiKey: string }) => {
+  // Not mandatory for commander: it checks a command's ancestors too, and `dev-sink query --api-key K` hands the key
+  // to this command (options are read before and after subcommands), so each action checks the key itself.
+  .addOption(new Option('--api-key <key>', 'bearer token clients must send').env('DEFINITE_API_KEY'))
+  .action(async (opts: { port: number; host: string; db: string; apiKey?: string }) => {
     try {
+      const apiKey = requireSinkKey(opts.apiKey, 'dev-sink');
       const logger = loggerFor({ level: 'info' });
       // DuckDB is a native module only the dev sink needs: loaded on demand.
       const { startDevSink } = await import('./destinations/dev-sink.js');
-      const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey: opts.apiKey, logger });
+      const sink = await startDevSink({ port: opts.port, host: opts.host, dbPath: opts.db, apiKey, logger });
       logger.info({ endpoint: sink.url, db: opts.db }, 'dev sink listening');
       onSignals(() => sink.close(), logger);
     } catch (err) {
@@ -744,14 +747,20 @@ const devSink = program
 /** The running dev sink's base URL and key, for `dev-sink query` and `dev-sink export`. */
 interface SinkClientOptions {
   url: string;
-  apiKey: string;
+  apiKey?: string;
+}
+
+function requireSinkKey(key: string | undefined, command: string): string {
+  if (key === undefined || key === '') throw new AppError('CONFIG_INVALID', `${command}: pass --api-key <key> or set DEFINITE_API_KEY`);
+  return key;
 }
 
 async function askDevSink(o: SinkClientOptions, path: string, body: string): Promise<Record<string, unknown>> {
   const base = o.url.replace(/\/+$/, '').replace(/\/(v2\/)?stream$/, '');
+  const apiKey = requireSinkKey(o.apiKey ?? devSink.opts<{ apiKey?: string }>().apiKey, `dev-sink ${path.slice(1)}`);
   let res;
   try {
-    res = await request(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${o.apiKey}`, 'content-type': 'text/plain' }, body });
+    res = await request(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'text/plain' }, body });
   } catch (err) {
     throw new AppError(
       'DEST_UNAVAILABLE',
@@ -771,7 +780,7 @@ const sinkCommand = (name: string, description: string): Command =>
     .command(name)
     .description(description)
     .option('--url <url>', 'the running dev sink', 'http://127.0.0.1:8787')
-    .addOption(new Option('--api-key <key>', "the dev sink's bearer token").env('DEFINITE_API_KEY').makeOptionMandatory());
+    .addOption(new Option('--api-key <key>', "the dev sink's bearer token").env('DEFINITE_API_KEY'));
 
 sinkCommand('query', 'run one read-only SELECT on the running dev sink and print the result')
   .argument('<sql>', 'one SELECT over the tables the sink stored')

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startDevSink, type DevSink } from './dev-sink.js';
+import { runPushsync } from '../../test/helpers/cli.js';
 
 /** The running dev sink answers read-only SQL and exports Parquet; everything else is refused. */
 describe('dev sink query and export', () => {
@@ -33,6 +34,25 @@ describe('dev sink query and export', () => {
     expect(r.status).toBe(400);
     return (r.json.errors as Array<{ code: string; message: string }>)[0]!.code + ' ' + (r.json.errors as Array<{ message: string }>)[0]!.message;
   };
+
+  it('pushsync dev-sink query takes the key from --api-key, wherever it is written, or from DEFINITE_API_KEY', async () => {
+    const sql = 'SELECT count(*)::INT AS n FROM bronze.orders';
+    for (const args of [
+      ['dev-sink', 'query', sql, '--url', base, '--api-key', 'k', '--json'],
+      ['dev-sink', 'query', '--api-key', 'k', '--url', base, '--json', sql],
+    ]) {
+      const run = await runPushsync(args);
+      expect(run.stderr).toBe('');
+      expect(JSON.parse(run.stdout)).toMatchObject({ rows: [{ n: 2 }] });
+    }
+    const byEnv = await runPushsync(['dev-sink', 'query', sql, '--url', base, '--json'], { DEFINITE_API_KEY: 'k' });
+    expect(JSON.parse(byEnv.stdout)).toMatchObject({ rows: [{ n: 2 }] });
+    const none = await runPushsync(['dev-sink', 'query', sql, '--url', base]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('pass --api-key <key> or set DEFINITE_API_KEY');
+    const wrong = await runPushsync(['dev-sink', 'query', sql, '--url', base, '--api-key', 'nope']);
+    expect(wrong.code).not.toBe(0);
+  }, 120_000);
 
   it('answers one SELECT while the sink runs, with bigint and numeric as text until cast', async () => {
     const r = await post(
