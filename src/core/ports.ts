@@ -237,6 +237,8 @@ export interface ChangeStreamStatus {
   active: boolean;
   /** True when the source discarded changes the stream still needed: it cannot continue. */
   lost: boolean;
+  /** Why it was lost, for the error that asks for a new snapshot; absent when the source does not say. */
+  lostReason?: string | undefined;
 }
 
 /** What `pushsync check` shows about a durable stream beside its status: settings, retention, privileges. */

@@ -161,7 +161,7 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
   if (info.lost) {
     throw new AppError(
       'CURSOR_INVALID',
-      `${cdc.stream} was invalidated: the source removed changes it still needed (max_slot_wal_keep_size); ${remedy}`,
+      `${cdc.stream} was invalidated: ${info.lostReason ?? 'the source removed changes it still needed (max_slot_wal_keep_size)'}; ${remedy}`,
     );
   }
   // The stream exists but pushsync has no memory of it (Redis lost its data): snapshot every table again from here.

@@ -1,8 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../core/errors.js';
-import { BinlogTransaction, binlogKeyText, changeOrdering, comparePositions, keyableKind, parsePosition, snapshotOrdering } from './mysql-binlog.js';
+import {
+  BinlogTransaction,
+  binlogKeyText,
+  changeOrdering,
+  comparePositions,
+  gtidRegressed,
+  keyableKind,
+  parsePosition,
+  snapshotOrdering,
+} from './mysql-binlog.js';
 import { defaultServerId, truncatedRelation } from './mysql-cdc.js';
-import { valueKind, type MyColumn } from './mysql-sql.js';
+import { startPositionOf, valueKind, type MyColumn } from './mysql-sql.js';
 
 function col(name: string, dataType: string, extra: Partial<MyColumn> = {}): MyColumn {
   const charset = extra.charset ?? (['varchar', 'char', 'text'].includes(dataType) ? 'utf8mb4' : null);
@@ -94,5 +103,37 @@ describe('binlog statements and settings', () => {
       expect(defaultServerId(n)).toBeGreaterThanOrEqual(1_000_000_000);
       expect(defaultServerId(n)).toBeLessThanOrEqual(4_294_967_295);
     }
+  });
+});
+
+describe('the start position and GTID history of a stream', () => {
+  it('reads the position of a consistent snapshot on MariaDB and the binary log status on MySQL, with the GTID', () => {
+    const maria = [
+      [
+        ['Binlog_snapshot_file', 'binlog.000007'],
+        ['Binlog_snapshot_position', '1234'],
+      ],
+      [['0-1-42,1-2-7']],
+    ];
+    expect(startPositionOf('mariadb', maria)).toEqual({ file: 'binlog.000007', offset: 1234, gtid: '0-1-42,1-2-7' });
+    const mysql = [
+      [['binlog.000003', '157', '', '', 'x']],
+      [['3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1-3']],
+    ];
+    expect(startPositionOf('mysql', mysql)?.offset).toBe(157);
+    expect(startPositionOf('mysql', [[['binlog.000003', '157']], [['a:1-5,\nb:1-3']]])?.gtid).toBe('a:1-5,b:1-3');
+    expect(startPositionOf('mariadb', [[], [['']]])).toBeNull();
+  });
+
+  it('finds a history that went back or vanished, and accepts one that moved on or grew a new domain', () => {
+    expect(gtidRegressed('0-3307-20', '0-3307-25')).toBe(false);
+    expect(gtidRegressed('0-3307-20', '0-3308-21,1-5-1')).toBe(false);
+    expect(gtidRegressed('0-3307-20', '0-3307-3')).toBe(true);
+    expect(gtidRegressed('0-3307-20,1-5-9', '0-3307-30')).toBe(true);
+    expect(gtidRegressed('', '0-1-1')).toBe(false);
+    const uuid = '3e11fa47-71ca-11e1-9e33-c80aa9429562';
+    expect(gtidRegressed(`${uuid}:1-5`, `${uuid}:1-9:11-12`)).toBe(false);
+    expect(gtidRegressed(`${uuid}:1-5`, `${uuid.toUpperCase()}:1-4`)).toBe(true);
+    expect(gtidRegressed(`${uuid}:1-5`, '')).toBe(true);
   });
 });

@@ -122,3 +122,41 @@ export class BinlogTransaction {
     return this.changes.map((c, i) => ({ ...c, ordering: changeOrdering(end, i + 1) }));
   }
 }
+
+/** Per history (MariaDB domain, MySQL source uuid) the highest transaction number a GTID position text holds. */
+function gtidHeads(text: string): Map<string, bigint> {
+  const heads = new Map<string, bigint>();
+  for (const part of text.replace(/\s+/g, '').split(',')) {
+    if (part === '') continue;
+    const mysql = /^([0-9a-f-]{36}(?::[a-z_][a-z0-9_]*)?)((?::\d+(?:-\d+)?)+)$/i.exec(part);
+    if (mysql) {
+      // uuid[:tag]:1-5:7-9 (MySQL); the last interval ends highest.
+      const ends = mysql[2]!
+        .split(':')
+        .filter(Boolean)
+        .map((r) => BigInt(r.split('-').pop()!));
+      heads.set(
+        mysql[1]!.toLowerCase(),
+        ends.reduce((a, b) => (a > b ? a : b)),
+      );
+      continue;
+    }
+    const maria = /^(\d+)-\d+-(\d+)$/.exec(part);
+    if (maria) heads.set(maria[1]!, BigInt(maria[2]!));
+  }
+  return heads;
+}
+
+/**
+ * True when the server's GTID history `now` lacks what `recorded` held: a history (MariaDB domain, MySQL server
+ * uuid) is gone or its transaction number went back. Then the binlog started over (RESET MASTER, a restored backup)
+ * and file names and offsets mean other transactions than the ones recorded. An empty `recorded` says nothing.
+ */
+export function gtidRegressed(recorded: string, now: string): boolean {
+  const after = gtidHeads(now);
+  for (const [history, head] of gtidHeads(recorded)) {
+    const current = after.get(history);
+    if (current === undefined || current < head) return true;
+  }
+  return false;
+}

@@ -236,11 +236,20 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
     await cdc.create();
     const real = { ...store.fields };
     store.fields.confirmed = 'binlog.000000:4';
-    expect((await cdc.status()).lost).toBe(true);
+    expect(await cdc.status()).toMatchObject({ lost: true, lostReason: expect.stringContaining('no longer has binlog file binlog.000000') });
     store.fields.confirmed = real.confirmed!;
     store.fields.identity = `${uniqueName('other')} server`;
     expect((await cdc.status()).lost).toBe(true);
     store.fields.identity = real.identity!;
+    expect((await cdc.status()).lost).toBe(false);
+    // The GTID recorded at the start is the server's history then; one that went back means the binlog started over.
+    expect(real.gtid).toMatch(/^\d+-\d+-\d+/);
+    store.fields.gtid = real.gtid!.replace(/-\d+$/, '-999999999999');
+    expect(await cdc.status()).toMatchObject({ lost: true, lostReason: expect.stringContaining('GTID history') });
+    store.fields.gtid = real.gtid!;
+    store.fields.confirmed = real.confirmed!.replace(/:\d+$/, ':999999999999');
+    expect(await cdc.status()).toMatchObject({ lost: true, lostReason: expect.stringContaining('shorter than the position') });
+    store.fields.confirmed = real.confirmed!;
     expect((await cdc.status()).lost).toBe(false);
     await cdc.drop();
     expect((await cdc.status()).exists).toBe(false);

@@ -13,13 +13,17 @@ import {
   SERVER_CLOCK_SQL,
   binlogRetention,
   binlogStatusSql,
+  gtidSql,
   identitySql,
+  startPositionOf,
+  startPositionSql,
   type MyColumn,
 } from './mysql-sql.js';
 import {
   BinlogTransaction,
   comparePositions,
   formatPosition,
+  gtidRegressed,
   keyableKind,
   parsePosition,
   snapshotOrdering,
@@ -142,9 +146,36 @@ export class MysqlBinlog implements ChangeSource {
     const logs = (await this.text(BINARY_LOGS_SQL, 'list the binary logs')).map(([file, size]) => ({ file: file!, size: Number(size) }));
     const confirmed = parsePosition(state.confirmed);
     const at = logs.findIndex((l) => l.file === confirmed.file);
-    const lost = at < 0 || state.identity !== (await this.identity());
+    const lostReason = await this.lostReason(state, at >= 0 ? logs[at]!.size : null);
     const behind = at < 0 ? null : Math.max(0, logs.slice(at).reduce((sum, l) => sum + l.size, 0) - confirmed.offset);
-    return { exists: true, confirmed: state.confirmed, lagBytes: behind, lagSeconds: await this.lagSeconds(behind, state), active: false, lost };
+    return {
+      exists: true,
+      confirmed: state.confirmed,
+      lagBytes: behind,
+      lagSeconds: await this.lagSeconds(behind, state),
+      active: false,
+      lost: lostReason !== null,
+      ...(lostReason !== null ? { lostReason } : {}),
+    };
+  }
+
+  /**
+   * Why the stream cannot continue, or null: its binlog file was purged (or the server's history started over), the
+   * server is another one, or its GTID history went back past the one recorded when the stream was created.
+   */
+  private async lostReason(state: Record<string, string>, fileSize: number | null): Promise<string | null> {
+    const confirmed = parsePosition(state.confirmed!);
+    if (fileSize === null) return `the server no longer has binlog file ${confirmed.file} (purged, or the binary log was reset)`;
+    if (fileSize < confirmed.offset)
+      return `binlog file ${confirmed.file} is shorter than the position ${state.confirmed} (the binary log was reset)`;
+    const identity = await this.identity();
+    if (state.identity !== identity) return `the server is another one (${identity}, where the stream was created on ${state.identity})`;
+    if (state.gtid) {
+      const [[now] = []] = await this.text(gtidSql(await this.admin.pool.flavor()), 'read the GTID position');
+      if (gtidRegressed(state.gtid, now ?? ''))
+        return `the server's GTID history (${now}) no longer holds the ${state.gtid} the stream was created at`;
+    }
+    return null;
   }
 
   /**
@@ -186,9 +217,34 @@ export class MysqlBinlog implements ChangeSource {
     return { facts, warnings };
   }
 
+  /**
+   * Starts the stream at a position read inside a consistent snapshot (mysql-sql.ts `startPositionSql`): every
+   * transaction before it is visible to the initial snapshot's reads, every one from it on is streamed. The GTID
+   * read with it is recorded beside it.
+   */
   async create(): Promise<string> {
-    const start = await this.currentPosition();
-    await this.options.store.save({ start, confirmed: start, identity: await this.identity(), ackedAt: String(Date.now()), pendingSince: '' });
+    const flavor = await this.admin.pool.flavor();
+    const { begin, reads } = startPositionSql(flavor);
+    let results;
+    try {
+      results = await this.admin.pool.runInTransaction(begin, reads);
+    } catch (err) {
+      throw translateMysqlError(err, `${this.name}: read the binlog position of a consistent snapshot`);
+    }
+    const at = startPositionOf(
+      flavor,
+      results.map((rows) => rows.map((r) => r.map((v) => (v === null ? null : v.toString('utf8'))))),
+    );
+    if (!at) throw new AppError('SOURCE_SCHEMA', `source ${this.name}: the server reports no binlog position; is log_bin on?`);
+    const start = formatPosition(at);
+    await this.options.store.save({
+      start,
+      confirmed: start,
+      identity: await this.identity(),
+      gtid: at.gtid,
+      ackedAt: String(Date.now()),
+      pendingSince: '',
+    });
     return start;
   }
 
