@@ -193,6 +193,8 @@ export type ChangeStreamEvent =
   | { kind: 'idle'; position: string }
   /** The relations were emptied; no keys travel with it. */
   | { kind: 'truncate'; relations: string[] }
+  /** Changes of the relation went by that the stream could not turn into keys: it must be read again. */
+  | { kind: 'resnapshot'; relation: string; reason: string }
   /**
    * A watched relation's description as the stream states it before its first change in a session and after a
    * change of its columns: its identity and its columns in order, each with a text that differs when the column's

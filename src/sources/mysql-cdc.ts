@@ -1,10 +1,12 @@
-import ZongJi from '@vlasky/zongji';
+import type ZongJi from '@vlasky/zongji';
 import { AppError } from '../core/errors.js';
 import type { RelationKeys } from '../core/changes.js';
 import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamFacts, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { MysqlSource } from './mysql.js';
 import { connectionOptions } from './mysql-query.js';
 import { translateMysqlError } from './mysql-errors.js';
+import { binlogColumnsSql, existingTablesSql } from './mysql-shape.js';
+import { BinlogShapes, forgetTable, shapedZongJi } from './mysql-binlog-shapes.js';
 import {
   BINARY_LOGS_SQL,
   BINLOG_RETENTION_SQL,
@@ -22,11 +24,13 @@ import {
 import {
   BinlogTransaction,
   comparePositions,
+  ddlTargets,
   formatPosition,
   gtidRegressed,
   keyableKind,
   parsePosition,
   snapshotOrdering,
+  type BinlogColumn,
   type CapturedTable,
 } from './mysql-binlog.js';
 
@@ -131,8 +135,46 @@ export class MysqlBinlog implements ChangeSource {
     });
   }
 
-  async prepare(): Promise<void> {
+  /** The tables of the last `prepare`: `create` records their columns with the start position. */
+  private prepared: string[] = [];
+
+  async prepare(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>> = []): Promise<void> {
     // The binlog has every table's changes: nothing to set up.
+    this.prepared = tables.map((t) => `${t.schema}.${t.relname}`);
+  }
+
+  /**
+   * Which table is under each name: MySQL keeps no identity that survives an ALTER but not a re-creation, so the
+   * identity is pushsync's count of the times the binlog showed the name dropped, created or renamed
+   * (`incarnation:<schema.table>`, bumped by the reader). A table missing now is absent.
+   */
+  async relationIds(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<Map<string, string>> {
+    const state = await this.options.store.load();
+    const existing = new Set((await this.text(existingTablesSql(tables), 'find the captured tables')).map(([schema, table]) => `${schema}.${table}`));
+    const ids = new Map<string, string>();
+    for (const t of tables) {
+      const relation = `${t.schema}.${t.relname}`;
+      if (!existing.has(relation)) continue;
+      const n = Math.max(Number(state[`incarnation:${relation}`] ?? 1), this.incarnations.get(relation) ?? 1);
+      ids.set(relation, String(n));
+    }
+    return ids;
+  }
+
+  /** Incarnations bumped by a reader of this process, ahead of the store until its write lands. */
+  private readonly incarnations = new Map<string, number>();
+
+  private async columnsNow(relation: string): Promise<BinlogColumn[] | null> {
+    const dot = relation.indexOf('.');
+    const rows = await this.text(binlogColumnsSql(relation.slice(0, dot), relation.slice(dot + 1)), `read the columns of ${relation}`);
+    if (rows.length === 0) return null;
+    return rows.map(([name, dataType, columnType, charset, collation]) => ({
+      name: name!,
+      dataType: dataType!,
+      columnType: columnType!,
+      charset: charset ?? null,
+      collation: collation ?? null,
+    }));
   }
 
   private async identity(): Promise<string> {
@@ -237,7 +279,15 @@ export class MysqlBinlog implements ChangeSource {
     );
     if (!at) throw new AppError('SOURCE_SCHEMA', `source ${this.name}: the server reports no binlog position; is log_bin on?`);
     const start = formatPosition(at);
+    // The columns row events from the start on are decoded with (BinlogShapes); read after the position, so a DDL in
+    // between shows as a TABLE_MAP that does not fit them.
+    const columns: Record<string, string> = {};
+    for (const relation of this.prepared) {
+      const now = await this.columnsNow(relation);
+      if (now) columns[`columns:${relation}`] = JSON.stringify(now);
+    }
     await this.options.store.save({
+      ...columns,
       start,
       confirmed: start,
       identity: await this.identity(),
@@ -282,7 +332,27 @@ export class MysqlBinlog implements ChangeSource {
       captured.set(relation, { relation, key: await this.keyColumns(shape) });
       (schemas[shape.schema] ??= []).push(shape.relname);
     }
-    const reader = new BinlogReader(this.options, start, captured, onEvent);
+    const incarnation = (relation: string): string =>
+      String(Math.max(Number(state[`incarnation:${relation}`] ?? 1), this.incarnations.get(relation) ?? 1));
+    const shapes = new BinlogShapes((relation) => this.columnsNow(relation), {
+      shape: (relation, columns, position) =>
+        onEvent({
+          kind: 'relation',
+          relation,
+          id: incarnation(relation),
+          columns: columns.map((c) => ({ name: c.name, type: c.columnType })),
+          from: snapshotOrdering(position),
+        }),
+      undecodable: (relation) => onEvent({ kind: 'resnapshot', relation, reason: 'binlog rows written with columns no longer known' }),
+    });
+    const fresh = await shapes.init(captured.keys(), state, state.confirmed);
+    if (Object.keys(fresh).length > 0) await this.options.store.save(fresh);
+    const replaced = async (relation: string): Promise<void> => {
+      const n = Number(incarnation(relation)) + 1;
+      this.incarnations.set(relation, n);
+      await this.options.store.save({ [`incarnation:${relation}`]: String(n) });
+    };
+    const reader = new BinlogReader(this.options, start, captured, onEvent, { shapes, replaced });
     return reader.start(schemas, onError);
   }
 
@@ -336,17 +406,52 @@ class BinlogReader {
     start: { file: string; offset: number },
     private readonly captured: Map<string, CapturedTable>,
     private readonly onEvent: (e: ChangeStreamEvent) => void,
+    private readonly tables: { shapes: BinlogShapes; replaced: (relation: string) => Promise<void> },
   ) {
     this.file = start.file;
     this.offset = start.offset;
     // Date strings in UTC, exact big numbers: key values arrive as the text the table reader uses.
-    this.zongji = new ZongJi({
-      ...connectionOptions(options.url),
-      dateStrings: true,
-      supportBigNumbers: true,
-      bigNumberStrings: true,
-      timezone: 'Z',
-    });
+    this.zongji = shapedZongJi(
+      {
+        ...connectionOptions(options.url),
+        dateStrings: true,
+        supportBigNumbers: true,
+        bigNumberStrings: true,
+        timezone: 'Z',
+      },
+      async (event) => {
+        const relation = `${event.schemaName}.${event.tableName}`;
+        return this.captured.has(relation) ? this.tables.shapes.resolve(relation, event, this.position) : null;
+      },
+    );
+  }
+
+  /**
+   * A DDL statement on captured tables: the binlog connection waits while their columns are read again (and a
+   * table under a name dropped, created or renamed gets a new identity), so every later row event is decoded with
+   * them. Live, the columns read are the ones the statement made.
+   */
+  private ddl(statement: string, schema: string): void {
+    const { altered, replaced } = ddlTargets(statement, schema);
+    const touched = [...new Set([...altered, ...replaced])].filter((r) => this.captured.has(r));
+    if (touched.length === 0) return;
+    const position = this.position;
+    for (const relation of touched) {
+      const dot = relation.indexOf('.');
+      forgetTable(this.zongji, relation.slice(0, dot), relation.slice(dot + 1));
+    }
+    const connection = this.zongji.connection;
+    connection?.pause();
+    void (async () => {
+      for (const relation of touched) {
+        const recreated = replaced.includes(relation);
+        if (recreated) await this.tables.replaced(relation);
+        await this.tables.shapes.refresh(relation, position, recreated);
+      }
+    })().then(
+      () => connection?.resume(),
+      (err: unknown) => this.zongji.emit('error', err),
+    );
   }
 
   private get position(): string {
@@ -373,7 +478,12 @@ class BinlogReader {
   /** What the store keeps with an acknowledged position: when, and the oldest transaction handed over past it. */
   private acknowledged(position: string): Record<string, string> {
     while (this.handed.length > 0 && comparePositions(this.handed[0]!.end, position) <= 0) this.handed.shift();
-    return { confirmed: position, ackedAt: String(Date.now()), pendingSince: this.handed.length > 0 ? String(this.handed[0]!.at) : '' };
+    return {
+      ...this.tables.shapes.storedUpTo(position, comparePositions),
+      confirmed: position,
+      ackedAt: String(Date.now()),
+      pendingSince: this.handed.length > 0 ? String(this.handed[0]!.at) : '',
+    };
   }
 
   private handle(e: Event): void {
@@ -403,6 +513,7 @@ class BinlogReader {
           this.txn = null;
           const truncated = truncatedRelation(q, e.schema ?? '');
           if (truncated !== null && this.captured.has(truncated)) this.onEvent({ kind: 'truncate', relations: [truncated] });
+          this.ddl(q, e.schema ?? '');
           this.idle(false);
         }
         return;
@@ -417,7 +528,8 @@ class BinlogReader {
       case 'deleterows': {
         const table = e.tableMap?.[e.tableId!];
         const t = table ? this.captured.get(`${table.parentSchema}.${table.tableName}`) : undefined;
-        if (!t) return;
+        // Rows of a TABLE_MAP that fitted no known column list: the table is read again instead (BinlogShapes).
+        if (!t || !this.tables.shapes.decodable(e.tableId!)) return;
         (this.txn ??= new BinlogTransaction()).add(t, name, e.rows ?? []);
         return;
       }
