@@ -44,6 +44,13 @@ describe('binlog positions', () => {
     expect(changeOrdering('binlog.000010:501', 10) < later).toBe(true);
     expect(changeOrdering('binlog.000009:99999', 1) < start).toBe(true);
   });
+
+  it('an incremental snapshot started at the end of a transaction sorts after that transaction: its rows are newer', () => {
+    // Regression: snapshot rows read after ADD COLUMN … DEFAULT lost to an older change ending at the snapshot start.
+    const end = 'binlog.000010:501';
+    expect(changeOrdering(end, 9_999_999_999) < snapshotOrdering(end)).toBe(true);
+    expect(snapshotOrdering(end) < changeOrdering('binlog.000010:502', 1)).toBe(true);
+  });
 });
 
 describe('binlog key texts', () => {

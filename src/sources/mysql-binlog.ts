@@ -37,18 +37,24 @@ export function comparePositions(a: string, b: string): number {
   return x.offset === y.offset ? 0 : x.offset < y.offset ? -1 : 1;
 }
 
+/** A position as fixed-width text: `~`, the file number and the offset. */
+function positionOrdering(p: BinlogPosition): string {
+  return `~${fileNumber(p.file).toString().padStart(10, '0')}${String(p.offset).padStart(12, '0')}`;
+}
+
 /**
- * `_ordering` of the rows the snapshot read from `start`: `~`, the file number and the offset, fixed width. Every
- * change streamed from `start` ends past it, so its ordering (the same prefix and more) sorts after.
+ * `_ordering` of the rows a snapshot read from `start`: the position, then `:~`. It sorts after the changes of the
+ * transaction that ends at `start` (`:` and a number: an incremental snapshot starts at the end of the last
+ * transaction received, whose changes the snapshot's reads already hold) and before every change that ends past
+ * `start`, whose position sorts higher.
  */
 export function snapshotOrdering(start: string): string {
-  const p = parsePosition(start);
-  return `~${fileNumber(p.file).toString().padStart(10, '0')}${String(p.offset).padStart(12, '0')}`;
+  return `${positionOrdering(parsePosition(start))}:~`;
 }
 
 /** `_ordering` of the `index`th change (from 1) of the transaction that ends at `end`. */
 export function changeOrdering(end: string, index: number): string {
-  return `${snapshotOrdering(end)}:${String(index).padStart(10, '0')}`;
+  return `${positionOrdering(parsePosition(end))}:${String(index).padStart(10, '0')}`;
 }
 
 /** Key column kinds whose binlog values the reader turns into the key texts the table reader uses. */
