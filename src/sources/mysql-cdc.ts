@@ -431,10 +431,10 @@ class BinlogReader {
    * table under a name dropped, created or renamed gets a new identity), so every later row event is decoded with
    * them. Live, the columns read are the ones the statement made.
    */
-  private ddl(statement: string, schema: string): void {
+  private ddl(statement: string, schema: string): boolean {
     const { altered, replaced } = ddlTargets(statement, schema);
     const touched = [...new Set([...altered, ...replaced])].filter((r) => this.captured.has(r));
-    if (touched.length === 0) return;
+    if (touched.length === 0) return false;
     const position = this.position;
     for (const relation of touched) {
       const dot = relation.indexOf('.');
@@ -452,6 +452,7 @@ class BinlogReader {
       () => connection?.resume(),
       (err: unknown) => this.zongji.emit('error', err),
     );
+    return true;
   }
 
   private get position(): string {
@@ -513,8 +514,9 @@ class BinlogReader {
           this.txn = null;
           const truncated = truncatedRelation(q, e.schema ?? '');
           if (truncated !== null && this.captured.has(truncated)) this.onEvent({ kind: 'truncate', relations: [truncated] });
-          this.ddl(q, e.schema ?? '');
-          this.idle(false);
+          // No idle position past a DDL of a captured table until its columns are read again: an acknowledgement
+          // stores the columns in force with the position.
+          if (!this.ddl(q, e.schema ?? '')) this.idle(false);
         }
         return;
       }
