@@ -114,21 +114,46 @@ describe('the config of what leaves', () => {
     ]);
   });
 
-  it('refuses columns, masks, where and query on a MySQL table, naming each and what to do, and accepts a transform there', () => {
-    const mysqlTable = (fields: Record<string, unknown>): Record<string, unknown> => ({
+  it('reads columns, masks, where, onFilteredOut and query of a MySQL table as it reads them for Postgres, in watermark and cdc mode', () => {
+    const mysqlTable = (fields: Record<string, unknown>, mode: 'watermark' | 'cdc' = 'watermark'): Record<string, unknown> => ({
       destination: { apiKey: 'k' },
       masking: { key: '0123456789abcdef0123' },
-      sources: [{ name: 'shop', kind: 'mysql', url: 'mysql://u:p@db/shop', tables: [{ name: 'customers', watermark: 'updated_at', ...fields }] }],
+      sources: [
+        {
+          name: 'shop',
+          kind: 'mysql',
+          url: 'mysql://u:p@db/shop',
+          mode,
+          ...(mode === 'cdc' ? { cdc: { slot: 'pushsync_shop' } } : {}),
+          tables: [{ name: 'customers', ...(mode === 'watermark' ? { watermark: 'updated_at' } : {}), ...fields }],
+        },
+      ],
     });
-    const found = problems(mysqlTable({ columns: { exclude: ['ssn'] }, masks: { email: 'hash' }, where: "country = 'DE'", onFilteredOut: 'delete' }));
-    expect(found.map((p) => p.split(':')[0])).toEqual(['sources[0].tables[0].columns', 'sources[0].tables[0].masks', 'sources[0].tables[0].where']);
-    for (const p of found) expect(p).toContain('not supported for kind mysql yet');
-    expect(found[0]).toContain('a view of the columns and rows to send');
-    expect(problems(mysqlTable({ name: 'q', watermark: undefined, query: 'SELECT id, updated_at FROM customers', primaryKey: ['id'] }))).toContain(
-      'sources[0].tables[0].query: not supported for kind mysql yet (MySQL/MariaDB tables are sent with every column as read); point the table at a view of the columns and rows to send, or drop and mask values in a transform',
+    const rules = { columns: { exclude: ['ssn'] }, masks: { email: 'hash' }, where: "country = 'DE'", onFilteredOut: 'delete' };
+    for (const mode of ['watermark', 'cdc'] as const) {
+      const cfg = parseConfig(mysqlTable(rules, mode), {});
+      const spec = tableSpec(cfg.sources[0]!.tables[0]!);
+      expect(spec).toMatchObject({ columns: { exclude: ['ssn'] }, masks: { email: { kind: 'hash' } }, where: "country = 'DE'" });
+      expect(cfg.sources[0]!.tables[0]!.onFilteredOut).toBe('delete');
+    }
+    const query = parseConfig(mysqlTable({ name: 'q', query: 'SELECT id, updated_at FROM customers', primaryKey: ['id'] }), {});
+    expect(tableSpec(query.sources[0]!.tables[0]!).query).toBe('SELECT id, updated_at FROM customers');
+    expect(problems(mysqlTable({ query: 'SELECT id FROM customers; DELETE FROM customers', primaryKey: ['id'] }))).toEqual([
+      "sources[0].tables[0].query: must be one SELECT statement: found ';' at position 25; the query must be one statement",
+    ]);
+    expect(problems(mysqlTable({ query: 'SELECT id FROM customers', primaryKey: ['id'] }, 'cdc'))).toContain(
+      'sources[0].tables[0].query: a query table is read by its watermark; it cannot be in mode cdc',
     );
-    const cfg = parseConfig(mysqlTable({ transform: '/abs/transform.mjs', masks: {} }), {});
-    expect(cfg.sources[0]!.tables[0]!.transform).toBe('/abs/transform.mjs');
+    // What MySQL's lexer reads otherwise than the scanner is refused at load, for every configured SQL text.
+    expect(problems(mysqlTable({ where: "`region` = 'EU'", softDelete: { condition: 'gone = 1 # x' } }))).toEqual([
+      "sources[0].tables[0].softDelete.condition: must be one SQL condition: found '#' at position 10; MySQL reads '#' as a comment",
+      "sources[0].tables[0].where: must be one SQL condition: found '`' at position 1; quote identifiers with double quotes (pushsync's sessions use ANSI_QUOTES)",
+    ]);
+    expect(problems(mysqlTable({ name: 'q', query: 'SELECT $$x$$ AS id, updated_at FROM customers', primaryKey: ['id'] }))).toEqual([
+      "sources[0].tables[0].query: must be one SELECT statement: found '$' at position 8; MySQL reads '$' in names, where the condition scanner reads dollar quotes",
+    ]);
+    // The same text is fine for Postgres, whose lexer the scanner follows.
+    expect(() => parseConfig(withTable({ where: 'x = $$a$$' }), {})).not.toThrow();
   });
 
   it('resolves a transform path against the config file directory', () => {

@@ -7,7 +7,7 @@ import { AppError } from './core/errors.js';
 import { parseDuration } from './core/duration.js';
 import { defaultTarget, parseQualifiedName } from './core/identifiers.js';
 import { STREAM_LIMITS } from './core/batching.js';
-import { conditionProblem } from './core/sql-text.js';
+import { conditionProblem, mysqlLexerProblem } from './core/sql-text.js';
 import { MIN_TOKEN_LENGTH, isLoopback, webAccessProblems } from './core/web-access.js';
 import type { TableSpec } from './core/ports.js';
 import { maskingSchema, resolveTransformPaths, ruleProblems, tableRuleOptions } from './config-rules.js';
@@ -858,20 +858,23 @@ function redisModeProblems(input: unknown): string[] {
 }
 
 /**
- * The column rules a MySQL/MariaDB source does not apply yet: its reader reads every column and leaves
- * `TableShape.outgoing` unset, so such a table would be refused when first read; here it is refused at once, with
- * what to do instead. `transform` and `onFilteredOut` run in the pipeline and work on any source.
+ * Configured SQL of a MySQL/MariaDB table that MySQL's lexer would read otherwise than the condition scanner did
+ * (`mysqlLexerProblem`), refused at load as Postgres-side scan problems are; each problem once, after the scan's own.
  */
-function mysqlRuleProblems(tables: ReadonlyArray<Record<string, unknown>>, i: number): string[] {
+function mysqlSqlProblems(
+  tables: ReadonlyArray<{ where?: string | undefined; query?: string | undefined; softDelete?: object | undefined }>,
+  i: number,
+): string[] {
   const problems: string[] = [];
   tables.forEach((t, j) => {
-    for (const key of ['columns', 'masks', 'where', 'query'] as const) {
-      const v = t[key];
-      if (v === undefined || (key === 'masks' && Object.keys(v as object).length === 0)) continue;
-      problems.push(
-        `sources[${i}].tables[${j}].${key}: not supported for kind mysql yet (MySQL/MariaDB tables are sent with every column as read); ` +
-          'point the table at a view of the columns and rows to send, or drop and mask values in a transform',
-      );
+    const texts: Array<[string, string | undefined, string]> = [
+      ['softDelete.condition', (t.softDelete as { condition?: string } | undefined)?.condition, 'one SQL condition'],
+      ['where', t.where, 'one SQL condition'],
+      ['query', t.query, 'one SELECT statement'],
+    ];
+    for (const [key, text, what] of texts) {
+      const problem = text === undefined ? null : mysqlLexerProblem(text);
+      if (problem) problems.push(`sources[${i}].tables[${j}].${key}: must be ${what}: ${problem}`);
     }
   });
   return problems;
@@ -885,6 +888,7 @@ function crossChecks(cfg: RawConfig): string[] {
     names.add(s.name);
     const tables = new Set<string>();
     if (s.kind === 'debezium') problems.push(...debeziumProblems(s, i, cfg.web.host), ...debeziumRuleProblems(s.tables, i));
+    if (s.kind === 'mysql') problems.push(...mysqlSqlProblems(s.tables, i));
     if (s.kind === 'postgres') {
       s.tables.forEach((t, j) => {
         const mode = t.mode ?? s.mode;
@@ -896,7 +900,6 @@ function crossChecks(cfg: RawConfig): string[] {
         }
       });
     }
-    if (s.kind === 'mysql') problems.push(...mysqlRuleProblems(s.tables, i));
     s.tables.forEach((t, j) => {
       if (tables.has(t.name)) problems.push(`sources[${i}].tables[${j}].name: table ${t.name} is configured twice`);
       tables.add(t.name);

@@ -27,7 +27,7 @@ import {
   watchConnection,
   type RedisClient,
 } from './queue/redis.js';
-import { syncSchedules } from './queue/scheduler.js';
+import { syncSchedules, watchSchedules } from './queue/scheduler.js';
 import { isAppError } from './core/errors.js';
 import { OutgoingSource } from './core/outgoing.js';
 import { transformLoader } from './transforms.js';
@@ -443,6 +443,8 @@ export async function startRuntime(ctx: PipelineContext, options: StartOptions):
   }
   if (roles.has('scheduler')) {
     await syncSchedules(ctx.extractQueue, ctx.config, ctx.logger);
+    const unwatch = watchSchedules(ctx.extractQueue, ctx.config, ctx.logger, ctx.metrics);
+    cleanups.push(async () => unwatch());
   }
   // Workers start after the web server, so a taken port fails the start before any worker has taken a job.
   if (roles.has('extract')) workers.push(startExtractWorker(ctx));

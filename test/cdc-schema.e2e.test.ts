@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
+import { silverName, silverViewSql } from '../src/core/views.js';
+import { startDevSink, type DevSink } from '../src/destinations/dev-sink.js';
 import { parseConfig, type Config } from '../src/config.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -221,9 +226,10 @@ describe('schema changes while a CDC stream runs', () => {
     const old = await ids();
     await client.query(`DROP TABLE items`);
     await client.query(`CREATE TABLE items (id int PRIMARY KEY, w text)`);
-    // Every key of the old table again, and more: keys the old table had but the new lacks are not deleted downstream.
-    await client.query(`INSERT INTO items SELECT g, 'new' || g FROM generate_series(1, ${Math.max(...old) + 5}) g`);
+    // Keys 1 and 2 only the old table had: the new generation drops them downstream.
+    await client.query(`INSERT INTO items SELECT g, 'new' || g FROM generate_series(3, ${Math.max(...old) + 5}) g`);
     await converged();
+    expect(currentState(records()).has(1)).toBe(false);
     await client.query(`UPDATE items SET w = 'changed' WHERE id = 3`);
     await converged();
   });
@@ -234,12 +240,16 @@ describe('schema changes while a CDC stream runs', () => {
     await client.query(`UPDATE items SET w = 'old table' WHERE id BETWEEN 6 AND 10`);
     await client.query(`DROP TABLE items`);
     await client.query(`CREATE TABLE items (id int PRIMARY KEY, w text)`);
-    await client.query(`INSERT INTO items SELECT g, 'newer' || g FROM generate_series(1, 70) g`);
+    await client.query(`INSERT INTO items SELECT g, 'newer' || g FROM generate_series(4, 70) g`);
     await start();
     await converged();
     const state = currentState(records());
-    expect(state.get(1)!.w).toBe('newer1');
+    expect(state.has(1)).toBe(false);
+    expect(state.get(4)!.w).toBe('newer4');
     expect(state.get(8)!.w).toBe('newer8');
+    // The old table's deletes went out, if at all, as its own generation's.
+    const newest = Math.max(...records().map((r) => Number(r._generation ?? 0)));
+    expect(records().filter((r) => r._op === 'delete' && r._generation === newest)).toEqual([]);
   });
 });
 
@@ -339,5 +349,134 @@ describe('backfill --table of a CDC table under concurrent writes', () => {
       throw new Error(`${err.message}: ${diff.slice(0, 5).join('; ')}`, { cause: err });
     });
     expect(await runtime.ctx.pushQueue.getFailedCount()).toBe(0);
+  });
+});
+
+/**
+ * A CDC table dropped and created again while `pushsync start` streams it, twice: with changes of the old table just
+ * before the drop, and with the old table's deletes still in the slot while pushsync is stopped. The new table has
+ * keys the old one lacked, lacks keys it had, and older `updated_at` values. The silver view of `pushsync views`,
+ * run in DuckDB over what the dev sink stored, must equal the new table exactly.
+ */
+describe('a CDC table dropped and created again: silver over the dev sink is the new table (DuckDB)', () => {
+  const schema = uniqueName('cdcgen');
+  const slot = uniqueName('slot');
+  const prefix = uniqueName('ps');
+  const dir = mkdtempSync(join(tmpdir(), 'pushsync-cdcgen-'));
+  const target = 'bronze.app_t';
+  let client: pg.Client;
+  let sink: DevSink;
+  let config: Config;
+  let runtime: Runtime | undefined;
+
+  async function silver(): Promise<string[][]> {
+    for (const s of silverViewSql({ label: 't', target, primaryKey: ['id'] })
+      .split(';')
+      .map((x) => x.trim())
+      .filter(Boolean))
+      await sink.store.query(s);
+    const rows = await sink.store.query(`SELECT CAST(id AS VARCHAR) AS id, v FROM ${silverName(target)} ORDER BY CAST(id AS BIGINT)`);
+    return rows.map((r) => [String(r.id), String(r.v)]);
+  }
+  async function source(): Promise<string[][]> {
+    const { rows } = await client.query<{ id: string; v: string }>(`SELECT id::text, v FROM t ORDER BY t.id`);
+    return rows.map((r) => [r.id, r.v]);
+  }
+  async function silverEqualsSource(): Promise<void> {
+    let last: [string[][], string[][]] = [[], []];
+    await eventually(
+      async () => {
+        last = [await silver().catch((err: Error) => [[err.message]]), await source()];
+        return JSON.stringify(last[0]) === JSON.stringify(last[1]);
+      },
+      200,
+      40_000,
+    ).catch(() => undefined);
+    expect(last[0]).toEqual(last[1]);
+    const failed = [...(await runtime!.ctx.pushQueue.getFailed()), ...(await runtime!.ctx.extractQueue.getFailed())];
+    expect(failed.map((j) => `${j.name}: ${j.failedReason}`)).toEqual([]);
+  }
+  const generations = async (): Promise<Array<Record<string, unknown>>> =>
+    sink.store.query(`SELECT _generation::INT AS g, _op, count(*)::INT AS n FROM ${target} GROUP BY ALL ORDER BY g, _op`);
+  async function recreate(keys: [number, number]): Promise<void> {
+    await client.query(`DROP TABLE t`);
+    await client.query(`CREATE TABLE t (id int PRIMARY KEY, updated_at timestamptz NOT NULL, v text)`);
+    await client.query(
+      `INSERT INTO t SELECT g, timestamptz '2020-01-01 00:00:00+00' + g * interval '1 second', 'gen' || g FROM generate_series($1::int, $2::int) g`,
+      keys,
+    );
+  }
+  async function start(): Promise<void> {
+    runtime = await startRuntime(createPipeline(config, createLogger('silent')), { roles: ['scheduler', 'extract', 'push'] });
+  }
+
+  beforeAll(async () => {
+    client = new pg.Client({ connectionString: LOGICAL_PG_URL });
+    await client.connect();
+    await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
+    await client.query(`CREATE TABLE t (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), v text)`);
+    await client.query(`INSERT INTO t (id, v) SELECT g, 'old' || g FROM generate_series(1, 10) g`);
+    sink = await startDevSink({ port: 0, dbPath: join(dir, 'sink.duckdb'), apiKey: 'k' });
+    config = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { url: sink.url, apiKey: 'k', backoff: { base: '20ms', cap: '200ms' } },
+        extract: { leaseTtl: '2s' },
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: LOGICAL_PG_URL,
+            mode: 'cdc',
+            cdc: { slot, publication: slot, every: '200ms', maxRunTime: '4s', batchKeys: 50, flushInterval: '50ms' },
+            tables: [{ name: `${schema}.t`, batchRows: 4 }],
+          },
+        ],
+      },
+      {},
+    );
+    await start();
+    await silverEqualsSource();
+  }, 60_000);
+  afterAll(async () => {
+    await runtime?.stop();
+    await client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
+    await client.query(`DROP PUBLICATION IF EXISTS ${slot}`);
+    await client.query(`DROP SCHEMA ${schema} CASCADE`);
+    await client.end();
+    await sink.close();
+    rmSync(dir, { recursive: true, force: true });
+    await dropRedisPrefix(prefix);
+  });
+
+  it('while the stream runs, right after changes of the old table: keys 5..15 with older updated_at, and only those', async () => {
+    await client.query(`UPDATE t SET v = 'last', updated_at = clock_timestamp() WHERE id <= 3`);
+    await client.query(`DELETE FROM t WHERE id = 9`);
+    await recreate([5, 15]);
+    await silverEqualsSource();
+    expect((await silver()).map(([id]) => Number(id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 5));
+    const counts = await generations();
+    expect(counts.find((r) => r.g === 1 && r._op === 'table_recreated')).toMatchObject({ n: 1 });
+    // Key 9 exists in the new table: the old table's delete of it never went out as the new generation's.
+    expect(counts.filter((r) => r.g === 1 && r._op === 'delete')).toEqual([]);
+  });
+
+  it("dropped and created again while pushsync is stopped, with the old table's deletes still in the slot", async () => {
+    await runtime!.stop();
+    runtime = undefined;
+    await client.query(`DELETE FROM t WHERE id IN (6, 7, 8)`);
+    await client.query(`UPDATE t SET v = 'old table' WHERE id = 10`);
+    await recreate([7, 20]);
+    await start();
+    await silverEqualsSource();
+    expect((await silver()).map(([id]) => Number(id))).toEqual(Array.from({ length: 14 }, (_, i) => i + 7));
+    const counts = await generations();
+    expect(Math.max(...counts.map((r) => Number(r.g)))).toBe(2);
+    expect(counts.filter((r) => r.g === 2 && r._op === 'delete')).toEqual([]);
+    // A backfill re-reads the same relation: the generation stays and every key with it.
+    await backfillTable(runtime!.ctx, tableByName(config, `app.${schema}.t`));
+    await eventually(async () => (await generations()).some((r) => r.g === 2 && r._op === 'snapshot' && Number(r.n) >= 28), 200, 60_000);
+    await silverEqualsSource();
+    expect(Math.max(...(await generations()).map((r) => Number(r.g)))).toBe(2);
   });
 });

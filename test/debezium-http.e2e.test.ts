@@ -281,7 +281,16 @@ describe('POST /ingest/debezium', () => {
     ]);
     const [, , created, updated, deleted] = orders;
     // Metadata first, then the columns in the event's order, values exact.
-    expect(Object.keys(created!).slice(0, 7)).toEqual(['_op', '_event_id', '_ordering', '_extracted_at', '_source', '_table', '_unavailable']);
+    expect(Object.keys(created!).slice(0, 8)).toEqual([
+      '_op',
+      '_event_id',
+      '_ordering',
+      '_generation',
+      '_extracted_at',
+      '_source',
+      '_table',
+      '_unavailable',
+    ]);
     expect(created).toMatchObject({ _source: 'legacy', _table: 'public.orders', _unavailable: [], ...pgRecordValues(3) });
     expect(receiver.stored.get('bronze.legacy_orders')!.find((r) => r.includes('"_op":"insert"') && r.includes('"id":"3"'))).toContain(
       '"doc":{"n": 12345678901234567890, "x": [1.10]}',

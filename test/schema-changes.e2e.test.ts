@@ -116,6 +116,8 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
     await db.client.query(`UPDATE t_type SET n = id * 1000, s = 'text-' || id, amount = id / 7.0`);
     await create('t_mid', 300);
     await create('t_recreate', 50);
+    await create('t_regen', 10);
+    await create('t_query', 20);
     await create('t_freeze', 30);
     await create('t_allow', 30);
     sink = await startDevSink({ port: 0, dbPath: join(dir, 'sink.duckdb'), apiKey: 'k' });
@@ -137,6 +139,17 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
             table('t_type'),
             table('t_mid', { onAddedColumn: 'backfill', batchRows: 5 }),
             table('t_recreate', { reconcile: { every: '2s', maxWait: '1s' } }),
+            table('t_regen'),
+            // A custom SQL table reading every column of a table: its result changes with the table.
+            {
+              name: 'q_items',
+              query: `SELECT q.*, 'tagged' AS tag FROM ${db.schema}.t_query q`,
+              primaryKey: ['id'],
+              watermark: 'updated_at',
+              every: '1s',
+              batchRows: 20,
+              target: 'bronze.s_q_items',
+            },
             table('t_freeze', { schemaChanges: 'freeze' }),
             table('t_allow', { columns: { include: ['id', 'updated_at', 'v'] } }),
           ],
@@ -152,7 +165,7 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
     child.stdout.on('data', (d: Buffer) => (log += d.toString()));
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     done = collect(child);
-    for (const name of ['t_add', 't_fill', 't_drop', 't_rename', 't_type', 't_mid', 't_recreate', 't_freeze', 't_allow'])
+    for (const name of ['t_add', 't_fill', 't_drop', 't_rename', 't_type', 't_mid', 't_recreate', 't_regen', 't_freeze', 't_allow'])
       await silverEqualsSource(name, ['id', 'v'], 180_000);
   }, 300_000);
 
@@ -276,6 +289,91 @@ describe('schema changes while pushsync start runs (watermark mode)', { timeout:
     await db.client.query(`INSERT INTO t_recreate (id, v) SELECT g, 'new' || g FROM generate_series(1, 30) g`);
     await silverEqualsSource('t_recreate', ['id', 'v'], 120_000);
     await eventually(async () => (await announced('t_recreate')).some((a) => a.kind === 'table_recreated'), 200, 60_000);
+  });
+
+  it('DROP and CREATE again with older watermarks, no reconcile: silver is the new table exactly, under a new generation', async () => {
+    await db.client.query(`DROP TABLE t_regen`);
+    await db.client.query(`CREATE TABLE t_regen (id int PRIMARY KEY, updated_at timestamptz NOT NULL, v text)`);
+    // Keys 1..4 only the old table had; 5..10 in both, with watermarks older than every version of the old table.
+    await db.client.query(
+      `INSERT INTO t_regen SELECT g, timestamptz '2020-01-01 00:00:00+00' + g * interval '1 second', 'new' || g FROM generate_series(5, 15) g`,
+    );
+    await silverEqualsSource('t_regen', ['id', 'v'], 120_000);
+    const now = await silver('t_regen', ['id', 'updated_at']);
+    expect(now.map(([id]) => Number(id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 5));
+    expect(now.every(([, at]) => at!.startsWith('2020-01-01'))).toBe(true);
+    const generations = await sink.store.query(
+      `SELECT _generation::INT AS g, _op, count(*)::INT AS n FROM ${target('t_regen')} GROUP BY ALL ORDER BY g, _op`,
+    );
+    expect(generations.filter((r) => r.g === 1)).toEqual([
+      { g: 1, _op: 'table_recreated', n: 1 },
+      { g: 1, _op: 'upsert', n: expect.any(Number) as number },
+    ]);
+    expect(generations.filter((r) => r.g === 0).every((r) => r._op === 'upsert')).toBe(true);
+    await eventually(async () => (await announced('t_regen')).some((a) => a.kind === 'table_recreated'), 200, 60_000);
+    const [announcement] = await sink.store.query(
+      `SELECT _generation::INT AS g FROM ${ANNOUNCED} WHERE "table" = '${db.schema}.t_regen' AND kind = 'table_recreated'`,
+    );
+    expect(announcement).toEqual({ g: 1 });
+    // A backfill re-reads the same relation: its generation stays, and so does every key.
+    const backfill = await runPushsync(['--config', path, 'backfill', '--table', `app.${db.schema}.t_regen`]);
+    expect(backfill.stderr).toBe('');
+    await eventually(
+      async () => Number((await sink.store.query(`SELECT count(*) AS n FROM ${target('t_regen')} WHERE _generation = 1`))[0]!.n) >= 23,
+      200,
+      90_000,
+    );
+    await silverEqualsSource('t_regen', ['id', 'v']);
+    expect((await tableStatus('t_regen')).failedBatches).toBe(0);
+  });
+
+  it('a custom SQL table follows a column added to and dropped from its result: no job fails, nothing is left out', async () => {
+    const queried = async (): Promise<Value[][]> => {
+      const rows = await sink.store.query(`SELECT table_name FROM duckdb_tables() WHERE table_name = 's_q_items'`);
+      if (rows.length === 0) return [];
+      for (const s of silverViewSql({ label: 'q_items', target: 'bronze.s_q_items', primaryKey: ['id'] })
+        .split(';')
+        .map((x) => x.trim())
+        .filter(Boolean))
+        await sink.store.query(s);
+      const out = await sink.store.query(`SELECT CAST(id AS VARCHAR) AS id, v, extra, tag FROM silver.s_q_items ORDER BY CAST(id AS BIGINT)`);
+      return out.map((r) => [r.id, r.v, r.extra, r.tag] as Value[]);
+    };
+    const expected = async (): Promise<Value[][]> =>
+      (await db.client.query<{ id: string; v: Value; extra: Value }>(`SELECT id::text, v, extra FROM t_query ORDER BY t_query.id`)).rows.map((r) => [
+        r.id,
+        r.v,
+        r.extra,
+        'tagged',
+      ]);
+    const sameAsSource = async (): Promise<void> => {
+      let last: [Value[][], Value[][]] = [[], []];
+      await eventually(
+        async () => {
+          last = [await queried().catch(() => []), await expected()];
+          return JSON.stringify(last[0]) === JSON.stringify(last[1]);
+        },
+        250,
+        90_000,
+      ).catch(() => undefined);
+      expect(last[0]).toEqual(last[1]);
+    };
+    await db.client.query(`ALTER TABLE t_query ADD COLUMN extra text`);
+    await db.client.query(`UPDATE t_query SET extra = 'E' || id, updated_at = clock_timestamp()`);
+    await sameAsSource();
+    const announcements = async (): Promise<Array<Record<string, unknown>>> =>
+      sink.store.query(`SELECT kind, "column" FROM ${ANNOUNCED} WHERE "table" = 'q_items' ORDER BY detected_at`);
+    await eventually(async () => (await announcements()).length > 0, 200, 60_000).catch(() => undefined);
+    expect(await announcements()).toEqual([{ kind: 'column_added', column: 'extra' }]);
+    // A dropped column stops being sent; older versions keep it in bronze, the rows read after the drop lack it.
+    await db.client.query(`ALTER TABLE t_query DROP COLUMN v`);
+    await db.client.query(`UPDATE t_query SET extra = 'F' || id, updated_at = clock_timestamp() WHERE id <= 5`);
+    await eventually(async () => (await queried()).filter(([, , extra]) => extra?.startsWith('F')).length === 5, 250, 90_000);
+    const now = await queried();
+    expect(now.filter(([id]) => Number(id) <= 5).every(([, v]) => v === null)).toBe(true);
+    expect(now.find(([id]) => id === '6')).toEqual(['6', 'v6', 'E6', 'tagged']);
+    const s = (await status()).tables.find((t) => t.table === 'q_items')!;
+    expect(s.failedBatches).toBe(0);
   });
 
   it('freeze: a change pauses the table (status says so) until pushsync schema accept; then it flows on', async () => {

@@ -95,6 +95,7 @@ ${tables}
       _op: 'upsert',
       _event_id: expect.stringMatching(/^[0-9a-f]{32}$/),
       _ordering: '2024-03-01T10:00:00.000000Z',
+      _generation: 0,
       _extracted_at: expect.any(String),
       _source: 'app',
       _table: `${db.schema}.customers`,

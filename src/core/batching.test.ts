@@ -6,10 +6,12 @@ import {
   prepareRow,
   requestBody,
   requestBodyBytes,
+  requestBodyOf,
   type RequestConfig,
   type StreamLimits,
 } from './batching.js';
 import { AppError } from './errors.js';
+import { EncodedRecords } from './encoded-records.js';
 import { jsonDepth } from './json-scan.js';
 import { prng } from '../../test/helpers/prng.js';
 
@@ -164,6 +166,20 @@ describe('requestBodyBytes', () => {
   it('writes the same bytes as the body text encoded, for multi-byte text, no records and one record', () => {
     const cases = [[], ['{"a":1}'], ['{"a":"é€😀"}', '{"b":"\\u0000 x"}', '{}'], Array.from({ length: 1000 }, (_, i) => `{"n":${i},"t":"ü${i}"}`)];
     for (const records of cases) expect(requestBodyBytes(records, CONFIG).equals(Buffer.from(requestBody(records, CONFIG)))).toBe(true);
+  });
+});
+
+describe('requestBodyOf', () => {
+  it('writes the same bytes as requestBodyBytes for the same records encoded, none and one included', () => {
+    const cases = [[], ['{"a":1}'], ['{"a":"é€😀"}', '{"b":"\\u0000 x"}', '{}']];
+    for (const records of cases) {
+      const encoded = new EncodedRecords(4);
+      for (const r of records) encoded.commit(encoded.stage(r));
+      expect(requestBodyOf(encoded, 0, encoded.count, CONFIG).equals(requestBodyBytes(records, CONFIG))).toBe(true);
+      // Written in place, the body leaves the records as they were: a part of them (a split request) still reads right.
+      expect(requestBodyOf(encoded, 1, encoded.count, CONFIG).equals(requestBodyBytes(records.slice(1), CONFIG))).toBe(true);
+      expect(encoded.texts()).toEqual(records);
+    }
   });
 });
 

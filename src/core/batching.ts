@@ -1,5 +1,6 @@
 import { AppError } from './errors.js';
 import { jsonDepth, objectMembers } from './json-scan.js';
+import type { EncodedRecords } from './encoded-records.js';
 
 /** The Stream API's documented limits. Configurable downwards only (a test or a cautious deployment). */
 export interface StreamLimits {
@@ -34,13 +35,19 @@ export interface PreparedRow {
  * `mayNest` is false for tables without json/jsonb/composite/array columns, which skips the depth scan.
  */
 export function prepareRow(rowJson: string, limits: StreamLimits, mayNest: boolean): PreparedRow {
+  const json = preparedJson(rowJson, limits, mayNest);
+  return json === rowJson ? { json, stringified: [] } : stringifyDeepMembers(rowJson, limits.maxDepth - 1);
+}
+
+/**
+ * `prepareRow(…).json` without the object around it, for the per-row path that does not need the list of
+ * stringified columns.
+ */
+export function preparedJson(rowJson: string, limits: StreamLimits, mayNest: boolean): string {
   let json = rowJson;
-  let stringified: string[] = [];
   // record depth = 1 + depth of the row object's deepest value; the row object itself is the record.
   if (mayNest && !shallowerThanBrackets(rowJson, limits.maxDepth) && jsonDepth(rowJson) > limits.maxDepth) {
-    const result = stringifyDeepMembers(rowJson, limits.maxDepth - 1);
-    json = result.json;
-    stringified = result.stringified;
+    json = stringifyDeepMembers(rowJson, limits.maxDepth - 1).json;
   }
   // A field can only exceed the limit when the whole row does: the precise per-field check runs rarely.
   if (json.length > limits.maxFieldBytes / 3 && Buffer.byteLength(json) > limits.maxFieldBytes) {
@@ -53,7 +60,7 @@ export function prepareRow(rowJson: string, limits: StreamLimits, mayNest: boole
       }
     }
   }
-  return { json, stringified };
+  return json;
 }
 
 /**
@@ -164,6 +171,17 @@ export function requestBodyBytes(records: readonly string[], config: RequestConf
   at += body.write(tail, at);
   if (at !== size) throw new AppError('INTERNAL', `request body is ${at} bytes, expected ${size}`);
   return body;
+}
+
+/**
+ * `requestBodyBytes` of records `from` to `to` (exclusive) already encoded: for all of them, written around them in
+ * their own buffer (no copy); for a part (a request split in halves), copied once.
+ */
+export function requestBodyOf(records: EncodedRecords, from: number, to: number, config: RequestConfig): Buffer {
+  const head = '{"data":[';
+  const tail = `],"config":${JSON.stringify(config)}}`;
+  if (from === 0 && to === records.count) return records.body(head, tail);
+  return Buffer.concat([Buffer.from(head), records.bytes(from, to), Buffer.from(tail)]);
 }
 
 export function envelopeBytes(config: RequestConfig): number {

@@ -15,6 +15,8 @@ export interface ChangeEvent {
   /** Primary-key values as text, in primary-key order. */
   pk: string[];
   ordering: string;
+  /** The table generation of the relation it was streamed from, when the reader knows it (queue/generations.ts). */
+  generation?: number | undefined;
 }
 
 /** A tuple as the stream delivers it: column name → text value, null, or undefined (unchanged TOAST). */
@@ -27,6 +29,8 @@ export interface RelationKeys {
    * carries another identity belongs to a table of the same name that was dropped: it is never applied to this one.
    */
   id?: string | undefined;
+  /** The table generation of the relation `id` names; set together with `id`. */
+  generation?: number | undefined;
 }
 
 export class ChangeCollector {
@@ -82,16 +86,19 @@ export class ChangeCollector {
     return values as string[];
   }
 
-  private push(relation: string, op: ChangeOp, pk: string[]): void {
+  private push(relation: string, op: ChangeOp, pk: string[], keys: RelationKeys): void {
     if (this.commitLsn === null) throw new AppError('INTERNAL', 'change outside a transaction in the replication stream');
     this.position += 1;
-    this.events.push({ relation, op, pk, ordering: changeOrdering(this.commitLsn, this.position) });
+    const event: ChangeEvent = { relation, op, pk, ordering: changeOrdering(this.commitLsn, this.position) };
+    // Taken when the change arrives: a re-creation noticed later must not make it the new relation's change.
+    if (keys.generation !== undefined) event.generation = keys.generation;
+    this.events.push(event);
   }
 
   insert(relation: string, row: Tuple, id?: string): void {
     const keys = this.watched(relation, id);
     if (!keys) return;
-    this.push(relation, 'insert', this.key(relation, row, keys, 'an insert')!);
+    this.push(relation, 'insert', this.key(relation, row, keys, 'an insert')!, keys);
   }
 
   /** `oldKey` is the old key (or the whole old row with REPLICA IDENTITY FULL), sent when the key changed. */
@@ -102,18 +109,18 @@ export class ChangeCollector {
     const old = this.key(relation, oldKey, keys, 'an update');
     if (old && old.some((v, i) => v !== pk[i])) {
       // A primary-key change is the old key's end and the new key's start.
-      this.push(relation, 'delete', old);
-      this.push(relation, 'insert', pk);
+      this.push(relation, 'delete', old, keys);
+      this.push(relation, 'insert', pk, keys);
       return;
     }
-    this.push(relation, 'update', pk);
+    this.push(relation, 'update', pk, keys);
   }
 
   delete(relation: string, oldKey: Tuple | null, id?: string): void {
     const keys = this.watched(relation, id);
     if (!keys) return;
     // A delete is nothing but its key: with none at all the key check reports it, like a key with missing columns.
-    this.push(relation, 'delete', this.key(relation, oldKey ?? {}, keys, 'a delete')!);
+    this.push(relation, 'delete', this.key(relation, oldKey ?? {}, keys, 'a delete')!, keys);
   }
 
   /** Ends the transaction and hands over its events, in commit order. */

@@ -60,11 +60,27 @@ describe('deliverChanges', () => {
       _op: 'delete',
       _event_id: records[2]!._event_id,
       _ordering: changes[2]!.ordering,
+      _generation: 0,
       _extracted_at: '2024-05-01T00:00:00.000Z',
       _source: 'app',
       _table: 'public.t',
       id: 7,
     });
+  });
+
+  it('sends changes of a dropped table under its generation: its deletes only, never rows read from the new table', async () => {
+    const changes = [change('insert', 1, 1), change('delete', 2, 2), change('update', 3, 3)];
+    const { destination, params } = setup(changes);
+    await deliverChanges({ ...params, generation: 2, changesGeneration: 1 });
+    expect(parsed(destination.accepted).map((r) => [r._op, r.id, r._generation])).toEqual([['delete', 2, 1]]);
+    // The same changes streamed from the relation rows are read from go out whole, under its generation.
+    const current = setup(changes);
+    await deliverChanges({ ...current.params, generation: 2, changesGeneration: 2 });
+    expect(parsed(current.destination.accepted).map((r) => [r._op, r.id, r._generation])).toEqual([
+      ['insert', 1, 2],
+      ['delete', 2, 2],
+      ['update', 3, 2],
+    ]);
   });
 
   it('sends a delete of a key that was inserted again with the key columns only, and the insert with the row', async () => {

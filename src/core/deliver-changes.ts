@@ -26,6 +26,14 @@ export interface DeliverChangesParams {
   envelopeBytes: number;
   /** The table's transform and filter ledger; absent: every row is sent as read. */
   rules?: RowRules | undefined;
+  /** The generation of the relation rows are read from now. @defaultValue 0 */
+  generation?: number | undefined;
+  /**
+   * The generation of the relation the changes were streamed from, when known. Older than `generation`: the table
+   * was dropped and created again since, so the rows these inserts and updates name went with it (they are not read
+   * from the new table, which is snapshotted), and the deletes are sent as the old generation's.
+   */
+  changesGeneration?: number | undefined;
   now?: () => Date;
   /** After each accepted request: the index of the next change to send. Durable when it resolves. */
   onDelivered: (resumeAt: number, rows: number, latencyMs: number) => Promise<void>;
@@ -39,7 +47,10 @@ export interface DeliverChangesParams {
  * key columns only.
  */
 export async function deliverChanges(p: DeliverChangesParams): Promise<SendSummary> {
-  const pending = p.changes.slice(p.resumeAt);
+  const generation = p.changesGeneration ?? p.generation ?? 0;
+  // Changes of a dropped table: only their deletes are history of it; nothing may be read for them from the new one.
+  const stale = generation < (p.generation ?? 0);
+  const pending = p.changes.slice(p.resumeAt).filter((c) => !stale || c.op === 'delete');
   const keyOf = (pk: readonly string[]): string => JSON.stringify(pk);
   const wanted = [...new Map(pending.filter((c) => c.op !== 'delete').map((c) => [keyOf(c.pk), c.pk])).values()];
   const live = new Map<string, { json: string; deleted: boolean; matched?: boolean | undefined }>();
@@ -49,7 +60,7 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
   const deleteJson = new Map(deletes.map((c, i) => [c, deletedJson[i]!]));
 
   const extractedAt = (p.now ?? (() => new Date()))().toISOString();
-  const ctx = { source: p.source, table: p.table, extractedAt };
+  const ctx = { source: p.source, table: p.table, extractedAt, generation };
   const encoders = new Map<Operation, ReturnType<typeof recordEncoder>>();
   const encoder = (op: Operation): ReturnType<typeof recordEncoder> => {
     let e = encoders.get(op);
@@ -74,6 +85,7 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
   const candidates: Candidate[] = [];
   for (let i = p.resumeAt; i < p.changes.length; i++) {
     const change = p.changes[i]!;
+    if (stale && change.op !== 'delete') continue;
     if (change.op === 'delete') {
       candidates.push({ key: change.pk, ordering: change.ordering, json: deleteJson.get(change)!, op: 'delete', gone: true });
     } else {

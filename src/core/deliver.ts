@@ -1,5 +1,5 @@
 import { isAppError } from './errors.js';
-import { prepareRow, type StreamLimits } from './batching.js';
+import { preparedJson, type StreamLimits } from './batching.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { recordEncoder, type Operation } from './record.js';
 import { sortableWatermark } from './ordering.js';
@@ -25,6 +25,8 @@ export interface DeliverParams {
   op?: Operation | undefined;
   /** One `_ordering` for every row instead of the watermark's (a CDC table's snapshot). */
   ordering?: string | undefined;
+  /** The generation of the relation the rows are read from (`_generation`). @defaultValue 0 */
+  generation?: number | undefined;
   /** The table's transform and filter ledger; absent: every row is sent as read. */
   rules?: RowRules | undefined;
   now?: () => Date;
@@ -64,7 +66,7 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
   for (;;) {
     const chunk = await p.reader.readRange(p.range, after, p.readRows);
     if (chunk.length === 0) break;
-    const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString() };
+    const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString(), generation: p.generation };
     const encodeLive = recordEncoder(liveOp, ctx);
     const encodeDeleted = recordEncoder('delete', ctx);
     const ordering = (row: SourceRow): string | null => p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind);
@@ -81,22 +83,25 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
           { reader: p.reader, ...ctx },
         )
       : null;
+    const mayNest = p.reader.shape.mayNest;
     for (let i = 0; i < chunk.length; i++) {
       const row = chunk[i]!;
-      const item = shaped?.[i] ?? { kind: 'send' as const, json: row.json, op: row.deleted ? 'delete' : liveOp };
-      if (item.kind === 'skip') continue;
-      if (item.kind === 'fail') {
+      const item = shaped?.[i];
+      if (item?.kind === 'skip') continue;
+      if (item?.kind === 'fail') {
         sender.reject(item.error, row.position, item.json);
         continue;
       }
+      // Without shaping, the row as read (no object per row on this path).
+      const json = item ? item.json : row.json;
+      const op = item ? item.op : row.deleted ? 'delete' : liveOp;
       let record: string;
       try {
-        const prepared = prepareRow(item.json, p.limits, p.reader.shape.mayNest);
-        const encode = item.op === 'delete' ? encodeDeleted : item.op === liveOp ? encodeLive : recordEncoder(item.op, ctx);
-        record = encode(prepared.json, ordering(row));
+        const encode = op === 'delete' ? encodeDeleted : op === liveOp ? encodeLive : recordEncoder(op, ctx);
+        record = encode(preparedJson(json, p.limits, mayNest), ordering(row));
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        sender.reject(err, row.position, item.json);
+        sender.reject(err, row.position, json);
         continue;
       }
       await sender.add(record, row.position);

@@ -113,6 +113,36 @@ describe('extractTable', () => {
     expect(result).toEqual({ rows: 5, batches: 3, caughtUp: true });
   });
 
+  it('finds pages after a full one by their end alone when keys are not wanted, enqueueing the same ranges', async () => {
+    const withKeys = setup(fakeRows(1, 10));
+    await extractTable(withKeys.params);
+    const byEnd = setup(fakeRows(1, 10));
+    const ends: Cursor[] = [];
+    byEnd.reader.nextRangeEnd = async (cursor, limit, upperBound) => {
+      ends.push(cursor);
+      const next = await byEnd.reader.nextRange(cursor, limit, upperBound);
+      return next && { range: next.range, rows: next.rows };
+    };
+    const result = await extractTable({ ...byEnd.params, keys: false });
+    expect(result).toEqual({ rows: 10, batches: 4, caughtUp: true });
+    expect(byEnd.enqueued.map((e) => [e.range, e.rows])).toEqual(withKeys.enqueued.map((e) => [e.range, e.rows]));
+    // The first page of the run reads its keys, and so does the one after the partial page (which finds nothing).
+    expect(ends.map((c) => c.after?.pk[0])).toEqual(['3', '6', '9']);
+    expect(byEnd.enqueued[0]!.keys).toHaveLength(3);
+  });
+
+  it('reads every page with its keys when they are wanted', async () => {
+    const { params, reader, enqueued } = setup(fakeRows(1, 7));
+    let ends = 0;
+    reader.nextRangeEnd = async () => {
+      ends += 1;
+      return null;
+    };
+    await extractTable(params);
+    expect(ends).toBe(0);
+    expect(pks(enqueued.flatMap((e) => e.keys))).toEqual(['1', '2', '3', '4', '5', '6', '7']);
+  });
+
   it('is caught up with nothing to do on a table with no rows', async () => {
     const { params, enqueued } = setup([]);
     expect(await extractTable(params)).toEqual({ rows: 0, batches: 0, caughtUp: true });

@@ -1,6 +1,6 @@
 import { AppError } from './errors.js';
 import { cursorAfterRange, nextPhase, serializeCursor, type Cursor, type KeyRange } from './cursor.js';
-import type { TableReader } from './ports.js';
+import type { NextRange, RangeEnd, TableReader } from './ports.js';
 
 /** Stored cursor with an opaque version for compare-and-set. */
 export interface StoredCursor {
@@ -29,6 +29,11 @@ export interface ExtractParams {
    * only after the job that will deliver it is stored, so a crash anywhere re-sends, never skips.
    */
   enqueue: (range: KeyRange, rows: number, keys: string[][]) => Promise<void>;
+  /**
+   * False when `enqueue` does not use the keys: pages after a full one are then found by their last position alone
+   * (`nextRangeEnd`), and `keys` is empty. @defaultValue true
+   */
+  keys?: boolean | undefined;
   /** Resolves when the undelivered backlog is below its bound (backpressure). */
   waitForCapacity: () => Promise<void>;
   /** True when the run should stop early (shutdown, lost lock). */
@@ -85,18 +90,26 @@ export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
   const boundary = await p.reader.readBoundary(p.safetyLagMs);
   let rows = 0;
   let batches = 0;
+  // The first page of a run reads its keys: an idle run stays one statement. After a full page more are likely, and
+  // only the end of each is read.
+  let full = false;
+  const byEnd = p.keys === false && p.reader.nextRangeEnd !== undefined;
   for (;;) {
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
     await p.waitForCapacity();
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
-    const next = await p.reader.nextRange(stored.cursor, p.batchRows, boundary);
+    const next: NextRange | RangeEnd | null =
+      byEnd && full
+        ? await p.reader.nextRangeEnd!(stored.cursor, p.batchRows, boundary)
+        : await p.reader.nextRange(stored.cursor, p.batchRows, boundary);
+    full = next !== null && next.rows >= p.batchRows;
     if (!next) {
       const following = nextPhase(stored.cursor);
       if (!following) return { rows, batches, caughtUp: true };
       stored = await p.cursors.save(stored, following);
       continue;
     }
-    await p.enqueue(next.range, next.rows, next.keys);
+    await p.enqueue(next.range, next.rows, 'keys' in next ? (next as NextRange).keys : []);
     stored = await p.cursors.save(stored, cursorAfterRange(next.range));
     rows += next.rows;
     batches += 1;

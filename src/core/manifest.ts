@@ -55,9 +55,15 @@ const METADATA: Manifest['metadata'] = [
   { field: '_op', meaning: 'the operation: upsert, insert, update, snapshot or delete' },
   {
     field: '_event_id',
-    meaning: 'SHA-256 (32 hex digits) over source, table, operation, _ordering and the record as it leaves (after masks and transform)',
+    meaning:
+      'SHA-256 (32 hex digits) over source, table, operation, _ordering, _generation (from 1 on; generation 0 adds nothing, so ids of records sent before generations existed stay the same) and the record as it leaves (after masks and transform)',
   },
   { field: '_ordering', meaning: "the watermark value, rewritten to sort as text (CDC: the change's log position)" },
+  {
+    field: '_generation',
+    meaning:
+      'the table generation: 0, then one more each time the table was dropped and created again (a table_recreated record with no columns starts each); a backfill or reset keeps it',
+  },
   { field: '_extracted_at', meaning: 'when pushsync read the row' },
   { field: '_source', meaning: 'the source name from the config' },
   { field: '_table', meaning: 'the table name from the config' },

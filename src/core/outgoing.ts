@@ -3,7 +3,7 @@ import { KeySealer } from './key-seal.js';
 import { compileMask, maskMembers, type ValueMask } from './masks.js';
 import { objectMembers } from './json-scan.js';
 import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
-import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
+import type { KeyedRow, NextRange, RangeEnd, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
 
 /**
  * A source whose rows come out with every mask applied and whose keys go into Redis sealed when they are masked.
@@ -112,6 +112,17 @@ class MaskedReader implements TableReader {
     if (!next || !this.sealer) return next;
     const range: KeyRange = { phase: next.range.phase, lo: next.range.lo && this.seal(next.range.lo), hi: this.seal(next.range.hi) };
     return { range, rows: next.rows, keys: next.keys.map((k) => this.sealer!.sealKey(k)) };
+  }
+
+  async nextRangeEnd(cursor: Cursor, limit: number, upperBound?: string | null): Promise<RangeEnd | null> {
+    const after = { phase: cursor.phase, after: this.open(cursor.after) };
+    if (!this.inner.nextRangeEnd) {
+      const next = await this.nextRange(cursor, limit, upperBound);
+      return next && { range: next.range, rows: next.rows };
+    }
+    const end = await this.inner.nextRangeEnd(after, limit, upperBound);
+    if (!end || !this.sealer) return end && { range: end.range, rows: end.rows };
+    return { range: { phase: end.range.phase, lo: end.range.lo && this.seal(end.range.lo), hi: this.seal(end.range.hi) }, rows: end.rows };
   }
 
   readBoundary(safetyLagMs: number): Promise<string | null> {

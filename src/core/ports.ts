@@ -3,6 +3,7 @@ import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
 import type { WatermarkKind } from './ordering.js';
 import type { ColumnSelection, Mask, OutgoingColumn, ValueKind } from './rules.js';
 import type { RelationShape } from './table-shape.js';
+import type { EncodedRecords } from './encoded-records.js';
 
 /**
  * The interfaces adapters implement. Defined here, by the code that uses them, so that the domain and the
@@ -92,6 +93,9 @@ export interface NextRange {
   keys: string[][];
 }
 
+/** A range and how many rows it held when it was found. */
+export type RangeEnd = Omit<NextRange, 'keys'>;
+
 export interface RowEstimate {
   rows: number;
   /** True for a count, false for a statistics estimate. */
@@ -105,6 +109,12 @@ export interface TableReader {
    * Reads only key columns.
    */
   nextRange(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null>;
+  /**
+   * `nextRange` without the keys: the same range and row count, found by reading only the range's last position
+   * (one row leaves the database instead of `limit`). For extraction that does not remember keys. Optional: without
+   * it, callers use `nextRange`.
+   */
+  nextRangeEnd?(cursor: Cursor, limit: number, upperBound?: string | null): Promise<RangeEnd | null>;
   /**
    * An exclusive upper bound for watermarks that is safe to read up to now: no transaction still in progress can
    * commit a row below it. Null when the watermark's type admits no such bound (then every row is read).
@@ -172,6 +182,12 @@ export interface SendResult {
  */
 export interface Destination {
   send(target: string, records: readonly string[]): Promise<SendResult>;
+  /**
+   * `send` for records `from` to `to` (exclusive) of a batch already encoded as UTF-8. The batch's buffer is reused
+   * once the returned promise settles: copy what must outlive the call. Optional: senders fall back to `send` with
+   * the record texts.
+   */
+  sendEncoded?(target: string, records: EncodedRecords, from: number, to: number): Promise<SendResult>;
   close(): Promise<void>;
 }
 

@@ -14,6 +14,7 @@ describe('buildRecord', () => {
       _op: 'upsert',
       _event_id: eventId('app', 'public.orders', 'upsert', row, '2024-03-01T11:00:00.000000Z'),
       _ordering: '2024-03-01T11:00:00.000000Z',
+      _generation: 0,
       _extracted_at: '2024-03-01T12:00:00.000Z',
       _source: 'app',
       _table: 'public.orders',
@@ -71,6 +72,20 @@ describe('eventId', () => {
       .digest('hex')
       .slice(0, 32);
     expect(eventId('app', 't', 'upsert', row, 'o')).toBe(expected);
+  });
+
+  it('keeps every id of generation 0 as it was, and makes the same content of a re-created table a new version', () => {
+    const row = '{"id":1,"v":"a"}';
+    const legacy = createHash('sha256').update(`app\0t\0upsert\0o\0${row}`).digest('hex').slice(0, 32);
+    expect(eventId('app', 't', 'upsert', row, 'o', 0)).toBe(legacy);
+    expect(JSON.parse(buildRecord(row, 'upsert', 'o', { ...CTX, table: 't' }))._event_id).toBe(legacy);
+    const second = eventId('app', 't', 'upsert', row, 'o', 1);
+    expect(second).not.toBe(legacy);
+    expect(eventId('app', 't', 'upsert', row, 'o', 2)).not.toBe(second);
+    // Re-read under the same generation: the same id; the record carries its generation.
+    const again = JSON.parse(buildRecord(row, 'upsert', 'o', { ...CTX, table: 't', generation: 1, extractedAt: 'later' })) as Record<string, unknown>;
+    expect(again._event_id).toBe(second);
+    expect(again._generation).toBe(1);
   });
 
   it('is the same 32-hex-digit id for the same row version, whenever it is extracted', () => {

@@ -36,6 +36,7 @@ export interface ShapeContext {
   source: string;
   table: string;
   extractedAt: string;
+  generation?: number | undefined;
 }
 
 /** True when rows need this step at all: tables without a filter or transform keep the plain path. */
@@ -57,6 +58,7 @@ export async function shapeRows(candidates: readonly Candidate[], rules: RowRule
         op: cand.op,
         ordering: cand.ordering,
         extractedAt: c.extractedAt,
+        generation: c.generation,
         source: c.source,
         table: c.table,
         primaryKey: c.reader.shape.primaryKey,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { RecordSender } from './sender.js';
 import { AppError } from './errors.js';
-import { STREAM_LIMITS, type StreamLimits } from './batching.js';
+import { requestBodyOf, STREAM_LIMITS, type StreamLimits } from './batching.js';
+import type { EncodedRecords } from './encoded-records.js';
 import { FakeDestination, ids } from '../../test/helpers/fakes.js';
 
 const record = (id: number, pad = 0): string => `{"id":${id},"v":"${'x'.repeat(pad)}"}`;
@@ -191,5 +192,33 @@ describe('RecordSender', () => {
     );
     expect(err?.code).toBe('DEST_TIMEOUT');
     expect(delivered).toEqual([{ after: 2, rows: 2 }]);
+  });
+
+  it('hands a destination that takes encoded records the same requests, as UTF-8 bytes, split in halves alike', async () => {
+    const plain = new FakeDestination((records) => (records.length > 2 ? tooLarge() : undefined));
+    const encoded = new FakeDestination((records) => (records.length > 2 ? tooLarge() : undefined));
+    const counts: number[] = [];
+    const withBytes = Object.assign(encoded, {
+      sendEncoded: (target: string, batch: EncodedRecords, from: number, to: number) => {
+        counts.push(to - from);
+        const body = JSON.parse(requestBodyOf(batch, from, to, { table: target, mode: 'append', wait: false, tags: {} }).toString('utf8')) as {
+          data: unknown[];
+        };
+        return encoded.send(
+          target,
+          body.data.map((r) => JSON.stringify(r)),
+        );
+      },
+    });
+    const make = (id: number): string => JSON.stringify({ id, v: 'é€😀'.repeat(id) });
+    const a = sender(plain);
+    const b = sender(withBytes);
+    await sendAll(a.s, 1, 9, make);
+    await sendAll(b.s, 1, 9, make);
+    expect(await b.s.finish()).toEqual(await a.s.finish());
+    expect(encoded.requests).toEqual(plain.requests);
+    expect(encoded.accepted).toEqual(plain.accepted);
+    expect(b.delivered).toEqual(a.delivered);
+    expect(counts).toEqual(encoded.requests.map((r) => r.length));
   });
 });

@@ -1,5 +1,6 @@
 import { AppError, isAppError } from './errors.js';
-import { BatchPacker, type StreamLimits } from './batching.js';
+import type { StreamLimits } from './batching.js';
+import { EncodedRecords } from './encoded-records.js';
 import type { Destination } from './ports.js';
 
 export interface SenderOptions<P> {
@@ -35,7 +36,10 @@ interface Failure<P> {
  * and moves the resume point back before the first failure, so a retry from the dead-letter queue re-sends it.
  */
 export class RecordSender<P> {
-  private readonly packer: BatchPacker;
+  private readonly budget: number;
+  private batch = new EncodedRecords();
+  /** Bytes of the open batch as `BatchPacker` counts them: each record's UTF-8 length plus one comma. */
+  private bytes = 0;
   private positions: P[] = [];
   private delivered: P | null;
   private readonly failures: Array<Failure<P>> = [];
@@ -47,7 +51,7 @@ export class RecordSender<P> {
     /** The key of a row for failure reports; `record` is the row's outgoing text when there is one. */
     private readonly describeKey: (position: P, record?: string) => unknown,
   ) {
-    this.packer = new BatchPacker(o.limits, o.envelopeBytes);
+    this.budget = o.limits.maxBytes - o.envelopeBytes;
     this.delivered = o.start;
   }
 
@@ -56,39 +60,61 @@ export class RecordSender<P> {
     this.failures.push({ resumeAfter: this.delivered, error, keys: [this.describeKey(position, record)] });
   }
 
+  /**
+   * Adds a record to the open request, sending that request first when the record would take it past `maxRows` or
+   * the byte budget. The record is written as bytes at once (see EncodedRecords); its string can be dropped.
+   */
   async add(record: string, position: P): Promise<void> {
-    const size = BatchPacker.sizeOf(record);
-    if (!this.packer.fits(size)) {
+    let written = this.batch.stage(record);
+    const size = written + 1;
+    if (size > this.budget) {
       this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, record);
       return;
     }
-    const closed = this.packer.add(record, size);
-    if (closed) {
-      const positions = this.positions.slice(0, closed.length);
-      this.positions = this.positions.slice(closed.length);
-      await this.send(closed, positions);
+    let full: { batch: EncodedRecords; positions: P[] } | null = null;
+    if (this.batch.count >= this.o.limits.maxRows || this.bytes + size > this.budget) {
+      full = { batch: this.batch, positions: this.positions };
+      this.batch = new EncodedRecords();
+      this.positions = [];
+      this.bytes = 0;
+      written = this.batch.stage(record);
+    }
+    this.batch.commit(written);
+    this.bytes += size;
+    if (full) {
+      await this.send(full.batch, 0, full.batch.count, full.positions);
+      full.batch.release();
     }
     this.positions.push(position);
   }
 
-  private async send(records: string[], positions: P[]): Promise<void> {
+  /** Sends records `from` to `to` (exclusive) of `batch`, whose positions are `positions`. */
+  private async send(batch: EncodedRecords, from: number, to: number, positions: P[]): Promise<void> {
     const startAfter = this.delivered;
+    const count = to - from;
     try {
-      const result = await this.o.destination.send(this.o.target, records);
+      const { destination, target } = this.o;
+      const result = destination.sendEncoded
+        ? await destination.sendEncoded(target, batch, from, to)
+        : await destination.send(target, batch.texts(from, to));
       this.rows += result.rows;
       this.requests += 1;
       this.delivered = positions[positions.length - 1]!;
       if (this.failures.length === 0) await this.o.onDelivered(this.delivered, result.rows, result.latencyMs);
     } catch (err) {
       if (!isAppError(err)) throw err;
-      if (err.code === 'DEST_TOO_LARGE' && records.length > 1) {
-        const half = Math.ceil(records.length / 2);
-        await this.send(records.slice(0, half), positions.slice(0, half));
-        await this.send(records.slice(half), positions.slice(half));
+      if (err.code === 'DEST_TOO_LARGE' && count > 1) {
+        const half = Math.ceil(count / 2);
+        await this.send(batch, from, from + half, positions.slice(0, half));
+        await this.send(batch, from + half, to, positions.slice(half));
         return;
       }
       if (err.code === 'DEST_TOO_LARGE' || err.code === 'DEST_ROWS_REJECTED') {
-        this.failures.push({ resumeAfter: startAfter, error: err, keys: positions.slice(0, 20).map((p, i) => this.describeKey(p, records[i])) });
+        this.failures.push({
+          resumeAfter: startAfter,
+          error: err,
+          keys: positions.slice(0, 20).map((p, i) => this.describeKey(p, batch.text(from + i))),
+        });
         this.delivered = positions[positions.length - 1]!;
         return;
       }
@@ -97,7 +123,10 @@ export class RecordSender<P> {
   }
 
   async finish(): Promise<SendSummary> {
-    if (this.packer.size > 0) await this.send(this.packer.flush(), this.positions);
+    const batch = this.batch;
+    this.bytes = 0;
+    if (batch.count > 0) await this.send(batch, 0, batch.count, this.positions);
+    batch.release();
     this.positions = [];
     if (this.failures.length === 0) return { rows: this.rows, requests: this.requests };
     const first = this.failures[0]!;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { conditionProblem, scanSql, selectProblem } from './sql-text.js';
+import { conditionProblem, mysqlLexerProblem, scanSql, selectProblem } from './sql-text.js';
 
 describe('conditionProblem', () => {
   it.each([
@@ -84,5 +84,18 @@ describe('selectProblem', () => {
     expect(selectProblem('SELECT 1) x; DROP TABLE t; SELECT (1')).toMatch(/with no '\(' before it/);
     expect(selectProblem('SELECT 1 -- the rest')).toMatch(/comments are not allowed/);
     expect(selectProblem('SELECT $1')).toMatch(/parameters are not allowed/);
+  });
+});
+
+describe('mysqlLexerProblem', () => {
+  it("refuses '#', backticks, '$' and backslashes in conditions, where MySQL's lexer differs from the scanner's", () => {
+    expect(mysqlLexerProblem("status = 'gone'")).toBeNull();
+    expect(mysqlLexerProblem(`note = '# $5 \` it''s' AND "a""b" = 1`)).toBeNull();
+    expect(mysqlLexerProblem('x = 1 # )')).toContain("'#' at position 7");
+    expect(mysqlLexerProblem("x = 'a\\'")).toContain("'\\'");
+    // The scanner reads `x'` … `y'` as a string constant; MySQL reads two identifiers and the `)` between them.
+    expect(mysqlLexerProblem("`x'` = 1) OR (1 = 1 OR `y'` = 1")).toContain("found '`' at position 1");
+    // The scanner reads $$ … $$ as a dollar quote; MySQL reads two identifiers named $$.
+    expect(mysqlLexerProblem('$$ = 1) OR (1 = 1 OR $$ = 1')).toContain("found '$' at position 1");
   });
 });

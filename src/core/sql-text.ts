@@ -129,3 +129,27 @@ export function selectProblem(text: string): string | null {
   const problem = conditionProblem(text);
   return problem?.replace('a condition cannot end the statement', 'the query must be one statement') ?? null;
 }
+
+/**
+ * Why configured SQL (a soft-delete condition, a `where`, a `query`) cannot go to a MySQL or MariaDB server as
+ * written, beyond `conditionProblem`/`selectProblem`: the scanner reads SQL as Postgres does, and pushsync's MySQL
+ * sessions use ANSI_QUOTES and NO_BACKSLASH_ESCAPES so that MySQL reads `'…'` and `"…"` the same way. Outside those quotes MySQL's lexer still
+ * differs: `#` starts a comment, backticks quote identifiers, and a `$…$` the scanner takes for a dollar quote is an
+ * identifier to MySQL; any of them could make the server see a different statement than the one checked. Backslashes
+ * are refused anywhere.
+ */
+export function mysqlLexerProblem(text: string): string | null {
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\\') return `found '\\' at position ${i + 1}; pushsync refuses backslashes in configured SQL`;
+    if (quote !== null) {
+      // A doubled quote stays inside; the scanner reads it the same way.
+      if (c === quote) quote = null;
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === '#') return `found '#' at position ${i + 1}; MySQL reads '#' as a comment`;
+    else if (c === '`') return `found '\`' at position ${i + 1}; quote identifiers with double quotes (pushsync's sessions use ANSI_QUOTES)`;
+    else if (c === '$') return `found '$' at position ${i + 1}; MySQL reads '$' in names, where the condition scanner reads dollar quotes`;
+  }
+  return null;
+}

@@ -40,6 +40,7 @@ describe('applyTransform', () => {
     expect(seen).toEqual({
       _op: 'upsert',
       _ordering: 'p00000000000000000001',
+      _generation: 0,
       _extracted_at: '2024-01-01T00:00:00.000Z',
       _source: 'app',
       _table: 'public.t',

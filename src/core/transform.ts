@@ -15,6 +15,8 @@ export interface OutgoingRecord {
   readonly _op: Operation;
   /** See the README's record format; null for rows without a watermark. */
   readonly _ordering: string | null;
+  /** The table generation: one more each time the table was dropped and created again (README, Schema changes). */
+  readonly _generation: number;
   readonly _extracted_at: string;
   readonly _source: string;
   readonly _table: string;
@@ -34,6 +36,8 @@ export type TransformLoader = (path: string) => Promise<Transform>;
 export interface TransformContext {
   op: Operation;
   ordering: string | null;
+  /** @defaultValue 0 */
+  generation?: number | undefined;
   extractedAt: string;
   source: string;
   table: string;
@@ -61,7 +65,7 @@ function same(a: unknown, b: unknown): boolean {
  */
 export function applyTransform(fn: Transform, rowJson: string, c: TransformContext): string | null {
   const row = JSON.parse(rowJson) as Record<string, unknown>;
-  const meta = { _op: c.op, _ordering: c.ordering, _extracted_at: c.extractedAt, _source: c.source, _table: c.table };
+  const meta = { _op: c.op, _ordering: c.ordering, _generation: c.generation ?? 0, _extracted_at: c.extractedAt, _source: c.source, _table: c.table };
   const keys = c.primaryKey.map((k) => row[k]);
   let out: unknown;
   try {

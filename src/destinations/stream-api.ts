@@ -3,9 +3,10 @@ import { promisify } from 'node:util';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import { AppError } from '../core/errors.js';
 import { parseRetryAfter } from '../core/backoff.js';
-import { requestBodyBytes, type RequestConfig } from '../core/batching.js';
+import { requestBodyBytes, requestBodyOf, type RequestConfig } from '../core/batching.js';
 import { capEntries, createRedactor, truncateText, type Redactor } from '../core/redact.js';
 import type { Destination, SendResult } from '../core/ports.js';
+import type { EncodedRecords } from '../core/encoded-records.js';
 
 const gzipAsync = promisify(gzip);
 
@@ -76,8 +77,18 @@ export class StreamApiClient implements Destination {
   }
 
   async send(target: string, records: readonly string[]): Promise<SendResult> {
-    const config: RequestConfig = { table: target, mode: 'append', wait: this.options.wait, tags: { source: 'pushsync', ...this.options.tags } };
-    const bytes = requestBodyBytes(records, config);
+    return this.post(target, requestBodyBytes(records, this.requestConfig(target)), records.length);
+  }
+
+  async sendEncoded(target: string, records: EncodedRecords, from: number, to: number): Promise<SendResult> {
+    return this.post(target, requestBodyOf(records, from, to, this.requestConfig(target)), to - from);
+  }
+
+  private requestConfig(target: string): RequestConfig {
+    return { table: target, mode: 'append', wait: this.options.wait, tags: { source: 'pushsync', ...this.options.tags } };
+  }
+
+  private async post(target: string, bytes: Buffer, count: number): Promise<SendResult> {
     const headers: Record<string, string> = { authorization: this.auth, 'content-type': 'application/json' };
     let body = bytes;
     if (this.options.compression === 'gzip') {
@@ -105,7 +116,7 @@ export class StreamApiClient implements Destination {
       throw translateNetworkError(err, target, this.redactor);
     }
     const latencyMs = performance.now() - started;
-    return interpret({ status, text: responseText, retryAfter }, { sent: records.length, target, latencyMs }, this.redactor);
+    return interpret({ status, text: responseText, retryAfter }, { sent: count, target, latencyMs }, this.redactor);
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import type { ChangeSource, ChangeStreamEvent, TableReader } from '../core/ports
 import { diffShapes, type RelationShape } from '../core/table-shape.js';
 import type { PipelineContext } from './context.js';
 import { requestSnapshot } from './cdc-snapshots.js';
+import { startGeneration, tableGeneration } from './generations.js';
 
 /**
  * What a CDC reader knows of each watched relation's identity and columns, kept in the source's CDC state hash so
@@ -56,14 +57,21 @@ export class RelationTracker {
       if (id === undefined || id === r.id) continue;
       const field = `relid:${r.table.name}`;
       const recorded = r.id ?? (await this.ctx.redis.hget(this.stateKey, field)) ?? undefined;
+      const renewed = recorded !== undefined && recorded !== id;
+      const ordering = position === null ? null : this.snapshotOrdering(position);
+      const generation = renewed
+        ? await startGeneration(this.ctx, r.table, id, recorded, ordering)
+        : await tableGeneration(this.ctx, r.table, id, recorded);
+      // Together, with no wait between: the collector tags each change with the generation of the identity it let in.
       r.id = id;
-      if (recorded !== undefined && recorded !== id) {
+      r.generation = generation;
+      if (renewed) {
         recreated.push(r.table);
         await this.cdc.prepare([r.reader.shape]);
         // Before the new identity is recorded: a crash in between finds the table re-created again, and asks again.
         await requestSnapshot(this.ctx, this.stateKey, r.table, 'table re-created');
         await this.ctx.redis.hdel(this.stateKey, `relshape:${r.table.name}`);
-        await this.announce(r.table, position === null ? null : this.snapshotOrdering(position), true);
+        await this.announce(r.table, ordering, true);
         this.log.warn(
           { table: r.table.name, from: recorded, to: id },
           `${r.table.source}.${r.table.name} was dropped and created again: changes of the dropped table are not applied to it; snapshotting it again while the stream flows`,

@@ -220,6 +220,7 @@ async function snapshotTable(
       reader: w.reader,
       cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR),
       batchRows: w.table.batchRows,
+      keys: false,
       where: `${source}.${name}`,
       safetyLagMs: 0,
       enqueue,
@@ -399,6 +400,12 @@ async function enqueueChanges(
     const { table, reader } = relations.get(relation)!;
     // Keys of a table whose key is masked enter Redis sealed (core/key-seal.ts), like every position of it.
     const stored = reader.storedKey ? list.map((e) => ({ ...e, pk: reader.storedKey!(e.pk) })) : list;
-    await enqueueChangeJobs(ctx, table, stored, batchKeys);
+    // A job holds changes of one generation: a run of changes from before a re-creation, then those after.
+    for (let i = 0; i < stored.length;) {
+      let end = i + 1;
+      while (end < stored.length && stored[end]!.generation === stored[i]!.generation) end++;
+      await enqueueChangeJobs(ctx, table, stored.slice(i, end), batchKeys, stored[i]!.generation);
+      i = end;
+    }
   }
 }

@@ -9,11 +9,17 @@ import { enqueuePushJob } from './push-jobs.js';
  * Enqueues key-level changes of one table as push jobs of at most `batchKeys` changes, each with an id derived from
  * its content, so enqueueing the same changes again after a crash finds the job already there.
  */
-export async function enqueueChangeJobs(ctx: PipelineContext, table: TableConfig, changes: readonly KeyChange[], batchKeys: number): Promise<void> {
+export async function enqueueChangeJobs(
+  ctx: PipelineContext,
+  table: TableConfig,
+  changes: readonly KeyChange[],
+  batchKeys: number,
+  generation?: number,
+): Promise<void> {
   for (let i = 0; i < changes.length; i += batchKeys) {
     const chunk = changes.slice(i, i + batchKeys);
     const jobId = `c-${createHash('sha256')
-      .update(JSON.stringify([table.source, table.name, chunk]))
+      .update(JSON.stringify(generation === undefined ? [table.source, table.name, chunk] : [table.source, table.name, chunk, generation]))
       .digest('hex')
       .slice(0, 32)}`;
     const data: PushJob = {
@@ -24,6 +30,7 @@ export async function enqueueChangeJobs(ctx: PipelineContext, table: TableConfig
       changes: chunk.map((c) => ({ op: c.op, pk: c.pk, ordering: c.ordering })),
       rows: chunk.length,
       cutAt: new Date().toISOString(),
+      ...(generation === undefined ? {} : { generation }),
     };
     await enqueuePushJob(ctx, jobId, data);
   }

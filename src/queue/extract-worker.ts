@@ -95,6 +95,7 @@ async function runTable(
       reader,
       cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, tableName), `${sourceName}.${tableName}`),
       batchRows: table.batchRows,
+      keys: known !== undefined,
       where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,

@@ -65,6 +65,11 @@ export const rangePushSchema = z.object({
 export const changesPushSchema = z.object({
   ...pushBase,
   changes: z.array(z.object({ op: z.enum(['insert', 'update', 'delete']), pk: z.array(z.string()).min(1), ordering: z.string() })).min(1),
+  /**
+   * The table generation of the relation the changes were streamed from (queue/generations.ts); absent in jobs
+   * written before generations existed (then the generation rows are read from).
+   */
+  generation: z.number().int().min(0).optional(),
   /** Index of the first change not yet delivered, after a partially delivered attempt. */
   resumeAt: z.number().int().min(0).optional(),
 });
@@ -90,6 +95,8 @@ export const bufferPushSchema = z.object({
  */
 export const announcePushSchema = z.object({
   ...pushBase,
+  /** The table's generation the changes apply to (a re-creation: the new one), its records' `_generation`. */
+  generation: z.number().int().min(0).optional(),
   announce: z
     .array(
       z.object({
@@ -109,12 +116,23 @@ export const announcePushSchema = z.object({
     .min(1),
 });
 
-export const pushJobSchema = z.union([rangePushSchema, changesPushSchema, bufferPushSchema, announcePushSchema]);
+/**
+ * The start of a table generation (the table was dropped and created again): one `table_recreated` record to the
+ * table's target, with no columns of the table, so silver drops the older generations' keys even before (or
+ * without) any row of the new one.
+ */
+export const boundaryPushSchema = z.object({
+  ...pushBase,
+  boundary: z.object({ generation: z.number().int().min(1), ordering: z.string().nullable() }),
+});
+
+export const pushJobSchema = z.union([rangePushSchema, changesPushSchema, bufferPushSchema, announcePushSchema, boundaryPushSchema]);
 export type RangePushJob = z.infer<typeof rangePushSchema>;
 export type ChangesPushJob = z.infer<typeof changesPushSchema>;
 export type BufferPushJob = z.infer<typeof bufferPushSchema>;
 export type AnnouncePushJob = z.infer<typeof announcePushSchema>;
-export type PushJob = RangePushJob | ChangesPushJob | BufferPushJob | AnnouncePushJob;
+export type BoundaryPushJob = z.infer<typeof boundaryPushSchema>;
+export type PushJob = RangePushJob | ChangesPushJob | BufferPushJob | AnnouncePushJob | BoundaryPushJob;
 
 /**
  * Job leases: a job whose worker died is handed to another worker within about LOCK_DURATION + STALLED_INTERVAL.
@@ -150,6 +168,7 @@ export function describePushJob(d: PushJob): string {
   if ('changes' in d) return `${d.changes.length} change(s), ${d.changes[0]!.ordering} … ${d.changes[d.changes.length - 1]!.ordering}`;
   if ('buffer' in d) return `${d.rows} buffered event(s), ${d.buffer.from} … ${d.buffer.to}`;
   if ('announce' in d) return `${d.announce.length} schema change announcement(s) for ${d.target}`;
+  if ('boundary' in d) return `generation ${d.boundary.generation} starts (the table was created again)`;
   return `${d.range.phase} (${d.range.lo ? JSON.stringify(d.range.lo) : 'start'}, ${JSON.stringify(d.range.hi)}]`;
 }
 

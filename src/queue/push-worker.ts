@@ -15,8 +15,9 @@ import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { classify, failJob } from './job-errors.js';
 import { tableRules } from './table-rules.js';
 import { pushBuffered } from './ingest-push.js';
-import { watchShape } from './schema-watch.js';
-import { pushAnnouncement } from './schema-push.js';
+import { FROZEN_FIELD, watchShape } from './schema-watch.js';
+import { pushAnnouncement, pushBoundary } from './schema-push.js';
+import { tableGeneration } from './generations.js';
 import type { TableReader } from '../core/ports.js';
 
 /** How long a push job of a table frozen by a schema change waits before it looks again. */
@@ -61,6 +62,16 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
       return result;
     }
+    if ('boundary' in data) {
+      // Held by a schema freeze like every other job of the table: the old generation stays current until accepted.
+      if ((await ctx.redis.hget(ctx.keys.paused(data.source, data.table), FROZEN_FIELD)) !== null && token !== undefined) {
+        await job.moveToDelayed(Date.now() + FROZEN_RECHECK_MS, token);
+        throw new DelayedError();
+      }
+      const result = await pushBoundary(ctx, findTable(ctx.config, data.source, data.table), data);
+      await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
+      return result;
+    }
     if ('buffer' in data) {
       const result = await pushBuffered(ctx, job, data, { limits, envelopeBytes: envelope, counted });
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
@@ -74,8 +85,11 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
       await job.moveToDelayed(Date.now() + FROZEN_RECHECK_MS, token);
       throw new DelayedError();
     }
+    // After the shape check, which starts the generation of a table found created again.
+    const generation = await tableGeneration(ctx, table, reader.shape.relation?.identity);
     const common = {
       reader,
+      generation,
       rules: await tableRules(ctx, table),
       destination: ctx.destination,
       source: data.source,
@@ -92,6 +106,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
         ? await deliverChanges({
             ...common,
             changes: data.changes,
+            changesGeneration: data.generation,
             resumeAt: data.resumeAt ?? 0,
             onDelivered: async (resumeAt: number, rows: number, latencyMs: number) => {
               await job.updateData({ ...data, resumeAt });

@@ -273,6 +273,14 @@ export class Keys {
     return `${this.prefix}:generation:${source}:${table}`;
   }
 
+  /**
+   * Hash of the table's generations: relation identity (oid) → generation, and `#` → the latest. A relation dropped
+   * and created again under the table's name starts the next generation (queue/generations.ts).
+   */
+  generations(source: string, table: string): string {
+    return `${this.prefix}:generations:${source}:${table}`;
+  }
+
   /** Set of every primary key extraction handed to a push job, for reconciliation of hard deletes. */
   knownKeys(source: string, table: string): string {
     return `${this.prefix}:keys:${source}:${table}`;

@@ -1,8 +1,9 @@
 import type { Queue } from 'bullmq';
 import type { Config } from '../config.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { extractJobOptions } from './jobs.js';
-import { planRuns } from './job-plan.js';
+import { planRuns, type PlannedRun } from './job-plan.js';
 
 /**
  * Registers one BullMQ job scheduler per planned run (interval or cron) and removes schedulers of runs no longer
@@ -11,14 +12,7 @@ import { planRuns } from './job-plan.js';
  */
 export async function syncSchedules(queue: Queue, config: Config, logger: Logger): Promise<void> {
   const runs = planRuns(config, 'schedule', { reconcile: true });
-  const { attempts, backoff, removeOnComplete, removeOnFail } = extractJobOptions(config.extract.attempts);
-  for (const run of runs) {
-    await queue.upsertJobScheduler(run.id, run.repeat, {
-      name: run.name,
-      data: run.data,
-      opts: { attempts, backoff, removeOnComplete, removeOnFail },
-    });
-  }
+  for (const run of runs) await upsert(queue, config, run);
   const wanted = new Set(runs.map((r) => r.id));
   for (const s of await queue.getJobSchedulers(0, -1)) {
     if (!wanted.has(s.key)) {
@@ -26,4 +20,80 @@ export async function syncSchedules(queue: Queue, config: Config, logger: Logger
       logger.info({ scheduler: s.key }, 'removed the schedule of a table no longer configured');
     }
   }
+}
+
+async function upsert(queue: Queue, config: Config, run: PlannedRun): Promise<void> {
+  const { attempts, backoff, removeOnComplete, removeOnFail } = extractJobOptions(config.extract.attempts);
+  await queue.upsertJobScheduler(run.id, run.repeat, {
+    name: run.name,
+    data: run.data,
+    opts: { attempts, backoff, removeOnComplete, removeOnFail },
+  });
+}
+
+/** A scheduled run this long past due whose job is gone means the schedule's chain broke. */
+export const OVERDUE_MS = 10_000;
+
+/** Job states in which a schedule's next run is still on its way. */
+const ON_ITS_WAY = new Set(['delayed', 'waiting', 'prioritized', 'active', 'waiting-children']);
+
+/**
+ * Finds schedules that will never run again and registers them anew. BullMQ adds a schedule's next job from the
+ * worker that starts the current one, in a step of its own: a worker killed at the wrong moment, or a Redis restart
+ * then, can leave a schedule whose next run is due but whose job does not exist, and the table would silently stop
+ * syncing. A schedule is repaired when its next run is over `OVERDUE_MS` past due and no job for it is waiting,
+ * delayed or running, or when the schedule itself is missing. Returns the ids repaired.
+ */
+export async function repairSchedules(
+  queue: Queue,
+  config: Config,
+  logger: Logger,
+  metrics?: Metrics,
+  now: () => number = Date.now,
+): Promise<string[]> {
+  const repaired: string[] = [];
+  for (const run of planRuns(config, 'schedule', { reconcile: true })) {
+    const broken = await brokenSince(queue, run.id, now);
+    if (broken === null) continue;
+    await upsert(queue, config, run);
+    repaired.push(run.id);
+    const { source, table } = run.data;
+    metrics?.errors.inc({ source, table: table || '*', code: 'SCHEDULE_REPAIRED' });
+    logger.warn(
+      { scheduler: run.id, dueAt: broken === 0 ? null : new Date(broken).toISOString() },
+      broken === 0
+        ? `the schedule of ${run.name} was missing from Redis: registered it again`
+        : `the schedule of ${run.name} stopped: its run due ${new Date(broken).toISOString()} has no job; registered it again`,
+    );
+  }
+  return repaired;
+}
+
+/** When the schedule's next run was due if that run will never happen (0: the schedule is missing), else null. */
+async function brokenSince(queue: Queue, id: string, now: () => number): Promise<number | null> {
+  const s = await queue.getJobScheduler(id);
+  if (!s) return 0;
+  const next = s.next;
+  if (next === undefined || next > now() - OVERDUE_MS) return null;
+  const state = await queue.getJobState(`repeat:${id}:${next}`);
+  if (ON_ITS_WAY.has(state)) return null;
+  // The chain may have moved on between the two reads: only a schedule still pointing at the same run is broken.
+  const again = await queue.getJobScheduler(id);
+  return again?.next === next ? next : null;
+}
+
+/** Runs `repairSchedules` every `intervalMs` until stopped; a failed pass (Redis away) is retried at the next tick. */
+export function watchSchedules(queue: Queue, config: Config, logger: Logger, metrics: Metrics, intervalMs = 15_000): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    repairSchedules(queue, config, logger, metrics)
+      .catch((err: unknown) => logger.debug({ err: (err as Error).message }, 'schedule check failed; retried at the next tick'))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -18,6 +18,7 @@ import { RedisCursorStore } from './cursor-store.js';
 import { extractJobOptions, type AnnouncePushJob } from './jobs.js';
 import { enqueuePushJob } from './push-jobs.js';
 import { backfillTable } from './table-admin.js';
+import { startGeneration, tableGeneration } from './generations.js';
 
 /** Announcements `pushsync status` keeps per table. */
 const KEPT_ANNOUNCEMENTS = 20;
@@ -69,9 +70,14 @@ export async function watchShape(
     // Read before a re-read moves the cursor back to the start.
     // A CDC table's records are read when sent: every record sent after the change has the new shape.
     const from = changes.length === 0 ? null : (streamFrom ?? (table.mode === 'cdc' ? null : await appliesFrom(ctx, table, reader)));
+    // A new relation under the name starts a generation; its record waits for an accept like every job of the table.
+    // Watermark orderings of two relations say nothing about each other: its record carries none there.
+    const generation = changes.some((c) => c.kind === 'table_recreated')
+      ? await startGeneration(ctx, table, relation.identity!, before.identity, table.mode === 'cdc' ? from : null)
+      : await tableGeneration(ctx, table, relation.identity);
     const frozenNow = changes.length > 0 && (await applyPolicy(ctx, table, reader, changes, log));
     if ((await ctx.redis.eval(SWAP_SHAPE, 1, key, stored, seen)) !== 1) continue;
-    if (changes.length > 0) await announce(ctx, table, reader, changes, from, log);
+    if (changes.length > 0) await announce(ctx, table, reader, changes, { from, generation }, log);
     return frozenNow || frozen !== null;
   }
   // Another process kept changing the stored shape: it announced what changed; look again at the next read.
@@ -89,7 +95,7 @@ async function announce(
   table: TableConfig,
   reader: TableReader,
   changes: ShapeChange[],
-  appliesFrom: string | null,
+  { from: appliesFrom, generation }: { from: string | null; generation: number },
   log: Logger,
 ): Promise<void> {
   const leaving = new Set((reader.shape.outgoing ?? reader.shape.columns).map((c) => c.name));
@@ -120,12 +126,13 @@ async function announce(
     .lpush(list, ...records.map((r) => JSON.stringify(r)))
     .ltrim(list, 0, KEPT_ANNOUNCEMENTS - 1)
     .exec();
-  await enqueueAnnouncement(ctx, table, records);
+  await enqueueAnnouncement(ctx, table, records, generation);
 }
 
-async function enqueueAnnouncement(ctx: PipelineContext, table: TableConfig, records: SchemaChangeAnnouncement[]): Promise<void> {
+async function enqueueAnnouncement(ctx: PipelineContext, table: TableConfig, records: SchemaChangeAnnouncement[], generation: number): Promise<void> {
   const data: AnnouncePushJob = {
     v: 1,
+    generation,
     source: table.source,
     table: table.name,
     target: ctx.config.destination.schemaChangesTarget,
@@ -217,8 +224,10 @@ export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log
   const pausedKey = ctx.keys.paused(table.source, table.name);
   const frozen = await ctx.redis.hget(pausedKey, FROZEN_FIELD);
   if (frozen === null) return false;
-  await ctx.redis.del(pausedKey);
+  // Invariant: what the change calls for is in Redis before the freeze ends, so a crash in between leaves the table
+  // frozen and a second accept repeats it (a second re-read is harmless), never a thawed table that skipped it.
   await afterAccepted(ctx, table, JSON.parse(frozen) as { recreated: boolean; backfill: boolean }, log);
+  await ctx.redis.del(pausedKey);
   return true;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { columnEncoder, keyJson, keyText, rowJson, rowPrefixes, valueJson } from './mysql-encode.js';
+import { columnEncoder, keyJson, keyText, leavingEncoder, rowJson, rowPrefixes, valueJson } from './mysql-encode.js';
 import { literal, valueKind, type MyColumn } from './mysql-sql.js';
 
 function col(dataType: string, extra: Partial<MyColumn> = {}): MyColumn {
@@ -91,5 +91,23 @@ describe('key texts', () => {
     const cols = [col('int'), col('varchar', { charset: 'utf8mb4' })];
     expect(rowJson(cols.map(columnEncoder), rowPrefixes(['id', 'a"b']), [b('1'), null])).toBe('{"id":1,"a\\"b":null}');
     expect(rowJson([columnEncoder(col('int'))], rowPrefixes(['only']), [b('7')])).toBe('{"only":7}');
+  });
+});
+
+describe('leavingEncoder', () => {
+  it('sends a mask the server computed as a string, or in the column form when it cut a date or time', () => {
+    expect(leavingEncoder(col('int'), { kind: 'redact', text: '***' }, false)(b('***'))).toBe('"***"');
+    expect(leavingEncoder(col('varchar', { charset: 'utf8mb4' }), { kind: 'truncate', chars: 2 }, false)(b('h"'))).toBe('"h\\""');
+    expect(leavingEncoder(col('timestamp'), { kind: 'truncateTime', unit: 'month' }, false)(b('2024-03-01 00:00:00'))).toBe(
+      '"2024-03-01T00:00:00+00:00"',
+    );
+    expect(leavingEncoder(col('int'), null, false)(b('7'))).toBe('7');
+  });
+
+  it('writes BIT read through a filter (CASE prints it as a number) as the same binary digits as an unfiltered read', () => {
+    const bit = col('bit', { bits: 5 });
+    expect(leavingEncoder(bit, null, true)(b('5'))).toBe('"00101"');
+    expect(leavingEncoder(bit, null, false)(Buffer.from([5]))).toBe('"00101"');
+    expect(leavingEncoder(col('bit', { bits: 64 }), null, true)(b('18446744073709551615'))).toBe(`"${'1'.repeat(64)}"`);
   });
 });

@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js';
+import type { Mask } from '../core/rules.js';
 import type { MyColumn } from './mysql-sql.js';
 
 /**
@@ -97,6 +98,22 @@ export function columnEncoder(col: MyColumn): ValueEncoder {
     default:
       return (raw) => JSON.stringify(raw.toString('utf8'));
   }
+}
+
+const textValue: ValueEncoder = (raw) => JSON.stringify(raw.toString('utf8'));
+
+/**
+ * The encoder of a leaving column under the table's rules. A mask the server computed (`sqlMask` in mysql-sql.ts)
+ * yields a string (`redact`, `truncate`; `null` yields only NULL) or, truncated by day, month or year, the column's
+ * own text form. In the statements of a filtered table a BIT value arrives as its decimal number (`CASE` turns BIT
+ * into an integer), written out here as the same binary digits an unfiltered read gives.
+ */
+export function leavingEncoder(col: MyColumn, serverMask: Mask | null, filtered: boolean): ValueEncoder {
+  if (serverMask !== null && serverMask.kind !== 'truncateTime') return textValue;
+  if (serverMask === null && filtered && col.kind === 'bit') {
+    return (raw) => `"${BigInt(raw.toString('latin1')).toString(2).padStart(col.bits, '0')}"`;
+  }
+  return columnEncoder(col);
 }
 
 /** One value as JSON text; `raw` is null for SQL NULL. */

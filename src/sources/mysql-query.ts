@@ -113,12 +113,21 @@ export class MysqlPool {
    * transaction ends with it.
    */
   runIsolated(sql: string): Promise<RawRow[]> {
+    return this.isolated(async (conn) => (await result(conn, sql)).rows);
+  }
+
+  /** The result columns of a statement that carries configured SQL, run as `runIsolated` runs it (add `LIMIT 0`). */
+  fieldsIsolated(sql: string): Promise<ResultField[]> {
+    return this.isolated(async (conn) => (await result(conn, sql)).fields);
+  }
+
+  private isolated<T>(fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
     return this.withConnection(async (conn) => {
       await conn.query({ sql: 'START TRANSACTION READ ONLY' });
-      let result: RawRow[] | undefined;
+      let value: { v: T } | undefined;
       let failure: unknown;
       try {
-        result = await rows(conn, sql);
+        value = { v: await fn(conn) };
       } catch (err) {
         failure = err;
       }
@@ -127,8 +136,8 @@ export class MysqlPool {
       } catch (err) {
         throw new UnusableConnection(failure ?? err);
       }
-      if (result === undefined) throw failure;
-      return result;
+      if (value === undefined) throw failure;
+      return value.v;
     });
   }
 
@@ -168,8 +177,37 @@ class UnusableConnection extends Error {
   }
 }
 
+/** A result column as the server describes it (the protocol's column definition). */
+export interface ResultField {
+  name: string;
+  /** The protocol's type code (MYSQL_TYPE_*). */
+  columnType: number;
+  /** Column flags: UNSIGNED 32, ZEROFILL 64, BINARY 128, ENUM 256, SET 2048. */
+  flags: number;
+  /** Fractional digits (temporal types), scale (DECIMAL). */
+  decimals: number;
+  /** Display length; the width of BIT(n). */
+  length: number;
+  /** MariaDB's extended metadata: `json` for a column declared JSON. */
+  format: string | null;
+}
+
 async function rows(conn: mysql.PoolConnection, sql: string): Promise<RawRow[]> {
-  const [result] = await conn.query({ sql, rowsAsArray: true, typeCast: raw });
-  if (!Array.isArray(result)) return [];
-  return result as unknown as RawRow[];
+  return (await result(conn, sql)).rows;
+}
+
+async function result(conn: mysql.PoolConnection, sql: string): Promise<{ rows: RawRow[]; fields: ResultField[] }> {
+  const [out, fields] = await conn.query({ sql, rowsAsArray: true, typeCast: raw });
+  if (!Array.isArray(out)) return { rows: [], fields: [] };
+  return {
+    rows: out as unknown as RawRow[],
+    fields: (fields ?? []).map((f) => ({
+      name: f.name,
+      columnType: f.columnType ?? f.type ?? 0,
+      flags: typeof f.flags === 'number' ? f.flags : 0,
+      decimals: f.decimals,
+      length: f.columnLength ?? f.length ?? 0,
+      format: f.extendedFormat ?? null,
+    })),
+  };
 }

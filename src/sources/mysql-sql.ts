@@ -1,6 +1,7 @@
 import { AppError } from '../core/errors.js';
 import type { Phase, Position } from '../core/cursor.js';
 import type { WatermarkKind } from '../core/ordering.js';
+import type { Mask, ValueKind as RuleKind } from '../core/rules.js';
 
 /**
  * SQL text for the MySQL/MariaDB source, built from catalog facts. Pure functions, unit-tested without a database.
@@ -114,14 +115,19 @@ export function quoteIdent(name: string): string {
 }
 
 export interface TableSql {
-  /** `` `database`.`table` `` */
+  /** `` `database`.`table` ``, or `(<query>)` for a custom SQL table. */
   qualified: string;
+  /** The columns that leave, in record order: the only ones whose values a row statement reads. */
   columns: MyColumn[];
+  /** Masks computed by the server, by column name: expressions over alias `t` (see `sqlMask`). */
+  masks?: ReadonlyMap<string, string> | undefined;
   /** Null for tables read only by primary key. */
   watermark: MyColumn | null;
   primaryKey: MyColumn[];
   /** SQL expression over alias `t` that is true for soft-deleted rows; absent when the table has none. */
   deleted?: string | undefined;
+  /** The row filter (`where`) as SQL over alias `t`, 1 for a row that matches; absent when every row leaves. */
+  filter?: string | undefined;
 }
 
 function refuse(col: MyColumn, text: string): never {
@@ -232,15 +238,64 @@ export function nextRangeSql(t: TableSql, phase: Phase, after: Position | null, 
 }
 
 /**
- * Every column of the rows of a range after `after` (exclusive) up to `hi` (inclusive), in keyset order, then the
- * soft-delete flag when the table has one. The row's position is read from its own key columns.
+ * The value expression of a leaving column over alias `t`: its server-computed mask, or the column as read. FLOAT is
+ * widened to DOUBLE (see `columnExpr`).
+ */
+function leavingExpr(t: TableSql, col: MyColumn): string {
+  return t.masks?.get(col.name) ?? columnExpr(col);
+}
+
+/**
+ * The select list of a row statement over alias `t` (key columns `k…`, leaving values `c…`, the soft-delete flag `d`,
+ * the filter flag `f`), and the values an outer statement selects from it as alias `r`, keys left out. The
+ * outer statement returns a leaving value only for a row that matches (`CASE WHEN r.f …`), so nothing of a row outside
+ * the filter reaches pushsync but its key. `CASE` keeps every type's text except BIT's, which it prints as a decimal
+ * number (`leavingEncoder` in mysql-encode.ts reads it so).
+ */
+function rowSelect(t: TableSql, keys: readonly MyColumn[]): { inner: string; values: string[] } {
+  const inner = [
+    ...keys.map((c, i) => `${ref(c)} AS k${i}`),
+    ...t.columns.map((c, i) => `${leavingExpr(t, c)} AS c${i}`),
+    ...(t.deleted ? [`${t.deleted} AS d`] : []),
+    ...(t.filter ? [`${t.filter} AS f`] : []),
+  ];
+  const values = [
+    ...t.columns.map((_c, i) => (t.filter ? `CASE WHEN r.f THEN r.c${i} END` : `r.c${i}`)),
+    ...(t.deleted ? ['r.d'] : []),
+    ...(t.filter ? ['r.f'] : []),
+  ];
+  return { inner: inner.join(', '), values };
+}
+
+/**
+ * The rows of a range after `after` (exclusive) up to `hi` (inclusive), in keyset order: the key columns of the
+ * phase, the leaving columns (masks computed by the server applied), then the soft-delete flag when the table has one
+ * and the filter flag when it has a filter. A filtered table's row statement reads its range in a derived table and
+ * returns only the key of a row outside the filter.
  */
 export function readRangeSql(t: TableSql, phase: Phase, after: Position | null, hi: Position, n: number): string {
   const where = [phaseFilter(t, phase)];
   if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase)));
   where.push(compare(keyColumns(t, phase), '<=', positionValues(hi, phase)));
-  const deleted = t.deleted ? `, ${t.deleted}` : '';
-  return `SELECT ${t.columns.map(columnExpr).join(', ')}${deleted} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit(n)}`;
+  const keys = keyColumns(t, phase);
+  const range = `FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit(n)}`;
+  if (t.filter) {
+    const { inner, values } = rowSelect(t, keys);
+    return `SELECT ${[...keys.map((_c, i) => `r.k${i}`), ...values].join(', ')} FROM (SELECT ${inner} ${range}) r ORDER BY ${keys.map((_c, i) => `r.k${i}`).join(', ')}`;
+  }
+  const select = [...keys.map(ref), ...t.columns.map((c) => leavingExpr(t, c)), ...(t.deleted ? [t.deleted] : [])];
+  return `SELECT ${select.join(', ')} ${range}`;
+}
+
+/** A statement that compiles the configured conditions (soft delete, filter) against the table without reading a row. */
+export function conditionsProbeSql(t: TableSql): string {
+  const conditions = [t.deleted, t.filter].filter((c): c is string => c !== undefined);
+  return `SELECT ${conditions.join(', ') || '1'} FROM ${t.qualified} t LIMIT 0`;
+}
+
+/** The row filter over alias `t` as a 1/0 flag: a row leaves only when its condition is true (not false, not NULL). */
+export function filterExpr(condition: string): string {
+  return `((${condition}) IS TRUE)`;
 }
 
 /** `-1`, `0` or `1`: how two positions compare in the server's order (collations, types) for a phase. */
@@ -253,23 +308,22 @@ export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: P
 }
 
 /**
- * Full rows for a list of primary keys, each with the 0-based index of the key that found it. The keys form a
+ * The rows for a list of primary keys, each with the 0-based index of the key that found it, then the values as
+ * `readRangeSql` returns them after its key columns (leaving columns, soft-delete flag, filter flag). The keys form a
  * derived table whose values carry the key columns' collations; the rows are read in a derived table of their own, in
- * which a soft-delete condition sees only the table's columns.
+ * which the configured conditions see only the table's columns.
  */
 export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
   if (keys.length === 0) throw new AppError('INTERNAL', 'readKeysSql needs at least one key');
   const kcols = t.primaryKey;
   const branches = keys.map((k, n) => `SELECT ${n} AS o, ${kcols.map((c, i) => `${literal(c, k[i]!)} AS k${i}`).join(', ')}`);
-  const inner = t.columns.map((c, i) => `${columnExpr(c)} AS c${i}`);
-  if (t.deleted) inner.push(`${t.deleted} AS d`);
+  const { inner, values } = rowSelect(t, kcols);
   const members = keys.map((k) => `(${kcols.map((c, i) => literal(c, k[i]!)).join(', ')})`);
   const keyList = kcols.length === 1 ? kcols.map(ref).join('') : `(${kcols.map(ref).join(', ')})`;
-  const on = kcols.map((c, i) => `r.c${t.columns.indexOf(c)} = k.k${i}`).join(' AND ');
-  const rcols = [...t.columns.map((_c, i) => `r.c${i}`), ...(t.deleted ? ['r.d'] : [])];
+  const on = kcols.map((_c, i) => `r.k${i} = k.k${i}`).join(' AND ');
   return (
-    `SELECT k.o, ${rcols.join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +
-    `JOIN (SELECT ${inner.join(', ')} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})) r ON ${on}`
+    `SELECT ${['k.o', ...values].join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +
+    `JOIN (SELECT ${inner} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})) r ON ${on}`
   );
 }
 
@@ -287,14 +341,78 @@ export function softDeleteExpr(soft: { column?: MyColumn | undefined; condition?
 }
 
 /**
- * Why a soft-delete condition cannot go to this server as written, beyond `conditionProblem`: the condition scanner
- * reads SQL as Postgres does, and the sessions use ANSI_QUOTES and NO_BACKSLASH_ESCAPES to match it; `#` comments and
- * backslashes are where MySQL's lexer still differs.
+ * A mask as SQL over the column (alias `t`), when the server computes it exactly as pushsync would: `null`,
+ * `redact`, `truncate` of VARCHAR and TEXT columns (characters, as `firstChars` counts them), `truncate` of dates and
+ * times to the day, month or year (on the server's text, in UTC for TIMESTAMP: the session's zone). Null when pushsync
+ * computes it (hash, replace, truncating other types). NULL stays NULL under every mask.
  */
-export function mysqlConditionProblem(text: string): string | null {
-  const at = text.search(/[#\\]/);
-  if (at < 0) return null;
-  return `found '${text[at]}' at position ${at + 1}; MySQL reads '#' as a comment and pushsync refuses backslashes in conditions`;
+export function sqlMask(col: MyColumn, mask: Mask): string | null {
+  const r = ref(col);
+  switch (mask.kind) {
+    case 'null':
+      return 'NULL';
+    case 'redact':
+      return `CASE WHEN ${r} IS NULL THEN NULL ELSE ${q(mask.text)} END`;
+    case 'truncate':
+      return col.kind === 'text' && col.dataType !== 'char' ? `LEFT(${r}, ${characters(mask.chars)})` : null;
+    case 'truncateTime': {
+      const keep = { year: 4, month: 7, day: 10 }[mask.unit];
+      const date = { year: '-01-01', month: '-01', day: '' }[mask.unit];
+      if (col.kind === 'date') return `CONCAT(LEFT(CAST(${r} AS CHAR), ${keep}), '${date}')`;
+      if (col.kind !== 'datetime' && col.kind !== 'timestamp') return null;
+      const fraction = col.fsp > 0 ? `.${'0'.repeat(col.fsp)}` : '';
+      return `CONCAT(LEFT(CAST(${r} AS CHAR), ${keep}), '${date} 00:00:00${fraction}')`;
+    }
+    case 'hash':
+    case 'replace':
+      return null;
+  }
+}
+
+function characters(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) throw new AppError('INTERNAL', `character count ${n} is not a non-negative integer`);
+  return String(n);
+}
+
+/** What a column's outgoing value is, for the checks of masks (core/rules.ts). */
+export function ruleKind(col: MyColumn): RuleKind {
+  switch (col.kind) {
+    case 'int':
+    case 'bigint':
+    case 'decimal':
+    case 'float':
+    case 'double':
+    case 'year':
+      return 'number';
+    case 'date':
+      return 'date';
+    case 'datetime':
+    case 'timestamp':
+      return 'timestamp';
+    case 'text':
+    case 'enum':
+      return 'text';
+    case 'json':
+    case 'set':
+      return 'nested';
+    default:
+      return 'other';
+  }
+}
+
+/** The result columns of a custom SQL table, described by the server without reading a row. */
+export function describeQuerySql(qualified: string): string {
+  return `SELECT * FROM ${qualified} t LIMIT 0`;
+}
+
+/**
+ * The character set and collation of each named output column of a custom SQL table (`binary` for values that are
+ * not strings): a result's metadata gives only the connection's character set. The query is joined so that it yields
+ * no row; COLLATION() and CHARSET() are facts of the expression, not of a value.
+ */
+export function queryCollationsSql(qualified: string, names: readonly string[]): string {
+  const cols = names.flatMap((n) => [`CHARSET(t.${quoteIdent(n)})`, `COLLATION(t.${quoteIdent(n)})`]);
+  return `SELECT ${cols.join(', ')} FROM (SELECT 1 AS one) x LEFT JOIN ${qualified} t ON FALSE`;
 }
 
 /**

@@ -1,23 +1,29 @@
 import { AppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
-import { conditionProblem } from '../core/sql-text.js';
+import { conditionProblem, mysqlLexerProblem, selectProblem } from '../core/sql-text.js';
+import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   TRX_PRIVILEGE_SQL,
   clockSql,
   comparePositionsSql,
+  conditionsProbeSql,
   describeColumnsSql,
-  mysqlConditionProblem,
+  describeQuerySql,
+  filterExpr,
   nextRangeSql,
   primaryKeySql,
+  queryCollationsSql,
   quoteIdent,
   readBoundarySql,
   readKeysSql,
   readRangeSql,
   resolveTableSql,
+  ruleKind,
   softDeleteExpr,
+  sqlMask,
   truncateFraction,
   unorderableReason,
   valueKind,
@@ -25,9 +31,10 @@ import {
   type MyColumn,
   type TableSql,
 } from './mysql-sql.js';
-import { columnEncoder, keyJson, keyText, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
+import { keyJson, keyText, leavingEncoder, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
 import { translateMysqlError } from './mysql-errors.js';
-import { MysqlPool, type RawRow } from './mysql-query.js';
+import { MysqlPool, type RawRow, type ResultField } from './mysql-query.js';
+import { resultColumn } from './mysql-result.js';
 import { relationShapeOf, relationShapeSql } from './mysql-shape.js';
 import { shapeFingerprint } from '../core/table-shape.js';
 
@@ -66,8 +73,17 @@ export class MysqlSource implements Source {
     }
   }
 
-  async queryText(sql: string, what: string): Promise<Array<Array<string | null>>> {
-    return (await this.query(sql, what)).map((r) => r.map(text));
+  /** The result columns of a statement carrying configured SQL, described without reading a row. */
+  async fields(sql: string, what: string): Promise<ResultField[]> {
+    try {
+      return await this.pool.fieldsIsolated(sql);
+    } catch (err) {
+      throw translateMysqlError(err, `${this.name}: ${what}`);
+    }
+  }
+
+  async queryText(sql: string, what: string, configured = false): Promise<Array<Array<string | null>>> {
+    return (await this.query(sql, what, configured)).map((r) => r.map(text));
   }
 
   /** A table's columns as the catalog describes them, in table order. */
@@ -81,9 +97,11 @@ export class MysqlSource implements Source {
    * information_schema query) with those its reader was described with, and describes it again when they changed.
    */
   async table(spec: TableSpec): Promise<TableReader> {
-    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete]);
+    const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete, spec.columns, spec.masks, spec.where, spec.query]);
     const cached = this.tables.get(key);
     const reader = cached && (await cached.catch(() => undefined));
+    // A custom SQL table has no catalog shape to compare: its reader is described once.
+    if (reader && spec.query !== undefined) return reader;
     if (reader && reader.shape.relation) {
       const { schema, relname } = reader.shape;
       const now = relationShapeOf(await this.queryText(relationShapeSql(schema, relname), `read the shape of ${schema}.${relname}`));
@@ -97,7 +115,7 @@ export class MysqlSource implements Source {
     // A concurrent call may have described the new shape meanwhile.
     const current = this.tables.get(key);
     if (current && current !== cached) return current;
-    const table = MysqlTable.describe(this, spec);
+    const table = MysqlTable.describe(this, spec, reader);
     this.tables.set(key, table);
     table.catch(() => {
       if (this.tables.get(key) === table) this.tables.delete(key);
@@ -139,6 +157,21 @@ function findColumn(columns: MyColumn[], written: string, table: string, role: s
   throw new AppError('SOURCE_SCHEMA', `${role} column ${written} not found in ${table}; columns: ${columns.map((c) => c.name).join(', ')}`);
 }
 
+/** The catalog name a configured column name refers to, by `findColumn`'s rules, or null. */
+function resolveColumn(columns: MyColumn[]): (written: string) => string | null {
+  return (written) => {
+    let parts;
+    try {
+      parts = parseQualifiedName(written);
+    } catch {
+      return null;
+    }
+    if (parts.length !== 1) return null;
+    const name = parts[0]!.text;
+    return (columns.find((c) => c.name === name) ?? columns.find((c) => c.name.toLowerCase() === name.toLowerCase()))?.name ?? null;
+  };
+}
+
 function columnFrom(row: Array<string | null>): MyColumn {
   const [name, dataType, columnType, charset, collation, fsp, precision, json] = row as [
     string,
@@ -163,6 +196,67 @@ function columnFrom(row: Array<string | null>): MyColumn {
   };
 }
 
+/** A table or a custom SQL table, as described: what follows FROM, and every column it has. */
+interface Relation {
+  /** `` `db`.`table` ``, or `(<query>)`. */
+  qualified: string;
+  schema: string;
+  relname: string;
+  columns: MyColumn[];
+  /** False for a custom SQL table: it has no catalog entry and no primary key of its own. */
+  catalogued: boolean;
+}
+
+/** The configured conditions (soft delete, where) must each be one SQL condition this server reads as checked. */
+function checkConditions(spec: TableSpec, where: string): void {
+  const conditions: Array<[string, string | undefined]> = [
+    ['softDelete.condition', spec.softDelete?.condition],
+    ['where', spec.where],
+  ];
+  for (const [key, sql] of conditions) {
+    const problem = sql === undefined ? null : (conditionProblem(sql) ?? mysqlLexerProblem(sql));
+    if (problem) throw new AppError('SOURCE_SCHEMA', `${key} of ${where} must be one SQL condition: ${problem}`);
+  }
+}
+
+async function describeTable(source: MysqlSource, spec: TableSpec): Promise<Relation> {
+  const { schema, relname } = await resolveTable(source, spec.name);
+  const columns = await source.columns(schema, relname);
+  return { qualified: `${quoteIdent(schema)}.${quoteIdent(relname)}`, schema, relname, columns, catalogued: true };
+}
+
+/**
+ * A custom SQL table: its output columns, from the server's description of the query run with `LIMIT 0` in a
+ * read-only transaction (nothing is read), and the character sets and collations the server reports for them.
+ */
+async function describeQuery(source: MysqlSource, spec: TableSpec, where: string): Promise<Relation> {
+  const problem = selectProblem(spec.query!) ?? mysqlLexerProblem(spec.query!);
+  if (problem) throw new AppError('SOURCE_SCHEMA', `query of ${where} must be one SELECT statement: ${problem}`);
+  const qualified = `(${spec.query!})`;
+  const invalid = (err: unknown): never => {
+    throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
+  };
+  const fields = await source.fields(describeQuerySql(qualified), `describe the query of ${spec.name}`).catch(invalid);
+  const duplicate = fields.find((f, i) => fields.findIndex((g) => g.name.toLowerCase() === f.name.toLowerCase()) !== i);
+  if (duplicate)
+    throw new AppError(
+      'SOURCE_SCHEMA',
+      `${where}: the query returns two columns named ${duplicate.name}; give each output column its own name (AS …)`,
+    );
+  const [facts] = await source
+    .queryText(
+      queryCollationsSql(
+        qualified,
+        fields.map((f) => f.name),
+      ),
+      `describe the columns of ${spec.name}`,
+      true,
+    )
+    .catch(invalid);
+  const columns = fields.map((f, i) => resultColumn(f, facts?.[2 * i] ?? null, facts?.[2 * i + 1] ?? null));
+  return { qualified, schema: '', relname: spec.name, columns, catalogued: false };
+}
+
 class MysqlTable implements TableReader {
   private readonly encoders: ValueEncoder[];
   private readonly prefixes: string[];
@@ -171,29 +265,33 @@ class MysqlTable implements TableReader {
     private readonly sql: TableSql,
     readonly shape: TableShape,
     private readonly where: string,
-    /** The table's statements carry configured SQL (a soft-delete condition). */
+    /** Statements that read rows carry configured SQL (a soft-delete condition, a filter, a query). */
     private readonly configured: boolean,
+    /** Every statement that names the relation carries configured SQL (a custom SQL table). */
+    private readonly queried: boolean,
+    /** Every column the table had when described: names the configuration gave may refer to them. */
+    readonly described: MyColumn[],
+    /** Masks the server computes, by column name. */
+    serverMasks: ReadonlyMap<string, Mask>,
   ) {
-    this.encoders = sql.columns.map(columnEncoder);
+    this.encoders = sql.columns.map((c) => leavingEncoder(c, serverMasks.get(c.name) ?? null, sql.filter !== undefined));
     this.prefixes = rowPrefixes(sql.columns.map((c) => c.name));
   }
 
-  static async describe(source: MysqlSource, spec: TableSpec): Promise<MysqlTable> {
+  /** `previous`: the reader of the table's earlier shape, whose columns configured names may still name. */
+  static async describe(source: MysqlSource, spec: TableSpec, previous?: MysqlTable): Promise<MysqlTable> {
     const where = `${source.name}.${spec.name}`;
+    checkConditions(spec, where);
     const condition = spec.softDelete?.condition;
-    const problem = condition === undefined ? null : (conditionProblem(condition) ?? mysqlConditionProblem(condition));
-    if (problem) throw new AppError('SOURCE_SCHEMA', `softDelete.condition of ${where} must be one SQL condition: ${problem}`);
-    const { schema, relname } = await resolveTable(source, spec.name);
-    const columns = await source.columns(schema, relname);
-    const clash = columns.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
-    if (clash) {
-      throw new AppError(
-        'SOURCE_SCHEMA',
-        `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
-      );
-    }
+    const rel = spec.query === undefined ? await describeTable(source, spec) : await describeQuery(source, spec, where);
+    const { columns, schema, relname, qualified } = rel;
     let pkNames = spec.primaryKey;
     if (!pkNames || pkNames.length === 0) {
+      if (!rel.catalogued)
+        throw new AppError(
+          'SOURCE_SCHEMA',
+          `${where}: a query table needs primaryKey: [col, ...] naming output columns that are unique and not null`,
+        );
       const pkRows = await source.queryText(primaryKeySql(schema, relname), `primary key of ${spec.name}`);
       if (pkRows.length === 0) {
         throw new AppError('SOURCE_SCHEMA', `${where} has no primary key; set primaryKey: [col, ...] to columns that are unique and not null`);
@@ -209,27 +307,72 @@ class MysqlTable implements TableReader {
       const reason = unorderableReason(c);
       if (reason) throw new AppError('SOURCE_SCHEMA', `${where}: column ${c.name} of type ${c.columnType} cannot order a keyset (${reason})`);
     }
+    const plan = planColumns({
+      table: where,
+      columns: columns.map((c) => ({ name: c.name, type: c.columnType, kind: ruleKind(c) })),
+      primaryKey: primaryKey.map((c) => c.name),
+      watermark: watermark?.name ?? null,
+      selection: spec.columns,
+      masks: spec.masks,
+      resolve: resolveColumn(columns),
+      vanished: previous ? (written) => resolveColumn(previous.described)(written) !== null : undefined,
+    });
+    const clash = plan.leaving.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
+    if (clash) {
+      throw new AppError(
+        'SOURCE_SCHEMA',
+        `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
+      );
+    }
+    const byName = new Map(columns.map((c) => [c.name, c]));
+    const leaving = plan.leaving.map((c) => byName.get(c.name)!);
+    const sqlMasks = new Map<string, string>();
+    const serverMasks = new Map<string, Mask>();
+    const outgoing: OutgoingColumn[] = plan.leaving.map((c) => {
+      const expr = c.mask ? sqlMask(byName.get(c.name)!, c.mask) : null;
+      if (expr !== null) {
+        sqlMasks.set(c.name, expr);
+        serverMasks.set(c.name, c.mask!);
+      }
+      return {
+        name: c.name,
+        type: c.type,
+        mask: c.mask,
+        appliedIn: c.mask ? (expr !== null ? 'source' : 'pipeline') : null,
+        primaryKey: primaryKey.some((k) => k.name === c.name),
+      };
+    });
     const shape: TableShape = {
-      columns: columns.map((c) => ({ name: c.name, type: c.columnType })),
+      columns: columns.map((c) => ({ name: c.name, type: c.columnType, kind: ruleKind(c) })),
       primaryKey: primaryKey.map((c) => c.name),
       schema,
       relname,
       watermark: watermark?.name ?? null,
       watermarkKind: watermark ? watermarkKind(watermark) : 'other',
-      mayNest: columns.some((c) => c.kind === 'json'),
+      // A masked value is a scalar, whatever it was.
+      mayNest: plan.leaving.some((c) => c.mask === null && byName.get(c.name)!.kind === 'json'),
+      outgoing,
+      withheld: plan.withheld.map((c) => ({ name: c.name, type: c.type, kind: c.kind })),
+      filtered: spec.where !== undefined,
       // From the same catalog read as the columns: a change after it is seen by the next comparison.
-      relation: { identity: null, columns: columns.map((c) => ({ name: c.name, type: c.columnType })) },
+      ...(rel.catalogued ? { relation: { identity: null, columns: columns.map((c) => ({ name: c.name, type: c.columnType })) } } : {}),
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
-    const qualified = `${quoteIdent(schema)}.${quoteIdent(relname)}`;
-    const table = new MysqlTable(source, { qualified, columns, watermark, primaryKey, deleted }, shape, where, condition !== undefined);
-    if (condition !== undefined) {
-      // Fail at start, not in a push job, when the condition does not compile.
-      await source.query(`SELECT ${deleted} FROM ${qualified} t LIMIT 0`, `softDelete condition of ${spec.name}`, true).catch((err: unknown) => {
-        throw new AppError('SOURCE_SCHEMA', `${where}: softDelete condition is not valid SQL for this table: ${(err as Error).message}`, {
-          cause: err,
-        });
+    const filter = spec.where === undefined ? undefined : filterExpr(spec.where);
+    const sql: TableSql = { qualified, columns: leaving, masks: sqlMasks, watermark, primaryKey, deleted, filter };
+    const configured = condition !== undefined || spec.where !== undefined || spec.query !== undefined;
+    const table = new MysqlTable(source, sql, shape, where, configured, spec.query !== undefined, columns, serverMasks);
+    if (condition !== undefined || spec.where !== undefined) {
+      // Fail at start, not in a push job, when a condition does not compile.
+      await source.query(conditionsProbeSql(sql), `conditions of ${spec.name}`, true).catch((err: unknown) => {
+        const what =
+          condition !== undefined && spec.where !== undefined
+            ? 'softDelete condition or where'
+            : condition !== undefined
+              ? 'softDelete condition'
+              : 'where';
+        throw new AppError('SOURCE_SCHEMA', `${where}: ${what} is not valid SQL for this table: ${(err as Error).message}`, { cause: err });
       });
     }
     return table;
@@ -239,32 +382,38 @@ class MysqlTable implements TableReader {
     return phase === 'wm' ? [this.sql.watermark!, ...this.sql.primaryKey] : this.sql.primaryKey;
   }
 
-  /** The position of a row whose key columns are at `at` in `row`. */
-  private toPosition(row: RawRow, phase: Phase, at: number[]): Position {
-    const cols = this.keyColumns(phase);
-    const values = cols.map((c, i) => keyText(c, row[at[i]!] ?? null));
+  /** The position of a row whose key columns come first in `row`. */
+  private toPosition(row: RawRow, phase: Phase): Position {
+    const values = this.keyColumns(phase).map((c, i) => keyText(c, row[i] ?? null));
     return phase === 'wm' ? { wm: values[0]!, pk: values.slice(1) } : { wm: null, pk: values };
   }
 
   async nextRange(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null> {
-    const rows = await this.source.query(nextRangeSql(this.sql, cursor.phase, cursor.after, limit, upperBound), `page keys of ${this.where}`);
+    const sql = nextRangeSql(this.sql, cursor.phase, cursor.after, limit, upperBound);
+    const rows = await this.source.query(sql, `page keys of ${this.where}`, this.queried);
     if (rows.length === 0) return null;
-    const at = this.keyColumns(cursor.phase).map((_c, i) => i);
-    const positions = rows.map((r) => this.toPosition(r, cursor.phase, at));
+    const positions = rows.map((r) => this.toPosition(r, cursor.phase));
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: positions[positions.length - 1]! };
     return { range, rows: rows.length, keys: positions.map((p) => p.pk) };
+  }
+
+  /**
+   * A row's values after its keys, as `readRangeSql` and `readKeysSql` return them: the leaving columns, the
+   * soft-delete flag, the filter flag. A row outside the filter comes without its values: nothing of it but its key
+   * reached this process.
+   */
+  private rowOf(values: RawRow): { json: string; deleted: boolean; matched?: false } {
+    const n = this.sql.columns.length;
+    const deleted = this.sql.deleted !== undefined && text(values[n]) === '1';
+    if (this.sql.filter !== undefined && text(values[values.length - 1]) !== '1') return { json: '', deleted, matched: false };
+    return { json: rowJson(this.encoders, this.prefixes, values), deleted };
   }
 
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
     const sql = readRangeSql(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     const rows = await this.source.query(sql, `read rows of ${this.where}`, this.configured);
-    const cols = this.sql.columns;
-    const at = this.keyColumns(range.phase).map((c) => cols.indexOf(c));
-    return rows.map((r) => ({
-      position: this.toPosition(r, range.phase, at),
-      json: rowJson(this.encoders, this.prefixes, r),
-      deleted: text(r[cols.length]) === '1',
-    }));
+    const keys = this.keyColumns(range.phase).length;
+    return rows.map((r) => ({ position: this.toPosition(r, range.phase), ...this.rowOf(r.slice(keys)) }));
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
@@ -287,7 +436,7 @@ class MysqlTable implements TableReader {
   }
 
   async isEmpty(): Promise<boolean> {
-    return (await this.source.query(`SELECT 1 FROM ${this.sql.qualified} LIMIT 1`, `probe ${this.where}`)).length === 0;
+    return (await this.source.query(`SELECT 1 FROM ${this.sql.qualified} t LIMIT 1`, `probe ${this.where}`, this.queried)).length === 0;
   }
 
   async now(): Promise<string | null> {
@@ -299,30 +448,25 @@ class MysqlTable implements TableReader {
 
   async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
     const out: KeyedRow[] = [];
-    const cols = this.sql.columns;
     for (let start = 0; start < keys.length; start += KEYS_PER_STATEMENT) {
       const chunk = keys.slice(start, start + KEYS_PER_STATEMENT);
       const rows = await this.source.query(readKeysSql(this.sql, chunk), `read changed rows of ${this.where}`, this.configured);
-      for (const r of rows) {
-        out.push({
-          index: start + Number(text(r[0])),
-          json: rowJson(this.encoders, this.prefixes, r.slice(1)),
-          deleted: text(r[1 + cols.length]) === '1',
-        });
-      }
+      for (const r of rows) out.push({ index: start + Number(text(r[0])), ...this.rowOf(r.slice(1)) });
     }
     return out;
   }
 
+  /** Key columns that leave, encoded like rows; a key column the table withholds is not in delete records either. */
   async keyJson(keys: readonly string[][]): Promise<string[]> {
-    const pk = this.sql.primaryKey;
-    return keys.map((k) => `{${pk.map((c, i) => `${JSON.stringify(c.name)}:${keyJson(c, k[i]!)}`).join(',')}}`);
+    const leaving = new Set(this.sql.columns.map((c) => c.name));
+    const pk = this.sql.primaryKey.map((c, i) => ({ c, i })).filter(({ c }) => leaving.has(c.name));
+    return keys.map((k) => `{${pk.map(({ c, i }) => `${JSON.stringify(c.name)}:${keyJson(c, k[i]!)}`).join(',')}}`);
   }
 
   async countNullWatermark(): Promise<number> {
     if (this.sql.watermark === null) return 0;
     const sql = `SELECT COUNT(*) FROM ${this.sql.qualified} t WHERE t.${quoteIdent(this.sql.watermark.name)} IS NULL`;
-    const [row] = await this.source.queryText(sql, `count NULL watermarks of ${this.where}`);
+    const [row] = await this.source.queryText(sql, `count NULL watermarks of ${this.where}`, this.queried);
     return Number(row?.[0] ?? 0);
   }
 }

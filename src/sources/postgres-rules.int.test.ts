@@ -165,5 +165,15 @@ describe('what the Postgres source reads and sends under column rules', () => {
     expect(await reader.comparePositions('wm', rows[0]!.position, rows[1]!.position)).toBe(-1);
     expect((await reader.readKeys([next.keys[2]!])).map((r) => r.json)).toEqual([`{"id":"${hmac('3')}","email":"${hmac('c3@x.org')}"}`]);
     expect(await reader.keyJson([next.keys[0]!, reader.storedKey!(['77'])])).toEqual([`{"id":"${hmac('1')}"}`, `{"id":"${hmac('77')}"}`]);
+    // Found by their end alone, ranges are the same and just as sealed, from a sealed cursor on.
+    const after = { phase: 'wm' as const, after: next.range.hi };
+    const byEnd = (await reader.nextRangeEnd!(after, 4))!;
+    const byKeys = (await reader.nextRange(after, 4))!;
+    expect(byEnd).toEqual({ range: byKeys.range, rows: 4 });
+    expect(byEnd.range.hi.pk[0]).toMatch(/^~k1\./);
+    expect(await reader.nextRangeEnd!({ phase: 'wm', after: byEnd.range.hi }, 4)).toEqual({
+      range: (await reader.nextRange({ phase: 'wm', after: byEnd.range.hi }, 4))!.range,
+      rows: 1,
+    });
   });
 });

@@ -205,6 +205,16 @@ export function nextRangeQuery(t: TableSql, phase: Phase, after: Position | null
   };
 }
 
+/**
+ * The last position of `nextRangeQuery`'s page when the page is full (no row when it holds fewer than `limit`): the
+ * database walks the same index range but only that row leaves it, and only its key values become text.
+ */
+export function rangeEndQuery(t: TableSql, phase: Phase, after: Position | null, limit: number, upperBound: string | null = null): Query {
+  const q = nextRangeQuery(t, phase, after, 1, upperBound);
+  q.values.push(limit - 1);
+  return { text: `${q.text} OFFSET $${q.values.length}`, values: q.values };
+}
+
 /** Full rows of a range, as JSON text, after `after` (exclusive) up to `hi` (inclusive). */
 export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null, hi: Position, limit: number): Query {
   const values: unknown[] = [];

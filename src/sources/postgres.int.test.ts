@@ -358,6 +358,23 @@ describe('PostgresSource against a real database', () => {
       expect(tieStart!.range.hi).toEqual({ wm: TIE, pk: ['1'] });
     });
 
+    it('finds the same ranges by their end alone as by their keys, in every phase, up to the last partial page', async () => {
+      const reader = await source.table(spec('paging'));
+      for (const phase of ['null', 'wm', 'pk'] as const) {
+        let cursor: Cursor = { phase, after: null };
+        let pages = 0;
+        for (;;) {
+          const byKeys = await reader.nextRange(cursor, 7, phase === 'wm' ? '2024-03-01 12:00:02+00' : null);
+          const byEnd = await reader.nextRangeEnd!(cursor, 7, phase === 'wm' ? '2024-03-01 12:00:02+00' : null);
+          expect(byEnd && { range: byEnd.range, rows: byEnd.rows }).toEqual(byKeys && { range: byKeys.range, rows: byKeys.rows });
+          if (!byKeys) break;
+          pages += 1;
+          cursor = { phase, after: byKeys.range.hi };
+        }
+        expect(pages).toBeGreaterThan(phase === 'null' ? 0 : 10);
+      }
+    });
+
     it('finds no range past the last row', async () => {
       const reader = await source.table(spec('paging'));
       expect(await reader.nextRange({ phase: 'wm', after: { wm: '2024-03-01 12:00:02.623456+00', pk: ['2005'] } }, PAGE)).toBeNull();

@@ -3,7 +3,7 @@ import { AppError } from '../core/errors.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
 import { METADATA_FIELDS } from '../core/record.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { KeyedRow, NextRange, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type { KeyedRow, NextRange, RangeEnd, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   DESCRIBE_COLUMNS_SQL,
   DESCRIBE_RESULT_SQL,
@@ -19,6 +19,7 @@ import {
   keyJsonQuery,
   softDeleteExpr,
   readRangeQuery,
+  rangeEndQuery,
   sqlMask,
   valueKind,
   conditionsProbe,
@@ -59,7 +60,7 @@ const SESSION_OPTIONS =
 export class PostgresSource implements Source {
   readonly name: string;
   private readonly pool: pg.Pool;
-  /** Readers by table spec, each with the fingerprint of the shape it was described with (null: a custom SQL table). */
+  /** Readers by table spec, each with the fingerprint of the shape (a custom SQL table: of the result) it was described with. */
   private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
 
   constructor(options: PostgresSourceOptions) {
@@ -105,7 +106,7 @@ export class PostgresSource implements Source {
    */
   async table(spec: TableSpec): Promise<TableReader> {
     const key = JSON.stringify([spec.name, spec.primaryKey, spec.watermark, spec.softDelete, spec.columns, spec.masks, spec.where, spec.query]);
-    if (spec.query !== undefined) return this.tables.get(key)?.table ?? this.describe(key, spec, null, undefined);
+    if (spec.query !== undefined) return this.queryTable(key, spec);
     const relation = await this.relationShape(spec.name, this.tables.has(key));
     // Read after the query: a concurrent call may have described the new shape meanwhile.
     const entry = this.tables.get(key);
@@ -120,9 +121,31 @@ export class PostgresSource implements Source {
     return this.describe(key, spec, relation, previous);
   }
 
-  private describe(key: string, spec: TableSpec, relation: RelationShape | null, previous: PostgresTable | undefined): Promise<PostgresTable> {
+  /**
+   * A custom SQL table's reader, described again when the query's result columns changed (a column of a table it
+   * reads with `*` added or dropped, a type changed): one statement that plans the query and reads no row. Its shape
+   * then differs from the one last seen and the change is announced like a table's (no identity: a re-created table
+   * under a query is not told apart).
+   */
+  private async queryTable(key: string, spec: TableSpec): Promise<PostgresTable> {
+    const entry = this.tables.get(key);
+    const fingerprint = JSON.stringify(await queryResultFields(this, spec, `${this.name}.${spec.name}`));
+    // Read after the query: a concurrent call may have described the new result meanwhile.
+    const now = this.tables.get(key) ?? entry;
+    if (now && now.fingerprint === fingerprint) return now.table;
+    const previous = now ? await now.table.catch(() => undefined) : undefined;
+    return this.describe(key, spec, null, previous, fingerprint);
+  }
+
+  private describe(
+    key: string,
+    spec: TableSpec,
+    relation: RelationShape | null,
+    previous: PostgresTable | undefined,
+    fingerprint: string | null = relation && shapeFingerprint(relation),
+  ): Promise<PostgresTable> {
     const table = PostgresTable.describe(this, spec, relation, previous);
-    this.tables.set(key, { fingerprint: relation && shapeFingerprint(relation), table });
+    this.tables.set(key, { fingerprint, table });
     table.catch(() => {
       if (this.tables.get(key)?.table === table) this.tables.delete(key);
     });
@@ -237,16 +260,21 @@ async function resolveTable(source: PostgresSource, spec: TableSpec): Promise<Re
   return { oid, qualified, schema, relname, ...toColumns(described) };
 }
 
-/** A custom SQL table: its output columns, from the server's description of the query (nothing is read). */
-async function describeQuery(source: PostgresSource, spec: TableSpec, where: string): Promise<Relation> {
+/** The result columns of a custom SQL table's query, as the server describes them (nothing is read). */
+async function queryResultFields(source: PostgresSource, spec: TableSpec, where: string): Promise<ResultField[]> {
   const problem = selectProblem(spec.query!);
   if (problem) throw new AppError('SOURCE_SCHEMA', `query of ${where} must be one SELECT statement: ${problem}`);
-  const qualified = `(${spec.query!})`;
-  const fields = await source
-    .fields({ text: `SELECT * FROM ${qualified} t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`)
+  return source
+    .fields({ text: `SELECT * FROM (${spec.query!}) t LIMIT 0`, values: [] }, `describe the query of ${spec.name}`)
     .catch((err: unknown) => {
       throw new AppError('SOURCE_SCHEMA', `${where}: the query is not valid SQL: ${(err as Error).message}`, { cause: err });
     });
+}
+
+/** A custom SQL table: its output columns, from the server's description of the query (nothing is read). */
+async function describeQuery(source: PostgresSource, spec: TableSpec, where: string): Promise<Relation> {
+  const qualified = `(${spec.query!})`;
+  const fields = await queryResultFields(source, spec, where);
   const duplicate = fields.find((f, i) => fields.findIndex((g) => g.name === f.name) !== i);
   if (duplicate)
     throw new AppError(
@@ -361,7 +389,12 @@ class PostgresTable implements TableReader {
       outgoing,
       withheld: plan.withheld.map((c) => ({ name: c.name, type: c.type, kind: c.kind })),
       filtered: spec.where !== undefined,
-      ...(relation ? { relation } : {}),
+      // A custom SQL table's result has no identity, but its columns are tracked like a table's.
+      ...(relation
+        ? { relation }
+        : rel.oid === null
+          ? { relation: { identity: null, columns: columns.map((c) => ({ name: c.name, type: typeOf(c) })) } }
+          : {}),
     };
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
@@ -402,20 +435,32 @@ class PostgresTable implements TableReader {
     return { range, rows: rows.length, keys: rows.map((r) => this.toPosition(r, cursor.phase).pk) };
   }
 
+  async nextRangeEnd(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<RangeEnd | null> {
+    const [last] = await this.source.query(
+      rangeEndQuery(this.sql, cursor.phase, cursor.after, limit, upperBound),
+      `page end of ${this.where}`,
+      this.queried,
+    );
+    // Fewer than `limit` rows left: the page's end is its last row, which only reading the keys finds.
+    if (!last) return this.nextRange(cursor, limit, upperBound);
+    return { range: { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) }, rows: limit };
+  }
+
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     const rows = await this.source.query(q, `read rows of ${this.where}`, this.configured);
     const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
-    return rows.map((r) => {
+    const out = new Array<SourceRow>(rows.length);
+    // A plain loop building one object shape: this runs for every row sent.
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
       const json = r[keyCount] ?? null;
+      const row: SourceRow = { position: this.toPosition(r, range.phase), json: json ?? '', deleted: r[keyCount + 1] === 'true' };
       // A row outside the filter comes without its JSON: nothing of it reached this process.
-      return {
-        position: this.toPosition(r, range.phase),
-        json: json ?? '',
-        deleted: r[keyCount + 1] === 'true',
-        ...(json === null ? { matched: false } : {}),
-      };
-    });
+      if (json === null) row.matched = false;
+      out[i] = row;
+    }
+    return out;
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {

@@ -1,14 +1,23 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
-/** The pushsync processes of a chaos run, each started, SIGKILLed and restarted by name. */
+/**
+ * The pushsync processes of a chaos run, each started, SIGKILLed and restarted by name. With `logDir` each process
+ * appends its log to `<logDir>/<name>.log` (a restarted worker continues its file), so a run that does not converge
+ * can be read afterwards.
+ */
 export class Fleet {
   private readonly procs = new Map<string, ChildProcess>();
+  private stopping = false;
 
-  constructor(private readonly configPath: string) {}
+  constructor(
+    private readonly configPath: string,
+    private readonly logDir?: string,
+  ) {}
 
   start(name: string, roles: string[]): void {
     // One process per worker (node with the tsx loader, not the tsx launcher): SIGKILL must hit the worker itself.
@@ -23,7 +32,15 @@ export class Fleet {
       '0',
       ...roles.flatMap((r) => ['--role', r]),
     ];
-    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    const out = this.logDir ? openSync(join(this.logDir, `${name}.log`), 'a') : 'ignore';
+    const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', out, 'inherit'] });
+    if (typeof out === 'number') closeSync(out);
+    // A worker that dies on its own (not SIGKILLed here, not stopped at the end) is reported: the run then depends
+    // on the others, and a non-converging run should say so.
+    proc.once('exit', (code, signal) => {
+      if (this.procs.get(name) === proc && !this.stopping && signal !== 'SIGKILL')
+        process.stdout.write(`[chaos] ${name} exited by itself (code ${code}, signal ${signal})\n`);
+    });
     this.procs.set(name, proc);
   }
 
@@ -35,6 +52,7 @@ export class Fleet {
   }
 
   async stopAll(): Promise<void> {
+    this.stopping = true;
     for (const p of this.procs.values()) p.kill('SIGTERM');
     await sleep(3000);
     for (const p of this.procs.values()) if (p.exitCode === null) p.kill('SIGKILL');

@@ -226,7 +226,7 @@ sources:
     kind: mysql
     url: ${sourceUrl}
 ${tables}
-log: { level: error }
+log: { level: ${process.env.CHAOS_LOG_DIR ? 'info' : 'error'} }
 `;
 }
 
@@ -240,7 +240,8 @@ export async function runMariadbChaos(seed: number, mode: 'watermark' | 'cdc', w
   const db = await ChaosMariadb.start({ binlog: mode === 'cdc' });
   const receiver = await startChaosReceiver(faultRandom, 'chaos-key');
   const configPath = join(dir, 'pushsync.yaml');
-  const fleet = new Fleet(configPath);
+  const logDir = process.env.CHAOS_LOG_DIR;
+  const fleet = new Fleet(configPath, logDir);
   let exitCode = 1;
   try {
     const admin = await db.client();

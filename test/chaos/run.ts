@@ -34,6 +34,8 @@ const redisArg = process.argv.indexOf('--redis');
 const REDIS = (redisArg > 0 ? process.argv[redisArg + 1] : (process.env.CHAOS_REDIS ?? 'single')) as 'single' | 'sentinel' | 'cluster';
 if (!['single', 'sentinel', 'cluster'].includes(REDIS)) throw new Error(`--redis must be single, sentinel or cluster, not ${String(REDIS)}`);
 const WRITE_SECONDS = Number(process.env.CHAOS_WRITE_SECONDS ?? 40);
+/** `CHAOS_LOG_DIR=<dir>`: the workers log at info level into `<dir>/<worker>.log` (by default they log errors only). */
+const LOG_DIR = process.env.CHAOS_LOG_DIR;
 const INITIAL_ROWS = 5000;
 /**
  * Ids from LATE_BASE - 100 on are touched only by late transactions: no later write repairs a late transaction's
@@ -223,7 +225,7 @@ async function main(): Promise<void> {
       : `{ url: ${redis!.url}, prefix: chaos }`;
   const pgServer = await ChaosPostgres.start({ logical: MODE === 'cdc' });
   const receiver: ChaosReceiver = await startChaosReceiver(faultRandom, 'chaos-key');
-  const fleet = new Fleet(join(dir, 'pushsync.yaml'));
+  const fleet = new Fleet(join(dir, 'pushsync.yaml'), LOG_DIR);
   let exitCode = 1;
   try {
     const admin = await pgServer.client();
@@ -259,7 +261,7 @@ ${
     : `    tables:
       - { name: items, watermark: updated_at, every: 1s, batchRows: 250, softDelete: { column: deleted_at } }`
 }
-log: { level: error }
+log: { level: ${LOG_DIR ? 'info' : 'error'} }
 `,
     );
     fleet.start('scheduler', ['scheduler']);
@@ -267,10 +269,13 @@ log: { level: error }
     fleet.start('w2', ['extract', 'push']);
     const writers = new Writers(pgServer, random, MODE === 'cdc');
     writers.start(3);
-
-    // The fault schedule, fixed by the seed.
-    const at = (fraction: number): number => started + 3000 + fraction * WRITE_SECONDS * 1000;
-    const events: Array<{ time: number; name: string; run: () => Promise<void> }> = [];
+    // The fault schedule, fixed by the seed: drawn now, timed from when pushsync delivers its first rows (below).
+    let clock = 0;
+    const at =
+      (fraction: number): (() => number) =>
+      () =>
+        clock + fraction * WRITE_SECONDS * 1000;
+    const events: Array<{ time: () => number; name: string; run: () => Promise<void> }> = [];
     for (let i = 0; i < 5; i++) {
       const who = random() < 0.5 ? 'w1' : 'w2';
       const downMs = 300 + Math.floor(random() * 1500);
@@ -350,13 +355,19 @@ log: { level: error }
         });
       }
     }
-    events.sort((a, b) => a.time - b.time);
+    // On a busy machine pushsync's processes take a while to start, and faults that all land before it works test
+    // nothing. The writers started at once, so the initial read still overlaps with writes.
+    const launched = Date.now();
+    while (receiver.rows.length === 0 && Date.now() < launched + 180_000) await sleep(100);
+    log(`first rows delivered after ${Math.round((Date.now() - launched) / 1000)} s`);
+    clock = Date.now();
+    events.sort((a, b) => a.time() - b.time());
     for (const e of events) {
-      await sleep(Math.max(0, e.time - Date.now()));
+      await sleep(Math.max(0, e.time() - Date.now()));
       log(e.name);
       await e.run();
     }
-    await sleep(Math.max(0, started + 3000 + WRITE_SECONDS * 1000 - Date.now()));
+    await sleep(Math.max(0, clock + WRITE_SECONDS * 1000 - Date.now()));
     await writers.stop();
     const stoppedAt = Date.now();
     log(`writers stopped after ${writers.ops} operations; waiting for pushsync to catch up`);
@@ -379,6 +390,24 @@ log: { level: error }
       v = await verdict(check, receiver.rows);
     }
     await check.end();
+    if (v.lost + v.wrong + v.extra > 0) {
+      // What pushsync itself says of the run: the reader, the queues and the dead letters, for the next reader of this log.
+      const res = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'status', '--json'],
+        {
+          cwd: ROOT,
+          timeout: 60_000,
+        },
+      );
+      log(`status:\n${res.stdout.toString().trim()}\n${res.stderr.toString().trim()}`);
+      // CHAOS_HOLD_SECONDS=N keeps the services and workers of a failed run up for N s, to be looked at by hand.
+      const hold = Number(process.env.CHAOS_HOLD_SECONDS ?? 0);
+      if (hold > 0) {
+        log(`holding for ${hold} s: config ${join(dir, 'pushsync.yaml')}, postgres ${pgServer.url}`);
+        await sleep(hold * 1000);
+      }
+    }
     log(`${v.lost + v.wrong + v.extra === 0 ? 'converged' : 'gave up'} ${Math.round((Date.now() - stoppedAt) / 1000)} s after the writers stopped`);
     log(`destination answers: ${JSON.stringify(receiver.faults)}; rows stored: ${receiver.rows.length}`);
     if (memory.length > 0) {

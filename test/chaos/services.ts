@@ -75,7 +75,8 @@ export class ChaosRedis {
 
   /** A clean shutdown: with AOF (fsync always) nothing acknowledged is lost. */
   async restart(downMs: number): Promise<void> {
-    const c = new Redis(this.url);
+    const c = new Redis(this.url, { retryStrategy: () => null });
+    c.on('error', () => {});
     await c.call('SHUTDOWN').catch(() => undefined);
     c.disconnect();
     await new Promise((r) => (this.proc?.exitCode !== null ? r(undefined) : this.proc.once('exit', r)));
@@ -84,7 +85,8 @@ export class ChaosRedis {
   }
 
   async usedMemory(): Promise<number> {
-    const c = new Redis(this.url);
+    const c = new Redis(this.url, { retryStrategy: () => null });
+    c.on('error', () => {});
     try {
       const info = await c.info('memory');
       return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);

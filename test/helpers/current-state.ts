@@ -4,6 +4,8 @@ export interface Versioned<K> {
   _op: string;
   _ordering: string;
   _extracted_at: string;
+  /** The table generation; records without one are generation 0. */
+  _generation?: number;
 }
 
 /**
@@ -20,9 +22,16 @@ export function newestPerKey<R extends Versioned<unknown>>(records: readonly R[]
   return newest;
 }
 
-/** The current state downstream: the newest record per key, and no key whose newest record is a delete. */
+/**
+ * The current state downstream, as the silver view computes it: only records of the newest table generation count
+ * (a `table_recreated` marker starts one), the newest record per key, and no key whose newest record is a delete.
+ */
 export function currentState<R extends Versioned<unknown>>(records: readonly R[]): Map<R['id'], R> {
-  const newest = newestPerKey(records, false);
+  // A loop, not Math.max(...): a spread of a few hundred thousand records overflows the stack.
+  let generation = 0;
+  for (const r of records) generation = Math.max(generation, r._generation ?? 0);
+  const current = records.filter((r) => (r._generation ?? 0) === generation && r._op !== 'table_recreated');
+  const newest = newestPerKey(current, false);
   for (const [id, r] of newest) if (r._op === 'delete') newest.delete(id);
   return newest;
 }

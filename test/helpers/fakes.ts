@@ -58,6 +58,8 @@ export class FakeTableReader implements TableReader {
   boundary: string | null = null;
   /** Called at the start of nextRange, for tests that log the order of calls. */
   onNextRange: () => void = () => {};
+  /** Absent unless a test sets it (like a source without the keys-free page read). */
+  nextRangeEnd?: TableReader['nextRangeEnd'];
 
   constructor(rows: FakeRow[], shape: Partial<TableShape> = {}) {
     this.rows = rows;

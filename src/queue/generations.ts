@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import type { TableConfig } from '../config.js';
+import type { PipelineContext } from './context.js';
+import type { BoundaryPushJob } from './jobs.js';
+import { enqueuePushJob } from './push-jobs.js';
+
+/**
+ * Table generations: which relation under a table's name the records come from. The relation pushsync first sees
+ * is generation 0; a relation with another identity (the table dropped and created again) starts the next one. A
+ * re-read of the same relation (a backfill, a reset, a re-snapshot) keeps its generation: only a new relation makes
+ * older records stale. Every record carries its generation (`_generation`), and a new generation is announced to the
+ * table's own target by one `table_recreated` record, so the silver view keeps only the newest generation's keys even
+ * when the new table is empty (core/views.ts).
+ *
+ * Not the counter `ctx.keys.generation`, which numbers re-reads so that their push job ids are new.
+ */
+
+/**
+ * ARGV[1]: the relation's identity; ARGV[2]: the identity recorded before it ('' if none). An identity keeps the
+ * generation it got. On a first call (an empty hash) the recorded identity, if any and different, is generation 0
+ * and the current one 1: a table re-created while pushsync was stopped, or before generations existed.
+ */
+const ASSIGN = `
+local g = redis.call('HGET', KEYS[1], ARGV[1])
+if g then return tonumber(g) end
+local latest = redis.call('HGET', KEYS[1], '#')
+if not latest then
+  if ARGV[2] == '' or ARGV[2] == ARGV[1] then
+    redis.call('HSET', KEYS[1], ARGV[1], 0, '#', 0)
+    return 0
+  end
+  redis.call('HSET', KEYS[1], ARGV[2], 0)
+  latest = 0
+end
+local n = tonumber(latest) + 1
+redis.call('HSET', KEYS[1], ARGV[1], n, '#', n)
+return n`;
+
+/**
+ * The generation of the relation with `identity` under the table's name, assigned on first sight. Without an
+ * identity (a custom SQL table, an engine that has none) the latest generation: re-creations are not told apart.
+ */
+export async function tableGeneration(
+  ctx: PipelineContext,
+  table: Pick<TableConfig, 'source' | 'name'>,
+  identity: string | null | undefined,
+  previous?: string | null,
+): Promise<number> {
+  const key = ctx.keys.generations(table.source, table.name);
+  if (identity === null || identity === undefined) return Number((await ctx.redis.hget(key, '#')) ?? 0);
+  return Number(await ctx.redis.eval(ASSIGN, 1, key, identity, previous ?? ''));
+}
+
+/**
+ * A relation under the table's name replaced another (`previous`): assigns its generation and enqueues the
+ * generation's `table_recreated` record to the table's target, `ordering` its `_ordering` (where the change stream
+ * had reached; null in watermark mode, where orderings of two relations say nothing about each other). Idempotent:
+ * every detector of the re-creation may call it, and a crash before the detection is recorded calls it again.
+ * Returns the new generation.
+ */
+export async function startGeneration(
+  ctx: PipelineContext,
+  table: TableConfig,
+  identity: string,
+  previous: string | null,
+  ordering: string | null,
+): Promise<number> {
+  const generation = await tableGeneration(ctx, table, identity, previous);
+  if (generation === 0) return 0;
+  const data: BoundaryPushJob = {
+    v: 1,
+    source: table.source,
+    table: table.name,
+    target: table.target,
+    rows: 1,
+    cutAt: new Date().toISOString(),
+    boundary: { generation, ordering },
+  };
+  const id = createHash('sha256')
+    .update(JSON.stringify([table.source, table.name, generation]))
+    .digest('hex')
+    .slice(0, 32);
+  await enqueuePushJob(ctx, `g-${id}`, data, { countRows: false });
+  return generation;
+}
