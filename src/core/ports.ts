@@ -209,6 +209,8 @@ export type ChangeStreamEvent =
   | { kind: 'idle'; position: string }
   /** The relations were emptied; no keys travel with it. */
   | { kind: 'truncate'; relations: string[] }
+  /** Changes of the relation went by that the stream could not turn into keys: it must be read again. */
+  | { kind: 'resnapshot'; relation: string; reason: string }
   /**
    * A watched relation's description as the stream states it before its first change in a session and after a
    * change of its columns: its identity and its columns in order, each with a text that differs when the column's
@@ -253,6 +255,8 @@ export interface ChangeStreamStatus {
   active: boolean;
   /** True when the source discarded changes the stream still needed: it cannot continue. */
   lost: boolean;
+  /** Why it was lost, for the error that asks for a new snapshot; absent when the source does not say. */
+  lostReason?: string | undefined;
 }
 
 /** What `pushsync check` shows about a durable stream beside its status: settings, retention, privileges. */

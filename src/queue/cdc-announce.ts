@@ -15,6 +15,7 @@ export async function streamDescribedChange(
   table: TableConfig,
   from: string | null,
   log: PipelineContext['logger'],
+  recreated = false,
 ): Promise<void> {
   let reader;
   try {
@@ -25,5 +26,5 @@ export async function streamDescribedChange(
     if (isAppError(err) && err.code === 'SOURCE_SCHEMA') return;
     throw err;
   }
-  await watchShape(ctx, table, reader, log, from);
+  await watchShape(ctx, table, reader, log, from, recreated);
 }

@@ -20,8 +20,8 @@ export interface TrackedRelation extends RelationKeys {
   reader: TableReader;
 }
 
-/** Announces what changed in the table's shape, from the `_ordering` given (null: not known). */
-export type Announce = (table: TableConfig, appliesFrom: string | null) => Promise<void>;
+/** Announces what changed in the table's shape, from the `_ordering` given (null: not known); `recreated`: a new table. */
+export type Announce = (table: TableConfig, appliesFrom: string | null, recreated?: boolean) => Promise<void>;
 
 interface StoredShape {
   /** The columns exactly as the stream stated them: compared first, so an unchanged relation costs no query. */
@@ -71,7 +71,7 @@ export class RelationTracker {
         // Before the new identity is recorded: a crash in between finds the table re-created again, and asks again.
         await requestSnapshot(this.ctx, this.stateKey, r.table, 'table re-created');
         await this.ctx.redis.hdel(this.stateKey, `relshape:${r.table.name}`);
-        await this.announce(r.table, ordering);
+        await this.announce(r.table, ordering, true);
         this.log.warn(
           { table: r.table.name, from: recorded, to: id },
           `${r.table.source}.${r.table.name} was dropped and created again: changes of the dropped table are not applied to it; snapshotting it again while the stream flows`,

@@ -15,7 +15,7 @@ import { TableLock } from './table-lock.js';
 import { resetTable } from './table-admin.js';
 import { failJob } from './job-errors.js';
 import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
-import { IncrementalSnapshots } from './cdc-snapshots.js';
+import { IncrementalSnapshots, requestSnapshot } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
 import { TableProgress } from './table-progress.js';
 import { replicaWait, waitForReplicas } from './redis.js';
@@ -83,7 +83,7 @@ export async function runCdc(
       cdc,
       stateKey,
       relations,
-      (t, from) => streamDescribedChange(ctx, t, from, log),
+      (t, from, recreated) => streamDescribedChange(ctx, t, from, log, recreated),
       (position) => cdc.snapshotOrdering(position),
       log,
     );
@@ -161,7 +161,7 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
   if (info.lost) {
     throw new AppError(
       'CURSOR_INVALID',
-      `${cdc.stream} was invalidated: the source removed changes it still needed (max_slot_wal_keep_size); ${remedy}`,
+      `${cdc.stream} was invalidated: ${info.lostReason ?? 'the source removed changes it still needed (max_slot_wal_keep_size)'}; ${remedy}`,
     );
   }
   // The stream exists but pushsync has no memory of it (Redis lost its data): snapshot every table again from here.
@@ -344,6 +344,17 @@ async function streamChanges(
           if (buffered.length === 0 && bufferedEnd === null && (acked === null || cdc.comparePositions(e.position, acked) > 0))
             await acknowledge(e.position);
           break;
+        case 'resnapshot': {
+          const r = relations.get(e.relation);
+          if (!r) break;
+          await requestSnapshot(ctx, o.stateKey, r.table, e.reason);
+          o.log.warn(
+            { table: r.table.name, reason: e.reason },
+            `${r.table.source}.${r.table.name}: ${e.reason}; snapshotting it again while the stream flows`,
+          );
+          ctx.metrics.errors.inc({ source: o.sourceName, table: r.table.name, code: 'CHANGES_UNDECODABLE' });
+          break;
+        }
         case 'truncate':
           o.log.warn({ relations: e.relations }, 'TRUNCATE is not replicated as deletes; run a reconciliation or re-snapshot the table');
           ctx.metrics.errors.inc({ source: o.sourceName, table: e.relations.join(','), code: 'TRUNCATE_NOT_REPLICATED' });

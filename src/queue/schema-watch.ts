@@ -37,7 +37,8 @@ export const FROZEN_FIELD = 'schema';
  * nothing of it may be read or sent until accepted.
  *
  * A CDC table is also checked when its stream describes new columns; `streamFrom` is then the `_ordering` of the
- * first change with the new shape, announced as where it applies from.
+ * first change with the new shape, announced as where it applies from. `recreated`: the stream saw the table dropped
+ * and created again, which a source without relation identities (MySQL) cannot tell from its shape.
  */
 export async function watchShape(
   ctx: PipelineContext,
@@ -45,6 +46,7 @@ export async function watchShape(
   reader: TableReader,
   log: Logger,
   streamFrom?: string | null,
+  recreated = false,
 ): Promise<boolean> {
   const relation = reader.shape.relation;
   if (relation === undefined || (table.mode !== 'watermark' && table.mode !== 'cdc')) return false;
@@ -58,8 +60,10 @@ export async function watchShape(
       continue;
     }
     const before = JSON.parse(stored) as RelationShape;
-    if (sameShape(before, relation)) return frozen !== null;
+    const unseenRecreation = recreated && before.identity === null && relation.identity === null;
+    if (sameShape(before, relation) && !unseenRecreation) return frozen !== null;
     const changes = diffShapes(before, relation);
+    if (unseenRecreation) changes.unshift({ kind: 'table_recreated', from: null, to: null });
     // Invariant: what a change calls for (a freeze, a re-read from the start) is in Redis before the new shape is
     // stored as seen, so a crash in between repeats it at the next check and never skips it. A process that loses
     // the swap may have done it too: a second re-read is harmless.

@@ -37,18 +37,24 @@ export function comparePositions(a: string, b: string): number {
   return x.offset === y.offset ? 0 : x.offset < y.offset ? -1 : 1;
 }
 
+/** A position as fixed-width text: `~`, the file number and the offset. */
+function positionOrdering(p: BinlogPosition): string {
+  return `~${fileNumber(p.file).toString().padStart(10, '0')}${String(p.offset).padStart(12, '0')}`;
+}
+
 /**
- * `_ordering` of the rows the snapshot read from `start`: `~`, the file number and the offset, fixed width. Every
- * change streamed from `start` ends past it, so its ordering (the same prefix and more) sorts after.
+ * `_ordering` of the rows a snapshot read from `start`: the position, then `:~`. It sorts after the changes of the
+ * transaction that ends at `start` (`:` and a number: an incremental snapshot starts at the end of the last
+ * transaction received, whose changes the snapshot's reads already hold) and before every change that ends past
+ * `start`, whose position sorts higher.
  */
 export function snapshotOrdering(start: string): string {
-  const p = parsePosition(start);
-  return `~${fileNumber(p.file).toString().padStart(10, '0')}${String(p.offset).padStart(12, '0')}`;
+  return `${positionOrdering(parsePosition(start))}:~`;
 }
 
 /** `_ordering` of the `index`th change (from 1) of the transaction that ends at `end`. */
 export function changeOrdering(end: string, index: number): string {
-  return `${snapshotOrdering(end)}:${String(index).padStart(10, '0')}`;
+  return `${positionOrdering(parsePosition(end))}:${String(index).padStart(10, '0')}`;
 }
 
 /** Key column kinds whose binlog values the reader turns into the key texts the table reader uses. */
@@ -121,4 +127,155 @@ export class BinlogTransaction {
   commit(end: string): ChangeEvent[] {
     return this.changes.map((c, i) => ({ ...c, ordering: changeOrdering(end, i + 1) }));
   }
+}
+
+/** Per history (MariaDB domain, MySQL source uuid) the highest transaction number a GTID position text holds. */
+function gtidHeads(text: string): Map<string, bigint> {
+  const heads = new Map<string, bigint>();
+  for (const part of text.replace(/\s+/g, '').split(',')) {
+    if (part === '') continue;
+    const mysql = /^([0-9a-f-]{36}(?::[a-z_][a-z0-9_]*)?)((?::\d+(?:-\d+)?)+)$/i.exec(part);
+    if (mysql) {
+      // uuid[:tag]:1-5:7-9 (MySQL); the last interval ends highest.
+      const ends = mysql[2]!
+        .split(':')
+        .filter(Boolean)
+        .map((r) => BigInt(r.split('-').pop()!));
+      heads.set(
+        mysql[1]!.toLowerCase(),
+        ends.reduce((a, b) => (a > b ? a : b)),
+      );
+      continue;
+    }
+    const maria = /^(\d+)-\d+-(\d+)$/.exec(part);
+    if (maria) heads.set(maria[1]!, BigInt(maria[2]!));
+  }
+  return heads;
+}
+
+/**
+ * True when the server's GTID history `now` lacks what `recorded` held: a history (MariaDB domain, MySQL server
+ * uuid) is gone or its transaction number went back. Then the binlog started over (RESET MASTER, a restored backup)
+ * and file names and offsets mean other transactions than the ones recorded. An empty `recorded` says nothing.
+ */
+export function gtidRegressed(recorded: string, now: string): boolean {
+  const after = gtidHeads(now);
+  for (const [history, head] of gtidHeads(recorded)) {
+    const current = after.get(history);
+    if (current === undefined || current < head) return true;
+  }
+  return false;
+}
+
+/** A column as the binlog reader decodes rows with it: its name, and what the binlog and the decoder need of its type. */
+export interface BinlogColumn {
+  name: string;
+  /** information_schema `DATA_TYPE`, e.g. `int`, `varchar`. */
+  dataType: string;
+  /** information_schema `COLUMN_TYPE`, e.g. `int(10) unsigned`, `enum('a','b')`. */
+  columnType: string;
+  charset: string | null;
+  collation: string | null;
+}
+
+/**
+ * Binlog type codes (include/mysql_com.h, `enum_field_types`) each `DATA_TYPE` may appear as in a TABLE_MAP event:
+ * the classic and the fractional-second temporal codes, and the STRING code that CHAR, BINARY, ENUM and SET share.
+ */
+const BINLOG_TYPES: Record<string, number[]> = {
+  tinyint: [1],
+  smallint: [2],
+  mediumint: [9],
+  int: [3],
+  integer: [3],
+  bigint: [8],
+  float: [4],
+  double: [5],
+  decimal: [0, 246],
+  year: [13],
+  date: [10, 14],
+  time: [11, 19],
+  datetime: [12, 18],
+  timestamp: [7, 17],
+  char: [254, 253],
+  binary: [254, 253],
+  varchar: [15, 253],
+  varbinary: [15, 253],
+  enum: [254, 247],
+  set: [254, 248],
+  bit: [16],
+  json: [245, 252],
+  tinytext: [252],
+  text: [252],
+  mediumtext: [252],
+  longtext: [252],
+  tinyblob: [252],
+  blob: [252],
+  mediumblob: [252],
+  longblob: [252],
+};
+
+/**
+ * Whether a TABLE_MAP event (its column count and binlog type codes) can have been written with `columns`. Row
+ * events carry values by column position only; decoding them with a column list of another shape would put values
+ * under the wrong names, so a list that does not fit is never used. Types this table does not know (geometry,
+ * MariaDB's inet6 and uuid) fit any code.
+ */
+export function shapeFits(event: { columnCount: number; columnTypes: readonly number[] }, columns: readonly BinlogColumn[]): boolean {
+  if (event.columnCount !== columns.length) return false;
+  return columns.every((c, i) => {
+    const codes = BINLOG_TYPES[c.dataType.toLowerCase()];
+    return codes === undefined || codes.includes(event.columnTypes[i]!);
+  });
+}
+
+/** What a DDL statement does to tables, by `schema.table`: changed in place, or gone or new under the name. */
+export interface DdlTargets {
+  altered: string[];
+  /** Dropped, created, renamed away or renamed to: under this name, another table from here on. */
+  replaced: string[];
+}
+
+const IDENT = '(?:`((?:[^`]|``)+)`|([^\\s.`;,()]+))';
+const NAME = `${IDENT}(?:\\s*\\.\\s*${IDENT})?`;
+
+function names(text: string, schema: string): string[] {
+  const out: string[] = [];
+  const re = new RegExp(NAME, 'g');
+  for (const m of text.matchAll(re)) {
+    const part = (quoted: string | undefined, plain: string | undefined): string | undefined =>
+      quoted !== undefined ? quoted.replace(/``/g, '`') : plain;
+    const first = part(m[1], m[2])!;
+    const second = part(m[3], m[4]);
+    out.push(second === undefined ? `${schema}.${first}` : `${first}.${second}`);
+  }
+  return out;
+}
+
+/**
+ * The tables a statement of the binlog (a QUERY event run in database `schema`) changes: ALTER TABLE (and its RENAME
+ * TO), CREATE [OR REPLACE] TABLE, DROP TABLE (a list), RENAME TABLE (a list of pairs). Other statements: none.
+ * Comments the server adds (`/* generated by server *\/`) are ignored.
+ */
+export function ddlTargets(statement: string, schema: string): DdlTargets {
+  const q = statement
+    .replace(/\/\*[\s\S]*?\*\//g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/;$/, '');
+  const none: DdlTargets = { altered: [], replaced: [] };
+  let m = new RegExp(`^ALTER (?:ONLINE )?(?:IGNORE )?TABLE (?:IF EXISTS )?(${NAME})(.*)$`, 'i').exec(q);
+  if (m) {
+    const [table] = names(m[1]!, schema);
+    const rename = new RegExp(`(?:^|,)\\s*RENAME (?:TO |AS )?(${NAME})\\s*(?:,|$)`, 'i').exec(m[m.length - 1]!);
+    if (rename && !/^(?:COLUMN|INDEX|KEY)\b/i.test(rename[1]!)) return { altered: [], replaced: [table!, ...names(rename[1]!, schema)] };
+    return { altered: [table!], replaced: [] };
+  }
+  m = new RegExp(`^CREATE (?:OR REPLACE )?TABLE (?:IF NOT EXISTS )?(${NAME})`, 'i').exec(q);
+  if (m) return { altered: [], replaced: names(m[1]!, schema) };
+  m = /^DROP TABLE (?:IF EXISTS )?(.+?)(?: RESTRICT| CASCADE)?$/i.exec(q);
+  if (m) return { altered: [], replaced: names(m[1]!, schema) };
+  m = /^RENAME TABLES? (.+)$/i.exec(q);
+  if (m) return { altered: [], replaced: names(m[1]!.replace(/\bTO\b/gi, ','), schema) };
+  return none;
 }

@@ -155,6 +155,52 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
     await cdc.close();
   });
 
+  it('decodes every row with the columns it was written with, across ADD COLUMN FIRST and DROP COLUMN, live and from a backlog', async () => {
+    await db.client.query(`CREATE TABLE shifty (code varchar(10), id int PRIMARY KEY, v text)`);
+    const rel = `${db.database}.shifty`;
+    const shifty = new Map([[rel, { primaryKey: ['id'] }]]);
+    const store = memoryStore();
+    const cdc = binlog(store);
+    await cdc.create();
+    const openShifty = async (): Promise<Inbox> => {
+      const inbox = new Inbox();
+      opened.push(
+        await cdc.open(
+          shifty,
+          (e) => inbox.events.push(e),
+          (err) => inbox.errors.push(err),
+        ),
+      );
+      return inbox;
+    };
+    const keys = async (inbox: Inbox): Promise<string[][]> => (await inbox.next('transaction')).changes.map((c) => [c.op, ...c.pk]);
+    let inbox = await openShifty();
+    expect((await inbox.next('relation')).columns.map((c) => c.name)).toEqual(['code', 'id', 'v']);
+    await db.client.query(`INSERT INTO shifty VALUES ('a', 1, 'x')`);
+    expect(await keys(inbox)).toEqual([['insert', '1']]);
+    await db.client.query(`ALTER TABLE shifty ADD COLUMN head int FIRST`);
+    const described = await inbox.next('relation');
+    expect(described.columns.map((c) => c.name)).toEqual(['head', 'code', 'id', 'v']);
+    expect(described.id).toBe('1');
+    await db.client.query(`INSERT INTO shifty VALUES (7, 'b', 2, 'y')`);
+    const live = await inbox.next('transaction');
+    expect(live.changes.map((c) => [c.op, ...c.pk])).toEqual([['insert', '2']]);
+    const first = opened.pop()!;
+    await first.acknowledge(live.end);
+    await first.stop();
+    // Stopped: rows written with (head, code, id, v), then the table becomes (code, id, v2).
+    await db.client.query(`INSERT INTO shifty VALUES (8, 'c', 3, 'z')`);
+    await db.client.query(`ALTER TABLE shifty DROP COLUMN head, ADD COLUMN v2 int`);
+    await db.client.query(`UPDATE shifty SET v2 = id WHERE id = 1`);
+    inbox = await openShifty();
+    expect(await keys(inbox)).toEqual([['insert', '3']]);
+    expect((await inbox.next('relation')).columns.map((c) => c.name)).toEqual(['code', 'id', 'v', 'v2']);
+    expect(await keys(inbox)).toEqual([['update', '1']]);
+    expect(inbox.errors).toEqual([]);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
   it('spells binlog keys of every keyable type exactly as the table reader spells them', async () => {
     await db.client.query(`
       CREATE TABLE keyed (i int, bu bigint unsigned, d decimal(12,3), s varchar(10) COLLATE utf8mb4_general_ci, b varbinary(4),
@@ -236,11 +282,20 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
     await cdc.create();
     const real = { ...store.fields };
     store.fields.confirmed = 'binlog.000000:4';
-    expect((await cdc.status()).lost).toBe(true);
+    expect(await cdc.status()).toMatchObject({ lost: true, lostReason: expect.stringContaining('no longer has binlog file binlog.000000') });
     store.fields.confirmed = real.confirmed!;
     store.fields.identity = `${uniqueName('other')} server`;
     expect((await cdc.status()).lost).toBe(true);
     store.fields.identity = real.identity!;
+    expect((await cdc.status()).lost).toBe(false);
+    // The GTID recorded at the start is the server's history then; one that went back means the binlog started over.
+    expect(real.gtid).toMatch(/^\d+-\d+-\d+/);
+    store.fields.gtid = real.gtid!.replace(/-\d+$/, '-999999999999');
+    expect(await cdc.status()).toMatchObject({ lost: true, lostReason: expect.stringContaining('GTID history') });
+    store.fields.gtid = real.gtid!;
+    store.fields.confirmed = real.confirmed!.replace(/:\d+$/, ':999999999999');
+    expect(await cdc.status()).toMatchObject({ lost: true, lostReason: expect.stringContaining('shorter than the position') });
+    store.fields.confirmed = real.confirmed!;
     expect((await cdc.status()).lost).toBe(false);
     await cdc.drop();
     expect((await cdc.status()).exists).toBe(false);

@@ -1,10 +1,12 @@
-import ZongJi from '@vlasky/zongji';
+import type ZongJi from '@vlasky/zongji';
 import { AppError } from '../core/errors.js';
 import type { RelationKeys } from '../core/changes.js';
 import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamFacts, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { MysqlSource } from './mysql.js';
 import { connectionOptions } from './mysql-query.js';
 import { translateMysqlError } from './mysql-errors.js';
+import { binlogColumnsSql, existingTablesSql } from './mysql-shape.js';
+import { BinlogShapes, forgetTable, shapedZongJi } from './mysql-binlog-shapes.js';
 import {
   BINARY_LOGS_SQL,
   BINLOG_RETENTION_SQL,
@@ -13,16 +15,22 @@ import {
   SERVER_CLOCK_SQL,
   binlogRetention,
   binlogStatusSql,
+  gtidSql,
   identitySql,
+  startPositionOf,
+  startPositionSql,
   type MyColumn,
 } from './mysql-sql.js';
 import {
   BinlogTransaction,
   comparePositions,
+  ddlTargets,
   formatPosition,
+  gtidRegressed,
   keyableKind,
   parsePosition,
   snapshotOrdering,
+  type BinlogColumn,
   type CapturedTable,
 } from './mysql-binlog.js';
 
@@ -127,8 +135,46 @@ export class MysqlBinlog implements ChangeSource {
     });
   }
 
-  async prepare(): Promise<void> {
+  /** The tables of the last `prepare`: `create` records their columns with the start position. */
+  private prepared: string[] = [];
+
+  async prepare(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>> = []): Promise<void> {
     // The binlog has every table's changes: nothing to set up.
+    this.prepared = tables.map((t) => `${t.schema}.${t.relname}`);
+  }
+
+  /**
+   * Which table is under each name: MySQL keeps no identity that survives an ALTER but not a re-creation, so the
+   * identity is pushsync's count of the times the binlog showed the name dropped, created or renamed
+   * (`incarnation:<schema.table>`, bumped by the reader). A table missing now is absent.
+   */
+  async relationIds(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<Map<string, string>> {
+    const state = await this.options.store.load();
+    const existing = new Set((await this.text(existingTablesSql(tables), 'find the captured tables')).map(([schema, table]) => `${schema}.${table}`));
+    const ids = new Map<string, string>();
+    for (const t of tables) {
+      const relation = `${t.schema}.${t.relname}`;
+      if (!existing.has(relation)) continue;
+      const n = Math.max(Number(state[`incarnation:${relation}`] ?? 1), this.incarnations.get(relation) ?? 1);
+      ids.set(relation, String(n));
+    }
+    return ids;
+  }
+
+  /** Incarnations bumped by a reader of this process, ahead of the store until its write lands. */
+  private readonly incarnations = new Map<string, number>();
+
+  private async columnsNow(relation: string): Promise<BinlogColumn[] | null> {
+    const dot = relation.indexOf('.');
+    const rows = await this.text(binlogColumnsSql(relation.slice(0, dot), relation.slice(dot + 1)), `read the columns of ${relation}`);
+    if (rows.length === 0) return null;
+    return rows.map(([name, dataType, columnType, charset, collation]) => ({
+      name: name!,
+      dataType: dataType!,
+      columnType: columnType!,
+      charset: charset ?? null,
+      collation: collation ?? null,
+    }));
   }
 
   private async identity(): Promise<string> {
@@ -142,9 +188,36 @@ export class MysqlBinlog implements ChangeSource {
     const logs = (await this.text(BINARY_LOGS_SQL, 'list the binary logs')).map(([file, size]) => ({ file: file!, size: Number(size) }));
     const confirmed = parsePosition(state.confirmed);
     const at = logs.findIndex((l) => l.file === confirmed.file);
-    const lost = at < 0 || state.identity !== (await this.identity());
+    const lostReason = await this.lostReason(state, at >= 0 ? logs[at]!.size : null);
     const behind = at < 0 ? null : Math.max(0, logs.slice(at).reduce((sum, l) => sum + l.size, 0) - confirmed.offset);
-    return { exists: true, confirmed: state.confirmed, lagBytes: behind, lagSeconds: await this.lagSeconds(behind, state), active: false, lost };
+    return {
+      exists: true,
+      confirmed: state.confirmed,
+      lagBytes: behind,
+      lagSeconds: await this.lagSeconds(behind, state),
+      active: false,
+      lost: lostReason !== null,
+      ...(lostReason !== null ? { lostReason } : {}),
+    };
+  }
+
+  /**
+   * Why the stream cannot continue, or null: its binlog file was purged (or the server's history started over), the
+   * server is another one, or its GTID history went back past the one recorded when the stream was created.
+   */
+  private async lostReason(state: Record<string, string>, fileSize: number | null): Promise<string | null> {
+    const confirmed = parsePosition(state.confirmed!);
+    if (fileSize === null) return `the server no longer has binlog file ${confirmed.file} (purged, or the binary log was reset)`;
+    if (fileSize < confirmed.offset)
+      return `binlog file ${confirmed.file} is shorter than the position ${state.confirmed} (the binary log was reset)`;
+    const identity = await this.identity();
+    if (state.identity !== identity) return `the server is another one (${identity}, where the stream was created on ${state.identity})`;
+    if (state.gtid) {
+      const [[now] = []] = await this.text(gtidSql(await this.admin.pool.flavor()), 'read the GTID position');
+      if (gtidRegressed(state.gtid, now ?? ''))
+        return `the server's GTID history (${now}) no longer holds the ${state.gtid} the stream was created at`;
+    }
+    return null;
   }
 
   /**
@@ -186,9 +259,42 @@ export class MysqlBinlog implements ChangeSource {
     return { facts, warnings };
   }
 
+  /**
+   * Starts the stream at a position read inside a consistent snapshot (mysql-sql.ts `startPositionSql`): every
+   * transaction before it is visible to the initial snapshot's reads, every one from it on is streamed. The GTID
+   * read with it is recorded beside it.
+   */
   async create(): Promise<string> {
-    const start = await this.currentPosition();
-    await this.options.store.save({ start, confirmed: start, identity: await this.identity(), ackedAt: String(Date.now()), pendingSince: '' });
+    const flavor = await this.admin.pool.flavor();
+    const { begin, reads } = startPositionSql(flavor);
+    let results;
+    try {
+      results = await this.admin.pool.runInTransaction(begin, reads);
+    } catch (err) {
+      throw translateMysqlError(err, `${this.name}: read the binlog position of a consistent snapshot`);
+    }
+    const at = startPositionOf(
+      flavor,
+      results.map((rows) => rows.map((r) => r.map((v) => (v === null ? null : v.toString('utf8'))))),
+    );
+    if (!at) throw new AppError('SOURCE_SCHEMA', `source ${this.name}: the server reports no binlog position; is log_bin on?`);
+    const start = formatPosition(at);
+    // The columns row events from the start on are decoded with (BinlogShapes); read after the position, so a DDL in
+    // between shows as a TABLE_MAP that does not fit them.
+    const columns: Record<string, string> = {};
+    for (const relation of this.prepared) {
+      const now = await this.columnsNow(relation);
+      if (now) columns[`columns:${relation}`] = JSON.stringify(now);
+    }
+    await this.options.store.save({
+      ...columns,
+      start,
+      confirmed: start,
+      identity: await this.identity(),
+      gtid: at.gtid,
+      ackedAt: String(Date.now()),
+      pendingSince: '',
+    });
     return start;
   }
 
@@ -226,7 +332,27 @@ export class MysqlBinlog implements ChangeSource {
       captured.set(relation, { relation, key: await this.keyColumns(shape) });
       (schemas[shape.schema] ??= []).push(shape.relname);
     }
-    const reader = new BinlogReader(this.options, start, captured, onEvent);
+    const incarnation = (relation: string): string =>
+      String(Math.max(Number(state[`incarnation:${relation}`] ?? 1), this.incarnations.get(relation) ?? 1));
+    const shapes = new BinlogShapes((relation) => this.columnsNow(relation), {
+      shape: (relation, columns, position) =>
+        onEvent({
+          kind: 'relation',
+          relation,
+          id: incarnation(relation),
+          columns: columns.map((c) => ({ name: c.name, type: c.columnType })),
+          from: snapshotOrdering(position),
+        }),
+      undecodable: (relation) => onEvent({ kind: 'resnapshot', relation, reason: 'binlog rows written with columns no longer known' }),
+    });
+    const fresh = await shapes.init(captured.keys(), state, state.confirmed);
+    if (Object.keys(fresh).length > 0) await this.options.store.save(fresh);
+    const replaced = async (relation: string): Promise<void> => {
+      const n = Number(incarnation(relation)) + 1;
+      this.incarnations.set(relation, n);
+      await this.options.store.save({ [`incarnation:${relation}`]: String(n) });
+    };
+    const reader = new BinlogReader(this.options, start, captured, onEvent, { shapes, replaced });
     return reader.start(schemas, onError);
   }
 
@@ -280,17 +406,53 @@ class BinlogReader {
     start: { file: string; offset: number },
     private readonly captured: Map<string, CapturedTable>,
     private readonly onEvent: (e: ChangeStreamEvent) => void,
+    private readonly tables: { shapes: BinlogShapes; replaced: (relation: string) => Promise<void> },
   ) {
     this.file = start.file;
     this.offset = start.offset;
     // Date strings in UTC, exact big numbers: key values arrive as the text the table reader uses.
-    this.zongji = new ZongJi({
-      ...connectionOptions(options.url),
-      dateStrings: true,
-      supportBigNumbers: true,
-      bigNumberStrings: true,
-      timezone: 'Z',
-    });
+    this.zongji = shapedZongJi(
+      {
+        ...connectionOptions(options.url),
+        dateStrings: true,
+        supportBigNumbers: true,
+        bigNumberStrings: true,
+        timezone: 'Z',
+      },
+      async (event) => {
+        const relation = `${event.schemaName}.${event.tableName}`;
+        return this.captured.has(relation) ? this.tables.shapes.resolve(relation, event, this.position) : null;
+      },
+    );
+  }
+
+  /**
+   * A DDL statement on captured tables: the binlog connection waits while their columns are read again (and a
+   * table under a name dropped, created or renamed gets a new identity), so every later row event is decoded with
+   * them. Live, the columns read are the ones the statement made.
+   */
+  private ddl(statement: string, schema: string): boolean {
+    const { altered, replaced } = ddlTargets(statement, schema);
+    const touched = [...new Set([...altered, ...replaced])].filter((r) => this.captured.has(r));
+    if (touched.length === 0) return false;
+    const position = this.position;
+    for (const relation of touched) {
+      const dot = relation.indexOf('.');
+      forgetTable(this.zongji, relation.slice(0, dot), relation.slice(dot + 1));
+    }
+    const connection = this.zongji.connection;
+    connection?.pause();
+    void (async () => {
+      for (const relation of touched) {
+        const recreated = replaced.includes(relation);
+        if (recreated) await this.tables.replaced(relation);
+        await this.tables.shapes.refresh(relation, position, recreated);
+      }
+    })().then(
+      () => connection?.resume(),
+      (err: unknown) => this.zongji.emit('error', err),
+    );
+    return true;
   }
 
   private get position(): string {
@@ -317,7 +479,12 @@ class BinlogReader {
   /** What the store keeps with an acknowledged position: when, and the oldest transaction handed over past it. */
   private acknowledged(position: string): Record<string, string> {
     while (this.handed.length > 0 && comparePositions(this.handed[0]!.end, position) <= 0) this.handed.shift();
-    return { confirmed: position, ackedAt: String(Date.now()), pendingSince: this.handed.length > 0 ? String(this.handed[0]!.at) : '' };
+    return {
+      ...this.tables.shapes.storedUpTo(position, comparePositions),
+      confirmed: position,
+      ackedAt: String(Date.now()),
+      pendingSince: this.handed.length > 0 ? String(this.handed[0]!.at) : '',
+    };
   }
 
   private handle(e: Event): void {
@@ -347,7 +514,9 @@ class BinlogReader {
           this.txn = null;
           const truncated = truncatedRelation(q, e.schema ?? '');
           if (truncated !== null && this.captured.has(truncated)) this.onEvent({ kind: 'truncate', relations: [truncated] });
-          this.idle(false);
+          // No idle position past a DDL of a captured table until its columns are read again: an acknowledgement
+          // stores the columns in force with the position.
+          if (!this.ddl(q, e.schema ?? '')) this.idle(false);
         }
         return;
       }
@@ -361,7 +530,8 @@ class BinlogReader {
       case 'deleterows': {
         const table = e.tableMap?.[e.tableId!];
         const t = table ? this.captured.get(`${table.parentSchema}.${table.tableName}`) : undefined;
-        if (!t) return;
+        // Rows of a TABLE_MAP that fitted no known column list: the table is read again instead (BinlogShapes).
+        if (!t || !this.tables.shapes.decodable(e.tableId!)) return;
         (this.txn ??= new BinlogTransaction()).add(t, name, e.rows ?? []);
         return;
       }

@@ -141,6 +141,30 @@ export class MysqlPool {
     });
   }
 
+  /**
+   * Statements in one transaction of one session, opened by `begin` and then rolled back (it only reads); values as
+   * bytes, one result per statement. A transaction that cannot be ended leaves its connection unusable.
+   */
+  runInTransaction(begin: string, sqls: readonly string[]): Promise<RawRow[][]> {
+    return this.withConnection(async (conn) => {
+      await conn.query({ sql: begin });
+      const results: RawRow[][] = [];
+      let failure: unknown;
+      try {
+        for (const sql of sqls) results.push(await rows(conn, sql));
+      } catch (err) {
+        failure = err;
+      }
+      try {
+        await conn.query({ sql: 'ROLLBACK' });
+      } catch (err) {
+        throw new UnusableConnection(failure ?? err);
+      }
+      if (failure !== undefined) throw failure;
+      return results;
+    });
+  }
+
   async end(): Promise<void> {
     await this.pool.end();
   }

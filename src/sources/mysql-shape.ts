@@ -28,3 +28,20 @@ export function relationShapeOf(rows: ReadonlyArray<ReadonlyArray<string | null>
     })),
   };
 }
+
+/**
+ * A table's columns as the binlog reader decodes rows with them (mysql-binlog.ts `BinlogColumn`), in column order;
+ * no rows when the table does not exist.
+ */
+export function binlogColumnsSql(schema: string, table: string): string {
+  return (
+    `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS ` +
+    `WHERE TABLE_SCHEMA = ${hex(schema)} AND TABLE_NAME = ${hex(table)} ORDER BY ORDINAL_POSITION`
+  );
+}
+
+/** Whether each table exists now (`relationIds` of the binlog reader), from rows of (schema, table). */
+export function existingTablesSql(tables: ReadonlyArray<{ schema: string; relname: string }>): string {
+  const pairs = tables.map((t) => `(${hex(t.schema)}, ${hex(t.relname)})`).join(', ');
+  return `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE (TABLE_SCHEMA, TABLE_NAME) IN (${pairs || '(NULL, NULL)'})`;
+}

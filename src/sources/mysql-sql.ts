@@ -561,3 +561,49 @@ export const GRANTS_SQL = 'SHOW GRANTS FOR CURRENT_USER()';
 export function identitySql(flavor: Flavor): string {
   return flavor === 'mariadb' ? "SELECT CONCAT(@@server_id, ' ', @@log_bin_basename)" : "SELECT CONCAT(@@server_uuid, ' ', @@log_bin_basename)";
 }
+
+/**
+ * How a new binlog stream's start position is read, so that every transaction before it is committed in the storage
+ * engine: a read made after it (the initial snapshot cuts its key ranges and reads its rows later, on other
+ * sessions) sees each of them. A plain SHOW MASTER STATUS does not promise that: a transaction is written to the
+ * binlog before the engine commits it, so the position can be past a transaction no read sees yet, whose rows the
+ * snapshot then misses and whose changes the stream never hands over.
+ *
+ * - MariaDB (tested, 10.11): `START TRANSACTION WITH CONSISTENT SNAPSHOT` makes the binlog position of the snapshot
+ *   available in the same session as `binlog_snapshot_file`/`binlog_snapshot_position`, consistent with what the
+ *   snapshot sees; `@@gtid_binlog_pos` is read next, in that session.
+ * - MySQL 8 (not tested: no MySQL server on the test machines): it has no snapshot position; the consistent-snapshot
+ *   transaction holds `SHOW BINARY LOG STATUS` and `@@gtid_executed`, read together. The position is read without
+ *   FLUSH TABLES WITH READ LOCK, so it can stand past a commit group the engine is still committing; README says so.
+ *
+ * The GTID recorded with the position is the server's history at that moment, used to recognize a server whose
+ * history started over (RESET MASTER, a restored backup), never to resume: the stream resumes by file and offset.
+ */
+export function startPositionSql(flavor: Flavor): { begin: string; reads: string[] } {
+  return flavor === 'mariadb'
+    ? { begin: 'START TRANSACTION WITH CONSISTENT SNAPSHOT', reads: ["SHOW STATUS LIKE 'binlog_snapshot_%'", 'SELECT @@gtid_binlog_pos'] }
+    : { begin: 'START TRANSACTION WITH CONSISTENT SNAPSHOT', reads: ['SHOW BINARY LOG STATUS', 'SELECT @@gtid_executed'] };
+}
+
+/** The start position and GTID from `startPositionSql`'s results (as text), or null when the binlog is off. */
+export function startPositionOf(
+  flavor: Flavor,
+  [status, gtid]: ReadonlyArray<ReadonlyArray<ReadonlyArray<string | null>>>,
+): { file: string; offset: number; gtid: string } | null {
+  let file: string | null | undefined;
+  let offset: string | null | undefined;
+  if (flavor === 'mariadb') {
+    const vars = new Map((status ?? []).map(([k, v]) => [(k ?? '').toLowerCase(), v]));
+    file = vars.get('binlog_snapshot_file');
+    offset = vars.get('binlog_snapshot_position');
+  } else {
+    [file, offset] = status?.[0] ?? [];
+  }
+  if (!file || !offset) return null;
+  return { file, offset: Number(offset), gtid: (gtid?.[0]?.[0] ?? '').replace(/\s+/g, '') };
+}
+
+/** The server's GTID history now (`@@gtid_binlog_pos` on MariaDB, `@@gtid_executed` on MySQL). */
+export function gtidSql(flavor: Flavor): string {
+  return flavor === 'mariadb' ? 'SELECT @@gtid_binlog_pos' : 'SELECT @@gtid_executed';
+}
