@@ -1,4 +1,4 @@
-import { objectMembers } from '../core/json-scan.js';
+import { forEachMember } from './dev-sink-scan.js';
 
 /**
  * Splitting the dev sink's raw JSON rows into column values without `JSON.parse` (which rounds integers beyond
@@ -108,17 +108,20 @@ export function splitRows(rows: readonly string[]): Batch {
     }
     const firstNewSlot = columns.length;
     const values: (string | undefined)[] = [];
-    for (const m of objectMembers(text)) {
-      let key = keys.get(m.rawKey);
+    const complete = forEachMember(text, text.indexOf('{'), (rawKey, valueStart, valueEnd) => {
+      let key = keys.get(rawKey);
       if (!key) {
-        const name = m.rawKey.indexOf('\\') === -1 ? m.rawKey.slice(1, -1) : (JSON.parse(m.rawKey) as string);
+        const name = rawKey.indexOf('\\') === -1 ? rawKey.slice(1, -1) : (JSON.parse(rawKey) as string);
         key = { name, column: name.toLowerCase() };
-        keys.set(m.rawKey, key);
+        keys.set(rawKey, key);
       }
-      if (key.name === '') return reject(index, 'EMPTY_KEY', 'row has an empty key, which cannot name a column', firstNewSlot);
+      if (key.name === '') {
+        reject(index, 'EMPTY_KEY', 'row has an empty key, which cannot name a column', firstNewSlot);
+        return false;
+      }
       if (RESERVED.has(key.column)) {
         dropped.add(key.name);
-        continue;
+        return true;
       }
       let slot = slots.get(key.column);
       if (slot === undefined) {
@@ -127,14 +130,21 @@ export function splitRows(rows: readonly string[]): Batch {
         slots.set(key.column, slot);
       }
       if (setIn[slot] === index && setAs[slot] !== key.name) {
-        const message = `keys ${setAs[slot]!} and ${key.name} differ only in case, which DuckDB column names cannot`;
-        return reject(index, 'KEY_CASE_COLLISION', message, firstNewSlot);
+        reject(
+          index,
+          'KEY_CASE_COLLISION',
+          `keys ${setAs[slot]!} and ${key.name} differ only in case, which DuckDB column names cannot`,
+          firstNewSlot,
+        );
+        return false;
       }
       setIn[slot] = index;
       setAs[slot] = key.name;
       // A repeated key keeps its last value, as JSON.parse does.
-      values[slot] = text.slice(m.valueStart, m.valueEnd);
-    }
+      values[slot] = text.slice(valueStart, valueEnd);
+      return true;
+    });
+    if (complete === -1) return;
     accepted.push(values);
   });
   return { columns, rows: accepted, rejected, dropped: [...dropped] };

@@ -6,11 +6,12 @@ import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
 import { AppError, isAppError } from '../core/errors.js';
-import { arrayElements, jsonDepth, objectMembers } from '../core/json-scan.js';
+import { jsonDepth, objectMembers } from '../core/json-scan.js';
 import type { Logger } from '../observability/logger.js';
 import { DevSinkStore, parseTarget } from './dev-sink-store.js';
 import { serveInspection } from './dev-sink-query.js';
 import { fieldProblem, invalidUtf8Offset, tableNameProblem } from './dev-sink-input.js';
+import { envelopeRows } from './dev-sink-scan.js';
 
 /**
  * A local stand-in for Definite's Stream API (contract in STREAM_API.md) that stores what it receives in DuckDB,
@@ -197,17 +198,7 @@ function parseEnvelope(text: string, limits: StreamLimits): Envelope {
   const rows = Array.isArray(data) ? data : [data];
   // 413 rather than 400: the client's reaction to a too-large request (split it) is the right one here too.
   if (rows.length > limits.maxRows) throw refuse(413, 'TOO_MANY_ROWS', `${rows.length} rows exceed the ${limits.maxRows}-row limit`);
-  return { table, mode, primaryKey, wait: config.wait === true, rows, rowTexts: rawRows(text, Array.isArray(data)) };
-}
-
-/** The raw text of every row, sliced from the body: JSON.parse would round integers beyond 2^53. */
-function rawRows(text: string, isArray: boolean): string[] {
-  // JSON.parse keeps the last of repeated keys; so does this.
-  const data = objectMembers(text)
-    .filter((m) => JSON.parse(m.rawKey) === 'data')
-    .pop()!;
-  if (!isArray) return [text.slice(data.valueStart, data.valueEnd)];
-  return arrayElements(text, data.valueStart).map(([a, b]) => text.slice(a, b));
+  return { table, mode, primaryKey, wait: config.wait === true, rows, rowTexts: envelopeRows(text) };
 }
 
 /** Why a row breaks the per-record limits, or undefined when it fits. */
