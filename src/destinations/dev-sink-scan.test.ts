@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { arrayElements, objectMembers } from '../core/json-scan.js';
-import { arraySpans, envelopeRows, forEachMember } from './dev-sink-scan.js';
+import { arraySpans, envelopeParts, forEachMember } from './dev-sink-scan.js';
 
 /** A pseudo-random JSON value with escapes, backslashes before quotes, nesting and whitespace where JSON allows it. */
 function randomJson(next: () => number, depth = 0): string {
@@ -39,10 +39,19 @@ describe('dev sink scanners', () => {
     }
   });
 
-  it('take the rows from the last data key of an envelope, an array or one object', () => {
-    expect(envelopeRows('{"config":{"data":[9]},"data":[{"a":"]"} , {"b":[1,{"c":2}]}]}')).toEqual(['{"a":"]"}', '{"b":[1,{"c":2}]}']);
-    expect(envelopeRows('{ "data" : { "a" : 1 } , "config" : {} }')).toEqual(['{ "a" : 1 }']);
-    expect(envelopeRows('{"data":[{"a":1}],"\\u0064ata":[]}')).toEqual([]);
-    expect(envelopeRows('{"data":[ ],"config":{}}')).toEqual([]);
+  it('take the rows and the config from the last data and config keys of an envelope', () => {
+    expect(envelopeParts('{"config":{"data":[9]},"data":[{"a":"]"} , {"b":[1,{"c":2}]}]}')).toEqual({
+      data: '[{"a":"]"} , {"b":[1,{"c":2}]}]',
+      rows: ['{"a":"]"}', '{"b":[1,{"c":2}]}'],
+      config: '{"data":[9]}',
+    });
+    expect(envelopeParts('{ "data" : { "a" : 1 } , "config" : {} , "config":{"t":1} }')).toEqual({
+      data: '{ "a" : 1 }',
+      rows: ['{ "a" : 1 }'],
+      config: '{"t":1}',
+    });
+    expect(envelopeParts('{"data":[{"a":1}],"\\u0064ata":[]}')).toEqual({ data: '[]', rows: [], config: undefined });
+    expect(envelopeParts('{"data":null}')).toEqual({ data: 'null', rows: ['null'], config: undefined });
+    expect(envelopeParts(' { } ')).toEqual({ data: undefined, rows: [], config: undefined });
   });
 });

@@ -56,7 +56,7 @@ export function skipValue(text: string, start: number): number {
   return i;
 }
 
-const skipSpace = (text: string, i: number): number => {
+export const skipSpace = (text: string, i: number): number => {
   while (isSpace(text.charCodeAt(i))) i += 1;
   return i;
 };
@@ -97,33 +97,44 @@ export function arraySpans(text: string, start: number): { spans: Array<[number,
   }
 }
 
-const isDataKey = (rawKey: string): boolean => rawKey === '"data"' || (rawKey.includes('\\') && JSON.parse(rawKey) === 'data');
+const keyIs = (rawKey: string, name: string): boolean => rawKey === `"${name}"` || (rawKey.includes('\\') && JSON.parse(rawKey) === name);
+
+export interface EnvelopeParts {
+  /** The raw text of `data`; undefined when the body has none. */
+  data: string | undefined;
+  /** The raw text of every row: the elements of `data` when it is an array, else `[data]`. */
+  rows: string[];
+  /** The raw text of `config`; undefined when the body has none. */
+  config: string | undefined;
+}
 
 /**
- * The raw text of every row of an envelope `{"data": [...] | {...}, ...}`, in one pass over the body: the elements
- * of `data` when it is an array, else `data` itself. A repeated `data` key counts by its last value, as in
- * `JSON.parse`.
+ * The parts of an envelope `{"data": [...] | {...}, "config": {...}}` (a JSON object), in one pass over the body.
+ * A repeated key counts by its last value, as in `JSON.parse`.
  */
-export function envelopeRows(text: string): string[] {
-  let rows: string[] = [];
+export function envelopeParts(text: string): EnvelopeParts {
+  const parts: EnvelopeParts = { data: undefined, rows: [], config: undefined };
   let i = skipSpace(text, text.indexOf('{') + 1);
-  if (text.charCodeAt(i) === CLOSE_OBJ) return rows;
+  if (text.charCodeAt(i) === CLOSE_OBJ) return parts;
   for (;;) {
     const keyEnd = skipString(text, i);
     const rawKey = text.slice(i, keyEnd);
     const valueStart = skipSpace(text, skipSpace(text, keyEnd) + 1);
     let valueEnd: number;
-    if (!isDataKey(rawKey)) valueEnd = skipValue(text, valueStart);
-    else if (text.charCodeAt(valueStart) === OPEN_ARR) {
+    if (keyIs(rawKey, 'data') && text.charCodeAt(valueStart) === OPEN_ARR) {
       const { spans, end } = arraySpans(text, valueStart);
-      rows = spans.map(([a, b]) => text.slice(a, b));
+      parts.rows = spans.map(([a, b]) => text.slice(a, b));
       valueEnd = end;
+      parts.data = text.slice(valueStart, valueEnd);
     } else {
       valueEnd = skipValue(text, valueStart);
-      rows = [text.slice(valueStart, valueEnd)];
+      if (keyIs(rawKey, 'data')) {
+        parts.data = text.slice(valueStart, valueEnd);
+        parts.rows = [parts.data];
+      } else if (keyIs(rawKey, 'config')) parts.config = text.slice(valueStart, valueEnd);
     }
     i = skipSpace(text, valueEnd);
-    if (text.charCodeAt(i) === CLOSE_OBJ) return rows;
+    if (text.charCodeAt(i) === CLOSE_OBJ) return parts;
     i = skipSpace(text, i + 1);
   }
 }
