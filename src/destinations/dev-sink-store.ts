@@ -1,4 +1,4 @@
-import { DuckDBInstance, timestampTZValue, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { AppError, toAppError } from '../core/errors.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
 import { RECEIVED_AT, REQUEST_ID, RESERVED, kindOf, splitRows, stringText, type Batch, type RowRejection, type ValueKind } from './dev-sink-rows.js';
@@ -64,6 +64,8 @@ interface TableState {
   columns: Map<string, Column>;
   /** Lower-cased names of every column in table order, reserved ones included: the order the appender fills. */
   order: string[];
+  /** Whether `_received_at` is TIMESTAMPTZ, as in every table this store creates: then it is appended as ISO text. */
+  receivedAtIsTz: boolean;
 }
 
 const FIRST_TYPE: Record<Exclude<ValueKind, 'null'>, ColumnType> = {
@@ -207,12 +209,14 @@ export class DevSinkStore {
     );
     const columns = new Map<string, Column>();
     const order: string[] = [];
+    let receivedAtIsTz = false;
     for (const r of reader.getRowObjectsJson()) {
       const name = String(r.column_name);
       order.push(name.toLowerCase());
+      if (name.toLowerCase() === RECEIVED_AT) receivedAtIsTz = String(r.data_type) === 'TIMESTAMP WITH TIME ZONE';
       if (!RESERVED.has(name.toLowerCase())) columns.set(name.toLowerCase(), { name, type: String(r.data_type), hasValues: undefined });
     }
-    const state: TableState = { exists: reader.currentRowCount > 0, columns, order };
+    const state: TableState = { exists: reader.currentRowCount > 0, columns, order, receivedAtIsTz };
     this.tablesByKey.set(target.key, state);
     return state;
   }
@@ -255,6 +259,7 @@ export class DevSinkStore {
         state.columns.set(c.column, { name: planned[slot]!.name, type: planned[slot]!.type ?? 'VARCHAR', hasValues: false }),
       );
       state.order = [...batch.columns.map((c) => c.column), RECEIVED_AT, REQUEST_ID];
+      state.receivedAtIsTz = true;
       state.exists = true;
       return;
     }
@@ -293,14 +298,16 @@ export class DevSinkStore {
     // Per table column: the batch slot feeding it (-1: not in the batch, so its DEFAULT), and whether it is JSON.
     const feed = state.order.map((column) => slots.get(column) ?? -1);
     const json = state.order.map((column) => state.columns.get(column)?.type === 'JSON');
-    const receivedAt = timestampTZValue(BigInt((options.receivedAt ?? new Date()).getTime()) * 1000n);
+    const at = options.receivedAt ?? new Date();
+    // One string per row costs a tenth of a TIMESTAMPTZ value object; DuckDB casts the ISO text to the same instant.
+    const receivedAt = state.receivedAtIsTz ? at.toISOString() : timestampTZValue(BigInt(at.getTime()) * 1000n);
     const appender = await this.writer.createAppender(target.table, target.schema);
     try {
       for (const row of batch.rows) {
         for (let i = 0; i < feed.length; i += 1) {
           const slot = feed[i]!;
           if (slot >= 0) appendText(appender, row[slot], json[i]!);
-          else if (state.order[i] === RECEIVED_AT) appender.appendTimestampTZ(receivedAt);
+          else if (state.order[i] === RECEIVED_AT) appendReceivedAt(appender, receivedAt);
           else if (state.order[i] === REQUEST_ID) appendRequestId(appender, options.requestId);
           else appender.appendDefault();
         }
@@ -327,4 +334,9 @@ function appendText(appender: DuckDBAppender, raw: string | undefined, json: boo
 function appendRequestId(appender: DuckDBAppender, requestId: string | undefined): void {
   if (requestId === undefined) appender.appendNull();
   else appender.appendVarchar(requestId);
+}
+
+function appendReceivedAt(appender: DuckDBAppender, at: string | DuckDBTimestampTZValue): void {
+  if (typeof at === 'string') appender.appendVarchar(at);
+  else appender.appendTimestampTZ(at);
 }
