@@ -1,28 +1,21 @@
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { AppError, toAppError } from '../core/errors.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
-import { objectMembers } from '../core/json-scan.js';
+import { RECEIVED_AT, REQUEST_ID, RESERVED, kindOf, splitRows, stringText, type Batch, type RowRejection, type ValueKind } from './dev-sink-rows.js';
+
+export { RECEIVED_AT, REQUEST_ID, type RowRejection } from './dev-sink-rows.js';
 
 /**
  * The dev sink's storage: one DuckDB table per target, columns grown from the keys of the rows it receives.
  *
- * Invariant: no value goes through `JSON.parse` on its way in. Rows arrive as raw JSON texts and DuckDB's own JSON
- * reader parses each value by the column's declared type, so 20-digit integers and long decimal strings are stored
- * exactly. Values that must be kept as text (JSON columns, numbers in VARCHAR columns) are handed over as a JSON
- * string holding their raw text, because DuckDB's reader would otherwise re-serialise them (`1.10` → `1.1`).
+ * Invariant: no value goes through `JSON.parse` on its way in (only string literals, to unescape them). Rows arrive
+ * as raw JSON texts; each value is handed to DuckDB's appender as text and DuckDB casts it to the column's type, so
+ * 20-digit integers, long decimal strings and JSON values (whitespace and digits as written: `1.10` stays `1.10`)
+ * are stored exactly. Rows go in through one appender per request, a batch append inside the request's transaction.
  */
 
 /** The types this store creates. A table made by someone else may hold other types; they are left alone. */
 export type ColumnType = 'VARCHAR' | 'BIGINT' | 'HUGEINT' | 'DOUBLE' | 'BOOLEAN' | 'JSON';
-
-/** Columns the store adds to every row; a row key with one of these names is dropped. */
-export const RECEIVED_AT = '_received_at';
-export const REQUEST_ID = '_request_id';
-const RESERVED = new Set([RECEIVED_AT, REQUEST_ID]);
 
 export interface Target {
   schema: string;
@@ -42,13 +35,6 @@ export function parseTarget(name: string): Target {
   return { schema, table, sql: `${quoteIdent(schema)}.${quoteIdent(table)}`, key: `${schema.toLowerCase()}.${table.toLowerCase()}` };
 }
 
-export interface RowRejection {
-  /** Index of the row in the `rows` given to `append`. */
-  index: number;
-  code: 'NOT_AN_OBJECT' | 'EMPTY_KEY' | 'KEY_CASE_COLLISION';
-  message: string;
-}
-
 export interface AppendOptions {
   requestId?: string;
   /** @defaultValue now */
@@ -64,9 +50,6 @@ export interface AppendResult {
   snapshotId: number;
 }
 
-/** `nonfinite` is the string `"NaN"`, `"Infinity"` or `"-Infinity"`: how pushsync sends a float8 that JSON cannot hold. */
-type ValueKind = 'null' | 'string' | 'nonfinite' | 'int64' | 'int128' | 'float' | 'boolean' | 'nested';
-
 interface Column {
   name: string;
   /** A ColumnType, or the name of a type this store did not create. */
@@ -77,46 +60,12 @@ interface Column {
 
 interface TableState {
   exists: boolean;
-  /** By lower-cased name. */
+  /** By lower-cased name, the store's reserved columns left out. */
   columns: Map<string, Column>;
-}
-
-interface RowValue {
-  /** Lower-cased key: the column it goes to. */
-  column: string;
-  /** The key as the row spells it; names a new column. */
-  name: string;
-  raw: string;
-  kind: ValueKind;
-}
-
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const INT128_MIN = -(2n ** 127n);
-const INT128_MAX = 2n ** 127n - 1n;
-const INTEGER = /^-?\d+$/;
-const NONFINITE = new Set(['"NaN"', '"Infinity"', '"-Infinity"']);
-
-/** The JSON kind of a raw value text, from its first character; integers are sized from their digits. */
-function kindOf(raw: string): ValueKind {
-  switch (raw.charCodeAt(0)) {
-    case 0x22:
-      return NONFINITE.has(raw) ? 'nonfinite' : 'string';
-    case 0x7b:
-    case 0x5b:
-      return 'nested';
-    case 0x74:
-    case 0x66:
-      return 'boolean';
-    case 0x6e:
-      return 'null';
-  }
-  if (!INTEGER.test(raw)) return 'float';
-  if (raw.length <= 18) return 'int64';
-  const n = BigInt(raw);
-  if (n >= INT64_MIN && n <= INT64_MAX) return 'int64';
-  // An integer wider than HUGEINT can only be approximated; DOUBLE at least keeps its magnitude.
-  return n >= INT128_MIN && n <= INT128_MAX ? 'int128' : 'float';
+  /** Lower-cased names of every column in table order, reserved ones included: the order the appender fills. */
+  order: string[];
+  /** Whether `_received_at` is TIMESTAMPTZ, as in every table this store creates: then it is appended as ISO text. */
+  receivedAtIsTz: boolean;
 }
 
 const FIRST_TYPE: Record<Exclude<ValueKind, 'null'>, ColumnType> = {
@@ -152,21 +101,12 @@ function widen(type: string, kind: ValueKind): string {
   }
 }
 
-const NATIVE = new Set(['BIGINT', 'HUGEINT', 'DOUBLE', 'BOOLEAN']);
-
-/** The value as it goes into the NDJSON file that DuckDB reads with `readType(type)`. */
-function encodeValue(type: string, v: RowValue): string {
-  if (v.kind === 'null' || NATIVE.has(type)) return v.raw;
-  if ((v.kind === 'string' || v.kind === 'nonfinite') && type !== 'JSON') return v.raw;
-  return JSON.stringify(v.raw);
-}
-
-/** What read_json is told a column holds: text for every column whose value must stay as written. */
-function readType(type: string): string {
-  return NATIVE.has(type) ? type : 'VARCHAR';
-}
-
-const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+/**
+ * DuckDB checkpoints (moves the write-ahead log into the database file, compressing as it goes) when the log reaches
+ * this size. The default of 16 MB checkpoints every few requests and recompresses the table's last row group each
+ * time, which cost more than the appends themselves; every commit is in the log (synced) either way.
+ */
+const CHECKPOINT_THRESHOLD = '256MB';
 
 export class DevSinkStore {
   private readonly tablesByKey = new Map<string, TableState>();
@@ -177,20 +117,17 @@ export class DevSinkStore {
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly writer: DuckDBConnection,
-    private readonly scratchDir: string,
   ) {}
 
   /** Opens (or creates) a DuckDB file, or `:memory:`. Only one process may have a file open for writing. */
   static async open(path: string): Promise<DevSinkStore> {
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(path);
+      instance = await DuckDBInstance.create(path, { checkpoint_threshold: CHECKPOINT_THRESHOLD });
     } catch (err) {
       throw new AppError('INTERNAL', `cannot open DuckDB database ${path}: ${(err as Error).message}`, { cause: err });
     }
-    const writer = await instance.connect();
-    const scratchDir = await mkdtemp(join(tmpdir(), 'pushsync-devsink-'));
-    return new DevSinkStore(instance, writer, scratchDir);
+    return new DevSinkStore(instance, await instance.connect());
   }
 
   /**
@@ -228,20 +165,24 @@ export class DevSinkStore {
     await this.tail;
     this.writer.closeSync();
     this.instance.closeSync();
-    await rm(this.scratchDir, { recursive: true, force: true });
   }
 
+  /** Invariant: the result (and so the 2xx answer) exists only once the rows are committed. */
   private async appendNow(target: Target, rows: readonly string[], options: AppendOptions): Promise<AppendResult> {
     if (this.closed) throw new AppError('INTERNAL', 'the dev sink store is closed');
+    const batch = splitRows(rows);
+    const { rejected } = batch;
     const warnings: string[] = [];
-    const { accepted, rejected } = splitRows(rows, warnings);
-    if (accepted.length === 0) return { stored: 0, rejected, warnings, snapshotId: this.snapshot };
+    if (batch.dropped.length > 0) {
+      warnings.push(`row keys ${batch.dropped.join(', ')} are set by the dev sink itself; the values the rows carried were dropped`);
+    }
+    if (batch.rows.length === 0) return { stored: 0, rejected, warnings, snapshotId: this.snapshot };
 
     const state = await this.tableState(target);
     try {
       await this.writer.run('BEGIN TRANSACTION');
-      const batchColumns = await this.evolve(target, state, accepted, warnings);
-      await this.insert(target, state, batchColumns, accepted, options);
+      await this.evolve(target, state, batch, warnings);
+      await this.insert(target, state, batch, options);
       await this.writer.run('COMMIT');
     } catch (err) {
       await this.writer.run('ROLLBACK').catch(() => undefined);
@@ -249,11 +190,12 @@ export class DevSinkStore {
       this.tablesByKey.delete(target.key);
       throw toAppError(err);
     }
-    for (const row of accepted) {
-      for (const v of row) if (v.kind !== 'null') state.columns.get(v.column)!.hasValues = true;
-    }
+    batch.columns.forEach((c, slot) => {
+      const column = state.columns.get(c.column)!;
+      if (column.hasValues !== true && batch.rows.some((row) => row[slot] !== undefined && row[slot] !== 'null')) column.hasValues = true;
+    });
     this.snapshot += 1;
-    return { stored: accepted.length, rejected, warnings, snapshotId: this.snapshot };
+    return { stored: batch.rows.length, rejected, warnings, snapshotId: this.snapshot };
   }
 
   private async tableState(target: Target): Promise<TableState> {
@@ -266,54 +208,69 @@ export class DevSinkStore {
       [target.schema, target.table],
     );
     const columns = new Map<string, Column>();
+    const order: string[] = [];
+    let receivedAtIsTz = false;
     for (const r of reader.getRowObjectsJson()) {
       const name = String(r.column_name);
+      order.push(name.toLowerCase());
+      if (name.toLowerCase() === RECEIVED_AT) receivedAtIsTz = String(r.data_type) === 'TIMESTAMP WITH TIME ZONE';
       if (!RESERVED.has(name.toLowerCase())) columns.set(name.toLowerCase(), { name, type: String(r.data_type), hasValues: undefined });
     }
-    const state: TableState = { exists: reader.currentRowCount > 0, columns };
+    const state: TableState = { exists: reader.currentRowCount > 0, columns, order, receivedAtIsTz };
     this.tablesByKey.set(target.key, state);
     return state;
   }
 
-  /**
-   * Creates the table or adds and widens columns so that every value of the batch fits. Returns the lower-cased
-   * names of the columns the batch uses, in first-seen order.
-   */
-  private async evolve(target: Target, state: TableState, rows: RowValue[][], warnings: string[]): Promise<string[]> {
-    const planned = new Map<string, { name: string; type: string | undefined; seen: boolean }>();
-    for (const row of rows) {
-      for (const v of row) {
-        const existing = state.columns.get(v.column);
-        let plan = planned.get(v.column);
-        if (!plan) {
-          plan = { name: existing?.name ?? v.name, type: existing?.type, seen: false };
-          planned.set(v.column, plan);
-        }
-        if (v.kind === 'null') continue;
-        if (!plan.seen) {
-          plan.seen = true;
+  /** Creates the table or adds and widens columns so that every value of the batch fits. */
+  private async evolve(target: Target, state: TableState, batch: Batch, warnings: string[]): Promise<void> {
+    const planned: { name: string; type: string | undefined }[] = [];
+    for (const [slot, c] of batch.columns.entries()) {
+      const existing = state.columns.get(c.column);
+      const plan = { name: existing?.name ?? c.name, type: existing?.type };
+      planned.push(plan);
+      let seen = false;
+      for (const row of batch.rows) {
+        const raw = row[slot];
+        if (raw === undefined || raw === 'null') continue;
+        const kind = kindOf(raw);
+        if (!seen) {
+          seen = true;
           // A column created from nulls only is VARCHAR by default, not by content: its first real value decides.
-          if (existing?.type === 'VARCHAR' && FIRST_TYPE[v.kind] !== 'VARCHAR' && !(await this.hasValues(target, existing))) plan.type = undefined;
+          if (
+            existing?.type === 'VARCHAR' &&
+            FIRST_TYPE[kind as Exclude<ValueKind, 'null'>] !== 'VARCHAR' &&
+            !(await this.hasValues(target, existing))
+          ) {
+            plan.type = undefined;
+          }
         }
-        plan.type = plan.type === undefined ? FIRST_TYPE[v.kind] : widen(plan.type, v.kind);
+        plan.type = plan.type === undefined ? FIRST_TYPE[kind as Exclude<ValueKind, 'null'>] : widen(plan.type, kind);
+        // Nothing widens VARCHAR or JSON: the rest of the column cannot change the plan.
+        if (plan.type === 'VARCHAR' || plan.type === 'JSON') break;
       }
     }
 
     await this.writer.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
     if (!state.exists) {
-      const defs = [...planned.values()].map((p) => `${quoteIdent(p.name)} ${p.type ?? 'VARCHAR'}`);
+      const defs = planned.map((p) => `${quoteIdent(p.name)} ${p.type ?? 'VARCHAR'}`);
       defs.push(`${quoteIdent(RECEIVED_AT)} TIMESTAMPTZ`, `${quoteIdent(REQUEST_ID)} VARCHAR`);
       await this.writer.run(`CREATE TABLE ${target.sql} (${defs.join(', ')})`);
-      for (const [key, plan] of planned) state.columns.set(key, { name: plan.name, type: plan.type ?? 'VARCHAR', hasValues: false });
+      batch.columns.forEach((c, slot) =>
+        state.columns.set(c.column, { name: planned[slot]!.name, type: planned[slot]!.type ?? 'VARCHAR', hasValues: false }),
+      );
+      state.order = [...batch.columns.map((c) => c.column), RECEIVED_AT, REQUEST_ID];
+      state.receivedAtIsTz = true;
       state.exists = true;
-      return [...planned.keys()];
+      return;
     }
-    for (const [key, plan] of planned) {
-      const existing = state.columns.get(key);
+    for (const [slot, c] of batch.columns.entries()) {
+      const plan = planned[slot]!;
+      const existing = state.columns.get(c.column);
       if (!existing) {
         const type = plan.type ?? 'VARCHAR';
         await this.writer.run(`ALTER TABLE ${target.sql} ADD COLUMN ${quoteIdent(plan.name)} ${type}`);
-        state.columns.set(key, { name: plan.name, type, hasValues: false });
+        state.columns.set(c.column, { name: plan.name, type, hasValues: false });
+        state.order.push(c.column);
       } else if (plan.type !== undefined && plan.type !== existing.type) {
         await this.writer.run(`ALTER TABLE ${target.sql} ALTER COLUMN ${quoteIdent(existing.name)} TYPE ${plan.type}`);
         if (existing.hasValues !== false) {
@@ -322,7 +279,6 @@ export class DevSinkStore {
         existing.type = plan.type;
       }
     }
-    return [...planned.keys()];
   }
 
   private async hasValues(target: Target, column: Column): Promise<boolean> {
@@ -332,76 +288,55 @@ export class DevSinkStore {
     return column.hasValues;
   }
 
-  private async insert(target: Target, state: TableState, batchColumns: string[], rows: RowValue[][], options: AppendOptions): Promise<void> {
-    const position = new Map(batchColumns.map((c, i) => [c, i]));
-    const lines = rows.map((row) => {
-      const parts = row.map((v) => `"c${position.get(v.column)!}":${encodeValue(state.columns.get(v.column)!.type, v)}`);
-      return `{${parts.join(',')}}`;
-    });
-    const receivedAt = (options.receivedAt ?? new Date()).toISOString();
-    const meta = `TIMESTAMPTZ ${literal(receivedAt)}, ${options.requestId === undefined ? 'NULL' : literal(options.requestId)}`;
-    const names = batchColumns.map((c) => quoteIdent(state.columns.get(c)!.name));
-    names.push(quoteIdent(RECEIVED_AT), quoteIdent(REQUEST_ID));
-
-    if (batchColumns.length === 0) {
-      await this.writer.run(`INSERT INTO ${target.sql} (${names.join(', ')}) SELECT ${meta} FROM range(${rows.length})`);
-      return;
-    }
-    const file = join(this.scratchDir, `${randomUUID()}.ndjson`);
-    const text = `${lines.join('\n')}\n`;
-    const longest = lines.reduce((max, l) => Math.max(max, Buffer.byteLength(l)), 0);
-    const columns = batchColumns.map((c, i) => `'c${i}': ${literal(readType(state.columns.get(c)!.type))}`);
-    await writeFile(file, text);
+  /**
+   * Appends the batch in table order through one appender, inside the caller's transaction. Each value goes in as
+   * text: a string's content, anything else its JSON text; DuckDB casts it to the column's type (an integer text
+   * to BIGINT or HUGEINT, `"NaN"` to a DOUBLE, a nested value's exact text to JSON).
+   */
+  private async insert(target: Target, state: TableState, batch: Batch, options: AppendOptions): Promise<void> {
+    const slots = new Map(batch.columns.map((c, slot) => [c.column, slot]));
+    // Per table column: the batch slot feeding it (-1: not in the batch, so its DEFAULT), and whether it is JSON.
+    const feed = state.order.map((column) => slots.get(column) ?? -1);
+    const json = state.order.map((column) => state.columns.get(column)?.type === 'JSON');
+    const at = options.receivedAt ?? new Date();
+    // One string per row costs a tenth of a TIMESTAMPTZ value object; DuckDB casts the ISO text to the same instant.
+    const receivedAt = state.receivedAtIsTz ? at.toISOString() : timestampTZValue(BigInt(at.getTime()) * 1000n);
+    const appender = await this.writer.createAppender(target.table, target.schema);
     try {
-      await this.writer.run(
-        `INSERT INTO ${target.sql} (${names.join(', ')})
-         SELECT ${batchColumns.map((_, i) => `c${i}`).join(', ')}, ${meta}
-         FROM read_json(${literal(file)}, format = 'newline_delimited', columns = {${columns.join(', ')}},
-                        maximum_object_size = ${Math.max(longest + 1024, 16 * 1024 * 1024)})`,
-      );
+      for (const row of batch.rows) {
+        for (let i = 0; i < feed.length; i += 1) {
+          const slot = feed[i]!;
+          if (slot >= 0) appendText(appender, row[slot], json[i]!);
+          else if (state.order[i] === RECEIVED_AT) appendReceivedAt(appender, receivedAt);
+          else if (state.order[i] === REQUEST_ID) appendRequestId(appender, options.requestId);
+          else appender.appendDefault();
+        }
+        appender.endRow();
+      }
+      appender.flushSync();
+    } catch (err) {
+      // Rows not flushed yet must not reach the table when the transaction is rolled back either.
+      appender.clear();
+      throw err;
     } finally {
-      await unlink(file).catch(() => undefined);
+      appender.closeSync();
     }
   }
 }
 
-/** Splits raw rows into their values, rejecting rows whose keys cannot become DuckDB columns. */
-function splitRows(rows: readonly string[], warnings: string[]): { accepted: RowValue[][]; rejected: RowRejection[] } {
-  const accepted: RowValue[][] = [];
-  const rejected: RowRejection[] = [];
-  const dropped = new Set<string>();
-  rows.forEach((text, index) => {
-    if (text.trimStart().charCodeAt(0) !== 0x7b) {
-      rejected.push({ index, code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' });
-      return;
-    }
-    const values = new Map<string, RowValue>();
-    for (const m of objectMembers(text)) {
-      const name = JSON.parse(m.rawKey) as string;
-      const column = name.toLowerCase();
-      if (name === '') {
-        rejected.push({ index, code: 'EMPTY_KEY', message: 'row has an empty key, which cannot name a column' });
-        return;
-      }
-      if (RESERVED.has(column)) {
-        dropped.add(name);
-        continue;
-      }
-      const prior = values.get(column);
-      if (prior && prior.name !== name) {
-        rejected.push({
-          index,
-          code: 'KEY_CASE_COLLISION',
-          message: `keys ${prior.name} and ${name} differ only in case, which DuckDB column names cannot`,
-        });
-        return;
-      }
-      // A repeated key keeps its last value, as JSON.parse does.
-      const raw = text.slice(m.valueStart, m.valueEnd);
-      values.set(column, { column, name, raw, kind: kindOf(raw) });
-    }
-    accepted.push([...values.values()]);
-  });
-  if (dropped.size > 0) warnings.push(`row keys ${[...dropped].join(', ')} are set by the dev sink itself; the values the rows carried were dropped`);
-  return { accepted, rejected };
+/** A value as the appender takes it: NULL, a string's content (JSON columns keep the literal), or the JSON text. */
+function appendText(appender: DuckDBAppender, raw: string | undefined, json: boolean): void {
+  if (raw === undefined || raw === 'null') appender.appendNull();
+  else if (!json && raw.charCodeAt(0) === 0x22) appender.appendVarchar(stringText(raw));
+  else appender.appendVarchar(raw);
+}
+
+function appendRequestId(appender: DuckDBAppender, requestId: string | undefined): void {
+  if (requestId === undefined) appender.appendNull();
+  else appender.appendVarchar(requestId);
+}
+
+function appendReceivedAt(appender: DuckDBAppender, at: string | DuckDBTimestampTZValue): void {
+  if (typeof at === 'string') appender.appendVarchar(at);
+  else appender.appendTimestampTZ(at);
 }

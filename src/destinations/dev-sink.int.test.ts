@@ -211,6 +211,101 @@ describe('dev sink', () => {
     ]);
   });
 
+  it('stores a batch of mixed types and a column first seen in a later batch exactly, metadata included', async () => {
+    await start();
+    const meta = (n: number, op: string): string => `"_op":"${op}","_event_id":"e${n}","_ordering":"2024-01-01 00:00:0${n}.000001+00"`;
+    const first = [
+      `{${meta(1, 'upsert')},"id":"9223372036854775808","big":123456789012345678901234567890,"f":1.5,"ok":true,"doc":{"p": 1.10, "n": 12345678901234567890},"s":"zoë 😀 \\"q\\" \\u0000 \\\\","amount":"0.10","z":null}`,
+      `{${meta(2, 'delete')},"id":"2","big":-1,"f":"NaN","ok":false,"doc":[ 1e2 , -0 ],"s":"","z":null}`,
+      `{"ok":null,${meta(3, 'upsert')},"f":-2.5e-300,"id":"3","doc":"text in a JSON column"}`,
+    ];
+    expect((await post(sink, envelope(first))).body).toMatchObject({ successful_rows: 3, rejected_rows: 0, warnings: [] });
+    const second = [`{${meta(4, 'upsert')},"id":"4","big":7,"f":"-Infinity","late":18446744073709551616,"late_s":"ünïcode","z":"now"}`];
+    expect((await post(sink, envelope(second))).body).toMatchObject({ successful_rows: 1, rejected_rows: 0 });
+
+    const types = await sink.store.query("SELECT column_name AS c, data_type AS t FROM information_schema.columns WHERE table_name = 'orders'");
+    expect(Object.fromEntries(types.map((r) => [r.c, r.t]))).toMatchObject({
+      _op: 'VARCHAR',
+      _event_id: 'VARCHAR',
+      id: 'VARCHAR',
+      big: 'HUGEINT',
+      f: 'DOUBLE',
+      ok: 'BOOLEAN',
+      doc: 'JSON',
+      amount: 'VARCHAR',
+      late: 'HUGEINT',
+      late_s: 'VARCHAR',
+      z: 'VARCHAR',
+    });
+    const rows = await sink.store.query(
+      `SELECT _op, _event_id, _ordering, id, big::VARCHAR AS big, f::VARCHAR AS f, ok, doc::VARCHAR AS doc, s, amount,
+              late::VARCHAR AS late, late_s, z, _request_id IS NOT NULL AS has_request FROM bronze.orders ORDER BY _event_id`,
+    );
+    const common = { _ordering: expect.stringMatching(/^2024-01-01 00:00:0\d\.000001\+00$/), has_request: true };
+    expect(rows).toEqual([
+      {
+        ...common,
+        _op: 'upsert',
+        _event_id: 'e1',
+        id: '9223372036854775808',
+        big: '123456789012345678901234567890',
+        f: '1.5',
+        ok: true,
+        doc: '{"p": 1.10, "n": 12345678901234567890}',
+        s: 'zoë 😀 "q" \u0000 \\',
+        amount: '0.10',
+        late: null,
+        late_s: null,
+        z: null,
+      },
+      {
+        ...common,
+        _op: 'delete',
+        _event_id: 'e2',
+        id: '2',
+        big: '-1',
+        f: 'nan',
+        ok: false,
+        doc: '[ 1e2 , -0 ]',
+        s: '',
+        amount: null,
+        late: null,
+        late_s: null,
+        z: null,
+      },
+      {
+        ...common,
+        _op: 'upsert',
+        _event_id: 'e3',
+        id: '3',
+        big: null,
+        f: '-2.5e-300',
+        ok: null,
+        doc: '"text in a JSON column"',
+        s: null,
+        amount: null,
+        late: null,
+        late_s: null,
+        z: null,
+      },
+      {
+        ...common,
+        _op: 'upsert',
+        _event_id: 'e4',
+        id: '4',
+        big: '7',
+        f: '-inf',
+        ok: null,
+        doc: null,
+        s: null,
+        amount: null,
+        late: '18446744073709551616',
+        late_s: 'ünïcode',
+        z: 'now',
+      },
+    ]);
+  });
+
   it('widens a column when a later value does not fit its type, and warns', async () => {
     await start();
     await post(sink, envelope(['{"id":1,"ratio":2,"note":null}']));

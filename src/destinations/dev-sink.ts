@@ -6,11 +6,13 @@ import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
 import { AppError, isAppError } from '../core/errors.js';
-import { arrayElements, jsonDepth, objectMembers } from '../core/json-scan.js';
+import { jsonDepth, objectMembers } from '../core/json-scan.js';
 import type { Logger } from '../observability/logger.js';
 import { DevSinkStore, parseTarget } from './dev-sink-store.js';
 import { serveInspection } from './dev-sink-query.js';
 import { fieldProblem, invalidUtf8Offset, tableNameProblem } from './dev-sink-input.js';
+import { isJson } from './dev-sink-json.js';
+import { envelopeParts, skipSpace } from './dev-sink-scan.js';
 
 /**
  * A local stand-in for Definite's Stream API (contract in STREAM_API.md) that stores what it receives in DuckDB,
@@ -156,20 +158,22 @@ interface Envelope {
   mode: 'append' | 'merge';
   primaryKey: string | undefined;
   wait: boolean;
-  /** Parsed rows, for validation only: stored values come from `rowTexts`. */
-  rows: unknown[];
+  /** The raw text of each row, sliced from the body: what is stored. */
   rowTexts: string[];
 }
 
 function parseEnvelope(text: string, limits: StreamLimits): Envelope {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (err) {
-    throw refuse(400, 'MALFORMED_JSON', `body is not valid JSON: ${(err as Error).message}`);
+  // Checked without building the rows as objects; JSON.parse runs only to say what is wrong.
+  if (!isJson(text)) {
+    try {
+      JSON.parse(text);
+    } catch (err) {
+      throw refuse(400, 'MALFORMED_JSON', `body is not valid JSON: ${(err as Error).message}`);
+    }
   }
-  if (!isObject(body)) throw refuse(400, 'INVALID_REQUEST', 'body must be a JSON object with data and config');
-  const config = body.config;
+  if (text.charCodeAt(skipSpace(text, 0)) !== 0x7b) throw refuse(400, 'INVALID_REQUEST', 'body must be a JSON object with data and config');
+  const parts = envelopeParts(text);
+  const config: unknown = parts.config === undefined ? undefined : JSON.parse(parts.config);
   if (!isObject(config)) throw refuse(400, 'INVALID_REQUEST', 'config is required and must be an object');
   const table = config.table;
   if (typeof table !== 'string' || table === '') throw refuse(400, 'INVALID_TABLE', 'config.table is required ("schema.table")');
@@ -191,28 +195,18 @@ function parseEnvelope(text: string, limits: StreamLimits): Envelope {
     }
     primaryKey = pk;
   }
-  const data = body.data;
-  if (data === undefined) throw refuse(400, 'INVALID_REQUEST', 'data is required: an object or an array of objects');
-  if (typeof data !== 'object' || data === null) throw refuse(400, 'INVALID_REQUEST', 'data must be an object or an array of objects');
-  const rows = Array.isArray(data) ? data : [data];
+  if (parts.data === undefined) throw refuse(400, 'INVALID_REQUEST', 'data is required: an object or an array of objects');
+  const first = parts.data.charCodeAt(0);
+  if (first !== 0x7b && first !== 0x5b) throw refuse(400, 'INVALID_REQUEST', 'data must be an object or an array of objects');
+  const rows = parts.rows;
   // 413 rather than 400: the client's reaction to a too-large request (split it) is the right one here too.
   if (rows.length > limits.maxRows) throw refuse(413, 'TOO_MANY_ROWS', `${rows.length} rows exceed the ${limits.maxRows}-row limit`);
-  return { table, mode, primaryKey, wait: config.wait === true, rows, rowTexts: rawRows(text, Array.isArray(data)) };
-}
-
-/** The raw text of every row, sliced from the body: JSON.parse would round integers beyond 2^53. */
-function rawRows(text: string, isArray: boolean): string[] {
-  // JSON.parse keeps the last of repeated keys; so does this.
-  const data = objectMembers(text)
-    .filter((m) => JSON.parse(m.rawKey) === 'data')
-    .pop()!;
-  if (!isArray) return [text.slice(data.valueStart, data.valueEnd)];
-  return arrayElements(text, data.valueStart).map(([a, b]) => text.slice(a, b));
+  return { table, mode, primaryKey, wait: config.wait === true, rowTexts: rows };
 }
 
 /** Why a row breaks the per-record limits, or undefined when it fits. */
-function rowProblem(parsed: unknown, text: string, limits: StreamLimits): Omit<RowError, 'row'> | undefined {
-  if (!isObject(parsed)) return { code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' };
+function rowProblem(text: string, limits: StreamLimits): Omit<RowError, 'row'> | undefined {
+  if (text.charCodeAt(0) !== 0x7b) return { code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' };
   const depth = jsonDepth(text);
   if (depth > limits.maxDepth) {
     return { code: 'TOO_DEEP', message: `row is nested ${depth} levels deep (the row counting as 1), over the limit of ${limits.maxDepth}` };
@@ -238,8 +232,8 @@ function checkMergeKeys(envelope: Envelope, rejected: Map<number, RowError>): vo
   const pk = envelope.primaryKey!;
   const seen = new Map<string, number>();
   envelope.rowTexts.forEach((text, row) => {
-    const parsed = envelope.rows[row];
-    if (!isObject(parsed)) return;
+    if (text.charCodeAt(0) !== 0x7b) return;
+    const parsed = JSON.parse(text) as Record<string, unknown>;
     if (parsed[pk] === null || parsed[pk] === undefined) {
       if (!rejected.has(row)) rejected.set(row, { row, code: 'PRIMARY_KEY_MISSING', message: `primary key ${pk} is missing or null` });
       return;
@@ -267,13 +261,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, r
   const text = await bodyText(req, encoding, ctx.limits.maxBytes);
   const envelope = parseEnvelope(text, ctx.limits);
   envelope.rowTexts.forEach((rowText, row) => {
-    const problem = fieldProblem(envelope.rows[row], rowText, row);
+    // A valid UTF-8 body carries a NUL or a lone surrogate only as a \u escape: other rows need no parse.
+    const problem = fieldProblem(rowText.includes('\\u') ? JSON.parse(rowText) : undefined, rowText, row);
     if (problem) throw refuse(400, problem.code, problem.message, { row: problem.row, field: problem.field });
   });
 
   const rejected = new Map<number, RowError>();
   envelope.rowTexts.forEach((rowText, row) => {
-    const problem = rowProblem(envelope.rows[row], rowText, ctx.limits);
+    const problem = rowProblem(rowText, ctx.limits);
     if (problem) rejected.set(row, { row, ...problem });
   });
   const warnings: string[] = [];
