@@ -81,7 +81,7 @@ async function main(): Promise<number> {
     console.log('  present (BENCH_REGENERATE=1 rebuilds it)');
   }
   const expected = await countRows(PG_URL, SCHEMA, benchTable(ROWS));
-  buildCli();
+  if (process.env.BENCH_BUILD !== '0') buildCli();
   const startup = await cliStartup();
   console.log(`compiled CLI start-up alone (node dist/cli.js --version): CPU ${startup.cpuSeconds.toFixed(2)} s, peak RSS ${mb(startup.peakRss)}`);
   const receiver = await startReceiverChild();
