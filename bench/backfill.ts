@@ -8,7 +8,7 @@ import { createPipeline, startRuntime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { runOnce } from '../src/queue/run-once.js';
 import { deletePrefix } from '../src/queue/redis.js';
-import { startCli, type CliExit } from './cli-child.js';
+import { memoryLine, startCli, type CliExit } from './cli-child.js';
 import { cpuSecondsByCommand, diffCpu } from './cpu.js';
 import type { ReceiverChild } from './receiver-child.js';
 
@@ -34,6 +34,8 @@ export interface PipelineResult {
   /** Request bytes as received by the receiver (compressed when gzip), and inflated. */
   wireBytes: number;
   bodyBytes: number;
+  /** The CLI's memory breakdown at its peak (BENCH_MEMORY=1), as a line to print; '' otherwise. */
+  memory: string;
 }
 
 export interface BackfillOptions {
@@ -146,6 +148,7 @@ export async function cliBackfill(o: BackfillOptions): Promise<PipelineResult> {
     problems,
     wireBytes,
     bodyBytes,
+    memory: memoryLine(exit.usage),
   };
 }
 
@@ -209,5 +212,20 @@ export async function pipelineBackfill(o: BackfillOptions): Promise<PipelineResu
   }
   const { rows, requests, wireBytes, bodyBytes } = await receiver.counts();
   if (rows !== expected) problems.push(`the receiver counted ${rows} rows, the table holds ${expected}`);
-  return { rows, requests, seconds, startRss, peakRss, redisBefore, redisPeak, redisAfter, cpu, eventLoopBusy, problems, wireBytes, bodyBytes };
+  return {
+    rows,
+    requests,
+    seconds,
+    startRss,
+    peakRss,
+    redisBefore,
+    redisPeak,
+    redisAfter,
+    cpu,
+    eventLoopBusy,
+    problems,
+    wireBytes,
+    bodyBytes,
+    memory: '',
+  };
 }

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist', 'cli.js');
 const USAGE_REPORT = new URL('./usage-report.mjs', import.meta.url).href;
+/** Extra node flags for the CLI, for profiling it (e.g. `--heap-prof`, `--trace-gc`); none by default. */
+const NODE_FLAGS = (process.env.BENCH_CLI_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
 
 /** `npm run build`, so the CLI measured is the source of this checkout. */
 export function buildCli(): void {
@@ -27,6 +29,8 @@ export interface CliUsage {
   /** Peak resident set size (getrusage maxrss), bytes. */
   peakRss: number;
   eventLoopBusy: number;
+  /** process.memoryUsage() at the highest RSS sampled, with BENCH_MEMORY=1. */
+  memoryAtPeak?: NodeJS.MemoryUsage;
 }
 
 export interface CliExit {
@@ -65,10 +69,10 @@ export function startCli(config: unknown, args: readonly string[]): CliChild {
   const configFile = join(dir, 'pushsync.yaml');
   const usageFile = join(dir, 'usage.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const env: NodeJS.ProcessEnv = { ...process.env, PUSHSYNC_BENCH_USAGE_FILE: usageFile };
+  const env: NodeJS.ProcessEnv = { ...process.env, PUSHSYNC_BENCH_USAGE_FILE: usageFile, PUSHSYNC_BENCH_MEMORY: process.env.BENCH_MEMORY ?? '0' };
   delete env.NODE_OPTIONS;
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', USAGE_REPORT, CLI, '--config', configFile, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, '--import', USAGE_REPORT, CLI, '--config', configFile, ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -91,6 +95,18 @@ export function startCli(config: unknown, args: readonly string[]): CliChild {
   });
   const pid = child.pid!;
   return { pid, peakRssSoFar: () => statusField(pid, 'VmHWM'), exited, kill: () => child.kill('SIGTERM') };
+}
+
+const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+/** The memory breakdown at the peak, when BENCH_MEMORY=1 asked for it; empty otherwise. */
+export function memoryLine(usage: CliUsage): string {
+  const m = usage.memoryAtPeak;
+  if (m === undefined) return '';
+  return (
+    `  at the highest sampled RSS ${mb(m.rss)}: V8 heap used ${mb(m.heapUsed)} of ${mb(m.heapTotal)}, ` +
+    `external ${mb(m.external)} (array buffers ${mb(m.arrayBuffers)}), the rest (code, native, allocator) ${mb(m.rss - m.heapTotal - m.external)}`
+  );
 }
 
 /** CPU seconds and peak RSS of the CLI doing nothing but load its modules (`--version`): start-up's share. */

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config.js';
 import { deletePrefix, Keys } from '../src/queue/redis.js';
 import { redisUsedMemory } from './backfill.js';
-import { buildCli, startCli } from './cli-child.js';
+import { buildCli, memoryLine, startCli } from './cli-child.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild } from './receiver-child.js';
 import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
@@ -83,6 +83,7 @@ async function main(): Promise<number> {
         `peak pending ${fmtInt(peaks.pending)}; pushsync process CPU ${exit.usage.cpuSeconds.toFixed(1)} s ` +
         `(${((exit.usage.cpuSeconds / rows) * 1e6).toFixed(2)} s per 1M rows, outage and start-up included)`,
     );
+    if (exit.usage.memoryAtPeak) console.log(memoryLine(exit.usage));
     if (exit.code !== 0 || rows !== expected) {
       console.log(`RESULT INVALID: ${rows} rows delivered of ${expected}; the CLI exited with ${exit.code ?? exit.signal}`);
       console.log(exit.stdout.trim().split('\n').slice(-10).join('\n'));

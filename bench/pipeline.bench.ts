@@ -119,6 +119,7 @@ async function main(): Promise<number> {
         `  CPU during the run: pushsync process ${p.cpu.pipeline.toFixed(1)} s with start-up (event loop ${(p.eventLoopBusy * 100).toFixed(0)}% busy), ` +
           `postgres ${p.cpu.postgres.toFixed(1)} s, receiver ${p.cpu.receiver.toFixed(1)} s, redis ${p.cpu.redis.toFixed(1)} s`,
       );
+      if (p.memory !== '') console.log(p.memory);
       for (const problem of p.problems) console.log(`  FAILED: ${problem}`);
       if (p.problems.length > 0) failed = true;
       if (!IN_PROCESS) continue;
