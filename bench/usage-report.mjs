@@ -4,6 +4,8 @@
 // buffers; the rest is code, native libraries and allocator slack). Plain JavaScript, so nothing is transpiled.
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import process from 'node:process';
+import { setInterval } from 'node:timers';
 
 const file = process.env.PUSHSYNC_BENCH_USAGE_FILE;
 if (file) {
