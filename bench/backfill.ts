@@ -8,6 +8,7 @@ import { createPipeline, startRuntime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { runOnce } from '../src/queue/run-once.js';
 import { deletePrefix } from '../src/queue/redis.js';
+import { memoryLine, startCli, type CliExit } from './cli-child.js';
 import { cpuSecondsByCommand, diffCpu } from './cpu.js';
 import type { ReceiverChild } from './receiver-child.js';
 
@@ -19,7 +20,7 @@ export interface PipelineResult {
   rows: number;
   requests: number;
   seconds: number;
-  /** RSS when the run started (modules loaded, previous runs collected as far as GC got). */
+  /** RSS when the run started (modules loaded, previous runs collected as far as GC got); 0 for the CLI. */
   startRss: number;
   peakRss: number;
   redisBefore: number;
@@ -33,6 +34,8 @@ export interface PipelineResult {
   /** Request bytes as received by the receiver (compressed when gzip), and inflated. */
   wireBytes: number;
   bodyBytes: number;
+  /** The CLI's memory breakdown at its peak (BENCH_MEMORY=1), as a line to print; '' otherwise. */
+  memory: string;
 }
 
 export interface BackfillOptions {
@@ -59,18 +62,21 @@ export async function redisUsedMemory(redis: Redis): Promise<number> {
   return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
 }
 
+/** The config file of one run: pushsync's defaults beside what the bench sets. */
+function rawBenchConfig(prefix: string, o: BackfillOptions): Record<string, unknown> {
+  return {
+    log: { level: 'warn' },
+    redis: { url: o.redisUrl, prefix },
+    destination: { url: o.receiver.url, apiKey: 'bench', ...o.destination },
+    masking: { key: 'bench-pseudonym-key-0123456789' },
+    sources: [
+      { name: 'bench', kind: 'postgres', url: o.pgUrl, tables: [{ name: o.table, watermark: 'updated_at', batchRows: o.batchRows, ...o.rules }] },
+    ],
+  };
+}
+
 function benchConfig(prefix: string, o: BackfillOptions): Config {
-  return parseConfig(
-    {
-      redis: { url: o.redisUrl, prefix },
-      destination: { url: o.receiver.url, apiKey: 'bench', ...o.destination },
-      masking: { key: 'bench-pseudonym-key-0123456789' },
-      sources: [
-        { name: 'bench', kind: 'postgres', url: o.pgUrl, tables: [{ name: o.table, watermark: 'updated_at', batchRows: o.batchRows, ...o.rules }] },
-      ],
-    },
-    {},
-  );
+  return parseConfig(rawBenchConfig(prefix, o), {});
 }
 
 /** A CPU profile of this process (main thread) from now until `stop`, written as a `.cpuprofile` file. */
@@ -90,7 +96,66 @@ async function startProfile(): Promise<{ stop: (file: string) => Promise<void> }
   };
 }
 
-/** One backfill from a fresh prefix (so a fresh cursor): wall time from enqueueing the run to both queues drained. */
+/**
+ * One backfill from a fresh prefix (so a fresh cursor) as users run it: `node dist/cli.js sync --once` in a child
+ * process (build dist/ first: cli-child.ts). Wall time from spawning the CLI to its exit; CPU and peak RSS are the
+ * child's own, over its whole life (start-up included), as it reports them at exit.
+ */
+export async function cliBackfill(o: BackfillOptions): Promise<PipelineResult> {
+  const { receiver, monitor, expected } = o;
+  const prefix = `pushsync_bench_${randomBytes(4).toString('hex')}`;
+  await receiver.reset();
+  const redisBefore = await redisUsedMemory(monitor);
+  let redisPeak = redisBefore;
+  const redisTimer = setInterval(() => {
+    redisUsedMemory(monitor).then(
+      (m) => (redisPeak = Math.max(redisPeak, m)),
+      () => undefined,
+    );
+  }, 250);
+  const problems: string[] = [];
+  const cpu = { pipeline: 0, receiver: 0, postgres: 0, redis: 0 };
+  let exit: CliExit;
+  let redisAfter = 0;
+  try {
+    const receiverCpu = (await receiver.counts()).cpuSeconds;
+    const servicesCpu = cpuSecondsByCommand(['postgres', 'redis-server']);
+    exit = await startCli(rawBenchConfig(prefix, o), ['sync', '--once', '--timeout', '30m']).exited;
+    const services = diffCpu(servicesCpu, cpuSecondsByCommand(['postgres', 'redis-server']));
+    cpu.pipeline = exit.usage.cpuSeconds;
+    cpu.receiver = (await receiver.counts()).cpuSeconds - receiverCpu;
+    cpu.postgres = services.get('postgres') ?? 0;
+    cpu.redis = services.get('redis-server') ?? 0;
+    redisAfter = await redisUsedMemory(monitor);
+  } finally {
+    clearInterval(redisTimer);
+    await deletePrefix(monitor, prefix);
+  }
+  if (exit.code !== 0) problems.push(`the CLI exited with ${exit.code ?? exit.signal}: ${exit.stdout.trim().split('\n').slice(-5).join(' | ')}`);
+  const { rows, requests, wireBytes, bodyBytes } = await receiver.counts();
+  if (rows !== expected) problems.push(`the receiver counted ${rows} rows, the table holds ${expected}`);
+  return {
+    rows,
+    requests,
+    seconds: exit.seconds,
+    startRss: 0,
+    peakRss: exit.usage.peakRss,
+    redisBefore,
+    redisPeak,
+    redisAfter,
+    cpu,
+    eventLoopBusy: exit.usage.eventLoopBusy,
+    problems,
+    wireBytes,
+    bodyBytes,
+    memory: memoryLine(exit.usage),
+  };
+}
+
+/**
+ * One backfill from a fresh prefix inside this process (tsx, the bench's modules loaded): wall time from enqueueing
+ * the run to both queues drained.
+ */
 export async function pipelineBackfill(o: BackfillOptions): Promise<PipelineResult> {
   const { receiver, monitor, expected } = o;
   const prefix = `pushsync_bench_${randomBytes(4).toString('hex')}`;
@@ -147,5 +212,20 @@ export async function pipelineBackfill(o: BackfillOptions): Promise<PipelineResu
   }
   const { rows, requests, wireBytes, bodyBytes } = await receiver.counts();
   if (rows !== expected) problems.push(`the receiver counted ${rows} rows, the table holds ${expected}`);
-  return { rows, requests, seconds, startRss, peakRss, redisBefore, redisPeak, redisAfter, cpu, eventLoopBusy, problems, wireBytes, bodyBytes };
+  return {
+    rows,
+    requests,
+    seconds,
+    startRss,
+    peakRss,
+    redisBefore,
+    redisPeak,
+    redisAfter,
+    cpu,
+    eventLoopBusy,
+    problems,
+    wireBytes,
+    bodyBytes,
+    memory: '',
+  };
 }
