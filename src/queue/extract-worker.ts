@@ -79,9 +79,12 @@ async function runTable(
       log.info('table frozen by a schema change (pushsync schema accept --table); skipping this run');
       return { skipped: 'paused' };
     }
-    const generation = await ctx.redis.get(ctx.keys.generation(sourceName, tableName));
+    // What the run needs before its first page, in one round trip: an idle run of a caught-up table makes few.
+    const cursorKey = ctx.keys.cursor(sourceName, tableName);
+    const run = await readRunState(ctx, table, cursorKey);
+    const generation = run.generation;
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
-    tracker = await TableProgress.start(ctx, table, reader, job, log);
+    tracker = await TableProgress.start(ctx, table, reader, job, log, run.state);
     const counted = tracker;
     const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date().toISOString() };
@@ -91,22 +94,27 @@ async function runTable(
       await counted.add(rows);
     };
     const backpressure = { paused: false };
+    // The first page's pause check and backlog count come with the run's state; later pages read them anew.
+    let first: { paused: boolean; pending: number } | undefined = { paused: run.paused, pending: run.pending };
+    const cursors = new RedisCursorStore(ctx.redis, cursorKey, `${sourceName}.${tableName}`);
+    cursors.preload(run.cursor, run.highWater);
     const result = await extractTable({
       reader,
-      cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, tableName), `${sourceName}.${tableName}`),
+      cursors,
       batchRows: table.batchRows,
       where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,
       waitForCapacity: async () => {
-        paused = (await pausedState(ctx, table)) !== null;
+        const known = first;
+        first = undefined;
+        paused = known ? known.paused : (await pausedState(ctx, table)) !== null;
         if (paused) log.info('table paused during the run; stopping at this page');
-        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure });
+        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure, ...(known ? { count: known.pending } : {}) });
       },
       shouldStop,
     });
-    if (result.caughtUp) await ctx.redis.hset(ctx.keys.state(sourceName, tableName), 'caughtUpAt', String(startedAt));
-    await tracker.finish(result.caughtUp);
+    await tracker.finish(result.caughtUp, result.caughtUp ? { caughtUpAt: String(startedAt) } : {});
     return result;
   } catch (err) {
     throw failJob(err, { ctx, job, labels, log, what: 'extract run failed' });
@@ -114,6 +122,44 @@ async function runTable(
     tracker?.stop();
     await lock.release().catch(() => {});
   }
+}
+
+interface RunState {
+  generation: string | null;
+  /** The table's state hash (progress, caughtUpAt). */
+  state: Record<string, string>;
+  cursor: string | null;
+  highWater: string | null;
+  /** Undelivered push jobs (the backpressure count). */
+  pending: number;
+  /** Whether the table is paused (its pause hash has `at`). */
+  paused: boolean;
+}
+
+/** The state a table run starts from, read in one round trip once the lease is held. */
+async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey: string): Promise<RunState> {
+  const replies = await ctx.redis
+    .pipeline()
+    .get(ctx.keys.generation(table.source, table.name))
+    .hgetall(ctx.keys.state(table.source, table.name))
+    .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey))
+    .zcard(ctx.keys.pending(table.source, table.name))
+    .hexists(ctx.keys.paused(table.source, table.name), 'at')
+    .exec();
+  const v = (replies ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+  if (v.length !== 5) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
+  const [cursor, highWater] = v[2] as [string | null, string | null];
+  return {
+    generation: v[0] as string | null,
+    state: v[1] as Record<string, string>,
+    cursor,
+    highWater,
+    pending: v[3] as number,
+    paused: v[4] === 1,
+  };
 }
 
 /**

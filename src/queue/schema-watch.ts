@@ -50,7 +50,12 @@ export async function watchShape(
   const key = ctx.keys.schemaShape(table.source, table.name);
   const seen = JSON.stringify(relation);
   for (let attempt = 0; attempt < 3; attempt++) {
-    const [stored, frozen] = await Promise.all([ctx.redis.get(key), ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)]);
+    // One round trip (a pipeline) for both: this runs once per extract run of every table.
+    const replies = await ctx.redis.pipeline().get(key).hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD).exec();
+    const [stored = null, frozen = null] = (replies ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value as string | null;
+    }) as [string | null, string | null];
     if (stored === null) {
       // First sight of the table: nothing to compare with.
       if ((await ctx.redis.set(key, seen, 'NX')) === 'OK') return frozen !== null;
