@@ -13,7 +13,7 @@ import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
 import { TableProgress } from './table-progress.js';
 import { pausedState } from './table-admin.js';
-import { watchShape } from './schema-watch.js';
+import { FROZEN_FIELD, watchShape } from './schema-watch.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
@@ -74,14 +74,17 @@ async function runTable(
   let tracker: TableProgress | undefined;
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
-    // Before the generation is read: a re-created table starts over under a new one.
-    if (await watchShape(ctx, table, reader, log)) {
+    // What the run needs before its first page, in one round trip: an idle run of a caught-up table makes few.
+    const cursorKey = ctx.keys.cursor(sourceName, tableName);
+    let run = await readRunState(ctx, table, cursorKey);
+    if (await watchShape(ctx, table, reader, log, undefined, { stored: run.shape, frozen: run.frozen })) {
       log.info('table frozen by a schema change (pushsync schema accept --table); skipping this run');
       return { skipped: 'paused' };
     }
-    // What the run needs before its first page, in one round trip: an idle run of a caught-up table makes few.
-    const cursorKey = ctx.keys.cursor(sourceName, tableName);
-    const run = await readRunState(ctx, table, cursorKey);
+    // The generation is read after the shape check: a re-created table starts over under a new one. Unless the
+    // stored shape was already this one (nothing changed, nothing was written), the state is read again.
+    const relation = reader.shape.relation;
+    if (relation !== undefined && run.shape !== JSON.stringify(relation)) run = await readRunState(ctx, table, cursorKey);
     const generation = run.generation;
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     tracker = await TableProgress.start(ctx, table, reader, job, log, run.state);
@@ -134,6 +137,9 @@ interface RunState {
   pending: number;
   /** Whether the table is paused (its pause hash has `at`). */
   paused: boolean;
+  /** The stored shape and the pause hash's freeze field, for the shape check. */
+  shape: string | null;
+  frozen: string | null;
 }
 
 /** The state a table run starts from, read in one round trip once the lease is held. */
@@ -144,21 +150,25 @@ async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey:
     .hgetall(ctx.keys.state(table.source, table.name))
     .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey))
     .zcard(ctx.keys.pending(table.source, table.name))
-    .hexists(ctx.keys.paused(table.source, table.name), 'at')
+    .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
+    .get(ctx.keys.schemaShape(table.source, table.name))
     .exec();
   const v = (replies ?? []).map(([err, value]) => {
     if (err) throw err;
     return value;
   });
-  if (v.length !== 5) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
+  if (v.length !== 6) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
   const [cursor, highWater] = v[2] as [string | null, string | null];
+  const [pausedAt, frozen] = v[4] as [string | null, string | null];
   return {
     generation: v[0] as string | null,
     state: v[1] as Record<string, string>,
     cursor,
     highWater,
     pending: v[3] as number,
-    paused: v[4] === 1,
+    paused: pausedAt !== null,
+    shape: v[5] as string | null,
+    frozen,
   };
 }
 
