@@ -2,6 +2,7 @@ import { Worker, type Job } from 'bullmq';
 import { rangeId, type KeyRange } from '../core/cursor.js';
 import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
+import type { Logger } from '../observability/logger.js';
 import type { PipelineContext } from './context.js';
 import { logOncePerState } from './redis.js';
 import { findSource, findTable } from './context.js';
@@ -57,12 +58,22 @@ async function runTable(
   } catch (err) {
     throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
   }
-  if (await pausedState(ctx, table)) {
-    log.debug('table paused (pushsync resume --table); skipping this run');
-    return { skipped: 'paused' };
-  }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
-  if (!(await lock.acquireFor(reason, () => !stopping()))) {
+  let acquired: boolean;
+  if (reason === 'once') {
+    if (await pausedState(ctx, table)) return pausedRun(log);
+    acquired = await lock.acquireFor(reason, () => !stopping());
+  } else {
+    // A scheduled run asks whether the table is paused and tries the lease in one round trip; a paused table's
+    // lease, when it got it, is handed back at once.
+    const { acquired: got, replies } = await lock.acquireAfter((p) => p.hexists(ctx.keys.paused(sourceName, tableName), 'at'));
+    if (replies[0] === 1) {
+      if (got) await lock.release();
+      return pausedRun(log);
+    }
+    acquired = got;
+  }
+  if (!acquired) {
     log.debug('another worker is reading this table; skipping this run');
     return { skipped: 'locked' };
   }
@@ -125,6 +136,11 @@ async function runTable(
     tracker?.stop();
     await lock.release().catch(() => {});
   }
+}
+
+function pausedRun(log: Logger): ExtractOutcome {
+  log.debug('table paused (pushsync resume --table); skipping this run');
+  return { skipped: 'paused' };
 }
 
 interface RunState {
