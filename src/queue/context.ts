@@ -24,8 +24,16 @@ export interface PipelineContext {
   transforms: TransformLoader;
 }
 
+/** Tables by source and name, per configuration: every extract run looks its table up (500 tables, every 30 s). */
+const tableIndex = new WeakMap<Config, Map<string, Map<string, TableConfig>>>();
+
 export function findTable(config: Config, source: string, table: string): TableConfig {
-  const t = config.sources.find((s) => s.name === source)?.tables.find((x) => x.name === table);
+  let index = tableIndex.get(config);
+  if (!index) {
+    index = new Map(config.sources.map((s) => [s.name, new Map(s.tables.map((t) => [t.name, t]))]));
+    tableIndex.set(config, index);
+  }
+  const t = index.get(source)?.get(table);
   if (!t) throw new AppError('JOB_INVALID', `job names ${source}.${table}, which is not in the configuration`);
   return t;
 }

@@ -26,11 +26,14 @@ export class RedisCursorStore implements CursorStore {
     private readonly start: Cursor = START_CURSOR,
   ) {}
 
+  /** The stored texts (cursor, high water) read with the run's other state, for the first `load` only. */
+  private preloaded: [string | null, string | null] | undefined;
+
   private get highWaterKey(): string {
     return RedisCursorStore.highWaterKey(this.key);
   }
 
-  private static highWaterKey(key: string): string {
+  static highWaterKey(key: string): string {
     return `${key}:high`;
   }
 
@@ -39,8 +42,17 @@ export class RedisCursorStore implements CursorStore {
     await redis.del(key, RedisCursorStore.highWaterKey(key));
   }
 
+  /**
+   * Hands the next `load` the cursor and high water already read (MGET of `key` and `highWaterKey(key)`), saving a
+   * round trip. Safe as compare-and-set guards every save: a cursor that changed since is a CURSOR_CONFLICT.
+   */
+  preload(text: string | null, high: string | null): void {
+    this.preloaded = [text, high];
+  }
+
   async load(): Promise<StoredCursor> {
-    const [text, high] = await this.redis.mget(this.key, this.highWaterKey);
+    const [text, high] = this.preloaded ?? (await this.redis.mget(this.key, this.highWaterKey));
+    this.preloaded = undefined;
     return {
       cursor: parseCursor(text ?? null, this.where, this.start),
       version: text ?? null,

@@ -2,6 +2,7 @@ import { Worker, type Job } from 'bullmq';
 import { rangeId, type KeyRange } from '../core/cursor.js';
 import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
+import type { Logger } from '../observability/logger.js';
 import type { PipelineContext } from './context.js';
 import { logOncePerState } from './redis.js';
 import { findSource, findTable } from './context.js';
@@ -13,7 +14,7 @@ import { RedisCursorStore } from './cursor-store.js';
 import { TableLock } from './table-lock.js';
 import { TableProgress } from './table-progress.js';
 import { pausedState } from './table-admin.js';
-import { watchShape } from './schema-watch.js';
+import { FROZEN_FIELD, watchShape } from './schema-watch.js';
 import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
@@ -57,12 +58,22 @@ async function runTable(
   } catch (err) {
     throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
   }
-  if (await pausedState(ctx, table)) {
-    log.debug('table paused (pushsync resume --table); skipping this run');
-    return { skipped: 'paused' };
-  }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
-  if (!(await lock.acquireFor(reason, () => !stopping()))) {
+  let acquired: boolean;
+  if (reason === 'once') {
+    if (await pausedState(ctx, table)) return pausedRun(log);
+    acquired = await lock.acquireFor(reason, () => !stopping());
+  } else {
+    // A scheduled run asks whether the table is paused and tries the lease in one round trip; a paused table's
+    // lease, when it got it, is handed back at once.
+    const { acquired: got, replies } = await lock.acquireAfter((p) => p.hexists(ctx.keys.paused(sourceName, tableName), 'at'));
+    if (replies[0] === 1) {
+      if (got) await lock.release();
+      return pausedRun(log);
+    }
+    acquired = got;
+  }
+  if (!acquired) {
     log.debug('another worker is reading this table; skipping this run');
     return { skipped: 'locked' };
   }
@@ -74,14 +85,20 @@ async function runTable(
   let tracker: TableProgress | undefined;
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
-    // Before the generation is read: a re-created table starts over under a new one.
-    if (await watchShape(ctx, table, reader, log)) {
+    // What the run needs before its first page, in one round trip: an idle run of a caught-up table makes few.
+    const cursorKey = ctx.keys.cursor(sourceName, tableName);
+    let run = await readRunState(ctx, table, cursorKey);
+    if (await watchShape(ctx, table, reader, log, undefined, false, { stored: run.shape, frozen: run.frozen })) {
       log.info('table frozen by a schema change (pushsync schema accept --table); skipping this run');
       return { skipped: 'paused' };
     }
-    const generation = await ctx.redis.get(ctx.keys.generation(sourceName, tableName));
+    // The generation is read after the shape check: a re-created table starts over under a new one. Unless the
+    // stored shape was already this one (nothing changed, nothing was written), the state is read again.
+    const relation = reader.shape.relation;
+    if (relation !== undefined && run.shape !== JSON.stringify(relation)) run = await readRunState(ctx, table, cursorKey);
+    const generation = run.generation;
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
-    tracker = await TableProgress.start(ctx, table, reader, job, log);
+    tracker = await TableProgress.start(ctx, table, reader, job, log, run.state);
     const counted = tracker;
     const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date().toISOString() };
@@ -91,23 +108,28 @@ async function runTable(
       await counted.add(rows);
     };
     const backpressure = { paused: false };
+    // The first page's pause check and backlog count come with the run's state; later pages read them anew.
+    let first: { paused: boolean; pending: number } | undefined = { paused: run.paused, pending: run.pending };
+    const cursors = new RedisCursorStore(ctx.redis, cursorKey, `${sourceName}.${tableName}`);
+    cursors.preload(run.cursor, run.highWater);
     const result = await extractTable({
       reader,
-      cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(sourceName, tableName), `${sourceName}.${tableName}`),
+      cursors,
       batchRows: table.batchRows,
       keys: known !== undefined,
       where: `${sourceName}.${tableName}`,
       safetyLagMs: table.safetyLag,
       enqueue,
       waitForCapacity: async () => {
-        paused = (await pausedState(ctx, table)) !== null;
+        const known = first;
+        first = undefined;
+        paused = known ? known.paused : (await pausedState(ctx, table)) !== null;
         if (paused) log.info('table paused during the run; stopping at this page');
-        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure });
+        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure, ...(known ? { count: known.pending } : {}) });
       },
       shouldStop,
     });
-    if (result.caughtUp) await ctx.redis.hset(ctx.keys.state(sourceName, tableName), 'caughtUpAt', String(startedAt));
-    await tracker.finish(result.caughtUp);
+    await tracker.finish(result.caughtUp, result.caughtUp ? { caughtUpAt: String(startedAt) } : {});
     return result;
   } catch (err) {
     throw failJob(err, { ctx, job, labels, log, what: 'extract run failed' });
@@ -115,6 +137,56 @@ async function runTable(
     tracker?.stop();
     await lock.release().catch(() => {});
   }
+}
+
+function pausedRun(log: Logger): ExtractOutcome {
+  log.debug('table paused (pushsync resume --table); skipping this run');
+  return { skipped: 'paused' };
+}
+
+interface RunState {
+  generation: string | null;
+  /** The table's state hash (progress, caughtUpAt). */
+  state: Record<string, string>;
+  cursor: string | null;
+  highWater: string | null;
+  /** Undelivered push jobs (the backpressure count). */
+  pending: number;
+  /** Whether the table is paused (its pause hash has `at`). */
+  paused: boolean;
+  /** The stored shape and the pause hash's freeze field, for the shape check. */
+  shape: string | null;
+  frozen: string | null;
+}
+
+/** The state a table run starts from, read in one round trip once the lease is held. */
+async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey: string): Promise<RunState> {
+  const replies = await ctx.redis
+    .pipeline()
+    .get(ctx.keys.generation(table.source, table.name))
+    .hgetall(ctx.keys.state(table.source, table.name))
+    .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey))
+    .zcard(ctx.keys.pending(table.source, table.name))
+    .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
+    .get(ctx.keys.schemaShape(table.source, table.name))
+    .exec();
+  const v = (replies ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+  if (v.length !== 6) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
+  const [cursor, highWater] = v[2] as [string | null, string | null];
+  const [pausedAt, frozen] = v[4] as [string | null, string | null];
+  return {
+    generation: v[0] as string | null,
+    state: v[1] as Record<string, string>,
+    cursor,
+    highWater,
+    pending: v[3] as number,
+    paused: pausedAt !== null,
+    shape: v[5] as string | null,
+    frozen,
+  };
 }
 
 /**

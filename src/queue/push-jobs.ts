@@ -38,7 +38,7 @@ export interface BackpressureState {
 export async function waitForCapacity(
   ctx: PipelineContext,
   table: Pick<TableConfig, 'source' | 'name'>,
-  o: { shouldStop: () => boolean; log: Logger; state?: BackpressureState },
+  o: { shouldStop: () => boolean; log: Logger; state?: BackpressureState; /** The backlog count, when just read. */ count?: number },
 ): Promise<void> {
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(table.source, table.name));
   const bound = ctx.config.extract.maxPendingBatches;
@@ -46,7 +46,7 @@ export async function waitForCapacity(
   const fields = { source: table.source, table: table.name, bound };
   let reconciled = false;
   let waited = false;
-  let count = await pending.count();
+  let count = o.count ?? (await pending.count());
   while (!o.shouldStop() && count >= bound) {
     if (!reconciled) {
       reconciled = true;

@@ -47,13 +47,16 @@ export async function watchShape(
   log: Logger,
   streamFrom?: string | null,
   recreated = false,
+  /** The stored shape and the freeze field (`FROZEN_FIELD` of the pause hash), when the caller just read them. */
+  known?: { stored: string | null; frozen: string | null },
 ): Promise<boolean> {
   const relation = reader.shape.relation;
   if (relation === undefined || (table.mode !== 'watermark' && table.mode !== 'cdc')) return false;
   const key = ctx.keys.schemaShape(table.source, table.name);
   const seen = JSON.stringify(relation);
   for (let attempt = 0; attempt < 3; attempt++) {
-    const [stored, frozen] = await Promise.all([ctx.redis.get(key), ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)]);
+    // One round trip (a pipeline) for both, or none on the first attempt when the caller read them.
+    const [stored, frozen] = attempt === 0 && known ? [known.stored, known.frozen] : await readShapeState(ctx, table, key);
     if (stored === null) {
       // First sight of the table: nothing to compare with.
       if ((await ctx.redis.set(key, seen, 'NX')) === 'OK') return frozen !== null;
@@ -82,6 +85,15 @@ export async function watchShape(
   }
   // Another process kept changing the stored shape: it announced what changed; look again at the next read.
   return (await ctx.redis.hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD)) !== null;
+}
+
+async function readShapeState(ctx: PipelineContext, table: TableConfig, key: string): Promise<[string | null, string | null]> {
+  const replies = await ctx.redis.pipeline().get(key).hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD).exec();
+  const [stored = null, frozen = null] = (replies ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value as string | null;
+  });
+  return [stored, frozen];
 }
 
 /** Where reading had reached, as an `_ordering`: rows at and after it are sent with the new shape. */

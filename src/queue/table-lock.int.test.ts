@@ -106,4 +106,15 @@ describe('TableLock', () => {
     await a.release();
     expect(await lock().acquireFor('schedule', () => true)).toBe(true);
   });
+
+  it('tries the lease in one round trip with other commands and returns their replies either way', async () => {
+    await redis.set(`${prefix}:other`, 'x');
+    const a = lock();
+    const first = await a.acquireAfter((p) => p.get(`${prefix}:other`).exists(`${prefix}:none`));
+    expect(first).toEqual({ acquired: true, replies: ['x', 0] });
+    expect(await redis.get(key)).not.toBeNull();
+    expect(await lock().acquireAfter((p) => p.get(`${prefix}:other`))).toEqual({ acquired: false, replies: ['x'] });
+    await a.release();
+    expect(await redis.get(key)).toBeNull();
+  });
 });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from './redis.js';
 import type { RunReason } from './jobs.js';
 
@@ -21,8 +22,24 @@ export class TableLock {
   ) {}
 
   async acquire(): Promise<boolean> {
-    const ok = await this.redis.set(this.key, this.token, 'PX', this.ttlMs, 'NX');
-    if (ok !== 'OK') return false;
+    return this.held(await this.redis.set(this.key, this.token, 'PX', this.ttlMs, 'NX'));
+  }
+
+  /**
+   * As `acquire`, in one round trip with the commands `first` queues ahead of the SET (a pipeline); their replies
+   * come back in order, whether or not the lease was taken.
+   */
+  async acquireAfter(first: (p: ChainableCommander) => ChainableCommander): Promise<{ acquired: boolean; replies: unknown[] }> {
+    const results = (await first(this.redis.pipeline()).set(this.key, this.token, 'PX', this.ttlMs, 'NX').exec()) ?? [];
+    const values = results.map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    });
+    return { acquired: this.held(values.pop()), replies: values };
+  }
+
+  private held(reply: unknown): boolean {
+    if (reply !== 'OK') return false;
     this.timer = setInterval(
       () => {
         this.redis

@@ -32,9 +32,11 @@ export class TableProgress {
     reader: TableReader,
     job: Job,
     log: Logger,
+    /** The state hash when the caller already read it. */
+    known?: Record<string, string>,
   ): Promise<TableProgress> {
     const key = ctx.keys.state(table.source, table.name);
-    const state = await ctx.redis.hgetall(key);
+    const state = known ?? (await ctx.redis.hgetall(key));
     let backfill: TableProgress['backfill'];
     if (state.caughtUpAt === undefined) {
       if (state.backfillStartedAt === undefined) {
@@ -77,11 +79,14 @@ export class TableProgress {
     await this.job.updateProgress({ ...p });
   }
 
-  /** The run ended (read to its end or not); `caughtUp`: it reached the end of the table. */
-  async finish(caughtUp: boolean): Promise<void> {
+  /**
+   * The run ended (read to its end or not); `caughtUp`: it reached the end of the table. `fields`: more state fields
+   * to write with the run's (one HSET).
+   */
+  async finish(caughtUp: boolean, fields: Record<string, string> = {}): Promise<void> {
     clearInterval(this.timer);
     const ms = Date.now() - this.startedAt;
-    await this.ctx.redis.hset(this.key, { lastRunAt: String(this.startedAt), lastRunRows: String(this.runRows), lastRunMs: String(ms) });
+    await this.ctx.redis.hset(this.key, { ...fields, lastRunAt: String(this.startedAt), lastRunRows: String(this.runRows), lastRunMs: String(ms) });
     const p = this.current();
     if (p && caughtUp) {
       const done = { ...p, total: p.rows, percent: 100, etaSeconds: 0 };
