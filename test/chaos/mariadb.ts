@@ -17,6 +17,7 @@ import { ChaosRedis } from './services.js';
 import { ChaosMariadb } from './mariadb-server.js';
 import { startChaosReceiver } from './receiver.js';
 import { Fleet } from './fleet.js';
+import { lateCommitKills, runSchedule, workerKills, type ChaosEvent } from './schedule.js';
 import { prng } from '../helpers/prng.js';
 import { WriterLoop } from './writer-loop.js';
 
@@ -272,25 +273,11 @@ export async function runMariadbChaos(seed: number, mode: 'watermark' | 'cdc', w
 
     // The fault schedule, fixed by the seed, from when the writers start (setting up MariaDB takes a while).
     const writing = Date.now();
-    const at = (fraction: number): number => writing + fraction * writeSeconds * 1000;
-    const events: Array<{ time: number; name: string; run: () => Promise<void> }> = [];
-    for (let i = 0; i < 5; i++) {
-      const who = random() < 0.5 ? 'w1' : 'w2';
-      const downMs = 300 + Math.floor(random() * 1500);
-      events.push({
-        time: at(0.05 + random() * 0.85),
-        name: `SIGKILL ${who}`,
-        run: async () => {
-          await fleet.kill(who);
-          await sleep(downMs);
-          fleet.start(who, ['extract', 'push']);
-        },
-      });
-    }
-    events.push({ time: at(0.3), name: 'restart redis', run: () => redis.restart(1000) });
-    events.push({ time: at(0.5), name: 'restart mariadb', run: () => db.restart(1000) });
+    const events: ChaosEvent[] = workerKills(random, fleet);
+    events.push({ fraction: 0.3, name: 'restart redis', run: () => redis.restart(1000) });
+    events.push({ fraction: 0.5, name: 'restart mariadb', run: () => db.restart(1000) });
     events.push({
-      time: at(0.65),
+      fraction: 0.65,
       name: 'destination outage (8 s)',
       run: async () => {
         receiver.setOutage(true);
@@ -298,30 +285,8 @@ export async function runMariadbChaos(seed: number, mode: 'watermark' | 'cdc', w
         receiver.setOutage(false);
       },
     });
-    if (mode === 'cdc') {
-      for (const fraction of [0.8, 0.93]) {
-        const idleMs = 1200 + Math.floor(random() * 1000);
-        const killAfterMs = Math.floor(random() * 300);
-        events.push({
-          time: at(fraction),
-          name: `late commit after ${idleMs} ms idle, SIGKILL of every worker ${killAfterMs} ms later`,
-          run: () =>
-            writers.lateCommitAfterIdle(idleMs, async () => {
-              await sleep(killAfterMs);
-              await Promise.all([fleet.kill('w1'), fleet.kill('w2')]);
-              await sleep(300);
-              fleet.start('w1', ['extract', 'push']);
-              fleet.start('w2', ['extract', 'push']);
-            }),
-        });
-      }
-    }
-    events.sort((a, b) => a.time - b.time);
-    for (const e of events) {
-      await sleep(Math.max(0, e.time - Date.now()));
-      log(e.name);
-      await e.run();
-    }
+    if (mode === 'cdc') events.push(...lateCommitKills(random, fleet, (idleMs, after) => writers.lateCommitAfterIdle(idleMs, after)));
+    await runSchedule(events, writing, writeSeconds * 1000, log);
     await sleep(Math.max(0, writing + writeSeconds * 1000 - Date.now()));
     await writers.stop();
     log(`writers stopped after ${writers.ops} operations (${JSON.stringify(writers.done)}); waiting for pushsync to catch up`);

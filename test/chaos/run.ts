@@ -23,6 +23,7 @@ import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
 import { Fleet } from './fleet.js';
 import { prng } from '../helpers/prng.js';
 import { WriterLoop } from './writer-loop.js';
+import { lateCommitKills, runSchedule, workerKills, type ChaosEvent } from './schedule.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const seedArg = process.argv.indexOf('--seed');
@@ -270,30 +271,12 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
     const writers = new Writers(pgServer, random, MODE === 'cdc');
     writers.start(3);
     // The fault schedule, fixed by the seed: drawn now, timed from when pushsync delivers its first rows (below).
-    let clock = 0;
-    const at =
-      (fraction: number): (() => number) =>
-      () =>
-        clock + fraction * WRITE_SECONDS * 1000;
-    const events: Array<{ time: () => number; name: string; run: () => Promise<void> }> = [];
-    for (let i = 0; i < 5; i++) {
-      const who = random() < 0.5 ? 'w1' : 'w2';
-      const downMs = 300 + Math.floor(random() * 1500);
-      events.push({
-        time: at(0.05 + random() * 0.85),
-        name: `SIGKILL ${who}`,
-        run: async () => {
-          await fleet.kill(who);
-          await sleep(downMs);
-          fleet.start(who, ['extract', 'push']);
-        },
-      });
-    }
-    if (redis) events.push({ time: at(0.3), name: 'restart redis', run: () => redis.restart(1000) });
+    const events: ChaosEvent[] = workerKills(random, fleet);
+    if (redis) events.push({ fraction: 0.3, name: 'restart redis', run: () => redis.restart(1000) });
     if (sentinels) {
       for (const fraction of [0.3, 0.55]) {
         events.push({
-          time: at(fraction),
+          fraction,
           name: 'SIGKILL the Redis master (sentinel failover)',
           run: async () => {
             const started = Date.now();
@@ -308,7 +291,7 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
     }
     if (cluster) {
       events.push({
-        time: at(0.3),
+        fraction: 0.3,
         name: "SIGKILL the master of pushsync's cluster slot (cluster failover)",
         run: async () => {
           const started = Date.now();
@@ -323,10 +306,10 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
         },
       });
     }
-    events.push({ time: at(0.5), name: 'restart postgres', run: () => pgServer.restart() });
+    events.push({ fraction: 0.5, name: 'restart postgres', run: () => pgServer.restart() });
     const memory: number[] = [];
     events.push({
-      time: at(0.65),
+      fraction: 0.65,
       name: 'destination outage (8 s)',
       run: async () => {
         receiver.setOutage(true);
@@ -337,36 +320,14 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
         receiver.setOutage(false);
       },
     });
-    if (MODE === 'cdc') {
-      for (const fraction of [0.8, 0.93]) {
-        const idleMs = 1200 + Math.floor(random() * 1000);
-        const killAfterMs = Math.floor(random() * 300);
-        events.push({
-          time: at(fraction),
-          name: `late commit after ${idleMs} ms idle, SIGKILL of every worker ${killAfterMs} ms later`,
-          run: () =>
-            writers.lateCommitAfterIdle(idleMs, async () => {
-              await sleep(killAfterMs);
-              await Promise.all([fleet.kill('w1'), fleet.kill('w2')]);
-              await sleep(300);
-              fleet.start('w1', ['extract', 'push']);
-              fleet.start('w2', ['extract', 'push']);
-            }),
-        });
-      }
-    }
+    if (MODE === 'cdc') events.push(...lateCommitKills(random, fleet, (idleMs, after) => writers.lateCommitAfterIdle(idleMs, after)));
     // On a busy machine pushsync's processes take a while to start, and faults that all land before it works test
     // nothing. The writers started at once, so the initial read still overlaps with writes.
     const launched = Date.now();
     while (receiver.rows.length === 0 && Date.now() < launched + 180_000) await sleep(100);
     log(`first rows delivered after ${Math.round((Date.now() - launched) / 1000)} s`);
-    clock = Date.now();
-    events.sort((a, b) => a.time() - b.time());
-    for (const e of events) {
-      await sleep(Math.max(0, e.time() - Date.now()));
-      log(e.name);
-      await e.run();
-    }
+    const clock = Date.now();
+    await runSchedule(events, clock, WRITE_SECONDS * 1000, log);
     await sleep(Math.max(0, clock + WRITE_SECONDS * 1000 - Date.now()));
     await writers.stop();
     const stoppedAt = Date.now();
