@@ -4,14 +4,15 @@
  * row would cost more than the whole read. All functions expect valid JSON as produced by a database.
  */
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_OBJ = 0x7b;
-const CLOSE_OBJ = 0x7d;
-const OPEN_ARR = 0x5b;
-const CLOSE_ARR = 0x5d;
-const COMMA = 0x2c;
-const COLON = 0x3a;
+/** Char codes of JSON's structural characters, for every scanner over JSON text. */
+export const QUOTE = 0x22;
+export const BACKSLASH = 0x5c;
+export const OPEN_OBJ = 0x7b;
+export const CLOSE_OBJ = 0x7d;
+export const OPEN_ARR = 0x5b;
+export const CLOSE_ARR = 0x5d;
+export const COMMA = 0x2c;
+export const COLON = 0x3a;
 
 /** Index just past the string literal that starts at `start` (which holds the opening quote). */
 function skipString(text: string, start: number): number {
