@@ -1,4 +1,5 @@
 import { AppError } from './errors.js';
+import { METADATA_FIELDS } from './record.js';
 
 /**
  * What leaves the network, per table: which columns, with which masks. Sources resolve the configured names against
@@ -148,6 +149,13 @@ export function planColumns(input: PlanInput): ColumnPlan {
     const unknown = problems.some((p) => p.includes(': no column '));
     const listing = unknown ? `; the columns of ${input.table} are: ${input.columns.map((c) => c.name).join(', ')}` : '';
     throw new AppError('CONFIG_INVALID', `${input.table}: ${problems.join('; ')}${listing}`, { details: { problems } });
+  }
+  const clash = [...leavingNames].find((c) => (METADATA_FIELDS as readonly string[]).includes(c));
+  if (clash) {
+    throw new AppError(
+      'SOURCE_SCHEMA',
+      `${input.table}: column "${clash}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
+    );
   }
   return {
     leaving: input.columns.filter((c) => leavingNames.has(c.name)).map((c) => ({ ...c, mask: masks.get(c.name) ?? null })),

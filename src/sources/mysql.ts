@@ -1,6 +1,5 @@
 import { AppError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/identifiers.js';
-import { METADATA_FIELDS } from '../core/record.js';
 import { conditionProblem, mysqlLexerProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
@@ -317,13 +316,6 @@ class MysqlTable implements TableReader {
       resolve: resolveColumn(columns),
       vanished: previous ? (written) => resolveColumn(previous.described)(written) !== null : undefined,
     });
-    const clash = plan.leaving.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
-    if (clash) {
-      throw new AppError(
-        'SOURCE_SCHEMA',
-        `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
-      );
-    }
     const byName = new Map(columns.map((c) => [c.name, c]));
     const leaving = plan.leaving.map((c) => byName.get(c.name)!);
     const sqlMasks = new Map<string, string>();

@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { AppError } from '../core/errors.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
-import { METADATA_FIELDS } from '../core/record.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, RangeEnd, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
@@ -356,13 +355,6 @@ class PostgresTable implements TableReader {
       resolve: resolveColumn(columns),
       vanished: previous ? (written) => resolveColumn(previous.described)(written) !== null : undefined,
     });
-    const clash = plan.leaving.find((c) => (METADATA_FIELDS as readonly string[]).includes(c.name));
-    if (clash) {
-      throw new AppError(
-        'SOURCE_SCHEMA',
-        `${where}: column "${clash.name}" collides with pushsync's metadata field of the same name; exclude or rename it in a view`,
-      );
-    }
     const byName = new Map(columns.map((c) => [c.name, c]));
     const leaving = plan.leaving.map((c) => byName.get(c.name)!);
     const sqlMasks = new Map<string, string>();
