@@ -1,7 +1,7 @@
 import { isAppError } from './errors.js';
 import { preparedJson, type StreamLimits } from './batching.js';
 import { RecordSender, type SendSummary } from './sender.js';
-import { recordEncoder, type Operation } from './record.js';
+import { recordWriter, type Operation } from './record.js';
 import { sortableWatermark } from './ordering.js';
 import { keyDescriber } from './outgoing.js';
 import { needsShaping, shapeRows, type RowRules, type Shaped } from './row-rules.js';
@@ -67,8 +67,8 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
     const chunk = await p.reader.readRange(p.range, after, p.readRows);
     if (chunk.length === 0) break;
     const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString(), generation: p.generation };
-    const encodeLive = recordEncoder(liveOp, ctx);
-    const encodeDeleted = recordEncoder('delete', ctx);
+    const writeLive = recordWriter(liveOp, ctx);
+    const writeDeleted = recordWriter('delete', ctx);
     const ordering = (row: SourceRow): string | null => p.ordering ?? sortableWatermark(row.position.wm, p.reader.shape.watermarkKind);
     // Tables without a filter or transform keep the plain path: no per-row parse, no ledger.
     const shaped: Shaped[] | null = shaping
@@ -95,16 +95,16 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
       // Without shaping, the row as read (no object per row on this path).
       const json = item ? item.json : row.json;
       const op = item ? item.op : row.deleted ? 'delete' : liveOp;
-      let record: string;
+      let prepared: string;
       try {
-        const encode = op === 'delete' ? encodeDeleted : op === liveOp ? encodeLive : recordEncoder(op, ctx);
-        record = encode(preparedJson(json, p.limits, mayNest), ordering(row));
+        prepared = preparedJson(json, p.limits, mayNest);
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
         sender.reject(err, row.position, json);
         continue;
       }
-      await sender.add(record, row.position);
+      const write = op === 'delete' ? writeDeleted : op === liveOp ? writeLive : recordWriter(op, ctx);
+      await sender.write(write, prepared, ordering(row), row.position);
     }
     after = chunk[chunk.length - 1]!.position;
     if (chunk.length < p.readRows) break;

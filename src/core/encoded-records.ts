@@ -47,11 +47,31 @@ export class EncodedRecords {
    * else written later overwrites it.
    */
   stage(record: string): number {
-    const at = this.starts.length === 0 ? HEAD_ROOM : this.end + 1;
-    // At most three bytes per UTF-16 unit.
-    this.reserve(at + record.length * 3);
-    if (this.starts.length > 0) this.buf[this.end] = 0x2c;
+    // At most three bytes per UTF-16 unit. `open` may replace the buffer: it is read after.
+    const at = this.open(record.length * 3);
     return this.buf.write(record, at);
+  }
+
+  /**
+   * Opens the next record for writing in place (not counted yet): reserves `maxBytes` bytes at the offset it returns,
+   * in `buffer`. `commit` with the bytes written keeps it, as after `stage`.
+   */
+  open(maxBytes: number): number {
+    const at = this.starts.length === 0 ? HEAD_ROOM : this.end + 1;
+    this.reserve(at + maxBytes);
+    if (this.starts.length > 0) this.buf[this.end] = 0x2c;
+    return at;
+  }
+
+  /** The buffer `open` reserved room in; valid until the next `open` or `stage`, which may grow it. */
+  get buffer(): Buffer {
+    return this.buf;
+  }
+
+  /** The text of the record staged but not committed, of `bytes` bytes (to name a record that cannot be kept). */
+  stagedText(bytes: number): string {
+    const at = this.starts.length === 0 ? HEAD_ROOM : this.end + 1;
+    return this.buf.toString('utf8', at, at + bytes);
   }
 
   /** Keeps the record `stage` just wrote, of `bytes` bytes. */

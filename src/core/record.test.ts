@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { METADATA_FIELDS, buildRecord, eventId, recordEncoder, type RecordContext } from './record.js';
+import { METADATA_FIELDS, buildRecord, eventId, recordEncoder, recordWriter, type Operation, type RecordContext } from './record.js';
+import { EncodedRecords } from './encoded-records.js';
 
 const CTX: RecordContext = { source: 'app', table: 'public.orders', extractedAt: '2024-03-01T12:00:00.000Z' };
 
@@ -124,5 +125,49 @@ describe('eventId', () => {
     expect(id(a)).toBe(id(b));
     expect(id(a)).not.toBe(id(encode('{"id":1}', '~0000000000002000:0000000000001000', 'lsn:4097')));
     expect(id(encode('{"id":1}', 'x'))).toBe(id(encode('{"id":1}', 'x', undefined)));
+  });
+});
+
+describe('recordWriter', () => {
+  // Compared as the UTF-8 bytes that go on the wire: a lone surrogate is U+FFFD there either way.
+  const written = (rows: Array<[string, string | null, string?]>, op: Operation, ctx: RecordContext): string[] => {
+    const out = new EncodedRecords();
+    const write = recordWriter(op, ctx);
+    for (const [row, ordering, identity] of rows) out.commit(write(out, row, ordering, identity));
+    return rows.map((_, i) => out.bytes(i, i + 1).toString('hex'));
+  };
+  const utf8 = (text: string): string => Buffer.from(text).toString('hex');
+
+  it('writes each record byte for byte as recordEncoder does, event id included', () => {
+    const rows: Array<[string, string | null, string?]> = [
+      ['{"id":1,"v":"a"}', '2024-03-01T11:00:00.000000Z'],
+      ['{"id":2,"note":"żółw 🐢 \\u0000 \\"q\\""}', null],
+      ['  {  "id":3}', 'o"rd'],
+      ['{}', null],
+      [' { } ', 'x'],
+      ['{\n}', null],
+      ['{"id":4,"s":"\ud800 lone"}', 'ünïcode ordering'],
+      ['{"id":5}', '~1', 'identity-of-5'],
+      ['{"big":"' + 'x'.repeat(200_000) + '"}', '7'],
+    ];
+    for (const ctx of [CTX, { ...CTX, table: 'public."Ünï ""q"""', generation: 3 }]) {
+      for (const op of ['upsert', 'delete', 'snapshot'] as const) {
+        const encode = recordEncoder(op, ctx);
+        expect(written(rows, op, ctx)).toEqual(rows.map(([row, ordering, identity]) => utf8(encode(row, ordering, identity))));
+      }
+    }
+  });
+
+  it('keeps text that is not an object as recordEncoder splices it', () => {
+    const rows: Array<[string, string | null]> = [['', null], ['[1]', '1'], ['  ', null], ['é{"a":1}', null]];
+    const encode = recordEncoder('upsert', CTX);
+    expect(written(rows, 'upsert', CTX)).toEqual(rows.map(([row, ordering]) => utf8(encode(row, ordering))));
+  });
+
+  it('grows past its reused scratch space for a row larger than it', () => {
+    const row = `{"v":"${'é'.repeat(600_000)}"}`;
+    const [hex] = written([[row, '1']], 'upsert', CTX);
+    expect(hex).toBe(utf8(buildRecord(row, 'upsert', '1', CTX)));
+    expect((JSON.parse(Buffer.from(hex!, 'hex').toString()) as { _event_id: string })._event_id).toBe(eventId('app', 'public.orders', 'upsert', row, '1'));
   });
 });

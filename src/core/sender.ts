@@ -2,6 +2,7 @@ import { AppError, isAppError } from './errors.js';
 import type { StreamLimits } from './batching.js';
 import { EncodedRecords } from './encoded-records.js';
 import type { Destination } from './ports.js';
+import type { RecordWriter } from './record.js';
 
 export interface SenderOptions<P> {
   destination: Destination;
@@ -65,10 +66,23 @@ export class RecordSender<P> {
    * the byte budget. The record is written as bytes at once (see EncodedRecords); its string can be dropped.
    */
   async add(record: string, position: P): Promise<void> {
-    let written = this.batch.stage(record);
+    return this.place(position, record);
+  }
+
+  /** As `add`, for a record `writer` stages from the row's JSON: it never exists as a string. */
+  async write(writer: RecordWriter, rowJson: string, ordering: string | null, position: P): Promise<void> {
+    return this.place(position, rowJson, writer, ordering);
+  }
+
+  private stage(text: string, writer: RecordWriter | undefined, ordering: string | null): number {
+    return writer ? writer(this.batch, text, ordering) : this.batch.stage(text);
+  }
+
+  private async place(position: P, text: string, writer?: RecordWriter, ordering: string | null = null): Promise<void> {
+    let written = this.stage(text, writer, ordering);
     const size = written + 1;
     if (size > this.budget) {
-      this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, record);
+      this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, this.batch.stagedText(written));
       return;
     }
     let full: { batch: EncodedRecords; positions: P[] } | null = null;
@@ -77,7 +91,7 @@ export class RecordSender<P> {
       this.batch = new EncodedRecords();
       this.positions = [];
       this.bytes = 0;
-      written = this.batch.stage(record);
+      written = this.stage(text, writer, ordering);
     }
     this.batch.commit(written);
     this.bytes += size;

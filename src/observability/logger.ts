@@ -1,5 +1,6 @@
 import { pino, stdTimeFunctions, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
-import { build as prettyStream } from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -50,6 +51,8 @@ export function loggerFor(
   const isTty = out.isTty ?? process.stdout.isTTY === true;
   const format = log.format ?? (isTty ? 'pretty' : 'json');
   if (format === 'json') return createLogger(log.level, {}, out.destination);
+  // Loaded only for people's logs: a deployment logging JSON never loads its 30 modules.
+  const { build: prettyStream } = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
   return createLogger(
     log.level,
     {},

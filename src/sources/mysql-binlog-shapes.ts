@@ -1,4 +1,5 @@
-import ZongJi from '@vlasky/zongji';
+import { createRequire } from 'node:module';
+import type ZongJi from '@vlasky/zongji';
 import type { ColumnSchema, TableMapEvent } from '@vlasky/zongji';
 import { shapeFits, type BinlogColumn } from './mysql-binlog.js';
 
@@ -152,7 +153,9 @@ interface ZongJiInternals {
  * binlog connection paused until `next`). `resolve` answering null leaves a table to the decoder.
  */
 export function shapedZongJi(options: ConstructorParameters<typeof ZongJi>[0], resolve: Resolve): ZongJi {
-  const zongji = new ZongJi(options);
+  // Loaded with the first binlog reader: a process without MySQL change data capture never loads the decoder.
+  const Decoder = (createRequire(import.meta.url)('@vlasky/zongji') as { default: typeof ZongJi }).default;
+  const zongji = new Decoder(options);
   const self = zongji as unknown as ZongJiInternals;
   const fetch = self._fetchTableInfo.bind(zongji);
   self._fetchTableInfo = (event, next) => {

@@ -1,4 +1,5 @@
-import mysql from 'mysql2/promise';
+import { createRequire } from 'node:module';
+import type * as mysql from 'mysql2/promise';
 import type { PoolConnection as CoreConnection } from 'mysql2';
 import { AppError } from '../core/errors.js';
 import { flavorOf, sessionCheckSql, sessionProblem, sessionSql, VERSION_SQL, type Flavor } from './mysql-sql.js';
@@ -36,13 +37,18 @@ export function connectionOptions(url: string): mysql.PoolOptions {
 
 const raw: mysql.TypeCast = (field) => field.buffer();
 
+/** The driver, loaded with the first MySQL pool: a process without a MySQL source never loads its 90 modules. */
+function driver(): typeof mysql {
+  return createRequire(import.meta.url)('mysql2/promise') as typeof mysql;
+}
+
 export class MysqlPool {
   private readonly pool: mysql.Pool;
   private readonly ready = new WeakSet<object>();
   private flavorSeen: Flavor | undefined;
 
   constructor(private readonly options: MysqlPoolOptions) {
-    this.pool = mysql.createPool({
+    this.pool = driver().createPool({
       ...connectionOptions(options.url),
       connectionLimit: options.poolSize,
       waitForConnections: true,
