@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { deliverRange, type DeliverParams } from './deliver.js';
 import { AppError } from './errors.js';
 import { STREAM_LIMITS } from './batching.js';
@@ -11,6 +11,9 @@ const pos = (id: number): Position => ({ wm: wmOf(id), pk: [String(id)] });
 /** Rows 1..20 of the table; the range is (3, 15]. */
 const RANGE: KeyRange = { phase: 'wm', lo: pos(3), hi: pos(15) };
 
+/** Whether the reader hands rows over one by one (readRangeEach) or as one array per read. */
+let streamed = false;
+
 function setup(rows: FakeRow[] = fakeRows(1, 20), destination = new FakeDestination()) {
   const reader = new FakeTableReader(rows);
   const delivered: Array<{ after: Position | null; rows: number }> = [];
@@ -20,6 +23,13 @@ function setup(rows: FakeRow[] = fakeRows(1, 20), destination = new FakeDestinat
     reads.push(after);
     return readRange(range, after, limit);
   };
+  if (streamed) {
+    reader.readRangeEach = async (range, after, limit, each) => {
+      const rows = await reader.readRange(range, after, limit);
+      for (const row of rows) each(row);
+      return rows.length;
+    };
+  }
   const params: DeliverParams = {
     reader,
     destination,
@@ -50,7 +60,11 @@ async function failure(promise: Promise<SendSummary>): Promise<AppError> {
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-describe('deliverRange', () => {
+describe.each(['collected', 'streamed'] as const)('deliverRange, rows read %s', (mode) => {
+  beforeEach(() => {
+    streamed = mode === 'streamed';
+  });
+
   it('sends the rows after the range start up to and including its end, in keyset order, read in chunks', async () => {
     const { params, destination, reads } = setup();
     expect(await deliverRange(params)).toEqual({ rows: 12, requests: 3 });

@@ -2,6 +2,7 @@ import { isAppError } from './errors.js';
 import { preparedJson, type StreamLimits } from './batching.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { recordWriter, type Operation } from './record.js';
+import { PositionBytes } from './position-log.js';
 import { sortableWatermark } from './ordering.js';
 import { keyDescriber } from './outgoing.js';
 import { needsShaping, shapeRows, type RowRules, type Shaped } from './row-rules.js';
@@ -59,9 +60,11 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
       onDelivered: p.onDelivered,
     },
     (position, record) => describe(position.pk, record),
+    () => new PositionBytes(),
   );
   const shaping = needsShaping(p.rules, p.reader);
   const liveOp = p.op ?? 'upsert';
+  if (!shaping && p.reader.readRangeEach) return streamRange(p, sender, liveOp, now);
   let after = p.resumeAfter;
   for (;;) {
     const chunk = await p.reader.readRange(p.range, after, p.readRows);
@@ -108,6 +111,42 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
     }
     after = chunk[chunk.length - 1]!.position;
     if (chunk.length < p.readRows) break;
+  }
+  return sender.finish();
+}
+
+/**
+ * The plain path (no filter, no transform) with a reader that hands rows over as they arrive: each row is encoded
+ * into the open request the moment it is read and is garbage right after, instead of living, with the rest of its
+ * read, through the collections of the young generation. Requests a read fills are sent once it has ended.
+ */
+async function streamRange(p: DeliverParams, sender: RecordSender<Position>, liveOp: Operation, now: () => Date): Promise<SendSummary> {
+  const readRangeEach = p.reader.readRangeEach!.bind(p.reader);
+  const mayNest = p.reader.shape.mayNest;
+  const watermarkKind = p.reader.shape.watermarkKind;
+  let after = p.resumeAfter;
+  for (;;) {
+    const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString(), generation: p.generation };
+    const writeLive = recordWriter(liveOp, ctx);
+    const writeDeleted = recordWriter('delete', ctx);
+    let last: Position | null = null;
+    const count = await readRangeEach(p.range, after, p.readRows, (row) => {
+      last = row.position;
+      let json: string;
+      try {
+        json = preparedJson(row.json, p.limits, mayNest);
+      } catch (err) {
+        if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
+        sender.reject(err, row.position, row.json);
+        return;
+      }
+      const ordering = p.ordering ?? sortableWatermark(row.position.wm, watermarkKind);
+      sender.writeNow(row.deleted ? writeDeleted : writeLive, json, ordering, row.position);
+    });
+    await sender.sendClosed();
+    if (count === 0 || last === null) break;
+    after = last;
+    if (count < p.readRows) break;
   }
   return sender.finish();
 }

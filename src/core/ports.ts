@@ -128,6 +128,13 @@ export interface TableReader {
   now(): Promise<string | null>;
   /** Rows of `range` strictly after `after` (or from the range start), in keyset order, at most `limit`. */
   readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
+  /**
+   * `readRange`, handing each row to `each` as it arrives instead of collecting them, and resolving to how many were
+   * read. A row is then garbage as soon as `each` returns, rather than living through the whole read: on a backfill
+   * the collected rows were most of what the garbage collector copied. `each` must not throw. Optional: without it,
+   * or on a reader that rewrites rows (masks), `readRange` is used.
+   */
+  readRangeEach?(range: KeyRange, after: Position | null, limit: number, each: (row: SourceRow) => void): Promise<number>;
   /** Rows whose watermark is NULL: sent once during the initial backfill only. */
   countNullWatermark(): Promise<number>;
   /**

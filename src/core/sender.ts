@@ -3,6 +3,7 @@ import type { StreamLimits } from './batching.js';
 import { EncodedRecords } from './encoded-records.js';
 import type { Destination } from './ports.js';
 import type { RecordWriter } from './record.js';
+import { ArrayPositionLog, type PositionLog } from './position-log.js';
 
 export interface SenderOptions<P> {
   destination: Destination;
@@ -41,7 +42,9 @@ export class RecordSender<P> {
   private batch = new EncodedRecords();
   /** Bytes of the open batch as `BatchPacker` counts them: each record's UTF-8 length plus one comma. */
   private bytes = 0;
-  private positions: P[] = [];
+  private positions: PositionLog<P>;
+  /** Requests filled and not sent yet, oldest first. */
+  private readonly closed: Array<{ batch: EncodedRecords; positions: PositionLog<P> }> = [];
   private delivered: P | null;
   private readonly failures: Array<Failure<P>> = [];
   private rows = 0;
@@ -51,7 +54,10 @@ export class RecordSender<P> {
     private readonly o: SenderOptions<P>,
     /** The key of a row for failure reports; `record` is the row's outgoing text when there is one. */
     private readonly describeKey: (position: P, record?: string) => unknown,
+    /** Where a request's positions are kept (see PositionBytes). */
+    private readonly newLog: () => PositionLog<P> = () => new ArrayPositionLog<P>(),
   ) {
+    this.positions = newLog();
     this.budget = o.limits.maxBytes - o.envelopeBytes;
     this.delivered = o.start;
   }
@@ -71,39 +77,59 @@ export class RecordSender<P> {
 
   /** As `add`, for a record `writer` stages from the row's JSON: it never exists as a string. */
   async write(writer: RecordWriter, rowJson: string, ordering: string | null, position: P): Promise<void> {
-    return this.place(position, rowJson, writer, ordering);
+    this.stage(position, rowJson, writer, ordering);
+    if (this.closed.length > 0) await this.sendClosed();
   }
 
-  private stage(text: string, writer: RecordWriter | undefined, ordering: string | null): number {
+  /**
+   * As `write` without sending: a request it fills waits, in order, for `sendClosed`. For a reader's row handler,
+   * which cannot wait; the rows of one read bound what waits.
+   */
+  writeNow(writer: RecordWriter, rowJson: string, ordering: string | null, position: P): void {
+    this.stage(position, rowJson, writer, ordering);
+  }
+
+  /** Sends the requests `writeNow` filled, in order. */
+  async sendClosed(): Promise<void> {
+    while (this.closed.length > 0) {
+      const full = this.closed.shift()!;
+      await this.send(full.batch, 0, full.batch.count, full.positions);
+      full.batch.release();
+      full.positions.release();
+    }
+  }
+
+  private stageRecord(text: string, writer: RecordWriter | undefined, ordering: string | null): number {
     return writer ? writer(this.batch, text, ordering) : this.batch.stage(text);
   }
 
-  private async place(position: P, text: string, writer?: RecordWriter, ordering: string | null = null): Promise<void> {
-    let written = this.stage(text, writer, ordering);
+  private async place(position: P, text: string): Promise<void> {
+    this.stage(position, text, undefined, null);
+    if (this.closed.length > 0) await this.sendClosed();
+  }
+
+  /** Adds a record to the open request; one it would take past the limits closes that request first. */
+  private stage(position: P, text: string, writer: RecordWriter | undefined, ordering: string | null): void {
+    let written = this.stageRecord(text, writer, ordering);
     const size = written + 1;
     if (size > this.budget) {
       this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, this.batch.stagedText(written));
       return;
     }
-    let full: { batch: EncodedRecords; positions: P[] } | null = null;
     if (this.batch.count >= this.o.limits.maxRows || this.bytes + size > this.budget) {
-      full = { batch: this.batch, positions: this.positions };
+      this.closed.push({ batch: this.batch, positions: this.positions });
       this.batch = new EncodedRecords();
-      this.positions = [];
+      this.positions = this.newLog();
       this.bytes = 0;
-      written = this.stage(text, writer, ordering);
+      written = this.stageRecord(text, writer, ordering);
     }
     this.batch.commit(written);
     this.bytes += size;
-    if (full) {
-      await this.send(full.batch, 0, full.batch.count, full.positions);
-      full.batch.release();
-    }
     this.positions.push(position);
   }
 
-  /** Sends records `from` to `to` (exclusive) of `batch`, whose positions are `positions`. */
-  private async send(batch: EncodedRecords, from: number, to: number, positions: P[]): Promise<void> {
+  /** Sends records `from` to `to` (exclusive) of `batch`, whose positions are `positions` (one per record). */
+  private async send(batch: EncodedRecords, from: number, to: number, positions: PositionLog<P>): Promise<void> {
     const startAfter = this.delivered;
     const count = to - from;
     try {
@@ -113,23 +139,22 @@ export class RecordSender<P> {
         : await destination.send(target, batch.texts(from, to));
       this.rows += result.rows;
       this.requests += 1;
-      this.delivered = positions[positions.length - 1]!;
+      this.delivered = positions.at(to - 1);
       if (this.failures.length === 0) await this.o.onDelivered(this.delivered, result.rows, result.latencyMs);
     } catch (err) {
       if (!isAppError(err)) throw err;
       if (err.code === 'DEST_TOO_LARGE' && count > 1) {
         const half = Math.ceil(count / 2);
-        await this.send(batch, from, from + half, positions.slice(0, half));
-        await this.send(batch, from + half, to, positions.slice(half));
+        await this.send(batch, from, from + half, positions);
+        await this.send(batch, from + half, to, positions);
         return;
       }
       if (err.code === 'DEST_TOO_LARGE' || err.code === 'DEST_ROWS_REJECTED') {
-        this.failures.push({
-          resumeAfter: startAfter,
-          error: err,
-          keys: positions.slice(0, 20).map((p, i) => this.describeKey(p, batch.text(from + i))),
-        });
-        this.delivered = positions[positions.length - 1]!;
+        const named = Math.min(count, 20);
+        const keys: unknown[] = [];
+        for (let i = from; i < from + named; i++) keys.push(this.describeKey(positions.at(i), batch.text(i)));
+        this.failures.push({ resumeAfter: startAfter, error: err, keys });
+        this.delivered = positions.at(to - 1);
         return;
       }
       throw err;
@@ -137,11 +162,13 @@ export class RecordSender<P> {
   }
 
   async finish(): Promise<SendSummary> {
+    await this.sendClosed();
     const batch = this.batch;
     this.bytes = 0;
     if (batch.count > 0) await this.send(batch, 0, batch.count, this.positions);
     batch.release();
-    this.positions = [];
+    this.positions.release();
+    this.positions = this.newLog();
     if (this.failures.length === 0) return { rows: this.rows, requests: this.requests };
     const first = this.failures[0]!;
     await this.o.onDelivered(first.resumeAfter, 0, 0);

@@ -443,6 +443,61 @@ describe('PostgresSource against a real database', () => {
       expect(rows[0]!.position).toEqual({ wm: TIE, pk: ['1'] });
     });
 
+    it('hands each row of a range over as it arrives, the same rows as readRange, with or without configured SQL', async () => {
+      await db.client.query(`
+        CREATE TABLE streamed (id int PRIMARY KEY, updated_at timestamptz, v text, gone boolean);
+        INSERT INTO streamed SELECT i, '${TIE}'::timestamptz + i * interval '1 microsecond', 'v' || i, i % 3 = 0 FROM generate_series(1, 250) i;`);
+      for (const fields of [{}, { softDelete: { column: 'gone' } }]) {
+        const reader = await source.table(spec('streamed', fields));
+        const next = (await reader.nextRange({ phase: 'wm', after: null }, 200))!;
+        const collected = await reader.readRange(next.range, null, 150);
+        const streamed: SourceRow[] = [];
+        expect(await reader.readRangeEach!(next.range, null, 150, (row) => streamed.push(row))).toBe(150);
+        expect(streamed).toEqual(collected);
+        expect(streamed.filter((r) => r.deleted)).toHaveLength(Object.keys(fields).length === 0 ? 0 : 50);
+      }
+    });
+
+    it('rejects with what a row handler threw once the read has ended, and the connection serves the next read', async () => {
+      const reader = await source.table(spec('streamed'));
+      const next = (await reader.nextRange({ phase: 'wm', after: null }, 100))!;
+      let seen = 0;
+      const boom = new AppError('ROW_TOO_LARGE', 'thrown by the handler');
+      const err = await reader
+        .readRangeEach!(next.range, null, 100, () => {
+          seen += 1;
+          if (seen === 3) throw boom;
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBe(boom);
+      expect(seen).toBe(3);
+      // Both connections of the pool still work (a handler's throw does not close one).
+      const again = await Promise.all([1, 2].map(() => reader.readRange(next.range, null, 100)));
+      expect(again.map((rows) => rows.length)).toEqual([100, 100]);
+    });
+
+    it('rejects a streamed read the server fails, naming the read', async () => {
+      const short = new PostgresSource({ name: 's', url: PG_URL, poolSize: 1, statementTimeoutMs: 50 });
+      try {
+        await db.client.query(`CREATE TABLE slow (id int PRIMARY KEY, updated_at timestamptz, v text)`);
+        await db.client.query(`INSERT INTO slow VALUES (1, '${TIE}', 'a')`);
+        const reader = await short.table(spec('slow', { where: 'pg_sleep(0.3) IS NOT NULL' }));
+        const range: KeyRange = { phase: 'wm', lo: null, hi: { wm: TIE, pk: ['1'] } };
+        const err = await reader.readRangeEach!(range, null, 10, () => undefined).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(AppError);
+        expect((err as AppError).message).toContain('read rows of');
+        expect(await reader.isEmpty()).toBe(false);
+      } finally {
+        await short.close();
+      }
+    });
+
     it('uses a configured primary key for a table without one', async () => {
       await db.client.query(`
         CREATE TABLE nokey (id int NOT NULL, updated_at timestamptz);

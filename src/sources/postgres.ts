@@ -28,7 +28,7 @@ import {
   type TableSql,
 } from './postgres-sql.js';
 import { translatePgError } from './postgres-errors.js';
-import { queryFieldsIsolated, queryRows, queryRowsIsolated, type ResultField } from './postgres-query.js';
+import { queryEach, queryEachIsolated, queryFieldsIsolated, queryRows, queryRowsIsolated, type ResultField } from './postgres-query.js';
 import { conditionProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type OutgoingColumn } from '../core/rules.js';
 import { shapeFingerprint, type RelationShape } from '../core/table-shape.js';
@@ -84,6 +84,15 @@ export class PostgresSource implements Source {
   async query(q: Query, what: string, configured = false): Promise<string[][]> {
     try {
       return await (configured ? queryRowsIsolated(this.pool, q) : queryRows(this.pool, q));
+    } catch (err) {
+      throw translatePgError(err, `${this.name}: ${what}`);
+    }
+  }
+
+  /** As `query`, handing each row to `each` as it arrives (see queryEach); resolves to the row count. */
+  async queryEach(q: Query, what: string, configured: boolean, each: (row: string[]) => void): Promise<number> {
+    try {
+      return await (configured ? queryEachIsolated(this.pool, q, each) : queryEach(this.pool, q, each));
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -441,18 +450,24 @@ class PostgresTable implements TableReader {
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     const rows = await this.source.query(q, `read rows of ${this.where}`, this.configured);
-    const keyCount = (range.phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
     const out = new Array<SourceRow>(rows.length);
-    // A plain loop building one object shape: this runs for every row sent.
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i]!;
-      const json = r[keyCount] ?? null;
-      const row: SourceRow = { position: this.toPosition(r, range.phase), json: json ?? '', deleted: r[keyCount + 1] === 'true' };
-      // A row outside the filter comes without its JSON: nothing of it reached this process.
-      if (json === null) row.matched = false;
-      out[i] = row;
-    }
+    for (let i = 0; i < rows.length; i++) out[i] = this.sourceRow(rows[i]!, range.phase);
     return out;
+  }
+
+  readRangeEach(range: KeyRange, after: Position | null, limit: number, each: (row: SourceRow) => void): Promise<number> {
+    const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
+    return this.source.queryEach(q, `read rows of ${this.where}`, this.configured, (r) => each(this.sourceRow(r, range.phase)));
+  }
+
+  /** One object shape for every row: this runs for every row sent. */
+  private sourceRow(r: string[], phase: Phase): SourceRow {
+    const keyCount = (phase === 'wm' ? 1 : 0) + this.sql.primaryKey.length;
+    const json = r[keyCount] ?? null;
+    const row: SourceRow = { position: this.toPosition(r, phase), json: json ?? '', deleted: r[keyCount + 1] === 'true' };
+    // A row outside the filter comes without its JSON: nothing of it reached this process.
+    if (json === null) row.matched = false;
+    return row;
   }
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {

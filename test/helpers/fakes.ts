@@ -58,6 +58,8 @@ export class FakeTableReader implements TableReader {
   boundary: string | null = null;
   /** Called at the start of nextRange, for tests that log the order of calls. */
   onNextRange: () => void = () => {};
+  /** Absent unless a test gives the reader a row-by-row read. */
+  readRangeEach?: TableReader['readRangeEach'];
   /** Absent unless a test sets it (like a source without the keys-free page read). */
   nextRangeEnd?: TableReader['nextRangeEnd'];
 

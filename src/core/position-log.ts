@@ -1,0 +1,131 @@
+import type { Position } from './cursor.js';
+
+/**
+ * The positions of one request's records, in record order: the sender needs the last one once the request is
+ * accepted, and any one when it splits a request or names failed rows.
+ */
+export interface PositionLog<P> {
+  readonly length: number;
+  push(position: P): void;
+  at(index: number): P;
+  /** Called when the log's request is done with; the log must not be used afterwards. */
+  release(): void;
+}
+
+/** Positions as they are: for positions that cost nothing to keep (indexes, ids of buffered entries). */
+export class ArrayPositionLog<P> implements PositionLog<P> {
+  private readonly items: P[] = [];
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  push(position: P): void {
+    this.items.push(position);
+  }
+
+  at(index: number): P {
+    return this.items[index]!;
+  }
+
+  release(): void {
+    this.items.length = 0;
+  }
+}
+
+/** Buffers of released logs, reused by the next ones. */
+const spare: Buffer[] = [];
+const MAX_SPARE = 4;
+const NULL_TEXT = 0xffffffff;
+/** With the `u` flag a surrogate pair is one code point: this matches only a surrogate without its other half. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/**
+ * Key-range positions kept as their UTF-8 bytes in one buffer outside the JavaScript heap. Held as objects, a
+ * request's thousands of positions (each an object, an array and two or more strings) lived as long as the request
+ * and were promoted to the old generation: on a backfill they were most of what the garbage collector promoted,
+ * and what made the heap grow. Each text is stored with its byte length, so any text round-trips exactly.
+ */
+export class PositionBytes implements PositionLog<Position> {
+  private buf: Buffer;
+  private readonly starts: number[] = [];
+  private end = 0;
+  /** Positions with a text UTF-8 cannot carry (a lone surrogate), kept as they are. */
+  private readonly odd = new Map<number, Position>();
+
+  constructor() {
+    this.buf = spare.pop() ?? Buffer.allocUnsafe(64 * 1024);
+  }
+
+  get length(): number {
+    return this.starts.length;
+  }
+
+  push(position: Position): void {
+    const { wm, pk } = position;
+    if ((wm !== null && LONE_SURROGATE.test(wm)) || pk.some((v) => LONE_SURROGATE.test(v))) {
+      this.odd.set(this.starts.length, position);
+      this.starts.push(this.end);
+      return;
+    }
+    let room = 8 + (wm === null ? 0 : wm.length * 3);
+    for (const v of pk) room += 4 + v.length * 3;
+    this.reserve(this.end + room);
+    this.starts.push(this.end);
+    let at = this.writeText(wm, this.end);
+    this.buf.writeUInt32LE(pk.length, at);
+    at += 4;
+    for (const v of pk) at = this.writeText(v, at);
+    this.end = at;
+  }
+
+  at(index: number): Position {
+    const odd = this.odd.get(index);
+    if (odd) return odd;
+    let at = this.starts[index]!;
+    const wm = this.readText(at);
+    at = wm.next;
+    const count = this.buf.readUInt32LE(at);
+    at += 4;
+    const pk: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const v = this.readText(at);
+      pk.push(v.text!);
+      at = v.next;
+    }
+    return { wm: wm.text, pk };
+  }
+
+  release(): void {
+    if (spare.length < MAX_SPARE && this.buf.length <= 4 * 1024 * 1024) spare.push(this.buf);
+    this.buf = Buffer.alloc(0);
+    this.starts.length = 0;
+    this.odd.clear();
+    this.end = 0;
+  }
+
+  private writeText(text: string | null, at: number): number {
+    if (text === null) {
+      this.buf.writeUInt32LE(NULL_TEXT, at);
+      return at + 4;
+    }
+    const bytes = this.buf.write(text, at + 4);
+    this.buf.writeUInt32LE(bytes, at);
+    return at + 4 + bytes;
+  }
+
+  private readText(at: number): { text: string | null; next: number } {
+    const bytes = this.buf.readUInt32LE(at);
+    if (bytes === NULL_TEXT) return { text: null, next: at + 4 };
+    return { text: this.buf.toString('utf8', at + 4, at + 4 + bytes), next: at + 4 + bytes };
+  }
+
+  private reserve(size: number): void {
+    if (size <= this.buf.length) return;
+    let capacity = Math.max(this.buf.length, 1024) * 4;
+    while (capacity < size) capacity *= 4;
+    const grown = Buffer.allocUnsafe(capacity);
+    this.buf.copy(grown, 0, 0, this.end);
+    this.buf = grown;
+  }
+}
