@@ -119,7 +119,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
             resumeAfter: data.resumeAfter ?? null,
             op: data.op,
             ordering: data.ordering,
-            readRows: Math.min(limits.maxRows, 1000),
+            readRows: Math.min(limits.maxRows, 5000),
             onDelivered: async (after: Position | null, rows: number, latencyMs: number) => {
               await job.updateData({ ...data, resumeAfter: after });
               counted(rows, latencyMs);
