@@ -109,7 +109,8 @@ export class PositionBytes implements PositionLog<Position> {
       this.buf.writeUInt32LE(NULL_TEXT, at);
       return at + 4;
     }
-    const bytes = this.buf.write(text, at + 4);
+    // Buffer's own UTF-8 writer (what `write` calls once it has sorted out its arguments): this runs per row.
+    const bytes = (this.buf as Buffer & { utf8Write(t: string, o: number, l: number): number }).utf8Write(text, at + 4, this.buf.length - at - 4);
     this.buf.writeUInt32LE(bytes, at);
     return at + 4 + bytes;
   }
