@@ -76,16 +76,22 @@ export function stringText(raw: string): string {
 }
 
 interface Key {
+  /** The key's raw text, quotes included. */
+  raw: string;
   name: string;
   column: string;
 }
 
 /**
  * Splits raw rows into their values, rejecting rows whose keys cannot become DuckDB columns. Rows of one batch
- * mostly share their keys, so each distinct key text is decoded once.
+ * mostly share their keys, in the same order: each key is first compared in place with the key the previous row
+ * had at that position, and only a key that differs is copied out and looked up; each distinct key text is
+ * decoded once.
  */
 export function splitRows(rows: readonly string[]): Batch {
   const keys = new Map<string, Key>();
+  // The keys of the last row, by position.
+  const previous: Key[] = [];
   const slots = new Map<string, number>();
   const columns: BatchColumn[] = [];
   const accepted: (string | undefined)[][] = [];
@@ -108,13 +114,21 @@ export function splitRows(rows: readonly string[]): Batch {
     }
     const firstNewSlot = columns.length;
     const values: (string | undefined)[] = [];
-    const complete = forEachMember(text, text.indexOf('{'), (rawKey, valueStart, valueEnd) => {
-      let key = keys.get(rawKey);
-      if (!key) {
-        const name = rawKey.indexOf('\\') === -1 ? rawKey.slice(1, -1) : (JSON.parse(rawKey) as string);
-        key = { name, column: name.toLowerCase() };
-        keys.set(rawKey, key);
+    let position = 0;
+    const complete = forEachMember(text, text.indexOf('{'), (keyStart, keyEnd, valueStart, valueEnd) => {
+      let key = previous[position];
+      // The same characters from the opening quote on are the same literal: its closing quote is escaped alike.
+      if (key === undefined || key.raw.length !== keyEnd - keyStart || !text.startsWith(key.raw, keyStart)) {
+        const rawKey = text.slice(keyStart, keyEnd);
+        key = keys.get(rawKey);
+        if (!key) {
+          const name = rawKey.indexOf('\\') === -1 ? rawKey.slice(1, -1) : (JSON.parse(rawKey) as string);
+          key = { raw: rawKey, name, column: name.toLowerCase() };
+          keys.set(rawKey, key);
+        }
+        previous[position] = key;
       }
+      position += 1;
       if (key.name === '') {
         reject(index, 'EMPTY_KEY', 'row has an empty key, which cannot name a column', firstNewSlot);
         return false;
