@@ -143,10 +143,17 @@ export class DevSinkStore {
 
   /**
    * Stores rows (raw JSON object texts) in the target table, creating the schema, the table and new columns as
-   * needed. Appends run one at a time so that two requests never race on the same table's schema.
+   * needed. Appends run one at a time so that two requests never race on the same table's schema; the rows are
+   * split before their turn, which needs no table, so that this work can run while an earlier append commits.
    */
   append(target: string, rows: readonly string[], options: AppendOptions = {}): Promise<AppendResult> {
-    const run = this.tail.then(() => this.appendNow(parseTarget(target), rows, options));
+    let batch: Batch;
+    try {
+      batch = splitRows(rows);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const run = this.tail.then(() => this.appendNow(parseTarget(target), batch, options));
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -179,9 +186,8 @@ export class DevSinkStore {
   }
 
   /** Invariant: the result (and so the 2xx answer) exists only once the rows are committed. */
-  private async appendNow(target: Target, rows: readonly string[], options: AppendOptions): Promise<AppendResult> {
+  private async appendNow(target: Target, batch: Batch, options: AppendOptions): Promise<AppendResult> {
     if (this.closed) throw new AppError('INTERNAL', 'the dev sink store is closed');
-    const batch = splitRows(rows);
     const { rejected } = batch;
     const warnings: string[] = [];
     if (batch.dropped.length > 0) {
