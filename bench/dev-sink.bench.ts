@@ -2,25 +2,29 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { EncodedRecords } from '../src/core/encoded-records.js';
 import { recordEncoder } from '../src/core/record.js';
-import { startDevSink } from '../src/destinations/dev-sink.js';
+import { startDevSink, type DevSink } from '../src/destinations/dev-sink.js';
 import { StreamApiClient } from '../src/destinations/stream-api.js';
 import { benchTable, ensureDataset } from './dataset.js';
-import { appendDirectly, type Column } from './duckdb-appender.js';
+import { directBatch, openDirect, type Column, type DirectAppender, type DirectBatch } from './duckdb-appender.js';
 import { positiveInt, PG_URL, SCHEMA } from './settings.js';
 
 /**
  * How fast the dev sink stores records into DuckDB: the benchmark table's rows, read once and encoded as pushsync's
- * records (not timed), are POSTed in requests of `BENCH_BATCH_ROWS` records, `BENCH_CONCURRENCY` at a time, to a dev
- * sink in this process writing a DuckDB file. Rate = rows stored per second of wall time. Each round then appends
- * the same rows straight into DuckDB (no HTTP, values split beforehand): on a shared machine the ratio of the two
- * says more than either rate. See bench/README.md.
+ * records into request buffers as the push worker does (not timed), are POSTed in requests of `BENCH_BATCH_ROWS`
+ * records, `BENCH_CONCURRENCY` at a time, to a dev sink in this process writing a DuckDB file. Rate = rows stored per
+ * second of wall time. The same rows are also appended straight into DuckDB (no HTTP, values split beforehand), and
+ * the two alternate in waves of `BENCH_WAVE_BATCHES` requests, so that both see the same load: on a shared machine
+ * their ratio, measured side by side, says more than either rate. See bench/README.md.
  */
 const ROWS = positiveInt('BENCH_ROWS', 200_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const BATCH = positiveInt('BENCH_BATCH_ROWS', 5000);
 const CONCURRENCY = positiveInt('BENCH_CONCURRENCY', 4);
+const WAVE = positiveInt('BENCH_WAVE_BATCHES', 2 * CONCURRENCY);
 const GOAL = 100_000;
+const TARGET = 'bronze.bench_events';
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 /** The table's rows as pushsync's records, encoded as the Postgres source would. */
@@ -42,10 +46,34 @@ async function records(): Promise<string[]> {
   }
 }
 
+interface Side {
+  seconds: number;
+  cpuSeconds: number;
+}
+
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** Runs `work` and adds its wall and CPU seconds (every thread of this process) to `side`. */
+async function timed(side: Side, work: () => Promise<unknown>): Promise<void> {
+  const cpu = cpuNow();
+  const started = performance.now();
+  await work();
+  side.seconds += (performance.now() - started) / 1000;
+  side.cpuSeconds += cpuNow() - cpu;
+}
+
 async function main(): Promise<number> {
   await ensureDataset(PG_URL, SCHEMA, ROWS, false);
   const all = await records();
-  console.log(`dataset: ${fmtInt(all.length)} records of ${SCHEMA}.${benchTable(ROWS)}, ${BATCH} per request, ${CONCURRENCY} in flight`);
+  const batches: string[][] = [];
+  for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
+  console.log(
+    `dataset: ${fmtInt(all.length)} records of ${SCHEMA}.${benchTable(ROWS)}, ${BATCH} per request, ${CONCURRENCY} in flight, ` +
+      `sink and appender alternating every ${WAVE} requests`,
+  );
   const rates: number[] = [];
   const ratios: number[] = [];
   const directRates: number[] = [];
@@ -53,21 +81,20 @@ async function main(): Promise<number> {
   for (let round = 1; round <= ROUNDS; round += 1) {
     const dir = await mkdtemp(join(tmpdir(), 'pushsync-devsink-bench-'));
     try {
-      const sink = await sinkRound(join(dir, 'sink.duckdb'), all);
-      if (sink.stored !== all.length) {
-        console.log(`RESULT INVALID: the sink stored ${sink.stored} rows, ${all.length} were sent`);
+      const r = await runRound(dir, batches);
+      if (r.stored !== all.length) {
+        console.log(`RESULT INVALID: the sink stored ${r.stored} rows, ${all.length} were sent`);
         return 1;
       }
-      const direct = await appendDirectly(join(dir, 'direct.duckdb'), sink.columns, all, BATCH);
-      const rate = sink.stored / sink.seconds;
-      const directRate = all.length / direct.seconds;
+      const rate = all.length / r.sink.seconds;
+      const directRate = all.length / r.direct.seconds;
       rates.push(rate);
       directRates.push(directRate);
       ratios.push(rate / directRate);
       console.log(
-        `round ${round}: dev sink ${fmtInt(rate)} rows/s (${sink.seconds.toFixed(2)} s; CPU ${perRow(sink.cpuSeconds)}/row with the client); ` +
-          `DuckDB appender alone ${fmtInt(directRate)} rows/s (${direct.seconds.toFixed(2)} s; CPU ${perRow(direct.cpuSeconds)}/row); ` +
-          `sink/appender ${(rate / directRate).toFixed(2)}`,
+        `round ${round}: dev sink ${fmtInt(rate)} rows/s (${r.sink.seconds.toFixed(2)} s; CPU ${perRow(r.sink.cpuSeconds)}/row with the client); ` +
+          `DuckDB appender alone ${fmtInt(directRate)} rows/s (${r.direct.seconds.toFixed(2)} s; CPU ${perRow(r.direct.cpuSeconds)}/row); ` +
+          `sink/appender ${(rate / directRate).toFixed(2)}; checkpoint at close: sink ${r.sinkCloseSeconds.toFixed(2)} s, appender ${r.directCloseSeconds.toFixed(2)} s`,
       );
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -84,34 +111,83 @@ async function main(): Promise<number> {
   return 0;
 }
 
-/** One timed run through a fresh dev sink; returns what it stored and the column types it chose. */
-async function sinkRound(dbPath: string, all: string[]): Promise<{ stored: number; seconds: number; cpuSeconds: number; columns: Column[] }> {
-  const sink = await startDevSink({ port: 0, dbPath, apiKey: 'bench' });
+/** The records of each batch in request buffers, as the push worker holds them. */
+function encoded(batches: readonly string[][]): EncodedRecords[] {
+  return batches.map((batch) => {
+    const records = new EncodedRecords();
+    for (const record of batch) records.commit(records.stage(record));
+    return records;
+  });
+}
+
+/**
+ * One round through a fresh dev sink and a fresh direct appender, in alternating waves. The direct table takes
+ * the column types the sink chose, so it is created after the sink's first wave.
+ */
+async function runRound(
+  dir: string,
+  batches: readonly string[][],
+): Promise<{ stored: number; sink: Side; direct: Side; sinkCloseSeconds: number; directCloseSeconds: number }> {
+  const sink = await startDevSink({ port: 0, dbPath: join(dir, 'sink.duckdb'), apiKey: 'bench' });
   const client = new StreamApiClient({ url: sink.url, apiKey: 'bench', timeoutMs: 120_000, compression: 'none', wait: false, tags: {} });
+  const bodies = encoded(batches);
+  const sinkSide: Side = { seconds: 0, cpuSeconds: 0 };
+  const directSide: Side = { seconds: 0, cpuSeconds: 0 };
+  let direct: DirectAppender | undefined;
+  let directBatches: DirectBatch[] = [];
+  let closed = false;
   try {
-    const batches: string[][] = [];
-    for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < batches.length) await client.send('bronze.bench_events', batches[next++]!);
-      }),
-    );
-    const seconds = (performance.now() - started) / 1000;
-    const used = process.cpuUsage(cpu);
-    const [count] = await sink.store.query('SELECT count(*)::VARCHAR AS n FROM bronze.bench_events');
-    const described = await sink.store.query(
-      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'bronze' AND table_name = 'bench_events'
-       AND column_name NOT IN ('_received_at', '_request_id') ORDER BY ordinal_position`,
-    );
-    const columns = described.map((r) => ({ name: String(r.column_name), type: String(r.data_type) }));
-    return { stored: Number(count?.n), seconds, cpuSeconds: (used.user + used.system) / 1e6, columns };
-  } finally {
+    for (let from = 0; from < batches.length; from += WAVE) {
+      const to = Math.min(batches.length, from + WAVE);
+      let next = from;
+      await timed(sinkSide, () =>
+        Promise.all(
+          Array.from({ length: CONCURRENCY }, async () => {
+            while (next < to) {
+              const records = bodies[next++]!;
+              await client.sendEncoded(TARGET, records, 0, records.count);
+            }
+          }),
+        ),
+      );
+      if (direct === undefined) {
+        const columns = await sinkColumns(sink);
+        directBatches = batches.map((batch) => directBatch(columns, batch));
+        direct = await openDirect(join(dir, 'direct.duckdb'), columns);
+      }
+      const appender = direct;
+      await timed(directSide, async () => {
+        for (let i = from; i < to; i += 1) await appender.append(directBatches[i]!);
+      });
+    }
+    const [count] = await sink.store.query(`SELECT count(*)::VARCHAR AS n FROM ${TARGET}`);
     await client.close();
+    // Closing checkpoints: the log of what was committed is written into the database file, compressed.
+    let closing = performance.now();
     await sink.close();
+    closed = true;
+    const sinkCloseSeconds = (performance.now() - closing) / 1000;
+    closing = performance.now();
+    direct?.close();
+    direct = undefined;
+    const directCloseSeconds = (performance.now() - closing) / 1000;
+    return { stored: Number(count?.n), sink: sinkSide, direct: directSide, sinkCloseSeconds, directCloseSeconds };
+  } finally {
+    direct?.close();
+    if (!closed) {
+      await client.close();
+      await sink.close();
+    }
   }
+}
+
+/** The columns the sink created, in table order, its own `_received_at` and `_request_id` left out. */
+async function sinkColumns(sink: DevSink): Promise<Column[]> {
+  const described = await sink.store.query(
+    `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'bronze' AND table_name = 'bench_events'
+     AND column_name NOT IN ('_received_at', '_request_id') ORDER BY ordinal_position`,
+  );
+  return described.map((r) => ({ name: String(r.column_name), type: String(r.data_type) }));
 }
 
 main().then(

@@ -1,4 +1,4 @@
-import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { objectMembers } from '../src/core/json-scan.js';
 
 /**
@@ -11,14 +11,13 @@ export interface Column {
   type: string;
 }
 
-export async function appendDirectly(
-  dbPath: string,
-  columns: readonly Column[],
-  records: readonly string[],
-  batchRows: number,
-): Promise<{ seconds: number; cpuSeconds: number }> {
+/** A batch's values in table order: null for SQL NULL, else the text the sink hands DuckDB's appender. */
+export type DirectBatch = (string | null)[][];
+
+/** Splits records into the values the sink would append, outside any timing. */
+export function directBatch(columns: readonly Column[], records: readonly string[]): DirectBatch {
   const position = new Map(columns.map((c, i) => [c.name.toLowerCase(), i]));
-  const rows = records.map((text) => {
+  return records.map((text) => {
     const values: (string | null)[] = columns.map(() => null);
     for (const m of objectMembers(text)) {
       const raw = text.slice(m.valueStart, m.valueEnd);
@@ -28,18 +27,25 @@ export async function appendDirectly(
     }
     return values;
   });
+}
+
+export interface DirectAppender {
+  /** Appends one batch in its own transaction; resolves once it is committed. */
+  append(batch: DirectBatch): Promise<void>;
+  close(): void;
+}
+
+export async function openDirect(dbPath: string, columns: readonly Column[]): Promise<DirectAppender> {
   const instance = await DuckDBInstance.create(dbPath, { checkpoint_threshold: '256MB' });
-  const conn = await instance.connect();
-  try {
-    const defs = columns.map((c) => `"${c.name.replace(/"/g, '""')}" ${c.type}`);
-    await conn.run(`CREATE SCHEMA bronze; CREATE TABLE bronze.direct (${defs.join(', ')}, _received_at TIMESTAMPTZ, _request_id VARCHAR)`);
-    const receivedAt = new Date().toISOString();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    for (let i = 0; i < rows.length; i += batchRows) {
+  const conn: DuckDBConnection = await instance.connect();
+  const defs = columns.map((c) => `"${c.name.replace(/"/g, '""')}" ${c.type}`);
+  await conn.run(`CREATE SCHEMA bronze; CREATE TABLE bronze.direct (${defs.join(', ')}, _received_at TIMESTAMPTZ, _request_id VARCHAR)`);
+  return {
+    async append(batch) {
+      const receivedAt = new Date().toISOString();
       await conn.run('BEGIN TRANSACTION');
       const appender = await conn.createAppender('direct', 'bronze');
-      for (const row of rows.slice(i, i + batchRows)) {
+      for (const row of batch) {
         for (const v of row) {
           if (v === null) appender.appendNull();
           else appender.appendVarchar(v);
@@ -51,12 +57,10 @@ export async function appendDirectly(
       appender.flushSync();
       appender.closeSync();
       await conn.run('COMMIT');
-    }
-    const seconds = (performance.now() - started) / 1000;
-    const used = process.cpuUsage(cpu);
-    return { seconds, cpuSeconds: (used.user + used.system) / 1e6 };
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-  }
+    },
+    close() {
+      conn.closeSync();
+      instance.closeSync();
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import { AppError } from './errors.js';
-import { jsonDepth, objectMembers } from './json-scan.js';
+import { jsonDepth, objectMembers, shallowerThanBrackets } from './json-scan.js';
 import type { EncodedRecords } from './encoded-records.js';
 
 /** The Stream API's documented limits. Configurable downwards only (a test or a cautious deployment). */
@@ -61,18 +61,6 @@ export function preparedJson(rowJson: string, limits: StreamLimits, mayNest: boo
     }
   }
   return json;
-}
-
-/**
- * True when the text holds at most `limit` opening brackets (inside strings or not), so its nesting depth cannot
- * exceed `limit`. Native searches make this far cheaper than the character-by-character depth scan, which then
- * runs only for rows with many brackets.
- */
-function shallowerThanBrackets(text: string, limit: number): boolean {
-  let opens = 0;
-  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++opens > limit) return false;
-  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++opens > limit) return false;
-  return true;
 }
 
 function stringifyDeepMembers(rowJson: string, maxValueDepth: number): PreparedRow {

@@ -48,6 +48,18 @@ export function jsonDepth(text: string, start = 0, end = text.length): number {
   return max;
 }
 
+/**
+ * True when the text holds at most `limit` opening brackets (inside strings or not), so its nesting depth cannot
+ * exceed `limit`. Native searches make this far cheaper than the character-by-character depth scan, which then
+ * runs only for rows with many brackets.
+ */
+export function shallowerThanBrackets(text: string, limit: number): boolean {
+  let opens = 0;
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++opens > limit) return false;
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++opens > limit) return false;
+  return true;
+}
+
 export interface MemberSpan {
   /** The key as it stands in the text, quotes included. */
   rawKey: string;

@@ -2,7 +2,8 @@ import { forEachMember } from './dev-sink-scan.js';
 
 /**
  * Splitting the dev sink's raw JSON rows into column values without `JSON.parse` (which rounds integers beyond
- * 2^53): each value stays the exact text the row carried, sliced out of it, and is typed by its JSON kind.
+ * 2^53): each value stays the exact text the row carried, found by its span in the row, and is typed by its JSON
+ * kind.
  */
 
 /** Columns the store adds to every row; a row key with one of these names is dropped. */
@@ -30,11 +31,17 @@ export interface BatchColumn {
 export interface Batch {
   /** The columns the accepted rows use, in first-seen order. */
   columns: BatchColumn[];
+  /** The accepted rows' texts. */
+  texts: string[];
   /**
-   * One array per accepted row, indexed like `columns`: the value's raw JSON text, or undefined where the row does
-   * not have the key (an array may be shorter than `columns`).
+   * Where the accepted rows' values are: member `m` is `(slot, valueStart, valueEnd)` at `members[3 * m]`, offsets
+   * into its row's text; row `r` owns members `memberEnds[r - 1]` (0 for the first row) up to `memberEnds[r]`, in
+   * the row's order. A key the row repeats keeps its last value, as `JSON.parse` does: the earlier members have
+   * slot -1. Spans, not strings: a string per value made here would live until the append, and the garbage
+   * collector's copying of them cost more than splitting the rows.
    */
-  rows: (string | undefined)[][];
+  members: Int32Array;
+  memberEnds: Int32Array;
   rejected: RowRejection[];
   /** Reserved keys the rows carried, whose values were dropped. */
   dropped: string[];
@@ -44,15 +51,26 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const INT128_MIN = -(2n ** 127n);
 const INT128_MAX = 2n ** 127n - 1n;
-const INTEGER = /^-?\d+$/;
-const NONFINITE = new Set(['"NaN"', '"Infinity"', '"-Infinity"']);
 
-/** The JSON kind of a raw value text, from its first character; integers are sized from their digits. */
-export function kindOf(raw: string): ValueKind {
-  switch (raw.charCodeAt(0)) {
+/** `"NaN"`, `"Infinity"` or `"-Infinity"` at `start`, the literal's length being `end - start`. */
+function isNonfinite(text: string, start: number, end: number): boolean {
+  switch (end - start) {
+    case 5:
+      return text.startsWith('"NaN"', start);
+    case 10:
+      return text.startsWith('"Infinity"', start);
+    case 11:
+      return text.startsWith('"-Infinity"', start);
+    default:
+      return false;
+  }
+}
+
+/** The JSON kind of the value text at `start`..`end`, from its first character; integers are sized from their digits. */
+export function kindAt(text: string, start: number, end: number): ValueKind {
+  switch (text.charCodeAt(start)) {
     case 0x22:
-      // `"-Infinity"` is the longest of the three: longer strings need no lookup.
-      return raw.length <= 11 && NONFINITE.has(raw) ? 'nonfinite' : 'string';
+      return isNonfinite(text, start, end) ? 'nonfinite' : 'string';
     case 0x7b:
     case 0x5b:
       return 'nested';
@@ -62,38 +80,60 @@ export function kindOf(raw: string): ValueKind {
     case 0x6e:
       return 'null';
   }
-  if (!INTEGER.test(raw)) return 'float';
-  if (raw.length <= 18) return 'int64';
-  const n = BigInt(raw);
+  // A JSON number: an integer is a minus sign and digits, anything else (a point, an exponent) makes it a float.
+  for (let i = text.charCodeAt(start) === 0x2d ? start + 1 : start; i < end; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return 'float';
+  }
+  if (end - start <= 18) return 'int64';
+  const n = BigInt(text.slice(start, end));
   if (n >= INT64_MIN && n <= INT64_MAX) return 'int64';
   // An integer wider than HUGEINT can only be approximated; DOUBLE at least keeps its magnitude.
   return n >= INT128_MIN && n <= INT128_MAX ? 'int128' : 'float';
 }
 
-/** The text of a JSON string literal; most have no escape, and slicing them is far cheaper than parsing. */
-export function stringText(raw: string): string {
-  return raw.indexOf('\\') === -1 ? raw.slice(1, -1) : (JSON.parse(raw) as string);
+/** Whether the (valid JSON) value at `start`..`end` is `null`. */
+export const isNullAt = (text: string, start: number, end: number): boolean => end - start === 4 && text.charCodeAt(start) === 0x6e;
+
+/**
+ * The content of the string literal at `start`..`end`. `firstBackslash` is `text.indexOf('\\')`, found once per row:
+ * most literals have no escape, and slicing them is far cheaper than parsing.
+ */
+export function stringAt(text: string, start: number, end: number, firstBackslash: number): string {
+  const backslash = firstBackslash === -1 || firstBackslash >= end ? -1 : firstBackslash > start ? firstBackslash : text.indexOf('\\', start);
+  return backslash === -1 || backslash >= end ? text.slice(start + 1, end - 1) : (JSON.parse(text.slice(start, end)) as string);
 }
 
 interface Key {
+  /** The key's raw text, quotes included. */
+  raw: string;
   name: string;
   column: string;
 }
 
 /**
  * Splits raw rows into their values, rejecting rows whose keys cannot become DuckDB columns. Rows of one batch
- * mostly share their keys, so each distinct key text is decoded once.
+ * mostly share their keys, in the same order: each key is first compared in place with the key the previous row
+ * had at that position, and only a key that differs is copied out and looked up; each distinct key text is
+ * decoded once.
  */
 export function splitRows(rows: readonly string[]): Batch {
   const keys = new Map<string, Key>();
+  // The keys of the last row, by position.
+  const previous: Key[] = [];
   const slots = new Map<string, number>();
   const columns: BatchColumn[] = [];
-  const accepted: (string | undefined)[][] = [];
+  const texts: string[] = [];
+  let members = new Int32Array(3 * 32 * Math.max(1, rows.length));
+  let count = 0;
+  const memberEnds = new Int32Array(rows.length);
   const rejected: RowRejection[] = [];
   const dropped = new Set<string>();
-  // Which row last set a slot, and under which spelling: two spellings in one row are a collision.
+  // Which row last set a slot, under which spelling and in which member: two spellings in one row are a collision,
+  // the same one twice leaves the last value.
   const setIn: number[] = [];
   const setAs: string[] = [];
+  const setBy: number[] = [];
 
   const reject = (index: number, code: RowRejection['code'], message: string, firstNewSlot: number): void => {
     rejected.push({ index, code, message });
@@ -107,14 +147,22 @@ export function splitRows(rows: readonly string[]): Batch {
       return;
     }
     const firstNewSlot = columns.length;
-    const values: (string | undefined)[] = [];
-    const complete = forEachMember(text, text.indexOf('{'), (rawKey, valueStart, valueEnd) => {
-      let key = keys.get(rawKey);
-      if (!key) {
-        const name = rawKey.indexOf('\\') === -1 ? rawKey.slice(1, -1) : (JSON.parse(rawKey) as string);
-        key = { name, column: name.toLowerCase() };
-        keys.set(rawKey, key);
+    const firstMember = count;
+    let position = 0;
+    const complete = forEachMember(text, text.indexOf('{'), (keyStart, keyEnd, valueStart, valueEnd) => {
+      let key = previous[position];
+      // The same characters from the opening quote on are the same literal: its closing quote is escaped alike.
+      if (key === undefined || key.raw.length !== keyEnd - keyStart || !text.startsWith(key.raw, keyStart)) {
+        const rawKey = text.slice(keyStart, keyEnd);
+        key = keys.get(rawKey);
+        if (!key) {
+          const name = rawKey.indexOf('\\') === -1 ? rawKey.slice(1, -1) : (JSON.parse(rawKey) as string);
+          key = { raw: rawKey, name, column: name.toLowerCase() };
+          keys.set(rawKey, key);
+        }
+        previous[position] = key;
       }
+      position += 1;
       if (key.name === '') {
         reject(index, 'EMPTY_KEY', 'row has an empty key, which cannot name a column', firstNewSlot);
         return false;
@@ -129,23 +177,45 @@ export function splitRows(rows: readonly string[]): Batch {
         columns.push({ column: key.column, name: key.name });
         slots.set(key.column, slot);
       }
-      if (setIn[slot] === index && setAs[slot] !== key.name) {
-        reject(
-          index,
-          'KEY_CASE_COLLISION',
-          `keys ${setAs[slot]!} and ${key.name} differ only in case, which DuckDB column names cannot`,
-          firstNewSlot,
-        );
-        return false;
+      if (setIn[slot] === index) {
+        if (setAs[slot] !== key.name) {
+          reject(
+            index,
+            'KEY_CASE_COLLISION',
+            `keys ${setAs[slot]!} and ${key.name} differ only in case, which DuckDB column names cannot`,
+            firstNewSlot,
+          );
+          return false;
+        }
+        members[3 * setBy[slot]!] = -1;
       }
       setIn[slot] = index;
       setAs[slot] = key.name;
-      // A repeated key keeps its last value, as JSON.parse does.
-      values[slot] = text.slice(valueStart, valueEnd);
+      if (3 * count + 3 > members.length) {
+        const grown = new Int32Array(2 * members.length);
+        grown.set(members);
+        members = grown;
+      }
+      setBy[slot] = count;
+      members[3 * count] = slot;
+      members[3 * count + 1] = valueStart;
+      members[3 * count + 2] = valueEnd;
+      count += 1;
       return true;
     });
-    if (complete === -1) return;
-    accepted.push(values);
+    if (complete === -1) {
+      count = firstMember;
+      return;
+    }
+    memberEnds[texts.length] = count;
+    texts.push(text);
   });
-  return { columns, rows: accepted, rejected, dropped: [...dropped] };
+  return {
+    columns,
+    texts,
+    members: members.subarray(0, 3 * count),
+    memberEnds: memberEnds.subarray(0, texts.length),
+    rejected,
+    dropped: [...dropped],
+  };
 }

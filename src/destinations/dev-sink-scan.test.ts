@@ -30,8 +30,8 @@ describe('dev sink scanners', () => {
       const row = `{ "k" : ${randomJson(next)} , "m":${randomJson(next)}}`;
       JSON.parse(row);
       const spans: Array<[string, string]> = [];
-      forEachMember(row, 0, (rawKey, a, b) => {
-        spans.push([rawKey, row.slice(a, b)]);
+      forEachMember(row, 0, (keyStart, keyEnd, a, b) => {
+        spans.push([row.slice(keyStart, keyEnd), row.slice(a, b)]);
       });
       expect(spans).toEqual(objectMembers(row).map((m) => [m.rawKey, row.slice(m.valueStart, m.valueEnd)]));
       const list = `[${randomJson(next)} , ${randomJson(next)},${randomJson(next)} ]`;

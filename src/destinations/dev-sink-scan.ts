@@ -56,20 +56,23 @@ export const skipSpace = (text: string, i: number): number => {
 };
 
 /**
- * Calls `member` for each member of the object whose `{` is at `start`, with the key's raw text (quotes included)
- * and the value's span; returns the index just past the closing `}`. `member` returning false stops the walk
- * (the result is then -1).
+ * Calls `member` for each member of the object whose `{` is at `start`, with the span of the key's raw text (quotes
+ * included) and of the value; returns the index just past the closing `}`. `member` returning false stops the walk
+ * (the result is then -1). Spans rather than strings: a caller that recognises a key in place need not copy it.
  */
-export function forEachMember(text: string, start: number, member: (rawKey: string, valueStart: number, valueEnd: number) => boolean | void): number {
+export function forEachMember(
+  text: string,
+  start: number,
+  member: (keyStart: number, keyEnd: number, valueStart: number, valueEnd: number) => boolean | void,
+): number {
   let i = skipSpace(text, start + 1);
   if (text.charCodeAt(i) === CLOSE_OBJ) return i + 1;
   for (;;) {
     const keyEnd = skipString(text, i);
-    const rawKey = text.slice(i, keyEnd);
     // Past the colon and any space around it.
     const valueStart = skipSpace(text, skipSpace(text, keyEnd) + 1);
     const valueEnd = skipValue(text, valueStart);
-    if (member(rawKey, valueStart, valueEnd) === false) return -1;
+    if (member(i, keyEnd, valueStart, valueEnd) === false) return -1;
     i = skipSpace(text, valueEnd);
     if (text.charCodeAt(i) === CLOSE_OBJ) return i + 1;
     // Past the comma to the next key.

@@ -1,7 +1,18 @@
 import { DuckDBInstance, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { AppError, toAppError } from '../core/errors.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
-import { RECEIVED_AT, REQUEST_ID, RESERVED, kindOf, splitRows, stringText, type Batch, type RowRejection, type ValueKind } from './dev-sink-rows.js';
+import {
+  RECEIVED_AT,
+  REQUEST_ID,
+  RESERVED,
+  isNullAt,
+  kindAt,
+  splitRows,
+  stringAt,
+  type Batch,
+  type RowRejection,
+  type ValueKind,
+} from './dev-sink-rows.js';
 
 export { RECEIVED_AT, REQUEST_ID, type RowRejection } from './dev-sink-rows.js';
 
@@ -132,10 +143,17 @@ export class DevSinkStore {
 
   /**
    * Stores rows (raw JSON object texts) in the target table, creating the schema, the table and new columns as
-   * needed. Appends run one at a time so that two requests never race on the same table's schema.
+   * needed. Appends run one at a time so that two requests never race on the same table's schema; the rows are
+   * split before their turn, which needs no table, so that this work can run while an earlier append commits.
    */
   append(target: string, rows: readonly string[], options: AppendOptions = {}): Promise<AppendResult> {
-    const run = this.tail.then(() => this.appendNow(parseTarget(target), rows, options));
+    let batch: Batch;
+    try {
+      batch = splitRows(rows);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const run = this.tail.then(() => this.appendNow(parseTarget(target), batch, options));
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -168,20 +186,20 @@ export class DevSinkStore {
   }
 
   /** Invariant: the result (and so the 2xx answer) exists only once the rows are committed. */
-  private async appendNow(target: Target, rows: readonly string[], options: AppendOptions): Promise<AppendResult> {
+  private async appendNow(target: Target, batch: Batch, options: AppendOptions): Promise<AppendResult> {
     if (this.closed) throw new AppError('INTERNAL', 'the dev sink store is closed');
-    const batch = splitRows(rows);
     const { rejected } = batch;
     const warnings: string[] = [];
     if (batch.dropped.length > 0) {
       warnings.push(`row keys ${batch.dropped.join(', ')} are set by the dev sink itself; the values the rows carried were dropped`);
     }
-    if (batch.rows.length === 0) return { stored: 0, rejected, warnings, snapshotId: this.snapshot };
+    if (batch.texts.length === 0) return { stored: 0, rejected, warnings, snapshotId: this.snapshot };
 
     const state = await this.tableState(target);
+    const seen = kindsSeen(batch, state);
     try {
       await this.writer.run('BEGIN TRANSACTION');
-      await this.evolve(target, state, batch, warnings);
+      await this.evolve(target, state, batch, seen, warnings);
       await this.insert(target, state, batch, options);
       await this.writer.run('COMMIT');
     } catch (err) {
@@ -191,11 +209,10 @@ export class DevSinkStore {
       throw toAppError(err);
     }
     batch.columns.forEach((c, slot) => {
-      const column = state.columns.get(c.column)!;
-      if (column.hasValues !== true && batch.rows.some((row) => row[slot] !== undefined && row[slot] !== 'null')) column.hasValues = true;
+      if (seen[slot]!.first !== undefined) state.columns.get(c.column)!.hasValues = true;
     });
     this.snapshot += 1;
-    return { stored: batch.rows.length, rejected, warnings, snapshotId: this.snapshot };
+    return { stored: batch.texts.length, rejected, warnings, snapshotId: this.snapshot };
   }
 
   private async tableState(target: Target): Promise<TableState> {
@@ -222,32 +239,18 @@ export class DevSinkStore {
   }
 
   /** Creates the table or adds and widens columns so that every value of the batch fits. */
-  private async evolve(target: Target, state: TableState, batch: Batch, warnings: string[]): Promise<void> {
+  private async evolve(target: Target, state: TableState, batch: Batch, seen: readonly KindsSeen[], warnings: string[]): Promise<void> {
     const planned: { name: string; type: string | undefined }[] = [];
     for (const [slot, c] of batch.columns.entries()) {
       const existing = state.columns.get(c.column);
-      const plan = { name: existing?.name ?? c.name, type: existing?.type };
-      planned.push(plan);
-      let seen = false;
-      for (const row of batch.rows) {
-        const raw = row[slot];
-        if (raw === undefined || raw === 'null') continue;
-        const kind = kindOf(raw);
-        if (!seen) {
-          seen = true;
-          // A column created from nulls only is VARCHAR by default, not by content: its first real value decides.
-          if (
-            existing?.type === 'VARCHAR' &&
-            FIRST_TYPE[kind as Exclude<ValueKind, 'null'>] !== 'VARCHAR' &&
-            !(await this.hasValues(target, existing))
-          ) {
-            plan.type = undefined;
-          }
-        }
-        plan.type = plan.type === undefined ? FIRST_TYPE[kind as Exclude<ValueKind, 'null'>] : widen(plan.type, kind);
-        // Nothing widens VARCHAR or JSON: the rest of the column cannot change the plan.
-        if (plan.type === 'VARCHAR' || plan.type === 'JSON') break;
+      const { first, fromFirst, fromExisting } = seen[slot]!;
+      let type = existing?.type;
+      if (first !== undefined) {
+        // A column created from nulls only is VARCHAR by default, not by content: its first real value decides.
+        const restart = existing?.type === 'VARCHAR' && FIRST_TYPE[first] !== 'VARCHAR' && !(await this.hasValues(target, existing));
+        type = existing === undefined || restart ? fromFirst : fromExisting;
       }
+      planned.push({ name: existing?.name ?? c.name, type });
     }
 
     await this.writer.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
@@ -301,12 +304,25 @@ export class DevSinkStore {
     const at = options.receivedAt ?? new Date();
     // One string per row costs a tenth of a TIMESTAMPTZ value object; DuckDB casts the ISO text to the same instant.
     const receivedAt = state.receivedAtIsTz ? at.toISOString() : timestampTZValue(BigInt(at.getTime()) * 1000n);
+    // The current row's value span per slot; a start of -1: the row does not have the key.
+    const starts = new Int32Array(batch.columns.length);
+    const ends = new Int32Array(batch.columns.length);
+    const { members, memberEnds, texts } = batch;
     const appender = await this.writer.createAppender(target.table, target.schema);
     try {
-      for (const row of batch.rows) {
+      for (let r = 0; r < texts.length; r += 1) {
+        const text = texts[r]!;
+        starts.fill(-1);
+        for (let m = r === 0 ? 0 : memberEnds[r - 1]!; m < memberEnds[r]!; m += 1) {
+          const slot = members[3 * m]!;
+          if (slot < 0) continue;
+          starts[slot] = members[3 * m + 1]!;
+          ends[slot] = members[3 * m + 2]!;
+        }
+        const firstBackslash = text.indexOf('\\');
         for (let i = 0; i < feed.length; i += 1) {
           const slot = feed[i]!;
-          if (slot >= 0) appendText(appender, row[slot], json[i]!);
+          if (slot >= 0) appendValue(appender, text, starts[slot]!, ends[slot]!, json[i]!, firstBackslash);
           else if (state.order[i] === RECEIVED_AT) appendReceivedAt(appender, receivedAt);
           else if (state.order[i] === REQUEST_ID) appendRequestId(appender, options.requestId);
           else appender.appendDefault();
@@ -324,11 +340,52 @@ export class DevSinkStore {
   }
 }
 
+/**
+ * What a batch's values need of a column, per slot, gathered in one pass over the rows: the kind of the first
+ * non-null value (undefined when every value is null or missing), and the type that holds every value, both
+ * starting from that first kind and from the existing column's type. Which of the two applies can need a query
+ * (whether the existing column holds values), so both are kept.
+ */
+interface KindsSeen {
+  first: Exclude<ValueKind, 'null'> | undefined;
+  fromFirst: string | undefined;
+  fromExisting: string | undefined;
+}
+
+function kindsSeen(batch: Batch, state: TableState): KindsSeen[] {
+  const existing = batch.columns.map((c) => state.columns.get(c.column));
+  const seen: KindsSeen[] = batch.columns.map(() => ({ first: undefined, fromFirst: undefined, fromExisting: undefined }));
+  // Nothing widens VARCHAR or JSON: once both types are one of them, the rest of the column cannot change the plan.
+  const settled = (type: string | undefined): boolean => type === 'VARCHAR' || type === 'JSON';
+  const done = batch.columns.map(() => false);
+  const { members, memberEnds, texts } = batch;
+  for (let r = 0; r < texts.length; r += 1) {
+    const text = texts[r]!;
+    for (let m = r === 0 ? 0 : memberEnds[r - 1]!; m < memberEnds[r]!; m += 1) {
+      const slot = members[3 * m]!;
+      if (slot < 0 || done[slot]) continue;
+      const start = members[3 * m + 1]!;
+      const end = members[3 * m + 2]!;
+      if (isNullAt(text, start, end)) continue;
+      const kind = kindAt(text, start, end) as Exclude<ValueKind, 'null'>;
+      const s = seen[slot]!;
+      const column = existing[slot];
+      if (s.first === undefined) {
+        s.first = kind;
+        s.fromFirst = FIRST_TYPE[kind];
+      } else s.fromFirst = widen(s.fromFirst!, kind);
+      if (column !== undefined) s.fromExisting = widen(s.fromExisting ?? column.type, kind);
+      done[slot] = settled(s.fromFirst) && (column === undefined || settled(s.fromExisting));
+    }
+  }
+  return seen;
+}
+
 /** A value as the appender takes it: NULL, a string's content (JSON columns keep the literal), or the JSON text. */
-function appendText(appender: DuckDBAppender, raw: string | undefined, json: boolean): void {
-  if (raw === undefined || raw === 'null') appender.appendNull();
-  else if (!json && raw.charCodeAt(0) === 0x22) appender.appendVarchar(stringText(raw));
-  else appender.appendVarchar(raw);
+function appendValue(appender: DuckDBAppender, text: string, start: number, end: number, json: boolean, firstBackslash: number): void {
+  if (start < 0 || isNullAt(text, start, end)) appender.appendNull();
+  else if (!json && text.charCodeAt(start) === 0x22) appender.appendVarchar(stringAt(text, start, end, firstBackslash));
+  else appender.appendVarchar(text.slice(start, end));
 }
 
 function appendRequestId(appender: DuckDBAppender, requestId: string | undefined): void {

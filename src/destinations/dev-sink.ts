@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
 import { AppError, isAppError } from '../core/errors.js';
-import { jsonDepth, objectMembers } from '../core/json-scan.js';
+import { jsonDepth, objectMembers, shallowerThanBrackets } from '../core/json-scan.js';
 import type { Logger } from '../observability/logger.js';
 import { DevSinkStore, parseTarget } from './dev-sink-store.js';
 import { serveInspection } from './dev-sink-query.js';
@@ -207,8 +207,9 @@ function parseEnvelope(text: string, limits: StreamLimits): Envelope {
 /** Why a row breaks the per-record limits, or undefined when it fits. */
 function rowProblem(text: string, limits: StreamLimits): Omit<RowError, 'row'> | undefined {
   if (text.charCodeAt(0) !== 0x7b) return { code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' };
-  const depth = jsonDepth(text);
-  if (depth > limits.maxDepth) {
+  // Counting brackets settles most rows; the exact depth scan runs only for rows with more brackets than the limit.
+  const depth = shallowerThanBrackets(text, limits.maxDepth) ? undefined : jsonDepth(text);
+  if (depth !== undefined && depth > limits.maxDepth) {
     return { code: 'TOO_DEEP', message: `row is nested ${depth} levels deep (the row counting as 1), over the limit of ${limits.maxDepth}` };
   }
   // A UTF-16 code unit takes at most 3 UTF-8 bytes: below that bound no field can be over the limit.

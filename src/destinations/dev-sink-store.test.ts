@@ -1,0 +1,86 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DevSinkStore } from './dev-sink-store.js';
+
+const TABLE = 'bronze.rows';
+
+describe('dev sink store', () => {
+  let store: DevSinkStore;
+
+  beforeEach(async () => {
+    store = await DevSinkStore.open(':memory:');
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
+  const columns = async (): Promise<Record<string, string>> => {
+    const rows = await store.query(
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'rows' ORDER BY ordinal_position`,
+    );
+    return Object.fromEntries(rows.map((r) => [String(r.column_name), String(r.data_type)]));
+  };
+
+  it('keeps the last value of a key a row repeats, and types the column by that value alone', async () => {
+    const result = await store.append(TABLE, ['{"id":1,"a":"text","a":7}', '{"id":2,"a":8}']);
+    expect(result).toMatchObject({ stored: 2, rejected: [] });
+    expect(await columns()).toMatchObject({ id: 'BIGINT', a: 'BIGINT' });
+    expect(await store.query(`SELECT id, a FROM ${TABLE} ORDER BY id`)).toEqual([
+      { id: '1', a: '7' },
+      { id: '2', a: '8' },
+    ]);
+  });
+
+  it('rejects rows whose keys differ only in case or are empty, without the columns only they had', async () => {
+    const result = await store.append(TABLE, ['{"id":1,"x":1}', '{"id":2,"new":1,"Id":3}', '{"id":4,"":1,"other":2}', '{"id":5,"x":2}']);
+    expect(result.stored).toBe(2);
+    expect(result.rejected.map((r) => [r.index, r.code])).toEqual([
+      [1, 'KEY_CASE_COLLISION'],
+      [2, 'EMPTY_KEY'],
+    ]);
+    expect(Object.keys(await columns())).toEqual(['id', 'x', '_received_at', '_request_id']);
+    expect(await store.query(`SELECT id, x FROM ${TABLE} ORDER BY id`)).toEqual([
+      { id: '1', x: '1' },
+      { id: '5', x: '2' },
+    ]);
+  });
+
+  it('drops the values of reserved keys with a warning and sets its own', async () => {
+    const result = await store.append(TABLE, ['{"id":1,"_request_id":"mine"}'], { requestId: 'req-1' });
+    expect(result.warnings).toEqual([expect.stringContaining('_request_id')]);
+    expect(await store.query(`SELECT id, _request_id FROM ${TABLE}`)).toEqual([{ id: '1', _request_id: 'req-1' }]);
+  });
+
+  it('stores keys in any order and missing keys as null, strings unescaped and nested values as written', async () => {
+    await store.append(TABLE, [
+      '{"id":1,"s":"plain","doc":{"p": 1.10}}',
+      '{"doc":[1, "two"],"s":"tab\\there \\"q\\" \\\\ \\u00e9","id":2}',
+      '{"id":3}',
+      '{"s":"\\\\","id":4,"doc":"a string in a JSON column"}',
+    ]);
+    expect(await columns()).toMatchObject({ id: 'BIGINT', s: 'VARCHAR', doc: 'JSON' });
+    expect(await store.query(`SELECT id, s, doc::VARCHAR AS doc FROM ${TABLE} ORDER BY id`)).toEqual([
+      { id: '1', s: 'plain', doc: '{"p": 1.10}' },
+      { id: '2', s: 'tab\there "q" \\ é', doc: '[1, "two"]' },
+      { id: '3', s: null, doc: null },
+      { id: '4', s: '\\', doc: '"a string in a JSON column"' },
+    ]);
+  });
+
+  it('types a column that held only nulls by its first real value, and widens on a later one', async () => {
+    await store.append(TABLE, ['{"id":1,"n":null}']);
+    expect(await columns()).toMatchObject({ n: 'VARCHAR' });
+    const result = await store.append(TABLE, ['{"id":2,"n":5}', '{"id":3,"n":12345678901234567890}', '{"id":4,"n":null}']);
+    expect(result.warnings).toEqual([]);
+    expect(await columns()).toMatchObject({ n: 'HUGEINT' });
+    const widened = await store.append(TABLE, ['{"id":5,"n":"NaN"}', '{"id":6,"n":true}']);
+    expect(widened.warnings).toEqual([expect.stringContaining('widened from HUGEINT to VARCHAR')]);
+    expect(await store.query(`SELECT id, n FROM ${TABLE} ORDER BY id`)).toEqual([
+      { id: '1', n: null },
+      { id: '2', n: '5' },
+      { id: '3', n: '12345678901234567890' },
+      { id: '4', n: null },
+      { id: '5', n: 'NaN' },
+      { id: '6', n: 'true' },
+    ]);
+  });
+});
