@@ -4,6 +4,7 @@ import { allTables, maskingKeyOf, resolved, tableSpec, unresolvedError } from '.
 import { AppError } from './core/errors.js';
 import type { ChangeSource, Destination, EventStream, Source } from './core/ports.js';
 import { StreamApiClient } from './destinations/stream-api.js';
+import { CircuitDestination } from './core/destination-circuit.js';
 import type { WebServer } from './http/server.js';
 import type { IngestEndpoint } from './http/ingest.js';
 import { DebeziumIngest } from './queue/ingest.js';
@@ -151,7 +152,7 @@ export function createDestination(config: Config): Destination {
   const d = config.destination;
   const error = unresolvedError(d.apiKey, 'destination.apiKey');
   if (error) return { send: () => Promise.reject(error), close: () => Promise.resolve() };
-  return new StreamApiClient({
+  const client = new StreamApiClient({
     url: d.url,
     apiKey: d.apiKey,
     timeoutMs: d.timeout,
@@ -161,6 +162,7 @@ export function createDestination(config: Config): Destination {
     tags: d.tags,
     connections: Math.max(2, d.concurrency),
   });
+  return new CircuitDestination(client, { probeEveryMs: d.backoff.base });
 }
 
 /**

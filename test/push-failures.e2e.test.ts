@@ -73,6 +73,31 @@ describe('push failures: retries, splitting, the dead-letter queue', () => {
     expect(receiver.requests.length).toBeGreaterThanOrEqual(3 + 4);
   });
 
+  it('while the destination is down, only a probe per interval reads rows and sends; every row arrives once it is back', async () => {
+    await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 1000) g`);
+    // 20 push jobs of 50 rows, 12 attempts each with backoff from 20 ms: without the circuit nearly every attempt of the
+    // outage reaches the destination; with it, the first failures and then one probe per `backoff.base` (200 ms).
+    config = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { url: receiver.url, apiKey: '${TEST_API_KEY}', backoff: { base: 200, cap: 400, jitter: 0 }, attempts: 12 },
+        sources: [{ name: 'app', kind: 'postgres', url: PG_URL, tables: [{ name: `${db.schema}.items`, watermark: 'updated_at', batchRows: 50 }] }],
+      },
+      { TEST_API_KEY: API_KEY },
+    );
+    receiver.setDefault({ kind: 'status', status: 503 });
+    const outage = 3000;
+    const back = setTimeout(() => receiver.setDefault({ kind: 'ok' }), outage);
+    const summary = await syncOnce().finally(() => clearTimeout(back));
+    expect(summary.failed).toEqual([]);
+    expect(ids()).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    const refused = receiver.requests.filter((r) => r.rows.length > 0).length - 20;
+    // The failures that open the circuit (one per concurrent push slot), then a probe at most every 200 ms.
+    expect(refused).toBeGreaterThanOrEqual(3);
+    expect(refused).toBeLessThanOrEqual(4 + Math.ceil(outage / 200) + 2);
+    expect(logLines.some((l) => l.includes('not attempted: the destination failed the last'))).toBe(true);
+  });
+
   it('splits a batch the server calls too large (413) and delivers both halves', async () => {
     await db.client.query(`INSERT INTO items SELECT g, now(), NULL, NULL FROM generate_series(1, 40) g`);
     receiver.script({ kind: 'status', status: 413 });

@@ -195,6 +195,11 @@ export interface Destination {
    * the record texts.
    */
   sendEncoded?(target: string, records: EncodedRecords, from: number, to: number): Promise<SendResult>;
+  /**
+   * Asked before a push attempt reads its rows: throws a retryable error instead when the destination is known to
+   * be down and the attempt would only be refused (see CircuitDestination). Optional: without it every attempt runs.
+   */
+  admit?(): { done(): void };
   close(): Promise<void>;
 }
 

@@ -56,6 +56,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
     ctx.metrics.pushDuration.observe(labels, latencyMs / 1000);
   };
   let reader: TableReader | undefined;
+  let admission: { done(): void } | undefined;
   try {
     if ('announce' in data) {
       const result = await pushAnnouncement(ctx, data);
@@ -72,6 +73,8 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
       return result;
     }
+    // Before anything is read: while the destination is down, only a probe reads the source and sends.
+    admission = ctx.destination.admit?.();
     if ('buffer' in data) {
       const result = await pushBuffered(ctx, job, data, { limits, envelopeBytes: envelope, counted });
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
@@ -136,6 +139,8 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
     // Details hold only redacted server text (the destination redacts it); the cap bounds what one attempt stores.
     if (e.details) await job.log(truncateText(JSON.stringify({ code: e.code, details: e.details }), JOB_LOG_CHARS)).catch(() => {});
     throw failJob(e, { ctx, job, labels, log, what: 'push attempt failed' });
+  } finally {
+    admission?.done();
   }
 }
 
