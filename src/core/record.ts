@@ -53,6 +53,15 @@ function hashedId(prefix: string, rowJson: string): string {
 
 const enc = (s: string): string => JSON.stringify(s);
 
+/** True when every character is printable ASCII that JSON writes as itself (no quote, no backslash). */
+function printableAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
+}
+
 /** White space as JSON (and String.prototype.trimStart on database JSON) knows it. */
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
@@ -142,15 +151,24 @@ export function recordWriter(op: Operation, ctx: RecordContext): RecordWriter {
     i += 1;
     while (i < n && isSpace(s[i]!)) i += 1;
     const empty = i < n && s[i] === 0x7d;
-    const orderingJson = ordering === null ? 'null' : enc(ordering);
-    const at = out.open(start.length + 32 + orderingKey.length + orderingJson.length * 3 + shared.length + 1 + (n - i));
+    // An ordering JSON leaves as it is (every watermark's sortable form: digits, dashes, colons, a T, a Z) is
+    // written between quotes without JSON.stringify; anything else is escaped by it.
+    const plain = ordering !== null && printableAscii(ordering);
+    const orderingJson = ordering === null ? 'null' : plain ? ordering : enc(ordering);
+    const at = out.open(start.length + 32 + orderingKey.length + orderingJson.length * 3 + 2 + shared.length + 1 + (n - i));
     const buf = out.buffer as RawBuffer;
     buf.set(start, at);
     let w = at + start.length;
     w += buf.latin1Write(id, w, 32);
     buf.set(orderingKey, w);
     w += orderingKey.length;
-    w += buf.utf8Write(orderingJson, w, buf.length - w);
+    if (plain) {
+      buf[w++] = 0x22;
+      w += buf.latin1Write(orderingJson, w, orderingJson.length);
+      buf[w++] = 0x22;
+    } else {
+      w += buf.utf8Write(orderingJson, w, buf.length - w);
+    }
     buf.set(shared, w);
     w += shared.length;
     if (empty) {
