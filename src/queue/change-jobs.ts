@@ -16,6 +16,7 @@ export async function enqueueChangeJobs(
   batchKeys: number,
   generation?: number,
 ): Promise<void> {
+  const added: Array<Promise<void>> = [];
   for (let i = 0; i < changes.length; i += batchKeys) {
     const chunk = changes.slice(i, i + batchKeys);
     const jobId = `c-${createHash('sha256')
@@ -32,6 +33,9 @@ export async function enqueueChangeJobs(
       cutAt: new Date().toISOString(),
       ...(generation === undefined ? {} : { generation }),
     };
-    await enqueuePushJob(ctx, jobId, data);
+    // The jobs of a large transaction go to Redis together rather than one round trip after another: push workers
+    // take them in any order anyway, and the caller acknowledges the stream only once every one of them is there.
+    added.push(enqueuePushJob(ctx, jobId, data));
   }
+  await Promise.all(added);
 }
