@@ -124,7 +124,19 @@ export class ChangeCollector {
     this.push(relation, 'delete', this.key(relation, oldKey ?? {}, keys, 'a delete')!, keys);
   }
 
-  /** Ends the transaction and hands over its events, in commit order. */
+  /** Events of the current transaction not yet handed over. */
+  get pending(): number {
+    return this.events.length;
+  }
+
+  /** Hands over the current transaction's events so far, in commit order; later ones keep counting from there. */
+  take(): ChangeEvent[] {
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
+
+  /** Ends the transaction and hands over its events (those `take` did not), in commit order. */
   commit(): ChangeEvent[] {
     const out = this.events;
     this.transaction = null;

@@ -101,6 +101,9 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
   }
 }
 
+/** A transaction's changes are handed over in parts of this many while it is still arriving. */
+const HAND_OVER_CHANGES = 1000;
+
 /**
  * Postgres logical replication (pgoutput) as a change source: publication and slot management, and a stream of
  * committed transactions whose position is acknowledged only when the caller says so.
@@ -275,6 +278,10 @@ export class PostgresCdc implements ChangeSource {
       failed = true;
       onError(err instanceof AppError ? err : translatePgError(err, `${this.name}: replication stream`));
     };
+    // pgoutput (protocol 1) sends a transaction only once it committed, so its rows may be read before its end arrives.
+    const handOver = (): void => {
+      if (collector.pending >= HAND_OVER_CHANGES) onEvent({ kind: 'changes', changes: collector.take() });
+    };
     const onMessage = (m: StreamMessage): void => {
       switch (m.tag) {
         case 'begin':
@@ -282,12 +289,15 @@ export class PostgresCdc implements ChangeSource {
           break;
         case 'insert':
           collector.insert(m.relation, m.row, m.id);
+          handOver();
           break;
         case 'update':
           collector.update(m.relation, m.row, m.oldKey, m.id);
+          handOver();
           break;
         case 'delete':
           collector.delete(m.relation, m.oldKey, m.id);
+          handOver();
           break;
         case 'relation':
           if (relations.has(m.relation))
