@@ -19,8 +19,10 @@ export async function enqueueChangeJobs(
   const added: Array<Promise<void>> = [];
   for (let i = 0; i < changes.length; i += batchKeys) {
     const chunk = changes.slice(i, i + batchKeys);
+    // What identifies a change is its operation, key and ordering; the table is named once, not with every change.
+    const content = chunk.map((c) => [c.op, c.pk, c.ordering]);
     const jobId = `c-${createHash('sha256')
-      .update(JSON.stringify(generation === undefined ? [table.source, table.name, chunk] : [table.source, table.name, chunk, generation]))
+      .update(JSON.stringify(generation === undefined ? [table.source, table.name, content] : [table.source, table.name, content, generation]))
       .digest('hex')
       .slice(0, 32)}`;
     const data: PushJob = {
