@@ -80,7 +80,7 @@ function benchConfig(prefix: string, o: BackfillOptions): Config {
 }
 
 /** A CPU profile of this process (main thread) from now until `stop`, written as a `.cpuprofile` file. */
-async function startProfile(): Promise<{ stop: (file: string) => Promise<void> }> {
+export async function startProfile(): Promise<{ stop: (file: string) => Promise<void> }> {
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');

@@ -9,6 +9,7 @@
  * commit follows within the same statement); the receiver notes, per record, the time from that stamp to its
  * acceptance, and the percentiles are printed.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config.js';
@@ -18,6 +19,8 @@ import { runOnce } from '../src/queue/run-once.js';
 import { deletePrefix } from '../src/queue/redis.js';
 import { startReceiverChild } from './receiver-child.js';
 import { binlogChangesBench } from './mysql-binlog.js';
+import { startProfile } from './backfill.js';
+import { cpuSecondsByCommand, cpuSecondsOfProcessTree, diffCpu } from './cpu.js';
 
 const PG_URL = process.env.BENCH_LOGICAL_PG_URL ?? 'postgres://postgres@127.0.0.1:5433/test';
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -28,6 +31,7 @@ const LATENCY_SECONDS = Number(process.env.BENCH_CDC_SECONDS ?? 20);
 const SLOT = `pushsync_bench_cdc_${process.pid}`;
 const SCHEMA = `bench_cdc_${process.pid}`;
 const PREFIX = `pushsync_bench_cdc_${process.pid}`;
+const PROFILE_DIR = process.env.BENCH_CPU_PROF;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -46,12 +50,25 @@ async function main(): Promise<void> {
     `INSERT INTO ${SCHEMA}.events SELECT g, g % 1000, g / 7.0, 'new', jsonb_build_object('k', g) FROM generate_series(1, $1::int) g`,
     [ROWS],
   );
+  // The cluster's own processes: the machine's other Postgres work is not this run's.
+  const {
+    rows: [{ pid: postmaster }],
+  } = await client.query(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'`);
+  const clusterPid = Number(
+    readFileSync(`/proc/${Number(postmaster)}/stat`, 'utf8')
+      .split(') ')[1]
+      ?.split(' ')[1],
+  );
   const receiver = await startReceiverChild();
   const redis = new Redis(REDIS_URL);
   const config = parseConfig(
     {
       redis: { url: REDIS_URL, prefix: PREFIX },
-      destination: { url: receiver.url, apiKey: 'bench' },
+      destination: {
+        url: receiver.url,
+        apiKey: 'bench',
+        ...(process.env.BENCH_PUSH_CONCURRENCY ? { concurrency: Number(process.env.BENCH_PUSH_CONCURRENCY) } : {}),
+      },
       sources: [
         {
           name: 'bench',
@@ -63,6 +80,7 @@ async function main(): Promise<void> {
             publication: SLOT,
             maxRunTime: '10m',
             ...(process.env.BENCH_CDC_FLUSH ? { flushInterval: process.env.BENCH_CDC_FLUSH } : {}),
+            ...(process.env.BENCH_CDC_BATCH_KEYS ? { batchKeys: Number(process.env.BENCH_CDC_BATCH_KEYS) } : {}),
           },
           tables: [{ name: `${SCHEMA}.events` }],
         },
@@ -70,15 +88,30 @@ async function main(): Promise<void> {
     },
     {},
   );
-  const pass = async (): Promise<number> => {
+  /** One one-shot run; `profile` names the CPU profile of it written to BENCH_CPU_PROF. */
+  const pass = async (profile?: string): Promise<{ seconds: number; cpu: string }> => {
     const ctx = createPipeline(config, createLogger('warn'));
     const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
+    const profiler = PROFILE_DIR !== undefined && profile !== undefined ? await startProfile() : undefined;
+    const services = cpuSecondsByCommand(['redis-server']);
+    const cluster = cpuSecondsOfProcessTree(clusterPid);
+    const receiverCpu = (await receiver.counts()).cpuSeconds;
+    const own = process.cpuUsage();
     const started = performance.now();
     const summary = await runOnce(config, { extract: ctx.extractQueue, push: ctx.pushQueue }, runtime.workers, { timeoutMs: 600_000 });
     const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(own);
+    const other = diffCpu(services, cpuSecondsByCommand(['redis-server']));
+    const clusterUsed = cpuSecondsOfProcessTree(clusterPid) - cluster;
+    const receiverUsed = (await receiver.counts()).cpuSeconds - receiverCpu;
+    await profiler?.stop(`${PROFILE_DIR}/${profile}.cpuprofile`);
     await runtime.stop();
     if (summary.failed.length > 0 || summary.timedOut) throw new Error(`pass failed: ${JSON.stringify(summary)}`);
-    return seconds;
+    const s = (n: number): string => `${n.toFixed(2)} s`;
+    const cpu =
+      `CPU: pipeline ${s((used.user + used.system) / 1e6)}, postgres ${s(clusterUsed)}, ` +
+      `redis ${s(other.get('redis-server') ?? 0)}, receiver ${s(receiverUsed)}`;
+    return { seconds, cpu };
   };
   /** Steady inserts while pushsync runs as a service; returns the printed summary. */
   const latency = async (): Promise<string> => {
@@ -130,7 +163,7 @@ async function main(): Promise<void> {
     }
   };
   try {
-    const snapshotSeconds = await pass();
+    const { seconds: snapshotSeconds } = await pass();
     const snapshotRows = (await receiver.counts()).rows;
     console.log(
       `snapshot: ${snapshotRows} rows in ${snapshotSeconds.toFixed(2)} s = ${Math.round(snapshotRows / snapshotSeconds).toLocaleString('en-US')} rows/s`,
@@ -152,11 +185,12 @@ async function main(): Promise<void> {
       [SLOT, SLOT],
     );
     const expected = ROWS / 2 + 200 * 100 + 20_000 + ROWS / 10;
-    const seconds = await pass();
-    const delivered = (await receiver.counts()).rows;
+    const { seconds, cpu } = await pass('changes');
+    const { rows: delivered, requests } = await receiver.counts();
     console.log(
       `changes: ${delivered} records for ${expected} changes (${peek.n} pgoutput messages) in ${seconds.toFixed(2)} s = ${Math.round(expected / seconds).toLocaleString('en-US')} changes/s`,
     );
+    console.log(`changes: ${requests} requests; ${cpu}`);
     if (delivered < expected - ROWS / 10 / 2)
       console.log('WARNING: fewer records than changes (rows changed and deleted between reads are skipped by design)');
     console.log(`latency: ${await latency()}`);

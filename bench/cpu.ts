@@ -38,3 +38,29 @@ export function cpuSecondsByCommand(names: readonly string[]): Map<string, numbe
 export function diffCpu(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
   return new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
 }
+
+/**
+ * CPU seconds of one process and its direct children (Linux /proc), with what its ended children used: one Postgres
+ * cluster (its postmaster and backends) when others run on the same machine. 0 on systems without /proc.
+ */
+export function cpuSecondsOfProcessTree(rootPid: number): number {
+  let total = 0;
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return 0;
+  }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Field 4 (index 1 after the command) is the parent pid.
+      if (Number(pid) !== rootPid && Number(fields[1]) !== rootPid) continue;
+      total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
+    } catch {
+      // The process ended between listing and reading.
+    }
+  }
+  return total;
+}

@@ -138,4 +138,17 @@ describe('ChangeCollector', () => {
     expect(orderings).toHaveLength(72);
     for (let i = 1; i < orderings.length; i++) expect(orderings[i - 1]! < orderings[i]!).toBe(true);
   });
+
+  it('hands over the changes of a transaction so far, the rest at commit, numbering on across both', () => {
+    const c = new ChangeCollector(RELATIONS);
+    c.begin('0/30');
+    c.insert('public.orders', { id: '1' });
+    c.insert('public.orders', { id: '2' });
+    expect(c.pending).toBe(2);
+    expect(c.take().map((e) => e.ordering)).toEqual([changeOrdering('0/30', 1), changeOrdering('0/30', 2)]);
+    expect(c.pending).toBe(0);
+    expect(c.inTransaction).toBe(true);
+    c.delete('public.orders', { id: '1' });
+    expect(c.commit()).toEqual([{ relation: 'public.orders', op: 'delete', pk: ['1'], ordering: changeOrdering('0/30', 3) }]);
+  });
 });

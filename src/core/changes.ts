@@ -1,5 +1,5 @@
 import { AppError } from './errors.js';
-import { changeOrdering } from './lsn.js';
+import { changeOrderingAt, transactionOrdering } from './lsn.js';
 
 /**
  * Turns a logical replication stream (pgoutput's begin / change / commit messages) into key-level change events.
@@ -34,7 +34,8 @@ export interface RelationKeys {
 }
 
 export class ChangeCollector {
-  private commitLsn: string | null = null;
+  /** The `_ordering` prefix of the current transaction (its commit LSN); null outside a transaction. */
+  private transaction: string | null = null;
   private position = 0;
   private events: ChangeEvent[] = [];
   private foreign = 0;
@@ -43,11 +44,11 @@ export class ChangeCollector {
   constructor(private readonly relations: ReadonlyMap<string, RelationKeys>) {}
 
   get inTransaction(): boolean {
-    return this.commitLsn !== null;
+    return this.transaction !== null;
   }
 
   begin(commitLsn: string): void {
-    this.commitLsn = commitLsn;
+    this.transaction = transactionOrdering(commitLsn);
     this.position = 0;
     this.events = [];
     this.foreign = 0;
@@ -65,7 +66,7 @@ export class ChangeCollector {
 
   /** The `_ordering` the next change of the current transaction gets; null outside a transaction. */
   nextOrdering(): string | null {
-    return this.commitLsn === null ? null : changeOrdering(this.commitLsn, this.position + 1);
+    return this.transaction === null ? null : changeOrderingAt(this.transaction, this.position + 1);
   }
 
   /** Changes of the current transaction that were ignored because they belong to a dropped table of a watched name. */
@@ -87,9 +88,9 @@ export class ChangeCollector {
   }
 
   private push(relation: string, op: ChangeOp, pk: string[], keys: RelationKeys): void {
-    if (this.commitLsn === null) throw new AppError('INTERNAL', 'change outside a transaction in the replication stream');
+    if (this.transaction === null) throw new AppError('INTERNAL', 'change outside a transaction in the replication stream');
     this.position += 1;
-    const event: ChangeEvent = { relation, op, pk, ordering: changeOrdering(this.commitLsn, this.position) };
+    const event: ChangeEvent = { relation, op, pk, ordering: changeOrderingAt(this.transaction, this.position) };
     // Taken when the change arrives: a re-creation noticed later must not make it the new relation's change.
     if (keys.generation !== undefined) event.generation = keys.generation;
     this.events.push(event);
@@ -123,10 +124,22 @@ export class ChangeCollector {
     this.push(relation, 'delete', this.key(relation, oldKey ?? {}, keys, 'a delete')!, keys);
   }
 
-  /** Ends the transaction and hands over its events, in commit order. */
+  /** Events of the current transaction not yet handed over. */
+  get pending(): number {
+    return this.events.length;
+  }
+
+  /** Hands over the current transaction's events so far, in commit order; later ones keep counting from there. */
+  take(): ChangeEvent[] {
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
+
+  /** Ends the transaction and hands over its events (those `take` did not), in commit order. */
   commit(): ChangeEvent[] {
     const out = this.events;
-    this.commitLsn = null;
+    this.transaction = null;
     this.events = [];
     return out;
   }

@@ -50,14 +50,32 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
   const generation = p.changesGeneration ?? p.generation ?? 0;
   // Changes of a dropped table: only their deletes are history of it; nothing may be read for them from the new one.
   const stale = generation < (p.generation ?? 0);
-  const pending = p.changes.slice(p.resumeAt).filter((c) => !stale || c.op === 'delete');
-  const keyOf = (pk: readonly string[]): string => JSON.stringify(pk);
-  const wanted = [...new Map(pending.filter((c) => c.op !== 'delete').map((c) => [keyOf(c.pk), c.pk])).values()];
-  const live = new Map<string, { json: string; deleted: boolean; matched?: boolean | undefined }>();
-  for (const row of await p.reader.readKeys(wanted)) live.set(keyOf(wanted[row.index]!), row);
-  const deletes = pending.filter((c) => c.op === 'delete');
-  const deletedJson = await p.reader.keyJson(deletes.map((c) => c.pk));
-  const deleteJson = new Map(deletes.map((c, i) => [c, deletedJson[i]!]));
+  // One read per distinct key still to send; each change remembers which. A key of one column is its own text (a
+  // table's keys all have the same columns, so the two forms never meet).
+  const keyOf = (pk: readonly string[]): string => (pk.length === 1 ? pk[0]! : JSON.stringify(pk));
+  const readOf = new Int32Array(Math.max(0, p.changes.length - p.resumeAt));
+  const wanted: string[][] = [];
+  const wantedAt = new Map<string, number>();
+  const deletes: string[][] = [];
+  for (let i = p.resumeAt; i < p.changes.length; i++) {
+    const change = p.changes[i]!;
+    if (change.op === 'delete') {
+      deletes.push(change.pk);
+      continue;
+    }
+    if (stale) continue;
+    const key = keyOf(change.pk);
+    let at = wantedAt.get(key);
+    if (at === undefined) {
+      at = wanted.length;
+      wantedAt.set(key, at);
+      wanted.push(change.pk);
+    }
+    readOf[i - p.resumeAt] = at;
+  }
+  const live: Array<{ json: string; deleted: boolean; matched?: boolean | undefined } | undefined> = new Array(wanted.length);
+  for (const row of await p.reader.readKeys(wanted)) live[row.index] = row;
+  const deletedJson = await p.reader.keyJson(deletes);
 
   const extractedAt = (p.now ?? (() => new Date()))().toISOString();
   const ctx = { source: p.source, table: p.table, extractedAt, generation };
@@ -83,13 +101,14 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
   // One candidate per change still to send; a changed row that no longer exists has none (its delete follows).
   const indexes: number[] = [];
   const candidates: Candidate[] = [];
+  let nextDelete = 0;
   for (let i = p.resumeAt; i < p.changes.length; i++) {
     const change = p.changes[i]!;
-    if (stale && change.op !== 'delete') continue;
     if (change.op === 'delete') {
-      candidates.push({ key: change.pk, ordering: change.ordering, json: deleteJson.get(change)!, op: 'delete', gone: true });
+      candidates.push({ key: change.pk, ordering: change.ordering, json: deletedJson[nextDelete++]!, op: 'delete', gone: true });
     } else {
-      const row = live.get(keyOf(change.pk));
+      if (stale) continue;
+      const row = live[readOf[i - p.resumeAt]!];
       if (!row) continue;
       candidates.push({
         key: change.pk,

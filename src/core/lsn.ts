@@ -24,7 +24,16 @@ export function compareLsn(a: string, b: string): number {
  * digits, and the change's position within its transaction.
  */
 export function changeOrdering(commitLsn: string, position: number): string {
-  return `~${lsnToBigInt(commitLsn).toString(16).padStart(16, '0')}:${String(position).padStart(10, '0')}`;
+  return changeOrderingAt(transactionOrdering(commitLsn), position);
+}
+
+/** What the `_ordering` of every change of one transaction starts with; `changeOrderingAt` completes it. */
+export function transactionOrdering(commitLsn: string): string {
+  return `~${lsnToBigInt(commitLsn).toString(16).padStart(16, '0')}:`;
+}
+
+export function changeOrderingAt(transaction: string, position: number): string {
+  return transaction + String(position).padStart(10, '0');
 }
 
 /**

@@ -217,6 +217,12 @@ export type ChangeStreamEvent =
       /** Changes left out because they belong to a dropped table of a watched name (another relation id). */
       ignored?: number | undefined;
     }
+  /**
+   * The first changes of a transaction still arriving, handed over before its end so that a large transaction is
+   * sent while the rest of it is read. Its `transaction` event follows with the changes after these; only that event
+   * may be acknowledged. Sources may hand every change over at the end instead.
+   */
+  | { kind: 'changes'; changes: ChangeEvent[] }
   /** Nothing is in flight: everything before `position` has been handed over, so acknowledging it loses nothing. */
   | { kind: 'idle'; position: string }
   /** The relations were emptied; no keys travel with it. */

@@ -335,6 +335,11 @@ async function streamChanges(
           if (e.ignored) ctx.metrics.errors.inc({ source: o.sourceName, table: '*', code: 'CHANGE_OF_DROPPED_TABLE' }, e.ignored);
           if (buffered.length >= o.batchKeys) await flush();
           break;
+        case 'changes':
+          // Enqueued like a transaction's, but nothing is acknowledged until its transaction event ends it.
+          for (const c of e.changes) buffered.push(c);
+          if (buffered.length >= o.batchKeys) await flush();
+          break;
         case 'relation':
           await o.tracker.onRelation(e);
           break;
@@ -359,6 +364,9 @@ async function streamChanges(
           o.log.warn({ relations: e.relations }, 'TRUNCATE is not replicated as deletes; run a reconciliation or re-snapshot the table');
           ctx.metrics.errors.inc({ source: o.sourceName, table: e.relations.join(','), code: 'TRUNCATE_NOT_REPLICATED' });
           break;
+        default:
+          // A kind of event this loop does not know would be dropped, and the position after it acknowledged.
+          throw new AppError('INTERNAL', `unknown change stream event ${(e satisfies never as { kind: string }).kind}`);
       }
     }
     if ((buffered.length > 0 || bufferedEnd !== null) && Date.now() - lastFlush >= o.flushIntervalMs) await flush();

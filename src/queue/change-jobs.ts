@@ -16,10 +16,13 @@ export async function enqueueChangeJobs(
   batchKeys: number,
   generation?: number,
 ): Promise<void> {
+  const added: Array<Promise<void>> = [];
   for (let i = 0; i < changes.length; i += batchKeys) {
     const chunk = changes.slice(i, i + batchKeys);
+    // What identifies a change is its operation, key and ordering; the table is named once, not with every change.
+    const content = chunk.map((c) => [c.op, c.pk, c.ordering]);
     const jobId = `c-${createHash('sha256')
-      .update(JSON.stringify(generation === undefined ? [table.source, table.name, chunk] : [table.source, table.name, chunk, generation]))
+      .update(JSON.stringify(generation === undefined ? [table.source, table.name, content] : [table.source, table.name, content, generation]))
       .digest('hex')
       .slice(0, 32)}`;
     const data: PushJob = {
@@ -32,6 +35,9 @@ export async function enqueueChangeJobs(
       cutAt: new Date().toISOString(),
       ...(generation === undefined ? {} : { generation }),
     };
-    await enqueuePushJob(ctx, jobId, data);
+    // The jobs of a large transaction go to Redis together rather than one round trip after another: push workers
+    // take them in any order anyway, and the caller acknowledges the stream only once every one of them is there.
+    added.push(enqueuePushJob(ctx, jobId, data));
   }
+  await Promise.all(added);
 }

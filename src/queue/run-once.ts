@@ -29,6 +29,11 @@ export async function runOnce(
   workers: Worker[],
   options: {
     timeoutMs: number;
+    /**
+     * How often the queues are looked at: the pass ends two looks after its last job, so a short run does not wait a
+     * large share of its length for its end. A look costs one command, plus one per extract run still going.
+     * @defaultValue 50
+     */
     pollMs?: number;
     reconcile?: boolean;
     /** Push jobs that wait, delayed, for an operator (tables frozen by a schema change): they do not keep the pass going. */
@@ -53,16 +58,19 @@ export async function runOnce(
     await queues.extract.add(run.name, run.data, { ...extractJobOptions(config.extract.attempts), jobId: id });
   }
   const deadline = Date.now() + options.timeoutMs;
-  const poll = options.pollMs ?? 200;
+  const poll = options.pollMs ?? 50;
   // Idle must be seen twice in a row: an extract job can finish between the two queue reads while enqueueing.
   let idleSeen = 0;
+  let running = ids;
   while (idleSeen < 2) {
     if (Date.now() > deadline) return { tables: tables.length, failed, timedOut: true };
     await sleep(poll);
-    // Only this run's extract jobs count: a long-running scheduler may keep delayed runs in the same queue.
-    const extracting = await Promise.all(ids.map((id) => queues.extract.getJobState(id)));
+    // Only this run's extract jobs count: a long-running scheduler may keep delayed runs in the same queue. A run once
+    // finished stays finished (its id is this pass's alone), so it is not looked up again.
+    const states = await Promise.all(running.map((id) => queues.extract.getJobState(id)));
+    running = running.filter((_id, i) => states[i] !== 'completed' && states[i] !== 'failed' && states[i] !== 'unknown');
     const parked = options.parked ? await options.parked() : 0;
-    const remaining = extracting.filter((s) => s !== 'completed' && s !== 'failed' && s !== 'unknown').length + (await busy(queues.push)) - parked;
+    const remaining = running.length + (await busy(queues.push)) - parked;
     idleSeen = remaining === 0 ? idleSeen + 1 : 0;
   }
   return { tables: tables.length, failed, timedOut: false };

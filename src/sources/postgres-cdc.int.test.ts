@@ -199,4 +199,19 @@ describe('replication slot acknowledgement', () => {
       await writer.end();
     }
   });
+
+  it('hands over a large transaction in parts before its end, in order, with only its end to acknowledge', async () => {
+    const { stream, inbox } = await open();
+    await admin.query(`INSERT INTO ${schema}.t SELECT g, 'bulk' FROM generate_series(10000, 12499) g`);
+    const { m: commit, index } = await inbox.next('transaction', 0);
+    const parts = inbox.messages.slice(0, index).filter((m): m is Extract<ChangeStreamEvent, { kind: 'changes' }> => m.kind === 'changes');
+    expect(parts.map((p) => p.changes.length)).toEqual([1000, 1000]);
+    const all = [...parts.flatMap((p) => p.changes), ...commit.changes];
+    expect(all.map((c) => Number(c.pk[0]))).toEqual(Array.from({ length: 2500 }, (_, i) => 10000 + i));
+    // One transaction: one commit position, positions 1 to 2500 in order.
+    expect(new Set(all.map((c) => c.ordering.slice(0, 18))).size).toBe(1);
+    expect(all.map((c) => c.ordering)).toEqual([...all.map((c) => c.ordering)].sort());
+    await stream.acknowledge(commit.end);
+    await stream.stop();
+  });
 });

@@ -7,32 +7,56 @@ import { bigIntToLsn, compareLsn, lsnToBigInt, snapshotOrdering } from '../core/
 import { ChangeCollector, type RelationKeys, type Tuple } from '../core/changes.js';
 import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { translatePgError } from './postgres-errors.js';
+import { changedRelation, decodeChange, relationLayout, type ChangeMessage, type RelationLayout } from './pgoutput-keys.js';
 import { queryObjects } from './postgres-query.js';
 
 /** pgoutput messages as the adapter consumes them; values are the text the server sent (never parsed into JS types). */
 export type StreamMessage =
   | { tag: 'begin'; commitLsn: string }
   | { tag: 'commit'; commitLsn: string; endLsn: string }
-  | { tag: 'insert'; relation: string; row: Tuple; id: string }
-  | { tag: 'update'; relation: string; row: Tuple; oldKey: Tuple | null; id: string }
-  | { tag: 'delete'; relation: string; oldKey: Tuple | null; id: string }
+  | ChangeMessage
   | { tag: 'relation'; relation: string; id: string; columns: Array<{ name: string; type: string }> }
   | { tag: 'truncate'; relations: string[] }
   /** `walEnd`: everything before it has been sent. `replyRequested`: the server ends the connection without an answer. */
   | { tag: 'keepalive'; walEnd: string; replyRequested: boolean };
 
 /**
- * pgoutput as the library parses it, but with every column value kept as the server's text: the library's default
- * parsers turn timestamps into JS Dates, which drop microseconds.
+ * pgoutput with changes decoded to their key columns (pgoutput-keys.ts); every other message as the library parses
+ * it, but with column values kept as the server's text: the library's default parsers turn timestamps into JS Dates,
+ * which drop microseconds. Shaped as the library's plugins are, so its service drives it.
  */
-class TextPgoutputPlugin extends PgoutputPlugin {
-  override parse(buffer: Buffer): Pgoutput.Message {
-    const message = super.parse(buffer);
+class KeyPgoutputPlugin {
+  private readonly library: PgoutputPlugin;
+  private readonly layouts = new Map<number, RelationLayout>();
+
+  constructor(
+    readonly options: Pgoutput.Options,
+    private readonly relations: ReadonlyMap<string, RelationKeys>,
+  ) {
+    this.library = new PgoutputPlugin(options);
+  }
+
+  get name(): string {
+    return this.library.name;
+  }
+
+  start(client: pg.Client, slot: string, lastLsn: string): Promise<unknown> {
+    return this.library.start(client, slot, lastLsn);
+  }
+
+  parse(buffer: Buffer): StreamMessage | null {
+    const oid = changedRelation(buffer);
+    const layout = oid === null ? undefined : this.layouts.get(oid);
+    if (layout) return decodeChange(buffer, layout);
+    const message = this.library.parse(buffer);
     if (message.tag === 'relation') {
-      // The parser caches this very object and reads later tuples through these parsers.
+      // The library caches this very object and reads later tuples through these parsers.
       for (const column of message.columns) column.parser = (raw: unknown) => raw;
+      const columns = message.columns.map((c) => ({ name: c.name, identity: (c.flags & 1) === 1 }));
+      const name = relationName(message);
+      this.layouts.set(message.relationOid, relationLayout(name, String(message.relationOid), columns, this.relations.get(name)?.primaryKey));
     }
-    return message;
+    return toMessage(message);
   }
 }
 
@@ -76,6 +100,9 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
       return null;
   }
 }
+
+/** A transaction's changes are handed over in parts of this many while it is still arriving. */
+const HAND_OVER_CHANGES = 1000;
 
 /**
  * Postgres logical replication (pgoutput) as a change source: publication and slot management, and a stream of
@@ -251,6 +278,10 @@ export class PostgresCdc implements ChangeSource {
       failed = true;
       onError(err instanceof AppError ? err : translatePgError(err, `${this.name}: replication stream`));
     };
+    // pgoutput (protocol 1) sends a transaction only once it committed, so its rows may be read before its end arrives.
+    const handOver = (): void => {
+      if (collector.pending >= HAND_OVER_CHANGES) onEvent({ kind: 'changes', changes: collector.take() });
+    };
     const onMessage = (m: StreamMessage): void => {
       switch (m.tag) {
         case 'begin':
@@ -258,12 +289,15 @@ export class PostgresCdc implements ChangeSource {
           break;
         case 'insert':
           collector.insert(m.relation, m.row, m.id);
+          handOver();
           break;
         case 'update':
           collector.update(m.relation, m.row, m.oldKey, m.id);
+          handOver();
           break;
         case 'delete':
           collector.delete(m.relation, m.oldKey, m.id);
+          handOver();
           break;
         case 'relation':
           if (relations.has(m.relation))
@@ -295,9 +329,8 @@ export class PostgresCdc implements ChangeSource {
       // changes not yet enqueued, and a crash would then skip them.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     );
-    service.on('data', (_lsn: string, message: Pgoutput.Message) => {
+    service.on('data', (_lsn: string, m: StreamMessage | null) => {
       try {
-        const m = toMessage(message);
         if (m) onMessage(m);
       } catch (err) {
         // A change without its key: the stream cannot go on without losing it.
@@ -309,7 +342,7 @@ export class PostgresCdc implements ChangeSource {
       onMessage({ tag: 'keepalive', walEnd: normalLsn(lsn), replyRequested: shouldRespond }),
     );
     service.on('error', fail);
-    const plugin = new TextPgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication] });
+    const plugin = new KeyPgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication] }, relations);
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
     const done = service.subscribe(plugin, this.slot).then(() => undefined, fail);
     // Stopping a replication connection before the server has started streaming can leave it hanging.

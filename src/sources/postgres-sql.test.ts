@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { columnExpr, mayNest, nextRangeQuery, readRangeQuery, watermarkKind, type PgColumn, type TableSql } from './postgres-sql.js';
+import { columnExpr, mayNest, nextRangeQuery, readKeysQuery, readRangeQuery, watermarkKind, type PgColumn, type TableSql } from './postgres-sql.js';
 
 function col(name: string, castType: string, baseName: string, extra: Partial<PgColumn> = {}): PgColumn {
   return { name, castType, baseName, category: 'X', typtype: 'b', elemName: null, ...extra };
@@ -143,5 +143,32 @@ describe('readRangeQuery', () => {
     expect(q.text).toContain('WHERE t."Updated At" IS NULL AND (t."Id") <= ($1::bigint)');
     expect(q.text).not.toContain(' > (');
     expect(q.values).toEqual(['7', 50]);
+  });
+});
+
+describe('readKeysQuery', () => {
+  const keys = [
+    ['1', '2'],
+    ['3', '4'],
+  ];
+
+  it("looks each key up on its own when the primary key is the table's, so no plan hashes the whole table", () => {
+    const q = readKeysQuery({ ...TABLE, keyIndexed: true, deleted: 'c."__d"', conditions: { deleted: 't."Id" < 0' } }, keys);
+    expect(q.text).toBe(
+      'SELECT k."__ord"::text, x."__j", x."__d" FROM unnest($1::text[]::bigint[], $2::text[]::integer[]) WITH ORDINALITY AS k("__k0", "__k1", "__ord") ' +
+        'CROSS JOIN LATERAL (SELECT to_json(r.*)::text AS "__j", (c."__d")::text AS "__d" FROM "Sales"."Order ""Items""" t ' +
+        'CROSS JOIN LATERAL (SELECT (t."Id" < 0) AS "__d") c, LATERAL (SELECT t."Id"::text AS "Id", t."line""no" AS "line""no", ' +
+        't."Updated At" AS "Updated At", t."note" AS "note") r WHERE t."Id" = k."__k0" AND t."line""no" = k."__k1" OFFSET 0) x',
+    );
+    expect(q.values).toEqual([
+      ['1', '3'],
+      ['2', '4'],
+    ]);
+  });
+
+  it('joins the key list when the key is one the configuration names (a view or a query has no index to look up)', () => {
+    const q = readKeysQuery(TABLE, keys);
+    expect(q.text).toContain('FROM "Sales"."Order ""Items""" t JOIN unnest(');
+    expect(q.text).toContain('ON t."Id" = k."__k0" AND t."line""no" = k."__k1", LATERAL (SELECT');
   });
 });

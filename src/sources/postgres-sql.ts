@@ -118,6 +118,11 @@ export interface TableSql {
   /** Null for tables read only by primary key (change data capture). */
   watermark: PgColumn | null;
   primaryKey: PgColumn[];
+  /**
+   * The primary key is the relation's own (so a unique index serves it), not one the configuration names over a
+   * view or a query: rows can then be looked up by key one at a time.
+   */
+  keyIndexed?: boolean | undefined;
   /** SQL expression over aliases `t` and `c` that is true for soft-deleted rows; absent when the table has none. */
   deleted?: string | undefined;
   /**
@@ -359,11 +364,24 @@ export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
   const names = t.primaryKey.map((_c, i) => `"__k${i}"`);
   const join = t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)} = k.${names[i]}`).join(' AND ');
   const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
+  const list = `unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord")`;
+  if (t.keyIndexed) {
+    // One index lookup per key. As a join, the planner hashes the whole table whenever it is small next to the key
+    // list (a few hundred thousand rows for a job of 5000 keys), which costs more than the lookups and grows with the
+    // table; OFFSET 0 keeps the lateral from being flattened into that join.
+    return {
+      text:
+        `SELECT k."__ord"::text, x."__j"${t.deleted ? ', x."__d"' : ''} FROM ${list} CROSS JOIN LATERAL ` +
+        `(SELECT ${rowJson(t)} AS "__j"${deleted} FROM ${t.qualified} t${conditionsJoin(t)}, LATERAL (SELECT ${projection(t)}) r ` +
+        `WHERE ${join} OFFSET 0) x`,
+      values,
+    };
+  }
   // The table comes first, so the conditions lateral sees its columns and nothing of the key list.
   return {
     text:
       `SELECT k."__ord"::text, ${rowJson(t)} AS "__j"${deleted} ` +
-      `FROM ${t.qualified} t${conditionsJoin(t)} JOIN unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord") ` +
+      `FROM ${t.qualified} t${conditionsJoin(t)} JOIN ${list} ` +
       `ON ${join}, LATERAL (SELECT ${projection(t)}) r`,
     values,
   };

@@ -333,6 +333,8 @@ class PostgresTable implements TableReader {
     const rel = spec.query === undefined ? await resolveTable(source, spec) : await describeQuery(source, spec, where);
     const { columns, declared, qualified } = rel;
     let pkNames = spec.primaryKey;
+    // A key found in the catalog is the table's primary key, so an index serves lookups by it.
+    const keyIndexed = !pkNames || pkNames.length === 0;
     if (!pkNames || pkNames.length === 0) {
       if (rel.oid === null)
         throw new AppError(
@@ -400,7 +402,7 @@ class PostgresTable implements TableReader {
     const softColumn = spec.softDelete?.column ? findColumn(columns, spec.softDelete.column, where, 'softDelete') : undefined;
     const deleted = softDeleteExpr({ column: softColumn, condition });
     const conditions = { deleted: condition, filter: spec.where };
-    const sql: TableSql = { qualified, columns: leaving, masks: sqlMasks, watermark, primaryKey, deleted, conditions };
+    const sql: TableSql = { qualified, columns: leaving, masks: sqlMasks, watermark, primaryKey, keyIndexed, deleted, conditions };
     const configured = condition !== undefined || spec.where !== undefined || spec.query !== undefined;
     const table = new PostgresTable(source, sql, shape, where, configured, spec.query !== undefined, columns);
     if (condition !== undefined || spec.where !== undefined) {
