@@ -1,6 +1,6 @@
 import { isAppError } from './errors.js';
-import { prepareRow, type StreamLimits } from './batching.js';
-import { recordEncoder, type Operation } from './record.js';
+import { preparedJson, type StreamLimits } from './batching.js';
+import { recordWriter, type Operation, type RecordWriter } from './record.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { keyDescriber } from './outgoing.js';
 import { needsShaping, shapeRows, type Candidate, type RowRules, type Shaped } from './row-rules.js';
@@ -79,11 +79,11 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
 
   const extractedAt = (p.now ?? (() => new Date()))().toISOString();
   const ctx = { source: p.source, table: p.table, extractedAt, generation };
-  const encoders = new Map<Operation, ReturnType<typeof recordEncoder>>();
-  const encoder = (op: Operation): ReturnType<typeof recordEncoder> => {
-    let e = encoders.get(op);
-    if (!e) encoders.set(op, (e = recordEncoder(op, ctx)));
-    return e;
+  const writers = new Map<Operation, RecordWriter>();
+  const writer = (op: Operation): RecordWriter => {
+    let w = writers.get(op);
+    if (!w) writers.set(op, (w = recordWriter(op, ctx)));
+    return w;
   };
   const describe = keyDescriber(p.reader.shape);
   // Positions are change indexes; "delivered after i" resumes at i + 1.
@@ -130,13 +130,15 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
       sender.reject(item.error, i, item.json);
       continue;
     }
+    let json: string;
     try {
-      const prepared = prepareRow(item.json, p.limits, p.reader.shape.mayNest);
-      await sender.add(encoder(item.op)(prepared.json, p.changes[i]!.ordering), i);
+      json = preparedJson(item.json, p.limits, p.reader.shape.mayNest);
     } catch (err) {
       if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
       sender.reject(err, i, item.json);
+      continue;
     }
+    await sender.write(writer(item.op), json, p.changes[i]!.ordering, i);
   }
   return sender.finish();
 }
