@@ -63,19 +63,24 @@ export class PositionBytes implements PositionLog<Position> {
 
   push(position: Position): void {
     const { wm, pk } = position;
-    if ((wm !== null && LONE_SURROGATE.test(wm)) || pk.some((v) => LONE_SURROGATE.test(v))) {
+    let odd = wm !== null && LONE_SURROGATE.test(wm);
+    let room = 8 + (wm === null ? 0 : wm.length * 3);
+    for (let i = 0; i < pk.length; i++) {
+      const v = pk[i]!;
+      odd ||= LONE_SURROGATE.test(v);
+      room += 4 + v.length * 3;
+    }
+    if (odd) {
       this.odd.set(this.starts.length, position);
       this.starts.push(this.end);
       return;
     }
-    let room = 8 + (wm === null ? 0 : wm.length * 3);
-    for (const v of pk) room += 4 + v.length * 3;
     this.reserve(this.end + room);
     this.starts.push(this.end);
     let at = this.writeText(wm, this.end);
-    this.buf.writeUInt32LE(pk.length, at);
+    this.writeCount(pk.length, at);
     at += 4;
-    for (const v of pk) at = this.writeText(v, at);
+    for (let i = 0; i < pk.length; i++) at = this.writeText(pk[i]!, at);
     this.end = at;
   }
 
@@ -104,14 +109,23 @@ export class PositionBytes implements PositionLog<Position> {
     this.end = 0;
   }
 
+  /** A little-endian uint32 written byte by byte: `writeUInt32LE` checks its arguments on every call. */
+  private writeCount(n: number, at: number): void {
+    const b = this.buf;
+    b[at] = n & 0xff;
+    b[at + 1] = (n >>> 8) & 0xff;
+    b[at + 2] = (n >>> 16) & 0xff;
+    b[at + 3] = n >>> 24;
+  }
+
   private writeText(text: string | null, at: number): number {
     if (text === null) {
-      this.buf.writeUInt32LE(NULL_TEXT, at);
+      this.writeCount(NULL_TEXT, at);
       return at + 4;
     }
     // Buffer's own UTF-8 writer (what `write` calls once it has sorted out its arguments): this runs per row.
     const bytes = (this.buf as Buffer & { utf8Write(t: string, o: number, l: number): number }).utf8Write(text, at + 4, this.buf.length - at - 4);
-    this.buf.writeUInt32LE(bytes, at);
+    this.writeCount(bytes, at);
     return at + 4 + bytes;
   }
 
