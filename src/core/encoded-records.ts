@@ -113,11 +113,19 @@ export class EncodedRecords {
   }
 
   private reserve(size: number): void {
-    if (size <= this.buf.length) return;
-    let capacity = Math.max(this.buf.length, 1024) * 4;
-    while (capacity < size) capacity *= 4;
-    const grown = Buffer.allocUnsafe(capacity);
-    this.buf.copy(grown, 0, 0, this.end);
-    this.buf = grown;
+    this.buf = grownBuffer(this.buf, this.end, size);
   }
+}
+
+/**
+ * `buf` when it holds `size` bytes, else a buffer four times larger (as often as needed) with its first `used` bytes:
+ * batches grow in few steps and then stay that size for the rest of a backfill.
+ */
+export function grownBuffer(buf: Buffer, used: number, size: number): Buffer {
+  if (size <= buf.length) return buf;
+  let capacity = Math.max(buf.length, 1024) * 4;
+  while (capacity < size) capacity *= 4;
+  const grown = Buffer.allocUnsafe(capacity);
+  buf.copy(grown, 0, 0, used);
+  return grown;
 }

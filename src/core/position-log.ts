@@ -1,4 +1,5 @@
 import type { Position } from './cursor.js';
+import { grownBuffer } from './encoded-records.js';
 
 /**
  * The positions of one request's records, in record order: the sender needs the last one once the request is
@@ -136,11 +137,6 @@ export class PositionBytes implements PositionLog<Position> {
   }
 
   private reserve(size: number): void {
-    if (size <= this.buf.length) return;
-    let capacity = Math.max(this.buf.length, 1024) * 4;
-    while (capacity < size) capacity *= 4;
-    const grown = Buffer.allocUnsafe(capacity);
-    this.buf.copy(grown, 0, 0, this.end);
-    this.buf = grown;
+    this.buf = grownBuffer(this.buf, this.end, size);
   }
 }
