@@ -159,7 +159,12 @@ describe('recordWriter', () => {
   });
 
   it('keeps text that is not an object as recordEncoder splices it', () => {
-    const rows: Array<[string, string | null]> = [['', null], ['[1]', '1'], ['  ', null], ['é{"a":1}', null]];
+    const rows: Array<[string, string | null]> = [
+      ['', null],
+      ['[1]', '1'],
+      ['  ', null],
+      ['é{"a":1}', null],
+    ];
     const encode = recordEncoder('upsert', CTX);
     expect(written(rows, 'upsert', CTX)).toEqual(rows.map(([row, ordering]) => utf8(encode(row, ordering))));
   });
@@ -168,6 +173,8 @@ describe('recordWriter', () => {
     const row = `{"v":"${'é'.repeat(600_000)}"}`;
     const [hex] = written([[row, '1']], 'upsert', CTX);
     expect(hex).toBe(utf8(buildRecord(row, 'upsert', '1', CTX)));
-    expect((JSON.parse(Buffer.from(hex!, 'hex').toString()) as { _event_id: string })._event_id).toBe(eventId('app', 'public.orders', 'upsert', row, '1'));
+    expect((JSON.parse(Buffer.from(hex!, 'hex').toString()) as { _event_id: string })._event_id).toBe(
+      eventId('app', 'public.orders', 'upsert', row, '1'),
+    );
   });
 });

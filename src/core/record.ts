@@ -130,7 +130,9 @@ export function recordWriter(op: Operation, ctx: RecordContext): RecordWriter {
   const idSuffix = Buffer.from(`\0${generationPart(generation)}`);
   const start = Buffer.from(`{"_op":${enc(op)},"_event_id":"`);
   const orderingKey = Buffer.from('","_ordering":');
-  const shared = Buffer.from(`,"_generation":${generation},"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`);
+  const shared = Buffer.from(
+    `,"_generation":${generation},"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`,
+  );
   const fallback = recordEncoder(op, ctx);
   return (out, rowJson, ordering, identity) => {
     const idPart = identity ?? ordering ?? '';

@@ -463,15 +463,13 @@ describe('PostgresSource against a real database', () => {
       const next = (await reader.nextRange({ phase: 'wm', after: null }, 100))!;
       let seen = 0;
       const boom = new AppError('ROW_TOO_LARGE', 'thrown by the handler');
-      const err = await reader
-        .readRangeEach!(next.range, null, 100, () => {
-          seen += 1;
-          if (seen === 3) throw boom;
-        })
-        .then(
-          () => undefined,
-          (e: unknown) => e,
-        );
+      const err = await reader.readRangeEach!(next.range, null, 100, () => {
+        seen += 1;
+        if (seen === 3) throw boom;
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBe(boom);
       expect(seen).toBe(3);
       // Both connections of the pool still work (a handler's throw does not close one).
