@@ -1,6 +1,6 @@
 import { AppError, isAppError } from './errors.js';
-import { prepareRow, type StreamLimits } from './batching.js';
-import { recordEncoder, type Operation } from './record.js';
+import { preparedJson, type StreamLimits } from './batching.js';
+import { recordWriter, type Operation, type RecordWriter } from './record.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import type { Destination } from './ports.js';
 
@@ -52,11 +52,11 @@ export async function deliverBuffered(p: DeliverBufferedParams): Promise<SendSum
     (id) => keys.get(id) ?? id,
   );
   const ctx = { source: p.source, table: p.table, extractedAt: (p.now ?? (() => new Date()))().toISOString() };
-  const encoders = new Map<Operation, ReturnType<typeof recordEncoder>>();
-  const encoder = (op: Operation): ReturnType<typeof recordEncoder> => {
-    let e = encoders.get(op);
-    if (!e) encoders.set(op, (e = recordEncoder(op, ctx)));
-    return e;
+  const writers = new Map<Operation, RecordWriter>();
+  const writer = (op: Operation): RecordWriter => {
+    let w = writers.get(op);
+    if (!w) writers.set(op, (w = recordWriter(op, ctx)));
+    return w;
   };
   let after = p.resumeAfter;
   for (;;) {
@@ -68,14 +68,16 @@ export async function deliverBuffered(p: DeliverBufferedParams): Promise<SendSum
         continue;
       }
       keys.set(entry.id, JSON.parse(entry.key) as unknown);
+      let json: string;
       try {
         // Rows from events may nest (json columns, structs): the depth check always runs.
-        const prepared = prepareRow(entry.row, p.limits, true);
-        await sender.add(encoder(entry.op)(prepared.json, entry.ordering, entry.identity), entry.id);
+        json = preparedJson(entry.row, p.limits, true);
       } catch (err) {
         if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
         sender.reject(err, entry.id);
+        continue;
       }
+      await sender.write(writer(entry.op), json, entry.ordering, entry.id, entry.identity);
     }
     if (chunk.length < p.readRows) break;
     after = chunk[chunk.length - 1]!.id;

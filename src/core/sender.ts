@@ -76,8 +76,8 @@ export class RecordSender<P> {
   }
 
   /** As `add`, for a record `writer` stages from the row's JSON: it never exists as a string. */
-  async write(writer: RecordWriter, rowJson: string, ordering: string | null, position: P): Promise<void> {
-    this.stage(position, rowJson, writer, ordering);
+  async write(writer: RecordWriter, rowJson: string, ordering: string | null, position: P, identity?: string): Promise<void> {
+    this.stage(position, rowJson, writer, ordering, identity);
     if (this.closed.length > 0) await this.sendClosed();
   }
 
@@ -99,8 +99,8 @@ export class RecordSender<P> {
     }
   }
 
-  private stageRecord(text: string, writer: RecordWriter | undefined, ordering: string | null): number {
-    return writer ? writer(this.batch, text, ordering) : this.batch.stage(text);
+  private stageRecord(text: string, writer: RecordWriter | undefined, ordering: string | null, identity?: string): number {
+    return writer ? writer(this.batch, text, ordering, identity) : this.batch.stage(text);
   }
 
   private async place(position: P, text: string): Promise<void> {
@@ -109,8 +109,8 @@ export class RecordSender<P> {
   }
 
   /** Adds a record to the open request; one it would take past the limits closes that request first. */
-  private stage(position: P, text: string, writer: RecordWriter | undefined, ordering: string | null): void {
-    let written = this.stageRecord(text, writer, ordering);
+  private stage(position: P, text: string, writer: RecordWriter | undefined, ordering: string | null, identity?: string): void {
+    let written = this.stageRecord(text, writer, ordering, identity);
     const size = written + 1;
     if (size > this.budget) {
       this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, this.batch.stagedText(written));
@@ -121,7 +121,7 @@ export class RecordSender<P> {
       this.batch = new EncodedRecords();
       this.positions = this.newLog();
       this.bytes = 0;
-      written = this.stageRecord(text, writer, ordering);
+      written = this.stageRecord(text, writer, ordering, identity);
     }
     this.batch.commit(written);
     this.bytes += size;

@@ -104,6 +104,7 @@ export async function runCdc(
       }
     }
     const target = untilCurrent ? await cdc.currentPosition() : null;
+    const runDeadline = Date.now() + settings.maxRunTime;
     const snapshots = new IncrementalSnapshots(
       ctx,
       stateKey,
@@ -111,13 +112,14 @@ export async function runCdc(
       (position) => cdc.snapshotOrdering(position),
       log,
     );
+    log.info({ from: await ctx.redis.hget(stateKey, 'ackedLsn'), until: target }, `${cdc.stream}: streaming changes`);
     const result = await streamChanges(ctx, cdc, relations, {
       tracker,
       snapshots,
       sourceName,
       stateKey,
       target,
-      deadline: Date.now() + settings.maxRunTime,
+      deadline: runDeadline,
       batchKeys: settings.batchKeys,
       flushIntervalMs: settings.flushInterval,
       shouldStop,
@@ -126,6 +128,9 @@ export async function runCdc(
       },
       log,
     });
+    // Why the run ended: a stall shows as a stream that stopped and was not opened again.
+    const why = stopping() ? 'stopping' : lock.isLost ? 'lease lost' : Date.now() >= runDeadline ? 'cdc.maxRunTime reached' : 'caught up';
+    log.info({ changes: result.changes, acked: result.acked }, `${cdc.stream}: stream ended (${why}); the next scheduled run continues it`);
     return { changes: result.changes, snapshotRows: snapshotRows + result.snapshotRows, ackedPosition: result.acked };
   } catch (err) {
     throw failJob(err, { ctx, job, labels: { source: sourceName, table: `cdc:${settings.slot}` }, log, what: 'cdc run failed' });

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -32,6 +32,7 @@ export class Fleet {
       '0',
       ...roles.flatMap((r) => ['--role', r]),
     ];
+    if (this.logDir) mkdirSync(this.logDir, { recursive: true });
     const out = this.logDir ? openSync(join(this.logDir, `${name}.log`), 'a') : 'ignore';
     const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', out, 'inherit'] });
     if (typeof out === 'number') closeSync(out);
