@@ -12,7 +12,7 @@
  * 3-master Redis Cluster with a replica per master and SIGKILLs the master of pushsync's slot.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,8 +35,13 @@ const redisArg = process.argv.indexOf('--redis');
 const REDIS = (redisArg > 0 ? process.argv[redisArg + 1] : (process.env.CHAOS_REDIS ?? 'single')) as 'single' | 'sentinel' | 'cluster';
 if (!['single', 'sentinel', 'cluster'].includes(REDIS)) throw new Error(`--redis must be single, sentinel or cluster, not ${String(REDIS)}`);
 const WRITE_SECONDS = Number(process.env.CHAOS_WRITE_SECONDS ?? 40);
-/** `CHAOS_LOG_DIR=<dir>`: the workers log at info level into `<dir>/<worker>.log` (by default they log errors only). */
+/**
+ * `CHAOS_LOG_DIR=<dir>`: where the workers log, at info level, into `<dir>/<worker>.log`. By default they log there
+ * too, in the run's temporary directory, and a run that does not converge prints the end of each worker's log.
+ */
 const LOG_DIR = process.env.CHAOS_LOG_DIR;
+/** Lines of each worker's log a run that does not converge prints. */
+const LOG_TAIL_LINES = 60;
 const INITIAL_ROWS = 5000;
 /**
  * Ids from LATE_BASE - 100 on are touched only by late transactions: no later write repairs a late transaction's
@@ -226,7 +231,8 @@ async function main(): Promise<void> {
       : `{ url: ${redis!.url}, prefix: chaos }`;
   const pgServer = await ChaosPostgres.start({ logical: MODE === 'cdc' });
   const receiver: ChaosReceiver = await startChaosReceiver(faultRandom, 'chaos-key');
-  const fleet = new Fleet(join(dir, 'pushsync.yaml'), LOG_DIR);
+  const logDir = LOG_DIR ?? join(dir, 'logs');
+  const fleet = new Fleet(join(dir, 'pushsync.yaml'), logDir);
   let exitCode = 1;
   try {
     const admin = await pgServer.client();
@@ -262,7 +268,7 @@ ${
     : `    tables:
       - { name: items, watermark: updated_at, every: 1s, batchRows: 250, softDelete: { column: deleted_at } }`
 }
-log: { level: ${LOG_DIR ? 'info' : 'error'} }
+log: { level: info }
 `,
     );
     fleet.start('scheduler', ['scheduler']);
@@ -362,6 +368,14 @@ log: { level: ${LOG_DIR ? 'info' : 'error'} }
         },
       );
       log(`status:\n${res.stdout.toString().trim()}\n${res.stderr.toString().trim()}`);
+      // The workers' own account, from its end: warnings and errors, and the change stream opening and ending.
+      for (const file of readdirSync(logDir).filter((f) => f.endsWith('.log'))) {
+        const lines = readFileSync(join(logDir, file), 'utf8')
+          .split('\n')
+          .filter((l) => /"level":(40|50|60)/.test(l) || l.includes('stream'));
+        log(`${file}, last ${Math.min(LOG_TAIL_LINES, lines.length)} of ${lines.length} warning, error and stream lines:`);
+        for (const l of lines.slice(-LOG_TAIL_LINES)) process.stdout.write(`  ${l.slice(0, 600)}\n`);
+      }
       // CHAOS_HOLD_SECONDS=N keeps the services and workers of a failed run up for N s, to be looked at by hand.
       const hold = Number(process.env.CHAOS_HOLD_SECONDS ?? 0);
       if (hold > 0) {
