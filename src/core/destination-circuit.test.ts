@@ -75,6 +75,19 @@ describe('CircuitDestination', () => {
     expect(inner.sent).toHaveLength(FAILURES_TO_OPEN);
   });
 
+  it("never refuses a job's last attempt, even while another probes", async () => {
+    const { inner, circuit, fail } = setup();
+    inner.next = down();
+    for (let i = 0; i < FAILURES_TO_OPEN; i++) await fail();
+    const probe = circuit.admit();
+    expect(refused(circuit).code).toBe('DEST_UNAVAILABLE');
+    const last = circuit.admit(true);
+    last.done();
+    // The last attempt took no probe slot: the probe still holds it, and others are still refused.
+    expect(refused(circuit).code).toBe('DEST_UNAVAILABLE');
+    probe.done();
+  });
+
   it('lets everything through again once one request is accepted', async () => {
     const { inner, circuit, tick, fail } = setup();
     inner.next = down();

@@ -21,8 +21,8 @@ export interface Admission {
  * the source, encoded them and sent them to be refused: on a backfill with the destination down, 22 CPU-seconds per
  * 1M rows and a customer database read over and over for nothing. After `FAILURES_TO_OPEN` retryable failures in a
  * row, `admit` lets one attempt at a time through, at most one per `probeEveryMs`, and refuses the others before
- * they read anything (a retryable DEST_UNAVAILABLE: the job keeps its backoff and attempts); the first request
- * accepted lets everything through again.
+ * they read anything (a retryable DEST_UNAVAILABLE: the job keeps its backoff; its last attempt always tries); the
+ * first request accepted lets everything through again.
  */
 export class CircuitDestination implements Destination {
   private failures = 0;
@@ -48,10 +48,11 @@ export class CircuitDestination implements Destination {
 
   /**
    * Lets a push attempt read and send, or refuses it with a retryable error while the destination is down and
-   * another attempt probes it (or one did less than `probeEveryMs` ago).
+   * another attempt probes it (or one did less than `probeEveryMs` ago). A job's last attempt (`last`) is never
+   * refused: the circuit can make a job try less often, never end in the dead-letter queue without having tried.
    */
-  admit(): Admission {
-    if (this.downSince === null) return { done: () => {} };
+  admit(last = false): Admission {
+    if (this.downSince === null || last) return { done: () => {} };
     const now = this.now();
     if (this.probing || now - this.lastProbe < this.options.probeEveryMs) {
       throw new AppError(

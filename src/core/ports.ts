@@ -199,7 +199,7 @@ export interface Destination {
    * Asked before a push attempt reads its rows: throws a retryable error instead when the destination is known to
    * be down and the attempt would only be refused (see CircuitDestination). Optional: without it every attempt runs.
    */
-  admit?(): { done(): void };
+  admit?(lastAttempt?: boolean): { done(): void };
   close(): Promise<void>;
 }
 

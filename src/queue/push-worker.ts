@@ -74,7 +74,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
       return result;
     }
     // Before anything is read: while the destination is down, only a probe reads the source and sends.
-    admission = ctx.destination.admit?.();
+    admission = ctx.destination.admit?.(job.attemptsMade + 1 >= (job.opts.attempts ?? 1));
     if ('buffer' in data) {
       const result = await pushBuffered(ctx, job, data, { limits, envelopeBytes: envelope, counted });
       await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
