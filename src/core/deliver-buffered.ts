@@ -1,5 +1,5 @@
-import { AppError, isAppError } from './errors.js';
-import { preparedJson, type StreamLimits } from './batching.js';
+import { AppError } from './errors.js';
+import type { StreamLimits } from './batching.js';
 import { recordWriter, type Operation, type RecordWriter } from './record.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import type { Destination } from './ports.js';
@@ -68,15 +68,9 @@ export async function deliverBuffered(p: DeliverBufferedParams): Promise<SendSum
         continue;
       }
       keys.set(entry.id, JSON.parse(entry.key) as unknown);
-      let json: string;
-      try {
-        // Rows from events may nest (json columns, structs): the depth check always runs.
-        json = preparedJson(entry.row, p.limits, true);
-      } catch (err) {
-        if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        sender.reject(err, entry.id);
-        continue;
-      }
+      // Rows from events may nest (json columns, structs): the depth check always runs.
+      const json = sender.prepared(entry.row, true, entry.id);
+      if (json === null) continue;
       await sender.write(writer(entry.op), json, entry.ordering, entry.id, entry.identity);
     }
     if (chunk.length < p.readRows) break;

@@ -1,5 +1,4 @@
-import { isAppError } from './errors.js';
-import { preparedJson, type StreamLimits } from './batching.js';
+import type { StreamLimits } from './batching.js';
 import { recordWriter, type Operation, type RecordWriter } from './record.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { keyDescriber } from './outgoing.js';
@@ -130,14 +129,8 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
       sender.reject(item.error, i, item.json);
       continue;
     }
-    let json: string;
-    try {
-      json = preparedJson(item.json, p.limits, p.reader.shape.mayNest);
-    } catch (err) {
-      if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-      sender.reject(err, i, item.json);
-      continue;
-    }
+    const json = sender.prepared(item.json, p.reader.shape.mayNest, i);
+    if (json === null) continue;
     await sender.write(writer(item.op), json, p.changes[i]!.ordering, i);
   }
   return sender.finish();

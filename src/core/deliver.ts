@@ -1,5 +1,4 @@
-import { isAppError } from './errors.js';
-import { preparedJson, type StreamLimits } from './batching.js';
+import type { StreamLimits } from './batching.js';
 import { RecordSender, type SendSummary } from './sender.js';
 import { recordWriter, type Operation } from './record.js';
 import { PositionBytes } from './position-log.js';
@@ -98,14 +97,8 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
       // Without shaping, the row as read (no object per row on this path).
       const json = item ? item.json : row.json;
       const op = item ? item.op : row.deleted ? 'delete' : liveOp;
-      let prepared: string;
-      try {
-        prepared = preparedJson(json, p.limits, mayNest);
-      } catch (err) {
-        if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        sender.reject(err, row.position, json);
-        continue;
-      }
+      const prepared = sender.prepared(json, mayNest, row.position);
+      if (prepared === null) continue;
       const write = op === 'delete' ? writeDeleted : op === liveOp ? writeLive : recordWriter(op, ctx);
       await sender.write(write, prepared, ordering(row), row.position);
     }
@@ -132,14 +125,8 @@ async function streamRange(p: DeliverParams, sender: RecordSender<Position>, liv
     let last: Position | null = null;
     const count = await readRangeEach(p.range, after, p.readRows, (row) => {
       last = row.position;
-      let json: string;
-      try {
-        json = preparedJson(row.json, p.limits, mayNest);
-      } catch (err) {
-        if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
-        sender.reject(err, row.position, row.json);
-        return;
-      }
+      const json = sender.prepared(row.json, mayNest, row.position);
+      if (json === null) return;
       const ordering = p.ordering ?? sortableWatermark(row.position.wm, watermarkKind);
       sender.writeNow(row.deleted ? writeDeleted : writeLive, json, ordering, row.position);
     });

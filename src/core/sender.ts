@@ -1,5 +1,5 @@
 import { AppError, isAppError } from './errors.js';
-import type { StreamLimits } from './batching.js';
+import { preparedJson, type StreamLimits } from './batching.js';
 import { EncodedRecords } from './encoded-records.js';
 import type { Destination } from './ports.js';
 import type { RecordWriter } from './record.js';
@@ -72,13 +72,28 @@ export class RecordSender<P> {
    * the byte budget. The record is written as bytes at once (see EncodedRecords); its string can be dropped.
    */
   async add(record: string, position: P): Promise<void> {
-    return this.place(position, record);
+    this.stage(position, record, undefined, null);
+    await this.sendClosed();
   }
 
   /** As `add`, for a record `writer` stages from the row's JSON: it never exists as a string. */
   async write(writer: RecordWriter, rowJson: string, ordering: string | null, position: P, identity?: string): Promise<void> {
     this.stage(position, rowJson, writer, ordering, identity);
-    if (this.closed.length > 0) await this.sendClosed();
+    await this.sendClosed();
+  }
+
+  /**
+   * The row's JSON fitted to the per-record limits (`preparedJson`), or null once a row that cannot fit them without
+   * being altered (ROW_TOO_LARGE) is recorded as rejected: the caller then skips it.
+   */
+  prepared(rowJson: string, mayNest: boolean, position: P): string | null {
+    try {
+      return preparedJson(rowJson, this.o.limits, mayNest);
+    } catch (err) {
+      if (!isAppError(err) || err.code !== 'ROW_TOO_LARGE') throw err;
+      this.reject(err, position, rowJson);
+      return null;
+    }
   }
 
   /**
@@ -101,11 +116,6 @@ export class RecordSender<P> {
 
   private stageRecord(text: string, writer: RecordWriter | undefined, ordering: string | null, identity?: string): number {
     return writer ? writer(this.batch, text, ordering, identity) : this.batch.stage(text);
-  }
-
-  private async place(position: P, text: string): Promise<void> {
-    this.stage(position, text, undefined, null);
-    if (this.closed.length > 0) await this.sendClosed();
   }
 
   /** Adds a record to the open request; one it would take past the limits closes that request first. */
