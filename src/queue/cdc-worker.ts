@@ -112,7 +112,6 @@ export async function runCdc(
       (position) => cdc.snapshotOrdering(position),
       log,
     );
-    log.info({ from: await ctx.redis.hget(stateKey, 'ackedLsn'), until: target }, `${cdc.stream}: streaming changes`);
     const result = await streamChanges(ctx, cdc, relations, {
       tracker,
       snapshots,
@@ -296,6 +295,7 @@ async function streamChanges(
   let bufferedEnd: string | null = null;
   // What the stream confirms now: never more than pushsync recorded (ensureStream checked), so re-reporting it is safe.
   let acked = (await ctx.redis.hget(o.stateKey, 'ackedLsn')) ?? (await cdc.status()).confirmed;
+  o.log.info({ from: acked, until: o.target }, `${cdc.stream}: streaming changes`);
   let lastFlush = Date.now();
   let lastRequest = 0;
   let changes = 0;
