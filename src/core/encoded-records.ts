@@ -27,7 +27,7 @@ export class EncodedRecords {
    * or copied into a body that no longer needs them). The records must not be used afterwards.
    */
   release(): void {
-    if (spare.length < MAX_SPARE && this.buf.length <= 16 * 1024 * 1024) spare.push(this.buf);
+    if (this.buf.length > 0 && spare.length < MAX_SPARE && this.buf.length <= 16 * 1024 * 1024) spare.push(this.buf);
     this.buf = Buffer.alloc(0);
     this.starts.length = 0;
     this.end = HEAD_ROOM;

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Position } from './cursor.js';
 import { ArrayPositionLog, PositionBytes } from './position-log.js';
 
@@ -35,6 +35,28 @@ describe('PositionBytes', () => {
     next.push(positions[0]!);
     expect(next.length).toBe(1);
     expect(next.at(0)).toEqual(positions[0]);
+  });
+
+  it('takes a buffer only once written to, so a log made and dropped unused keeps none from the next one', () => {
+    const fill = (log: PositionBytes): void => {
+      for (let i = 0; i < 2000; i++) log.push({ wm: `2024-03-01 12:00:00.${i}+00`, pk: [String(i)] });
+    };
+    const warm = new PositionBytes();
+    fill(warm);
+    warm.release();
+    const allocations = vi.spyOn(Buffer, 'allocUnsafe');
+    try {
+      for (let request = 0; request < 10; request++) {
+        const used = new PositionBytes();
+        fill(used);
+        used.release();
+        // A sender makes its next request's log as it finishes one, and the last of those is never written to.
+        new PositionBytes();
+      }
+      expect(allocations).not.toHaveBeenCalled();
+    } finally {
+      allocations.mockRestore();
+    }
   });
 });
 

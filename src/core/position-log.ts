@@ -38,6 +38,8 @@ export class ArrayPositionLog<P> implements PositionLog<P> {
 const spare: Buffer[] = [];
 const MAX_SPARE = 4;
 const NULL_TEXT = 0xffffffff;
+const FIRST_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 /** With the `u` flag a surrogate pair is one code point: this matches only a surrogate without its other half. */
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
@@ -48,15 +50,17 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
  * and what made the heap grow. Each text is stored with its byte length, so any text round-trips exactly.
  */
 export class PositionBytes implements PositionLog<Position> {
-  private buf: Buffer;
   private readonly starts: number[] = [];
   private end = 0;
   /** Positions with a text UTF-8 cannot carry (a lone surrogate), kept as they are. */
   private readonly odd = new Map<number, Position>();
 
-  constructor() {
-    this.buf = spare.pop() ?? Buffer.allocUnsafe(64 * 1024);
-  }
+  /**
+   * No buffer until the first position: a sender makes the log of its next request as soon as it closes one, and
+   * the last such log is never used. Taking a spare buffer there would drop it with the sender, so every request
+   * would allocate (and soon discard, in the old generation) a buffer of its own.
+   */
+  private buf: Buffer = EMPTY;
 
   get length(): number {
     return this.starts.length;
@@ -103,8 +107,8 @@ export class PositionBytes implements PositionLog<Position> {
   }
 
   release(): void {
-    if (spare.length < MAX_SPARE && this.buf.length <= 4 * 1024 * 1024) spare.push(this.buf);
-    this.buf = Buffer.alloc(0);
+    if (this.buf.length > 0 && spare.length < MAX_SPARE && this.buf.length <= 4 * 1024 * 1024) spare.push(this.buf);
+    this.buf = EMPTY;
     this.starts.length = 0;
     this.odd.clear();
     this.end = 0;
@@ -137,6 +141,7 @@ export class PositionBytes implements PositionLog<Position> {
   }
 
   private reserve(size: number): void {
+    if (this.buf.length === 0) this.buf = spare.pop() ?? Buffer.allocUnsafe(FIRST_BYTES);
     this.buf = grownBuffer(this.buf, this.end, size);
   }
 }
