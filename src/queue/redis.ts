@@ -44,6 +44,40 @@ function reconnectOnReadonly(err: Error): 2 | false {
 }
 
 /**
+ * A connection through Sentinel that does not end for good unless it is closed or its retry strategy gives up.
+ *
+ * ioredis' failover detector (`failoverDetector`) disconnects its connector when a sentinel announces
+ * +switch-master. The detector of a connection whose master died stays subscribed while the connection reconnects;
+ * when the announcement arrives during a reconnect attempt (while a sentinel is being asked where the master is),
+ * ioredis abandons the attempt and ends the connection: status `end`, every command fails at once with "Connection
+ * is closed." and nothing reconnects it (ioredis 5.x). A worker would then run on without Redis until restarted: a
+ * CDC reader that never reads again, a scheduler that never repairs a schedule. Such an end, straight from
+ * `connecting` and not asked for, is answered here by connecting again; its duplicates (BullMQ's own connections)
+ * behave the same.
+ */
+class SentinelRedis extends Redis {
+  private closing = false;
+  private lastStatus = '';
+
+  constructor(options: ConnectionOptions) {
+    super(options);
+    for (const status of ['connecting', 'close'] as const) this.on(status, () => (this.lastStatus = status));
+    this.on('end', () => {
+      if (!this.closing && this.lastStatus === 'connecting') this.connect().catch(() => {});
+    });
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect) this.closing = true;
+    super.disconnect(reconnect);
+  }
+
+  override duplicate(override?: Partial<ConnectionOptions>): Redis {
+    return new Redis({ ...this.options, ...override });
+  }
+}
+
+/**
  * The one place that opens connections to pushsync's Redis, in any of its modes. `connection` applies to every
  * connection to a data node; `retry` decides reconnects (null: give up).
  */
@@ -68,7 +102,7 @@ function connect(c: RedisConfig, connection: ConnectionOptions, retry: (attempt:
   }
   if (c.sentinel) {
     const s = c.sentinel;
-    return new Redis({
+    return new SentinelRedis({
       ...base,
       ...auth,
       retryStrategy: retry,
