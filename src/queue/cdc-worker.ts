@@ -122,6 +122,7 @@ export async function runCdc(
       batchKeys: settings.batchKeys,
       flushIntervalMs: settings.flushInterval,
       shouldStop,
+      lock,
       onStream: (s) => {
         stream = s;
       },
@@ -250,6 +251,8 @@ interface StreamOptions {
   batchKeys: number;
   flushIntervalMs: number;
   shouldStop: () => boolean;
+  /** The reader's lease: positions are recorded only while it is held. */
+  lock: TableLock;
   onStream: (s: ChangeStream) => void;
   log: PipelineContext['logger'];
 }
@@ -306,8 +309,11 @@ async function streamChanges(
 
   const acknowledge = async (position: string): Promise<void> => {
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
-    // position first, so the stream is never found ahead of what pushsync recorded.
-    await ctx.redis.hset(o.stateKey, 'ackedLsn', position, 'ackExact', '1', 'ackedAt', String(Date.now()));
+    // position first, so the stream is never found ahead of what pushsync recorded. Only the lease holder records:
+    // a reader whose lease lapsed unnoticed would write an older position over its successor's, and from then on
+    // every run would find the stream ahead of pushsync's record and refuse it. Such a reader stops here.
+    const recorded = await o.lock.hsetWhileHeld(o.stateKey, { ackedLsn: position, ackExact: '1', ackedAt: String(Date.now()) });
+    if (!recorded) return;
     // A confirmed slot never hands those changes out again: replicas must hold them before a failover could.
     await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey);
     await stream.acknowledge(position);
