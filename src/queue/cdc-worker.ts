@@ -18,7 +18,7 @@ import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
 import { IncrementalSnapshots, requestSnapshot } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
 import { TableProgress } from './table-progress.js';
-import { replicaWait, waitForReplicas } from './redis.js';
+import { connectionEpoch, replicaWait, waitForReplicas } from './redis.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -306,8 +306,11 @@ async function streamChanges(
   let position = acked;
   let lastIdentityCheck = Date.now();
   let snapshotRows = 0;
+  // The connection epoch before the oldest write not yet confirmed by replicas (waitForReplicas); null: none.
+  let unconfirmedSince: number | null = null;
 
   const acknowledge = async (position: string): Promise<void> => {
+    const since = unconfirmedSince ?? connectionEpoch(ctx.redis);
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
     // position first, so the stream is never found ahead of what pushsync recorded. Only the lease holder records:
     // a reader whose lease lapsed unnoticed would write an older position over its successor's, and from then on
@@ -315,13 +318,15 @@ async function streamChanges(
     const recorded = await o.lock.hsetWhileHeld(o.stateKey, { ackedLsn: position, ackExact: '1', ackedAt: String(Date.now()) });
     if (!recorded) return;
     // A confirmed slot never hands those changes out again: replicas must hold them before a failover could.
-    await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey);
+    await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey, since);
     await stream.acknowledge(position);
     acked = position;
+    unconfirmedSince = null;
   };
 
   const flush = async (): Promise<void> => {
     if (buffered.length > 0) {
+      unconfirmedSince ??= connectionEpoch(ctx.redis);
       await enqueueChanges(relations, ctx, buffered, o.batchKeys);
       changes += buffered.length;
       buffered = [];

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../config.js';
 import { SENTINEL_MASTER, TestSentinelGroup } from '../../test/helpers/redis-ha.js';
-import { closeRedis, createRedis, type RedisClient } from './redis.js';
+import { closeRedis, connectionEpoch, createRedis, waitForReplicas, type RedisClient } from './redis.js';
 
 /** Resolves once `check` holds, failing after `ms`. */
 async function until(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
@@ -61,6 +61,27 @@ describe('a Redis connection through Sentinel', () => {
     });
     expect(redis.status).toBe('ready');
     expect(await redis.get('sentinel-test:k')).toBe('after');
+  }, 90_000);
+
+  it('does not let a WAIT answered after a failover confirm writes made before it', async () => {
+    const redis = createRedis(config(), { connectTimeoutMs: 10_000 });
+    clients.push(redis);
+    redis.on('error', () => {});
+    const wait = { replicas: 1, timeoutMs: 3000 };
+    const before = connectionEpoch(redis);
+    await redis.set('sentinel-test:w', 'acknowledged by the old master');
+    await waitForReplicas(redis, wait, 'sentinel-test:w', before);
+    const since = connectionEpoch(redis);
+    await redis.set('sentinel-test:w', 'maybe lost with it');
+    const { killed } = await group.killMaster();
+    await group.revive(killed);
+    // The new master's replica holds everything the new master has: WAIT says 1, about other writes than these.
+    expect(await redis.wait(1, 3000)).toBe(1);
+    await expect(waitForReplicas(redis, wait, 'sentinel-test:w', since)).rejects.toMatchObject({ code: 'REDIS_UNAVAILABLE', retryable: true });
+    // Writes made on the connection as it is now are confirmed as before.
+    const now = connectionEpoch(redis);
+    await redis.set('sentinel-test:w', 'on the new master');
+    await waitForReplicas(redis, wait, 'sentinel-test:w', now);
   }, 90_000);
 
   it('ends for good when it is closed, and a duplicate too', async () => {

@@ -131,7 +131,26 @@ export function createRedis(c: RedisConfig, options: RedisOptions): RedisClient 
     return Date.now() - downSince + reconnectDelay(attempt) < giveUp ? reconnectDelay(attempt) : null;
   });
   if (giveUp !== undefined) redis.on('ready', () => (downSince = undefined));
+  countReconnects(redis);
   return redis;
+}
+
+const epochs = new WeakMap<RedisClient, number>();
+
+function countReconnects(redis: RedisClient): void {
+  const bump = (): void => void epochs.set(redis, connectionEpoch(redis) + 1);
+  redis.on('close', bump);
+  // A cluster node dropped from the slot map: its writes may be gone with it.
+  if (redis instanceof Cluster) redis.on('-node', bump);
+}
+
+/**
+ * How many times the connection was lost so far (a connection made by `createRedis`). Taken before writes and
+ * passed to `waitForReplicas`: a write a server acknowledged just before it died may be missing on the replica
+ * promoted in its place, and a WAIT sent after the reconnect counts the new master's replicas, not that write.
+ */
+export function connectionEpoch(redis: RedisClient): number {
+  return epochs.get(redis) ?? 0;
 }
 
 /** How many replicas must hold pushsync's writes before it confirms a position outside Redis (config `redis.waitReplicas`). */
@@ -150,9 +169,12 @@ export function replicaWait(c: RedisConfig): ReplicaWait {
  * when none are asked for; fails with a retryable REDIS_UNAVAILABLE when fewer confirm in time. Callers run it
  * after their writes and before telling a source or producer that can never resend that a position is done: a
  * failover may promote a replica that lacks the last writes a master acknowledged, and those would be lost.
- * `key`: any key of pushsync's (in a cluster, WAIT must reach the master of pushsync's slot).
+ * `key`: any key of pushsync's (in a cluster, WAIT must reach the master of pushsync's slot). `since`: the
+ * `connectionEpoch` taken before the writes; if the connection was lost after it, the writes may have reached a
+ * server that is gone, and WAIT (sent again to whichever server answers now) proves nothing about them: that fails
+ * too, with the same retryable error.
  */
-export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string): Promise<void> {
+export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string, since?: number): Promise<void> {
   if (wait.replicas === 0) return;
   let acked: number;
   if (redis instanceof Cluster) {
@@ -168,6 +190,13 @@ export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key
     throw new AppError(
       'REDIS_UNAVAILABLE',
       `only ${acked} of ${wait.replicas} Redis replicas confirmed pushsync's writes within ${wait.timeoutMs} ms (redis.waitReplicas); not confirming the position yet`,
+      { retryable: true, retryAfterMs: 1000 },
+    );
+  }
+  if (since !== undefined && connectionEpoch(redis) !== since) {
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `the connection to Redis was lost after pushsync's writes were made: a failover may have dropped them, and the replicas that confirmed are the new master's; not confirming the position yet`,
       { retryable: true, retryAfterMs: 1000 },
     );
   }
