@@ -17,6 +17,7 @@ import { failJob } from './job-errors.js';
 import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
 import { IncrementalSnapshots, requestSnapshot } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
+import { clearReaderFailure, recordReaderFailure } from './cdc-health.js';
 import { TableProgress } from './table-progress.js';
 import { connectionEpoch, replicaWait, waitForReplicas } from './redis.js';
 
@@ -131,8 +132,10 @@ export async function runCdc(
     // Why the run ended: a stall shows as a stream that stopped and was not opened again.
     const why = stopping() ? 'stopping' : lock.isLost ? 'lease lost' : Date.now() >= runDeadline ? 'cdc.maxRunTime reached' : 'caught up';
     log.info({ changes: result.changes, acked: result.acked }, `${cdc.stream}: stream ended (${why}); the next scheduled run continues it`);
+    await clearReaderFailure(ctx, stateKey);
     return { changes: result.changes, snapshotRows: snapshotRows + result.snapshotRows, ackedPosition: result.acked };
   } catch (err) {
+    await recordReaderFailure(ctx, stateKey, err);
     throw failJob(err, { ctx, job, labels: { source: sourceName, table: `cdc:${settings.slot}` }, log, what: 'cdc run failed' });
   } finally {
     await stream?.stop().catch(() => {});
@@ -308,6 +311,8 @@ async function streamChanges(
   let snapshotRows = 0;
   // The connection epoch before the oldest write not yet confirmed by replicas (waitForReplicas); null: none.
   let unconfirmedSince: number | null = null;
+  // Set by the run's first confirmed position: the reader works, whatever its earlier runs did (cdc-health.ts).
+  let working = false;
 
   const acknowledge = async (position: string): Promise<void> => {
     const since = unconfirmedSince ?? connectionEpoch(ctx.redis);
@@ -322,6 +327,10 @@ async function streamChanges(
     await stream.acknowledge(position);
     acked = position;
     unconfirmedSince = null;
+    if (!working) {
+      working = true;
+      await clearReaderFailure(ctx, o.stateKey);
+    }
   };
 
   const flush = async (): Promise<void> => {
