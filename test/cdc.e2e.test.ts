@@ -12,6 +12,7 @@ import { currentState } from './helpers/current-state.js';
 import { closePipeline, createPipeline } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { pipelineStatus } from '../src/queue/status.js';
+import { statusText } from '../src/core/table-status.js';
 
 interface Rec {
   _op: string;
@@ -245,6 +246,31 @@ describe('change data capture from a logical replication slot', () => {
     const summary = await syncOnce();
     expect(summary.failed).toHaveLength(1);
     expect(summary.failed[0]!.reason).toMatch(/^\[CURSOR_INVALID\] replication slot .* is at .*, ahead of the .* pushsync acknowledged/);
+  });
+
+  it('shows in status a reader whose runs keep failing, with its last error and since when, until a run works', async () => {
+    // The previous test left the slot one byte past what pushsync recorded: every run fails, and nothing else says so.
+    expect((await syncOnce()).failed).toHaveLength(1);
+    const ctx = createPipeline(config, createLogger('silent'));
+    try {
+      const [table] = (await pipelineStatus(ctx)).tables;
+      expect(table).toMatchObject({ state: 'failing', pendingBatches: 0, failedBatches: 0 });
+      expect(table!.reader).toMatchObject({ lastError: expect.stringMatching(/^\[CURSOR_INVALID\] replication slot .* is at .*, ahead of/) });
+      expect(table!.reader!.failures).toBeGreaterThanOrEqual(2);
+      expect(Date.parse(table!.reader!.failingSince)).toBeLessThan(Date.parse(table!.reader!.lastErrorAt));
+      expect(statusText([table!], 0)).toMatch(/change reader failing since .* ago \(\d+ run\(s\)\), last .* ago: \[CURSOR_INVALID\]/);
+      // Consistent again (here the record is moved to the slot's position): the next run works, and status says so.
+      const { rows } = await client.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [
+        slot,
+      ]);
+      await ctx.redis.hset(new Keys(prefix).cdcState('app', slot), 'ackedLsn', rows[0]!.lsn);
+      expect((await syncOnce()).failed).toEqual([]);
+      const [after] = (await pipelineStatus(ctx)).tables;
+      expect(after!.reader).toBeNull();
+      expect(after!.state).not.toBe('failing');
+    } finally {
+      await closePipeline(ctx);
+    }
   });
 
   it('refuses a slot recreated behind its back: its position is ahead of what was acknowledged', async () => {

@@ -7,7 +7,10 @@ export interface TableStatus {
   table: string;
   target: string;
   mode: 'watermark' | 'cdc' | 'debezium';
-  /** `paused` (by an operator), `backfilling` (never read to its end), `failing` (dead letters), `behind` (batches undelivered), `current`. */
+  /**
+   * `paused` (by an operator), `failing` (dead letters, or a CDC reader whose runs fail), `backfilling` (never read
+   * to its end), `behind` (batches undelivered), `current`.
+   */
   state: 'paused' | 'backfilling' | 'failing' | 'behind' | 'current';
   /** Where reading stands, in words. */
   position: string;
@@ -23,6 +26,11 @@ export interface TableStatus {
   paused: { since: string; reason?: string; schema?: boolean } | null;
   /** The latest schema changes detected, newest first. */
   schemaChanges: SchemaChangeAnnouncement[];
+  /**
+   * CDC tables: the source's change reader while its runs fail (none has worked since `failingSince`); null while
+   * it works, and for other modes.
+   */
+  reader: { failingSince: string; failures: number; lastError: string; lastErrorAt: string } | null;
 }
 
 /** Schema changes `pushsync status` prints per table (the JSON form has every kept one). */
@@ -57,6 +65,10 @@ export function statusText(tables: TableStatus[], deadLetters: number, now = Dat
   const out = [textTable(['TABLE', 'MODE', 'STATE', 'LAST RUN ROWS', 'RATE', 'LAG', 'PENDING', 'FAILED', 'LAST SUCCESS'], rows), ''];
   for (const t of tables) {
     out.push(`${t.source}.${t.table} → ${t.target}: ${t.position}`);
+    if (t.reader)
+      out.push(
+        `  change reader failing since ${ago(t.reader.failingSince, now)} (${t.reader.failures} run(s)), last ${ago(t.reader.lastErrorAt, now)}: ${t.reader.lastError}`,
+      );
     if (t.backfill && !t.backfill.done) out.push(`  backfill: ${progressWords(t.backfill)}`);
     if (t.paused)
       out.push(

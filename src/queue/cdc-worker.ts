@@ -17,8 +17,9 @@ import { failJob } from './job-errors.js';
 import { RelationTracker, type TrackedRelation } from './cdc-relations.js';
 import { IncrementalSnapshots, requestSnapshot } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
+import { clearReaderFailure, recordReaderFailure } from './cdc-health.js';
 import { TableProgress } from './table-progress.js';
-import { replicaWait, waitForReplicas } from './redis.js';
+import { connectionEpoch, replicaWait, waitForReplicas } from './redis.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -122,6 +123,7 @@ export async function runCdc(
       batchKeys: settings.batchKeys,
       flushIntervalMs: settings.flushInterval,
       shouldStop,
+      lock,
       onStream: (s) => {
         stream = s;
       },
@@ -130,8 +132,10 @@ export async function runCdc(
     // Why the run ended: a stall shows as a stream that stopped and was not opened again.
     const why = stopping() ? 'stopping' : lock.isLost ? 'lease lost' : Date.now() >= runDeadline ? 'cdc.maxRunTime reached' : 'caught up';
     log.info({ changes: result.changes, acked: result.acked }, `${cdc.stream}: stream ended (${why}); the next scheduled run continues it`);
+    await clearReaderFailure(ctx, stateKey);
     return { changes: result.changes, snapshotRows: snapshotRows + result.snapshotRows, ackedPosition: result.acked };
   } catch (err) {
+    await recordReaderFailure(ctx, stateKey, err);
     throw failJob(err, { ctx, job, labels: { source: sourceName, table: `cdc:${settings.slot}` }, log, what: 'cdc run failed' });
   } finally {
     await stream?.stop().catch(() => {});
@@ -250,6 +254,8 @@ interface StreamOptions {
   batchKeys: number;
   flushIntervalMs: number;
   shouldStop: () => boolean;
+  /** The reader's lease: positions are recorded only while it is held. */
+  lock: TableLock;
   onStream: (s: ChangeStream) => void;
   log: PipelineContext['logger'];
 }
@@ -303,19 +309,33 @@ async function streamChanges(
   let position = acked;
   let lastIdentityCheck = Date.now();
   let snapshotRows = 0;
+  // The connection epoch before the oldest write not yet confirmed by replicas (waitForReplicas); null: none.
+  let unconfirmedSince: number | null = null;
+  // Set by the run's first confirmed position: the reader works, whatever its earlier runs did (cdc-health.ts).
+  let working = false;
 
   const acknowledge = async (position: string): Promise<void> => {
+    const since = unconfirmedSince ?? connectionEpoch(ctx.redis);
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
-    // position first, so the stream is never found ahead of what pushsync recorded.
-    await ctx.redis.hset(o.stateKey, 'ackedLsn', position, 'ackExact', '1', 'ackedAt', String(Date.now()));
+    // position first, so the stream is never found ahead of what pushsync recorded. Only the lease holder records:
+    // a reader whose lease lapsed unnoticed would write an older position over its successor's, and from then on
+    // every run would find the stream ahead of pushsync's record and refuse it. Such a reader stops here.
+    const recorded = await o.lock.hsetWhileHeld(o.stateKey, { ackedLsn: position, ackExact: '1', ackedAt: String(Date.now()) });
+    if (!recorded) return;
     // A confirmed slot never hands those changes out again: replicas must hold them before a failover could.
-    await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey);
+    await waitForReplicas(ctx.redis, replicaWait(ctx.config.redis), o.stateKey, since);
     await stream.acknowledge(position);
     acked = position;
+    unconfirmedSince = null;
+    if (!working) {
+      working = true;
+      await clearReaderFailure(ctx, o.stateKey);
+    }
   };
 
   const flush = async (): Promise<void> => {
     if (buffered.length > 0) {
+      unconfirmedSince ??= connectionEpoch(ctx.redis);
       await enqueueChanges(relations, ctx, buffered, o.batchKeys);
       changes += buffered.length;
       buffered = [];

@@ -44,6 +44,40 @@ function reconnectOnReadonly(err: Error): 2 | false {
 }
 
 /**
+ * A connection through Sentinel that does not end for good unless it is closed or its retry strategy gives up.
+ *
+ * ioredis' failover detector (`failoverDetector`) disconnects its connector when a sentinel announces
+ * +switch-master. The detector of a connection whose master died stays subscribed while the connection reconnects;
+ * when the announcement arrives during a reconnect attempt (while a sentinel is being asked where the master is),
+ * ioredis abandons the attempt and ends the connection: status `end`, every command fails at once with "Connection
+ * is closed." and nothing reconnects it (ioredis 5.x). A worker would then run on without Redis until restarted: a
+ * CDC reader that never reads again, a scheduler that never repairs a schedule. Such an end, straight from
+ * `connecting` and not asked for, is answered here by connecting again; its duplicates (BullMQ's own connections)
+ * behave the same.
+ */
+class SentinelRedis extends Redis {
+  private closing = false;
+  private lastStatus = '';
+
+  constructor(options: ConnectionOptions) {
+    super(options);
+    for (const status of ['connecting', 'close'] as const) this.on(status, () => (this.lastStatus = status));
+    this.on('end', () => {
+      if (!this.closing && this.lastStatus === 'connecting') this.connect().catch(() => {});
+    });
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect) this.closing = true;
+    super.disconnect(reconnect);
+  }
+
+  override duplicate(override?: Partial<ConnectionOptions>): Redis {
+    return new Redis({ ...this.options, ...override });
+  }
+}
+
+/**
  * The one place that opens connections to pushsync's Redis, in any of its modes. `connection` applies to every
  * connection to a data node; `retry` decides reconnects (null: give up).
  */
@@ -68,7 +102,7 @@ function connect(c: RedisConfig, connection: ConnectionOptions, retry: (attempt:
   }
   if (c.sentinel) {
     const s = c.sentinel;
-    return new Redis({
+    return new SentinelRedis({
       ...base,
       ...auth,
       retryStrategy: retry,
@@ -97,7 +131,26 @@ export function createRedis(c: RedisConfig, options: RedisOptions): RedisClient 
     return Date.now() - downSince + reconnectDelay(attempt) < giveUp ? reconnectDelay(attempt) : null;
   });
   if (giveUp !== undefined) redis.on('ready', () => (downSince = undefined));
+  countReconnects(redis);
   return redis;
+}
+
+const epochs = new WeakMap<RedisClient, number>();
+
+function countReconnects(redis: RedisClient): void {
+  const bump = (): void => void epochs.set(redis, connectionEpoch(redis) + 1);
+  redis.on('close', bump);
+  // A cluster node dropped from the slot map: its writes may be gone with it.
+  if (redis instanceof Cluster) redis.on('-node', bump);
+}
+
+/**
+ * How many times the connection was lost so far (a connection made by `createRedis`). Taken before writes and
+ * passed to `waitForReplicas`: a write a server acknowledged just before it died may be missing on the replica
+ * promoted in its place, and a WAIT sent after the reconnect counts the new master's replicas, not that write.
+ */
+export function connectionEpoch(redis: RedisClient): number {
+  return epochs.get(redis) ?? 0;
 }
 
 /** How many replicas must hold pushsync's writes before it confirms a position outside Redis (config `redis.waitReplicas`). */
@@ -116,9 +169,12 @@ export function replicaWait(c: RedisConfig): ReplicaWait {
  * when none are asked for; fails with a retryable REDIS_UNAVAILABLE when fewer confirm in time. Callers run it
  * after their writes and before telling a source or producer that can never resend that a position is done: a
  * failover may promote a replica that lacks the last writes a master acknowledged, and those would be lost.
- * `key`: any key of pushsync's (in a cluster, WAIT must reach the master of pushsync's slot).
+ * `key`: any key of pushsync's (in a cluster, WAIT must reach the master of pushsync's slot). `since`: the
+ * `connectionEpoch` taken before the writes; if the connection was lost after it, the writes may have reached a
+ * server that is gone, and WAIT (sent again to whichever server answers now) proves nothing about them: that fails
+ * too, with the same retryable error.
  */
-export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string): Promise<void> {
+export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string, since?: number): Promise<void> {
   if (wait.replicas === 0) return;
   let acked: number;
   if (redis instanceof Cluster) {
@@ -134,6 +190,13 @@ export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key
     throw new AppError(
       'REDIS_UNAVAILABLE',
       `only ${acked} of ${wait.replicas} Redis replicas confirmed pushsync's writes within ${wait.timeoutMs} ms (redis.waitReplicas); not confirming the position yet`,
+      { retryable: true, retryAfterMs: 1000 },
+    );
+  }
+  if (since !== undefined && connectionEpoch(redis) !== since) {
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `the connection to Redis was lost after pushsync's writes were made: a failover may have dropped them, and the replicas that confirmed are the new master's; not confirming the position yet`,
       { retryable: true, retryAfterMs: 1000 },
     );
   }

@@ -5,7 +5,7 @@ import { parseConfig, type Config } from '../config.js';
 import { createLogger } from '../observability/logger.js';
 import { createMetrics } from '../observability/metrics.js';
 import { EXTRACT_QUEUE } from './jobs.js';
-import { OVERDUE_MS, repairSchedules, syncSchedules } from './scheduler.js';
+import { OVERDUE_MS, PERSISTENT_CHECK_FAILURES, repairSchedules, syncSchedules, watchSchedules } from './scheduler.js';
 import { dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from '../../test/helpers/services.js';
 
 describe('schedule repair', () => {
@@ -78,6 +78,20 @@ describe('schedule repair', () => {
 
     // Repaired: a second pass finds nothing to do, even long after.
     expect(await repairSchedules(queue, config, logger(), undefined, () => due + OVERDUE_MS + 1000)).toEqual([]);
+  });
+
+  it('says once, at warn, that schedule checks keep failing (a stopped schedule is then not repaired)', async () => {
+    const broken = new Queue(EXTRACT_QUEUE, { connection: { url: REDIS_URL }, prefix });
+    await broken.close();
+    const stop = watchSchedules(broken, config, logger(), createMetrics(), 20);
+    try {
+      await new Promise((r) => setTimeout(r, 20 * (PERSISTENT_CHECK_FAILURES + 4)));
+    } finally {
+      stop();
+    }
+    const warnings = lines.filter((l) => l.includes('"level":40'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('schedule checks keep failing');
   });
 
   it('registers again a schedule removed from Redis while its table is still configured', async () => {

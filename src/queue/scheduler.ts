@@ -99,14 +99,32 @@ async function brokenSince(queue: Queue, id: string, now: () => number): Promise
   return again?.next === next ? next : null;
 }
 
-/** Runs `repairSchedules` every `intervalMs` until stopped; a failed pass (Redis away) is retried at the next tick. */
+/** Consecutive failed schedule checks after which the scheduler says so at warn: a failover's few are normal. */
+export const PERSISTENT_CHECK_FAILURES = 4;
+
+/**
+ * Runs `repairSchedules` every `intervalMs` until stopped; a failed pass (Redis away) is retried at the next tick.
+ * Checks that keep failing are logged once at warn (a schedule that stopped meanwhile stays stopped), and once
+ * more when they work again.
+ */
 export function watchSchedules(queue: Queue, config: Config, logger: Logger, metrics: Metrics, intervalMs = 15_000): () => void {
   let running = false;
+  let failures = 0;
   const timer = setInterval(() => {
     if (running) return;
     running = true;
     repairSchedules(queue, config, logger, metrics)
-      .catch((err: unknown) => logger.debug({ err: (err as Error).message }, 'schedule check failed; retried at the next tick'))
+      .then(() => {
+        if (failures >= PERSISTENT_CHECK_FAILURES) logger.info({ failures }, 'schedule checks work again');
+        failures = 0;
+      })
+      .catch((err: unknown) => {
+        failures += 1;
+        const fields = { err: (err as Error).message, failures };
+        if (failures === PERSISTENT_CHECK_FAILURES)
+          logger.warn(fields, 'schedule checks keep failing: a schedule that stops is not repaired until they work again');
+        else logger.debug(fields, 'schedule check failed; retried at the next tick');
+      })
       .finally(() => {
         running = false;
       });

@@ -6,6 +6,7 @@ import type { PipelineContext } from './context.js';
 import { PendingSet } from './pending.js';
 import { pausedState } from './table-admin.js';
 import { recentSchemaChanges } from './schema-watch.js';
+import { readerFailure } from './cdc-health.js';
 
 /** Every configured table's status, from Redis alone (no source is queried), and the dead-letter count. */
 export async function pipelineStatus(ctx: PipelineContext, now = Date.now()): Promise<{ tables: TableStatus[]; deadLetters: number }> {
@@ -59,6 +60,7 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
           done: state.caughtUpAt !== undefined || (t.mode === 'cdc' && cdc?.[`snapshot:${t.name}`] !== undefined),
         };
   const position = t.mode === 'cdc' ? cdcPosition(t, cdc ?? {}) : watermarkPosition(t, parseCursor(rawCursor, `${t.source}.${t.name}`));
+  const reader = t.mode === 'cdc' ? readerFailure(cdc ?? {}) : null;
   return {
     source: t.source,
     table: t.name,
@@ -66,13 +68,15 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
     mode: t.mode,
     state: paused
       ? 'paused'
-      : (state.caughtUpAt === undefined && t.mode === 'watermark') || (t.mode === 'cdc' && cdc?.[`snapshot:${t.name}`] === undefined)
-        ? 'backfilling'
-        : failedBatches > 0
-          ? 'failing'
-          : pendingBatches > 0
-            ? 'behind'
-            : 'current',
+      : reader
+        ? 'failing'
+        : (state.caughtUpAt === undefined && t.mode === 'watermark') || (t.mode === 'cdc' && cdc?.[`snapshot:${t.name}`] === undefined)
+          ? 'backfilling'
+          : failedBatches > 0
+            ? 'failing'
+            : pendingBatches > 0
+              ? 'behind'
+              : 'current',
     position,
     lastRun,
     lagSeconds: lagSince === undefined ? null : Math.max(0, Math.round((now - lagSince) / 100) / 10),
@@ -83,6 +87,7 @@ async function tableStatus(ctx: PipelineContext, t: TableConfig, failedBatches: 
     backfill: backfill && backfill.done ? { ...backfill, total: backfill.rows, percent: 100, etaSeconds: 0 } : backfill,
     paused,
     schemaChanges,
+    reader,
   };
 }
 

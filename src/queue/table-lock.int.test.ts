@@ -75,6 +75,17 @@ describe('TableLock', () => {
     expect(await redis.get(key)).toBe('another-token');
   });
 
+  it('writes a hash only while it holds the lease, and counts itself lost when it does not', async () => {
+    const a = lock();
+    const state = `${prefix}:cdc:app:slot`;
+    expect(await a.acquire()).toBe(true);
+    expect(await a.hsetWhileHeld(state, { ackedLsn: '0/10', ackExact: '1' })).toBe(true);
+    await redis.set(key, 'another-token', 'PX', 30_000);
+    expect(await a.hsetWhileHeld(state, { ackedLsn: '0/5' })).toBe(false);
+    expect(a.isLost).toBe(true);
+    expect(await redis.hgetall(state)).toEqual({ ackedLsn: '0/10', ackExact: '1' });
+  });
+
   it('makes a one-shot run wait for the lease and take it once released', async () => {
     const a = lock();
     const b = lock();

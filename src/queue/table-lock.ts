@@ -5,6 +5,7 @@ import type { RunReason } from './jobs.js';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+const HSET_IF_HELD = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('HSET', KEYS[2], unpack(ARGV, 2)) return 1 end return 0`;
 
 /**
  * One reader per table across all workers: a Redis lease renewed while the run lasts. When its holder dies the
@@ -74,9 +75,21 @@ export class TableLock {
     return reason === 'once' ? this.acquireWaiting(keepTrying) : this.acquire();
   }
 
-  /** True once a renewal found the lease held by someone else. */
+  /** True once a renewal (or `hsetWhileHeld`) found the lease held by someone else. */
   get isLost(): boolean {
     return this.lost;
+  }
+
+  /**
+   * Sets `fields` of the hash `key` only while this holder has the lease, in one step with the check: a holder that
+   * lost its lease before its renewal said so (a Redis failover let it lapse, another reader took it) cannot write
+   * over what its successor recorded. False, and the lease counts as lost, when it was not held. In a cluster, `key`
+   * must share the lease's slot (pushsync's prefix is a hash tag there).
+   */
+  async hsetWhileHeld(key: string, fields: Record<string, string>): Promise<boolean> {
+    const done = (await this.redis.eval(HSET_IF_HELD, 2, this.key, key, this.token, ...Object.entries(fields).flat())) === 1;
+    if (!done) this.lost = true;
+    return done;
   }
 
   async release(): Promise<void> {

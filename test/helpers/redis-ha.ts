@@ -198,9 +198,27 @@ export class TestSentinelGroup {
     return group;
   }
 
+  private readonly paused = new Set<Server>();
+
+  /**
+   * SIGSTOPs sentinel `i`: connections to it are accepted (by the kernel) but never answered, as a sentinel that
+   * hangs. `resumeSentinel` lets it go on.
+   */
+  pauseSentinel(i: number): void {
+    const s = this.sentinels[i]!;
+    this.paused.add(s);
+    s.proc.kill('SIGSTOP');
+  }
+
+  resumeSentinel(i: number): void {
+    const s = this.sentinels[i]!;
+    s.proc.kill('SIGCONT');
+    this.paused.delete(s);
+  }
+
   /** The port of the master the sentinels name now. */
   async masterPort(): Promise<number> {
-    const alive = this.sentinels.find((s) => s.proc.exitCode === null)!;
+    const alive = this.sentinels.find((s) => s.proc.exitCode === null && !this.paused.has(s))!;
     const [, port] = (await on(alive.port, (r) => r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER))) as [string, string];
     return Number(port);
   }
@@ -227,6 +245,7 @@ export class TestSentinelGroup {
   }
 
   async stop(): Promise<void> {
+    for (const s of this.paused) s.proc.kill('SIGCONT');
     await Promise.all([...this.sentinels, ...this.servers].map((s) => kill(s)));
     rmSync(this.dir, { recursive: true, force: true });
   }
