@@ -11,6 +11,11 @@ RUN npm run build
 # Runtime stage: production dependencies and the compiled code only, as a non-root user.
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
+# A heap limit, far above what pushsync holds (tens of MB), for what it does to the garbage collector: V8 lets the old
+# generation grow to up to 4x its live size between collections when the limit is the machine's default (a quarter of
+# its memory), and to about 1.6x under 1 GB. Measured on a 10M-row backfill through a destination outage: peak RSS
+# 173 MB instead of 198-226 MB, the same CPU. `docker run -e NODE_OPTIONS=…` replaces it.
+ENV NODE_OPTIONS=--max-old-space-size=1024
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

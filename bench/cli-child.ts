@@ -61,8 +61,17 @@ function statusField(pid: number, field: string): number {
 }
 
 /**
+ * The Dockerfile's `ENV NODE_OPTIONS=…` (its heap limit), so that the bench's CLI runs with the options the image
+ * runs with; '' when it sets none.
+ */
+export function dockerNodeOptions(): string {
+  const line = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+  return line ? line[1]!.trim() : '';
+}
+
+/**
  * Runs `node dist/cli.js --config <file> <args…>` with `config` written as the config file (JSON is YAML).
- * NODE_OPTIONS is dropped so the child runs plain node.
+ * NODE_OPTIONS is the Dockerfile's, not the bench's own (tsx's loader must not reach the child).
  */
 export function startCli(config: unknown, args: readonly string[]): CliChild {
   const dir = mkdtempSync(join(tmpdir(), 'pushsync-bench-'));
@@ -70,7 +79,9 @@ export function startCli(config: unknown, args: readonly string[]): CliChild {
   const usageFile = join(dir, 'usage.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const env: NodeJS.ProcessEnv = { ...process.env, PUSHSYNC_BENCH_USAGE_FILE: usageFile, PUSHSYNC_BENCH_MEMORY: process.env.BENCH_MEMORY ?? '0' };
-  delete env.NODE_OPTIONS;
+  const nodeOptions = dockerNodeOptions();
+  if (nodeOptions === '') delete env.NODE_OPTIONS;
+  else env.NODE_OPTIONS = nodeOptions;
   const started = performance.now();
   const child = spawn(process.execPath, [...NODE_FLAGS, '--import', USAGE_REPORT, CLI, '--config', configFile, ...args], {
     cwd: ROOT,

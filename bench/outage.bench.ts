@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config.js';
 import { deletePrefix, Keys } from '../src/queue/redis.js';
 import { redisUsedMemory } from './backfill.js';
-import { buildCli, memoryLine, startCli } from './cli-child.js';
+import { buildCli, dockerNodeOptions, memoryLine, startCli } from './cli-child.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild } from './receiver-child.js';
 import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
@@ -24,6 +24,7 @@ const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 async function main(): Promise<number> {
   console.log(`dataset: ${TABLE}, ${fmtInt(ROWS)} rows; destination down for the first ${OUTAGE_SECONDS} s`);
+  console.log(`the CLI runs with NODE_OPTIONS=${dockerNodeOptions() || '(none)'}, as the Dockerfile sets it`);
   const t0 = performance.now();
   if (await ensureDataset(PG_URL, SCHEMA, ROWS, false)) console.log(`  generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const expected = await countRows(PG_URL, SCHEMA, benchTable(ROWS));

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { cpuSecondsByCommand, diffCpu } from './cpu.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { cliBackfill, pipelineBackfill, type BackfillOptions, type PipelineResult } from './backfill.js';
-import { buildCli, cliStartup } from './cli-child.js';
+import { buildCli, cliStartup, dockerNodeOptions } from './cli-child.js';
 import { rawKeysetRead } from './raw-read.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
 import { mysqlBackfillBench } from './mysql-backfill.js';
@@ -84,6 +84,7 @@ async function main(): Promise<number> {
   if (process.env.BENCH_BUILD !== '0') buildCli();
   const startup = await cliStartup();
   console.log(`compiled CLI start-up alone (node dist/cli.js --version): CPU ${startup.cpuSeconds.toFixed(2)} s, peak RSS ${mb(startup.peakRss)}`);
+  console.log(`the CLI runs with NODE_OPTIONS=${dockerNodeOptions() || '(none)'}, as the Dockerfile sets it`);
   const receiver = await startReceiverChild();
   const monitor = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const raws = { array: [] as number[], object: [] as number[] };
