@@ -39,11 +39,16 @@ describe('a Redis connection through Sentinel', () => {
 
   it('survives a failover announced while it is asking a sentinel where the master went (it does not end for good)', async () => {
     const redis = createRedis(config(), { connectTimeoutMs: 10_000 });
-    clients.push(redis);
+    // BullMQ makes its workers' blocking connections by duplicating the one it is given.
+    const duplicate = redis.duplicate();
+    clients.push(redis, duplicate);
     const ended: string[] = [];
-    redis.on('error', () => {});
-    redis.on('end', () => ended.push(redis.status));
+    for (const c of [redis, duplicate]) {
+      c.on('error', () => {});
+      c.on('end', () => ended.push(c.status));
+    }
     await redis.set('sentinel-test:k', 'before');
+    await duplicate.get('sentinel-test:k');
     // The sentinel it asked first is asked first again after a disconnect: make it hang, so the reconnect that
     // follows the master's death is still waiting for its answer when the other two announce +switch-master.
     group.pauseSentinel(0);
@@ -59,7 +64,11 @@ describe('a Redis connection through Sentinel', () => {
     await until('the connection to serve commands again', async () => (await redis.set('sentinel-test:k', 'after')) === 'OK').catch((err: Error) => {
       throw new Error(`${err.message} (status ${redis.status}; ended ${ended.length} time(s))`);
     });
+    await until('its duplicate to serve commands again', async () => (await duplicate.get('sentinel-test:k')) === 'after').catch((err: Error) => {
+      throw new Error(`${err.message} (status ${duplicate.status}; ended ${ended.length} time(s))`);
+    });
     expect(redis.status).toBe('ready');
+    expect(duplicate.status).toBe('ready');
     expect(await redis.get('sentinel-test:k')).toBe('after');
   }, 90_000);
 

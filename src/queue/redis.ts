@@ -72,8 +72,9 @@ class SentinelRedis extends Redis {
     super.disconnect(reconnect);
   }
 
+  /** BullMQ makes its workers' blocking connections with this: they need the same care. */
   override duplicate(override?: Partial<ConnectionOptions>): Redis {
-    return new Redis({ ...this.options, ...override });
+    return new SentinelRedis({ ...this.options, ...override });
   }
 }
 
