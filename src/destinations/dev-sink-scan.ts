@@ -101,6 +101,8 @@ export interface EnvelopeParts {
   data: string | undefined;
   /** The raw text of every row: the elements of `data` when it is an array, else `[data]`. */
   rows: string[];
+  /** Where each row starts in the body. */
+  rowStarts: number[];
   /** The raw text of `config`; undefined when the body has none. */
   config: string | undefined;
 }
@@ -110,7 +112,7 @@ export interface EnvelopeParts {
  * A repeated key counts by its last value, as in `JSON.parse`.
  */
 export function envelopeParts(text: string): EnvelopeParts {
-  const parts: EnvelopeParts = { data: undefined, rows: [], config: undefined };
+  const parts: EnvelopeParts = { data: undefined, rows: [], rowStarts: [], config: undefined };
   let i = skipSpace(text, text.indexOf('{') + 1);
   if (text.charCodeAt(i) === CLOSE_OBJ) return parts;
   for (;;) {
@@ -121,6 +123,7 @@ export function envelopeParts(text: string): EnvelopeParts {
     if (keyIs(rawKey, 'data') && text.charCodeAt(valueStart) === OPEN_ARR) {
       const { spans, end } = arraySpans(text, valueStart);
       parts.rows = spans.map(([a, b]) => text.slice(a, b));
+      parts.rowStarts = spans.map(([a]) => a);
       valueEnd = end;
       parts.data = text.slice(valueStart, valueEnd);
     } else {
@@ -128,6 +131,7 @@ export function envelopeParts(text: string): EnvelopeParts {
       if (keyIs(rawKey, 'data')) {
         parts.data = text.slice(valueStart, valueEnd);
         parts.rows = [parts.data];
+        parts.rowStarts = [valueStart];
       } else if (keyIs(rawKey, 'config')) parts.config = text.slice(valueStart, valueEnd);
     }
     i = skipSpace(text, valueEnd);

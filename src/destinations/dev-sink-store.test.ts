@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DevSinkStore } from './dev-sink-store.js';
+import { joinRows, KINDS, splitRows } from './dev-sink-rows.js';
+import { DevSinkStore, widen, widenAll } from './dev-sink-store.js';
 
 const TABLE = 'bronze.rows';
 
@@ -83,4 +84,46 @@ describe('dev sink store', () => {
       { id: '6', n: 'true' },
     ]);
   });
+
+  it('stores batches in the order their turns were taken, not the order they became ready', async () => {
+    let readyFirst!: () => void;
+    const first = new Promise<void>((resolve) => (readyFirst = resolve)).then(() => ({
+      target: TABLE,
+      batch: split(['{"id":1}']),
+    }));
+    const stored = [
+      store.appendBatch(first, { requestId: 'first' }),
+      store.appendBatch(Promise.resolve({ target: TABLE, batch: split(['{"id":2}']) }), { requestId: 'second' }),
+      store.appendBatch(Promise.reject(new Error('refused')), { requestId: 'refused' }),
+      store.appendBatch(Promise.resolve({ target: TABLE, batch: split(['{"id":3}']) }), { requestId: 'third' }),
+    ];
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    readyFirst();
+    const results = await Promise.allSettled(stored);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.snapshotId : 'failed'))).toEqual([1, 2, 'failed', 3]);
+    expect(await store.query(`SELECT id, _request_id FROM ${TABLE} ORDER BY rowid`)).toEqual([
+      { id: '1', _request_id: 'first' },
+      { id: '2', _request_id: 'second' },
+      { id: '3', _request_id: 'third' },
+    ]);
+  });
+
+  it('widens a column to the same type whatever order the kinds of its values come in', () => {
+    const types = ['VARCHAR', 'BIGINT', 'HUGEINT', 'DOUBLE', 'BOOLEAN', 'JSON', 'DATE'];
+    const sequences: number[][] = [[]];
+    for (let length = 1; length <= 3; length += 1) {
+      for (const s of sequences.filter((q) => q.length === length - 1)) for (let k = 0; k < KINDS.length; k += 1) sequences.push([...s, k]);
+    }
+    for (const type of types) {
+      for (const sequence of sequences) {
+        const mask = sequence.reduce((m, k) => m | (1 << k), 0);
+        expect(sequence.reduce((t, k) => widen(t, KINDS[k]!), type)).toBe(widenAll(type, mask));
+      }
+    }
+  });
 });
+
+function split(rows: string[]): ReturnType<typeof splitRows> {
+  const { text, rowStarts } = joinRows(rows);
+  return splitRows(text, rowStarts);
+}

@@ -1,12 +1,14 @@
 import { DuckDBInstance, timestampTZValue, type DuckDBAppender, type DuckDBConnection, type DuckDBTimestampTZValue } from '@duckdb/node-api';
 import { AppError, toAppError } from '../core/errors.js';
-import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
+import { quoteIdent } from '../core/identifiers.js';
+import { parseTarget, type Target } from './dev-sink-input.js';
 import {
+  KINDS,
   RECEIVED_AT,
   REQUEST_ID,
   RESERVED,
   isNullAt,
-  kindAt,
+  joinRows,
   splitRows,
   stringAt,
   type Batch,
@@ -15,6 +17,7 @@ import {
 } from './dev-sink-rows.js';
 
 export { RECEIVED_AT, REQUEST_ID, type RowRejection } from './dev-sink-rows.js';
+export { parseTarget, type Target } from './dev-sink-input.js';
 
 /**
  * The dev sink's storage: one DuckDB table per target, columns grown from the keys of the rows it receives.
@@ -27,24 +30,6 @@ export { RECEIVED_AT, REQUEST_ID, type RowRejection } from './dev-sink-rows.js';
 
 /** The types this store creates. A table made by someone else may hold other types; they are left alone. */
 export type ColumnType = 'VARCHAR' | 'BIGINT' | 'HUGEINT' | 'DOUBLE' | 'BOOLEAN' | 'JSON';
-
-export interface Target {
-  schema: string;
-  table: string;
-  /** `"schema"."table"` for SQL. */
-  sql: string;
-  /** DuckDB compares identifiers case-insensitively, so this is the key of a table's cached shape. */
-  key: string;
-}
-
-/** Parses `schema.table` (quotes allowed); anything else is CONFIG_INVALID. */
-export function parseTarget(name: string): Target {
-  const parts = parseQualifiedName(name);
-  if (parts.length !== 2) throw new AppError('CONFIG_INVALID', `table ${name} must be "schema.table"`);
-  const schema = parts[0]!.text;
-  const table = parts[1]!.text;
-  return { schema, table, sql: `${quoteIdent(schema)}.${quoteIdent(table)}`, key: `${schema.toLowerCase()}.${table.toLowerCase()}` };
-}
 
 export interface AppendOptions {
   requestId?: string;
@@ -94,7 +79,7 @@ const FIRST_TYPE: Record<Exclude<ValueKind, 'null'>, ColumnType> = {
  * HUGEINT or DOUBLE (a float8 source column whose first value happened to be whole); any other mix falls back to
  * VARCHAR, which holds every value's raw text. A float column keeps its type through NaN and ±Infinity.
  */
-function widen(type: string, kind: ValueKind): string {
+export function widen(type: string, kind: ValueKind): string {
   if (kind === 'null' || type === 'VARCHAR' || type === 'JSON') return type;
   const numeric = kind === 'int64' || kind === 'int128' || kind === 'float' || kind === 'nonfinite';
   switch (type) {
@@ -143,17 +128,31 @@ export class DevSinkStore {
 
   /**
    * Stores rows (raw JSON object texts) in the target table, creating the schema, the table and new columns as
-   * needed. Appends run one at a time so that two requests never race on the same table's schema; the rows are
-   * split before their turn, which needs no table, so that this work can run while an earlier append commits.
+   * needed. Appends run one at a time so that two requests never race on the same table's schema.
    */
   append(target: string, rows: readonly string[], options: AppendOptions = {}): Promise<AppendResult> {
     let batch: Batch;
     try {
-      batch = splitRows(rows);
+      const { text, rowStarts } = joinRows(rows);
+      batch = splitRows(text, rowStarts);
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    const run = this.tail.then(() => this.appendNow(parseTarget(target), batch, options));
+    return this.appendBatch(Promise.resolve({ target, batch }), options);
+  }
+
+  /**
+   * Stores a batch split elsewhere (the dev sink splits a request's rows on another thread), in the order of the
+   * calls, not of the batches' arrival: a batch's turn is taken now, and its append waits until the batch is ready
+   * and every earlier append is done. A batch that fails to arrive fails this append only.
+   */
+  appendBatch(ready: Promise<{ target: string; batch: Batch }>, options: AppendOptions = {}): Promise<AppendResult> {
+    // Its failure is seen when its turn comes; until then it must not count as unhandled.
+    ready.catch(() => undefined);
+    const run = this.tail.then(async () => {
+      const { target, batch } = await ready;
+      return this.appendNow(parseTarget(target), batch, options);
+    });
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -193,7 +192,7 @@ export class DevSinkStore {
     if (batch.dropped.length > 0) {
       warnings.push(`row keys ${batch.dropped.join(', ')} are set by the dev sink itself; the values the rows carried were dropped`);
     }
-    if (batch.texts.length === 0) return { stored: 0, rejected, warnings, snapshotId: this.snapshot };
+    if (batch.rows === 0) return { stored: 0, rejected, warnings, snapshotId: this.snapshot };
 
     const state = await this.tableState(target);
     const seen = kindsSeen(batch, state);
@@ -212,7 +211,7 @@ export class DevSinkStore {
       if (seen[slot]!.first !== undefined) state.columns.get(c.column)!.hasValues = true;
     });
     this.snapshot += 1;
-    return { stored: batch.texts.length, rejected, warnings, snapshotId: this.snapshot };
+    return { stored: batch.rows, rejected, warnings, snapshotId: this.snapshot };
   }
 
   private async tableState(target: Target): Promise<TableState> {
@@ -307,11 +306,10 @@ export class DevSinkStore {
     // The current row's value span per slot; a start of -1: the row does not have the key.
     const starts = new Int32Array(batch.columns.length);
     const ends = new Int32Array(batch.columns.length);
-    const { members, memberEnds, texts } = batch;
+    const { members, memberEnds, backslashes, text } = batch;
     const appender = await this.writer.createAppender(target.table, target.schema);
     try {
-      for (let r = 0; r < texts.length; r += 1) {
-        const text = texts[r]!;
+      for (let r = 0; r < batch.rows; r += 1) {
         starts.fill(-1);
         for (let m = r === 0 ? 0 : memberEnds[r - 1]!; m < memberEnds[r]!; m += 1) {
           const slot = members[3 * m]!;
@@ -319,7 +317,7 @@ export class DevSinkStore {
           starts[slot] = members[3 * m + 1]!;
           ends[slot] = members[3 * m + 2]!;
         }
-        const firstBackslash = text.indexOf('\\');
+        const firstBackslash = backslashes[r]!;
         for (let i = 0; i < feed.length; i += 1) {
           const slot = feed[i]!;
           if (slot >= 0) appendValue(appender, text, starts[slot]!, ends[slot]!, json[i]!, firstBackslash);
@@ -341,10 +339,11 @@ export class DevSinkStore {
 }
 
 /**
- * What a batch's values need of a column, per slot, gathered in one pass over the rows: the kind of the first
- * non-null value (undefined when every value is null or missing), and the type that holds every value, both
- * starting from that first kind and from the existing column's type. Which of the two applies can need a query
- * (whether the existing column holds values), so both are kept.
+ * What a batch's values need of a column, per slot: the kind of the first non-null value (undefined when every
+ * value is null or missing), and the type that holds every value, both starting from that first kind and from the
+ * existing column's type. Which of the two applies can need a query (whether the existing column holds values), so
+ * both are kept. Widening only ever moves up (BIGINT, HUGEINT, DOUBLE, VARCHAR; BOOLEAN, VARCHAR), so the kinds
+ * seen decide the type whatever their order.
  */
 interface KindsSeen {
   first: Exclude<ValueKind, 'null'> | undefined;
@@ -352,33 +351,24 @@ interface KindsSeen {
   fromExisting: string | undefined;
 }
 
+/** The type that holds a column of type `type` and values of every kind in `mask` (a bit per index in KINDS). */
+export function widenAll(type: string, mask: number): string {
+  let widened = type;
+  KINDS.forEach((kind, k) => {
+    if ((mask & (1 << k)) !== 0) widened = widen(widened, kind);
+  });
+  return widened;
+}
+
 function kindsSeen(batch: Batch, state: TableState): KindsSeen[] {
-  const existing = batch.columns.map((c) => state.columns.get(c.column));
-  const seen: KindsSeen[] = batch.columns.map(() => ({ first: undefined, fromFirst: undefined, fromExisting: undefined }));
-  // Nothing widens VARCHAR or JSON: once both types are one of them, the rest of the column cannot change the plan.
-  const settled = (type: string | undefined): boolean => type === 'VARCHAR' || type === 'JSON';
-  const done = batch.columns.map(() => false);
-  const { members, memberEnds, texts } = batch;
-  for (let r = 0; r < texts.length; r += 1) {
-    const text = texts[r]!;
-    for (let m = r === 0 ? 0 : memberEnds[r - 1]!; m < memberEnds[r]!; m += 1) {
-      const slot = members[3 * m]!;
-      if (slot < 0 || done[slot]) continue;
-      const start = members[3 * m + 1]!;
-      const end = members[3 * m + 2]!;
-      if (isNullAt(text, start, end)) continue;
-      const kind = kindAt(text, start, end) as Exclude<ValueKind, 'null'>;
-      const s = seen[slot]!;
-      const column = existing[slot];
-      if (s.first === undefined) {
-        s.first = kind;
-        s.fromFirst = FIRST_TYPE[kind];
-      } else s.fromFirst = widen(s.fromFirst!, kind);
-      if (column !== undefined) s.fromExisting = widen(s.fromExisting ?? column.type, kind);
-      done[slot] = settled(s.fromFirst) && (column === undefined || settled(s.fromExisting));
-    }
-  }
-  return seen;
+  return batch.columns.map((c, slot) => {
+    const k = batch.firstKinds[slot]!;
+    if (k === -1) return { first: undefined, fromFirst: undefined, fromExisting: undefined };
+    const mask = batch.kindMasks[slot]!;
+    const column = state.columns.get(c.column);
+    const first = KINDS[k]!;
+    return { first, fromFirst: widenAll(FIRST_TYPE[first], mask), fromExisting: column === undefined ? undefined : widenAll(column.type, mask) };
+  });
 }
 
 /** A value as the appender takes it: NULL, a string's content (JSON columns keep the literal), or the JSON text. */
