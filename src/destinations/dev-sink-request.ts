@@ -4,9 +4,9 @@ import type { StreamLimits } from '../core/batching.js';
 import { AppError } from '../core/errors.js';
 import { jsonDepth, objectMembers, shallowerThanBrackets } from '../core/json-scan.js';
 import { fieldProblem, invalidUtf8Offset, parseTarget, tableNameProblem } from './dev-sink-input.js';
-import { isJson } from './dev-sink-json.js';
-import { splitRows, type Batch } from './dev-sink-rows.js';
-import { envelopeParts, skipSpace } from './dev-sink-scan.js';
+import { scanEnvelope, type EnvelopeScan } from './dev-sink-envelope.js';
+import { skipJsonSpace } from './dev-sink-json.js';
+import { splitRows, type Batch, type MemberSource } from './dev-sink-rows.js';
 
 /**
  * Everything the dev sink checks and works out from a request's body before its rows reach DuckDB: unpacking,
@@ -49,19 +49,28 @@ interface Envelope {
   rowTexts: string[];
   /** Where each row starts in the body. */
   rowStarts: number[];
+  /** Where the rows' members are. */
+  scan: EnvelopeScan;
 }
 
 function parseEnvelope(text: string, limits: StreamLimits): Envelope {
   // Checked without building the rows as objects; JSON.parse runs only to say what is wrong.
-  if (!isJson(text)) {
+  const scan = scanEnvelope(text);
+  if (scan === undefined) {
     try {
       JSON.parse(text);
     } catch (err) {
       throw refuse(400, 'MALFORMED_JSON', `body is not valid JSON: ${(err as Error).message}`);
     }
+    throw new Error('the envelope scanner refused a body that JSON.parse accepts');
   }
-  if (text.charCodeAt(skipSpace(text, 0)) !== 0x7b) throw refuse(400, 'INVALID_REQUEST', 'body must be a JSON object with data and config');
-  const parts = envelopeParts(text);
+  if (text.charCodeAt(skipJsonSpace(text, 0)) !== 0x7b) throw refuse(400, 'INVALID_REQUEST', 'body must be a JSON object with data and config');
+  const parts = {
+    config: scan.configStart === -1 ? undefined : text.slice(scan.configStart, scan.configEnd),
+    data: scan.dataStart === -1 ? undefined : text.slice(scan.dataStart, scan.dataEnd),
+    rows: scan.rowStarts.map((start, r) => text.slice(start, scan.rowEnds[r])),
+    rowStarts: scan.rowStarts,
+  };
   const config: unknown = parts.config === undefined ? undefined : JSON.parse(parts.config);
   if (!isObject(config)) throw refuse(400, 'INVALID_REQUEST', 'config is required and must be an object');
   const table = config.table;
@@ -90,7 +99,7 @@ function parseEnvelope(text: string, limits: StreamLimits): Envelope {
   const rows = parts.rows;
   // 413 rather than 400: the client's reaction to a too-large request (split it) is the right one here too.
   if (rows.length > limits.maxRows) throw refuse(413, 'TOO_MANY_ROWS', `${rows.length} rows exceed the ${limits.maxRows}-row limit`);
-  return { table, mode, primaryKey, wait: config.wait === true, rowTexts: rows, rowStarts: parts.rowStarts };
+  return { table, mode, primaryKey, wait: config.wait === true, rowTexts: rows, rowStarts: parts.rowStarts, scan };
 }
 
 /** Why a row breaks the per-record limits, or undefined when it fits. */
@@ -191,9 +200,19 @@ export function prepareRequest(body: Uint8Array, compressed: boolean, limits: St
   envelope.rowStarts.forEach((_, row) => {
     if (!rejected.has(row)) valid.push(row);
   });
+  // The members the scan found, by the row's index in `valid`.
+  const { members, memberEnds } = envelope.scan;
+  const scanned: MemberSource = (_text, index, _open, member) => {
+    const row = valid[index]!;
+    for (let m = row === 0 ? 0 : memberEnds[row - 1]!; m < memberEnds[row]!; m += 1) {
+      if (!member(members[4 * m]!, members[4 * m + 1]!, members[4 * m + 2]!, members[4 * m + 3]!)) return -1;
+    }
+    return 0;
+  };
   const batch = splitRows(
     text,
     valid.map((row) => envelope.rowStarts[row]!),
+    scanned,
   );
   for (const r of batch.rejected) rejected.set(valid[r.index]!, { row: valid[r.index]!, code: r.code, message: r.message });
   const errors = [...rejected.values()].sort((a, b) => a.row - b.row);

@@ -127,6 +127,17 @@ interface Key {
   column: string;
 }
 
+/** Calls `member` for each member of the object row `index`, whose `{` is at `open`; -1 when `member` stopped it. */
+export type MemberSource = (
+  text: string,
+  index: number,
+  open: number,
+  member: (keyStart: number, keyEnd: number, valueStart: number, valueEnd: number) => boolean,
+) => number;
+
+/** Finds the members by scanning the row. */
+const scanMembers: MemberSource = (text, _index, open, member) => forEachMember(text, open, member);
+
 /** `rows` as one text, for `splitRows`: joined by newlines, with where each starts. */
 export function joinRows(rows: readonly string[]): { text: string; rowStarts: number[] } {
   const rowStarts: number[] = [];
@@ -145,7 +156,7 @@ export function joinRows(rows: readonly string[]): { text: string; rowStarts: nu
  * had at that position, and only a key that differs is copied out and looked up; each distinct key text is
  * decoded once.
  */
-export function splitRows(text: string, rowStarts: readonly number[]): Batch {
+export function splitRows(text: string, rowStarts: readonly number[], eachMember: MemberSource = scanMembers): Batch {
   const keys = new Map<string, Key>();
   // The keys of the last row, by position.
   const previous: Key[] = [];
@@ -180,7 +191,7 @@ export function splitRows(text: string, rowStarts: readonly number[]): Batch {
     const firstNewSlot = columns.length;
     const firstMember = count;
     let position = 0;
-    const complete = forEachMember(text, open, (keyStart, keyEnd, valueStart, valueEnd) => {
+    const complete = eachMember(text, index, open, (keyStart, keyEnd, valueStart, valueEnd) => {
       let key = previous[position];
       // The same characters from the opening quote on are the same literal: its closing quote is escaped alike.
       if (key === undefined || key.raw.length !== keyEnd - keyStart || !text.startsWith(key.raw, keyStart)) {
