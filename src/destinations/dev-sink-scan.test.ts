@@ -43,17 +43,15 @@ describe('dev sink scanners', () => {
     expect(envelopeParts('{"config":{"data":[9]},"data":[{"a":"]"} , {"b":[1,{"c":2}]}]}')).toEqual({
       data: '[{"a":"]"} , {"b":[1,{"c":2}]}]',
       rows: ['{"a":"]"}', '{"b":[1,{"c":2}]}'],
-      rowStarts: [31, 43],
       config: '{"data":[9]}',
     });
     expect(envelopeParts('{ "data" : { "a" : 1 } , "config" : {} , "config":{"t":1} }')).toEqual({
       data: '{ "a" : 1 }',
       rows: ['{ "a" : 1 }'],
-      rowStarts: [11],
       config: '{"t":1}',
     });
-    expect(envelopeParts('{"data":[{"a":1}],"\\u0064ata":[]}')).toEqual({ data: '[]', rows: [], rowStarts: [], config: undefined });
-    expect(envelopeParts('{"data":null}')).toEqual({ data: 'null', rows: ['null'], rowStarts: [8], config: undefined });
-    expect(envelopeParts(' { } ')).toEqual({ data: undefined, rows: [], rowStarts: [], config: undefined });
+    expect(envelopeParts('{"data":[{"a":1}],"\\u0064ata":[]}')).toEqual({ data: '[]', rows: [], config: undefined });
+    expect(envelopeParts('{"data":null}')).toEqual({ data: 'null', rows: ['null'], config: undefined });
+    expect(envelopeParts(' { } ')).toEqual({ data: undefined, rows: [], config: undefined });
   });
 });

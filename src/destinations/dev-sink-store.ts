@@ -103,9 +103,12 @@ export function widen(type: string, kind: ValueKind): string {
  * this size. The default of 16 MB checkpoints every few requests and recompresses the table's last row group each
  * time, which cost more than the appends themselves; every commit is in the log (synced) either way.
  */
-const CHECKPOINT_THRESHOLD = '256MB';
-
 const CHECKPOINT_BYTES = 256 * 1024 * 1024;
+
+export interface StoreOptions {
+  /** The log size (bytes) at which DuckDB checkpoints. @defaultValue 256 MiB */
+  checkpointBytes?: number;
+}
 
 /**
  * One append's progress, for the appends after it: `appended` settles when its rows are in its transaction (or it
@@ -143,18 +146,21 @@ export class DevSinkStore {
     private readonly instance: DuckDBInstance,
     private readonly writers: readonly [DuckDBConnection, DuckDBConnection],
     private readonly walPath: string | undefined,
+    private readonly checkpointBytes: number,
   ) {}
 
   /** Opens (or creates) a DuckDB file, or `:memory:`. Only one process may have a file open for writing. */
-  static async open(path: string): Promise<DevSinkStore> {
+  static async open(path: string, options: StoreOptions = {}): Promise<DevSinkStore> {
+    const checkpointBytes = options.checkpointBytes ?? CHECKPOINT_BYTES;
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(path, { checkpoint_threshold: CHECKPOINT_THRESHOLD });
+      instance = await DuckDBInstance.create(path, { checkpoint_threshold: `${checkpointBytes}B` });
     } catch (err) {
       throw new AppError('INTERNAL', `cannot open DuckDB database ${path}: ${(err as Error).message}`, { cause: err });
     }
     const writers = [await instance.connect(), await instance.connect()] as const;
-    return new DevSinkStore(instance, writers, path === ':memory:' || path === '' ? undefined : `${path}.wal`);
+    const walPath = path === ':memory:' || path === '' ? undefined : `${path}.wal`;
+    return new DevSinkStore(instance, writers, walPath, checkpointBytes);
   }
 
   /**
@@ -244,7 +250,7 @@ export class DevSinkStore {
   private logOverThreshold(): boolean {
     if (this.walPath === undefined) return false;
     try {
-      return statSync(this.walPath).size >= CHECKPOINT_BYTES;
+      return statSync(this.walPath).size >= this.checkpointBytes;
     } catch {
       return false;
     }
