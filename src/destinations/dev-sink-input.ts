@@ -1,3 +1,6 @@
+import { AppError } from '../core/errors.js';
+import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
+
 /**
  * Checks on the text a dev sink request carries, before anything reaches DuckDB: the body must be UTF-8, and no
  * string may hold what UTF-8 (an unpaired surrogate) or a DuckDB column name (a NUL) cannot. A NUL inside a value
@@ -105,4 +108,22 @@ export function tableNameProblem(name: string): string | undefined {
   if (name.includes('\u0000')) return 'config.table holds a NUL character';
   if (UNPAIRED.test(name)) return `config.table holds an unpaired surrogate ${unpairedEscape(name)}`;
   return undefined;
+}
+
+export interface Target {
+  schema: string;
+  table: string;
+  /** `"schema"."table"` for SQL. */
+  sql: string;
+  /** DuckDB compares identifiers case-insensitively, so this is the key of a table's cached shape. */
+  key: string;
+}
+
+/** Parses `schema.table` (quotes allowed); anything else is CONFIG_INVALID. */
+export function parseTarget(name: string): Target {
+  const parts = parseQualifiedName(name);
+  if (parts.length !== 2) throw new AppError('CONFIG_INVALID', `table ${name} must be "schema.table"`);
+  const schema = parts[0]!.text;
+  const table = parts[1]!.text;
+  return { schema, table, sql: `${quoteIdent(schema)}.${quoteIdent(table)}`, key: `${schema.toLowerCase()}.${table.toLowerCase()}` };
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { scanEnvelope } from './dev-sink-envelope.js';
 import { isJson } from './dev-sink-json.js';
 
 const parses = (text: string): boolean => {
@@ -97,6 +98,10 @@ describe('isJson', () => {
       const expected = parses(text);
       if (expected) valid += 1;
       expect([text, isJson(text)]).toEqual([text, expected]);
+      // The envelope scanner checks the same way, envelope or not.
+      expect([text, scanEnvelope(text) !== undefined]).toEqual([text, expected]);
+      const envelope = `{"config":{},"data":${text}}`;
+      expect([envelope, scanEnvelope(envelope) !== undefined]).toEqual([envelope, expected]);
     }
     // Both kinds were tried in numbers.
     expect(valid).toBeGreaterThan(2000);
@@ -106,8 +111,10 @@ describe('isJson', () => {
   it('handles the edges: empty text, trailing text, deep nesting, escapes, control characters', () => {
     for (const text of ['', ' ', '{}', '[]', '{} {}', '[1,]', '{"a":1,}', '{"a" 1}', '"\\u12"', '"a\tb"', '"a\\tb"', '1 2', '-01', '0.0e-0']) {
       expect([text, isJson(text)]).toEqual([text, parses(text)]);
+      expect([text, scanEnvelope(text) !== undefined]).toEqual([text, parses(text)]);
     }
     expect(isJson(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)).toBe(true);
+    expect(scanEnvelope(`{"data":${'['.repeat(100_000)}${']'.repeat(100_000)}}`)).toBeDefined();
     expect(isJson(`${'['.repeat(100_000)}${']'.repeat(99_999)}`)).toBe(false);
   });
 });

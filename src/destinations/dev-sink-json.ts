@@ -15,13 +15,14 @@ const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
-function skipSpace(text: string, i: number): number {
+/** Index of the first character at or after `i` that is not JSON whitespace. */
+export function skipJsonSpace(text: string, i: number): number {
   while (isSpace(text.charCodeAt(i))) i += 1;
   return i;
 }
 
 /** Index past the string literal at `i`, or -1 when there is none. */
-function string(text: string, i: number): number {
+export function isJsonString(text: string, i: number): number {
   if (text.charCodeAt(i) !== 0x22) return -1;
   let j = i + 1;
   for (;;) {
@@ -43,9 +44,9 @@ function string(text: string, i: number): number {
 }
 
 /** Index past the scalar (string, number, literal) at `i`, or -1. */
-function scalar(text: string, i: number): number {
+export function isJsonScalar(text: string, i: number): number {
   const c = text.charCodeAt(i);
-  if (c === 0x22) return string(text, i);
+  if (c === 0x22) return isJsonString(text, i);
   if (c === 0x74) return text.startsWith('true', i) ? i + 4 : -1;
   if (c === 0x66) return text.startsWith('false', i) ? i + 5 : -1;
   if (c === 0x6e) return text.startsWith('null', i) ? i + 4 : -1;
@@ -55,21 +56,21 @@ function scalar(text: string, i: number): number {
 
 /** Index of the value after the object key at `i` (the key, its colon and spaces skipped), or -1. */
 function key(text: string, i: number): number {
-  const end = string(text, i);
+  const end = isJsonString(text, i);
   if (end === -1) return -1;
-  const colon = skipSpace(text, end);
-  return text.charCodeAt(colon) === 0x3a ? skipSpace(text, colon + 1) : -1;
+  const colon = skipJsonSpace(text, end);
+  return text.charCodeAt(colon) === 0x3a ? skipJsonSpace(text, colon + 1) : -1;
 }
 
 /** Whether `JSON.parse(text)` would succeed. Iterative, so no nesting depth overflows the stack. */
 export function isJson(text: string): boolean {
   const open: number[] = [];
-  let i = skipSpace(text, 0);
+  let i = skipJsonSpace(text, 0);
   for (;;) {
     // A value starts at i.
     const c = text.charCodeAt(i);
     if (c === 0x7b || c === 0x5b) {
-      const inner = skipSpace(text, i + 1);
+      const inner = skipJsonSpace(text, i + 1);
       if (text.charCodeAt(inner) === (c === 0x7b ? 0x7d : 0x5d)) i = inner + 1;
       else {
         open.push(c === 0x7b ? OBJECT : ARRAY);
@@ -78,17 +79,17 @@ export function isJson(text: string): boolean {
         continue;
       }
     } else {
-      i = scalar(text, i);
+      i = isJsonScalar(text, i);
       if (i === -1) return false;
     }
     // After a value: close containers until a comma leads to the next value.
     for (;;) {
-      i = skipSpace(text, i);
+      i = skipJsonSpace(text, i);
       if (open.length === 0) return i === text.length;
       const inObject = open[open.length - 1] === OBJECT;
       const d = text.charCodeAt(i);
       if (d === 0x2c) {
-        i = skipSpace(text, i + 1);
+        i = skipJsonSpace(text, i + 1);
         if (inObject) i = key(text, i);
         if (i === -1) return false;
         break;

@@ -1,4 +1,4 @@
-import { forEachMember } from './dev-sink-scan.js';
+import { forEachMember, skipSpace } from './dev-sink-scan.js';
 
 /**
  * Splitting the dev sink's raw JSON rows into column values without `JSON.parse` (which rounds integers beyond
@@ -31,21 +31,36 @@ export interface BatchColumn {
 export interface Batch {
   /** The columns the accepted rows use, in first-seen order. */
   columns: BatchColumn[];
-  /** The accepted rows' texts. */
-  texts: string[];
+  /** The text the rows are in: a request's body, or the rows given to `append` joined. */
+  text: string;
+  /** How many rows were accepted. */
+  rows: number;
   /**
    * Where the accepted rows' values are: member `m` is `(slot, valueStart, valueEnd)` at `members[3 * m]`, offsets
-   * into its row's text; row `r` owns members `memberEnds[r - 1]` (0 for the first row) up to `memberEnds[r]`, in
+   * into `text`; accepted row `r` owns members `memberEnds[r - 1]` (0 for the first row) up to `memberEnds[r]`, in
    * the row's order. A key the row repeats keeps its last value, as `JSON.parse` does: the earlier members have
    * slot -1. Spans, not strings: a string per value made here would live until the append, and the garbage
    * collector's copying of them cost more than splitting the rows.
    */
   members: Int32Array;
   memberEnds: Int32Array;
+  /**
+   * Per accepted row, the offset of the first backslash in `text` at or after the row's start (-1: none): a value
+   * ending before it has no escape, and slicing it is far cheaper than parsing.
+   */
+  backslashes: Int32Array;
+  /** Per slot, the index in KINDS of the accepted rows' first non-null value (-1: only nulls or missing). */
+  firstKinds: Int8Array;
+  /** Per slot, a bit `1 << k` for each kind KINDS[k] among the accepted rows' non-null values. */
+  kindMasks: Uint8Array;
   rejected: RowRejection[];
   /** Reserved keys the rows carried, whose values were dropped. */
   dropped: string[];
 }
+
+/** The non-null kinds, indexed as in `Batch.firstKinds` and `Batch.kindMasks`. */
+export const KINDS: readonly Exclude<ValueKind, 'null'>[] = ['string', 'nonfinite', 'int64', 'int128', 'float', 'boolean', 'nested'];
+const KIND_INDEX = new Map<ValueKind, number>(KINDS.map((k, i) => [k, i]));
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -96,8 +111,9 @@ export function kindAt(text: string, start: number, end: number): ValueKind {
 export const isNullAt = (text: string, start: number, end: number): boolean => end - start === 4 && text.charCodeAt(start) === 0x6e;
 
 /**
- * The content of the string literal at `start`..`end`. `firstBackslash` is `text.indexOf('\\')`, found once per row:
- * most literals have no escape, and slicing them is far cheaper than parsing.
+ * The content of the string literal at `start`..`end`. `firstBackslash` is the row's entry in `Batch.backslashes`
+ * (the first backslash at or after the row's start, or -1): most literals have no escape, and slicing them is far cheaper than
+ * parsing.
  */
 export function stringAt(text: string, start: number, end: number, firstBackslash: number): string {
   const backslash = firstBackslash === -1 || firstBackslash >= end ? -1 : firstBackslash > start ? firstBackslash : text.indexOf('\\', start);
@@ -111,22 +127,47 @@ interface Key {
   column: string;
 }
 
+/** Calls `member` for each member of the object row `index`, whose `{` is at `open`; -1 when `member` stopped it. */
+export type MemberSource = (
+  text: string,
+  index: number,
+  open: number,
+  member: (keyStart: number, keyEnd: number, valueStart: number, valueEnd: number) => boolean,
+) => number;
+
+/** Finds the members by scanning the row. */
+const scanMembers: MemberSource = (text, _index, open, member) => forEachMember(text, open, member);
+
+/** `rows` as one text, for `splitRows`: joined by newlines, with where each starts. */
+export function joinRows(rows: readonly string[]): { text: string; rowStarts: number[] } {
+  const rowStarts: number[] = [];
+  let at = 0;
+  for (const row of rows) {
+    rowStarts.push(at);
+    at += row.length + 1;
+  }
+  return { text: rows.join('\n'), rowStarts };
+}
+
 /**
- * Splits raw rows into their values, rejecting rows whose keys cannot become DuckDB columns. Rows of one batch
+ * Splits raw rows, the JSON values starting at `rowStarts` in `text`, into their values, rejecting rows whose keys
+ * cannot become DuckDB columns (a rejection's `index` is the row's position in `rowStarts`). Rows of one batch
  * mostly share their keys, in the same order: each key is first compared in place with the key the previous row
  * had at that position, and only a key that differs is copied out and looked up; each distinct key text is
  * decoded once.
  */
-export function splitRows(rows: readonly string[]): Batch {
+export function splitRows(text: string, rowStarts: readonly number[], eachMember: MemberSource = scanMembers): Batch {
   const keys = new Map<string, Key>();
   // The keys of the last row, by position.
   const previous: Key[] = [];
   const slots = new Map<string, number>();
   const columns: BatchColumn[] = [];
-  const texts: string[] = [];
-  let members = new Int32Array(3 * 32 * Math.max(1, rows.length));
+  let rows = 0;
+  let members = new Int32Array(3 * 32 * Math.max(1, rowStarts.length));
   let count = 0;
-  const memberEnds = new Int32Array(rows.length);
+  const memberEnds = new Int32Array(rowStarts.length);
+  const backslashes = new Int32Array(rowStarts.length);
+  let nextBackslash = text.indexOf('\\');
   const rejected: RowRejection[] = [];
   const dropped = new Set<string>();
   // Which row last set a slot, under which spelling and in which member: two spellings in one row are a collision,
@@ -141,15 +182,16 @@ export function splitRows(rows: readonly string[]): Batch {
     for (const c of columns.splice(firstNewSlot)) slots.delete(c.column);
   };
 
-  rows.forEach((text, index) => {
-    if (text.trimStart().charCodeAt(0) !== 0x7b) {
+  rowStarts.forEach((rowStart, index) => {
+    const open = skipSpace(text, rowStart);
+    if (text.charCodeAt(open) !== 0x7b) {
       rejected.push({ index, code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' });
       return;
     }
     const firstNewSlot = columns.length;
     const firstMember = count;
     let position = 0;
-    const complete = forEachMember(text, text.indexOf('{'), (keyStart, keyEnd, valueStart, valueEnd) => {
+    const complete = eachMember(text, index, open, (keyStart, keyEnd, valueStart, valueEnd) => {
       let key = previous[position];
       // The same characters from the opening quote on are the same literal: its closing quote is escaped alike.
       if (key === undefined || key.raw.length !== keyEnd - keyStart || !text.startsWith(key.raw, keyStart)) {
@@ -207,15 +249,38 @@ export function splitRows(rows: readonly string[]): Batch {
       count = firstMember;
       return;
     }
-    memberEnds[texts.length] = count;
-    texts.push(text);
+    if (nextBackslash !== -1 && nextBackslash < open) nextBackslash = text.indexOf('\\', open);
+    backslashes[rows] = nextBackslash;
+    memberEnds[rows] = count;
+    rows += 1;
   });
-  return {
+  const batch: Batch = {
     columns,
-    texts,
+    text,
+    rows,
     members: members.subarray(0, 3 * count),
-    memberEnds: memberEnds.subarray(0, texts.length),
+    memberEnds: memberEnds.subarray(0, rows),
+    backslashes: backslashes.subarray(0, rows),
+    firstKinds: new Int8Array(columns.length).fill(-1),
+    kindMasks: new Uint8Array(columns.length),
     rejected,
     dropped: [...dropped],
   };
+  noteKinds(batch);
+  return batch;
+}
+
+/** Fills the batch's `firstKinds` and `kindMasks` from its members. */
+function noteKinds(batch: Batch): void {
+  const { members, text, firstKinds, kindMasks } = batch;
+  for (let m = 0; m < members.length; m += 3) {
+    const slot = members[m]!;
+    if (slot < 0) continue;
+    const start = members[m + 1]!;
+    const end = members[m + 2]!;
+    if (isNullAt(text, start, end)) continue;
+    const kind = KIND_INDEX.get(kindAt(text, start, end))!;
+    if (firstKinds[slot] === -1) firstKinds[slot] = kind;
+    kindMasks[slot]! |= 1 << kind;
+  }
 }

@@ -107,7 +107,8 @@ export interface EnvelopeParts {
 
 /**
  * The parts of an envelope `{"data": [...] | {...}, "config": {...}}` (a JSON object), in one pass over the body.
- * A repeated key counts by its last value, as in `JSON.parse`.
+ * A repeated key counts by its last value, as in `JSON.parse`. The sink itself uses scanEnvelope, which also checks
+ * the body and finds the rows' members in the same pass; this is what its test compares it with.
  */
 export function envelopeParts(text: string): EnvelopeParts {
   const parts: EnvelopeParts = { data: undefined, rows: [], config: undefined };

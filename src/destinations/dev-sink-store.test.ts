@@ -1,5 +1,10 @@
+import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DevSinkStore } from './dev-sink-store.js';
+import { joinRows, KINDS, splitRows } from './dev-sink-rows.js';
+import { DevSinkStore, widen, widenAll } from './dev-sink-store.js';
 
 const TABLE = 'bronze.rows';
 
@@ -83,4 +88,97 @@ describe('dev sink store', () => {
       { id: '6', n: 'true' },
     ]);
   });
+
+  it('stores batches in the order their turns were taken, not the order they became ready', async () => {
+    let readyFirst!: () => void;
+    const first = new Promise<void>((resolve) => (readyFirst = resolve)).then(() => ({
+      target: TABLE,
+      batch: split(['{"id":1}']),
+    }));
+    const stored = [
+      store.appendBatch(first, { requestId: 'first' }),
+      store.appendBatch(Promise.resolve({ target: TABLE, batch: split(['{"id":2}']) }), { requestId: 'second' }),
+      store.appendBatch(Promise.reject(new Error('refused')), { requestId: 'refused' }),
+      store.appendBatch(Promise.resolve({ target: TABLE, batch: split(['{"id":3}']) }), { requestId: 'third' }),
+    ];
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    readyFirst();
+    const results = await Promise.allSettled(stored);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.snapshotId : 'failed'))).toEqual([1, 2, 'failed', 3]);
+    expect(await store.query(`SELECT id, _request_id FROM ${TABLE} ORDER BY rowid`)).toEqual([
+      { id: '1', _request_id: 'first' },
+      { id: '2', _request_id: 'second' },
+      { id: '3', _request_id: 'third' },
+    ]);
+  });
+
+  it('stores concurrent appends in order while some of them add and widen columns', async () => {
+    const batches = [
+      ['{"id":1,"n":1}', '{"id":2,"n":2}'],
+      ['{"id":3,"n":3}'],
+      ['{"id":4,"n":4,"extra":"x"}'],
+      ['{"id":5,"n":5}'],
+      ['{"id":6,"n":6.5}'],
+      ['{"id":7,"n":7}', '{"id":8}'],
+      ['{"id":9,"n":"nine"}'],
+      ['{"id":10,"n":10}'],
+    ];
+    const results = await Promise.all(batches.map((rows, i) => store.append(TABLE, rows, { requestId: `r${i}` })));
+    expect(results.map((r) => r.snapshotId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(await columns()).toMatchObject({ id: 'BIGINT', n: 'VARCHAR', extra: 'VARCHAR' });
+    const rows = await store.query(`SELECT id, n, extra, _request_id AS r FROM ${TABLE} ORDER BY rowid`);
+    expect(rows.map((r) => [r.id, r.n, r.extra, r.r])).toEqual([
+      // BIGINT, then DOUBLE, then VARCHAR: each widening casts what the column held.
+      ['1', '1.0', null, 'r0'],
+      ['2', '2.0', null, 'r0'],
+      ['3', '3.0', null, 'r1'],
+      ['4', '4.0', 'x', 'r2'],
+      ['5', '5.0', null, 'r3'],
+      ['6', '6.5', null, 'r4'],
+      ['7', '7.0', null, 'r5'],
+      ['8', null, null, 'r5'],
+      ['9', 'nine', null, 'r6'],
+      ['10', '10', null, 'r7'],
+    ]);
+  });
+
+  it('keeps checkpointing while concurrent appends overlap their commits: the log stays near its threshold', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pushsync-devsink-store-'));
+    const file = join(dir, 'sink.duckdb');
+    const threshold = 1024 * 1024;
+    const onFile = await DevSinkStore.open(file, { checkpointBytes: threshold });
+    try {
+      const rows = Array.from({ length: 1000 }, (_, i) => `{"id":${i},"s":"${'x'.repeat(200)}${i}"}`);
+      await onFile.append(TABLE, rows.slice(0, 1));
+      let largest = 0;
+      const log = (): number => (existsSync(`${file}.wal`) ? statSync(`${file}.wal`).size : 0);
+      // About 200 kB of log per append: 4 MB in all, checkpointed along the way.
+      await Promise.all(Array.from({ length: 20 }, () => onFile.append(TABLE, rows).then(() => (largest = Math.max(largest, log())))));
+      expect(largest).toBeGreaterThan(threshold / 2);
+      expect(largest).toBeLessThan(2 * threshold);
+      expect(await onFile.query(`SELECT count(*)::INTEGER AS n FROM ${TABLE}`)).toEqual([{ n: 20_001 }]);
+    } finally {
+      await onFile.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('widens a column to the same type whatever order the kinds of its values come in', () => {
+    const types = ['VARCHAR', 'BIGINT', 'HUGEINT', 'DOUBLE', 'BOOLEAN', 'JSON', 'DATE'];
+    const sequences: number[][] = [[]];
+    for (let length = 1; length <= 3; length += 1) {
+      for (const s of sequences.filter((q) => q.length === length - 1)) for (let k = 0; k < KINDS.length; k += 1) sequences.push([...s, k]);
+    }
+    for (const type of types) {
+      for (const sequence of sequences) {
+        const mask = sequence.reduce((m, k) => m | (1 << k), 0);
+        expect(sequence.reduce((t, k) => widen(t, KINDS[k]!), type)).toBe(widenAll(type, mask));
+      }
+    }
+  });
 });
+
+function split(rows: string[]): ReturnType<typeof splitRows> {
+  const { text, rowStarts } = joinRows(rows);
+  return splitRows(text, rowStarts);
+}

@@ -1,18 +1,14 @@
-import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
 import { STREAM_LIMITS, type StreamLimits } from '../core/batching.js';
 import { AppError, isAppError } from '../core/errors.js';
-import { jsonDepth, objectMembers, shallowerThanBrackets } from '../core/json-scan.js';
 import type { Logger } from '../observability/logger.js';
-import { DevSinkStore, parseTarget } from './dev-sink-store.js';
+import { parseTarget } from './dev-sink-input.js';
+import { RequestPreparer } from './dev-sink-preparer.js';
 import { serveInspection } from './dev-sink-query.js';
-import { fieldProblem, invalidUtf8Offset, tableNameProblem } from './dev-sink-input.js';
-import { isJson } from './dev-sink-json.js';
-import { envelopeParts, skipSpace } from './dev-sink-scan.js';
+import { refuse } from './dev-sink-request.js';
+import { DevSinkStore } from './dev-sink-store.js';
 
 /**
  * A local stand-in for Definite's Stream API (contract in STREAM_API.md) that stores what it receives in DuckDB,
@@ -44,29 +40,14 @@ export interface DevSink {
   close(): Promise<void>;
 }
 
-const gunzipAsync = promisify(gunzip);
 const PATHS = new Set(['/v2/stream', '/stream']);
-
-interface RowError {
-  row: number;
-  code: string;
-  message: string;
-}
 
 interface Context {
   store: DevSinkStore;
+  preparer: RequestPreparer;
   limits: StreamLimits;
   keyDigest: Buffer;
   logger: Logger | undefined;
-}
-
-/**
- * A refused request: `reason` is the stable code clients see in `errors[]`, `where` adds facts to that entry (the
- * row and field, or the byte offset, at fault).
- */
-function refuse(status: number, reason: string, message: string, where: Record<string, unknown> = {}): AppError {
-  const code = status === 401 ? 'DEST_AUTH' : status === 413 ? 'DEST_TOO_LARGE' : 'DEST_REJECTED';
-  return new AppError(code, message, { details: { status, reason, where } });
 }
 
 /** The client went away before its body arrived: nothing to answer, nothing wrong with the sink. */
@@ -126,132 +107,6 @@ function readBody(req: IncomingMessage, cap: number): Promise<Buffer> {
   });
 }
 
-/** The body as text; invalid UTF-8 is refused, never stored as U+FFFD. */
-function decodeUtf8(bytes: Buffer, compressed: boolean): string {
-  if (isUtf8(bytes)) return bytes.toString('utf8');
-  const offset = invalidUtf8Offset(bytes);
-  const of = compressed ? ' of the uncompressed body' : '';
-  const hex = bytes[offset]!.toString(16).padStart(2, '0');
-  throw refuse(400, 'INVALID_UTF8', `body is not valid UTF-8: byte 0x${hex} at offset ${offset}${of} starts no valid sequence`, { offset });
-}
-
-async function bodyText(req: IncomingMessage, encoding: 'gzip' | 'identity', maxBytes: number): Promise<string> {
-  if (encoding === 'identity') return decodeUtf8(await readBody(req, maxBytes), false);
-  // Incompressible data grows a little under gzip: allow that margin on the wire, enforce the limit unpacked.
-  const packed = await readBody(req, maxBytes + Math.ceil(maxBytes / 100) + 1024);
-  let unpacked: Buffer;
-  try {
-    unpacked = await gunzipAsync(packed, { maxOutputLength: maxBytes });
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw refuse(413, 'BODY_TOO_LARGE', `request body exceeds ${maxBytes} bytes uncompressed`);
-    }
-    throw refuse(400, 'BAD_GZIP', `body is not valid gzip: ${(err as Error).message}`);
-  }
-  return decodeUtf8(unpacked, true);
-}
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-interface Envelope {
-  table: string;
-  mode: 'append' | 'merge';
-  primaryKey: string | undefined;
-  wait: boolean;
-  /** The raw text of each row, sliced from the body: what is stored. */
-  rowTexts: string[];
-}
-
-function parseEnvelope(text: string, limits: StreamLimits): Envelope {
-  // Checked without building the rows as objects; JSON.parse runs only to say what is wrong.
-  if (!isJson(text)) {
-    try {
-      JSON.parse(text);
-    } catch (err) {
-      throw refuse(400, 'MALFORMED_JSON', `body is not valid JSON: ${(err as Error).message}`);
-    }
-  }
-  if (text.charCodeAt(skipSpace(text, 0)) !== 0x7b) throw refuse(400, 'INVALID_REQUEST', 'body must be a JSON object with data and config');
-  const parts = envelopeParts(text);
-  const config: unknown = parts.config === undefined ? undefined : JSON.parse(parts.config);
-  if (!isObject(config)) throw refuse(400, 'INVALID_REQUEST', 'config is required and must be an object');
-  const table = config.table;
-  if (typeof table !== 'string' || table === '') throw refuse(400, 'INVALID_TABLE', 'config.table is required ("schema.table")');
-  const nameProblem = tableNameProblem(table);
-  if (nameProblem) throw refuse(400, 'INVALID_TABLE', nameProblem);
-  try {
-    parseTarget(table);
-  } catch (err) {
-    throw refuse(400, 'INVALID_TABLE', `config.table: ${(err as Error).message}`);
-  }
-  const mode = config.mode ?? 'append';
-  if (mode !== 'append' && mode !== 'merge') throw refuse(400, 'INVALID_MODE', 'config.mode must be "append" or "merge"');
-  if (config.wait !== undefined && typeof config.wait !== 'boolean') throw refuse(400, 'INVALID_REQUEST', 'config.wait must be a boolean');
-  let primaryKey: string | undefined;
-  if (mode === 'merge') {
-    const pk = Array.isArray(config.primary_key) && config.primary_key.length === 1 ? config.primary_key[0] : config.primary_key;
-    if (typeof pk !== 'string' || pk === '') {
-      throw refuse(400, 'INVALID_PRIMARY_KEY', 'merge needs config.primary_key: exactly one column name (composite keys are not supported)');
-    }
-    primaryKey = pk;
-  }
-  if (parts.data === undefined) throw refuse(400, 'INVALID_REQUEST', 'data is required: an object or an array of objects');
-  const first = parts.data.charCodeAt(0);
-  if (first !== 0x7b && first !== 0x5b) throw refuse(400, 'INVALID_REQUEST', 'data must be an object or an array of objects');
-  const rows = parts.rows;
-  // 413 rather than 400: the client's reaction to a too-large request (split it) is the right one here too.
-  if (rows.length > limits.maxRows) throw refuse(413, 'TOO_MANY_ROWS', `${rows.length} rows exceed the ${limits.maxRows}-row limit`);
-  return { table, mode, primaryKey, wait: config.wait === true, rowTexts: rows };
-}
-
-/** Why a row breaks the per-record limits, or undefined when it fits. */
-function rowProblem(text: string, limits: StreamLimits): Omit<RowError, 'row'> | undefined {
-  if (text.charCodeAt(0) !== 0x7b) return { code: 'NOT_AN_OBJECT', message: 'row is not a JSON object' };
-  // Counting brackets settles most rows; the exact depth scan runs only for rows with more brackets than the limit.
-  const depth = shallowerThanBrackets(text, limits.maxDepth) ? undefined : jsonDepth(text);
-  if (depth !== undefined && depth > limits.maxDepth) {
-    return { code: 'TOO_DEEP', message: `row is nested ${depth} levels deep (the row counting as 1), over the limit of ${limits.maxDepth}` };
-  }
-  // A UTF-16 code unit takes at most 3 UTF-8 bytes: below that bound no field can be over the limit.
-  if (text.length * 3 > limits.maxFieldBytes) {
-    for (const m of objectMembers(text)) {
-      const bytes = Buffer.byteLength(text.slice(m.valueStart, m.valueEnd));
-      if (bytes > limits.maxFieldBytes) {
-        return { code: 'FIELD_TOO_LARGE', message: `field ${m.rawKey} is ${bytes} bytes, over the ${limits.maxFieldBytes}-byte limit` };
-      }
-    }
-  }
-  return undefined;
-}
-
-/**
- * Merge requests: every row needs the key (else that row is rejected), and a key twice in one request fails the
- * whole request, as the API documents. Keys are compared by their raw text so that big integers differing only
- * beyond 2^53 stay distinct.
- */
-function checkMergeKeys(envelope: Envelope, rejected: Map<number, RowError>): void {
-  const pk = envelope.primaryKey!;
-  const seen = new Map<string, number>();
-  envelope.rowTexts.forEach((text, row) => {
-    if (text.charCodeAt(0) !== 0x7b) return;
-    const parsed = JSON.parse(text) as Record<string, unknown>;
-    if (parsed[pk] === null || parsed[pk] === undefined) {
-      if (!rejected.has(row)) rejected.set(row, { row, code: 'PRIMARY_KEY_MISSING', message: `primary key ${pk} is missing or null` });
-      return;
-    }
-    const m = objectMembers(text)
-      .filter((x) => JSON.parse(x.rawKey) === pk)
-      .pop()!;
-    const raw = text.slice(m.valueStart, m.valueEnd);
-    const identity = raw.startsWith('"') ? `s${JSON.parse(raw) as string}` : `v${raw}`;
-    const first = seen.get(identity);
-    if (first !== undefined) {
-      throw refuse(400, 'DUPLICATE_PRIMARY_KEY', `primary key ${pk} = ${raw.slice(0, 200)} appears in rows ${first} and ${row}`);
-    }
-    seen.set(identity, row);
-  });
-}
-
 async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, requestId: string): Promise<void> {
   const path = (req.url ?? '/').split('?')[0]!;
   if (await serveInspection(req, res, ctx.store, () => checkAuth(req, ctx.keyDigest))) return;
@@ -259,52 +114,31 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: Context, r
   if (req.method !== 'POST') throw refuse(405, 'METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed; use POST`);
   checkAuth(req, ctx.keyDigest);
   const encoding = checkHeaders(req);
-  const text = await bodyText(req, encoding, ctx.limits.maxBytes);
-  const envelope = parseEnvelope(text, ctx.limits);
-  envelope.rowTexts.forEach((rowText, row) => {
-    // A valid UTF-8 body carries a NUL or a lone surrogate only as a \u escape: other rows need no parse.
-    const problem = fieldProblem(rowText.includes('\\u') ? JSON.parse(rowText) : undefined, rowText, row);
-    if (problem) throw refuse(400, problem.code, problem.message, { row: problem.row, field: problem.field });
-  });
-
-  const rejected = new Map<number, RowError>();
-  envelope.rowTexts.forEach((rowText, row) => {
-    const problem = rowProblem(rowText, ctx.limits);
-    if (problem) rejected.set(row, { row, ...problem });
-  });
-  const warnings: string[] = [];
-  if (envelope.mode === 'merge') {
-    checkMergeKeys(envelope, rejected);
-    // DuckLake has no unique keys either; the dev sink keeps every version and leaves "latest per key" to views.
-    warnings.push('the dev sink stores merge requests as appends: every version of a key is kept');
-  }
-
-  const valid: number[] = [];
-  envelope.rowTexts.forEach((_, row) => {
-    if (!rejected.has(row)) valid.push(row);
-  });
-  const result = await ctx.store.append(
-    envelope.table,
-    valid.map((row) => envelope.rowTexts[row]!),
+  // Incompressible data grows a little under gzip: allow that margin on the wire, enforce the limit unpacked.
+  const cap = encoding === 'gzip' ? ctx.limits.maxBytes + Math.ceil(ctx.limits.maxBytes / 100) + 1024 : ctx.limits.maxBytes;
+  const body = await readBody(req, cap);
+  // Checked and split on the worker; the request's turn at the store is taken now, in the order bodies arrived.
+  const preparing = ctx.preparer.prepare(body, encoding === 'gzip');
+  const storing = ctx.store.appendBatch(
+    preparing.then(({ table, batch }) => ({ target: table, batch })),
     { requestId, receivedAt: new Date() },
   );
-  for (const r of result.rejected) rejected.set(valid[r.index]!, { row: valid[r.index]!, code: r.code, message: r.message });
-  warnings.push(...result.warnings);
-
-  const errors = [...rejected.values()].sort((a, b) => a.row - b.row);
-  const target = parseTarget(envelope.table);
+  const [prepared, result] = await Promise.all([preparing, storing]);
+  const { errors } = prepared;
+  const warnings = [...prepared.warnings, ...result.warnings];
+  const target = parseTarget(prepared.table);
   if (errors.length > 0)
-    ctx.logger?.info({ requestId, table: envelope.table, rejectedRows: errors.length, firstError: errors[0] }, 'dev sink rejected rows');
+    ctx.logger?.info({ requestId, table: prepared.table, rejectedRows: errors.length, firstError: errors[0] }, 'dev sink rejected rows');
   sendJson(res, 200, {
     success: true,
     request_id: requestId,
     stream_id: `devsink:${target.key}`,
-    table: envelope.table,
+    table: prepared.table,
     accepted: true,
     successful_rows: result.stored,
     rejected_rows: errors.length,
     partitions: result.stored > 0 ? 1 : 0,
-    ...(envelope.wait ? { snapshot_id: result.snapshotId } : {}),
+    ...(prepared.wait ? { snapshot_id: result.snapshotId } : {}),
     warnings,
     errors,
   });
@@ -335,7 +169,9 @@ export async function startDevSink(options: DevSinkOptions): Promise<DevSink> {
   const host = options.host ?? '127.0.0.1';
   const limits: StreamLimits = { ...STREAM_LIMITS, ...options.limits };
   const store = await DevSinkStore.open(options.dbPath);
-  const ctx: Context = { store, limits, keyDigest: digest(options.apiKey), logger: options.logger };
+  const preparer = new RequestPreparer(limits);
+  preparer.warmUp();
+  const ctx: Context = { store, preparer, limits, keyDigest: digest(options.apiKey), logger: options.logger };
 
   const server: Server = createServer((req, res) => {
     const requestId = randomUUID();
@@ -351,6 +187,7 @@ export async function startDevSink(options: DevSinkOptions): Promise<DevSink> {
     });
   } catch (err) {
     await store.close();
+    await preparer.close();
     throw new AppError('CONFIG_INVALID', `dev sink cannot listen on ${host}:${options.port}: ${(err as Error).message}`, { cause: err });
   }
   const port = (server.address() as AddressInfo).port;
@@ -367,6 +204,7 @@ export async function startDevSink(options: DevSinkOptions): Promise<DevSink> {
           server.closeIdleConnections();
         });
         await store.close();
+        await preparer.close();
       })();
       return closing;
     },
