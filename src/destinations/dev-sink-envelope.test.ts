@@ -1,27 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { scanEnvelope } from './dev-sink-envelope.js';
 import { envelopeParts, forEachMember } from './dev-sink-scan.js';
-
-/** A pseudo-random JSON value with escapes, backslashes before quotes, nesting and whitespace where JSON allows it. */
-function randomJson(next: () => number, depth = 0): string {
-  const sp = (): string => [' ', '', '\n', '\t ', ''][Math.floor(next() * 5)]!;
-  const strings = ['"a"', '""', '"\\\\"', '"x\\"y"', '"data"', '"d\\u0061ta"', '"config"', '"é😀"', '"{[,]}:"'];
-  const scalars = ['0', '-1.5e+3', '12345678901234567890', 'true', 'false', 'null', ...strings];
-  const pick = next();
-  if (depth > 3 || pick < 0.4) return scalars[Math.floor(next() * scalars.length)]!;
-  const n = Math.floor(next() * 4);
-  if (pick < 0.7) return `[${sp()}${Array.from({ length: n }, () => randomJson(next, depth + 1)).join(`${sp()},${sp()}`)}${sp()}]`;
-  const members = Array.from({ length: n }, () => `${strings[Math.floor(next() * strings.length)]!}${sp()}:${sp()}${randomJson(next, depth + 1)}`);
-  return `{${sp()}${members.join(`${sp()},${sp()}`)}${sp()}}`;
-}
-
-function seeded(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648;
-  };
-}
+import { prng } from '../../test/helpers/prng.js';
+import { randomJson } from '../../test/helpers/random-json.js';
 
 /** What the separate scans find: the parts, each row's span, and the members of each object row. */
 function separately(text: string): unknown {
@@ -58,7 +39,7 @@ function together(text: string): unknown {
 
 describe('envelope scanner', () => {
   it('finds the parts, rows and row members the separate scans find, on random envelopes', () => {
-    const next = seeded(11);
+    const next = prng(11);
     const keys = ['"data"', '"config"', '"d\\u0061ta"', '"other"'];
     for (let k = 0; k < 3000; k += 1) {
       const members = Array.from({ length: 1 + Math.floor(next() * 4) }, () => {

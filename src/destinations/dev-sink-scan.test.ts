@@ -1,31 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { arrayElements, objectMembers } from '../core/json-scan.js';
 import { arraySpans, envelopeParts, forEachMember } from './dev-sink-scan.js';
-
-/** A pseudo-random JSON value with escapes, backslashes before quotes, nesting and whitespace where JSON allows it. */
-function randomJson(next: () => number, depth = 0): string {
-  const sp = (): string => [' ', '', '\n', '\t ', ''][Math.floor(next() * 5)]!;
-  const strings = ['"a"', '""', '"\\\\"', '"x\\"y"', '"\\\\\\""', '"é😀"', '"\\u0041\\n"', '"{[,]}:"'];
-  const scalars = ['0', '-1.5e+3', '12345678901234567890', 'true', 'false', 'null', ...strings];
-  const pick = next();
-  if (depth > 3 || pick < 0.5) return scalars[Math.floor(next() * scalars.length)]!;
-  const n = Math.floor(next() * 4);
-  if (pick < 0.75) return `[${sp()}${Array.from({ length: n }, () => randomJson(next, depth + 1)).join(`${sp()},${sp()}`)}${sp()}]`;
-  const members = Array.from({ length: n }, () => `${strings[Math.floor(next() * strings.length)]!}${sp()}:${sp()}${randomJson(next, depth + 1)}`);
-  return `{${sp()}${members.join(`${sp()},${sp()}`)}${sp()}}`;
-}
-
-function seeded(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648;
-  };
-}
+import { prng } from '../../test/helpers/prng.js';
+import { randomJson } from '../../test/helpers/random-json.js';
 
 describe('dev sink scanners', () => {
   it('find the same members and elements as the character-by-character scanners, on random JSON', () => {
-    const next = seeded(42);
+    const next = prng(42);
     for (let k = 0; k < 2000; k += 1) {
       const row = `{ "k" : ${randomJson(next)} , "m":${randomJson(next)}}`;
       JSON.parse(row);

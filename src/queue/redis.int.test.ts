@@ -1,18 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig } from '../config.js';
-import { SENTINEL_MASTER, TestSentinelGroup } from '../../test/helpers/redis-ha.js';
+import { SENTINEL_MASTER, TestSentinelGroup, until } from '../../test/helpers/redis-ha.js';
 import { closeRedis, connectionEpoch, createRedis, waitForReplicas, type RedisClient } from './redis.js';
-
-/** Resolves once `check` holds, failing after `ms`. */
-async function until(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('a Redis connection through Sentinel', () => {
   let group: TestSentinelGroup;

@@ -6,7 +6,6 @@
  * state and lease in Redis, the extract schedules and the workers' warning, error and stream lines.
  * `CHAOS_CYCLES` (10), `CHAOS_SEED` (1), `CHAOS_LOG_DIR`, `CHAOS_HOLD_SECONDS` (keep a stalled run up).
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,10 +14,9 @@ import { Redis } from 'ioredis';
 import { ChaosPostgres } from './services.js';
 import { SENTINEL_MASTER, TestSentinelGroup } from '../helpers/redis-ha.js';
 import { startReceiver } from '../helpers/receiver.js';
-import { Fleet } from './fleet.js';
+import { Fleet, pushsyncStatus } from './fleet.js';
 import { prng } from '../helpers/prng.js';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
 const CYCLES = Number(process.env.CHAOS_CYCLES ?? 10);
 const SEED = Number(process.env.CHAOS_SEED ?? 1);
 const log = (msg: string): void => void process.stdout.write(`[cycles ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
@@ -136,15 +134,8 @@ log: { level: info }
       }
       log(`cycle ${cycle}: marker ${id} did not arrive in 90 s: STALL`);
       code = 1;
-      const res = spawnSync(
-        process.execPath,
-        ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'status', '--json'],
-        {
-          cwd: ROOT,
-          timeout: 60_000,
-        },
-      );
-      log(`status:\n${res.stdout.toString().trim()}\n${res.stderr.toString().trim()}`);
+      log(`status:
+${pushsyncStatus(join(dir, 'pushsync.yaml'))}`);
       const c = await pgServer.client();
       log(JSON.stringify((await c.query(`SELECT * FROM pg_replication_slots`)).rows));
       log(JSON.stringify((await c.query(`SELECT pid, application_name, state, backend_type, wait_event FROM pg_stat_activity`)).rows));

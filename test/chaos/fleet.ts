@@ -1,9 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
+
+/** What `pushsync status --json` says of the run of `configPath` (its output and errors), for a failed run's log. */
+export function pushsyncStatus(configPath: string): string {
+  const res = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', configPath, 'status', '--json'], {
+    cwd: ROOT,
+    timeout: 60_000,
+  });
+  return `${res.stdout.toString().trim()}\n${res.stderr.toString().trim()}`;
+}
 
 /**
  * The pushsync processes of a chaos run, each started, SIGKILLed and restarted by name. With `logDir` each process

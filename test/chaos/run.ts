@@ -20,7 +20,7 @@ import type pg from 'pg';
 import { ChaosPostgres, ChaosRedis } from './services.js';
 import { SENTINEL_MASTER, TestRedisCluster, TestSentinelGroup } from '../helpers/redis-ha.js';
 import { startChaosReceiver, type ChaosReceiver } from './receiver.js';
-import { Fleet } from './fleet.js';
+import { Fleet, pushsyncStatus } from './fleet.js';
 import { prng } from '../helpers/prng.js';
 import { WriterLoop } from './writer-loop.js';
 import { lateCommitKills, runSchedule, workerKills, type ChaosEvent } from './schedule.js';
@@ -359,15 +359,8 @@ log: { level: info }
     await check.end();
     if (v.lost + v.wrong + v.extra > 0) {
       // What pushsync itself says of the run: the reader, the queues and the dead letters, for the next reader of this log.
-      const res = spawnSync(
-        process.execPath,
-        ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--config', join(dir, 'pushsync.yaml'), 'status', '--json'],
-        {
-          cwd: ROOT,
-          timeout: 60_000,
-        },
-      );
-      log(`status:\n${res.stdout.toString().trim()}\n${res.stderr.toString().trim()}`);
+      log(`status:
+${pushsyncStatus(join(dir, 'pushsync.yaml'))}`);
       // The workers' own account, from its end: warnings and errors, and the change stream opening and ending.
       for (const file of readdirSync(logDir).filter((f) => f.endsWith('.log'))) {
         const lines = readFileSync(join(logDir, file), 'utf8')

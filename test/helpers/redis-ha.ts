@@ -24,7 +24,8 @@ function startServer(dir: string, name: string, port: number, args: string[]): S
   return { port, proc };
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+/** Resolves once `check` holds (a check that throws counts as not yet), failing with `what` after `timeoutMs`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return;
