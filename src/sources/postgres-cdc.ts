@@ -104,10 +104,6 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
 /** A transaction's changes are handed over in parts of this many while it is still arriving. */
 const HAND_OVER_CHANGES = 1000;
 
-/**
- * Postgres logical replication (pgoutput) as a change source: publication and slot management, and a stream of
- * committed transactions whose position is acknowledged only when the caller says so.
- */
 export interface PostgresCdcOptions {
   /**
    * Administration queries (slot, publication, catalog) not answered this long plus `answerGraceMs` fail, their
@@ -125,6 +121,10 @@ export interface PostgresCdcOptions {
   receiveTimeoutMs?: number;
 }
 
+/**
+ * Postgres logical replication (pgoutput) as a change source: publication and slot management, and a stream of
+ * committed transactions whose position is acknowledged only when the caller says so.
+ */
 export class PostgresCdc implements ChangeSource {
   private readonly pool: pg.Pool;
   readonly stream: string;
