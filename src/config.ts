@@ -205,6 +205,12 @@ const cdcSchema = z
       .int()
       .min(0)
       .default(1024 * 1024 * 1024),
+    /**
+     * PostgreSQL: the replication stream is ended (and started again) when nothing arrives from the server for this
+     * long, a duration (0: never); a keepalive is asked for at half of it. As PostgreSQL's wal_receiver_timeout, it
+     * catches a connection that stopped answering without a reset. @defaultValue 60s
+     */
+    receiveTimeout: duration.default(60_000),
     /** MySQL/MariaDB: the replica server_id of the binlog reader; unique among the server's replicas. @defaultValue derived from the source and slot names */
     serverId: z.number().int().min(1).max(4294967295).optional(),
   })

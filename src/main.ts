@@ -75,7 +75,15 @@ export function createChangeSources(config: Config, redis?: RedisClient): Map<st
       .map((s): [string, ChangeSource] => {
         const error = unresolvedError(s.url, `sources[${config.sources.indexOf(s)}].url`);
         if (error) return [s.name, unavailableChangeSource(s.name, s.cdc.slot, error)];
-        return [s.name, s.kind === 'mysql' ? binlogSource(config, s, redis) : new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot)];
+        return [
+          s.name,
+          s.kind === 'mysql'
+            ? binlogSource(config, s, redis)
+            : new PostgresCdc(s.name, s.url, s.cdc.publication, s.cdc.slot, {
+                statementTimeoutMs: s.statementTimeout,
+                receiveTimeoutMs: s.cdc.receiveTimeout,
+              }),
+        ];
       }),
   );
 }

@@ -1,4 +1,4 @@
-import { waitForReplicas, type RedisClient, type ReplicaWait } from './redis.js';
+import { connectionEpoch, waitForReplicas, type RedisClient, type ReplicaWait } from './redis.js';
 import type { DebeziumSourceConfig, TableConfig } from '../config.js';
 import { changeRow, mapDebeziumEvent, type DebeziumInput, type MappingOptions, type SkipReason } from '../core/debezium.js';
 import { UnavailableValue } from '../core/debezium-values.js';
@@ -178,6 +178,8 @@ export class DebeziumIngest {
         APPEND_TIMEOUT_MS,
       );
     });
+    // Taken before the append is sent: a connection lost after it may have lost the append with a dying master.
+    const since = connectionEpoch(this.redis);
     try {
       const result = await Promise.race([this.buffer.append(entries, this.source.maxBufferedBytes, eventKeys), timeout]);
       if (!result.stored) {
@@ -187,8 +189,9 @@ export class DebeziumIngest {
           { retryable: true, retryAfterMs: 5000 },
         );
       }
-      // The producer drops what it was told is stored: a failover must not be able to lose it.
-      await waitForReplicas(this.redis, this.replicas, this.buffer.keys.bytes);
+      // The producer drops what it was told is stored: a failover must not be able to lose it. A WAIT answered
+      // after a reconnect counts the replicas of whichever master answers now, not the append: it confirms nothing.
+      await waitForReplicas(this.redis, this.replicas, this.buffer.keys.bytes, since);
     } finally {
       clearTimeout(timer);
     }

@@ -19,6 +19,13 @@ export interface MysqlPoolOptions {
   url: string;
   poolSize: number;
   statementTimeoutMs: number;
+  /** How long past `statementTimeoutMs` a statement's answer is waited for. @defaultValue 30000 ms */
+  answerGraceMs?: number;
+}
+
+/** The driver gave up waiting for a statement's answer (its `timeout`); the connection is closed, never reused. */
+function unanswered(err: unknown): boolean {
+  return (err as { code?: unknown } | undefined)?.code === 'PROTOCOL_SEQUENCE_TIMEOUT';
 }
 
 /** Connection settings from a mysql:// or mariadb:// URL: user, password, host, port, database, `?ssl=true`. */
@@ -46,8 +53,16 @@ export class MysqlPool {
   private readonly pool: mysql.Pool;
   private readonly ready = new WeakSet<object>();
   private flavorSeen: Flavor | undefined;
+  /**
+   * How long a statement may wait for its answer (ms; 0: forever). The server ends a statement at its statement
+   * timeout itself, so one unanswered `answerGraceMs` later is waiting on a connection that stopped answering without
+   * a reset (a partition, a host that died): it fails (PROTOCOL_SEQUENCE_TIMEOUT, a retryable SOURCE_UNAVAILABLE)
+   * and its connection is closed. Keepalive (`enableKeepAlive`) ends such a connection while it is idle.
+   */
+  private readonly timeout: { timeout?: number };
 
   constructor(private readonly options: MysqlPoolOptions) {
+    this.timeout = options.statementTimeoutMs > 0 ? { timeout: options.statementTimeoutMs + (options.answerGraceMs ?? 30_000) } : {};
     this.pool = driver().createPool({
       ...connectionOptions(options.url),
       connectionLimit: options.poolSize,
@@ -78,10 +93,12 @@ export class MysqlPool {
   /** Applies the session settings on a connection's first use, and checks the server holds them. */
   private async session(conn: mysql.PoolConnection): Promise<void> {
     if (this.ready.has(conn.connection)) return;
-    const [version] = (await conn.query({ sql: VERSION_SQL, rowsAsArray: true, typeCast: raw })) as unknown as [RawRow[]];
+    const [version] = (await conn.query({ sql: VERSION_SQL, rowsAsArray: true, typeCast: raw, ...this.timeout })) as unknown as [RawRow[]];
     const flavor = flavorOf(version[0]![0]!.toString('utf8'));
-    for (const sql of sessionSql(flavor, this.options.statementTimeoutMs)) await conn.query({ sql });
-    const [settings] = (await conn.query({ sql: sessionCheckSql(flavor), rowsAsArray: true, typeCast: raw })) as unknown as [RawRow[]];
+    for (const sql of sessionSql(flavor, this.options.statementTimeoutMs)) await conn.query({ sql, ...this.timeout });
+    const [settings] = (await conn.query({ sql: sessionCheckSql(flavor), rowsAsArray: true, typeCast: raw, ...this.timeout })) as unknown as [
+      RawRow[],
+    ];
     const problem = sessionProblem(settings[0]?.map((v) => (v === null ? null : v.toString('utf8'))));
     if (problem) throw new AppError('SOURCE_UNAVAILABLE', `the server did not keep pushsync's session settings (${problem})`);
     this.flavorSeen = flavor;
@@ -100,7 +117,7 @@ export class MysqlPool {
       reusable = true;
       return await fn(conn);
     } catch (err) {
-      if ((err as { fatal?: unknown }).fatal === true || err instanceof UnusableConnection) reusable = false;
+      if ((err as { fatal?: unknown }).fatal === true || unanswered(err) || err instanceof UnusableConnection) reusable = false;
       throw err instanceof UnusableConnection ? err.cause : err;
     } finally {
       if (reusable) conn.release();
@@ -110,7 +127,7 @@ export class MysqlPool {
 
   /** One statement in a read-only session; values as bytes. */
   run(sql: string): Promise<RawRow[]> {
-    return this.withConnection((conn) => rows(conn, sql));
+    return this.withConnection((conn) => rows(conn, sql, this.timeout));
   }
 
   /**
@@ -119,17 +136,17 @@ export class MysqlPool {
    * transaction ends with it.
    */
   runIsolated(sql: string): Promise<RawRow[]> {
-    return this.isolated(async (conn) => (await result(conn, sql)).rows);
+    return this.isolated(async (conn) => (await result(conn, sql, this.timeout)).rows);
   }
 
   /** The result columns of a statement that carries configured SQL, run as `runIsolated` runs it (add `LIMIT 0`). */
   fieldsIsolated(sql: string): Promise<ResultField[]> {
-    return this.isolated(async (conn) => (await result(conn, sql)).fields);
+    return this.isolated(async (conn) => (await result(conn, sql, this.timeout)).fields);
   }
 
   private isolated<T>(fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
     return this.withConnection(async (conn) => {
-      await conn.query({ sql: 'START TRANSACTION READ ONLY' });
+      await conn.query({ sql: 'START TRANSACTION READ ONLY', ...this.timeout });
       let value: { v: T } | undefined;
       let failure: unknown;
       try {
@@ -137,8 +154,10 @@ export class MysqlPool {
       } catch (err) {
         failure = err;
       }
+      // A statement left unanswered: a ROLLBACK would wait behind it as long again.
+      if (unanswered(failure)) throw new UnusableConnection(failure);
       try {
-        await conn.query({ sql: 'ROLLBACK' });
+        await conn.query({ sql: 'ROLLBACK', ...this.timeout });
       } catch (err) {
         throw new UnusableConnection(failure ?? err);
       }
@@ -153,16 +172,18 @@ export class MysqlPool {
    */
   runInTransaction(begin: string, sqls: readonly string[]): Promise<RawRow[][]> {
     return this.withConnection(async (conn) => {
-      await conn.query({ sql: begin });
+      await conn.query({ sql: begin, ...this.timeout });
       const results: RawRow[][] = [];
       let failure: unknown;
       try {
-        for (const sql of sqls) results.push(await rows(conn, sql));
+        for (const sql of sqls) results.push(await rows(conn, sql, this.timeout));
       } catch (err) {
         failure = err;
       }
+      // A statement left unanswered: a ROLLBACK would wait behind it as long again.
+      if (unanswered(failure)) throw new UnusableConnection(failure);
       try {
-        await conn.query({ sql: 'ROLLBACK' });
+        await conn.query({ sql: 'ROLLBACK', ...this.timeout });
       } catch (err) {
         throw new UnusableConnection(failure ?? err);
       }
@@ -198,12 +219,12 @@ export interface ResultField {
   format: string | null;
 }
 
-async function rows(conn: mysql.PoolConnection, sql: string): Promise<RawRow[]> {
-  return (await result(conn, sql)).rows;
+async function rows(conn: mysql.PoolConnection, sql: string, timeout: { timeout?: number }): Promise<RawRow[]> {
+  return (await result(conn, sql, timeout)).rows;
 }
 
-async function result(conn: mysql.PoolConnection, sql: string): Promise<{ rows: RawRow[]; fields: ResultField[] }> {
-  const [out, fields] = await conn.query({ sql, rowsAsArray: true, typeCast: raw });
+async function result(conn: mysql.PoolConnection, sql: string, timeout: { timeout?: number }): Promise<{ rows: RawRow[]; fields: ResultField[] }> {
+  const [out, fields] = await conn.query({ sql, rowsAsArray: true, typeCast: raw, ...timeout });
   if (!Array.isArray(out)) return { rows: [], fields: [] };
   return {
     rows: out as unknown as RawRow[],

@@ -45,6 +45,8 @@ export interface MysqlSourceOptions {
   poolSize?: number;
   /** Server-side limit on one statement (max_statement_time on MariaDB, max_execution_time on MySQL). @defaultValue 300000 ms */
   statementTimeoutMs?: number;
+  /** How long past `statementTimeoutMs` a statement's answer is waited for (see MysqlPool). @defaultValue 30000 ms */
+  answerGraceMs?: number;
 }
 
 /** Keys per statement when rows are read by key: bounds the statement's size well below max_allowed_packet. */
@@ -60,7 +62,12 @@ export class MysqlSource implements Source {
 
   constructor(options: MysqlSourceOptions) {
     this.name = options.name;
-    this.pool = new MysqlPool({ url: options.url, poolSize: options.poolSize ?? 4, statementTimeoutMs: options.statementTimeoutMs ?? 300_000 });
+    this.pool = new MysqlPool({
+      url: options.url,
+      poolSize: options.poolSize ?? 4,
+      statementTimeoutMs: options.statementTimeoutMs ?? 300_000,
+      ...(options.answerGraceMs !== undefined ? { answerGraceMs: options.answerGraceMs } : {}),
+    });
   }
 
   /** One statement in a read-only session. `configured`: it carries SQL from the config (see MysqlPool.runIsolated). */

@@ -8,7 +8,7 @@ import { ChangeCollector, type RelationKeys, type Tuple } from '../core/changes.
 import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { translatePgError } from './postgres-errors.js';
 import { changedRelation, decodeChange, relationLayout, type ChangeMessage, type RelationLayout } from './pgoutput-keys.js';
-import { queryObjects } from './postgres-query.js';
+import { answerBound, connectionSafety, queryObjects } from './postgres-query.js';
 
 /** pgoutput messages as the adapter consumes them; values are the text the server sent (never parsed into JS types). */
 export type StreamMessage =
@@ -104,6 +104,23 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
 /** A transaction's changes are handed over in parts of this many while it is still arriving. */
 const HAND_OVER_CHANGES = 1000;
 
+export interface PostgresCdcOptions {
+  /**
+   * Administration queries (slot, publication, catalog) not answered this long plus `answerGraceMs` fail, their
+   * connection taken for dead (the source's `statementTimeout`; no server-side limit: creating a slot waits for the
+   * transactions running then). @defaultValue 300000 ms
+   */
+  statementTimeoutMs?: number;
+  /** @defaultValue 30000 ms */
+  answerGraceMs?: number;
+  /**
+   * The replication stream ends with a retryable error when nothing arrives from the server for this long; at half
+   * of it, the server is asked for a keepalive (config `cdc.receiveTimeout`, PostgreSQL's wal_receiver_timeout).
+   * @defaultValue 60000 ms
+   */
+  receiveTimeoutMs?: number;
+}
+
 /**
  * Postgres logical replication (pgoutput) as a change source: publication and slot management, and a stream of
  * committed transactions whose position is acknowledged only when the caller says so.
@@ -111,21 +128,26 @@ const HAND_OVER_CHANGES = 1000;
 export class PostgresCdc implements ChangeSource {
   private readonly pool: pg.Pool;
   readonly stream: string;
+  private readonly queryTimeoutMs: number;
+  private readonly receiveTimeoutMs: number;
 
   constructor(
     readonly name: string,
     private readonly url: string,
     readonly publication: string,
     readonly slot: string,
+    options: PostgresCdcOptions = {},
   ) {
     this.stream = `replication slot ${slot}`;
-    this.pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'pushsync-cdc' });
+    this.queryTimeoutMs = answerBound(options.statementTimeoutMs ?? 300_000, options.answerGraceMs);
+    this.receiveTimeoutMs = options.receiveTimeoutMs ?? 60_000;
+    this.pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'pushsync-cdc', ...connectionSafety(0) });
     this.pool.on('error', () => {});
   }
 
-  private async query(text: string, values: unknown[], what: string): Promise<{ rows: Array<Record<string, unknown>> }> {
+  private async query(text: string, values: unknown[], what: string, bounded = true): Promise<{ rows: Array<Record<string, unknown>> }> {
     try {
-      return { rows: await queryObjects(this.pool, { text, values }) };
+      return { rows: await queryObjects(this.pool, { text, values }, bounded ? this.queryTimeoutMs : 0) };
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -233,7 +255,13 @@ export class PostgresCdc implements ChangeSource {
 
   /** Creates the slot (in a statement of its own: Postgres refuses in a transaction that wrote) and returns its start. */
   async create(): Promise<string> {
-    const { rows } = await this.query(`SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.slot], 'create slot');
+    // Unbounded: the server creates the slot once every transaction running now has ended, however long that takes.
+    const { rows } = await this.query(
+      `SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`,
+      [this.slot],
+      'create slot',
+      false,
+    );
     return (rows[0] as { lsn: string }).lsn;
   }
 
@@ -324,12 +352,14 @@ export class PostgresCdc implements ChangeSource {
       }
     };
     const service = new LogicalReplicationService(
-      { connectionString: this.url, application_name: 'pushsync-cdc' },
+      { connectionString: this.url, application_name: 'pushsync-cdc', ...connectionSafety(0) },
       // No automatic acknowledgement: the library would otherwise confirm every received position, including
       // changes not yet enqueued, and a crash would then skip them.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     );
+    const silence = this.watchSilence(service, () => acknowledged, fail);
     service.on('data', (_lsn: string, m: StreamMessage | null) => {
+      silence.heard();
       try {
         if (m) onMessage(m);
       } catch (err) {
@@ -338,13 +368,15 @@ export class PostgresCdc implements ChangeSource {
         void service.stop();
       }
     });
-    service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) =>
-      onMessage({ tag: 'keepalive', walEnd: normalLsn(lsn), replyRequested: shouldRespond }),
-    );
+    service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
+      silence.heard();
+      onMessage({ tag: 'keepalive', walEnd: normalLsn(lsn), replyRequested: shouldRespond });
+    });
     service.on('error', fail);
     const plugin = new KeyPgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication] }, relations);
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
     const done = service.subscribe(plugin, this.slot).then(() => undefined, fail);
+    void done.finally(silence.end);
     // Stopping a replication connection before the server has started streaming can leave it hanging.
     await Promise.race([started, done, sleep(30_000)]);
     if (failed) await done;
@@ -356,6 +388,7 @@ export class PostgresCdc implements ChangeSource {
       acknowledge: (lsn: string) => report(lsn, false),
       requestPosition: (lsn: string) => report(lsn, true),
       stop: async () => {
+        silence.end();
         const stopped = service.stop().then(() => done);
         const timedOut = await Promise.race([stopped.then(() => false), sleep(5000).then(() => true)]);
         if (timedOut) {
@@ -373,6 +406,53 @@ export class PostgresCdc implements ChangeSource {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+
+  /**
+   * Ends a replication stream that receives nothing for `receiveTimeoutMs`: a connection that stops answering without
+   * a reset (a partition, a host that died) would otherwise leave the reader waiting for changes forever, its lease
+   * renewed, so no other process takes over. A live server sends changes or keepalives, and answers the keepalive
+   * request sent at half the time (with the position already confirmed: it confirms nothing new).
+   */
+  private watchSilence(
+    service: LogicalReplicationService,
+    confirmed: () => string | null,
+    fail: (err: unknown) => void,
+  ): { heard: () => void; end: () => void } {
+    const limit = this.receiveTimeoutMs;
+    if (limit <= 0) return { heard: () => undefined, end: () => undefined };
+    let last = Date.now();
+    let asked = false;
+    const timer = setInterval(
+      () => {
+        const silent = Date.now() - last;
+        if (silent >= limit) {
+          clearInterval(timer);
+          fail(
+            new AppError(
+              'SOURCE_UNAVAILABLE',
+              `${this.name}: replication stream: nothing received from the server for ${Math.round(silent / 1000)} s (cdc.receiveTimeout): the connection is taken for dead`,
+              { retryable: true },
+            ),
+          );
+          // The socket is destroyed, not closed politely: a dead peer would never answer the goodbye.
+          void service.stop().catch(() => undefined);
+        } else if (!asked && silent >= limit / 2) {
+          asked = true;
+          const position = confirmed();
+          if (position !== null) void sendStatus(service, position, true).catch(fail);
+        }
+      },
+      Math.max(10, Math.min(1000, limit / 10)),
+    );
+    timer.unref();
+    return {
+      heard: () => {
+        last = Date.now();
+        asked = false;
+      },
+      end: () => clearInterval(timer),
+    };
   }
 }
 

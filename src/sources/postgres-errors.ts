@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js';
+import { unanswered } from './postgres-query.js';
 
 /**
  * Retry verdicts for Postgres failures, keyed by SQLSTATE class (first two characters) or full code.
@@ -32,6 +33,13 @@ export function translatePgError(err: unknown, what: string): AppError {
         `choose another slot name in the cdc.slot setting of source ${source} (the next run creates that slot and snapshots again)`,
       { cause: err, details: { sqlstate: code } },
     );
+  }
+  // No answer within query_timeout (postgres-query.ts connectionSafety): no answer, the connection is taken for dead.
+  if (unanswered(err)) {
+    return new AppError('SOURCE_UNAVAILABLE', `${message} (no answer from the server: the connection is taken for dead)`, {
+      retryable: true,
+      cause: err,
+    });
   }
   if (NETWORK_ERRNOS.has(code) || /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e.message ?? '')) {
     return new AppError('SOURCE_UNAVAILABLE', message, { retryable: true, cause: err });

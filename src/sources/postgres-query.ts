@@ -11,9 +11,52 @@ import type { Query } from './postgres-sql.js';
  */
 type ExtendedQuery = pg.QueryArrayConfig & { queryMode: 'extended' };
 
-export async function queryRows(db: pg.Pool | pg.ClientBase, q: Query): Promise<string[][]> {
-  const config: ExtendedQuery = { text: q.text, values: q.values, rowMode: 'array', queryMode: 'extended' };
-  const result = await db.query(config);
+/** How long past its statement timeout a statement's answer may take before the connection is taken for dead. */
+export const ANSWER_GRACE_MS = 30_000;
+
+/** TCP keepalive probes start after this long without traffic: a connection to a host that is gone ends. */
+const KEEPALIVE_DELAY_MS = 10_000;
+
+/**
+ * Client settings against a connection that stops answering without a reset (a network partition, a host that
+ * died): TCP keepalive, a connect timeout, and the server-side statement timeout (`statementTimeoutMs`, 0: none).
+ * The client-side bound on one query is `answerBound`, passed with each query: node-postgres' pool-wide
+ * `query_timeout` would give every query a callback, and a query with a callback keeps all its rows in memory and
+ * reports its error to that callback only, so a streamed read (queryEach) would collect every row and never fail.
+ */
+export function connectionSafety(statementTimeoutMs: number): pg.ClientConfig {
+  return {
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+    connectionTimeoutMillis: 10_000,
+    ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+  };
+}
+
+/**
+ * How long a query may wait for its answer, in ms (0: forever). A server that answers ends a statement at
+ * `statementTimeoutMs` itself, so a query still unanswered `graceMs` later can only be waiting on a dead
+ * connection: no legitimate statement is cut. It then fails ('Query read timeout': a retryable
+ * SOURCE_UNAVAILABLE) and its connection is closed, never reused.
+ */
+export function answerBound(statementTimeoutMs: number, graceMs = ANSWER_GRACE_MS): number {
+  return statementTimeoutMs > 0 ? statementTimeoutMs + graceMs : 0;
+}
+
+const UNANSWERED = 'Query read timeout';
+
+/** The query was given up on: no answer within its bound (node-postgres' query_timeout, or eachRow's own). */
+export function unanswered(err: unknown): boolean {
+  return err instanceof Error && err.message === UNANSWERED;
+}
+
+/** `timeoutMs`: see answerBound; 0: none. */
+function extended(q: Query, timeoutMs: number): ExtendedQuery & { query_timeout?: number } {
+  return { text: q.text, values: q.values, rowMode: 'array', queryMode: 'extended', ...(timeoutMs > 0 ? { query_timeout: timeoutMs } : {}) };
+}
+
+export async function queryRows(db: pg.Pool | pg.ClientBase, q: Query, timeoutMs = 0): Promise<string[][]> {
+  const result = await db.query(extended(q, timeoutMs));
   return result.rows as string[][];
 }
 
@@ -21,11 +64,11 @@ export async function queryRows(db: pg.Pool | pg.ClientBase, q: Query): Promise<
  * As `queryRows`, handing each row to `each` as the server sends it (nothing is collected); resolves to the row count.
  * A throw from `each` stops the rows reaching it and rejects once the statement has ended, the connection intact.
  */
-export async function queryEach(pool: pg.Pool, q: Query, each: (row: string[]) => void): Promise<number> {
+export async function queryEach(pool: pg.Pool, q: Query, each: (row: string[]) => void, timeoutMs = 0): Promise<number> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    return await eachRow(client, q, each);
+    return await eachRow(client, q, each, timeoutMs);
   } catch (err) {
     // As pool.query does, a connection whose statement failed is closed; one whose rows' handler threw is fine.
     if (!(err instanceof RowHandlerError)) broken = err instanceof Error ? err : new Error(String(err));
@@ -41,12 +84,13 @@ class RowHandlerError extends Error {
   }
 }
 
-function eachRow(client: pg.ClientBase, q: Query, each: (row: string[]) => void): Promise<number> {
+function eachRow(client: pg.ClientBase, q: Query, each: (row: string[]) => void, timeoutMs: number): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let count = 0;
     let thrown: RowHandlerError | undefined;
-    const config: ExtendedQuery = { text: q.text, values: q.values, rowMode: 'array', queryMode: 'extended' };
-    const query = new pg.Query(config);
+    // Its own bound, not query_timeout (see connectionSafety); the caller closes the connection it gives up on.
+    const timer = timeoutMs > 0 ? setTimeout(() => reject(new Error(UNANSWERED)), timeoutMs) : undefined;
+    const query = new pg.Query(extended(q, 0));
     query.on('row', (row: string[]) => {
       if (thrown) return;
       count += 1;
@@ -56,15 +100,22 @@ function eachRow(client: pg.ClientBase, q: Query, each: (row: string[]) => void)
         thrown = new RowHandlerError(err);
       }
     });
-    query.on('error', reject);
-    query.on('end', () => (thrown ? reject(thrown) : resolve(count)));
+    query.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    query.on('end', () => {
+      clearTimeout(timer);
+      if (thrown) reject(thrown);
+      else resolve(count);
+    });
     void client.query(query);
   });
 }
 
 /** As `queryRows`, with rows as objects keyed by column name (catalog and administration queries). */
-export async function queryObjects(db: pg.Pool | pg.ClientBase, q: Query): Promise<Array<Record<string, unknown>>> {
-  const config: pg.QueryConfig & { queryMode: 'extended' } = { text: q.text, values: q.values, queryMode: 'extended' };
+export async function queryObjects(db: pg.Pool | pg.ClientBase, q: Query, timeoutMs = 0): Promise<Array<Record<string, unknown>>> {
+  const { rowMode: _, ...config } = extended(q, timeoutMs);
   const result = await db.query(config);
   return result.rows as Array<Record<string, unknown>>;
 }
@@ -84,44 +135,49 @@ const ROLLBACK: Query = { text: 'ROLLBACK', values: [] };
  * read-only session default alone can be switched off by the statement (`set_config(…, false)`) for every later
  * statement on the connection; a rollback undoes such a change along with the transaction. Two extra round trips.
  */
-export async function queryRowsIsolated(pool: pg.Pool, q: Query): Promise<string[][]> {
-  return (await isolated(pool, q)).rows as string[][];
+export async function queryRowsIsolated(pool: pg.Pool, q: Query, timeoutMs = 0): Promise<string[][]> {
+  return (await isolated(pool, q, timeoutMs)).rows as string[][];
 }
 
 /** The result columns of a statement carrying configured SQL (run like `queryRowsIsolated`; add `LIMIT 0`). */
-export async function queryFieldsIsolated(pool: pg.Pool, q: Query): Promise<ResultField[]> {
-  return (await isolated(pool, q)).fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID, typeModifier: f.dataTypeModifier }));
+export async function queryFieldsIsolated(pool: pg.Pool, q: Query, timeoutMs = 0): Promise<ResultField[]> {
+  return (await isolated(pool, q, timeoutMs)).fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID, typeModifier: f.dataTypeModifier }));
 }
 
 /** As `queryRowsIsolated`, handing each row to `each` as `queryEach` does. */
-export async function queryEachIsolated(pool: pg.Pool, q: Query, each: (row: string[]) => void): Promise<number> {
-  return inReadOnly(pool, async (client) => {
+export async function queryEachIsolated(pool: pg.Pool, q: Query, each: (row: string[]) => void, timeoutMs = 0): Promise<number> {
+  return inReadOnly(pool, timeoutMs, async (client) => {
     try {
-      return await eachRow(client, q, each);
+      return await eachRow(client, q, each, timeoutMs);
     } catch (err) {
       throw err instanceof RowHandlerError ? err.thrown : err;
     }
   });
 }
 
-async function isolated(pool: pg.Pool, q: Query): Promise<pg.QueryArrayResult> {
-  return inReadOnly(pool, (client) => {
-    const config: ExtendedQuery = { text: q.text, values: q.values, rowMode: 'array', queryMode: 'extended' };
-    return client.query(config);
-  });
+async function isolated(pool: pg.Pool, q: Query, timeoutMs: number): Promise<pg.QueryArrayResult> {
+  return inReadOnly(pool, timeoutMs, (client) => client.query(extended(q, timeoutMs)));
 }
 
-async function inReadOnly<T>(pool: pg.Pool, run: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+async function inReadOnly<T>(pool: pg.Pool, timeoutMs: number, run: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let reusable = false;
   try {
-    await queryRows(client, BEGIN_READ_ONLY);
+    await queryRows(client, BEGIN_READ_ONLY, timeoutMs);
+    let result: T;
     try {
-      return await run(client);
-    } finally {
-      await queryRows(client, ROLLBACK);
-      reusable = true;
+      result = await run(client);
+    } catch (err) {
+      // A statement left unanswered (connectionSafety): a ROLLBACK would wait behind it as long again.
+      if (!unanswered(err)) {
+        await queryRows(client, ROLLBACK, timeoutMs);
+        reusable = true;
+      }
+      throw err;
     }
+    await queryRows(client, ROLLBACK, timeoutMs);
+    reusable = true;
+    return result;
   } finally {
     // A connection whose transaction could not be ended is closed, never handed to the next statement.
     client.release(!reusable);

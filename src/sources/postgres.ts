@@ -28,7 +28,16 @@ import {
   type TableSql,
 } from './postgres-sql.js';
 import { translatePgError } from './postgres-errors.js';
-import { queryEach, queryEachIsolated, queryFieldsIsolated, queryRows, queryRowsIsolated, type ResultField } from './postgres-query.js';
+import {
+  answerBound,
+  connectionSafety,
+  queryEach,
+  queryEachIsolated,
+  queryFieldsIsolated,
+  queryRows,
+  queryRowsIsolated,
+  type ResultField,
+} from './postgres-query.js';
 import { conditionProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type OutgoingColumn } from '../core/rules.js';
 import { shapeFingerprint, type RelationShape } from '../core/table-shape.js';
@@ -39,8 +48,10 @@ export interface PostgresSourceOptions {
   url: string;
   /** Connections per process. @defaultValue 4 */
   poolSize?: number;
-  /** Server-side limit on one statement. @defaultValue 300000 ms */
+  /** Server-side limit on one statement; an answer `answerGraceMs` later than that is not waited for. @defaultValue 300000 ms */
   statementTimeoutMs?: number;
+  /** How long past `statementTimeoutMs` an answer is waited for (answerBound, postgres-query.ts). @defaultValue 30000 ms */
+  answerGraceMs?: number;
 }
 
 /**
@@ -59,18 +70,21 @@ const SESSION_OPTIONS =
 export class PostgresSource implements Source {
   readonly name: string;
   private readonly pool: pg.Pool;
+  /** How long one query may wait for its answer (answerBound). */
+  private readonly timeoutMs: number;
   /** Readers by table spec, each with the fingerprint of the shape (a custom SQL table: of the result) it was described with. */
   private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
 
   constructor(options: PostgresSourceOptions) {
     this.name = options.name;
+    const statementTimeoutMs = options.statementTimeoutMs ?? 300_000;
+    this.timeoutMs = answerBound(statementTimeoutMs, options.answerGraceMs);
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 4,
       options: SESSION_OPTIONS,
       application_name: 'pushsync',
-      statement_timeout: options.statementTimeoutMs ?? 300_000,
-      connectionTimeoutMillis: 10_000,
+      ...connectionSafety(statementTimeoutMs),
       idleTimeoutMillis: 30_000,
     });
     // An idle client that loses its connection emits here; without a listener the process would crash.
@@ -83,7 +97,7 @@ export class PostgresSource implements Source {
    */
   async query(q: Query, what: string, configured = false): Promise<string[][]> {
     try {
-      return await (configured ? queryRowsIsolated(this.pool, q) : queryRows(this.pool, q));
+      return await (configured ? queryRowsIsolated(this.pool, q, this.timeoutMs) : queryRows(this.pool, q, this.timeoutMs));
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -92,7 +106,7 @@ export class PostgresSource implements Source {
   /** As `query`, handing each row to `each` as it arrives (see queryEach); resolves to the row count. */
   async queryEach(q: Query, what: string, configured: boolean, each: (row: string[]) => void): Promise<number> {
     try {
-      return await (configured ? queryEachIsolated(this.pool, q, each) : queryEach(this.pool, q, each));
+      return await (configured ? queryEachIsolated(this.pool, q, each, this.timeoutMs) : queryEach(this.pool, q, each, this.timeoutMs));
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -101,7 +115,7 @@ export class PostgresSource implements Source {
   /** The result columns of a statement carrying configured SQL, described without reading a row. */
   async fields(q: Query, what: string): Promise<ResultField[]> {
     try {
-      return await queryFieldsIsolated(this.pool, q);
+      return await queryFieldsIsolated(this.pool, q, this.timeoutMs);
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
