@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import type pg from 'pg';
+import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName, logicalItemsTable } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { currentState } from './helpers/current-state.js';
 
@@ -39,11 +39,7 @@ describe('a CDC reader killed mid-stream and restarted', () => {
   let child: ChildProcess | undefined;
 
   beforeAll(async () => {
-    client = new pg.Client({ connectionString: LOGICAL_PG_URL });
-    await client.connect();
-    await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
-    await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
-    await client.query(`INSERT INTO items SELECT g, 'v0' FROM generate_series(1, 300) g`);
+    client = await logicalItemsTable(schema, 300);
     receiver = await startReceiver('k');
     configPath = join(dir, 'pushsync.yaml');
     writeFileSync(

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { Keys } from '../src/queue/redis.js';
-import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName, logicalItemsTable } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 
 /**
@@ -26,11 +26,7 @@ describe('a CDC reader whose lease was taken while it streams', () => {
   let runtime: Runtime | undefined;
 
   beforeAll(async () => {
-    client = new pg.Client({ connectionString: LOGICAL_PG_URL });
-    await client.connect();
-    await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
-    await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
-    await client.query(`INSERT INTO items SELECT g, 'v0' FROM generate_series(1, 10) g`);
+    client = await logicalItemsTable(schema, 10);
     receiver = await startReceiver('k');
     redis = new Redis(REDIS_URL);
   });

@@ -42,3 +42,16 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
 
 /** A PostgreSQL with wal_level=logical (scripts/logical-postgres.sh starts one on port 5433). */
 export const LOGICAL_PG_URL = process.env.PUSHSYNC_TEST_LOGICAL_PG_URL ?? workerUrl(1);
+
+/**
+ * A connection to the logical-replication cluster, with `schema` created and on its search path, holding
+ * `items (id int PRIMARY KEY, v text)` with rows 1..`rows` of value 'v0': the table CDC end-to-end tests stream.
+ */
+export async function logicalItemsTable(schema: string, rows: number): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: LOGICAL_PG_URL });
+  await client.connect();
+  await client.query(`CREATE SCHEMA ${schema}; SET search_path TO ${schema}`);
+  await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text)`);
+  await client.query(`INSERT INTO items SELECT g, 'v0' FROM generate_series(1, ${rows}) g`);
+  return client;
+}
