@@ -114,7 +114,12 @@ async function catchUp(config: Config, client: pg.Client): Promise<void> {
       const reader = await findSource(ctx, 'bench').table(tableSpec(table));
       const next = await reader.nextRange({ phase: 'wm', after: { wm: rows[0].wm as string, pk: [rows[0].id as string] } }, 10);
       if (!next) throw new Error(`${table.name}: no last row`);
-      const store = new RedisCursorStore(ctx.redis, ctx.keys.cursor('bench', table.name), `bench.${table.name}`);
+      const store = new RedisCursorStore(
+        ctx.redis,
+        ctx.keys.cursor('bench', table.name),
+        ctx.keys.generation('bench', table.name),
+        `bench.${table.name}`,
+      );
       await store.save(await store.load(), { phase: 'wm', after: next.range.hi });
       await ctx.redis.hset(ctx.keys.state('bench', table.name), 'caughtUpAt', String(Date.now()));
     }

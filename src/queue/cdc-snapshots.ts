@@ -107,15 +107,20 @@ export class IncrementalSnapshots {
 
   private cursors(t: SnapshotTable): RedisCursorStore {
     const { source, name } = t.table;
-    return new RedisCursorStore(this.ctx.redis, this.ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR);
+    return new RedisCursorStore(
+      this.ctx.redis,
+      this.ctx.keys.cursor(source, name),
+      this.ctx.keys.generation(source, name),
+      `${source}.${name}`,
+      SNAPSHOT_START_CURSOR,
+    );
   }
 
   private async start(t: SnapshotTable, p: Pending, position: string): Promise<void> {
     const { source, name } = t.table;
     // A crash between these steps finds the request not yet started and starts it again: nothing was enqueued yet.
-    await RedisCursorStore.clear(this.ctx.redis, this.ctx.keys.cursor(source, name));
     // Ranges read again get new job ids: completed jobs of earlier snapshots would otherwise absorb them.
-    await this.ctx.redis.incr(this.ctx.keys.generation(source, name));
+    await RedisCursorStore.startOver(this.ctx.redis, this.ctx.keys.cursor(source, name), this.ctx.keys.generation(source, name));
     p.ordering = this.ordering(position);
     p.startedAt = new Date().toISOString();
     // The table's initial snapshot, if unfinished, is replaced by this one (same cursor): it must not run too.
@@ -149,7 +154,8 @@ export class IncrementalSnapshots {
       this.log.info({ table: name, reason: p.reason }, `incremental snapshot of ${source}.${name} done`);
       return 0;
     }
-    const generation = await this.ctx.redis.get(this.ctx.keys.generation(source, name));
+    // The generation read with the cursor: the one this range belongs to.
+    const generation = store.generation;
     const data: PushJob = {
       v: 1,
       source,

@@ -206,7 +206,13 @@ async function snapshotTable(
   const { source, name } = w.table;
   if (await ctx.redis.hget(stateKey, `snapshot:${name}`)) return 0;
   const tracker = await TableProgress.start(ctx, w.table, w.reader, run.job, run.log.child({ table: name }));
-  const generation = await ctx.redis.get(ctx.keys.generation(source, name));
+  const cursors = new RedisCursorStore(
+    ctx.redis,
+    ctx.keys.cursor(source, name),
+    ctx.keys.generation(source, name),
+    `${source}.${name}`,
+    SNAPSHOT_START_CURSOR,
+  );
   const enqueue = async (range: KeyRange, rows: number): Promise<void> => {
     const data: PushJob = {
       v: 1,
@@ -219,14 +225,15 @@ async function snapshotTable(
       op: 'snapshot',
       ordering,
     };
-    await enqueuePushJob(ctx, rangeJobId(rangeId(source, name, range), generation), data);
+    // The generation read with the cursor the range was cut from.
+    await enqueuePushJob(ctx, rangeJobId(rangeId(source, name, range), cursors.generation), data);
     await tracker.add(rows);
   };
   let result;
   try {
     result = await extractTable({
       reader: w.reader,
-      cursors: new RedisCursorStore(ctx.redis, ctx.keys.cursor(source, name), `${source}.${name}`, SNAPSHOT_START_CURSOR),
+      cursors,
       batchRows: w.table.batchRows,
       keys: false,
       where: `${source}.${name}`,

@@ -20,13 +20,16 @@ describe('RedisCursorStore', () => {
   let redis: Redis;
   let prefix: string;
   let key: string;
+  let gen: string;
   let store: RedisCursorStore;
+  const storeFor = (start?: Cursor): RedisCursorStore => new RedisCursorStore(redis, key, gen, 'app.public.t', start);
 
   beforeEach(() => {
     redis = new Redis(REDIS_URL);
     prefix = uniqueName('cur');
     key = `${prefix}:cursor:app:public.t`;
-    store = new RedisCursorStore(redis, key, 'app.public.t');
+    gen = `${prefix}:generation:app:public.t`;
+    store = storeFor();
   });
   afterEach(async () => {
     await redis.quit();
@@ -35,7 +38,7 @@ describe('RedisCursorStore', () => {
 
   it('starts a table with no stored cursor at the given start, with no version and no high water', async () => {
     expect(await store.load()).toEqual({ cursor: START_CURSOR, version: null, highWater: null });
-    const snapshot = new RedisCursorStore(redis, key, 'app.public.t', SNAPSHOT_START_CURSOR);
+    const snapshot = storeFor(SNAPSHOT_START_CURSOR);
     expect((await snapshot.load()).cursor).toEqual(SNAPSHOT_START_CURSOR);
   });
 
@@ -44,7 +47,7 @@ describe('RedisCursorStore', () => {
     expect(saved).toEqual({ cursor: at(5), version: serializeCursor(at(5)), highWater: at(5) });
     expect(await store.load()).toEqual(saved);
     // A second reader sees the same.
-    expect(await new RedisCursorStore(redis, key, 'app.public.t').load()).toEqual(saved);
+    expect(await storeFor().load()).toEqual(saved);
   });
 
   it('refuses a save from a stale version with a retryable CURSOR_CONFLICT, keeping the stored cursor', async () => {
@@ -58,8 +61,8 @@ describe('RedisCursorStore', () => {
   });
 
   it('lets only one of two readers that loaded the same cursor save past it', async () => {
-    const a = new RedisCursorStore(redis, key, 'app.public.t');
-    const b = new RedisCursorStore(redis, key, 'app.public.t');
+    const a = storeFor();
+    const b = storeFor();
     await a.save(await a.load(), at(1));
     const [la, lb] = [await a.load(), await b.load()];
     const results = await Promise.allSettled([a.save(la, at(4)), b.save(lb, at(7))]);
@@ -82,11 +85,40 @@ describe('RedisCursorStore', () => {
     expect(await store.load()).toEqual({ cursor: START_CURSOR, version: null, highWater: at(8) });
   });
 
-  it('forgets the cursor and its high water on clear', async () => {
+  it('forgets the cursor and its high water on startOver, with the next generation and what else it is given, at once', async () => {
     await store.save(await store.load(), at(8));
-    await RedisCursorStore.clear(redis, key);
+    expect(store.generation).toBeNull();
+    await redis.set(`${prefix}:state`, 'x');
+    await RedisCursorStore.startOver(redis, key, gen, (m) => m.del(`${prefix}:state`));
     expect(await store.load()).toEqual({ cursor: START_CURSOR, version: null, highWater: null });
-    expect(await redis.exists(key, `${key}:high`)).toBe(0);
+    expect(store.generation).toBe('1');
+    expect(await redis.exists(key, `${key}:high`, `${prefix}:state`)).toBe(0);
+    await RedisCursorStore.startOver(redis, key, gen);
+    await store.load();
+    expect(store.generation).toBe('2');
+  });
+
+  it('refuses the save of a run that loaded its cursor before a reset, even one that found no cursor', async () => {
+    // A run that loaded the table's start after one reset, and saves after a second: without the generation check
+    // its compare-and-set ('' expected, '' found) would pass, and the ranges it sent before the second reset would
+    // never be sent again.
+    await RedisCursorStore.startOver(redis, key, gen);
+    const before = await store.load();
+    expect(before.version).toBeNull();
+    await RedisCursorStore.startOver(redis, key, gen);
+    expect((await rejection(store.save(before, at(3)))).code).toBe('CURSOR_CONFLICT');
+    expect(await redis.get(key)).toBeNull();
+    // A run that loaded a cursor before the reset is refused too.
+    const fresh = storeFor();
+    await fresh.save(await fresh.load(), at(5));
+    const loaded = await fresh.load();
+    await RedisCursorStore.startOver(redis, key, gen);
+    expect((await rejection(fresh.save(loaded, at(9)))).code).toBe('CURSOR_CONFLICT');
+    // The next run starts over under the new generation and saves.
+    const next = storeFor();
+    const start = await next.load();
+    expect(next.generation).toBe('3');
+    expect((await next.save(start, at(1))).version).toBe(serializeCursor(at(1)));
   });
 
   it('reports a stored cursor it cannot read as CURSOR_INVALID instead of starting over', async () => {

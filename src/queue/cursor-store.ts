@@ -1,33 +1,54 @@
+import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from './redis.js';
 import { AppError } from '../core/errors.js';
 import { START_CURSOR, parseCursor, serializeCursor, type Cursor } from '../core/cursor.js';
 import type { CursorStore, StoredCursor } from '../core/extract.js';
 
 /**
- * Compare-and-set: write ARGV[2] only when the key still holds ARGV[1] ('' meaning absent). The same value goes to
- * the high-water key, the furthest cursor ever saved, against which a cursor that went backwards is detected.
+ * Compare-and-set: write ARGV[2] only when the key still holds ARGV[1] ('' meaning absent) and the table's
+ * generation counter (KEYS[3]) still holds ARGV[3] (again '' for absent). The same value goes to the high-water key,
+ * the furthest cursor ever saved, against which a cursor that went backwards is detected. The generation check makes
+ * a reset (which bumps it) final for every run already under way: without it, a run that loaded no cursor before a
+ * second reset would save past ranges it had sent before that reset, and they would not be sent again.
  */
 const CAS = `
 local cur = redis.call('GET', KEYS[1])
-if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
+local gen = redis.call('GET', KEYS[3])
+if ((cur == false and ARGV[1] == '') or cur == ARGV[1]) and ((gen == false and ARGV[3] == '') or gen == ARGV[3]) then
   redis.call('SET', KEYS[1], ARGV[2])
   redis.call('SET', KEYS[2], ARGV[2])
   return 1
 end
 return 0`;
 
-/** A table's cursor in Redis, written with compare-and-set so two readers can never interleave their saves. */
+/**
+ * A table's cursor in Redis, written with compare-and-set so two readers can never interleave their saves, and read
+ * together with the table's generation counter (`generationKey`), which numbers its re-reads: push job ids carry the
+ * generation, so a range read again after a reset gets a new job instead of being absorbed by the completed one.
+ */
 export class RedisCursorStore implements CursorStore {
   constructor(
     private readonly redis: RedisClient,
     private readonly key: string,
+    private readonly generationKey: string,
     private readonly where: string,
     /** Where a table without a stored cursor starts. */
     private readonly start: Cursor = START_CURSOR,
   ) {}
 
-  /** The stored texts (cursor, high water) read with the run's other state, for the first `load` only. */
-  private preloaded: [string | null, string | null] | undefined;
+  /** The stored texts (cursor, high water, generation) read with the run's other state, for the first `load` only. */
+  private preloaded: [string | null, string | null, string | null] | undefined;
+
+  private loadedGeneration: string | null | undefined;
+
+  /**
+   * The generation read with the cursor by the last `load`: the one the ranges cut from that cursor belong to. Read
+   * in the same command as the cursor, so a cursor that a reset removed never comes with the generation from before.
+   */
+  get generation(): string | null {
+    if (this.loadedGeneration === undefined) throw new AppError('INTERNAL', `cursor of ${this.where}: generation asked before load`);
+    return this.loadedGeneration;
+  }
 
   private get highWaterKey(): string {
     return RedisCursorStore.highWaterKey(this.key);
@@ -37,22 +58,38 @@ export class RedisCursorStore implements CursorStore {
     return `${key}:high`;
   }
 
-  /** Forgets a table's position entirely (cursor and high water): the next run starts the table over. */
-  static async clear(redis: RedisClient, key: string): Promise<void> {
-    await redis.del(key, RedisCursorStore.highWaterKey(key));
+  /**
+   * Forgets a table's position entirely (cursor and high water) and starts its next generation, in one transaction
+   * with `also` (more of the table's state to forget): the next run starts the table over under new job ids, and a
+   * run under way can save no cursor any more (see CAS).
+   */
+  static async startOver(
+    redis: RedisClient,
+    key: string,
+    generationKey: string,
+    also: (m: ChainableCommander) => ChainableCommander = (m) => m,
+  ): Promise<void> {
+    const replies = await also(redis.multi().incr(generationKey).del(key, RedisCursorStore.highWaterKey(key))).exec();
+    const failed = (replies ?? []).find(([err]) => err);
+    if (!replies || failed)
+      throw new AppError('INTERNAL', `could not reset the cursor of ${key}: ${String(failed?.[0] ?? 'transaction aborted')}`, { retryable: true });
   }
 
   /**
-   * Hands the next `load` the cursor and high water already read (MGET of `key` and `highWaterKey(key)`), saving a
-   * round trip. Safe as compare-and-set guards every save: a cursor that changed since is a CURSOR_CONFLICT.
+   * Hands the next `load` the cursor, high water and generation already read (one MGET of `key`,
+   * `highWaterKey(key)` and the generation key), saving a round trip. Safe as compare-and-set guards every save: a
+   * cursor or generation that changed since is a CURSOR_CONFLICT.
    */
-  preload(text: string | null, high: string | null): void {
-    this.preloaded = [text, high];
+  preload(text: string | null, high: string | null, generation: string | null): void {
+    this.preloaded = [text, high, generation];
   }
 
   async load(): Promise<StoredCursor> {
-    const [text, high] = this.preloaded ?? (await this.redis.mget(this.key, this.highWaterKey));
+    // One MGET: a reset between reading the generation and the cursor would pair the old generation's job ids with
+    // a cursor at the table's start, and every range read again would be absorbed by its completed job.
+    const [text, high, generation] = this.preloaded ?? (await this.redis.mget(this.key, this.highWaterKey, this.generationKey));
     this.preloaded = undefined;
+    this.loadedGeneration = generation ?? null;
     return {
       cursor: parseCursor(text ?? null, this.where, this.start),
       version: text ?? null,
@@ -62,9 +99,21 @@ export class RedisCursorStore implements CursorStore {
 
   async save(expected: StoredCursor, next: Cursor): Promise<StoredCursor> {
     const text = serializeCursor(next);
-    const ok = (await this.redis.eval(CAS, 2, this.key, this.highWaterKey, expected.version ?? '', text)) as number;
+    const generation = this.generation;
+    const ok = (await this.redis.eval(
+      CAS,
+      3,
+      this.key,
+      this.highWaterKey,
+      this.generationKey,
+      expected.version ?? '',
+      text,
+      generation ?? '',
+    )) as number;
     if (ok !== 1) {
-      throw new AppError('CURSOR_CONFLICT', `cursor of ${this.where} changed under this run; another reader is active`, { retryable: true });
+      throw new AppError('CURSOR_CONFLICT', `cursor of ${this.where} changed under this run: another reader is active, or the table was reset`, {
+        retryable: true,
+      });
     }
     return { cursor: next, version: text, highWater: next };
   }

@@ -96,13 +96,13 @@ async function runTable(
     // stored shape was already this one (nothing changed, nothing was written), the state is read again.
     const relation = reader.shape.relation;
     if (relation !== undefined && run.shape !== JSON.stringify(relation)) run = await readRunState(ctx, table, cursorKey);
-    const generation = run.generation;
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     tracker = await TableProgress.start(ctx, table, reader, job, log, run.state);
     const counted = tracker;
     const enqueue = async (range: KeyRange, rows: number, keys: string[][]): Promise<void> => {
       const data: PushJob = { v: 1, source: sourceName, table: tableName, target: table.target, range, rows, cutAt: new Date().toISOString() };
-      await enqueuePushJob(ctx, rangeJobId(rangeId(sourceName, tableName, range), generation), data);
+      // The generation read with the cursor the range was cut from (see RedisCursorStore.load).
+      await enqueuePushJob(ctx, rangeJobId(rangeId(sourceName, tableName, range), cursors.generation), data);
       // Remembered before the cursor moves on, so a key can never be sent without reconciliation knowing it.
       if (known) await ctx.redis.sadd(known, ...keys.map((k) => JSON.stringify(k)));
       await counted.add(rows);
@@ -110,8 +110,8 @@ async function runTable(
     const backpressure = { paused: false };
     // The first page's pause check and backlog count come with the run's state; later pages read them anew.
     let first: { paused: boolean; pending: number } | undefined = { paused: run.paused, pending: run.pending };
-    const cursors = new RedisCursorStore(ctx.redis, cursorKey, `${sourceName}.${tableName}`);
-    cursors.preload(run.cursor, run.highWater);
+    const cursors = new RedisCursorStore(ctx.redis, cursorKey, ctx.keys.generation(sourceName, tableName), `${sourceName}.${tableName}`);
+    cursors.preload(run.cursor, run.highWater, run.generation);
     const result = await extractTable({
       reader,
       cursors,
@@ -163,9 +163,10 @@ interface RunState {
 async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey: string): Promise<RunState> {
   const replies = await ctx.redis
     .pipeline()
-    .get(ctx.keys.generation(table.source, table.name))
     .hgetall(ctx.keys.state(table.source, table.name))
-    .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey))
+    // In one command: a reset between reading the generation and the cursor would pair a cursor at the table's
+    // start with the old generation's job ids, and every range read again would be absorbed by its completed job.
+    .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey), ctx.keys.generation(table.source, table.name))
     .zcard(ctx.keys.pending(table.source, table.name))
     .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
     .get(ctx.keys.schemaShape(table.source, table.name))
@@ -174,17 +175,17 @@ async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey:
     if (err) throw err;
     return value;
   });
-  if (v.length !== 6) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
-  const [cursor, highWater] = v[2] as [string | null, string | null];
-  const [pausedAt, frozen] = v[4] as [string | null, string | null];
+  if (v.length !== 5) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
+  const [cursor, highWater, generation] = v[1] as [string | null, string | null, string | null];
+  const [pausedAt, frozen] = v[3] as [string | null, string | null];
   return {
-    generation: v[0] as string | null,
-    state: v[1] as Record<string, string>,
+    generation,
+    state: v[0] as Record<string, string>,
     cursor,
     highWater,
-    pending: v[3] as number,
+    pending: v[2] as number,
     paused: pausedAt !== null,
-    shape: v[5] as string | null,
+    shape: v[4] as string | null,
     frozen,
   };
 }

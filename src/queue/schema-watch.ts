@@ -208,9 +208,9 @@ export async function afterAccepted(
  * reconciliation sends deletes for the old table's keys the new one lacks.
  */
 async function restartTable(ctx: PipelineContext, table: TableConfig): Promise<void> {
-  await RedisCursorStore.clear(ctx.redis, ctx.keys.cursor(table.source, table.name));
-  await ctx.redis.incr(ctx.keys.generation(table.source, table.name));
-  await ctx.redis.del(ctx.keys.state(table.source, table.name));
+  await RedisCursorStore.startOver(ctx.redis, ctx.keys.cursor(table.source, table.name), ctx.keys.generation(table.source, table.name), (m) =>
+    m.del(ctx.keys.state(table.source, table.name)),
+  );
   await ctx.extractQueue.add(
     `${table.source}.${table.name} (re-created)`,
     { v: 1, kind: 'table', source: table.source, table: table.name, reason: 'manual' },

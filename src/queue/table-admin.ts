@@ -11,15 +11,15 @@ import { requestSnapshot } from './cdc-snapshots.js';
  * again, unchanged rows with the same event ids.
  */
 export async function resetTable(ctx: PipelineContext, table: TableConfig): Promise<void> {
-  await RedisCursorStore.clear(ctx.redis, ctx.keys.cursor(table.source, table.name));
-  // Ranges read again get new job ids: the completed jobs of the old ones would otherwise absorb them.
-  await ctx.redis.incr(ctx.keys.generation(table.source, table.name));
-  await ctx.redis.del(ctx.keys.knownKeys(table.source, table.name), ctx.keys.state(table.source, table.name));
-  if (table.mode === 'cdc') {
-    const source = ctx.config.sources.find((s) => s.name === table.source)!;
+  const source = ctx.config.sources.find((s) => s.name === table.source)!;
+  // One transaction: ranges read again get new job ids (the completed jobs of the old ones would otherwise absorb
+  // them), and a run under way, which may have loaded the cursor before, can no longer save it.
+  await RedisCursorStore.startOver(ctx.redis, ctx.keys.cursor(table.source, table.name), ctx.keys.generation(table.source, table.name), (m) => {
+    m.del(ctx.keys.knownKeys(table.source, table.name), ctx.keys.state(table.source, table.name));
     // An incremental snapshot under way would share the cursor with the snapshot that starts over.
-    await ctx.redis.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`, `resnap:${table.name}`);
-  }
+    if (table.mode === 'cdc') m.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`, `resnap:${table.name}`);
+    return m;
+  });
 }
 
 /** A configured table by `<source>.<table as configured>`, or CONFIG_INVALID listing the names there are. */
