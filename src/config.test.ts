@@ -500,10 +500,12 @@ describe('parseConfig with a mysql source', () => {
     ]);
   });
 
-  it('accepts mode cdc for a mysql source, with the replica server id of its binlog reader', () => {
+  it('accepts mode cdc for a mysql source, with the replica server id and the receive timeout of its binlog reader', () => {
     const cfg = parseConfig(mysql({ mode: 'cdc', cdc: { serverId: 4242 } }, { watermark: undefined }), {});
     expect(cfg.sources[0]!.tables[0]!.mode).toBe('cdc');
-    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop' });
+    expect(cfg.sources[0]!.cdc).toMatchObject({ serverId: 4242, slot: 'pushsync_shop', receiveTimeout: 60_000 });
+    const timed = parseConfig(mysql({ mode: 'cdc', cdc: { receiveTimeout: '20s' } }, { watermark: undefined }), {});
+    expect(timed.sources[0]!.cdc.receiveTimeout).toBe(20_000);
     expect(problems(mysql({ cdc: { serverId: 0 } }))[0]).toMatch(/^sources\[0\]\.cdc\.serverId: /);
   });
 

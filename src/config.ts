@@ -206,9 +206,11 @@ const cdcSchema = z
       .min(0)
       .default(1024 * 1024 * 1024),
     /**
-     * PostgreSQL: the replication stream is ended (and started again) when nothing arrives from the server for this
-     * long, a duration (0: never); a keepalive is asked for at half of it. As PostgreSQL's wal_receiver_timeout, it
-     * catches a connection that stopped answering without a reset. @defaultValue 60s
+     * The change stream is ended with a retryable error (and started again at the confirmed position) when nothing
+     * arrives from the server for this long, a duration (0: never). It catches a connection that stopped answering
+     * without a reset. PostgreSQL: a keepalive is asked for at half of it (as PostgreSQL's wal_receiver_timeout).
+     * MySQL/MariaDB: the binlog connection asks for a heartbeat event at half of it (`@master_heartbeat_period`),
+     * so an idle binlog still sends something. @defaultValue 60s
      */
     receiveTimeout: duration.default(60_000),
     /** MySQL/MariaDB: the replica server_id of the binlog reader; unique among the server's replicas. @defaultValue derived from the source and slot names */

@@ -131,6 +131,7 @@ function binlogSource(config: Config, s: SourceConfig, redis: RedisClient | unde
     stream: s.cdc.slot,
     serverId: s.cdc.serverId ?? defaultServerId(`${s.name}/${s.cdc.slot}`),
     store,
+    receiveTimeoutMs: s.cdc.receiveTimeout,
   });
 }
 

@@ -7,6 +7,7 @@ import { connectionOptions } from './mysql-query.js';
 import { translateMysqlError } from './mysql-errors.js';
 import { binlogColumnsSql, existingTablesSql } from './mysql-shape.js';
 import { BinlogShapes, forgetTable, shapedZongJi } from './mysql-binlog-shapes.js';
+import { startWithHeartbeats, watchBinlogSilence } from './mysql-binlog-liveness.js';
 import {
   BINARY_LOGS_SQL,
   BINLOG_RETENTION_SQL,
@@ -54,6 +55,12 @@ export interface MysqlBinlogOptions {
   /** The replica server_id of the binlog connection: unique among the server's replicas and readers. */
   serverId: number;
   store: BinlogStateStore;
+  /**
+   * The stream ends with a retryable error when nothing arrives from the server for this long (0: never); the
+   * server is asked for a heartbeat event at half of it while the binlog is idle (config `cdc.receiveTimeout`).
+   * @defaultValue 60000 ms
+   */
+  receiveTimeoutMs?: number;
 }
 
 /** A stable server_id for a stream name, in 1,000,000,000 … 4,294,967,295 (clear of small hand-set ids). */
@@ -489,7 +496,8 @@ class BinlogReader {
 
   private handle(e: Event): void {
     const name = e.getEventName();
-    // A heartbeat stands for events the server did not send: it moves no position pushsync relies on.
+    // A heartbeat stands for events the server did not send: it moves no position pushsync relies on. It was asked
+    // for (at half of cdc.receiveTimeout) so that an idle binlog keeps the receive timer from ending the stream.
     if (name === 'heartbeat') return;
     if (name === 'rotate') {
       this.file = e.binlogName!;
@@ -553,7 +561,12 @@ class BinlogReader {
       this.zongji.stop();
       ended();
     };
+    const limit = this.options.receiveTimeoutMs ?? 60_000;
+    // Armed once the stream is ready: until then the open timeout bounds the wait.
+    let silence = { heard: (): void => undefined, end: (): void => undefined };
+    void done.then(() => silence.end());
     this.zongji.on('binlog', (e: unknown) => {
+      silence.heard();
       try {
         this.handle(e as Event);
       } catch (err) {
@@ -572,6 +585,18 @@ class BinlogReader {
         clearTimeout(timer);
         ready = true;
         this.zongji.removeListener('error', onStartError);
+        // A silent stream fails retryably and acknowledges nothing: the next one starts at the confirmed position.
+        // fail() does not wait on the dead peer: zongji's stop() destroys the binlog connection at once and the
+        // control connection after at most a second (when its KILL of the dump thread goes unanswered).
+        silence = watchBinlogSilence(this.zongji, limit, (ms) =>
+          fail(
+            new AppError(
+              'SOURCE_UNAVAILABLE',
+              `${this.options.name}: binlog stream ${this.options.stream}: nothing received from the server for ${Math.round(ms / 1000)} s (cdc.receiveTimeout ${limit / 1000} s): the connection is taken for dead`,
+              { retryable: true },
+            ),
+          ),
+        );
         resolve({
           acknowledge: async (position) => {
             await this.options.store.save(this.acknowledged(position));
@@ -581,6 +606,7 @@ class BinlogReader {
             setImmediate(() => this.idle(true));
           },
           stop: async () => {
+            silence.end();
             this.zongji.stop();
             await done;
           },
@@ -601,14 +627,18 @@ class BinlogReader {
       };
       this.zongji.once('ready', onReady);
       this.zongji.once('error', onStartError);
-      this.zongji.start({
-        serverId: this.options.serverId,
-        filename: this.file,
-        position: this.offset,
-        // Every event, so the position follows the binlog to its end (a one-shot run waits for the end it saw);
-        // row events of other tables are left out.
-        includeSchema: schemas,
-      });
+      startWithHeartbeats(
+        this.zongji,
+        {
+          serverId: this.options.serverId,
+          filename: this.file,
+          position: this.offset,
+          // Every event, so the position follows the binlog to its end (a one-shot run waits for the end it saw);
+          // row events of other tables are left out.
+          includeSchema: schemas,
+        },
+        limit / 2,
+      );
     });
   }
 }
