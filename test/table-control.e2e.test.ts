@@ -5,16 +5,17 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { parseConfig, type Config } from '../src/config.js';
-import { closePipeline, createPipeline } from '../src/main.js';
+import { closePipeline, createPipeline, startRuntime } from '../src/main.js';
 import { startWebServer } from '../src/http/server.js';
 import { createLogger } from '../src/observability/logger.js';
 import { pipelineStatus } from '../src/queue/status.js';
-import { pauseTable, resumeTable, tableByName } from '../src/queue/table-admin.js';
+import { backfillTable, pauseTable, resumeTable, tableByName } from '../src/queue/table-admin.js';
 import type { TableStatus } from '../src/core/table-status.js';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { runPushsync } from './helpers/cli.js';
 import { syncPass } from './helpers/pass.js';
+import { eventually } from './helpers/wait.js';
 
 /** Pausing, resuming and re-reading one table while the others keep syncing. */
 describe('table control: pause, resume, backfill', () => {
@@ -143,5 +144,22 @@ describe('table control: pause, resume, backfill', () => {
     expect([...new Set(resent)].sort((x, y) => x - y)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
     expect(ids('bronze.ctl_b').slice(before.b)).toEqual([1]);
     expect((await status())[0]).toMatchObject({ state: 'current', backfill: expect.objectContaining({ rows: 21, done: true }) });
+  });
+
+  it("a backfill asked for while another reader holds the table's lease starts once the lease is free, not at the next scheduled run", async () => {
+    // Workers of a long-running process, no scheduler: nothing but the backfill's own job can start a run.
+    const ctx = createPipeline(config, createLogger('silent'));
+    const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
+    try {
+      const before = ids('bronze.ctl_a').length;
+      // Another reader's lease (a scheduled run under way elsewhere), lapsing in 1.5 s.
+      await ctx.redis.set(ctx.keys.lock('app', `${db.schema}.a`), 'another-reader', 'PX', 1500);
+      await backfillTable(ctx, tableByName(config, a));
+      await eventually(async () => new Set(ids('bronze.ctl_a').slice(before)).size === 21, 100, 30_000);
+      expect([...new Set(ids('bronze.ctl_a').slice(before))].sort((x, y) => x - y)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+    } finally {
+      await runtime.stop();
+      await closePipeline(ctx);
+    }
   });
 });

@@ -106,7 +106,10 @@ describe('RedisCursorStore', () => {
     const before = await store.load();
     expect(before.version).toBeNull();
     await RedisCursorStore.startOver(redis, key, gen);
-    expect((await rejection(store.save(before, at(3)))).code).toBe('CURSOR_CONFLICT');
+    const refused = await rejection(store.save(before, at(3)));
+    expect(refused.code).toBe('CURSOR_CONFLICT');
+    expect(refused.retryable).toBe(true);
+    expect(refused.message).toBe('app.public.t was reset during this run: it saves no position, and the next run starts the table over');
     expect(await redis.get(key)).toBeNull();
     // A run that loaded a cursor before the reset is refused too.
     const fresh = storeFor();

@@ -12,9 +12,12 @@ import type { CursorStore, StoredCursor } from '../core/extract.js';
  * second reset would save past ranges it had sent before that reset, and they would not be sent again.
  */
 const CAS = `
-local cur = redis.call('GET', KEYS[1])
 local gen = redis.call('GET', KEYS[3])
-if ((cur == false and ARGV[1] == '') or cur == ARGV[1]) and ((gen == false and ARGV[3] == '') or gen == ARGV[3]) then
+if not ((gen == false and ARGV[3] == '') or gen == ARGV[3]) then
+  return 2
+end
+local cur = redis.call('GET', KEYS[1])
+if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
   redis.call('SET', KEYS[2], ARGV[2])
   return 1
@@ -110,10 +113,13 @@ export class RedisCursorStore implements CursorStore {
       text,
       generation ?? '',
     )) as number;
-    if (ok !== 1) {
-      throw new AppError('CURSOR_CONFLICT', `cursor of ${this.where} changed under this run: another reader is active, or the table was reset`, {
+    if (ok === 2) {
+      throw new AppError('CURSOR_CONFLICT', `${this.where} was reset during this run: it saves no position, and the next run starts the table over`, {
         retryable: true,
       });
+    }
+    if (ok !== 1) {
+      throw new AppError('CURSOR_CONFLICT', `cursor of ${this.where} changed under this run; another reader is active`, { retryable: true });
     }
     return { cursor: next, version: text, highWater: next };
   }

@@ -1,4 +1,4 @@
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import { rangeId, type KeyRange } from '../core/cursor.js';
 import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
@@ -26,7 +26,10 @@ export interface ExtractOutcome extends Partial<ExtractResult> {
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome | CutOutcome;
 
-export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean): Promise<Outcome> {
+/** How long a manual run that found its table's lease taken waits before it tries again. */
+export const MANUAL_RUN_RETRY_MS = 1000;
+
+export async function runExtract(ctx: PipelineContext, job: Job, stopping: () => boolean, token?: string): Promise<Outcome> {
   const parsed = extractJobSchema.safeParse(job.data);
   if (!parsed.success)
     throw failJob(new AppError('JOB_INVALID', `extract job payload invalid: ${parsed.error.message}`), { ctx, job, what: 'extract job rejected' });
@@ -37,7 +40,7 @@ export async function runExtract(ctx: PipelineContext, job: Job, stopping: () =>
     case 'reconcile':
       return runReconcile(ctx, job, data.source, data.table, stopping, data.reason);
     case 'table':
-      return runTable(ctx, job, data.source, data.table, data.reason, stopping);
+      return runTable(ctx, job, data.source, data.table, data.reason, stopping, token);
     case 'ingest':
       return runIngestCut(ctx, job, data.source, data.reason, stopping);
   }
@@ -50,6 +53,7 @@ async function runTable(
   tableName: string,
   reason: RunReason,
   stopping: () => boolean,
+  token: string | undefined,
 ): Promise<ExtractOutcome> {
   const log = ctx.logger.child({ queue: EXTRACT_QUEUE, jobId: job.id, source: sourceName, table: tableName });
   let table: TableConfig;
@@ -74,6 +78,13 @@ async function runTable(
     acquired = got;
   }
   if (!acquired) {
+    // A manual run (a backfill, a re-created table) is asked for once: skipped, it would wait for the next scheduled
+    // run, hours away for a daily cron. It waits its turn in the delayed set instead, holding no worker slot.
+    if (reason === 'manual' && token !== undefined) {
+      log.debug('another worker is reading this table; this manual run tries again shortly');
+      await job.moveToDelayed(Date.now() + MANUAL_RUN_RETRY_MS, token);
+      throw new DelayedError();
+    }
     log.debug('another worker is reading this table; skipping this run');
     return { skipped: 'locked' };
   }
@@ -203,7 +214,7 @@ export function startExtractWorker(ctx: PipelineContext): Worker {
   let closing = false;
   const worker = new Worker(
     EXTRACT_QUEUE,
-    jobProcessor(ctx.logger, EXTRACT_QUEUE, (job) => runExtract(ctx, job, () => closing)),
+    jobProcessor(ctx.logger, EXTRACT_QUEUE, (job, token) => runExtract(ctx, job, () => closing, token)),
     {
       connection: ctx.redis.duplicate(),
       prefix: ctx.config.redis.prefix,
