@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { parseConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/observability/logger.js';
-import { createPipeline } from '../src/main.js';
+import { closePipeline, createPipeline } from '../src/main.js';
 import { resetTable } from '../src/queue/table-admin.js';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
@@ -51,7 +51,7 @@ describe('cursor sanity', () => {
 
     const ctx = createPipeline(config, createLogger('silent'));
     await resetTable(ctx, config.sources[0]!.tables[0]!);
-    await Promise.all([ctx.redis.quit(), ctx.extractQueue.close(), ctx.pushQueue.close(), ...[...ctx.sources.values()].map((s) => s.close())]);
+    await closePipeline(ctx);
     const before = receiver.stored.get('bronze.app_t')!.length;
     expect((await syncPass(config)).failed).toEqual([]);
     expect(receiver.stored.get('bronze.app_t')!.length - before).toBe(50);

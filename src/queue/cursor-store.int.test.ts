@@ -124,6 +124,39 @@ describe('RedisCursorStore', () => {
     expect((await next.save(start, at(1))).version).toBe(serializeCursor(at(1)));
   });
 
+  it('never lets a reader see the cursor gone under the generation from before the reset', async () => {
+    // A reset that deleted the cursor and bumped the generation in two commands let a run between them read the
+    // table's start under the old generation: its ranges got the job ids of the completed jobs of the previous
+    // re-read, which absorbed them, and the backfill sent nothing.
+    const reader = new Redis(REDIS_URL);
+    let stop = false;
+    let gone = 0;
+    const stale: string[] = [];
+    const watching = (async () => {
+      let present: string | null = null;
+      while (!stop) {
+        const [cursor, generation] = await reader.mget(key, gen);
+        if (cursor !== null) present = generation;
+        else {
+          gone++;
+          if (generation === present) stale.push(`cursor gone, generation still ${generation}`);
+          // Put a cursor back, as the run that reads the table again would.
+          await reader.set(key, serializeCursor(at(1)));
+        }
+      }
+    })();
+    try {
+      await redis.set(key, serializeCursor(at(1)));
+      for (let i = 0; i < 300; i++) await RedisCursorStore.startOver(redis, key, gen);
+    } finally {
+      stop = true;
+      await watching;
+      reader.disconnect();
+    }
+    expect(gone).toBeGreaterThan(10);
+    expect(stale).toEqual([]);
+  });
+
   it('reports a stored cursor it cannot read as CURSOR_INVALID instead of starting over', async () => {
     await redis.set(key, '{"v":1,"phase":"wm"');
     expect((await rejection(store.load())).code).toBe('CURSOR_INVALID');
