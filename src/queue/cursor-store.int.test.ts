@@ -135,7 +135,7 @@ describe('RedisCursorStore', () => {
     const watching = (async () => {
       let present: string | null = null;
       while (!stop) {
-        const [cursor, generation] = await reader.mget(key, gen);
+        const [cursor, generation] = (await reader.mget(key, gen)) as [string | null, string | null];
         if (cursor !== null) present = generation;
         else {
           gone++;
