@@ -146,6 +146,47 @@ describe('table control: pause, resume, backfill', () => {
     expect((await status())[0]).toMatchObject({ state: 'current', backfill: expect.objectContaining({ rows: 21, done: true }) });
   });
 
+  it('a backfill of a reconciled table keeps the keys reconciliation knows: rows deleted before it still get their deletes', async () => {
+    await db.client.query(`CREATE TABLE c (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())`);
+    await db.client.query(`INSERT INTO c (id) SELECT generate_series(1, 10)`);
+    const reconciled = parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix: `${prefix}c` },
+        destination: { url: receiver.url, apiKey: 'k' },
+        sources: [
+          {
+            name: 'app',
+            kind: 'postgres',
+            url: PG_URL,
+            tables: [
+              { name: `${db.schema}.c`, watermark: 'updated_at', batchRows: 5, target: 'bronze.ctl_c', reconcile: { every: '1h', maxWait: '1s' } },
+            ],
+          },
+        ],
+      },
+      {},
+    );
+    const records = (): Array<{ id: number; _op: string }> =>
+      (receiver.stored.get('bronze.ctl_c') ?? []).map((r) => JSON.parse(r) as { id: number; _op: string });
+    try {
+      expect((await syncPass(reconciled, { timeoutMs: 30_000 })).failed).toEqual([]);
+      // A hard delete, then a backfill before the next reconciliation.
+      await db.client.query(`DELETE FROM c WHERE id IN (3, 7)`);
+      const ctx = createPipeline(reconciled, createLogger('silent'));
+      await backfillTable(ctx, tableByName(reconciled, `app.${db.schema}.c`));
+      await closePipeline(ctx);
+      expect((await syncPass(reconciled, { timeoutMs: 30_000, reconcile: true })).failed).toEqual([]);
+      expect(
+        records()
+          .filter((r) => r._op === 'delete')
+          .map((r) => r.id)
+          .sort((x, y) => x - y),
+      ).toEqual([3, 7]);
+    } finally {
+      await dropRedisPrefix(`${prefix}c`);
+    }
+  });
+
   it("a backfill asked for while another reader holds the table's lease starts once the lease is free, not at the next scheduled run", async () => {
     // Workers of a long-running process, no scheduler: nothing but the backfill's own job can start a run.
     const ctx = createPipeline(config, createLogger('silent'));

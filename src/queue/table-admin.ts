@@ -6,16 +6,17 @@ import { extractJobOptions } from './jobs.js';
 import { requestSnapshot } from './cdc-snapshots.js';
 
 /**
- * Forgets what pushsync knows of a table: its cursor (and high water), the keys remembered for reconciliation and,
- * for a CDC table, that its snapshot is done. The next run reads the table from its start: everything is sent
- * again, unchanged rows with the same event ids.
+ * Forgets where pushsync is in a table: its cursor (and high water) and, for a CDC table, that its snapshot is done.
+ * The next run reads the table from its start: everything is sent again, unchanged rows with the same event ids. The
+ * keys remembered for reconciliation are kept: the destination still holds them, and a key deleted since the last
+ * reconciliation is found gone only by comparing with them (the re-read adds back only keys that still exist).
  */
 export async function resetTable(ctx: PipelineContext, table: TableConfig): Promise<void> {
   const source = ctx.config.sources.find((s) => s.name === table.source)!;
   // One transaction: ranges read again get new job ids (the completed jobs of the old ones would otherwise absorb
   // them), and a run under way, which may have loaded the cursor before, can no longer save it.
   await RedisCursorStore.startOver(ctx.redis, ctx.keys.cursor(table.source, table.name), ctx.keys.generation(table.source, table.name), (m) => {
-    m.del(ctx.keys.knownKeys(table.source, table.name), ctx.keys.state(table.source, table.name));
+    m.del(ctx.keys.state(table.source, table.name));
     // An incremental snapshot under way would share the cursor with the snapshot that starts over.
     if (table.mode === 'cdc') m.hdel(ctx.keys.cdcState(source.name, source.cdc.slot), `snapshot:${table.name}`, `resnap:${table.name}`);
     return m;
