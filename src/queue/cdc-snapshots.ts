@@ -37,6 +37,12 @@ export interface SnapshotTable {
 
 const FIELD = 'resnap:';
 
+/**
+ * Deletes the request field only if it still holds exactly the request that ran, in one step with the comparison: a
+ * backfill asked for between a separate read and delete would be deleted unseen and never run.
+ */
+const DELETE_IF_SAME = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`;
+
 /** Asks the CDC reader of the table's source to snapshot it again while the stream flows. Durable; idempotent. */
 export async function requestSnapshot(ctx: PipelineContext, stateKey: string, table: Pick<TableConfig, 'name'>, reason: string): Promise<void> {
   const request: Pending = { reason, requestedAt: new Date().toISOString() };
@@ -147,8 +153,7 @@ export class IncrementalSnapshots {
         return 0;
       }
       // Done only if the request was not renewed meanwhile (a second backfill asked for while this one ran).
-      const now = await this.ctx.redis.hget(this.stateKey, this.field(t));
-      if (now === JSON.stringify(p)) await this.ctx.redis.hdel(this.stateKey, this.field(t));
+      await this.ctx.redis.eval(DELETE_IF_SAME, 1, this.stateKey, this.field(t), JSON.stringify(p));
       this.pending.delete(name);
       this.lastLoad = 0;
       this.log.info({ table: name, reason: p.reason }, `incremental snapshot of ${source}.${name} done`);
