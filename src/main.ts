@@ -121,7 +121,8 @@ function binlogSource(config: Config, s: SourceConfig, redis: RedisClient | unde
   const store: BinlogStateStore = redis
     ? {
         load: () => redis.hgetall(key),
-        save: async (fields) => void (await redis.hset(key, fields)),
+        // With the reader's lease: the key shares the lease's slot in a cluster (the prefix is a hash tag there).
+        save: async (fields, lease) => void (await (lease ? lease.hsetWhileHeld(key, fields) : redis.hset(key, fields))),
         clear: async () => void (await redis.del(key)),
       }
     : { load: none, save: none, clear: none };

@@ -285,6 +285,18 @@ export interface ChangeStreamFacts {
 }
 
 /**
+ * The reader's lease on its stream (one reader per stream). A reader whose lease lapsed unnoticed must not write
+ * its position over what its successor recorded.
+ */
+export interface StreamLease {
+  /**
+   * Sets `fields` of the Redis hash `key` only while the lease is held, in one step with the check. False, with
+   * nothing written and the lease counted as lost, when it was not held.
+   */
+  hsetWhileHeld(key: string, fields: Record<string, string>): Promise<boolean>;
+}
+
+/**
  * A source of committed changes with an explicit acknowledgement: Postgres logical replication, and by the same
  * shape a MySQL binlog reader or an ingested Debezium stream. The queue layer drives it through this port only.
  */
@@ -323,8 +335,17 @@ export interface ChangeSource {
   confirmedPast(confirmed: string, acknowledged: string, legacy: boolean): boolean;
   /** `_ordering` of rows read by the initial snapshot taken from `start`: sorts before every streamed change. */
   snapshotOrdering(start: string): string;
-  /** Streams committed changes of `relations` (keyed `schema.relname`) from the confirmed position. */
-  open(relations: ReadonlyMap<string, RelationKeys>, onEvent: (e: ChangeStreamEvent) => void, onError: (err: Error) => void): Promise<ChangeStream>;
+  /**
+   * Streams committed changes of `relations` (keyed `schema.relname`) from the confirmed position. A source that
+   * records its confirmed position in pushsync's Redis (the binlog reader) records it through `options.lease` only
+   * while the reader holds it; a source whose server keeps the position (a replication slot) needs no lease.
+   */
+  open(
+    relations: ReadonlyMap<string, RelationKeys>,
+    onEvent: (e: ChangeStreamEvent) => void,
+    onError: (err: Error) => void,
+    options: { lease: StreamLease },
+  ): Promise<ChangeStream>;
   /** Drops the durable stream (and, with `capture`, what `prepare` created). */
   drop(options: { capture: boolean }): Promise<void>;
   close(): Promise<void>;

@@ -37,6 +37,12 @@ export interface SnapshotTable {
 
 const FIELD = 'resnap:';
 
+/**
+ * Deletes the request field only if it still holds exactly the request that ran, in one step with the comparison: a
+ * backfill asked for between a separate read and delete would be deleted unseen and never run.
+ */
+const DELETE_IF_SAME = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0`;
+
 /** Asks the CDC reader of the table's source to snapshot it again while the stream flows. Durable; idempotent. */
 export async function requestSnapshot(ctx: PipelineContext, stateKey: string, table: Pick<TableConfig, 'name'>, reason: string): Promise<void> {
   const request: Pending = { reason, requestedAt: new Date().toISOString() };
@@ -49,9 +55,19 @@ export async function snapshotRequest(ctx: PipelineContext, stateKey: string, ta
   return text ? (JSON.parse(text) as Pending) : null;
 }
 
+/**
+ * While a snapshot's backlog stays at its bound, how often its entries are checked against the queue. A check costs
+ * one Redis round trip per entry (up to `extract.maxPendingBatches`); the stream loop turns every 50 ms.
+ */
+const RECONCILE_MS = 5000;
+
 export class IncrementalSnapshots {
   private pending = new Map<string, Pending>();
   private lastLoad = 0;
+  /** When each table's backlog was last reconciled (it is, when found at its bound, at most every RECONCILE_MS). */
+  private readonly reconciledAt = new Map<string, number>();
+  /** Tables whose snapshot is held by backpressure: said once when it starts waiting and once when it goes on. */
+  private readonly held = new Set<string>();
 
   constructor(
     private readonly ctx: PipelineContext,
@@ -131,10 +147,40 @@ export class IncrementalSnapshots {
     );
   }
 
-  private async nextRange(t: SnapshotTable, p: Pending): Promise<number> {
+  /**
+   * Whether the table's undelivered backlog is under `extract.maxPendingBatches`, as `waitForCapacity` decides it for
+   * extraction: entries of jobs that no longer exist or already completed (removed from the dashboard, purged, or
+   * recorded just after a fast delivery) are dropped before the backlog is taken as full, or they would hold the
+   * snapshot forever, silently; dead-lettered jobs count, their rows are undelivered.
+   */
+  private async hasRoom(t: SnapshotTable): Promise<boolean> {
     const { source, name } = t.table;
     const pending = new PendingSet(this.ctx.redis, this.ctx.keys.pending(source, name));
-    if ((await pending.count()) >= this.ctx.config.extract.maxPendingBatches) return 0;
+    const bound = this.ctx.config.extract.maxPendingBatches;
+    let count = await pending.count();
+    if (count >= bound && Date.now() - (this.reconciledAt.get(name) ?? 0) >= RECONCILE_MS) {
+      this.reconciledAt.set(name, Date.now());
+      if ((await pending.reconcile(this.ctx.pushQueue)) > 0) count = await pending.count();
+    }
+    const fields = { source, table: name, pending: count, bound };
+    if (count >= bound) {
+      if (!this.held.has(name)) {
+        this.held.add(name);
+        this.log.info(
+          fields,
+          `backpressure: incremental snapshot of ${source}.${name} waits, ${count} undelivered push jobs reached the bound of ${bound} (extract.maxPendingBatches); the change stream keeps flowing`,
+        );
+      }
+      return false;
+    }
+    if (this.held.delete(name))
+      this.log.info(fields, `backpressure released: incremental snapshot of ${source}.${name} goes on, ${count} undelivered push jobs`);
+    return true;
+  }
+
+  private async nextRange(t: SnapshotTable, p: Pending): Promise<number> {
+    const { source, name } = t.table;
+    if (!(await this.hasRoom(t))) return 0;
     const store = this.cursors(t);
     const stored = await store.load();
     // The reader as the table is now (one catalog query): its key may have been renamed since the run started.
@@ -147,8 +193,7 @@ export class IncrementalSnapshots {
         return 0;
       }
       // Done only if the request was not renewed meanwhile (a second backfill asked for while this one ran).
-      const now = await this.ctx.redis.hget(this.stateKey, this.field(t));
-      if (now === JSON.stringify(p)) await this.ctx.redis.hdel(this.stateKey, this.field(t));
+      await this.ctx.redis.eval(DELETE_IF_SAME, 1, this.stateKey, this.field(t), JSON.stringify(p));
       this.pending.delete(name);
       this.lastLoad = 0;
       this.log.info({ table: name, reason: p.reason }, `incremental snapshot of ${source}.${name} done`);

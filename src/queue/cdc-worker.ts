@@ -292,6 +292,9 @@ async function streamChanges(
       streamError = err;
       wake?.();
     },
+    // A source that records its confirmed position in Redis (the binlog reader) does so only while the lease is
+    // held, like ackedLsn below; a lapsed reader's acknowledgement is dropped and its run ends on the lost lease.
+    { lease: o.lock },
   );
   const nap = (ms: number): Promise<void> =>
     new Promise((resolve) => {

@@ -1,7 +1,7 @@
 import type ZongJi from '@vlasky/zongji';
 import { AppError } from '../core/errors.js';
 import type { RelationKeys } from '../core/changes.js';
-import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamFacts, ChangeStreamStatus, TableShape } from '../core/ports.js';
+import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamFacts, ChangeStreamStatus, StreamLease, TableShape } from '../core/ports.js';
 import { MysqlSource } from './mysql.js';
 import { connectionOptions } from './mysql-query.js';
 import { translateMysqlError } from './mysql-errors.js';
@@ -43,7 +43,11 @@ import {
  */
 export interface BinlogStateStore {
   load(): Promise<Record<string, string>>;
-  save(fields: Record<string, string>): Promise<void>;
+  /**
+   * With `lease`, the fields are written only while the lease is held, checked in the same step (nothing is written
+   * otherwise, and the lease counts as lost): how a stream records its acknowledged position.
+   */
+  save(fields: Record<string, string>, lease?: StreamLease): Promise<void>;
   clear(): Promise<void>;
 }
 
@@ -327,6 +331,7 @@ export class MysqlBinlog implements ChangeSource {
     relations: ReadonlyMap<string, RelationKeys>,
     onEvent: (e: ChangeStreamEvent) => void,
     onError: (err: Error) => void,
+    options: { lease?: StreamLease } = {},
   ): Promise<ChangeStream> {
     const state = await this.options.store.load();
     if (!state.confirmed) throw new AppError('INTERNAL', `${this.stream} has no confirmed position; create it first`);
@@ -359,7 +364,12 @@ export class MysqlBinlog implements ChangeSource {
       this.incarnations.set(relation, n);
       await this.options.store.save({ [`incarnation:${relation}`]: String(n) });
     };
-    const reader = new BinlogReader(this.options, start, captured, onEvent, { shapes, replaced });
+    // The confirmed position is the stream's own: a reader whose lease lapsed writing it after its successor's last
+    // write could leave it ahead of the successor's acknowledged position, and every later run would refuse the
+    // stream. So it is written only while the lease is held.
+    const { lease } = options;
+    const record = (fields: Record<string, string>): Promise<void> => this.options.store.save(fields, lease);
+    const reader = new BinlogReader(this.options, start, captured, onEvent, { shapes, replaced, record });
     return reader.start(schemas, onError);
   }
 
@@ -413,7 +423,12 @@ class BinlogReader {
     start: { file: string; offset: number },
     private readonly captured: Map<string, CapturedTable>,
     private readonly onEvent: (e: ChangeStreamEvent) => void,
-    private readonly tables: { shapes: BinlogShapes; replaced: (relation: string) => Promise<void> },
+    private readonly tables: {
+      shapes: BinlogShapes;
+      replaced: (relation: string) => Promise<void>;
+      /** Writes an acknowledged position (and what goes with it) to the store. */
+      record: (fields: Record<string, string>) => Promise<void>;
+    },
   ) {
     this.file = start.file;
     this.offset = start.offset;
@@ -599,10 +614,10 @@ class BinlogReader {
         );
         resolve({
           acknowledge: async (position) => {
-            await this.options.store.save(this.acknowledged(position));
+            await this.tables.record(this.acknowledged(position));
           },
           requestPosition: async (position) => {
-            await this.options.store.save(this.acknowledged(position));
+            await this.tables.record(this.acknowledged(position));
             setImmediate(() => this.idle(true));
           },
           stop: async () => {
