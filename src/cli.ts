@@ -580,8 +580,17 @@ program
     try {
       await withQueues(NEEDS.redisOnly, async (ctx) => {
         for (const t of chosenTables(ctx, opts.table)) {
-          const accepted = await acceptSchema(ctx, t, ctx.logger);
-          process.stdout.write(`${accepted ? 'accepted the new shape of' : 'no schema change waits to be accepted for'} ${t.source}.${t.name}\n`);
+          const outcome = await acceptSchema(ctx, t, ctx.logger);
+          const where = `${t.source}.${t.name}`;
+          if (outcome === 'changed_again') {
+            process.stderr.write(
+              `pushsync: ${where} is still frozen, by a newer schema change seen while the accept ran: ` +
+                `look at pushsync status and run "pushsync schema accept --table ${where}" again\n`,
+            );
+            process.exitCode = EXIT_FAILED;
+          } else {
+            process.stdout.write(`${outcome === 'accepted' ? 'accepted the new shape of' : 'no schema change waits to be accepted for'} ${where}\n`);
+          }
         }
       });
     } catch (err) {

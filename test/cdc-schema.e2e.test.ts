@@ -147,7 +147,7 @@ describe('schema changes while a CDC stream runs', () => {
     expect(announced.map((a) => [a.kind, a.column])).toEqual([['column_added', 'secret']]);
     expect(receiver.stored.get('bronze.pushsync_schema_changes')?.some((r) => r.includes('"secret"'))).toBe(true);
 
-    expect(await acceptSchema(runtime!.ctx, table, createLogger('silent'))).toBe(true);
+    expect(await acceptSchema(runtime!.ctx, table, createLogger('silent'))).toBe('accepted');
     await eventually(
       () => {
         const state = currentState(frozen());

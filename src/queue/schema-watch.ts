@@ -29,6 +29,54 @@ const SWAP_SHAPE = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SE
 /** The pause fields that mark a schema freeze (`pushsync schema accept` ends it; `resume` does not). */
 export const FROZEN_FIELD = 'schema';
 
+/** What a freeze holds in `FROZEN_FIELD`: everything the changes since it began call for once accepted. */
+interface Freeze {
+  recreated: boolean;
+  backfill: boolean;
+  /** The kinds of change frozen on, in the order first seen. */
+  kinds?: string[];
+  /** How many changes the freeze holds: each one rewrites the field, so an accept can tell it from a later one. */
+  changes?: number;
+}
+
+/**
+ * Freezes a table, or adds a change to its freeze (KEYS[1] the pause hash; ARGV: now in ms, the change's `Freeze`
+ * JSON, the reason before and after its list of kinds). A later change never clears what an earlier one calls for
+ * (a re-read of a re-created table, a backfill): an accept must set off all of it. The earliest `at` stays, and a
+ * reason a freeze wrote is rewritten to list every kind; an operator's reason written after the freeze is kept.
+ */
+const FREEZE = `
+local new = cjson.decode(ARGV[2])
+local stored = redis.call('HGET', KEYS[1], '${FROZEN_FIELD}')
+if not stored then
+  new['changes'] = 1
+  redis.call('HSET', KEYS[1], 'at', ARGV[1], 'reason', ARGV[3] .. table.concat(new['kinds'], ', ') .. ARGV[4], '${FROZEN_FIELD}', cjson.encode(new))
+  return 1
+end
+local old = cjson.decode(stored)
+for k, v in pairs(new) do
+  if v == true then old[k] = true elseif v == false and old[k] == nil then old[k] = false end
+end
+local kinds = type(old['kinds']) == 'table' and old['kinds'] or {}
+local seen = {}
+for _, k in ipairs(kinds) do seen[k] = true end
+for _, k in ipairs(new['kinds']) do
+  if not seen[k] then table.insert(kinds, k) seen[k] = true end
+end
+old['kinds'] = kinds
+old['changes'] = (tonumber(old['changes']) or 1) + 1
+redis.call('HSET', KEYS[1], '${FROZEN_FIELD}', cjson.encode(old))
+if redis.call('HSETNX', KEYS[1], 'at', ARGV[1]) == 0 then
+  local reason = redis.call('HGET', KEYS[1], 'reason')
+  if reason and string.sub(reason, 1, #ARGV[3]) ~= ARGV[3] then return 2 end
+end
+redis.call('HSET', KEYS[1], 'reason', ARGV[3] .. table.concat(kinds, ', ') .. ARGV[4])
+return 2
+`;
+
+/** Ends a freeze only if it is still the one read (KEYS[1] the pause hash, ARGV[1] that freeze): 1, else 0. */
+const THAW = `if redis.call('HGET', KEYS[1], '${FROZEN_FIELD}') == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end return 0`;
+
 /**
  * Compares the shape `reader` was described with against the one last seen for the table (kept in Redis, so a change
  * made while pushsync was stopped is seen too, and every process agrees), and acts on a difference once: announces
@@ -163,12 +211,17 @@ async function applyPolicy(ctx: PipelineContext, table: TableConfig, reader: Tab
   const added = changes.some((c) => c.kind === 'column_added' && leaving.has(c.column));
   const backfill = !recreated && added && table.onAddedColumn === 'backfill';
   if (table.schemaChanges === 'freeze') {
-    const kinds = [...new Set(changes.map((c) => c.kind))].join(', ');
-    await ctx.redis.hset(ctx.keys.paused(table.source, table.name), {
-      at: String(Date.now()),
-      reason: `schema changed (${kinds}) and schemaChanges is freeze: pushsync schema accept --table ${where}`,
-      [FROZEN_FIELD]: JSON.stringify({ recreated, backfill }),
-    });
+    // Merged into a freeze already pending: the accept to come must set off what every change since it began calls for.
+    const freeze: Freeze = { recreated, backfill, kinds: [...new Set(changes.map((c) => c.kind))] };
+    await ctx.redis.eval(
+      FREEZE,
+      1,
+      ctx.keys.paused(table.source, table.name),
+      String(Date.now()),
+      JSON.stringify(freeze),
+      'schema changed (',
+      `) and schemaChanges is freeze: pushsync schema accept --table ${where}`,
+    );
     log.warn({ source: table.source, table: table.name }, `${where} frozen by a schema change until "pushsync schema accept --table ${where}"`);
     return true;
   }
@@ -229,18 +282,26 @@ export async function recentSchemaChanges(
 }
 
 /**
- * Ends a schema freeze (`pushsync schema accept`): the table is extracted and sent again with its new shape, and
- * what the change sets off (a re-read of a re-created table, a backfill) starts. False when it was not frozen.
+ * What `acceptSchema` did: `accepted`, `not_frozen` (no schema change waited), or `changed_again`: the schema changed
+ * once more while it ran, and the table stays frozen by the newer change until it is accepted too.
  */
-export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log: Logger): Promise<boolean> {
+export type AcceptOutcome = 'accepted' | 'not_frozen' | 'changed_again';
+
+/**
+ * Ends a schema freeze (`pushsync schema accept`): the table is extracted and sent again with its new shape, and
+ * what the changes set off (a re-read of a re-created table, a backfill) starts.
+ */
+export async function acceptSchema(ctx: PipelineContext, table: TableConfig, log: Logger): Promise<AcceptOutcome> {
   const pausedKey = ctx.keys.paused(table.source, table.name);
   const frozen = await ctx.redis.hget(pausedKey, FROZEN_FIELD);
-  if (frozen === null) return false;
+  if (frozen === null) return 'not_frozen';
   // Invariant: what the change calls for is in Redis before the freeze ends, so a crash in between leaves the table
   // frozen and a second accept repeats it (a second re-read is harmless), never a thawed table that skipped it.
-  await afterAccepted(ctx, table, JSON.parse(frozen) as { recreated: boolean; backfill: boolean }, log);
-  await ctx.redis.del(pausedKey);
-  return true;
+  await afterAccepted(ctx, table, JSON.parse(frozen) as Freeze, log);
+  // A change seen meanwhile rewrote the freeze (and stored its shape): ending it would let a change nobody accepted
+  // through and lose what it calls for. The freeze left in place still holds what was just set off: the next accept
+  // repeats it, harmlessly.
+  return (await ctx.redis.eval(THAW, 1, pausedKey, frozen)) === 1 ? 'accepted' : 'changed_again';
 }
 
 /**

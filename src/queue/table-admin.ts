@@ -66,15 +66,23 @@ export async function pauseTable(ctx: PipelineContext, t: TableConfig, reason?: 
   await ctx.redis.hset(ctx.keys.paused(t.source, t.name), { at: String(Date.now()), ...(reason ? { reason } : {}) });
 }
 
+/**
+ * Ends a pause unless a schema change froze the table: the check and the delete are one script, so a freeze written
+ * in between cannot be deleted with the pause (-1: frozen, else how many keys it deleted).
+ */
+const RESUME = `if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end return redis.call('DEL', KEYS[1])`;
+
 /** Ends an operator's pause. A pause by a schema change (`schemaChanges: freeze`) ends with `pushsync schema accept` only. */
 export async function resumeTable(ctx: PipelineContext, t: TableConfig): Promise<boolean> {
-  if ((await ctx.redis.hget(ctx.keys.paused(t.source, t.name), 'schema')) !== null) {
+  // The field schema-watch.ts names FROZEN_FIELD; not imported, as schema-watch.ts imports this file.
+  const deleted = (await ctx.redis.eval(RESUME, 1, ctx.keys.paused(t.source, t.name), 'schema')) as number;
+  if (deleted < 0) {
     throw new AppError(
       'CONFIG_INVALID',
       `${t.source}.${t.name} is frozen by a schema change (schemaChanges: freeze): "pushsync schema accept --table ${t.source}.${t.name}" sends it on with its new shape`,
     );
   }
-  return (await ctx.redis.del(ctx.keys.paused(t.source, t.name))) > 0;
+  return deleted > 0;
 }
 
 /**
