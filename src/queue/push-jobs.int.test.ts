@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Worker } from 'bullmq';
+import { UnrecoverableError, Worker } from 'bullmq';
 import { parseConfig } from '../config.js';
 import { closePipeline, createPipeline } from '../main.js';
 import { createLogger, type Logger } from '../observability/logger.js';
@@ -135,6 +135,33 @@ describe('push job helpers', () => {
         [30, 'backpressure', 2, 2],
         [30, 'backpressure released', 0, 2],
       ]);
+    });
+
+    it('goes on once failed jobs holding the backlog are removed by hand while it waits', async () => {
+      // Two dead letters fill the backlog (their rows are undelivered: they count), then an operator removes them
+      // from the dashboard: their entries are found gone at the next check, not only when the next run starts.
+      const failing = new Worker(
+        PUSH_QUEUE,
+        async () => {
+          throw new UnrecoverableError('[DEST_REJECTED] refused');
+        },
+        { connection: ctx.redis.duplicate(), prefix },
+      );
+      try {
+        await enqueuePushJob(ctx, 'p-1', job(1));
+        await enqueuePushJob(ctx, 'p-2', job(2));
+        await eventually(async () => (await ctx.pushQueue.getFailedCount()) === 2);
+      } finally {
+        await failing.close();
+      }
+      let done = false;
+      const waiting = waitForCapacity(ctx, TABLE, { shouldStop: () => false, log, reconcileEveryMs: 1_000 }).then(() => (done = true));
+      await eventually(() => logLines.some((l) => l.includes('extraction paused')));
+      for (const id of ['p-1', 'p-2']) await (await ctx.pushQueue.getJob(id))!.remove();
+      await sleep(300);
+      expect(done).toBe(false);
+      await waiting;
+      expect(await pending.count()).toBe(0);
     });
 
     it('returns when the caller should stop, even with the backlog full', async () => {

@@ -20,6 +20,13 @@ export async function enqueuePushJob(ctx: PipelineContext, jobId: string, data: 
 /** Polls backpressure at this interval while a table's backlog is full. */
 const CAPACITY_POLL_MS = 500;
 
+/**
+ * While a backlog stays full, its entries are checked against the queue again this often: failed jobs removed by
+ * hand in the dashboard meanwhile would otherwise hold the wait until the run stops. A check costs one round trip per
+ * entry (up to `extract.maxPendingBatches`), so not every poll.
+ */
+export const RECONCILE_WHILE_WAITING_MS = 60_000;
+
 /** Whether a table's extraction is held by backpressure, across the pages of one run. */
 export interface BackpressureState {
   paused: boolean;
@@ -38,18 +45,27 @@ export interface BackpressureState {
 export async function waitForCapacity(
   ctx: PipelineContext,
   table: Pick<TableConfig, 'source' | 'name'>,
-  o: { shouldStop: () => boolean; log: Logger; state?: BackpressureState; /** The backlog count, when just read. */ count?: number },
+  o: {
+    shouldStop: () => boolean;
+    log: Logger;
+    state?: BackpressureState;
+    /** The backlog count, when just read. */
+    count?: number;
+    /** @defaultValue RECONCILE_WHILE_WAITING_MS */
+    reconcileEveryMs?: number;
+  },
 ): Promise<void> {
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(table.source, table.name));
   const bound = ctx.config.extract.maxPendingBatches;
   const state = o.state ?? { paused: false };
   const fields = { source: table.source, table: table.name, bound };
-  let reconciled = false;
+  const every = o.reconcileEveryMs ?? RECONCILE_WHILE_WAITING_MS;
+  let reconciledAt: number | undefined;
   let waited = false;
   let count = o.count ?? (await pending.count());
   while (!o.shouldStop() && count >= bound) {
-    if (!reconciled) {
-      reconciled = true;
+    if (reconciledAt === undefined || Date.now() - reconciledAt >= every) {
+      reconciledAt = Date.now();
       if ((await pending.reconcile(ctx.pushQueue)) > 0) {
         count = await pending.count();
         continue;
