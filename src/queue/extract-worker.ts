@@ -175,8 +175,7 @@ async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey:
   const replies = await ctx.redis
     .pipeline()
     .hgetall(ctx.keys.state(table.source, table.name))
-    // In one command: a reset between reading the generation and the cursor would pair a cursor at the table's
-    // start with the old generation's job ids, and every range read again would be absorbed by its completed job.
+    // One command, for the reason RedisCursorStore.load gives.
     .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey), ctx.keys.generation(table.source, table.name))
     .zcard(ctx.keys.pending(table.source, table.name))
     .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
