@@ -52,13 +52,16 @@ class KeyPgoutputPlugin {
     if (message.tag === 'relation') {
       // The library caches this very object and reads later tuples through these parsers.
       for (const column of message.columns) column.parser = (raw: unknown) => raw;
-      const columns = message.columns.map((c) => ({ name: c.name, identity: (c.flags & 1) === 1 }));
+      const columns = message.columns.map((c) => ({ name: c.name, identity: (c.flags & 1) === 1, padded: c.typeOid === BPCHAR_OID }));
       const name = relationName(message);
       this.layouts.set(message.relationOid, relationLayout(name, String(message.relationOid), columns, this.relations.get(name)?.primaryKey));
     }
     return toMessage(message);
   }
 }
+
+/** pg_type oid of `character(n)` (bpchar). */
+const BPCHAR_OID = 1042;
 
 function relationName(r: Pgoutput.MessageRelation): string {
   return `${r.schema}.${r.name}`;
