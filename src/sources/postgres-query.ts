@@ -22,6 +22,25 @@ export const ANSWER_GRACE_MS = 30_000;
  */
 export const TEXT_FORM_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1';
 
+/**
+ * The connection string and startup options of a connection that must start with `options`. node-postgres lets an
+ * `options` parameter of the URL (`?options=-c search_path=app`, a pooler's `endpoint=…`) replace the configured one
+ * entirely; such a URL gets `options` appended to its own instead, so both hold and pushsync's settings come last,
+ * where the server lets them win.
+ */
+export function withStartupOptions(url: string, options: string): { connectionString: string; options?: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { connectionString: url, options };
+  }
+  const own = parsed.searchParams.get('options');
+  if (own === null || own.trim() === '') return { connectionString: url, options };
+  parsed.searchParams.set('options', `${own} ${options}`);
+  return { connectionString: parsed.toString() };
+}
+
 /** TCP keepalive probes start after this long without traffic: a connection to a host that is gone ends. */
 const KEEPALIVE_DELAY_MS = 10_000;
 

@@ -37,6 +37,7 @@ import {
   queryRows,
   queryRowsIsolated,
   TEXT_FORM_OPTIONS,
+  withStartupOptions,
   type ResultField,
 } from './postgres-query.js';
 import { conditionProblem, selectProblem } from '../core/sql-text.js';
@@ -79,9 +80,8 @@ export class PostgresSource implements Source {
     const statementTimeoutMs = options.statementTimeoutMs ?? 300_000;
     this.timeoutMs = answerBound(statementTimeoutMs, options.answerGraceMs);
     this.pool = new pg.Pool({
-      connectionString: options.url,
+      ...withStartupOptions(options.url, SESSION_OPTIONS),
       max: options.poolSize ?? 4,
-      options: SESSION_OPTIONS,
       application_name: 'pushsync',
       ...connectionSafety(statementTimeoutMs),
       idleTimeoutMillis: 30_000,
