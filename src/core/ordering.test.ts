@@ -137,3 +137,39 @@ describe('sortableWatermark fast path for UTC timestamps', () => {
     expect(sortableWatermark('2024-01-02 03:04:05+00 BC', 'timestamp')).toBe('!BC 2024-01-02 03:04:05+00 BC');
   });
 });
+
+describe('sortableWatermark for decimals', () => {
+  /** The exact value of a plain decimal text, scaled by 10^40. */
+  const scaled = (text: string): bigint => {
+    const [whole, fraction = ''] = text.replace(/^-/, '').split('.');
+    const v = BigInt(`${whole}${fraction.padEnd(40, '0')}`);
+    return text.startsWith('-') ? -v : v;
+  };
+
+  it('orders decimal texts of any length and scale by their value', () => {
+    const random = prng(11);
+    const digits = (n: number): string => Array.from({ length: n }, () => String(Math.floor(random() * 10))).join('');
+    const texts: string[] = ['0', '-0.000', '0.0'];
+    for (let i = 0; i < 600; i++) {
+      const whole = digits(Math.floor(random() * 25)).replace(/^0+(?=\d)/, '') || '0';
+      const fraction = digits(Math.floor(random() * 12));
+      texts.push(`${random() < 0.4 ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`);
+    }
+    const byValue = [...texts].sort((a, b) => {
+      const x = scaled(a);
+      const y = scaled(b);
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+    const sortable = (t: string): string => sortableWatermark(t, 'decimal')!;
+    expect(lexSort(texts.map(sortable))).toEqual(byValue.map(sortable));
+    // One value, one form, whatever its scale.
+    expect(sortable('1.5')).toBe(sortable('01.50'));
+    expect(sortable('-0.000')).toBe(sortable('0'));
+  });
+
+  it('orders the floating-point and special texts Postgres prints', () => {
+    const ordered = ['-Infinity', '-1e+21', '-10.25', '-10', '-9.5', '-1.5e-05', '0', '1e-310', '1.5e-05', '9', '9.5', '10', '10.25', '1e+21', 'Infinity', 'NaN'];
+    const sortable = ordered.map((t) => sortableWatermark(t, 'decimal')!);
+    expect(lexSort(sortable)).toEqual(sortable);
+  });
+});

@@ -3,7 +3,7 @@
  * watermark values, so a warehouse can pick "the newest version of a key" with `ORDER BY _ordering` whatever
  * the watermark's type. Inputs are the database's own text form (Postgres with TimeZone=UTC, DateStyle=ISO).
  */
-export type WatermarkKind = 'timestamp' | 'date' | 'integer' | 'other';
+export type WatermarkKind = 'timestamp' | 'date' | 'integer' | 'decimal' | 'other';
 
 const INT_WIDTH = 20;
 
@@ -16,6 +16,8 @@ export function sortableWatermark(text: string | null, kind: WatermarkKind): str
       return sortableSpecial(text) ?? sortableYear(text);
     case 'integer':
       return sortableInteger(text);
+    case 'decimal':
+      return sortableDecimal(text);
     default:
       return text;
   }
@@ -97,4 +99,38 @@ function sortableInteger(text: string): string {
   let complement = '';
   for (const ch of digits) complement += String(9 - Number(ch));
   return `n${complement}`;
+}
+
+/** The exponent's offset in `sortableDecimal`: Postgres numeric has at most 131072 digits before the point, 16383 after. */
+const EXPONENT_OFFSET = 500_000;
+const EXPONENT_WIDTH = 6;
+
+function complement(digits: string): string {
+  let out = '';
+  for (const ch of digits) out += String(9 - Number(ch));
+  return out;
+}
+
+/**
+ * Decimal and floating-point texts (`-12.50`, `1e+21`, `1.5e-05`, `NaN`, `Infinity`) in value order: the value as
+ * 0.DIGITS × 10^E, written `p` + E (offset, fixed width) + DIGITS for positives, `o` for zero, and for negatives `n` +
+ * the nines' complement of both, closed by `~` so that a shorter digit string (a larger negative value) sorts after
+ * a longer one it begins. Scale does not count: `1.5` and `1.50` are one value. `-Infinity` sorts first, then the
+ * numbers, `Infinity`, and `NaN` last (as Postgres orders them).
+ */
+function sortableDecimal(text: string): string {
+  if (text === 'NaN') return '~nan';
+  if (text === 'Infinity') return '~infinity';
+  if (text === '-Infinity') return '!-infinity';
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) return text;
+  const [, sign, whole = '', fraction = '', exponent = '0'] = m;
+  let digits = whole + fraction;
+  let e = Number(exponent) + whole.length;
+  const lead = /^0*/.exec(digits)![0].length;
+  digits = digits.slice(lead).replace(/0+$/, '');
+  e -= lead;
+  if (digits === '') return 'o';
+  const magnitude = String(e + EXPONENT_OFFSET).padStart(EXPONENT_WIDTH, '0');
+  return sign === '-' ? `n${complement(magnitude)}${complement(digits)}~` : `p${magnitude}${digits}`;
 }

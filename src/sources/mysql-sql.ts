@@ -106,6 +106,7 @@ export function watermarkKind(col: MyColumn): WatermarkKind {
   if (col.kind === 'datetime' || col.kind === 'timestamp') return 'timestamp';
   if (col.kind === 'date') return 'date';
   if (col.kind === 'int' || col.kind === 'bigint') return 'integer';
+  if (col.kind === 'decimal') return 'decimal';
   return 'other';
 }
 

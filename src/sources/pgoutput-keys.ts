@@ -15,7 +15,17 @@ export interface RelationLayout {
   relation: string;
   /** The relation's oid, as text. */
   id: string;
-  columns: ReadonlyArray<{ name: string; /** Part of the replica identity (flag 1 of the relation message). */ identity: boolean }>;
+  columns: ReadonlyArray<{
+    name: string;
+    /** Part of the replica identity (flag 1 of the relation message). */
+    identity: boolean;
+    /**
+     * A `character(n)` column (type oid 1042): the stream prints its values blank-padded to n, as stored, while the
+     * key texts the table reader produces (`::text`) drop trailing blanks. Kept values are trimmed alike, so a key
+     * is spelled one way whichever path read it (filter ledgers and change jobs compare keys by their text).
+     */
+    padded?: boolean | undefined;
+  }>;
   /** Per column: its value is decoded into tuples; null when the relation is not watched (nothing is decoded). */
   keep: readonly boolean[] | null;
 }
@@ -28,7 +38,7 @@ export type ChangeMessage =
 export function relationLayout(
   relation: string,
   id: string,
-  columns: ReadonlyArray<{ name: string; identity: boolean }>,
+  columns: ReadonlyArray<{ name: string; identity: boolean; padded?: boolean | undefined }>,
   primaryKey: readonly string[] | undefined,
 ): RelationLayout {
   const keep = primaryKey === undefined ? null : columns.map((c) => primaryKey.includes(c.name));
@@ -83,7 +93,10 @@ class Reader {
         const end = this.p + size;
         if (end > buf.length) throw new Error('pgoutput: unexpected end of message');
         // Binary values are only sent when asked for (the `binary` option), which this reader never does.
-        if (wanted) tuple[column.name] = buf.toString('utf8', this.p, end);
+        if (wanted) {
+          const text = buf.toString('utf8', this.p, end);
+          tuple[column.name] = column.padded === true ? text.replace(/ +$/, '') : text;
+        }
         this.p = end;
       } else if (kind === 0x6e /* n */) {
         if (wanted) tuple[column.name] = identityOnly ? undefined : null;

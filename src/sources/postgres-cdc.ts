@@ -8,7 +8,7 @@ import { ChangeCollector, type RelationKeys, type Tuple } from '../core/changes.
 import type { ChangeSource, ChangeStream, ChangeStreamEvent, ChangeStreamStatus, TableShape } from '../core/ports.js';
 import { translatePgError } from './postgres-errors.js';
 import { changedRelation, decodeChange, relationLayout, type ChangeMessage, type RelationLayout } from './pgoutput-keys.js';
-import { answerBound, connectionSafety, queryObjects } from './postgres-query.js';
+import { answerBound, connectionSafety, queryObjects, TEXT_FORM_OPTIONS, withStartupOptions } from './postgres-query.js';
 
 /** pgoutput messages as the adapter consumes them; values are the text the server sent (never parsed into JS types). */
 export type StreamMessage =
@@ -52,13 +52,16 @@ class KeyPgoutputPlugin {
     if (message.tag === 'relation') {
       // The library caches this very object and reads later tuples through these parsers.
       for (const column of message.columns) column.parser = (raw: unknown) => raw;
-      const columns = message.columns.map((c) => ({ name: c.name, identity: (c.flags & 1) === 1 }));
+      const columns = message.columns.map((c) => ({ name: c.name, identity: (c.flags & 1) === 1, padded: c.typeOid === BPCHAR_OID }));
       const name = relationName(message);
       this.layouts.set(message.relationOid, relationLayout(name, String(message.relationOid), columns, this.relations.get(name)?.primaryKey));
     }
     return toMessage(message);
   }
 }
+
+/** pg_type oid of `character(n)` (bpchar). */
+const BPCHAR_OID = 1042;
 
 function relationName(r: Pgoutput.MessageRelation): string {
   return `${r.schema}.${r.name}`;
@@ -352,7 +355,7 @@ export class PostgresCdc implements ChangeSource {
       }
     };
     const service = new LogicalReplicationService(
-      { connectionString: this.url, application_name: 'pushsync-cdc', ...connectionSafety(0) },
+      { ...withStartupOptions(this.url, TEXT_FORM_OPTIONS), application_name: 'pushsync-cdc', ...connectionSafety(0) },
       // No automatic acknowledgement: the library would otherwise confirm every received position, including
       // changes not yet enqueued, and a crash would then skip them.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },

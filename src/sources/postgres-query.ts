@@ -14,6 +14,33 @@ type ExtendedQuery = pg.QueryArrayConfig & { queryMode: 'extended' };
 /** How long past its statement timeout a statement's answer may take before the connection is taken for dead. */
 export const ANSWER_GRACE_MS = 30_000;
 
+/**
+ * Startup options that make the server's text forms exact and the same on every connection: UTC offsets (`+00`), ISO
+ * dates, shortest exact floats. The replication connection needs them as much as the reading one: the key values in
+ * its change messages are text in its own session's forms, and a key must be spelled as the rows read by key spell
+ * it (filter ledgers and change jobs compare keys by their text).
+ */
+export const TEXT_FORM_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1';
+
+/**
+ * The connection string and startup options of a connection that must start with `options`. node-postgres lets an
+ * `options` parameter of the URL (`?options=-c search_path=app`, a pooler's `endpoint=…`) replace the configured one
+ * entirely; such a URL gets `options` appended to its own instead, so both hold and pushsync's settings come last,
+ * where the server lets them win.
+ */
+export function withStartupOptions(url: string, options: string): { connectionString: string; options?: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { connectionString: url, options };
+  }
+  const own = parsed.searchParams.get('options');
+  if (own === null || own.trim() === '') return { connectionString: url, options };
+  parsed.searchParams.set('options', `${own} ${options}`);
+  return { connectionString: parsed.toString() };
+}
+
 /** TCP keepalive probes start after this long without traffic: a connection to a host that is gone ends. */
 const KEEPALIVE_DELAY_MS = 10_000;
 

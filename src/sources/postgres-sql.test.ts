@@ -72,7 +72,9 @@ describe('mayNest and watermarkKind', () => {
     expect(watermarkKind(col('d', 'date', 'date'))).toBe('date');
     expect(watermarkKind(col('v', 'bigint', 'int8'))).toBe('integer');
     expect(watermarkKind(col('v', 'smallint', 'int2'))).toBe('integer');
-    expect(watermarkKind(col('v', 'numeric', 'numeric'))).toBe('other');
+    expect(watermarkKind(col('v', 'numeric', 'numeric'))).toBe('decimal');
+    expect(watermarkKind(col('v', 'double precision', 'float8'))).toBe('decimal');
+    expect(watermarkKind(col('v', 'text', 'text'))).toBe('other');
   });
 });
 

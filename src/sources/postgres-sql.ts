@@ -105,6 +105,7 @@ export function watermarkKind(col: PgColumn): WatermarkKind {
   if (col.baseName === 'timestamptz' || col.baseName === 'timestamp') return 'timestamp';
   if (col.baseName === 'date') return 'date';
   if (col.baseName === 'int2' || col.baseName === 'int4' || col.baseName === 'int8') return 'integer';
+  if (col.baseName === 'numeric' || col.baseName === 'float4' || col.baseName === 'float8') return 'decimal';
   return 'other';
 }
 

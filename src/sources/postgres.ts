@@ -36,6 +36,8 @@ import {
   queryFieldsIsolated,
   queryRows,
   queryRowsIsolated,
+  TEXT_FORM_OPTIONS,
+  withStartupOptions,
   type ResultField,
 } from './postgres-query.js';
 import { conditionProblem, selectProblem } from '../core/sql-text.js';
@@ -54,18 +56,16 @@ export interface PostgresSourceOptions {
   answerGraceMs?: number;
 }
 
-/**
- * Session settings that make the text forms exact and stable: UTC offsets (`+00`), ISO dates, shortest exact
- * floats. Sent as startup options, so they hold on every pooled connection without an extra round trip.
- * Every transaction is read only: the source only reads, so a statement that should not be there cannot write.
- * Standard conforming strings make Postgres read string constants the way the condition scanner does.
- */
 /** Tables up to this many 8 kB pages (100 MB) are counted exactly for progress reports. */
 const EXACT_COUNT_MAX_PAGES = 12_800;
 
-const SESSION_OPTIONS =
-  '-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=1 ' +
-  '-c default_transaction_read_only=on -c standard_conforming_strings=on';
+/**
+ * Session settings: the text forms of TEXT_FORM_OPTIONS, sent as startup options, so they hold on every pooled
+ * connection without an extra round trip. Every transaction is read only: the source only reads, so a statement that
+ * should not be there cannot write. Standard conforming strings make Postgres read string constants the way the
+ * condition scanner does.
+ */
+const SESSION_OPTIONS = `${TEXT_FORM_OPTIONS} -c default_transaction_read_only=on -c standard_conforming_strings=on`;
 
 export class PostgresSource implements Source {
   readonly name: string;
@@ -80,9 +80,8 @@ export class PostgresSource implements Source {
     const statementTimeoutMs = options.statementTimeoutMs ?? 300_000;
     this.timeoutMs = answerBound(statementTimeoutMs, options.answerGraceMs);
     this.pool = new pg.Pool({
-      connectionString: options.url,
+      ...withStartupOptions(options.url, SESSION_OPTIONS),
       max: options.poolSize ?? 4,
-      options: SESSION_OPTIONS,
       application_name: 'pushsync',
       ...connectionSafety(statementTimeoutMs),
       idleTimeoutMillis: 30_000,
