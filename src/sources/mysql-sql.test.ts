@@ -101,6 +101,12 @@ describe('literal', () => {
     expect(refusal(() => literal(updatedAt, "2024-03-01' OR '1")).code).toBe('CURSOR_INVALID');
   });
 
+  it('leaves a refused value out of its error: a key value may be one a mask keeps from the records', () => {
+    const err = refusal(() => literal(updatedAt, 'secret-4111-1111'));
+    expect(err.message).toContain('Updated `At`');
+    expect(err.message).not.toContain('secret');
+  });
+
   it('writes strings as hex in the column character set and collation, so no text can end the literal', () => {
     expect(literal(code, "it's")).toBe("CONVERT(_utf8mb4 X'69742773' USING latin1) COLLATE latin1_swedish_ci");
     expect(literal(note, '😀')).toBe("CONVERT(_utf8mb4 X'F09F9880' USING utf8mb4) COLLATE utf8mb4_general_ci");

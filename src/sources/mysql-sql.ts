@@ -132,7 +132,8 @@ export interface TableSql {
 }
 
 function refuse(col: MyColumn, text: string): never {
-  throw new AppError('CURSOR_INVALID', `position value ${JSON.stringify(text.slice(0, 80))} is not a valid ${col.columnType} for column ${col.name}`);
+  // The value is left out: it is a key value, which a mask may have kept from the records, so it stays out of logs too.
+  throw new AppError('CURSOR_INVALID', `a position value (${text.length} characters) is not a valid ${col.columnType} for column ${col.name}`);
 }
 
 const HEX = (buf: Buffer): string => buf.toString('hex').toUpperCase();
