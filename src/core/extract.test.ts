@@ -282,6 +282,38 @@ describe('assertCursorSane', () => {
     expect(err.message).toMatch(/^app\.t: the table has no rows, but rows were read from it before/);
   });
 
+  it('probes for an empty table with the first page when the reader reads both in one statement', async () => {
+    const after = { phase: 'wm' as const, after: { wm: 'w000010', pk: ['10'] } };
+    const { params, reader } = setup(fakeRows(1, 10), { start: after });
+    const asked: string[] = [];
+    reader.isEmpty = async () => (asked.push('isEmpty'), reader.rows.length === 0);
+    reader.nextRangeOrEmpty = async (cursor, limit, upperBound) => {
+      asked.push('nextRangeOrEmpty');
+      return reader.rows.length === 0 ? 'empty' : reader.nextRange(cursor, limit, upperBound);
+    };
+    // Caught up: one statement, no probe of its own.
+    expect(await extractTable(params)).toEqual({ rows: 0, batches: 0, caughtUp: true });
+    expect(asked).toEqual(['nextRangeOrEmpty']);
+    // Truncated since: the first page says so, and nothing moves.
+    reader.rows = [];
+    asked.length = 0;
+    const err = await rejection(extractTable(params));
+    expect(err.code).toBe('SOURCE_EMPTY');
+    expect(err.message).toMatch(/^app\.public\.t: the table has no rows, but rows were read from it before/);
+    expect(asked).toEqual(['nextRangeOrEmpty']);
+  });
+
+  it('reads later pages with nextRange once the first page did the probe', async () => {
+    const after = { phase: 'wm' as const, after: { wm: 'w000002', pk: ['2'] } };
+    const { params, reader, enqueued } = setup(fakeRows(1, 10), { start: after });
+    let combined = 0;
+    reader.nextRangeOrEmpty = async (cursor, limit, upperBound) => (combined++, reader.nextRange(cursor, limit, upperBound));
+    const result = await extractTable(params);
+    expect(result.rows).toBe(8);
+    expect(combined).toBe(1);
+    expect(enqueued.flatMap((e) => pks(e.keys))).toEqual(['3', '4', '5', '6', '7', '8', '9', '10']);
+  });
+
   it('accepts an empty table whose phase has not started', async () => {
     await assertCursorSane(new FakeTableReader([]), stored({ phase: 'wm', after: null }, { phase: 'wm', after: null }), 'app.t');
   });

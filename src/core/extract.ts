@@ -54,9 +54,15 @@ const PHASE_ORDER = { null: 0, wm: 1, pk: 1 } as const;
  * were read from it (truncated, replaced, or the wrong database) is an error to look at, not something to accept.
  * `pushsync reset` clears a table's state when starting over is intended.
  */
-export async function assertCursorSane(reader: TableReader, stored: StoredCursor, where: string): Promise<void> {
+export async function assertCursorSane(
+  reader: TableReader,
+  stored: StoredCursor,
+  where: string,
+  /** False when the caller probes for an empty table itself (with the first page: `nextRangeOrEmpty`). */
+  probeEmpty = true,
+): Promise<void> {
   const { cursor, highWater } = stored;
-  const remedy = `if starting over is intended, run "pushsync reset --table ${where}"`;
+  const remedy = resetRemedy(where);
   if (highWater && stored.version === null) {
     throw new AppError('CURSOR_INVALID', `${where}: the cursor is missing but a later one was saved before; ${remedy}`);
   }
@@ -74,18 +80,24 @@ export async function assertCursorSane(reader: TableReader, stored: StoredCursor
         `${where}: the cursor moved backwards (from ${JSON.stringify(highWater)} to ${JSON.stringify(cursor)}); ${remedy}`,
       );
   }
-  if (cursor.after !== null && (await reader.isEmpty())) {
-    throw new AppError(
-      'SOURCE_EMPTY',
-      `${where}: the table has no rows, but rows were read from it before (truncated, replaced, or a different database?); ${remedy}`,
-    );
-  }
+  if (probeEmpty && cursor.after !== null && (await reader.isEmpty())) throw sourceEmpty(where);
+}
+
+const resetRemedy = (where: string): string => `if starting over is intended, run "pushsync reset --table ${where}"`;
+
+function sourceEmpty(where: string): AppError {
+  return new AppError(
+    'SOURCE_EMPTY',
+    `${where}: the table has no rows, but rows were read from it before (truncated, replaced, or a different database?); ${resetRemedy(where)}`,
+  );
 }
 
 /** Pages through a table from its saved cursor, enqueueing one push job per page. */
 export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
   let stored = await p.cursors.load();
-  await assertCursorSane(p.reader, stored, p.where);
+  // A cursor past a row means the table had rows: its emptiness is probed with the first page when the reader can.
+  let probeWithPage = stored.cursor.after !== null && p.reader.nextRangeOrEmpty !== undefined;
+  await assertCursorSane(p.reader, stored, p.where, !probeWithPage);
   // Computed once per run: a transaction starting later gets a later now(), so its rows lie above the bound.
   const boundary = await p.reader.readBoundary(p.safetyLagMs);
   let rows = 0;
@@ -98,10 +110,18 @@ export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
     await p.waitForCapacity();
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
-    const next: NextRange | RangeEnd | null =
-      byEnd && full
-        ? await p.reader.nextRangeEnd!(stored.cursor, p.batchRows, boundary)
-        : await p.reader.nextRange(stored.cursor, p.batchRows, boundary);
+    let next: NextRange | RangeEnd | null;
+    if (probeWithPage) {
+      probeWithPage = false;
+      const first = await p.reader.nextRangeOrEmpty!(stored.cursor, p.batchRows, boundary);
+      if (first === 'empty') throw sourceEmpty(p.where);
+      next = first;
+    } else {
+      next =
+        byEnd && full
+          ? await p.reader.nextRangeEnd!(stored.cursor, p.batchRows, boundary)
+          : await p.reader.nextRange(stored.cursor, p.batchRows, boundary);
+    }
     full = next !== null && next.rows >= p.batchRows;
     if (!next) {
       const following = nextPhase(stored.cursor);

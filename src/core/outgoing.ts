@@ -108,7 +108,16 @@ class MaskedReader implements TableReader {
   }
 
   async nextRange(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null> {
-    const next = await this.inner.nextRange({ phase: cursor.phase, after: this.open(cursor.after) }, limit, upperBound);
+    return this.sealRange(await this.inner.nextRange({ phase: cursor.phase, after: this.open(cursor.after) }, limit, upperBound));
+  }
+
+  async nextRangeOrEmpty(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null | 'empty'> {
+    if (!this.inner.nextRangeOrEmpty) return (await this.nextRange(cursor, limit, upperBound)) ?? ((await this.inner.isEmpty()) ? 'empty' : null);
+    const next = await this.inner.nextRangeOrEmpty({ phase: cursor.phase, after: this.open(cursor.after) }, limit, upperBound);
+    return next === 'empty' ? next : this.sealRange(next);
+  }
+
+  private sealRange(next: NextRange | null): NextRange | null {
     if (!next || !this.sealer) return next;
     const range: KeyRange = { phase: next.range.phase, lo: next.range.lo && this.seal(next.range.lo), hi: this.seal(next.range.hi) };
     return { range, rows: next.rows, keys: next.keys.map((k) => this.sealer!.sealKey(k)) };

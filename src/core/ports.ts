@@ -116,6 +116,12 @@ export interface TableReader {
    */
   nextRangeEnd?(cursor: Cursor, limit: number, upperBound?: string | null): Promise<RangeEnd | null>;
   /**
+   * `nextRange` and `isEmpty` in one statement: 'empty' when the table has no row at all. A run's first page is read
+   * with it when the cursor check needs the probe, so an idle run spends no round trip on it. Optional: without it,
+   * the probe is a statement of its own.
+   */
+  nextRangeOrEmpty?(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null | 'empty'>;
+  /**
    * An exclusive upper bound for watermarks that is safe to read up to now: no transaction still in progress can
    * commit a row below it. Null when the watermark's type admits no such bound (then every row is read).
    */

@@ -1,4 +1,5 @@
 import { DelayedError, Worker, type Job } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
 import { rangeId, type KeyRange } from '../core/cursor.js';
 import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
@@ -63,19 +64,26 @@ async function runTable(
     throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
   }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
+  const cursorKey = ctx.keys.cursor(sourceName, tableName);
   let acquired: boolean;
+  let run: RunState | undefined;
   if (reason === 'once') {
     if (await pausedState(ctx, table)) return pausedRun(log);
     acquired = await lock.acquireFor(reason, () => !stopping());
   } else {
-    // A scheduled run asks whether the table is paused and tries the lease in one round trip; a paused table's
-    // lease, when it got it, is handed back at once.
-    const { acquired: got, replies } = await lock.acquireAfter((p) => p.hexists(ctx.keys.paused(sourceName, tableName), 'at'));
+    // A scheduled run asks whether the table is paused, tries the lease and reads the state it starts from in one
+    // round trip (the reads come after the SET, so they are the holder's); a paused table's lease, when it got it,
+    // is handed back at once.
+    const { acquired: got, replies, following } = await lock.acquireAfter(
+      (p) => p.hexists(ctx.keys.paused(sourceName, tableName), 'at'),
+      (p) => queueRunState(p, ctx, table, cursorKey),
+    );
     if (replies[0] === 1) {
       if (got) await lock.release();
       return pausedRun(log);
     }
     acquired = got;
+    if (got) run = runStateOf(following);
   }
   if (!acquired) {
     // A manual run (a backfill, a re-created table) is asked for once: skipped, it would wait for the next scheduled
@@ -97,8 +105,7 @@ async function runTable(
   try {
     const reader = await findSource(ctx, sourceName).table(tableSpec(table));
     // What the run needs before its first page, in one round trip: an idle run of a caught-up table makes few.
-    const cursorKey = ctx.keys.cursor(sourceName, tableName);
-    let run = await readRunState(ctx, table, cursorKey);
+    run ??= await readRunState(ctx, table, cursorKey);
     if (await watchShape(ctx, table, reader, log, undefined, false, { stored: run.shape, frozen: run.frozen })) {
       log.info('table frozen by a schema change (pushsync schema accept --table); skipping this run');
       return { skipped: 'paused' };
@@ -140,7 +147,8 @@ async function runTable(
       },
       shouldStop,
     });
-    await tracker.finish(result.caughtUp, result.caughtUp ? { caughtUpAt: String(startedAt) } : {});
+    // The run's state and the lease's release go in one round trip.
+    await tracker.finish(result.caughtUp, result.caughtUp ? { caughtUpAt: String(startedAt) } : {}, (p) => lock.queueRelease(p));
     return result;
   } catch (err) {
     throw failJob(err, { ctx, job, labels, log, what: 'extract run failed' });
@@ -172,19 +180,29 @@ interface RunState {
 
 /** The state a table run starts from, read in one round trip once the lease is held. */
 async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey: string): Promise<RunState> {
-  const replies = await ctx.redis
-    .pipeline()
-    .hgetall(ctx.keys.state(table.source, table.name))
-    // One command, for the reason RedisCursorStore.load gives.
-    .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey), ctx.keys.generation(table.source, table.name))
-    .zcard(ctx.keys.pending(table.source, table.name))
-    .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
-    .get(ctx.keys.schemaShape(table.source, table.name))
-    .exec();
-  const v = (replies ?? []).map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
+  const replies = await queueRunState(ctx.redis.pipeline(), ctx, table, cursorKey).exec();
+  return runStateOf(
+    (replies ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    }),
+  );
+}
+
+/** Queues the reads of `RunState` on `p`; `runStateOf` makes it of their replies. */
+function queueRunState(p: ChainableCommander, ctx: PipelineContext, table: TableConfig, cursorKey: string): ChainableCommander {
+  return (
+    p
+      .hgetall(ctx.keys.state(table.source, table.name))
+      // One command, for the reason RedisCursorStore.load gives.
+      .mget(cursorKey, RedisCursorStore.highWaterKey(cursorKey), ctx.keys.generation(table.source, table.name))
+      .zcard(ctx.keys.pending(table.source, table.name))
+      .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
+      .get(ctx.keys.schemaShape(table.source, table.name))
+  );
+}
+
+function runStateOf(v: unknown[]): RunState {
   if (v.length !== 5) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
   const [cursor, highWater, generation] = v[1] as [string | null, string | null, string | null];
   const [pausedAt, frozen] = v[3] as [string | null, string | null];

@@ -122,10 +122,37 @@ describe('TableLock', () => {
     await redis.set(`${prefix}:other`, 'x');
     const a = lock();
     const first = await a.acquireAfter((p) => p.get(`${prefix}:other`).exists(`${prefix}:none`));
-    expect(first).toEqual({ acquired: true, replies: ['x', 0] });
+    expect(first).toEqual({ acquired: true, replies: ['x', 0], following: [] });
     expect(await redis.get(key)).not.toBeNull();
-    expect(await lock().acquireAfter((p) => p.get(`${prefix}:other`))).toEqual({ acquired: false, replies: ['x'] });
+    expect(await lock().acquireAfter((p) => p.get(`${prefix}:other`))).toEqual({ acquired: false, replies: ['x'], following: [] });
     await a.release();
     expect(await redis.get(key)).toBeNull();
+  });
+
+  it('reads what follows the SET after the lease is taken, and releases in the round trip of the last writes', async () => {
+    const a = lock();
+    // The command after the SET sees the lease it just took: it runs after it, in the same pipeline.
+    const taken = await a.acquireAfter(
+      (p) => p.get(key),
+      (p) => p.get(key).set(`${prefix}:after`, 'y'),
+    );
+    expect(taken.acquired).toBe(true);
+    expect(taken.replies).toEqual([null]);
+    expect(taken.following[0]).toEqual(await redis.get(key));
+    expect(taken.following[1]).toBe('OK');
+    const b = lock();
+    const refused = await b.acquireAfter(
+      (p) => p,
+      (p) => p.get(`${prefix}:after`),
+    );
+    expect(refused).toEqual({ acquired: false, replies: [], following: ['y'] });
+    const replies = await a.queueRelease(redis.pipeline().set(`${prefix}:last`, 'z')).exec();
+    expect(replies?.map(([, v]) => v)).toEqual(['OK', 1]);
+    expect(await redis.get(key)).toBeNull();
+    // Released once: a later release does nothing, and cannot end a lease another reader took since.
+    expect(await b.acquire()).toBe(true);
+    await a.release();
+    expect(await redis.get(key)).not.toBeNull();
+    await b.release();
   });
 });

@@ -15,6 +15,7 @@ export class TableLock {
   private readonly token = randomUUID();
   private timer: NodeJS.Timeout | undefined;
   private lost = false;
+  private released = false;
 
   constructor(
     private readonly redis: RedisClient,
@@ -27,16 +28,22 @@ export class TableLock {
   }
 
   /**
-   * As `acquire`, in one round trip with the commands `first` queues ahead of the SET (a pipeline); their replies
-   * come back in order, whether or not the lease was taken.
+   * As `acquire`, in one round trip with the commands `first` queues ahead of the SET and `then` queues after it (a
+   * pipeline, run in order): their replies come back whether or not the lease was taken. What `then` reads is read
+   * after the lease was taken, so it holds for the holder as much as a read made once `acquire` resolved.
    */
-  async acquireAfter(first: (p: ChainableCommander) => ChainableCommander): Promise<{ acquired: boolean; replies: unknown[] }> {
-    const results = (await first(this.redis.pipeline()).set(this.key, this.token, 'PX', this.ttlMs, 'NX').exec()) ?? [];
+  async acquireAfter(
+    first: (p: ChainableCommander) => ChainableCommander,
+    then: (p: ChainableCommander) => ChainableCommander = (p) => p,
+  ): Promise<{ acquired: boolean; replies: unknown[]; following: unknown[] }> {
+    const queued = first(this.redis.pipeline());
+    const before = queued.length;
+    const results = (await then(queued.set(this.key, this.token, 'PX', this.ttlMs, 'NX')).exec()) ?? [];
     const values = results.map(([err, value]) => {
       if (err) throw err;
       return value;
     });
-    return { acquired: this.held(values.pop()), replies: values };
+    return { acquired: this.held(values[before]), replies: values.slice(0, before), following: values.slice(before + 1) };
   }
 
   private held(reply: unknown): boolean {
@@ -93,8 +100,18 @@ export class TableLock {
   }
 
   async release(): Promise<void> {
+    if (this.released) return;
+    await this.queueRelease(this.redis.pipeline()).exec();
+  }
+
+  /**
+   * Queues the lease's release on `p`, to go in the same round trip as the run's last writes; a later `release` then
+   * does nothing. The renewals stop now: whatever `p` holds ahead of the release is sent while the lease is held.
+   */
+  queueRelease(p: ChainableCommander): ChainableCommander {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.redis.eval(RELEASE, 1, this.key, this.token);
+    this.released = true;
+    return p.eval(RELEASE, 1, this.key, this.token);
   }
 }

@@ -1,4 +1,5 @@
 import type { Job } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
 import type { TableReader } from '../core/ports.js';
 import { progress, progressWords, type Progress } from '../core/progress.js';
 import type { Logger } from '../observability/logger.js';
@@ -83,10 +84,17 @@ export class TableProgress {
    * The run ended (read to its end or not); `caughtUp`: it reached the end of the table. `fields`: more state fields
    * to write with the run's (one HSET).
    */
-  async finish(caughtUp: boolean, fields: Record<string, string> = {}): Promise<void> {
+  async finish(
+    caughtUp: boolean,
+    fields: Record<string, string> = {},
+    /** Commands to send after the HSET in its round trip (the lease's release). */
+    then: (p: ChainableCommander) => ChainableCommander = (p) => p,
+  ): Promise<void> {
     clearInterval(this.timer);
     const ms = Date.now() - this.startedAt;
-    await this.ctx.redis.hset(this.key, { ...fields, lastRunAt: String(this.startedAt), lastRunRows: String(this.runRows), lastRunMs: String(ms) });
+    const state = { ...fields, lastRunAt: String(this.startedAt), lastRunRows: String(this.runRows), lastRunMs: String(ms) };
+    const [written] = (await then(this.ctx.redis.pipeline().hset(this.key, state)).exec()) ?? [];
+    if (written?.[0]) throw written[0];
     const p = this.current();
     if (p && caughtUp) {
       const done = { ...p, total: p.rows, percent: 100, etaSeconds: 0 };

@@ -199,16 +199,36 @@ export interface Query {
  * Key columns only: the next `limit` positions after `after` (or from the start of the phase), with watermarks
  * strictly below `upperBound` when one is given (rows of transactions still in progress may yet appear below it).
  */
-export function nextRangeQuery(t: TableSql, phase: Phase, after: Position | null, limit: number, upperBound: string | null = null): Query {
+export function nextRangeQuery(
+  t: TableSql,
+  phase: Phase,
+  after: Position | null,
+  limit: number,
+  upperBound: string | null = null,
+  /** More output columns after the keys. */
+  extra = '',
+): Query {
   const values: unknown[] = [];
   const where = [phaseFilter(t, phase)];
   if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
   if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark!], '<', [upperBound], values));
   values.push(limit);
   return {
-    text: `SELECT ${keySelect(t, phase)} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
+    text: `SELECT ${keySelect(t, phase)}${extra} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
     values,
   };
+}
+
+/**
+ * `nextRangeQuery` and the emptiness probe in one statement, so one snapshot: the page's rows with a last column
+ * `__e` that is NULL, and, only when the table has no row at all (its page is then empty too), one row of NULL keys
+ * with `__e` = 'empty'. A table with rows answers with its page alone, in the page's order.
+ */
+export function nextRangeOrEmptyQuery(t: TableSql, phase: Phase, after: Position | null, limit: number, upperBound: string | null = null): Query {
+  const page = nextRangeQuery(t, phase, after, limit, upperBound, ', NULL::text AS "__e"');
+  const width = (phase === 'wm' ? 1 : 0) + t.primaryKey.length;
+  const nulls = Array.from({ length: width }, () => 'NULL::text, ').join('');
+  return { text: `(${page.text}) UNION ALL SELECT ${nulls}'empty' WHERE NOT EXISTS (SELECT 1 FROM ${t.qualified} t)`, values: page.values };
 }
 
 /**

@@ -496,6 +496,27 @@ describe('PostgresSource against a real database', () => {
       }
     });
 
+    it('reads a page and whether the table is empty in one statement', async () => {
+      await db.client.query(`CREATE TABLE probe (id int PRIMARY KEY, updated_at timestamptz NOT NULL)`);
+      await db.client.query(`INSERT INTO probe SELECT g, '${TIE}' FROM generate_series(1, 5) g`);
+      const reader = await source.table(spec('probe'));
+      const start = { phase: 'wm' as const, after: null };
+      // With rows: the same page as nextRange, nothing more.
+      expect(await reader.nextRangeOrEmpty!(start, 3, null)).toEqual(await reader.nextRange(start, 3, null));
+      const end = { phase: 'wm' as const, after: { wm: TIE, pk: ['5'] } };
+      expect(await reader.nextRangeOrEmpty!(end, 3, null)).toBeNull();
+      await db.client.query(`TRUNCATE probe`);
+      expect(await reader.nextRangeOrEmpty!(end, 3, null)).toBe('empty');
+      expect(await reader.nextRangeOrEmpty!(start, 3, null)).toBe('empty');
+      // A composite key in the pk phase: the marker row has one NULL per key column.
+      await db.client.query(`CREATE TABLE probe2 (a int, b text, PRIMARY KEY (a, b))`);
+      const keyed = await source.table(spec('probe2', { watermark: undefined }));
+      expect(await keyed.nextRangeOrEmpty!({ phase: 'pk', after: null }, 3, null)).toBe('empty');
+      await db.client.query(`INSERT INTO probe2 VALUES (1, 'x'), (2, 'y')`);
+      const page = await keyed.nextRangeOrEmpty!({ phase: 'pk', after: null }, 3, null);
+      expect(page).toMatchObject({ rows: 2, keys: [['1', 'x'], ['2', 'y']] });
+    });
+
     it('uses a configured primary key for a table without one', async () => {
       await db.client.query(`
         CREATE TABLE nokey (id int NOT NULL, updated_at timestamptz);

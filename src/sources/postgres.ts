@@ -11,6 +11,7 @@ import {
   STATS_PRIVILEGE_SQL,
   mayNest,
   nextRangeQuery,
+  nextRangeOrEmptyQuery,
   readBoundarySql,
   comparePositionsQuery,
   clockSql,
@@ -445,6 +446,19 @@ class PostgresTable implements TableReader {
       `page keys of ${this.where}`,
       this.queried,
     );
+    const last = rows[rows.length - 1];
+    if (!last) return null;
+    const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
+    return { range, rows: rows.length, keys: rows.map((r) => this.toPosition(r, cursor.phase).pk) };
+  }
+
+  async nextRangeOrEmpty(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null | 'empty'> {
+    const rows = await this.source.query(
+      nextRangeOrEmptyQuery(this.sql, cursor.phase, cursor.after, limit, upperBound),
+      `page keys of ${this.where}`,
+      this.queried,
+    );
+    if (rows.length === 1 && rows[0]![rows[0]!.length - 1] === 'empty') return 'empty';
     const last = rows[rows.length - 1];
     if (!last) return null;
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };

@@ -62,6 +62,8 @@ export class FakeTableReader implements TableReader {
   readRangeEach?: TableReader['readRangeEach'];
   /** Absent unless a test sets it (like a source without the keys-free page read). */
   nextRangeEnd?: TableReader['nextRangeEnd'];
+  /** Absent unless a test sets it (like a source that cannot probe for emptiness with a page). */
+  nextRangeOrEmpty?: TableReader['nextRangeOrEmpty'];
 
   constructor(rows: FakeRow[], shape: Partial<TableShape> = {}) {
     this.rows = rows;
