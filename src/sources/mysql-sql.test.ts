@@ -94,6 +94,12 @@ describe('literal', () => {
     for (const bad of ['1; DROP TABLE x', '1e3', '', ' 1', '0x10']) expect(refusal(() => literal(id, bad)).code).toBe('CURSOR_INVALID');
   });
 
+  it('takes the key text of a ZEROFILL BIGINT wider than 20 digits, as the server prints it', () => {
+    const wide = col('id', 'bigint', { columnType: 'bigint(25) unsigned zerofill' });
+    expect(literal(wide, '0000018446744073709551615')).toBe('0000018446744073709551615');
+    expect(refusal(() => literal(wide, '1'.repeat(21))).code).toBe('CURSOR_INVALID');
+  });
+
   it('casts temporal values to their type with every microsecond', () => {
     expect(literal(updatedAt, '2024-03-01 12:00:00.123456')).toBe("CAST('2024-03-01 12:00:00.123456' AS DATETIME(6))");
     expect(literal(col('d', 'date'), '0000-00-00')).toBe("CAST('0000-00-00' AS DATE)");

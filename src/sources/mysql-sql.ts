@@ -147,7 +147,8 @@ export function literal(col: MyColumn, text: string): string {
     case 'int':
     case 'bigint':
     case 'year':
-      return /^-?\d{1,20}$/.test(text) ? text : refuse(col, text);
+      // ZEROFILL integers print zeros up to their display width, which may pass 20 digits (BIGINT(25) ZEROFILL).
+      return /^-?0*\d{1,20}$/.test(text) ? text : refuse(col, text);
     case 'decimal':
       return /^-?\d{1,65}(\.\d{1,30})?$/.test(text) ? text : refuse(col, text);
     case 'bit':
