@@ -314,7 +314,7 @@ export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: P
  * The rows for a list of primary keys, each with the 0-based index of the key that found it, then the values as
  * `readRangeSql` returns them after its key columns (leaving columns, soft-delete flag, filter flag). The keys form a
  * derived table whose values carry the key columns' collations; the rows are read in a derived table of their own, in
- * which the configured conditions see only the table's columns.
+ * which the configured conditions see only the table's columns. A text key finds only the row spelled exactly so.
  */
 export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
   if (keys.length === 0) throw new AppError('INTERNAL', 'readKeysSql needs at least one key');
@@ -323,7 +323,11 @@ export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
   const { inner, values } = rowSelect(t, kcols);
   const members = keys.map((k) => `(${kcols.map((c, i) => literal(c, k[i]!)).join(', ')})`);
   const keyList = kcols.length === 1 ? kcols.map(ref).join('') : `(${kcols.map(ref).join(', ')})`;
-  const on = kcols.map((_c, i) => `r.k${i} = k.k${i}`).join(' AND ');
+  // A text key is found only under its own spelling: a collation may make `abc`, `ABC` and `abc ` one key for the
+  // server, but the destination tells them apart, so a key respelled in place is gone under its old spelling.
+  const on = kcols
+    .map((c, i) => (c.kind === 'text' ? `r.k${i} = k.k${i} AND CAST(r.k${i} AS BINARY) = CAST(k.k${i} AS BINARY)` : `r.k${i} = k.k${i}`))
+    .join(' AND ');
   return (
     `SELECT ${['k.o', ...values].join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +
     `JOIN (SELECT ${inner} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})) r ON ${on}`
