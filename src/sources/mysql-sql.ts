@@ -319,14 +319,16 @@ export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: P
 export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
   if (keys.length === 0) throw new AppError('INTERNAL', 'readKeysSql needs at least one key');
   const kcols = t.primaryKey;
-  const branches = keys.map((k, n) => `SELECT ${n} AS o, ${kcols.map((c, i) => `${literal(c, k[i]!)} AS k${i}`).join(', ')}`);
+  // A text key is found only under its own spelling, the text pushsync holds (`s…`, its UTF-8 bytes): a collation may
+  // make `abc`, `ABC` and `abc ` one key for the server, but the destination tells them apart, so a key respelled in
+  // place is gone under its old spelling. The row's key is compared as the reader reads it, converted to utf8mb4.
+  const spelled = (c: MyColumn, text: string, i: number): string => (c.kind === 'text' ? `, X'${HEX(Buffer.from(text, 'utf8'))}' AS s${i}` : '');
+  const branches = keys.map((k, n) => `SELECT ${n} AS o, ${kcols.map((c, i) => `${literal(c, k[i]!)} AS k${i}${spelled(c, k[i]!, i)}`).join(', ')}`);
   const { inner, values } = rowSelect(t, kcols);
   const members = keys.map((k) => `(${kcols.map((c, i) => literal(c, k[i]!)).join(', ')})`);
   const keyList = kcols.length === 1 ? kcols.map(ref).join('') : `(${kcols.map(ref).join(', ')})`;
-  // A text key is found only under its own spelling: a collation may make `abc`, `ABC` and `abc ` one key for the
-  // server, but the destination tells them apart, so a key respelled in place is gone under its old spelling.
   const on = kcols
-    .map((c, i) => (c.kind === 'text' ? `r.k${i} = k.k${i} AND CAST(r.k${i} AS BINARY) = CAST(k.k${i} AS BINARY)` : `r.k${i} = k.k${i}`))
+    .map((c, i) => `r.k${i} = k.k${i}${c.kind === 'text' ? ` AND CAST(CONVERT(r.k${i} USING utf8mb4) AS BINARY) = k.s${i}` : ''}`)
     .join(' AND ');
   return (
     `SELECT ${['k.o', ...values].join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +

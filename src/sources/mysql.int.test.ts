@@ -414,6 +414,11 @@ describe('MysqlSource against a real MariaDB', () => {
       ]);
       const latin1 = await source.table(spec('keys_latin1_swedish_ci'));
       expect((await latin1.readKeys([['CAFÉ'], ['café'], ['a'], ['A']])).map((r) => r.index).sort()).toEqual([1, 3]);
+      // CHAR keys are read without their padding, and found so.
+      await db.client.query(`CREATE TABLE keys_char (code char(5) PRIMARY KEY, updated_at datetime NOT NULL)`);
+      await db.client.query(`INSERT INTO keys_char VALUES ('ab', '2024-01-01 00:00:00'), (' x', '2024-01-01 00:00:00')`);
+      const padded = await source.table(spec('keys_char'));
+      expect((await padded.readKeys([['ab'], ['AB'], [' x'], ['ab ']])).map((r) => r.index).sort()).toEqual([0, 2]);
       const ids = await source.table(spec('paging'));
       expect(await ids.keyJson([['18446744073709551615'], ['5']])).toEqual(['{"id":"18446744073709551615"}', '{"id":"5"}']);
       const many = Array.from({ length: 2500 }, (_, i) => [String(i)]);
