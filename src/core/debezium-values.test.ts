@@ -30,6 +30,21 @@ describe('Debezium values in pushsync encodings', () => {
       expect(d(-1234567890123456789012345678901234567890n, 41)).toBe('"-0.01234567890123456789012345678901234567890"');
     });
 
+    it('Decimal written as a number (decimal.format=NUMERIC) reads as its base64 form does, in whatever notation Java wrote it', () => {
+      const n = (text: string, scale: number): string =>
+        enc({ type: 'bytes', name: 'org.apache.kafka.connect.data.Decimal', parameters: { scale: String(scale) } }, text);
+      const b = (unscaled: bigint, scale: number): string =>
+        enc({ type: 'bytes', name: 'org.apache.kafka.connect.data.Decimal', parameters: { scale: String(scale) } }, decimalBytes(unscaled));
+      expect(n('1.0E-7', 8)).toBe(b(10n, 8));
+      expect(n('0E-8', 8)).toBe(b(0n, 8));
+      expect(n('-1.23E-7', 9)).toBe(b(-123n, 9));
+      expect(n('1.50', 2)).toBe(b(150n, 2));
+      expect(n('123', 0)).toBe(b(123n, 0));
+      expect(n('-0.01', 2)).toBe('"-0.01"');
+      expect(n('1.2E+3', 0)).toBe('"1200"');
+      expect(n('0.125', 2)).toBe('"0.125"');
+    });
+
     it('VariableScaleDecimal: a scale and unscaled bytes per value', () => {
       const v = (unscaled: bigint, scale: number): string =>
         enc({ type: 'struct', name: 'io.debezium.data.VariableScaleDecimal' }, `{"scale":${scale},"value":${decimalBytes(unscaled)}}`);

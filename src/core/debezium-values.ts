@@ -96,6 +96,22 @@ export function decimalText(value: bigint, scale: number): string {
   return negative ? `-${text}` : text;
 }
 
+/**
+ * A Decimal the JSON converter wrote as a number (`decimal.format=NUMERIC`: Java's BigDecimal text, in exponent form
+ * below 10^-6 and for zero at such scales, e.g. `1.0E-7`, `0E-8`) as the text the base64 form gives: plain, with the
+ * schema's `scale` digits after the point (more only if the number has more). Null for text that is not a number.
+ */
+function numericText(text: string, scale: number): string | null {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (!m) return null;
+  const digits = BigInt(`${m[2]}${m[3] ?? ''}`);
+  // The number is digits × 10^-own.
+  const own = (m[3]?.length ?? 0) - Number(m[4] ?? '0');
+  const out = Math.max(scale, own);
+  const value = digits * 10n ** BigInt(out - own);
+  return decimalText(m[1] === '-' ? -value : value, out);
+}
+
 function integerOf(v: JsonValue, path: string, what: string): bigint {
   if (!(v instanceof JsonNumber) || !/^-?\d+$/.test(v.text)) invalid(path, `expected an integer (${what})`);
   return BigInt(v.text);
@@ -133,10 +149,10 @@ function binaryText(v: string, opts: ValueOptions, path: string): string {
 function semantic(v: JsonValue, s: ConnectSchema, opts: ValueOptions, path: string): string | undefined {
   switch (s.name) {
     case 'org.apache.kafka.connect.data.Decimal': {
-      // decimal.format=NUMERIC writes the number itself.
-      if (v instanceof JsonNumber) return str(v.text);
       const scale = Number(s.parameters?.scale ?? '0');
       if (!Number.isInteger(scale)) invalid(path, 'Decimal without an integer scale parameter');
+      // decimal.format=NUMERIC writes the number itself, as Java prints it: 1.0E-7, 0E-8.
+      if (v instanceof JsonNumber) return str(numericText(v.text, scale) ?? v.text);
       return str(decimalText(unscaled(bytesOf(v, path)), scale));
     }
     case 'io.debezium.data.VariableScaleDecimal': {

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type ZongJi from '@vlasky/zongji';
 import type { ColumnSchema, TableMapEvent } from '@vlasky/zongji';
-import { shapeFits, type BinlogColumn } from './mysql-binlog.js';
+import { decoderCharset, shapeFits, type BinlogColumn } from './mysql-binlog.js';
 
 /**
  * Which columns the binlog reader decodes each captured table's row events with, at each point of the binlog.
@@ -95,7 +95,7 @@ export class BinlogShapes {
     return columns.map((c) => ({
       COLUMN_NAME: c.name,
       COLLATION_NAME: c.collation,
-      CHARACTER_SET_NAME: c.charset,
+      CHARACTER_SET_NAME: decoderCharset(c.charset),
       COLUMN_COMMENT: '',
       COLUMN_TYPE: c.columnType,
     }));

@@ -6,6 +6,7 @@ import {
   changeOrdering,
   comparePositions,
   ddlTargets,
+  decoderCharset,
   gtidRegressed,
   keyableKind,
   parsePosition,
@@ -65,6 +66,33 @@ describe('binlog key texts', () => {
     expect(() => binlogKeyText(col('id', 'int'), null)).toThrow(AppError);
   });
 
+  it('pad ZEROFILL keys with zeros as the server prints them', () => {
+    expect(binlogKeyText(col('id', 'int', { columnType: 'int(6) unsigned zerofill' }), 22)).toBe('000022');
+    expect(binlogKeyText(col('id', 'int', { columnType: 'int(3) unsigned zerofill' }), 12345)).toBe('12345');
+    expect(binlogKeyText(col('id', 'bigint', { columnType: 'bigint(20) unsigned zerofill' }), '18446744073709551615')).toBe('18446744073709551615');
+    expect(binlogKeyText(col('id', 'bigint', { columnType: 'bigint(20) unsigned zerofill' }), 1)).toBe('00000000000000000001');
+    expect(binlogKeyText(col('a', 'decimal', { columnType: 'decimal(8,2) unsigned zerofill' }), '1.50')).toBe('000001.50');
+    expect(binlogKeyText(col('a', 'decimal', { columnType: 'decimal(6,6) unsigned zerofill' }), '0.500000')).toBe('0.500000');
+    expect(binlogKeyText(col('a', 'decimal', { columnType: 'decimal(5,0) unsigned zerofill' }), '7')).toBe('00007');
+    expect(binlogKeyText(col('a', 'decimal', { columnType: 'decimal(8,2)' }), '-1.50')).toBe('-1.50');
+  });
+
+  it('spell the zero year as the server does (the decoder gives 1900), and YEAR(2) in two digits', () => {
+    expect(binlogKeyText(col('y', 'year', { columnType: 'year(4)' }), 1900)).toBe('0000');
+    expect(binlogKeyText(col('y', 'year', { columnType: 'year(4)' }), 1901)).toBe('1901');
+    expect(binlogKeyText(col('y', 'year', { columnType: 'year(2)' }), 2005)).toBe('05');
+    expect(binlogKeyText(col('y', 'year', { columnType: 'year(2)' }), 1900)).toBe('00');
+  });
+
+  it('decode latin1 as the server converts it, the five bytes cp1252 leaves out as C1 controls', () => {
+    const latin1 = col('code', 'varchar', { charset: 'latin1' });
+    const bytes = (...b: number[]): string => Buffer.from(b).toString('latin1');
+    expect(decoderCharset('latin1')).toBe('binary');
+    expect(decoderCharset('utf8mb4')).toBe('utf8mb4');
+    expect(binlogKeyText(latin1, bytes(0x81, 0x8d, 0x8f, 0x90, 0x9d))).toBe('\u0081\u008d\u008f\u0090\u009d');
+    expect(binlogKeyText(latin1, bytes(0x80, 0x9f, 0xe9, 0x41))).toBe('€Ÿé' + 'A');
+  });
+
   it('accept only key kinds whose binlog values it can spell exactly', () => {
     expect(['int', 'bigint', 'varchar', 'varbinary', 'datetime', 'decimal', 'date'].map((t) => keyableKind(col('k', t)))).toEqual([
       true,
@@ -76,6 +104,21 @@ describe('binlog key texts', () => {
       true,
     ]);
     expect(['time', 'bit', 'float', 'uuid'].map((t) => keyableKind(col('k', t)))).toEqual([false, false, false, false]);
+  });
+
+  it('refuse text keys in character sets the decoder converts otherwise than the server', () => {
+    const keyable = (charset: string): boolean => keyableKind(col('k', 'varchar', { charset }));
+    expect(['utf8mb4', 'utf8mb3', 'ascii', 'latin1', 'latin2', 'cp1251', 'utf16'].map(keyable)).toEqual([true, true, true, true, true, true, true]);
+    expect(['sjis', 'ujis', 'cp932', 'big5', 'greek', 'hebrew', 'macroman', 'dec8'].map(keyable)).toEqual([
+      false,
+      false,
+      false,
+      false,
+      false,
+      false,
+      false,
+      false,
+    ]);
   });
 
   it('turn a primary-key change into a delete of the old key and an insert of the new one', () => {

@@ -1,6 +1,7 @@
 import { AppError } from '../core/errors.js';
 import type { ChangeEvent, ChangeOp } from '../core/changes.js';
 import type { MyColumn } from './mysql-sql.js';
+import { zeroFilled } from './mysql-encode.js';
 
 /**
  * Binlog positions, `_ordering` values and key texts for the binlog reader. Pure functions, unit-tested without a
@@ -60,8 +61,73 @@ export function changeOrdering(end: string, index: number): string {
 /** Key column kinds whose binlog values the reader turns into the key texts the table reader uses. */
 const KEYABLE = new Set(['int', 'bigint', 'year', 'decimal', 'text', 'binary', 'date', 'datetime', 'timestamp']);
 
+/**
+ * Character sets whose binlog bytes become the very characters the server converts them to for the table reader:
+ * the decoder's tables (iconv-lite) agree with the server's on every character of these, and latin1 is decoded here
+ * (`latin1Text`). Elsewhere they differ (sjis, ujis, cp932, big5, gb2312, greek, hebrew, macroman, tis620 among
+ * others: the server's `〜` is the decoder's `～`), and a key spelled otherwise than the reader's is a lost delete.
+ */
+const KEYABLE_CHARSETS = new Set([
+  'utf8mb4',
+  'utf8mb3',
+  'utf8',
+  'ascii',
+  'latin1',
+  'latin2',
+  'latin5',
+  'latin7',
+  'cp1250',
+  'cp1251',
+  'cp1256',
+  'cp1257',
+  'cp850',
+  'cp852',
+  'koi8r',
+  'macce',
+  'euckr',
+  'gbk',
+  'ucs2',
+  'utf16',
+  'utf16le',
+  'utf32',
+]);
+
 export function keyableKind(col: MyColumn): boolean {
+  if (col.kind === 'text' && !KEYABLE_CHARSETS.has(col.charset ?? '')) return false;
   return KEYABLE.has(col.kind);
+}
+
+/**
+ * The character set the binlog decoder is told a column has. latin1 is handed over as its bytes (one character per
+ * byte): the decoder reads it as cp1252, which has no characters for five bytes that MySQL's latin1 maps to C1
+ * controls, and turns all five into U+FFFD.
+ */
+export function decoderCharset(charset: string | null): string | null {
+  return charset === 'latin1' ? 'binary' : charset;
+}
+
+/** MySQL's latin1 (cp1252, and C1 controls for its five unassigned bytes) at 0x80 … 0x9F; the rest is ISO 8859-1. */
+const LATIN1_80 =
+  '\u20ac\u0081\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u008d\u017d\u008f' +
+  '\u0090\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u009d\u017e\u0178';
+
+/** latin1 bytes (as `decoderCharset` has them handed over: one character per byte) as the server converts them. */
+function latin1Text(bytes: string): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes.charCodeAt(i);
+    out += b >= 0x80 && b < 0xa0 ? LATIN1_80[b - 0x80] : bytes[i];
+  }
+  return out;
+}
+
+/**
+ * A YEAR value: the decoder adds 1900 to the stored byte, so the zero year (stored 0) arrives as 1900, which YEAR
+ * cannot hold; the server prints it `0000`. YEAR(2) prints two digits.
+ */
+function yearText(col: MyColumn, text: string): string {
+  const year = text === '1900' ? '0000' : text;
+  return /^year\(2\)/i.test(col.columnType) ? year.slice(-2) : year;
 }
 
 /**
@@ -79,6 +145,15 @@ export function binlogKeyText(col: MyColumn, value: unknown): string {
       if (!m) throw new AppError('SOURCE_SCHEMA', `a binlog value of key column ${col.name} (${String(value).length} characters, left out: key values may be masked) is not a date and time`);
       return col.fsp === 0 ? m[1]! : `${m[1]}.${(m[2] ?? '').padEnd(col.fsp, '0').slice(0, col.fsp)}`;
     }
+    case 'int':
+    case 'bigint':
+    case 'decimal':
+      return zeroFilled(col, String(value));
+    case 'year':
+      return yearText(col, String(value));
+    case 'text':
+      if (col.charset === 'latin1') return latin1Text(Buffer.isBuffer(value) ? value.toString('latin1') : String(value));
+      return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
     default:
       return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
   }

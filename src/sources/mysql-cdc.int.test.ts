@@ -78,6 +78,9 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
       await plain.client.query(`CREATE TABLE timed (t time PRIMARY KEY)`);
       const timed = (await new MysqlSource({ name: 'p', url: plain.url, poolSize: 1 }).table({ source: 'p', name: 'timed' })).shape;
       expect((await off.keyProblems([timed]))[0]).toContain('key column t of type time cannot be read from the binlog');
+      await plain.client.query(`CREATE TABLE jis (k varchar(5) CHARACTER SET sjis PRIMARY KEY)`);
+      const jis = (await new MysqlSource({ name: 'p', url: plain.url, poolSize: 1 }).table({ source: 'p', name: 'jis' })).shape;
+      expect((await off.keyProblems([jis]))[0]).toContain('key column k of type varchar(5) CHARACTER SET sjis cannot be read from the binlog');
       await off.close();
     } finally {
       await plain.drop();

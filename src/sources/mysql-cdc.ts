@@ -130,7 +130,7 @@ export class MysqlBinlog implements ChangeSource {
       for (const c of await this.keyColumns(t)) {
         if (!keyableKind(c))
           problems.push(
-            `${this.name}.${t.schema}.${t.relname}: key column ${c.name} of type ${c.columnType} cannot be read from the binlog; use watermark mode for it`,
+            `${this.name}.${t.schema}.${t.relname}: key column ${c.name} of type ${c.columnType}${c.kind === 'text' ? ` CHARACTER SET ${c.charset}` : ''} cannot be read from the binlog; use watermark mode for it`,
           );
       }
     }

@@ -110,4 +110,17 @@ describe('leavingEncoder', () => {
     expect(leavingEncoder(bit, null, false)(Buffer.from([5]))).toBe('"00101"');
     expect(leavingEncoder(col('bit', { bits: 64 }), null, true)(b('18446744073709551615'))).toBe(`"${'1'.repeat(64)}"`);
   });
+
+  it('writes a ZEROFILL BIGINT or DECIMAL read through a filter (CASE drops the zeros) with the zeros of an unfiltered read and of its key', () => {
+    const amount = col('decimal', { columnType: 'decimal(8,2) unsigned zerofill' });
+    expect(leavingEncoder(amount, null, true)(b('1.50'))).toBe('"000001.50"');
+    expect(leavingEncoder(amount, null, false)(b('000001.50'))).toBe('"000001.50"');
+    expect(keyJson(amount, '000001.50')).toBe('"000001.50"');
+    expect(leavingEncoder(col('decimal', { columnType: 'decimal(6,6) unsigned zerofill' }), null, true)(b('0.500000'))).toBe('"0.500000"');
+    expect(leavingEncoder(col('decimal', { columnType: 'decimal(5,0) unsigned zerofill' }), null, true)(b('7'))).toBe('"00007"');
+    const id = col('bigint', { columnType: 'bigint(22) unsigned zerofill' });
+    expect(leavingEncoder(id, null, true)(b('7'))).toBe(`"${'7'.padStart(22, '0')}"`);
+    expect(leavingEncoder(col('bigint', { columnType: 'bigint(3) unsigned zerofill' }), null, true)(b('12345'))).toBe('"12345"');
+    expect(leavingEncoder(col('bigint', { columnType: 'bigint(20) unsigned' }), null, true)(b('7'))).toBe('"7"');
+  });
 });

@@ -51,6 +51,25 @@ function isJson(text: string): boolean {
   }
 }
 
+/** Display widths of integer types declared ZEROFILL without one. */
+const ZEROFILL_WIDTH: Record<string, number> = { tinyint: 3, smallint: 5, mediumint: 8, int: 10, integer: 10, bigint: 20 };
+
+/**
+ * A ZEROFILL column's value as the server prints it: an integer padded with zeros to its display width, a decimal's
+ * integer part to its precision less its scale (at least one digit). Read from the binlog, or through a `CASE`, the
+ * value is the bare number.
+ */
+export function zeroFilled(col: MyColumn, text: string): string {
+  if (!/\bzerofill\b/i.test(col.columnType)) return text;
+  const m = /\((\d+)(?:,(\d+))?\)/.exec(col.columnType);
+  if (col.kind === 'decimal') {
+    const width = Math.max(Number(m?.[1] ?? 10) - Number(m?.[2] ?? 0), 1);
+    const dot = text.indexOf('.');
+    return dot < 0 ? text.padStart(width, '0') : text.slice(0, dot).padStart(width, '0') + text.slice(dot);
+  }
+  return text.padStart(m ? Number(m[1]) : (ZEROFILL_WIDTH[col.dataType] ?? 0), '0');
+}
+
 /** Encodes one non-NULL value of a column as JSON text. */
 export type ValueEncoder = (raw: Buffer) => string;
 
@@ -106,12 +125,17 @@ const textValue: ValueEncoder = (raw) => JSON.stringify(raw.toString('utf8'));
  * The encoder of a leaving column under the table's rules. A mask the server computed (`sqlMask` in mysql-sql.ts)
  * yields a string (`redact`, `truncate`; `null` yields only NULL) or, truncated by day, month or year, the column's
  * own text form. In the statements of a filtered table a BIT value arrives as its decimal number (`CASE` turns BIT
- * into an integer), written out here as the same binary digits an unfiltered read gives.
+ * into an integer), written out here as the same binary digits an unfiltered read gives; a ZEROFILL BIGINT or DECIMAL
+ * arrives without its zeros (`CASE` drops the attribute), padded here again as an unfiltered read and a delete's key
+ * have it.
  */
 export function leavingEncoder(col: MyColumn, serverMask: Mask | null, filtered: boolean): ValueEncoder {
   if (serverMask !== null && serverMask.kind !== 'truncateTime') return textValue;
   if (serverMask === null && filtered && col.kind === 'bit') {
     return (raw) => `"${BigInt(raw.toString('latin1')).toString(2).padStart(col.bits, '0')}"`;
+  }
+  if (serverMask === null && filtered && (col.kind === 'bigint' || col.kind === 'decimal') && /\bzerofill\b/i.test(col.columnType)) {
+    return (raw) => `"${zeroFilled(col, raw.toString('latin1'))}"`;
   }
   return columnEncoder(col);
 }

@@ -94,6 +94,12 @@ describe('literal', () => {
     for (const bad of ['1; DROP TABLE x', '1e3', '', ' 1', '0x10']) expect(refusal(() => literal(id, bad)).code).toBe('CURSOR_INVALID');
   });
 
+  it('takes the key text of a ZEROFILL BIGINT wider than 20 digits, as the server prints it', () => {
+    const wide = col('id', 'bigint', { columnType: 'bigint(25) unsigned zerofill' });
+    expect(literal(wide, '0000018446744073709551615')).toBe('0000018446744073709551615');
+    expect(refusal(() => literal(wide, '1'.repeat(21))).code).toBe('CURSOR_INVALID');
+  });
+
   it('casts temporal values to their type with every microsecond', () => {
     expect(literal(updatedAt, '2024-03-01 12:00:00.123456')).toBe("CAST('2024-03-01 12:00:00.123456' AS DATETIME(6))");
     expect(literal(col('d', 'date'), '0000-00-00')).toBe("CAST('0000-00-00' AS DATE)");
@@ -177,6 +183,8 @@ describe('keyset SQL', () => {
         'JOIN (SELECT t.`id` AS k0, t.`id` AS c0, t.`Updated ``At``` AS c1 FROM `shop`.`orders` t WHERE t.`id` IN ((5), (6))) r ON r.k0 = k.k0',
     );
     expect(readKeysSql(TABLE, [['1', 'x']])).toContain('WHERE (t.`id`, t.`code`) IN ((1, CONVERT(');
+    expect(readKeysSql(TABLE, [['1', 'x']])).toContain(" COLLATE latin1_swedish_ci AS k1, X'78' AS s1) k ");
+    expect(readKeysSql(TABLE, [['1', 'x']])).toContain(' ON r.k0 = k.k0 AND r.k1 = k.k1 AND CAST(CONVERT(r.k1 USING utf8mb4) AS BINARY) = k.s1');
   });
 
   it('reads a filtered range in a derived table and returns only the key of a row outside the filter', () => {

@@ -147,7 +147,8 @@ export function literal(col: MyColumn, text: string): string {
     case 'int':
     case 'bigint':
     case 'year':
-      return /^-?\d{1,20}$/.test(text) ? text : refuse(col, text);
+      // ZEROFILL integers print zeros up to their display width, which may pass 20 digits (BIGINT(25) ZEROFILL).
+      return /^-?0*\d{1,20}$/.test(text) ? text : refuse(col, text);
     case 'decimal':
       return /^-?\d{1,65}(\.\d{1,30})?$/.test(text) ? text : refuse(col, text);
     case 'bit':
@@ -313,16 +314,22 @@ export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: P
  * The rows for a list of primary keys, each with the 0-based index of the key that found it, then the values as
  * `readRangeSql` returns them after its key columns (leaving columns, soft-delete flag, filter flag). The keys form a
  * derived table whose values carry the key columns' collations; the rows are read in a derived table of their own, in
- * which the configured conditions see only the table's columns.
+ * which the configured conditions see only the table's columns. A text key finds only the row spelled exactly so.
  */
 export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
   if (keys.length === 0) throw new AppError('INTERNAL', 'readKeysSql needs at least one key');
   const kcols = t.primaryKey;
-  const branches = keys.map((k, n) => `SELECT ${n} AS o, ${kcols.map((c, i) => `${literal(c, k[i]!)} AS k${i}`).join(', ')}`);
+  // A text key is found only under its own spelling, the text pushsync holds (`s…`, its UTF-8 bytes): a collation may
+  // make `abc`, `ABC` and `abc ` one key for the server, but the destination tells them apart, so a key respelled in
+  // place is gone under its old spelling. The row's key is compared as the reader reads it, converted to utf8mb4.
+  const spelled = (c: MyColumn, text: string, i: number): string => (c.kind === 'text' ? `, X'${HEX(Buffer.from(text, 'utf8'))}' AS s${i}` : '');
+  const branches = keys.map((k, n) => `SELECT ${n} AS o, ${kcols.map((c, i) => `${literal(c, k[i]!)} AS k${i}${spelled(c, k[i]!, i)}`).join(', ')}`);
   const { inner, values } = rowSelect(t, kcols);
   const members = keys.map((k) => `(${kcols.map((c, i) => literal(c, k[i]!)).join(', ')})`);
   const keyList = kcols.length === 1 ? kcols.map(ref).join('') : `(${kcols.map(ref).join(', ')})`;
-  const on = kcols.map((_c, i) => `r.k${i} = k.k${i}`).join(' AND ');
+  const on = kcols
+    .map((c, i) => `r.k${i} = k.k${i}${c.kind === 'text' ? ` AND CAST(CONVERT(r.k${i} USING utf8mb4) AS BINARY) = k.s${i}` : ''}`)
+    .join(' AND ');
   return (
     `SELECT ${['k.o', ...values].join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +
     `JOIN (SELECT ${inner} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})) r ON ${on}`

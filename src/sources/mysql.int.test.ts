@@ -403,14 +403,22 @@ describe('MysqlSource against a real MariaDB', () => {
       expect(keys).toEqual(expected.map((r) => r[0]));
     });
 
-    it('re-reads rows by key, keys spelled in another case included, and encodes keys of deleted rows like rows', async () => {
+    it('re-reads rows by key, each only under its own spelling, and encodes keys of deleted rows like rows', async () => {
       const reader = await source.table(spec('keys_utf8mb4_general_ci'));
-      const found = await reader.readKeys([['A'], ['nope'], ['b!'], ['C']]);
+      // 'A' and 'C' are keys of the collation's rows 'a' and 'c ', but other keys downstream: not found.
+      const found = await reader.readKeys([['A'], ['nope'], ['b!'], ['C'], ['a'], ['c '], ['c']]);
       expect(found.map((r) => [r.index, (JSON.parse(r.json) as { code: string }).code]).sort()).toEqual([
-        [0, 'a'],
         [2, 'b!'],
-        [3, 'c '],
+        [4, 'a'],
+        [5, 'c '],
       ]);
+      const latin1 = await source.table(spec('keys_latin1_swedish_ci'));
+      expect((await latin1.readKeys([['CAFÉ'], ['café'], ['a'], ['A']])).map((r) => r.index).sort()).toEqual([1, 3]);
+      // CHAR keys are read without their padding, and found so.
+      await db.client.query(`CREATE TABLE keys_char (code char(5) PRIMARY KEY, updated_at datetime NOT NULL)`);
+      await db.client.query(`INSERT INTO keys_char VALUES ('ab', '2024-01-01 00:00:00'), (' x', '2024-01-01 00:00:00')`);
+      const padded = await source.table(spec('keys_char'));
+      expect((await padded.readKeys([['ab'], ['AB'], [' x'], ['ab ']])).map((r) => r.index).sort()).toEqual([0, 2]);
       const ids = await source.table(spec('paging'));
       expect(await ids.keyJson([['18446744073709551615'], ['5']])).toEqual(['{"id":"18446744073709551615"}', '{"id":"5"}']);
       const many = Array.from({ length: 2500 }, (_, i) => [String(i)]);
