@@ -263,14 +263,21 @@ describe('session and boundary SQL', () => {
     expect(sessionSql('mysql', 1500)[0]).toContain('max_execution_time = 1500');
   });
 
-  it('bounds by the oldest open transaction of other sessions, converted from the system zone, minus the lag', () => {
-    const sql = readBoundarySql(col('ts', 'timestamp'), 1500);
-    expect(sql).toContain("CONVERT_TZ(MIN(x.trx_started), 'SYSTEM', '+00:00')");
-    expect(sql).toContain('x.trx_mysql_thread_id <> CONNECTION_ID()');
+  it('bounds by the oldest open transaction, converted from the system zone, or the time before the list, minus the lag', () => {
+    const open = { before: '2024-03-01 12:00:05.250000', printedAt: '2024-03-01 13:00:05', secondsBeforePrint: 4 };
+    const sql = readBoundarySql(col('ts', 'timestamp'), 1500, open);
+    expect(sql).toContain(
+      "LEAST(CAST('2024-03-01 12:00:05.250000' AS DATETIME(6)), CONVERT_TZ(CAST('2024-03-01 13:00:05' AS DATETIME(6)), 'SYSTEM', '+00:00') - INTERVAL 4 SECOND)",
+    );
     expect(sql).toContain('- INTERVAL 1500000 MICROSECOND');
     expect(sql).not.toContain('@@global.time_zone');
-    expect(readBoundarySql(updatedAt, 0)).toContain('CONVERT_TZ(LEAST(UTC_TIMESTAMP(6)');
-    expect(readBoundarySql(updatedAt, 0)).toContain('@@global.time_zone');
+    const none = readBoundarySql(col('ts', 'timestamp'), 0, { ...open, secondsBeforePrint: null });
+    expect(none).toContain("DATE_FORMAT(CAST('2024-03-01 12:00:05.250000' AS DATETIME(6)) - INTERVAL 0 MICROSECOND");
+    expect(none).not.toContain('CONVERT_TZ');
+    expect(readBoundarySql(updatedAt, 0, open)).toContain('CONVERT_TZ(LEAST(');
+    expect(readBoundarySql(updatedAt, 0, open)).toContain('@@global.time_zone');
+    // Only server times become literals.
+    expect(() => readBoundarySql(updatedAt, 0, { ...open, printedAt: "2024-03-01' OR '1" })).toThrow(/not a server time/);
   });
 
   it('cuts a boundary down to the column precision', () => {

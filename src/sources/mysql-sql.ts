@@ -490,7 +490,8 @@ export function primaryKeySql(schema: string, table: string): string {
 }
 
 /** A probe of the transaction list: fails with error 1227 without the PROCESS privilege. */
-export const TRX_PRIVILEGE_SQL = 'SELECT COUNT(*) FROM information_schema.INNODB_TRX';
+/** Needs the PROCESS privilege, as the read boundary's list of open transactions does. */
+export const TRX_PRIVILEGE_SQL = 'SHOW ENGINE INNODB STATUS';
 
 /**
  * The time in which watermarks are compared: TIMESTAMP values read in UTC (the session's zone); DATETIME values as
@@ -502,18 +503,43 @@ function inWatermarkZone(utc: string, col: MyColumn): string {
 
 const MICROS = "'%Y-%m-%d %H:%i:%s.%f'";
 
+/** Where the late-commit read boundary lies, in UTC, before the safety lag: see `readBoundarySql`. */
+export interface BoundaryBase {
+  /** UTC_TIMESTAMP(6) just before the open transactions were listed. */
+  before: string;
+  /** The list's print time, `YYYY-MM-DD HH:MM:SS` in the server's system time zone. */
+  printedAt: string;
+  /** Whole seconds before `printedAt` that no open transaction's rows can lie below; null when none was open. */
+  secondsBeforePrint: number | null;
+}
+
+export const UTC_NOW_SQL = "SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f')";
+export const OPEN_TRANSACTIONS_SQL = 'SHOW ENGINE INNODB STATUS';
+
+const DATETIME_TEXT = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?$/;
+
+function datetimeLiteral(text: string): string {
+  if (!DATETIME_TEXT.test(text)) throw new AppError('INTERNAL', `not a server time: ${JSON.stringify(text.slice(0, 40))}`);
+  return `CAST('${text}' AS DATETIME(6))`;
+}
+
 /**
- * The read boundary for timestamp watermarks: the start of the oldest open InnoDB transaction of any session but
- * this one, or the current time, minus the safety lag. A writer's `NOW()` and `ON UPDATE CURRENT_TIMESTAMP` give the
- * time its statement started, never earlier than its transaction's start, so no open transaction can commit a row
- * below the boundary. `trx_started` has whole seconds in the server's system time zone (not the session's), so it is
- * converted from 'SYSTEM' to UTC. The result has six fractional digits; the caller cuts it to the column's precision.
+ * The read boundary for timestamp watermarks: the start of the oldest transaction open when `SHOW ENGINE INNODB
+ * STATUS` was printed (see mysql-open-transactions.ts), or the time just before it was asked for when none was, minus
+ * the safety lag. A writer's `NOW()` and `ON UPDATE CURRENT_TIMESTAMP` give the time its statement started, never
+ * earlier than its transaction's start, so no open transaction can commit a row below the boundary. The print time
+ * is in the server's system time zone (not the session's), so it is converted from 'SYSTEM' to UTC. The result has
+ * six fractional digits; the caller cuts it to the column's precision.
  */
-export function readBoundarySql(col: MyColumn, safetyLagMs: number): string {
+export function readBoundarySql(col: MyColumn, safetyLagMs: number, base: BoundaryBase): string {
   const lag = Math.max(0, Math.round(safetyLagMs * 1000));
-  const oldest = `(SELECT CONVERT_TZ(MIN(x.trx_started), 'SYSTEM', '+00:00') FROM information_schema.INNODB_TRX x WHERE x.trx_mysql_thread_id <> CONNECTION_ID())`;
-  const utc = `LEAST(UTC_TIMESTAMP(6), COALESCE(${oldest}, UTC_TIMESTAMP(6))) - INTERVAL ${lag} MICROSECOND`;
-  return `SELECT DATE_FORMAT(${inWatermarkZone(utc, col)}, ${MICROS})`;
+  const before = datetimeLiteral(base.before);
+  const seconds = base.secondsBeforePrint;
+  const oldest =
+    seconds === null
+      ? before
+      : `LEAST(${before}, CONVERT_TZ(${datetimeLiteral(base.printedAt)}, 'SYSTEM', '+00:00') - INTERVAL ${Math.max(0, Math.trunc(seconds))} SECOND)`;
+  return `SELECT DATE_FORMAT(${inWatermarkZone(`${oldest} - INTERVAL ${lag} MICROSECOND`, col)}, ${MICROS})`;
 }
 
 /** The server's clock in the watermark's zone, with microseconds. */

@@ -483,6 +483,47 @@ describe('MysqlSource against a real MariaDB', () => {
       expect(await seconds.readBoundary(0)).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
     });
 
+    it('sees a transaction opened while something polls information_schema.INNODB_TRX (whose cache then never refreshes)', async () => {
+      await db.client.query(`CREATE TABLE polled (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`);
+      const poller = await mysql.createConnection({ uri: db.url });
+      const writer = await mysql.createConnection({ uri: db.url });
+      let polling = true;
+      const polls = (async () => {
+        while (polling) {
+          await poller.query('SELECT COUNT(*) FROM information_schema.INNODB_TRX');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      try {
+        await new Promise((r) => setTimeout(r, 200));
+        const fresh = new MysqlSource({ name: 'fresh', url: db.url, poolSize: 1 });
+        try {
+          const reader = await fresh.table(spec('polled'));
+          await writer.query(`SET time_zone = '+00:00'`);
+          for (let i = 1; i <= 3; i++) {
+            await writer.query('BEGIN');
+            await writer.query(`INSERT INTO polled (id) VALUES (${i})`);
+            const [[row]] = (await writer.query({
+              sql: `SELECT DATE_FORMAT(updated_at, "%Y-%m-%d %H:%i:%s.%f") FROM polled WHERE id = ${i}`,
+              rowsAsArray: true,
+            })) as unknown as [[string[]]];
+            // Past the reuse of the last list, so this boundary is placed on a list printed after the INSERT.
+            await new Promise((r) => setTimeout(r, 1100));
+            const boundary = (await reader.readBoundary(0))!;
+            expect(boundary <= row![0]!, `boundary ${boundary} above the open transaction's row ${row![0]}`).toBe(true);
+            await writer.query('COMMIT');
+          }
+        } finally {
+          await fresh.close();
+        }
+      } finally {
+        polling = false;
+        await polls;
+        await poller.end();
+        await writer.end();
+      }
+    });
+
     it('is null for watermarks that are not timestamps', async () => {
       await db.client.query(`CREATE TABLE ver (id int PRIMARY KEY, updated_at bigint, d date)`);
       expect(await (await source.table(spec('ver'))).readBoundary(0)).toBeNull();

@@ -17,6 +17,9 @@ import {
   queryCollationsSql,
   quoteIdent,
   readBoundarySql,
+  OPEN_TRANSACTIONS_SQL,
+  UTC_NOW_SQL,
+  type BoundaryBase,
   readKeysSql,
   readRangeSql,
   resolveTableSql,
@@ -32,6 +35,7 @@ import {
 } from './mysql-sql.js';
 import { keyJson, keyText, leavingEncoder, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
 import { translateMysqlError } from './mysql-errors.js';
+import { openTransactions, secondsBeforePrint } from './mysql-open-transactions.js';
 import { MysqlPool, type RawRow, type ResultField } from './mysql-query.js';
 import { resultColumn } from './mysql-result.js';
 import { relationShapeOf, relationShapeSql } from './mysql-shape.js';
@@ -55,10 +59,14 @@ const KEYS_PER_STATEMENT = 1000;
 const text = (v: Buffer | null | undefined): string | null => (v === null || v === undefined ? null : v.toString('utf8'));
 
 /** MySQL and MariaDB as a watermark source: InnoDB tables, read through read-only sessions in UTC. */
+/** How long one list of open transactions serves the read boundaries of a source's tables. */
+const BOUNDARY_REUSE_MS = 1000;
+
 export class MysqlSource implements Source {
   readonly name: string;
   readonly pool: MysqlPool;
   private readonly tables = new Map<string, Promise<MysqlTable>>();
+  private boundary: { at: number; value: Promise<BoundaryBase> } | undefined;
 
   constructor(options: MysqlSourceOptions) {
     this.name = options.name;
@@ -129,6 +137,29 @@ export class MysqlSource implements Source {
     return table;
   }
 
+  /**
+   * Where read boundaries lie now (see `readBoundarySql`), shared by the source's tables for up to a second: a base
+   * taken earlier is only lower, never unsafe, and listing the open transactions is a heavier statement than most.
+   */
+  async boundaryBase(where: string): Promise<BoundaryBase> {
+    const now = Date.now();
+    if (this.boundary === undefined || now - this.boundary.at >= BOUNDARY_REUSE_MS) {
+      const value = this.readBoundaryBase(where);
+      this.boundary = { at: now, value };
+      value.catch(() => {
+        if (this.boundary?.value === value) this.boundary = undefined;
+      });
+    }
+    return this.boundary.value;
+  }
+
+  private async readBoundaryBase(where: string): Promise<BoundaryBase> {
+    const [[before]] = (await this.queryText(UTC_NOW_SQL, `clock for the read boundary of ${where}`)) as [[string]];
+    const [status] = await this.queryText(OPEN_TRANSACTIONS_SQL, `list open transactions for the read boundary of ${where}`);
+    const open = openTransactions(status?.[2] ?? '', where);
+    return { before, printedAt: open.printedAt, secondsBeforePrint: secondsBeforePrint(open) };
+  }
+
   async warnings(): Promise<string[]> {
     try {
       await this.query(TRX_PRIVILEGE_SQL, 'check the PROCESS privilege');
@@ -137,7 +168,7 @@ export class MysqlSource implements Source {
       if (!(err instanceof AppError) || (err.details as { errno?: number } | undefined)?.errno !== 1227) throw err;
       return [
         `source ${this.name}: the user lacks the PROCESS privilege, so the late-commit read boundary ` +
-          `(information_schema.INNODB_TRX) cannot be read and tables with a timestamp watermark fail; GRANT PROCESS ON *.* TO <user>`,
+          `(SHOW ENGINE INNODB STATUS) cannot be read and tables with a timestamp watermark fail; GRANT PROCESS ON *.* TO <user>`,
       ];
     }
   }
@@ -418,7 +449,8 @@ class MysqlTable implements TableReader {
   async readBoundary(safetyLagMs: number): Promise<string | null> {
     const wm = this.sql.watermark;
     if (wm === null || this.shape.watermarkKind !== 'timestamp') return null;
-    const [row] = await this.source.queryText(readBoundarySql(wm, safetyLagMs), `read boundary of ${this.where}`);
+    const base = await this.source.boundaryBase(this.where);
+    const [row] = await this.source.queryText(readBoundarySql(wm, safetyLagMs, base), `read boundary of ${this.where}`);
     const boundary = row?.[0];
     if (!boundary) {
       throw new AppError(
