@@ -332,6 +332,7 @@ WHERE c.oid = to_regclass($1)`;
  * The read boundary for time watermarks: the start of the oldest transaction still open in this database (its
  * `now()` is the smallest watermark it can still commit), or the current time, minus a safety lag for watermarks
  * set from application clocks. Transactions of other roles are visible only with pg_read_all_stats (or superuser).
+ * The second column is `track_activities`: with it off, pg_stat_activity shows no transaction at all.
  */
 export function readBoundarySql(castType: string): string {
   const tz = castType === 'timestamp without time zone' ? " AT TIME ZONE 'UTC'" : '';
@@ -339,7 +340,8 @@ export function readBoundarySql(castType: string): string {
 SELECT ((LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
                         WHERE datname = current_database() AND pid <> pg_backend_pid()
                           AND backend_type = 'client backend' AND xact_start IS NOT NULL))
-         - make_interval(secs => $1::double precision / 1000))${tz})::text`;
+         - make_interval(secs => $1::double precision / 1000))${tz})::text,
+       current_setting('track_activities')`;
 }
 
 /** The database's clock (statement time), in the watermark's type and text form. */

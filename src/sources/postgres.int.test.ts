@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { AppError } from '../core/errors.js';
 import { nextPhase, type Cursor, type KeyRange } from '../core/cursor.js';
 import type { SourceRow, TableReader, TableSpec } from '../core/ports.js';
@@ -493,6 +494,43 @@ describe('PostgresSource against a real database', () => {
         expect(await reader.isEmpty()).toBe(false);
       } finally {
         await short.close();
+      }
+    });
+
+    it('places the read boundary at or below an open transaction, and refuses it when track_activities is off', async () => {
+      await db.client.query(`CREATE TABLE bounded (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())`);
+      const reader = await source.table(spec('bounded'));
+      const writer = new pg.Client({ connectionString: PG_URL, options: '-c TimeZone=UTC' });
+      await writer.connect();
+      try {
+        await writer.query('BEGIN');
+        await writer.query(`INSERT INTO ${db.schema}.bounded (id) VALUES (1)`);
+        const { rows } = await writer.query<{ at: string }>(`SELECT updated_at::text AS at FROM ${db.schema}.bounded`);
+        const boundary = (await reader.readBoundary(0))!;
+        expect(new Date(boundary.replace(' ', 'T').replace(/\+00$/, 'Z')).getTime()).toBeLessThanOrEqual(
+          new Date(rows[0]!.at.replace(' ', 'T').replace(/\+00$/, 'Z')).getTime(),
+        );
+        await writer.query('COMMIT');
+      } finally {
+        await writer.end();
+      }
+      const role = `blind_${db.schema.slice(-8)}`;
+      await db.client.query(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+      await db.client.query(`ALTER ROLE ${role} SET track_activities = off`);
+      const url = new URL(PG_URL);
+      url.username = role;
+      const blind = new PostgresSource({ name: 'blind', url: url.toString(), poolSize: 1 });
+      try {
+        const err = await (await blind.table(spec('bounded'))).readBoundary(0).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(AppError);
+        expect((err as AppError).code).toBe('SOURCE_UNAVAILABLE');
+        expect((err as AppError).message).toMatch(/track_activities is off on the server/);
+      } finally {
+        await blind.close();
+        await db.client.query(`DROP ROLE ${role}`);
       }
     });
 

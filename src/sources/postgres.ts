@@ -505,6 +505,14 @@ class PostgresTable implements TableReader {
       { text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] },
       `read boundary of ${this.where}`,
     );
+    if (row?.[1] === 'off') {
+      // The boundary would be now, blind to every open transaction: their late commits below it would be skipped.
+      throw new AppError(
+        'SOURCE_UNAVAILABLE',
+        `${this.where}: track_activities is off on the server, so pg_stat_activity shows no open transaction and the ` +
+          `late-commit read boundary cannot be placed; turn it on (ALTER SYSTEM SET track_activities = on; SELECT pg_reload_conf())`,
+      );
+    }
     return row?.[0] ?? null;
   }
 
