@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { columnExpr, mayNest, nextRangeQuery, readKeysQuery, readRangeQuery, watermarkKind, type PgColumn, type TableSql } from './postgres-sql.js';
+import { boundaryText, columnExpr, mayNest, nextRangeQuery, readKeysQuery, readRangeQuery, watermarkKind, type PgColumn, type TableSql } from './postgres-sql.js';
 
 function col(name: string, castType: string, baseName: string, extra: Partial<PgColumn> = {}): PgColumn {
   return { name, castType, baseName, category: 'X', typtype: 'b', elemName: null, ...extra };
@@ -172,5 +172,20 @@ describe('readKeysQuery', () => {
     const q = readKeysQuery(TABLE, keys);
     expect(q.text).toContain('FROM "Sales"."Order ""Items""" t JOIN unnest(');
     expect(q.text).toContain('ON t."Id" = k."__k0" AND t."line""no" = k."__k1", LATERAL (SELECT');
+  });
+});
+
+describe('boundaryText', () => {
+  it('subtracts the lag to the microsecond and writes the watermark type text form', () => {
+    expect(boundaryText('2026-12-02 03:38:53.148207+00', 0, 'timestamp with time zone')).toBe('2026-12-02 03:38:53.148207+00');
+    expect(boundaryText('2026-12-02 03:38:53.148207+00', 1500, 'timestamp with time zone')).toBe('2026-12-02 03:38:51.648207+00');
+    expect(boundaryText('2026-12-02 03:38:53.148207+00', 0.001, 'timestamp without time zone')).toBe('2026-12-02 03:38:53.148206');
+    // Across midnight, a month and a leap day, from a base Postgres printed without a fraction or with fewer digits.
+    expect(boundaryText('2024-03-01 00:00:00+00', 1, 'timestamp with time zone')).toBe('2024-02-29 23:59:59.999000+00');
+    expect(boundaryText('2024-03-01 00:00:00.5+00', 3_600_000, 'timestamp without time zone')).toBe('2024-02-29 23:00:00.500000');
+  });
+
+  it('refuses a base that is not a UTC time', () => {
+    expect(() => boundaryText('2024-03-01 00:00:00+05:30', 0, 'timestamp with time zone')).toThrow(/not a UTC time/);
   });
 });

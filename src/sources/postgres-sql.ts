@@ -1,3 +1,4 @@
+import { AppError } from '../core/errors.js';
 import { quoteIdent } from '../core/identifiers.js';
 import type { Phase, Position } from '../core/cursor.js';
 import type { WatermarkKind } from '../core/ordering.js';
@@ -329,19 +330,35 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass($1)`;
 
 /**
- * The read boundary for time watermarks: the start of the oldest transaction still open in this database (its
- * `now()` is the smallest watermark it can still commit), or the current time, minus a safety lag for watermarks
- * set from application clocks. Transactions of other roles are visible only with pg_read_all_stats (or superuser).
- * The second column is `track_activities`: with it off, pg_stat_activity shows no transaction at all.
+ * Where the read boundaries of time watermarks lie now, before each table's safety lag: the start of the oldest
+ * transaction still open in this database (its `now()` is the smallest watermark it can still commit), or the current
+ * time, as timestamptz text (the session is in UTC). Transactions of other roles are visible only with
+ * pg_read_all_stats (or superuser). The second column is `track_activities`: with it off, pg_stat_activity shows no
+ * transaction at all.
  */
-export function readBoundarySql(castType: string): string {
-  const tz = castType === 'timestamp without time zone' ? " AT TIME ZONE 'UTC'" : '';
-  return `
-SELECT ((LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
-                        WHERE datname = current_database() AND pid <> pg_backend_pid()
-                          AND backend_type = 'client backend' AND xact_start IS NOT NULL))
-         - make_interval(secs => $1::double precision / 1000))${tz})::text,
+export const BOUNDARY_BASE_SQL = `
+SELECT LEAST(now(), (SELECT min(xact_start) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()
+                       AND backend_type = 'client backend' AND xact_start IS NOT NULL))::text,
        current_setting('track_activities')`;
+
+const UTC_TIMESTAMPTZ = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?\+00$/;
+
+/**
+ * A boundary base (timestamptz text in UTC, as BOUNDARY_BASE_SQL returns it) less `lagMs`, exact to the microsecond,
+ * in the text form of the watermark's type: `…+00` for timestamptz, without the offset for a timestamp without time
+ * zone (taken as UTC).
+ */
+export function boundaryText(base: string, lagMs: number, castType: string): string {
+  const m = UTC_TIMESTAMPTZ.exec(base);
+  if (!m) throw new AppError('INTERNAL', `the read boundary base is not a UTC time: ${JSON.stringify(base.slice(0, 40))}`);
+  const [, y, mo, d, h, mi, sec, fraction = ''] = m;
+  const seconds = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec)) / 1000;
+  const micros = BigInt(seconds) * 1_000_000n + BigInt(fraction.padEnd(6, '0')) - BigInt(Math.max(0, Math.round(lagMs * 1000)));
+  const whole = micros / 1_000_000n;
+  const iso = new Date(Number(whole) * 1000).toISOString();
+  const text = `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${String(micros - whole * 1_000_000n).padStart(6, '0')}`;
+  return castType === 'timestamp without time zone' ? text : `${text}+00`;
 }
 
 /** The database's clock (statement time), in the watermark's type and text form. */

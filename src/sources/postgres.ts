@@ -12,7 +12,8 @@ import {
   mayNest,
   nextRangeQuery,
   nextRangeOrEmptyQuery,
-  readBoundarySql,
+  BOUNDARY_BASE_SQL,
+  boundaryText,
   comparePositionsQuery,
   clockSql,
   readKeysQuery,
@@ -68,6 +69,9 @@ const EXACT_COUNT_MAX_PAGES = 12_800;
  */
 const SESSION_OPTIONS = `${TEXT_FORM_OPTIONS} -c default_transaction_read_only=on -c standard_conforming_strings=on`;
 
+/** How long one read of where boundaries lie serves the read boundaries of a source's tables. */
+const BOUNDARY_REUSE_MS = 1000;
+
 export class PostgresSource implements Source {
   readonly name: string;
   private readonly pool: pg.Pool;
@@ -75,6 +79,7 @@ export class PostgresSource implements Source {
   private readonly timeoutMs: number;
   /** Readers by table spec, each with the fingerprint of the shape (a custom SQL table: of the result) it was described with. */
   private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
+  private boundary: { at: number; value: Promise<string> } | undefined;
 
   constructor(options: PostgresSourceOptions) {
     this.name = options.name;
@@ -185,6 +190,37 @@ export class PostgresSource implements Source {
       if (known) throw err;
       return null;
     }
+  }
+
+  /**
+   * Where read boundaries lie now (BOUNDARY_BASE_SQL), shared by the source's tables for up to a second: a base
+   * taken earlier is only lower, never unsafe (a transaction that starts later has a later `now()`), and a run of
+   * many idle tables then spends no statement of its own on it.
+   */
+  async boundaryBase(where: string): Promise<string> {
+    const now = Date.now();
+    if (this.boundary === undefined || now - this.boundary.at >= BOUNDARY_REUSE_MS) {
+      const value = this.readBoundaryBase(where);
+      this.boundary = { at: now, value };
+      value.catch(() => {
+        if (this.boundary?.value === value) this.boundary = undefined;
+      });
+    }
+    return this.boundary.value;
+  }
+
+  private async readBoundaryBase(where: string): Promise<string> {
+    const [row] = await this.query({ text: BOUNDARY_BASE_SQL, values: [] }, `read boundary of ${where}`);
+    if (row?.[1] === 'off') {
+      // The boundary would be now, blind to every open transaction: their late commits below it would be skipped.
+      throw new AppError(
+        'SOURCE_UNAVAILABLE',
+        `${where}: track_activities is off on the server, so pg_stat_activity shows no open transaction and the ` +
+          `late-commit read boundary cannot be placed; turn it on (ALTER SYSTEM SET track_activities = on; SELECT pg_reload_conf())`,
+      );
+    }
+    if (!row?.[0]) throw new AppError('INTERNAL', `${where}: the read boundary query returned no time`, { retryable: true });
+    return row[0];
   }
 
   async warnings(): Promise<string[]> {
@@ -501,19 +537,7 @@ class PostgresTable implements TableReader {
 
   async readBoundary(safetyLagMs: number): Promise<string | null> {
     if (this.sql.watermark === null || this.shape.watermarkKind !== 'timestamp') return null;
-    const [row] = await this.source.query(
-      { text: readBoundarySql(this.sql.watermark.castType), values: [safetyLagMs] },
-      `read boundary of ${this.where}`,
-    );
-    if (row?.[1] === 'off') {
-      // The boundary would be now, blind to every open transaction: their late commits below it would be skipped.
-      throw new AppError(
-        'SOURCE_UNAVAILABLE',
-        `${this.where}: track_activities is off on the server, so pg_stat_activity shows no open transaction and the ` +
-          `late-commit read boundary cannot be placed; turn it on (ALTER SYSTEM SET track_activities = on; SELECT pg_reload_conf())`,
-      );
-    }
-    return row?.[0] ?? null;
+    return boundaryText(await this.source.boundaryBase(this.where), safetyLagMs, this.sql.watermark.castType);
   }
 
   async comparePositions(phase: Phase, a: Position, b: Position): Promise<number> {
