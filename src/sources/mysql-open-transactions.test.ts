@@ -53,6 +53,12 @@ describe('openTransactions', () => {
     expect(openTransactions(monitor('', { header: '2026-12-02 03:33:07 INNODB MONITOR OUTPUT' }), 'app.t').printedAt).toBe('2026-12-02 03:33:07');
   });
 
+  it('reads the print time of a header whose thread id is in decimal, as MySQL 8.0 prints it on Linux', () => {
+    // MySQL 8.0 prints std::this_thread::get_id() without the hex flag; MariaDB and 5.7 print 0x… .
+    const open = openTransactions(monitor(ACTIVE, { header: '2026-12-02 03:33:07 139931138000640 INNODB MONITOR OUTPUT' }), 'app.t');
+    expect(open).toEqual({ printedAt: '2026-12-02 03:33:07', oldestActiveSeconds: 31 });
+  });
+
   it('refuses a list it cannot read whole, retryably, naming the table', () => {
     for (const status of [monitor(ACTIVE, { truncated: true }), monitor(ACTIVE, { header: 'INNODB MONITOR OUTPUT' }), '', ACTIVE]) {
       let err: unknown;

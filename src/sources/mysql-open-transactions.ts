@@ -14,7 +14,8 @@ export interface OpenTransactions {
   oldestActiveSeconds: number | null;
 }
 
-const HEADER = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:0x[0-9a-f]+ )?INNODB MONITOR OUTPUT$/m;
+/** The print time, then the printing thread's id: 0x… on MariaDB and MySQL 5.7, decimal on MySQL 8.0 (Linux). */
+const HEADER = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:(?:0x[0-9a-f]+|\d+) )?INNODB MONITOR OUTPUT$/m;
 const ACTIVE = /^---TRANSACTION [^,\n]+, ACTIVE (?:\(PREPARED\) )?(\d+) sec/gm;
 /** What the server puts in place of the transactions it left out of an output longer than its limit (1 MB). */
 const TRUNCATED = '... truncated...';
