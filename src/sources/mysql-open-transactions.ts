@@ -49,11 +49,12 @@ export function openTransactions(status: string, where: string): OpenTransaction
 
 /**
  * How many whole seconds before the print time the boundary must lie, or null when no transaction was active (the
- * boundary is then the time just before the output was asked for). The server keeps a transaction's start in whole
- * seconds (`ACTIVE n sec` is the print time's second minus that start's), and a statement's `NOW()`, which is what
- * its rows carry, is taken when the statement begins, a little before its transaction is registered: one second
- * more covers both.
+ * boundary is then the time just before the output was asked for). `ACTIVE n sec` is whole seconds: on MariaDB the
+ * print time's second minus the start's, so the print time less n is at or below the start; on MySQL 8.0 the whole
+ * seconds of the exact age (std::chrono), so the print time less n can lie up to a second above the start. One second
+ * covers that rounding, and one more a statement's `NOW()`, which is what its rows carry and is taken when the
+ * statement begins, a little before its transaction is registered.
  */
 export function secondsBeforePrint(open: OpenTransactions): number | null {
-  return open.oldestActiveSeconds === null ? null : open.oldestActiveSeconds + 1;
+  return open.oldestActiveSeconds === null ? null : open.oldestActiveSeconds + 2;
 }
