@@ -67,6 +67,15 @@ describe('openTransactions', () => {
     }
   });
 
+  it('refuses an output cut short even when a query it prints names the end marker', () => {
+    // Past 1 MB with the list itself that long, the server keeps the first 1 MB and adds no marker: the output stops
+    // in the list. A session's query is printed with its transaction, whatever it says.
+    const full = monitor(`${ACTIVE}\nSELECT 'END OF INNODB MONITOR OUTPUT' FROM dual\n---TRANSACTION 8571, ACTIVE 90 sec`);
+    const cut = full.slice(0, full.indexOf('---TRANSACTION 8571'));
+    expect(() => openTransactions(cut, 'app.t')).toThrow(/gave no complete list of open transactions/);
+    expect(openTransactions(full, 'app.t').oldestActiveSeconds).toBe(90);
+  });
+
   it('reads the print time of a header whose thread id is in decimal, as MySQL 8.0 prints it on Linux', () => {
     // MySQL 8.0 prints std::this_thread::get_id() without the hex flag; MariaDB and 5.7 print 0x… .
     const open = openTransactions(monitor(ACTIVE, { header: '2026-12-02 03:33:07 139931138000640 INNODB MONITOR OUTPUT' }), 'app.t');

@@ -20,7 +20,8 @@ const ACTIVE = /^---TRANSACTION [^,\n]+, ACTIVE (?:\(PREPARED\) )?(\d+) sec/gm;
 /** What the server puts in place of the transactions it left out of an output longer than its limit (1 MB). */
 const TRUNCATED = '... truncated...';
 const SECTION = '\nTRANSACTIONS\n------------\n';
-const END = 'END OF INNODB MONITOR OUTPUT';
+/** The output's last lines: only there, as a query printed in the list may hold the same words. */
+const END = /\nEND OF INNODB MONITOR OUTPUT\n=+\s*$/;
 
 /**
  * Reads the print time and the oldest active transaction's age out of the monitor output. Refuses an output it
@@ -29,7 +30,7 @@ const END = 'END OF INNODB MONITOR OUTPUT';
  */
 export function openTransactions(status: string, where: string): OpenTransactions {
   const header = HEADER.exec(status);
-  const complete = header !== null && status.includes(SECTION) && status.includes(END) && !status.includes(TRUNCATED);
+  const complete = header !== null && status.includes(SECTION) && END.test(status) && !status.includes(TRUNCATED);
   if (!complete) {
     throw new AppError(
       'SOURCE_UNAVAILABLE',
