@@ -42,7 +42,7 @@ describe('openTransactions', () => {
   it('reads the print time and the oldest active transaction, prepared ones included, not-started ones left out', () => {
     const open = openTransactions(monitor(ACTIVE), 'app.t');
     expect(open).toEqual({ printedAt: '2026-12-02 03:33:07', oldestActiveSeconds: 31 });
-    expect(secondsBeforePrint(open)).toBe(32);
+    expect(secondsBeforePrint(open)).toBe(33);
   });
 
   it('says none is active when the list holds none (or only sessions that have not started one)', () => {
@@ -51,6 +51,35 @@ describe('openTransactions', () => {
     expect(secondsBeforePrint(open)).toBeNull();
     // MySQL prints the header without the thread handle.
     expect(openTransactions(monitor('', { header: '2026-12-02 03:33:07 INNODB MONITOR OUTPUT' }), 'app.t').printedAt).toBe('2026-12-02 03:33:07');
+  });
+
+  it('keeps the boundary a whole second below the oldest open transaction, however the server counts its age', () => {
+    // MariaDB prints ACTIVE n as the print time's second minus the start's second; MySQL 8.0 as the whole seconds of
+    // the exact age (std::chrono), one less when the start's fraction is past the print time's. The second left over
+    // is for a statement's NOW(), taken a moment before its transaction is registered.
+    for (const start of [10, 10.01, 10.5, 10.99]) {
+      for (const printed of [start, start + 0.005, 11, 11.999, 12, 12.5]) {
+        for (const n of [Math.floor(printed) - Math.floor(start), Math.floor(printed - start)]) {
+          const seconds = secondsBeforePrint({ printedAt: '2026-12-02 03:33:07', oldestActiveSeconds: n })!;
+          expect(Math.floor(printed) - seconds, `start ${start}, printed ${printed}, ACTIVE ${n} sec`).toBeLessThanOrEqual(start - 1);
+        }
+      }
+    }
+  });
+
+  it('refuses an output cut short even when a query it prints names the end marker', () => {
+    // Past 1 MB with the list itself that long, the server keeps the first 1 MB and adds no marker: the output stops
+    // in the list. A session's query is printed with its transaction, whatever it says.
+    const full = monitor(`${ACTIVE}\nSELECT 'END OF INNODB MONITOR OUTPUT' FROM dual\n---TRANSACTION 8571, ACTIVE 90 sec`);
+    const cut = full.slice(0, full.indexOf('---TRANSACTION 8571'));
+    expect(() => openTransactions(cut, 'app.t')).toThrow(/gave no complete list of open transactions/);
+    expect(openTransactions(full, 'app.t').oldestActiveSeconds).toBe(90);
+  });
+
+  it('reads the print time of a header whose thread id is in decimal, as MySQL 8.0 prints it on Linux', () => {
+    // MySQL 8.0 prints std::this_thread::get_id() without the hex flag; MariaDB and 5.7 print 0x… .
+    const open = openTransactions(monitor(ACTIVE, { header: '2026-12-02 03:33:07 139931138000640 INNODB MONITOR OUTPUT' }), 'app.t');
+    expect(open).toEqual({ printedAt: '2026-12-02 03:33:07', oldestActiveSeconds: 31 });
   });
 
   it('refuses a list it cannot read whole, retryably, naming the table', () => {

@@ -14,12 +14,14 @@ export interface OpenTransactions {
   oldestActiveSeconds: number | null;
 }
 
-const HEADER = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:0x[0-9a-f]+ )?INNODB MONITOR OUTPUT$/m;
+/** The print time, then the printing thread's id: 0x… on MariaDB and MySQL 5.7, decimal on MySQL 8.0 (Linux). */
+const HEADER = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:(?:0x[0-9a-f]+|\d+) )?INNODB MONITOR OUTPUT$/m;
 const ACTIVE = /^---TRANSACTION [^,\n]+, ACTIVE (?:\(PREPARED\) )?(\d+) sec/gm;
 /** What the server puts in place of the transactions it left out of an output longer than its limit (1 MB). */
 const TRUNCATED = '... truncated...';
 const SECTION = '\nTRANSACTIONS\n------------\n';
-const END = 'END OF INNODB MONITOR OUTPUT';
+/** The output's last lines: only there, as a query printed in the list may hold the same words. */
+const END = /\nEND OF INNODB MONITOR OUTPUT\n=+\s*$/;
 
 /**
  * Reads the print time and the oldest active transaction's age out of the monitor output. Refuses an output it
@@ -28,7 +30,7 @@ const END = 'END OF INNODB MONITOR OUTPUT';
  */
 export function openTransactions(status: string, where: string): OpenTransactions {
   const header = HEADER.exec(status);
-  const complete = header !== null && status.includes(SECTION) && status.includes(END) && !status.includes(TRUNCATED);
+  const complete = header !== null && status.includes(SECTION) && END.test(status) && !status.includes(TRUNCATED);
   if (!complete) {
     throw new AppError(
       'SOURCE_UNAVAILABLE',
@@ -48,11 +50,12 @@ export function openTransactions(status: string, where: string): OpenTransaction
 
 /**
  * How many whole seconds before the print time the boundary must lie, or null when no transaction was active (the
- * boundary is then the time just before the output was asked for). The server keeps a transaction's start in whole
- * seconds (`ACTIVE n sec` is the print time's second minus that start's), and a statement's `NOW()`, which is what
- * its rows carry, is taken when the statement begins, a little before its transaction is registered: one second
- * more covers both.
+ * boundary is then the time just before the output was asked for). `ACTIVE n sec` is whole seconds: on MariaDB the
+ * print time's second minus the start's, so the print time less n is at or below the start; on MySQL 8.0 the whole
+ * seconds of the exact age (std::chrono), so the print time less n can lie up to a second above the start. One second
+ * covers that rounding, and one more a statement's `NOW()`, which is what its rows carry and is taken when the
+ * statement begins, a little before its transaction is registered.
  */
 export function secondsBeforePrint(open: OpenTransactions): number | null {
-  return open.oldestActiveSeconds === null ? null : open.oldestActiveSeconds + 1;
+  return open.oldestActiveSeconds === null ? null : open.oldestActiveSeconds + 2;
 }

@@ -267,12 +267,12 @@ describe('session and boundary SQL', () => {
     const open = { before: '2024-03-01 12:00:05.250000', printedAt: '2024-03-01 13:00:05', secondsBeforePrint: 4 };
     const sql = readBoundarySql(col('ts', 'timestamp'), 1500, open);
     expect(sql).toContain(
-      "LEAST(CAST('2024-03-01 12:00:05.250000' AS DATETIME(6)), CONVERT_TZ(CAST('2024-03-01 13:00:05' AS DATETIME(6)), 'SYSTEM', '+00:00') - INTERVAL 4 SECOND)",
+      "LEAST(CAST('2024-03-01 12:00:05.250000' AS DATETIME(6)) - INTERVAL 1 SECOND, CONVERT_TZ(CAST('2024-03-01 13:00:05' AS DATETIME(6)), 'SYSTEM', '+00:00') - INTERVAL 4 SECOND)",
     );
     expect(sql).toContain('- INTERVAL 1500000 MICROSECOND');
     expect(sql).not.toContain('@@global.time_zone');
     const none = readBoundarySql(col('ts', 'timestamp'), 0, { ...open, secondsBeforePrint: null });
-    expect(none).toContain("DATE_FORMAT(CAST('2024-03-01 12:00:05.250000' AS DATETIME(6)) - INTERVAL 0 MICROSECOND");
+    expect(none).toContain("DATE_FORMAT(CAST('2024-03-01 12:00:05.250000' AS DATETIME(6)) - INTERVAL 1 SECOND - INTERVAL 0 MICROSECOND");
     expect(none).not.toContain('CONVERT_TZ');
     expect(readBoundarySql(updatedAt, 0, open)).toContain('CONVERT_TZ(LEAST(');
     expect(readBoundarySql(updatedAt, 0, open)).toContain('@@global.time_zone');

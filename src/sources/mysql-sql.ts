@@ -525,15 +525,16 @@ function datetimeLiteral(text: string): string {
 
 /**
  * The read boundary for timestamp watermarks: the start of the oldest transaction open when `SHOW ENGINE INNODB
- * STATUS` was printed (see mysql-open-transactions.ts), or the time just before it was asked for when none was, minus
- * the safety lag. A writer's `NOW()` and `ON UPDATE CURRENT_TIMESTAMP` give the time its statement started, never
- * earlier than its transaction's start, so no open transaction can commit a row below the boundary. The print time
- * is in the server's system time zone (not the session's), so it is converted from 'SYSTEM' to UTC. The result has
- * six fractional digits; the caller cuts it to the column's precision.
+ * STATUS` was printed (see mysql-open-transactions.ts), or a second before the time just before it was asked for,
+ * minus the safety lag. A writer's `NOW()` and `ON UPDATE CURRENT_TIMESTAMP` give the time its statement started,
+ * which InnoDB registers a moment later: a statement that began before the list was asked for may be missing from
+ * it, and the second keeps its rows above the boundary as the margin in `secondsBeforePrint` does for a listed one.
+ * The print time is in the server's system time zone (not the session's), so it is converted from 'SYSTEM' to UTC.
+ * The result has six fractional digits; the caller cuts it to the column's precision.
  */
 export function readBoundarySql(col: MyColumn, safetyLagMs: number, base: BoundaryBase): string {
   const lag = Math.max(0, Math.round(safetyLagMs * 1000));
-  const before = datetimeLiteral(base.before);
+  const before = `${datetimeLiteral(base.before)} - INTERVAL 1 SECOND`;
   const seconds = base.secondsBeforePrint;
   const oldest =
     seconds === null

@@ -524,6 +524,34 @@ describe('MysqlSource against a real MariaDB', () => {
       }
     });
 
+    it('stays below the row of a statement that took its NOW() before its transaction was registered', async () => {
+      await db.client.query(`CREATE TABLE waited (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`);
+      const locker = await mysql.createConnection({ uri: db.url });
+      const writer = await mysql.createConnection({ uri: db.url });
+      // A source of its own: a list printed before the INSERT began, reused, would be lower and prove nothing.
+      const fresh = new MysqlSource({ name: 'fresh', url: db.url, poolSize: 1 });
+      try {
+        const reader = await fresh.table(spec('waited'));
+        await writer.query(`SET time_zone = '+00:00'`);
+        // The INSERT takes its NOW() when it begins, then waits for the table: InnoDB lists no transaction of it yet.
+        await locker.query('LOCK TABLES waited READ');
+        const inserted = writer.query('INSERT INTO waited (id) VALUES (1)');
+        await new Promise((r) => setTimeout(r, 300));
+        const boundary = (await reader.readBoundary(0))!;
+        await locker.query('UNLOCK TABLES');
+        await inserted;
+        const [[row]] = (await writer.query({
+          sql: 'SELECT DATE_FORMAT(updated_at, "%Y-%m-%d %H:%i:%s.%f") FROM waited WHERE id = 1',
+          rowsAsArray: true,
+        })) as unknown as [[string[]]];
+        expect(boundary <= row![0]!, `boundary ${boundary} above the late row ${row![0]}`).toBe(true);
+      } finally {
+        await fresh.close();
+        await locker.end();
+        await writer.end();
+      }
+    });
+
     it('is null for watermarks that are not timestamps', async () => {
       await db.client.query(`CREATE TABLE ver (id int PRIMARY KEY, updated_at bigint, d date)`);
       expect(await (await source.table(spec('ver'))).readBoundary(0)).toBeNull();
