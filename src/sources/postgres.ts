@@ -225,11 +225,22 @@ export class PostgresSource implements Source {
 
   async warnings(): Promise<string[]> {
     const [row] = await this.query({ text: STATS_PRIVILEGE_SQL, values: [] }, 'check pg_read_all_stats');
-    if (row?.[0] === 'true') return [];
-    return [
-      `source ${this.name}: the role cannot see other roles' transactions in pg_stat_activity, so rows of a long ` +
-        `transaction committing late could be skipped; GRANT pg_read_all_stats TO <role>`,
-    ];
+    const [standby] = await this.query({ text: 'SELECT pg_is_in_recovery()::text', values: [] }, 'check for a standby');
+    const warnings: string[] = [];
+    if (row?.[0] !== 'true') {
+      warnings.push(
+        `source ${this.name}: the role cannot see other roles' transactions in pg_stat_activity, so rows of a long ` +
+          `transaction committing late could be skipped; GRANT pg_read_all_stats TO <role>`,
+      );
+    }
+    if (standby?.[0] === 'true') {
+      warnings.push(
+        `source ${this.name} is a standby: pg_stat_activity there shows none of the primary's open transactions, so ` +
+          `rows of a transaction committing late on the primary could be skipped by timestamp-watermark tables; read ` +
+          `from the primary, or set safetyLag above the longest transaction time of its writers`,
+      );
+    }
+    return warnings;
   }
 
   async ping(): Promise<void> {
