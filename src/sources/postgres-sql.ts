@@ -377,6 +377,9 @@ function unnestKeys(t: TableSql, keys: readonly string[][], values: unknown[]): 
     .join(', ');
 }
 
+/** Base types whose equal values always print alike (in pushsync's sessions): a key of these needs no text check. */
+const SPELLED_BY_VALUE = new Set(['int2', 'int4', 'int8', 'uuid', 'date', 'timestamp', 'timestamptz', 'bool', 'bytea', 'oid']);
+
 /**
  * Full rows for a list of primary keys (change data capture re-reads changed rows by key when it sends them). Each
  * row comes with the 1-based index of the key that found it: key texts from a replication stream need not be
@@ -385,7 +388,17 @@ function unnestKeys(t: TableSql, keys: readonly string[][], values: unknown[]): 
 export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
   const values: unknown[] = [];
   const names = t.primaryKey.map((_c, i) => `"__k${i}"`);
-  const join = t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)} = k.${names[i]}`).join(' AND ');
+  // A key finds only the row spelled exactly so: a citext or nondeterministic collation, a numeric's scale (1.0,
+  // 1.00), a float's sign of zero, an interval's units ('1 day', '24:00:00') make values equal for the server that
+  // the destination tells apart by their text. A key respelled in place is then gone under its old spelling.
+  // The key's own text is cast and printed back first, so a stream's spelling of the same value (an offset) agrees.
+  const join = t.primaryKey
+    .map((c, i) => {
+      const [col, key] = [`t.${quoteIdent(c.name)}`, `k.${names[i]}`];
+      if (SPELLED_BY_VALUE.has(c.baseName)) return `${col} = ${key}`;
+      return `${col} = ${key} AND ${col}::text COLLATE "C" = ${key}::text COLLATE "C"`;
+    })
+    .join(' AND ');
   const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
   const list = `unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord")`;
   if (t.keyIndexed) {
