@@ -314,6 +314,28 @@ export const DESCRIBE_COLUMNS_SQL = describeColumnsSql(
 /** The output columns of a query, from its result description: `$1` names, `$2` type oids, `$3` type modifiers. */
 export const DESCRIBE_RESULT_SQL = describeColumnsSql('SELECT * FROM unnest($1::text[], $2::oid[], $3::int[]) WITH ORDINALITY');
 
+/**
+ * The columns among `$1` (their types, as castType; 1-based answers) whose type has comparison operators of its own
+ * (a default btree operator class for exactly it, such as citext's) that a statement does not find by name: their
+ * schema is not on the connection's search path. Then `ORDER BY col` sorts by the type's own order while
+ * `col > $1::type` or `col = …` resolves to another type's operators (citext falls back to text's), and keyset
+ * pages computed by one and read by the other skip or repeat rows. The second column is the operators' schema.
+ */
+export const HIDDEN_OPERATORS_SQL = `
+WITH RECURSIVE u(typ, n) AS (SELECT x.t::regtype::oid, x.n FROM unnest($1::text[]) WITH ORDINALITY AS x(t, n)),
+base(n, oid, depth) AS (
+  SELECT n, typ, 0 FROM u
+  UNION ALL
+  SELECT b.n, t.typbasetype, b.depth + 1 FROM base b JOIN pg_type t ON t.oid = b.oid WHERE t.typtype = 'd' AND b.depth < 16
+)
+SELECT DISTINCT b.n::text, o.oprnamespace::regnamespace::text
+FROM base b
+JOIN pg_opclass oc ON oc.opcintype = b.oid AND oc.opcdefault AND oc.opcmethod = (SELECT oid FROM pg_am WHERE amname = 'btree')
+JOIN pg_amop a ON a.amopfamily = oc.opcfamily AND a.amoplefttype = b.oid AND a.amoprighttype = b.oid AND a.amopstrategy IN (1, 3, 5)
+JOIN pg_operator o ON o.oid = a.amopopr
+WHERE NOT pg_operator_is_visible(o.oid)
+ORDER BY 1`;
+
 export const PRIMARY_KEY_SQL = `
 SELECT a.attname AS name
 FROM pg_index i
