@@ -390,13 +390,22 @@ export function softDeleteExpr(soft: { column?: PgColumn | undefined; condition?
   return undefined;
 }
 
+/**
+ * One parameter per key column, unnested into that column's values. An array column's keys stay text here: `T[]` of
+ * an array type T is T itself, whose unnest would yield elements, so they are cast by `typedKey` where used.
+ */
 function unnestKeys(t: TableSql, keys: readonly string[][], values: unknown[]): string {
   return t.primaryKey
     .map((c, i) => {
       values.push(keys.map((k) => k[i]));
-      return `$${values.length}::text[]::${c.castType}[]`;
+      return c.category === 'A' ? `$${values.length}::text[]` : `$${values.length}::text[]::${c.castType}[]`;
     })
     .join(', ');
+}
+
+/** A key column's value from `unnestKeys`'s output column `ref`, in the column's type. */
+function typedKey(c: PgColumn, ref: string): string {
+  return c.category === 'A' ? `${ref}::${c.castType}` : ref;
 }
 
 /** Base types whose equal values always print alike (in pushsync's sessions): a key of these needs no text check. */
@@ -416,7 +425,7 @@ export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
   // The key's own text is cast and printed back first, so a stream's spelling of the same value (an offset) agrees.
   const join = t.primaryKey
     .map((c, i) => {
-      const [col, key] = [`t.${quoteIdent(c.name)}`, `k.${names[i]}`];
+      const [col, key] = [`t.${quoteIdent(c.name)}`, typedKey(c, `k.${names[i]}`)];
       if (SPELLED_BY_VALUE.has(c.baseName)) return `${col} = ${key}`;
       return `${col} = ${key} AND ${col}::text COLLATE "C" = ${key}::text COLLATE "C"`;
     })
@@ -458,10 +467,11 @@ export function keyJsonQuery(t: TableSql, keys: readonly string[][]): Query {
     .filter((c) => leaving.has(c.name))
     .map((c) => columnExpr(c, 't', t.masks?.get(c.name)))
     .join(', ');
+  const typed = t.primaryKey.map((c) => `${typedKey(c, `u.${quoteIdent(c.name)}`)} AS ${quoteIdent(c.name)}`).join(', ');
   return {
     text:
-      `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS t(${names}, "__ord"), ` +
-      `LATERAL (SELECT ${keyProjection}) r ORDER BY t."__ord"`,
+      `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS u(${names}, "__ord"), ` +
+      `LATERAL (SELECT ${typed}) t, LATERAL (SELECT ${keyProjection}) r ORDER BY u."__ord"`,
     values,
   };
 }
