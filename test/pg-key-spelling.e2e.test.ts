@@ -16,7 +16,8 @@ const CASES: Array<{ name: string; type: string; before: string; after: string; 
   { name: 'num', type: 'numeric', before: '1.0', after: '1.00', other: '2' },
   { name: 'flt', type: 'float8', before: '0', after: '-0', other: '2' },
   { name: 'ivl', type: 'interval', before: '1 day', after: '24:00:00', other: '2 days' },
-  // Sent as JSON arrays of strings: the keys as the records spell them.
+  // Records spell character(n) blank-padded, arrays as JSON arrays (of strings for numeric).
+  { name: 'chr', type: 'character(4) COLLATE ci', before: 'ab', after: 'AB', other: 'zz', sent: ['ab  ', 'AB  ', 'zz  '] },
   { name: 'arr', type: 'numeric[]', before: '{1.0}', after: '{1.00}', other: '{2}', sent: ['[1.0]', '[1.00]', '[2]'] },
 ];
 
