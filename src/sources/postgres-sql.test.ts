@@ -173,6 +173,11 @@ describe('readKeysQuery', () => {
     expect(q.text).toContain('FROM "Sales"."Order ""Items""" t JOIN unnest(');
     expect(q.text).toContain('ON t."Id" = k."__k0" AND t."line""no" = k."__k1", LATERAL (SELECT');
   });
+
+  it('finds a key whose equal values print differently (numeric, citext, collations) only under its own spelling', () => {
+    const q = readKeysQuery({ ...TABLE, keyIndexed: true, primaryKey: [col('code', 'numeric', 'numeric')] }, [['1.0']]);
+    expect(q.text).toContain(`WHERE t."code" = k."__k0" AND t."code"::text COLLATE "C" = k."__k0"::text COLLATE "C" OFFSET 0`);
+  });
 });
 
 describe('boundaryText', () => {

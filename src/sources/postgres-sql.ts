@@ -315,6 +315,28 @@ export const DESCRIBE_COLUMNS_SQL = describeColumnsSql(
 /** The output columns of a query, from its result description: `$1` names, `$2` type oids, `$3` type modifiers. */
 export const DESCRIBE_RESULT_SQL = describeColumnsSql('SELECT * FROM unnest($1::text[], $2::oid[], $3::int[]) WITH ORDINALITY');
 
+/**
+ * The columns among `$1` (their types, as castType; 1-based answers) whose type has comparison operators of its own
+ * (a default btree operator class for exactly it, such as citext's) that a statement does not find by name: their
+ * schema is not on the connection's search path. Then `ORDER BY col` sorts by the type's own order while
+ * `col > $1::type` or `col = …` resolves to another type's operators (citext falls back to text's), and keyset
+ * pages computed by one and read by the other skip or repeat rows. The second column is the operators' schema.
+ */
+export const HIDDEN_OPERATORS_SQL = `
+WITH RECURSIVE u(typ, n) AS (SELECT x.t::regtype::oid, x.n FROM unnest($1::text[]) WITH ORDINALITY AS x(t, n)),
+base(n, oid, depth) AS (
+  SELECT n, typ, 0 FROM u
+  UNION ALL
+  SELECT b.n, t.typbasetype, b.depth + 1 FROM base b JOIN pg_type t ON t.oid = b.oid WHERE t.typtype = 'd' AND b.depth < 16
+)
+SELECT DISTINCT b.n::text, o.oprnamespace::regnamespace::text
+FROM base b
+JOIN pg_opclass oc ON oc.opcintype = b.oid AND oc.opcdefault AND oc.opcmethod = (SELECT oid FROM pg_am WHERE amname = 'btree')
+JOIN pg_amop a ON a.amopfamily = oc.opcfamily AND a.amoplefttype = b.oid AND a.amoprighttype = b.oid AND a.amopstrategy IN (1, 3, 5)
+JOIN pg_operator o ON o.oid = a.amopopr
+WHERE NOT pg_operator_is_visible(o.oid)
+ORDER BY 1`;
+
 export const PRIMARY_KEY_SQL = `
 SELECT a.attname AS name
 FROM pg_index i
@@ -385,14 +407,26 @@ export function softDeleteExpr(soft: { column?: PgColumn | undefined; condition?
   return undefined;
 }
 
+/**
+ * One parameter per key column, unnested into that column's values. An array column's keys stay text here: `T[]` of
+ * an array type T is T itself, whose unnest would yield elements, so they are cast by `typedKey` where used.
+ */
 function unnestKeys(t: TableSql, keys: readonly string[][], values: unknown[]): string {
   return t.primaryKey
     .map((c, i) => {
       values.push(keys.map((k) => k[i]));
-      return `$${values.length}::text[]::${c.castType}[]`;
+      return c.category === 'A' ? `$${values.length}::text[]` : `$${values.length}::text[]::${c.castType}[]`;
     })
     .join(', ');
 }
+
+/** A key column's value from `unnestKeys`'s output column `ref`, in the column's type. */
+function typedKey(c: PgColumn, ref: string): string {
+  return c.category === 'A' ? `${ref}::${c.castType}` : ref;
+}
+
+/** Base types whose equal values always print alike (in pushsync's sessions): a key of these needs no text check. */
+const SPELLED_BY_VALUE = new Set(['int2', 'int4', 'int8', 'uuid', 'date', 'timestamp', 'timestamptz', 'bool', 'bytea', 'oid']);
 
 /**
  * Full rows for a list of primary keys (change data capture re-reads changed rows by key when it sends them). Each
@@ -402,7 +436,17 @@ function unnestKeys(t: TableSql, keys: readonly string[][], values: unknown[]): 
 export function readKeysQuery(t: TableSql, keys: readonly string[][]): Query {
   const values: unknown[] = [];
   const names = t.primaryKey.map((_c, i) => `"__k${i}"`);
-  const join = t.primaryKey.map((c, i) => `t.${quoteIdent(c.name)} = k.${names[i]}`).join(' AND ');
+  // A key finds only the row spelled exactly so: a citext or nondeterministic collation, a numeric's scale (1.0,
+  // 1.00), a float's sign of zero, an interval's units ('1 day', '24:00:00') make values equal for the server that
+  // the destination tells apart by their text. A key respelled in place is then gone under its old spelling.
+  // The key's own text is cast and printed back first, so a stream's spelling of the same value (an offset) agrees.
+  const join = t.primaryKey
+    .map((c, i) => {
+      const [col, key] = [`t.${quoteIdent(c.name)}`, typedKey(c, `k.${names[i]}`)];
+      if (SPELLED_BY_VALUE.has(c.baseName)) return `${col} = ${key}`;
+      return `${col} = ${key} AND ${col}::text COLLATE "C" = ${key}::text COLLATE "C"`;
+    })
+    .join(' AND ');
   const deleted = t.deleted ? `, (${t.deleted})::text AS "__d"` : '';
   const list = `unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS k(${names.join(', ')}, "__ord")`;
   if (t.keyIndexed) {
@@ -440,10 +484,11 @@ export function keyJsonQuery(t: TableSql, keys: readonly string[][]): Query {
     .filter((c) => leaving.has(c.name))
     .map((c) => columnExpr(c, 't', t.masks?.get(c.name)))
     .join(', ');
+  const typed = t.primaryKey.map((c) => `${typedKey(c, `u.${quoteIdent(c.name)}`)} AS ${quoteIdent(c.name)}`).join(', ');
   return {
     text:
-      `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS t(${names}, "__ord"), ` +
-      `LATERAL (SELECT ${keyProjection}) r ORDER BY t."__ord"`,
+      `SELECT to_json(r.*)::text FROM unnest(${unnestKeys(t, keys, values)}) WITH ORDINALITY AS u(${names}, "__ord"), ` +
+      `LATERAL (SELECT ${typed}) t, LATERAL (SELECT ${keyProjection}) r ORDER BY u."__ord"`,
     values,
   };
 }

@@ -6,6 +6,7 @@ import type { KeyedRow, NextRange, RangeEnd, RowEstimate, Source, SourceRow, Tab
 import {
   DESCRIBE_COLUMNS_SQL,
   DESCRIBE_RESULT_SQL,
+  HIDDEN_OPERATORS_SQL,
   PRIMARY_KEY_SQL,
   RESOLVE_TABLE_SQL,
   STATS_PRIVILEGE_SQL,
@@ -297,6 +298,23 @@ interface Relation {
   declared: Map<string, string>;
 }
 
+/**
+ * Refuses key and watermark columns whose type's comparison operators this connection cannot name (see
+ * HIDDEN_OPERATORS_SQL): paging by them would sort by one order and continue by another, skipping rows.
+ */
+async function checkKeyOperators(source: PostgresSource, cols: readonly PgColumn[], where: string): Promise<void> {
+  const hidden = await source.query({ text: HIDDEN_OPERATORS_SQL, values: [cols.map((c) => c.castType)] }, `key operators of ${where}`);
+  const [first] = hidden;
+  if (!first) return;
+  const col = cols[Number(first[0]) - 1]!;
+  throw new AppError(
+    'SOURCE_SCHEMA',
+    `${where}: column ${col.name} of type ${col.castType} is compared by operators in schema ${first[1]}, which is not on ` +
+      `the connection's search_path, so key comparisons would fall back to another type's and skip rows; add ${first[1]} ` +
+      `to the search_path (ALTER ROLE … SET search_path, or ?options=-c search_path=… in the URL)`,
+  );
+}
+
 const UNORDERABLE = ['json', 'xml', 'point', 'polygon', 'box', 'circle', 'line', 'lseg', 'path'];
 
 function toColumns(described: string[][]): { columns: PgColumn[]; declared: Map<string, string> } {
@@ -416,6 +434,7 @@ class PostgresTable implements TableReader {
     const unorderable = [...(watermark ? [watermark] : []), ...primaryKey].find((c) => UNORDERABLE.includes(c.baseName));
     if (unorderable)
       throw new AppError('SOURCE_SCHEMA', `${where}: column ${unorderable.name} of type ${unorderable.castType} cannot order a keyset`);
+    await checkKeyOperators(source, [...(watermark ? [watermark] : []), ...primaryKey], where);
     const typeOf = (c: PgColumn): string => declared.get(c.name) ?? c.castType;
     const plan = planColumns({
       table: where,
