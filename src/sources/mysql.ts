@@ -62,6 +62,9 @@ const text = (v: Buffer | null | undefined): string | null => (v === null || v =
 /** How long one list of open transactions serves the read boundaries of a source's tables. */
 const BOUNDARY_REUSE_MS = 1000;
 
+/** MySQL 8.0.22+ and MariaDB 10.5+ know the first; older servers only the second (MySQL 8.4 removed it). */
+const REPLICA_STATUS_SQL = ['SHOW REPLICA STATUS', 'SHOW SLAVE STATUS'];
+
 export class MysqlSource implements Source {
   readonly name: string;
   readonly pool: MysqlPool;
@@ -161,16 +164,38 @@ export class MysqlSource implements Source {
   }
 
   async warnings(): Promise<string[]> {
+    const warnings: string[] = [];
     try {
       await this.query(TRX_PRIVILEGE_SQL, 'check the PROCESS privilege');
-      return [];
     } catch (err) {
       if (!(err instanceof AppError) || (err.details as { errno?: number } | undefined)?.errno !== 1227) throw err;
-      return [
+      warnings.push(
         `source ${this.name}: the user lacks the PROCESS privilege, so the late-commit read boundary ` +
           `(SHOW ENGINE INNODB STATUS) cannot be read and tables with a timestamp watermark fail; GRANT PROCESS ON *.* TO <user>`,
-      ];
+      );
     }
+    if (await this.isReplica()) {
+      warnings.push(
+        `source ${this.name} is a replica: its open transactions are not the primary's, and rows a long primary ` +
+          `transaction commits late arrive with its early NOW(), so timestamp-watermark tables could skip them; read ` +
+          `from the primary, or set safetyLag above the longest transaction time of its writers plus the replication lag`,
+      );
+    }
+    return warnings;
+  }
+
+  /** Whether the server replicates from another (needs REPLICATION CLIENT or REPLICA MONITOR; false when not allowed). */
+  private async isReplica(): Promise<boolean> {
+    for (const sql of REPLICA_STATUS_SQL) {
+      try {
+        return (await this.query(sql, 'check for a replica')).length > 0;
+      } catch (err) {
+        const errno = err instanceof AppError ? (err.details as { errno?: number } | undefined)?.errno : undefined;
+        // 1064: a server without this statement's spelling; try the older one. Any other refusal: not known.
+        if (errno !== 1064) return false;
+      }
+    }
+    return false;
   }
 
   async ping(): Promise<void> {
