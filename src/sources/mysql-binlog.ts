@@ -2,6 +2,7 @@ import { AppError } from '../core/errors.js';
 import type { ChangeEvent, ChangeOp } from '../core/changes.js';
 import type { MyColumn } from './mysql-sql.js';
 import { zeroFilled } from './mysql-encode.js';
+import { ROUND_TRIP_CHARSETS } from './mysql-charsets.js';
 
 /**
  * Binlog positions, `_ordering` values and key texts for the binlog reader. Pure functions, unit-tested without a
@@ -67,7 +68,7 @@ const KEYABLE = new Set(['int', 'bigint', 'year', 'decimal', 'text', 'binary', '
  * (`latin1Text`). Elsewhere they differ (sjis, ujis, cp932, big5, gb2312, greek, hebrew, macroman, tis620 among
  * others: the server's `〜` is the decoder's `～`), and a key spelled otherwise than the reader's is a lost delete.
  */
-const KEYABLE_CHARSETS = new Set([
+const DECODER_AGREES = new Set([
   'utf8mb4',
   'utf8mb3',
   'utf8',
@@ -91,6 +92,13 @@ const KEYABLE_CHARSETS = new Set([
   'utf16le',
   'utf32',
 ]);
+
+/**
+ * Character sets of text keys binlog capture takes: those the table reader can key by (`ROUND_TRIP_CHARSETS`, whose
+ * snapshot reads and reads by key the binlog's keys go through) whose binlog bytes the decoder also spells as the
+ * server does.
+ */
+export const KEYABLE_CHARSETS: ReadonlySet<string> = new Set([...ROUND_TRIP_CHARSETS].filter((cs) => DECODER_AGREES.has(cs)));
 
 export function keyableKind(col: MyColumn): boolean {
   if (col.kind === 'text' && !KEYABLE_CHARSETS.has(col.charset ?? '')) return false;

@@ -79,7 +79,8 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
       const timed = (await new MysqlSource({ name: 'p', url: plain.url, poolSize: 1 }).table({ source: 'p', name: 'timed' })).shape;
       expect((await off.keyProblems([timed]))[0]).toContain('key column t of type time cannot be read from the binlog');
       await plain.client.query(`CREATE TABLE jis (k varchar(5) CHARACTER SET sjis PRIMARY KEY)`);
-      const jis = (await new MysqlSource({ name: 'p', url: plain.url, poolSize: 1 }).table({ source: 'p', name: 'jis' })).shape;
+      // The table reader refuses this key itself (see mysql.int.test.ts); the binlog check reads the catalog.
+      const jis = { ...timed, relname: 'jis', primaryKey: ['k'] };
       expect((await off.keyProblems([jis]))[0]).toContain('key column k of type varchar(5) CHARACTER SET sjis cannot be read from the binlog');
       await off.close();
     } finally {

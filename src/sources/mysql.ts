@@ -33,6 +33,7 @@ import {
   type MyColumn,
   type TableSql,
 } from './mysql-sql.js';
+import { ROUND_TRIP_CHARSETS, roundTripKey } from './mysql-charsets.js';
 import { keyJson, keyText, leavingEncoder, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
 import { translateMysqlError } from './mysql-errors.js';
 import { openTransactions, secondsBeforePrint } from './mysql-open-transactions.js';
@@ -368,6 +369,14 @@ class MysqlTable implements TableReader {
     for (const c of [...(watermark ? [watermark] : []), ...primaryKey]) {
       const reason = unorderableReason(c);
       if (reason) throw new AppError('SOURCE_SCHEMA', `${where}: column ${c.name} of type ${c.columnType} cannot order a keyset (${reason})`);
+      if (!roundTripKey(c))
+        throw new AppError(
+          'SOURCE_SCHEMA',
+          `${where}: ${c === watermark ? 'watermark' : 'primary-key'} column ${c.name} is text in character set ${c.charset}, ` +
+            `whose values do not convert to Unicode and back to the stored bytes, so cursors and reads by key could skip, repeat or miss rows; ` +
+            `convert the column to utf8mb4 (ALTER TABLE … MODIFY ${c.name} … CHARACTER SET utf8mb4) or key the table by other columns ` +
+            `(text keys may use ${[...ROUND_TRIP_CHARSETS].join(', ')})`,
+        );
     }
     const plan = planColumns({
       table: where,
