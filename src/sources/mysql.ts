@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js';
+import { Recent } from '../core/recent.js';
 import { parseQualifiedName } from '../core/identifiers.js';
 import { conditionProblem, mysqlLexerProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
@@ -70,7 +71,7 @@ export class MysqlSource implements Source {
   readonly name: string;
   readonly pool: MysqlPool;
   private readonly tables = new Map<string, Promise<MysqlTable>>();
-  private boundary: { at: number; value: Promise<BoundaryBase> } | undefined;
+  private readonly boundary = new Recent<BoundaryBase>(BOUNDARY_REUSE_MS);
 
   constructor(options: MysqlSourceOptions) {
     this.name = options.name;
@@ -145,16 +146,8 @@ export class MysqlSource implements Source {
    * Where read boundaries lie now (see `readBoundarySql`), shared by the source's tables for up to a second: a base
    * taken earlier is only lower, never unsafe, and listing the open transactions is a heavier statement than most.
    */
-  async boundaryBase(where: string): Promise<BoundaryBase> {
-    const now = Date.now();
-    if (this.boundary === undefined || now - this.boundary.at >= BOUNDARY_REUSE_MS) {
-      const value = this.readBoundaryBase(where);
-      this.boundary = { at: now, value };
-      value.catch(() => {
-        if (this.boundary?.value === value) this.boundary = undefined;
-      });
-    }
-    return this.boundary.value;
+  boundaryBase(where: string): Promise<BoundaryBase> {
+    return this.boundary.get(() => this.readBoundaryBase(where));
   }
 
   private async readBoundaryBase(where: string): Promise<BoundaryBase> {

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { AppError } from '../core/errors.js';
+import { Recent } from '../core/recent.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, RangeEnd, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
@@ -80,7 +81,7 @@ export class PostgresSource implements Source {
   private readonly timeoutMs: number;
   /** Readers by table spec, each with the fingerprint of the shape (a custom SQL table: of the result) it was described with. */
   private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
-  private boundary: { at: number; value: Promise<string> } | undefined;
+  private readonly boundary = new Recent<string>(BOUNDARY_REUSE_MS);
 
   constructor(options: PostgresSourceOptions) {
     this.name = options.name;
@@ -198,16 +199,8 @@ export class PostgresSource implements Source {
    * taken earlier is only lower, never unsafe (a transaction that starts later has a later `now()`), and a run of
    * many idle tables then spends no statement of its own on it.
    */
-  async boundaryBase(where: string): Promise<string> {
-    const now = Date.now();
-    if (this.boundary === undefined || now - this.boundary.at >= BOUNDARY_REUSE_MS) {
-      const value = this.readBoundaryBase(where);
-      this.boundary = { at: now, value };
-      value.catch(() => {
-        if (this.boundary?.value === value) this.boundary = undefined;
-      });
-    }
-    return this.boundary.value;
+  boundaryBase(where: string): Promise<string> {
+    return this.boundary.get(() => this.readBoundaryBase(where));
   }
 
   private async readBoundaryBase(where: string): Promise<string> {
