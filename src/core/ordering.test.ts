@@ -168,7 +168,24 @@ describe('sortableWatermark for decimals', () => {
   });
 
   it('orders the floating-point and special texts Postgres prints', () => {
-    const ordered = ['-Infinity', '-1e+21', '-10.25', '-10', '-9.5', '-1.5e-05', '0', '1e-310', '1.5e-05', '9', '9.5', '10', '10.25', '1e+21', 'Infinity', 'NaN'];
+    const ordered = [
+      '-Infinity',
+      '-1e+21',
+      '-10.25',
+      '-10',
+      '-9.5',
+      '-1.5e-05',
+      '0',
+      '1e-310',
+      '1.5e-05',
+      '9',
+      '9.5',
+      '10',
+      '10.25',
+      '1e+21',
+      'Infinity',
+      'NaN',
+    ];
     const sortable = ordered.map((t) => sortableWatermark(t, 'decimal')!);
     expect(lexSort(sortable)).toEqual(sortable);
   });

@@ -74,7 +74,11 @@ async function runTable(
     // A scheduled run asks whether the table is paused, tries the lease and reads the state it starts from in one
     // round trip (the reads come after the SET, so they are the holder's); a paused table's lease, when it got it,
     // is handed back at once.
-    const { acquired: got, replies, following } = await lock.acquireAfter(
+    const {
+      acquired: got,
+      replies,
+      following,
+    } = await lock.acquireAfter(
       (p) => p.hexists(ctx.keys.paused(sourceName, tableName), 'at'),
       (p) => queueRunState(p, ctx, table, cursorKey),
     );

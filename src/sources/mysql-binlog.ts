@@ -150,7 +150,11 @@ export function binlogKeyText(col: MyColumn, value: unknown): string {
     case 'datetime':
     case 'timestamp': {
       const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))?$/.exec(String(value));
-      if (!m) throw new AppError('SOURCE_SCHEMA', `a binlog value of key column ${col.name} (${String(value).length} characters, left out: key values may be masked) is not a date and time`);
+      if (!m)
+        throw new AppError(
+          'SOURCE_SCHEMA',
+          `a binlog value of key column ${col.name} (${String(value).length} characters, left out: key values may be masked) is not a date and time`,
+        );
       return col.fsp === 0 ? m[1]! : `${m[1]}.${(m[2] ?? '').padEnd(col.fsp, '0').slice(0, col.fsp)}`;
     }
     case 'int':

@@ -42,7 +42,8 @@ export function translateMysqlError(err: unknown, what: string): AppError {
   const errno = typeof e.errno === 'number' ? e.errno : 0;
   const details = { errno, sqlstate: typeof e.sqlState === 'string' ? e.sqlState : undefined, code };
   let message = `${what}: ${e.message ?? String(err)}`;
-  if (errno === 1227 && /PROCESS/i.test(e.message ?? '')) message += '; GRANT PROCESS ON *.* TO <user> (the late-commit read boundary lists open transactions with SHOW ENGINE INNODB STATUS)';
+  if (errno === 1227 && /PROCESS/i.test(e.message ?? ''))
+    message += '; GRANT PROCESS ON *.* TO <user> (the late-commit read boundary lists open transactions with SHOW ENGINE INNODB STATUS)';
   if (NETWORK_CODES.has(code) || (e.fatal === true && errno === 0)) {
     return new AppError('SOURCE_UNAVAILABLE', message, { retryable: true, cause: err, details });
   }

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { boundaryText, columnExpr, mayNest, nextRangeQuery, readKeysQuery, readRangeQuery, watermarkKind, type PgColumn, type TableSql } from './postgres-sql.js';
+import {
+  boundaryText,
+  columnExpr,
+  mayNest,
+  nextRangeQuery,
+  readKeysQuery,
+  readRangeQuery,
+  watermarkKind,
+  type PgColumn,
+  type TableSql,
+} from './postgres-sql.js';
 
 function col(name: string, castType: string, baseName: string, extra: Partial<PgColumn> = {}): PgColumn {
   return { name, castType, baseName, category: 'X', typtype: 'b', elemName: null, ...extra };

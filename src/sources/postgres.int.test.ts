@@ -552,7 +552,13 @@ describe('PostgresSource against a real database', () => {
       expect(await keyed.nextRangeOrEmpty!({ phase: 'pk', after: null }, 3, null)).toBe('empty');
       await db.client.query(`INSERT INTO probe2 VALUES (1, 'x'), (2, 'y')`);
       const page = await keyed.nextRangeOrEmpty!({ phase: 'pk', after: null }, 3, null);
-      expect(page).toMatchObject({ rows: 2, keys: [['1', 'x'], ['2', 'y']] });
+      expect(page).toMatchObject({
+        rows: 2,
+        keys: [
+          ['1', 'x'],
+          ['2', 'y'],
+        ],
+      });
     });
 
     it('uses a configured primary key for a table without one', async () => {
