@@ -21,6 +21,8 @@ import { bullBoardDump, capturingLogger, hits, redisDump } from './helpers/leak-
  * dashboard API's answers are scanned: no sentinel may occur anywhere.
  */
 const PSEUDONYM_KEY = 'sentinel-pseudonym-key-0123456789';
+/** Secrets, which must not be found either. */
+const API_KEY = 'SENTINEL-API-KEY-5f1e9a77c3';
 const hmac = (text: string): string => createHmac('sha256', PSEUDONYM_KEY).update(text, 'utf8').digest('hex');
 
 const ROWS = 12;
@@ -28,7 +30,7 @@ const id = (g: number): string => String(831_415_927_100 + g);
 const eu = (g: number): boolean => g % 3 === 0;
 
 function sentinels(): string[] {
-  const out: string[] = [];
+  const out: string[] = [API_KEY, PSEUDONYM_KEY];
   for (let g = 1; g <= ROWS + 1; g++) {
     out.push(
       id(g),
@@ -96,12 +98,12 @@ for (const mode of ['watermark', 'cdc'] as const) {
       await db.client.query(
         `INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${Array.from({ length: ROWS }, (_, i) => SEED(i + 1)).join(', ')}`,
       );
-      receiver = await startReceiver('k');
+      receiver = await startReceiver(API_KEY);
       const table = { name: 'people', batchRows: 4, ...TABLE_RULES(transformFile()) };
       config = parseConfig(
         {
           redis: { url: REDIS_URL, prefix },
-          destination: { url: receiver.url, apiKey: 'k', attempts: 1 },
+          destination: { url: receiver.url, apiKey: API_KEY, attempts: 1 },
           masking: { key: PSEUDONYM_KEY },
           sources: [
             mode === 'cdc'
@@ -140,7 +142,8 @@ for (const mode of ['watermark', 'cdc'] as const) {
       expect(ops).toContainEqual(['delete', hmac(id(7))]);
       expect(ops).not.toContainEqual(['delete', hmac(id(9))]);
 
-      const needles = sentinels();
+      // The source URL's password as a URL spells it (the test user's password is also its name).
+      const needles = [...sentinels(), `:${new URL(db.url).password}@`];
       const texts: Array<[string, string]> = [
         ...receiver.requests.map((r, i): [string, string] => [`request ${i}`, r.body]),
         ...(await redisDump(prefix)),
