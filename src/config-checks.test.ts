@@ -49,6 +49,15 @@ describe('source URLs', () => {
     expect(list).toEqual(['sources[0].url: port 99999 is out of range (1-65535)']);
   });
 
+  it('does not echo a password whose unencoded #, / or ? made part of it look like the port', () => {
+    for (const url of ['postgres://admin:S3cretPass#1@db:5432/app', 'postgres://admin:123456/x@db/app', 'postgresql://admin:S3cr?etPass@db/app']) {
+      const list = problems(() => parseConfig(config({ url }), {}));
+      expect(list).toEqual([
+        'sources[0].url: the user name or password holds a character that must be percent-encoded (# as %23, / as %2F, ? as %3F, @ as %40)',
+      ]);
+    }
+  });
+
   it('refuses a URL that is not postgres:// or postgresql://', () => {
     expect(problems(() => parseConfig(config({ url: 'mysql://db/app' }), {}))).toEqual([
       'sources[0].url: must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/database',

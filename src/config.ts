@@ -223,6 +223,11 @@ function postgresUrlProblem(url: string): string | undefined {
   const example = 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/database';
   const parts = /^(postgres|postgresql):\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::([^/?#]*))?/i.exec(url);
   if (!parts) return example;
+  // An @ after what was taken for host and port: the password (or user name) holds a #, / or ?, which ends the
+  // authority, so "host" and "port" are parts of it and are not echoed.
+  if (url.slice(parts[0].length).includes('@')) {
+    return 'the user name or password holds a character that must be percent-encoded (# as %23, / as %2F, ? as %3F, @ as %40)';
+  }
   const port = parts[3];
   if (port !== undefined && port !== '') {
     if (!/^\d+$/.test(port)) return `port ${port} is not a number`;

@@ -3,11 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { parseConfig, type Config } from '../src/config.js';
 import { hashText } from '../src/core/masks.js';
-import { createLogger } from '../src/observability/logger.js';
 import { createPipeline, startRuntime, type Runtime } from '../src/main.js';
 import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { redisDump } from './helpers/leak-scan.js';
+import { bullBoardDump, capturingLogger, hits, redisDump } from './helpers/leak-scan.js';
 import { pgEvent, type Column, type PgEvent } from './helpers/debezium-events.js';
 
 /**
@@ -83,8 +82,10 @@ describe('Debezium tables: columns and masks', () => {
     );
   }
 
+  let captured = capturingLogger();
   async function start(roles: Array<'scheduler' | 'extract' | 'push' | 'ingest'>): Promise<string> {
-    const ctx = createPipeline(configFor(), createLogger('silent'));
+    const { logger } = captured;
+    const ctx = createPipeline(configFor(), logger);
     runtime = await startRuntime(ctx, { roles, httpPort: 0 });
     return `${runtime.web!.url}/ingest/debezium`;
   }
@@ -98,6 +99,7 @@ describe('Debezium tables: columns and masks', () => {
   beforeEach(async () => {
     receiver = await startReceiver('k');
     prefix = uniqueName('dbzmask');
+    captured = capturingLogger();
   });
   afterEach(async () => {
     await runtime?.stop();
@@ -143,6 +145,9 @@ describe('Debezium tables: columns and masks', () => {
     const sent = receiver.requests.map((r) => r.body).join('\n');
     for (const raw of RAW) expect(sent, raw).not.toContain(raw);
     expect(await redisLeaks()).toEqual([]);
+    const logs = captured.lines.map((l, i): [string, string] => [`log line ${i}`, l]);
+    expect(logs.length).toBeGreaterThan(0);
+    expect(hits([...RAW, TOKEN, MASKING_KEY], [...logs, ...(await bullBoardDump(prefix))])).toEqual([]);
   });
 
   it('refuses an excluded primary key, a non-hash mask on it, and where/query/transform, naming the key', () => {

@@ -43,8 +43,7 @@ export class DebeziumRules {
 
   /** Null when the table has no rules: its changes are stored as they arrive. */
   static of(input: DebeziumRuleInput, hashKey: Buffer | null): DebeziumRules | null {
-    const hasRules = input.columns !== undefined || Object.keys(input.masks ?? {}).length > 0;
-    return hasRules ? new DebeziumRules(input, hashKey) : null;
+    return hasDebeziumRules(input) ? new DebeziumRules(input, hashKey) : null;
   }
 
   private decide(column: string) {
@@ -93,4 +92,9 @@ export class DebeziumRules {
       key: change.key ? rewrite(change.key) : null,
     };
   }
+}
+
+/** Whether a table sets columns or masks: without, its changes are stored and sent as they arrive. */
+export function hasDebeziumRules(input: DebeziumRuleInput): boolean {
+  return input.columns !== undefined || Object.keys(input.masks ?? {}).length > 0;
 }

@@ -8,6 +8,12 @@ describe('redactUrl', () => {
     expect(redactUrl('rediss://:s3cret@cache')).toBe('rediss://:***@cache');
   });
 
+  it('replaces a password given as a query parameter, which ioredis and node-postgres read too', () => {
+    expect(redactUrl('redis://cache:6379/0?password=s3cret')).toBe('redis://cache:6379/0?password=***');
+    expect(redactUrl('postgres://db/app?sslpassword=s3cret&application_name=x')).toBe('postgres://db/app?sslpassword=***&application_name=x');
+    expect(redactUrl('redis://cache:99999/?password=s3cret')).toBe('redis://cache:99999/');
+  });
+
   it('leaves a URL without password as it is', () => {
     expect(redactUrl('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
   });

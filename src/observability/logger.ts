@@ -72,16 +72,21 @@ export function createStderrLogger(level: string = 'info'): Logger {
   return createLogger(level, {}, pino.destination({ fd: 2, sync: true }));
 }
 
+/** Query parameters that carry a credential (ioredis and node-postgres read `password` from the query too). */
+const SECRET_PARAM = /^(?:[\w-]*password|passwd|pass|token|secret|[\w-]*api[_-]?key|auth)$/i;
+
 /**
- * A URL fit for logs and messages: its password replaced by `***` (user name, host, port and path kept). Text that
- * is not a URL loses everything between `//` and `@`.
+ * A URL fit for logs and messages: its password replaced by `***`, in the user info and in any credential-named
+ * query parameter (`?password=…`), user name, host, port and path kept. Text that is not a URL loses everything
+ * between `//` and `@`, and its query.
  */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const key of [...u.searchParams.keys()]) if (SECRET_PARAM.test(key)) u.searchParams.set(key, '***');
     return u.toString();
   } catch {
-    return url.replace(/\/\/[^/@]*@/, '//***@');
+    return url.replace(/\/\/[^/@]*@/, '//***@').replace(/\?.*$/s, '');
   }
 }

@@ -4,7 +4,8 @@ import type { StreamLimits } from '../core/batching.js';
 import { AppError } from '../core/errors.js';
 import type { SendSummary } from '../core/sender.js';
 import type { PipelineContext } from './context.js';
-import { UNREADABLE_TABLE } from './ingest.js';
+import { UNCONFIGURED_PREFIX, UNREADABLE_TABLE } from './ingest.js';
+import { hasDebeziumRules } from '../core/debezium-rules.js';
 import { IngestBuffer, ingestKeys } from './ingest-buffer.js';
 import { findDebeziumSource } from './ingest-cutter.js';
 import type { BufferPushJob } from './jobs.js';
@@ -29,11 +30,22 @@ export async function pushBuffered(ctx: PipelineContext, job: Job, data: BufferP
     const reasons = entries.map((e) => ('error' in e ? e.error : `entry ${e.id}`));
     throw new AppError('EVENT_INVALID', `${data.rows} event(s) of source ${source.name} could not be read: ${reasons.join('; ')}`);
   }
-  const table = source.tables.find((t) => t.name === data.table);
+  const unconfigured = data.table.startsWith(UNCONFIGURED_PREFIX);
+  const name = unconfigured ? data.table.slice(UNCONFIGURED_PREFIX.length) : data.table;
+  const table = source.tables.find((t) => t.name === name);
   if (!table) {
     throw new AppError(
       'TABLE_NOT_CONFIGURED',
-      `${data.rows} event(s) for table ${data.table} arrived on source ${source.name}, which does not configure it; they wait in Redis`,
+      `${data.rows} event(s) for table ${name} arrived on source ${source.name}, which does not configure it; they wait in Redis`,
+    );
+  }
+  // Invariant: no event leaves without the columns and masks of its table. Events stored while the table was not
+  // configured carry every column as it came, so a table configured since with rules does not send them.
+  if (unconfigured && hasDebeziumRules(table)) {
+    throw new AppError(
+      'CONFIG_INVALID',
+      `${data.rows} event(s) for table ${name} arrived on source ${source.name} before its config named it, so they were stored ` +
+        `without the columns and masks it now sets and are not sent: purge the job (pushsync dlq purge) and snapshot the table again`,
     );
   }
   const result = await deliverBuffered({

@@ -13,6 +13,13 @@ import { IngestBuffer, ingestKeys, type NewEntry } from './ingest-buffer.js';
 /** The buffer of events that could not be read at all (no table to file them under): they go to the dead-letter queue. */
 export const UNREADABLE_TABLE = '(unreadable events)';
 
+/**
+ * Events of a table the config does not name are buffered under this prefix and the event's table name. They are
+ * stored as they came, with no columns or masks applied: should the table be configured with some later, they are
+ * not sent (ingest-push.ts), and the mark keeps them apart from the events stored under the table's rules.
+ */
+export const UNCONFIGURED_PREFIX = '(unconfigured) ';
+
 /** How long an append may wait for Redis before the producer is told to retry (503). */
 const APPEND_TIMEOUT_MS = 10_000;
 
@@ -123,7 +130,7 @@ export class DebeziumIngest {
         } else {
           const matcher = this.matcherFor(e.table);
           const config = matcher?.config;
-          const table = config?.name ?? e.table;
+          const table = config?.name ?? `${UNCONFIGURED_PREFIX}${e.table}`;
           try {
             // Before anything of the change is stored: Redis never holds a column or value that does not leave.
             const change = matcher?.rules ? matcher.rules.apply(e, config!.primaryKey, describe(i)) : e;

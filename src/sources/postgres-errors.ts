@@ -19,11 +19,29 @@ function slotTaken(e: { code?: string; routine?: string; detail?: string }): boo
   return e.code === '55000' && e.routine === 'CreateDecodingContext' && !e.detail;
 }
 
+/**
+ * A data exception (SQLSTATE class 22) quotes the value the server failed on: `invalid input syntax for type
+ * integer: "…"`, `value "…" is out of range for type integer`, `invalid byte sequence for encoding "UTF8": 0x…`. The
+ * value is a row's: a table's where, query or server-side mask can fail on a column that columns leaves out, or on
+ * a masked column's raw value. Its quoted texts and bytes are left out of the message, and the driver's error is
+ * replaced by one holding the same message (its stack is logged with the job's failure).
+ */
+function withoutValues(e: { code?: string; message?: string; stack?: string }, err: unknown): { text: string; cause: unknown } {
+  const text = e.message ?? String(err);
+  if (typeof e.code !== 'string' || !e.code.startsWith('22')) return { text, cause: err };
+  const kept = `${text.replace(/"(?:[^"]|"")*"?/g, '"…"').replace(/(?:\s*0x[0-9a-f]{2})+/gi, ' 0x…')} (SQLSTATE ${e.code}; the value is left out: it may be one the table's columns or masks keep from the records)`;
+  const cause = Object.assign(new Error(kept), { code: e.code });
+  const frames = (e.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l));
+  cause.stack = [`Error: ${kept}`, ...frames].join('\n');
+  return { text: kept, cause };
+}
+
 /** `what` names the source first, then the operation: `app: replication stream`. */
-export function translatePgError(err: unknown, what: string): AppError {
-  if (err instanceof AppError) return err;
-  const e = err as { code?: string; message?: string; routine?: string; detail?: string };
-  const message = `${what}: ${e.message ?? String(err)}`;
+export function translatePgError(raw: unknown, what: string): AppError {
+  if (raw instanceof AppError) return raw;
+  const e = raw as { code?: string; message?: string; routine?: string; detail?: string; stack?: string };
+  const { text, cause: err } = withoutValues(e, raw);
+  const message = `${what}: ${text}`;
   const code = typeof e.code === 'string' ? e.code : '';
   if (slotTaken(e)) {
     const source = what.split(': ')[0];
@@ -35,7 +53,7 @@ export function translatePgError(err: unknown, what: string): AppError {
     );
   }
   // No answer within query_timeout (postgres-query.ts connectionSafety): no answer, the connection is taken for dead.
-  if (unanswered(err)) {
+  if (unanswered(raw)) {
     return new AppError('SOURCE_UNAVAILABLE', `${message} (no answer from the server: the connection is taken for dead)`, {
       retryable: true,
       cause: err,
