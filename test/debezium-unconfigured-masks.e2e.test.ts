@@ -83,7 +83,13 @@ describe('Debezium events stored before their table was configured with columns 
 
   it('are not sent unmasked once the table is configured with a mask and an excluded column', async () => {
     const url = await start(configFor(null));
-    const event = pgEvent({ op: 'c', columns: COLUMNS, table: 'accounts', lsn: 1000, after: { code: JSON.stringify(CODE), secret: JSON.stringify(SECRET) } });
+    const event = pgEvent({
+      op: 'c',
+      columns: COLUMNS,
+      table: 'accounts',
+      lsn: 1000,
+      after: { code: JSON.stringify(CODE), secret: JSON.stringify(SECRET) },
+    });
     expect(await post(url, event)).toBe(200);
     let failed: string[] = [];
     for (let i = 0; i < 200 && failed.length === 0; i++, await sleep(50)) failed = await failedJobs();

@@ -15,7 +15,9 @@ describe('translatePgError', () => {
     ];
     for (const [code, message, kept] of cases) {
       const e = translatePgError(serverError(code, message), 'app: read rows of public.people');
-      expect(e.message).toBe(`app: read rows of public.people: ${kept} (SQLSTATE ${code}; the value is left out: it may be one the table's columns or masks keep from the records)`);
+      expect(e.message).toBe(
+        `app: read rows of public.people: ${kept} (SQLSTATE ${code}; the value is left out: it may be one the table's columns or masks keep from the records)`,
+      );
       expect(stackOf(e)).not.toMatch(/SECRET|0xc3/);
       expect(e.details).toEqual({ sqlstate: code });
     }
