@@ -122,6 +122,8 @@ for (const mode of ['watermark', 'cdc'] as const) {
 
     it('syncs, updates, deletes, fails into the dead-letter queue and retries, and no sentinel is found anywhere', async () => {
       receiver.script({ kind: 'reject-rows', count: 1 });
+      // The read boundary keeps a second below the server's clock: rows stamped just now wait for it.
+      await new Promise((r) => setTimeout(r, 1200));
       const first = await syncPass(config, { logger, timeoutMs: 30_000 });
       const reasons = first.failed.map((f) => f.reason).join('\n');
       expect(reasons).toContain(`transform threw: cannot handle ${hmac('sentinel.mail.5@example.org')} [keys [{"id":"${hmac(id(5))}"}]]`);
@@ -134,6 +136,7 @@ for (const mode of ['watermark', 'cdc'] as const) {
       await db.client.query(`INSERT INTO people (id, name, email, ssn, salary, note, card, region) VALUES ${SEED(ROWS + 1)}`);
       await db.client.query(`UPDATE people SET name = 'fixed' WHERE id = ${id(5)}`);
       expect(await retryAll(prefix)).toBe(first.failed.length);
+      await new Promise((r) => setTimeout(r, 1200));
       const second = await syncPass(config, { logger, timeoutMs: 30_000, reconcile: mode === 'watermark' });
       expect(second.failed).toEqual([]);
 
