@@ -18,7 +18,7 @@ import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 const ROWS = positiveInt('BENCH_ROWS', 1_000_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const BATCH_ROWS = positiveInt('BENCH_BATCH_ROWS', 5000);
-const PUSH_CONCURRENCY = positiveInt('BENCH_PUSH_CONCURRENCY', 4);
+const PUSH_CONCURRENCY = positiveInt('BENCH_PUSH_CONCURRENCY', 8);
 const REGENERATE = process.env.BENCH_REGENERATE === '1';
 /** Goals of the backfill (see bench/README.md): ratios to the two raw reads, CPU of the pipeline process, its RSS. */
 const GOAL_OBJECT = 1.0;

@@ -525,7 +525,7 @@ const configSchema = z
         /** Bytes per request body, 1024 to the Stream API's 10 MB. @defaultValue 10485760 */
         maxBytes: z.number().int().min(1024).max(STREAM_LIMITS.maxBytes).default(STREAM_LIMITS.maxBytes),
         /** Requests in flight per push worker process, 1 to 256. @defaultValue 4 */
-        concurrency: z.number().int().min(1).max(256).default(4),
+        concurrency: z.number().int().min(1).max(256).default(8),
         /**
          * The table that receives one record per schema change pushsync detects (a column added, dropped or
          * retyped, a table re-created), `schema.table`. @defaultValue 'bronze.pushsync_schema_changes'
