@@ -8,7 +8,8 @@ export class Recent<T> {
 
   constructor(
     private readonly ttlMs: number,
-    private readonly now: () => number = Date.now,
+    /** Monotonic: a wall clock set back would keep an old answer for as long. */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   get(read: () => Promise<T>): Promise<T> {
