@@ -5,7 +5,7 @@ import { AppError } from '../core/errors.js';
 import { extractTable, type ExtractResult } from '../core/extract.js';
 import type { Logger } from '../observability/logger.js';
 import type { PipelineContext } from './context.js';
-import { logOncePerState } from './redis.js';
+import { logOncePerState, pipelineValues } from './redis.js';
 import { findSource, findTable } from './context.js';
 import { tableSpec, type TableConfig } from '../config.js';
 import { EXTRACT_QUEUE, WORKER_LEASES, extractJobSchema, rangeJobId, type PushJob, type RunReason } from './jobs.js';
@@ -184,13 +184,7 @@ interface RunState {
 
 /** The state a table run starts from, read in one round trip once the lease is held. */
 async function readRunState(ctx: PipelineContext, table: TableConfig, cursorKey: string): Promise<RunState> {
-  const replies = await queueRunState(ctx.redis.pipeline(), ctx, table, cursorKey).exec();
-  return runStateOf(
-    (replies ?? []).map(([err, value]) => {
-      if (err) throw err;
-      return value;
-    }),
-  );
+  return runStateOf(pipelineValues(await queueRunState(ctx.redis.pipeline(), ctx, table, cursorKey).exec()));
 }
 
 /** Queues the reads of `RunState` on `p`; `runStateOf` makes it of their replies. */

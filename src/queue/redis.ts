@@ -175,6 +175,14 @@ export function replicaWait(c: RedisConfig): ReplicaWait {
  * server that is gone, and WAIT (sent again to whichever server answers now) proves nothing about them: that fails
  * too, with the same retryable error.
  */
+/** The replies of a pipeline's `exec`, in order; the first command's error, if any, is thrown. */
+export function pipelineValues(replies: Array<[Error | null, unknown]> | null): unknown[] {
+  return (replies ?? []).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
 export async function waitForReplicas(redis: RedisClient, wait: ReplicaWait, key: string, since?: number): Promise<void> {
   if (wait.replicas === 0) return;
   let acked: number;

@@ -15,6 +15,7 @@ import {
 import type { Logger } from '../observability/logger.js';
 import type { PipelineContext } from './context.js';
 import { RedisCursorStore } from './cursor-store.js';
+import { pipelineValues } from './redis.js';
 import { extractJobOptions, type AnnouncePushJob } from './jobs.js';
 import { enqueuePushJob } from './push-jobs.js';
 import { backfillTable } from './table-admin.js';
@@ -137,10 +138,7 @@ export async function watchShape(
 
 async function readShapeState(ctx: PipelineContext, table: TableConfig, key: string): Promise<[string | null, string | null]> {
   const replies = await ctx.redis.pipeline().get(key).hget(ctx.keys.paused(table.source, table.name), FROZEN_FIELD).exec();
-  const [stored = null, frozen = null] = (replies ?? []).map(([err, value]) => {
-    if (err) throw err;
-    return value as string | null;
-  });
+  const [stored = null, frozen = null] = pipelineValues(replies) as Array<string | null>;
   return [stored, frozen];
 }
 

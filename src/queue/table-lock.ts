@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
-import type { RedisClient } from './redis.js';
+import { pipelineValues, type RedisClient } from './redis.js';
 import type { RunReason } from './jobs.js';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
@@ -38,11 +38,7 @@ export class TableLock {
   ): Promise<{ acquired: boolean; replies: unknown[]; following: unknown[] }> {
     const queued = first(this.redis.pipeline());
     const before = queued.length;
-    const results = (await then(queued.set(this.key, this.token, 'PX', this.ttlMs, 'NX')).exec()) ?? [];
-    const values = results.map(([err, value]) => {
-      if (err) throw err;
-      return value;
-    });
+    const values = pipelineValues(await then(queued.set(this.key, this.token, 'PX', this.ttlMs, 'NX')).exec());
     return { acquired: this.held(values[before]), replies: values.slice(0, before), following: values.slice(before + 1) };
   }
 

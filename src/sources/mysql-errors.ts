@@ -52,3 +52,8 @@ export function translateMysqlError(err: unknown, what: string): AppError {
   if (TRANSIENT.has(errno)) return new AppError('SOURCE_UNAVAILABLE', message, { retryable: true, cause: err, details });
   return new AppError('SOURCE_QUERY_FAILED', message, { retryable: true, cause: err, details });
 }
+
+/** The server's error number of an error `translateMysqlError` made; undefined for any other error. */
+export function mysqlErrno(err: unknown): number | undefined {
+  return err instanceof AppError ? (err.details as { errno?: number } | undefined)?.errno : undefined;
+}

@@ -491,8 +491,6 @@ export function primaryKeySql(schema: string, table: string): string {
 }
 
 /** A probe of the transaction list: fails with error 1227 without the PROCESS privilege. */
-/** Needs the PROCESS privilege, as the read boundary's list of open transactions does. */
-export const TRX_PRIVILEGE_SQL = 'SHOW ENGINE INNODB STATUS';
 
 /**
  * The time in which watermarks are compared: TIMESTAMP values read in UTC (the session's zone); DATETIME values as
@@ -515,6 +513,7 @@ export interface BoundaryBase {
 }
 
 export const UTC_NOW_SQL = "SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%d %H:%i:%s.%f')";
+/** The read boundary's list of open transactions; it needs the PROCESS privilege. */
 export const OPEN_TRANSACTIONS_SQL = 'SHOW ENGINE INNODB STATUS';
 
 const DATETIME_TEXT = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?$/;

@@ -6,7 +6,6 @@ import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
 import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
-  TRX_PRIVILEGE_SQL,
   clockSql,
   comparePositionsSql,
   conditionsProbeSql,
@@ -36,7 +35,7 @@ import {
 } from './mysql-sql.js';
 import { ROUND_TRIP_CHARSETS, roundTripKey } from './mysql-charsets.js';
 import { keyJson, keyText, leavingEncoder, rowJson, rowPrefixes, type ValueEncoder } from './mysql-encode.js';
-import { translateMysqlError } from './mysql-errors.js';
+import { mysqlErrno, translateMysqlError } from './mysql-errors.js';
 import { openTransactions, secondsBeforePrint } from './mysql-open-transactions.js';
 import { MysqlPool, type RawRow, type ResultField } from './mysql-query.js';
 import { resultColumn } from './mysql-result.js';
@@ -160,9 +159,9 @@ export class MysqlSource implements Source {
   async warnings(): Promise<string[]> {
     const warnings: string[] = [];
     try {
-      await this.query(TRX_PRIVILEGE_SQL, 'check the PROCESS privilege');
+      await this.query(OPEN_TRANSACTIONS_SQL, 'check the PROCESS privilege');
     } catch (err) {
-      if (!(err instanceof AppError) || (err.details as { errno?: number } | undefined)?.errno !== 1227) throw err;
+      if (mysqlErrno(err) !== 1227) throw err;
       warnings.push(
         `source ${this.name}: the user lacks the PROCESS privilege, so the late-commit read boundary ` +
           `(SHOW ENGINE INNODB STATUS) cannot be read and tables with a timestamp watermark fail; GRANT PROCESS ON *.* TO <user>`,
@@ -184,9 +183,8 @@ export class MysqlSource implements Source {
       try {
         return (await this.query(sql, 'check for a replica')).length > 0;
       } catch (err) {
-        const errno = err instanceof AppError ? (err.details as { errno?: number } | undefined)?.errno : undefined;
         // 1064: a server without this statement's spelling; try the older one. Any other refusal: not known.
-        if (errno !== 1064) return false;
+        if (mysqlErrno(err) !== 1064) return false;
       }
     }
     return false;

@@ -505,10 +505,7 @@ class PostgresTable implements TableReader {
       `page keys of ${this.where}`,
       this.queried,
     );
-    const last = rows[rows.length - 1];
-    if (!last) return null;
-    const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
-    return { range, rows: rows.length, keys: rows.map((r) => this.toPosition(r, cursor.phase).pk) };
+    return this.pageOf(rows, cursor);
   }
 
   async nextRangeOrEmpty(cursor: Cursor, limit: number, upperBound: string | null = null): Promise<NextRange | null | 'empty'> {
@@ -518,6 +515,11 @@ class PostgresTable implements TableReader {
       this.queried,
     );
     if (rows.length === 1 && rows[0]![rows[0]!.length - 1] === 'empty') return 'empty';
+    return this.pageOf(rows, cursor);
+  }
+
+  /** The range of a page's key rows after `cursor`; null for no row. */
+  private pageOf(rows: string[][], cursor: Cursor): NextRange | null {
     const last = rows[rows.length - 1];
     if (!last) return null;
     const range: KeyRange = { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) };
