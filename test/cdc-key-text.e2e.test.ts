@@ -1,9 +1,10 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type Config } from '../src/config.js';
-import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import type { Config } from '../src/config.js';
+import { dropRedisPrefix, LOGICAL_PG_URL, uniqueName } from './helpers/services.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { cdcConfig, dropCdcFixtures } from './helpers/cdc.js';
 import { currentState } from './helpers/current-state.js';
 
 interface Rec {
@@ -49,28 +50,16 @@ describe('change data capture from a server outside UTC, with a timestamptz in t
     const url = new URL(LOGICAL_PG_URL);
     url.username = role;
     receiver = await startReceiver('k');
-    config = parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url: url.toString(),
-            mode: 'cdc',
-            cdc: { slot, publication: slot, flushInterval: '50ms' },
-            tables: [{ name: `${schema}.events`, where: "region <> 'EU'" }],
-          },
-        ],
-      },
-      {},
-    );
+    config = cdcConfig({
+      prefix,
+      receiverUrl: receiver.url,
+      slot,
+      tables: [{ name: `${schema}.events`, where: "region <> 'EU'" }],
+      url: url.toString(),
+    });
   });
   afterAll(async () => {
-    await admin.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
-    await admin.query(`DROP PUBLICATION IF EXISTS ${slot}`);
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await dropCdcFixtures(admin, slot, schema);
     await admin.query(`DROP ROLE IF EXISTS ${role}`);
     await admin.end();
     await receiver.close();
@@ -117,28 +106,10 @@ describe('change data capture of a filtered table keyed by a character(n) column
     await admin.query(`CREATE TABLE ${schema}.codes (code character(8) PRIMARY KEY, region text)`);
     await admin.query(`INSERT INTO ${schema}.codes VALUES ('ab', 'US'), ('cd', 'US'), ('ef', 'US')`);
     receiver = await startReceiver('k');
-    config = parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url: LOGICAL_PG_URL,
-            mode: 'cdc',
-            cdc: { slot, publication: slot, flushInterval: '50ms' },
-            tables: [{ name: `${schema}.codes`, where: "region <> 'EU'" }],
-          },
-        ],
-      },
-      {},
-    );
+    config = cdcConfig({ prefix, receiverUrl: receiver.url, slot, tables: [{ name: `${schema}.codes`, where: "region <> 'EU'" }] });
   });
   afterAll(async () => {
-    await admin.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
-    await admin.query(`DROP PUBLICATION IF EXISTS ${slot}`);
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await dropCdcFixtures(admin, slot, schema);
     await admin.end();
     await receiver.close();
     await dropRedisPrefix(prefix);

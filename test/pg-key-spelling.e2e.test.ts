@@ -4,6 +4,7 @@ import { parseConfig, type Config } from '../src/config.js';
 import { createSchema, dropRedisPrefix, LOGICAL_PG_URL, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { cdcConfig, dropCdcFixtures } from './helpers/cdc.js';
 
 /**
  * Key types whose equal values print differently: a case-insensitive type or collation, a numeric's scale, a float's
@@ -129,28 +130,15 @@ describe('a Postgres key respelled in place, in change data capture of a filtere
       await admin.query(`INSERT INTO ${c.name} VALUES ($1, 'US', 1), ($2, 'US', 1)`, [c.before, c.other]);
     }
     receiver = await startReceiver('k');
-    config = parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url: LOGICAL_PG_URL,
-            mode: 'cdc',
-            cdc: { slot, publication: slot, flushInterval: '50ms' },
-            tables: CASES.map((c) => ({ name: `${schema}.${c.name}`, where: "region <> 'EU'" })),
-          },
-        ],
-      },
-      {},
-    );
+    config = cdcConfig({
+      prefix,
+      receiverUrl: receiver.url,
+      slot,
+      tables: CASES.map((c) => ({ name: `${schema}.${c.name}`, where: "region <> 'EU'" })),
+    });
   });
   afterAll(async () => {
-    await admin.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
-    await admin.query(`DROP PUBLICATION IF EXISTS ${slot}`);
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await dropCdcFixtures(admin, slot, schema);
     if (createdCitext) await admin.query(`DROP EXTENSION IF EXISTS citext`);
     await admin.end();
     await receiver.close();
