@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assertCursorSane, extractTable, type ExtractParams } from './extract.js';
+import { PAGES_PER_STATEMENT, assertCursorSane, extractTable, type ExtractParams } from './extract.js';
 import { AppError } from './errors.js';
 import { SNAPSHOT_START_CURSOR, START_CURSOR, serializeCursor, type Cursor, type KeyRange } from './cursor.js';
 import { FakeTableReader, MemoryCursorStore, fakeRows, type FakeRow } from '../../test/helpers/fakes.js';
@@ -31,7 +31,7 @@ function setup(rows: FakeRow[], o: { start?: Cursor; batchRows?: number; store?:
       await new Promise((r) => setImmediate(r));
       entry.cursorAtResolve = cursors.current;
     },
-    waitForCapacity: async () => {},
+    waitForCapacity: async () => 200,
     shouldStop: () => false,
   };
   return { reader, cursors, enqueued, params };
@@ -113,6 +113,44 @@ describe('extractTable', () => {
     expect(result).toEqual({ rows: 5, batches: 3, caughtUp: true });
   });
 
+  it('plans up to PAGES_PER_STATEMENT pages per statement within the backlog room, storing all of them before the cursor moves', async () => {
+    const withKeys = setup(fakeRows(1, 40));
+    await extractTable(withKeys.params);
+    const byEnds = setup(fakeRows(1, 40));
+    const calls: Array<{ after: string | undefined; pages: number }> = [];
+    byEnds.reader.nextRangeEnds = async (cursor, limit, pages, upperBound) => {
+      calls.push({ after: cursor.after?.pk[0], pages });
+      const ends = [];
+      let at: Cursor = cursor;
+      while (ends.length < pages) {
+        const next = await byEnds.reader.nextRange(at, limit, upperBound);
+        if (!next) break;
+        ends.push({ range: next.range, rows: next.rows });
+        at = { phase: next.range.phase, after: next.range.hi };
+      }
+      return ends;
+    };
+    // Rooms for: the null-watermark phase (no rows), the first page, then the statements.
+    const rooms = [200, 200, 3, 200];
+    byEnds.params.waitForCapacity = async () => rooms.shift() ?? 200;
+    const result = await extractTable({ ...byEnds.params, keys: false });
+    expect(result).toEqual({ rows: 40, batches: 14, caughtUp: true });
+    expect(byEnds.enqueued.map((e) => [e.range, e.rows])).toEqual(withKeys.enqueued.map((e) => [e.range, e.rows]));
+    // The first page reads its keys; then 3 pages (the room), 8, and the 2 left, the last of 1 row.
+    expect(calls).toEqual([
+      { after: '3', pages: 3 },
+      { after: '12', pages: PAGES_PER_STATEMENT },
+      { after: '36', pages: PAGES_PER_STATEMENT },
+    ]);
+    for (const e of byEnds.enqueued.slice(1)) {
+      // Every job of a statement was stored with the cursor still at the statement's start.
+      const start = calls.findLast((c) => Number(c.after) < Number(e.range.hi.pk[0]))!.after;
+      expect(e.cursorAtCall.after?.pk[0]).toBe(start);
+      expect(e.cursorAtResolve!.after?.pk[0]).toBe(start);
+    }
+    expect(byEnds.cursors.current.after).toEqual({ wm: 'w000040', pk: ['40'] });
+  });
+
   it('finds pages after a full one by their end alone when keys are not wanted, enqueueing the same ranges', async () => {
     const withKeys = setup(fakeRows(1, 10));
     await extractTable(withKeys.params);
@@ -162,6 +200,7 @@ describe('extractTable', () => {
     params.shouldStop = () => stop;
     params.waitForCapacity = async () => {
       if (enqueued.length === 1) stop = true;
+      return 200;
     };
     expect(await extractTable(params)).toEqual({ rows: 3, batches: 1, caughtUp: false });
     expect(reader.nextRangeCalls).toHaveLength(1);
@@ -179,6 +218,7 @@ describe('extractTable', () => {
     };
     params.waitForCapacity = async () => {
       log.push('wait');
+      return 200;
     };
     await extractTable(params);
     expect(log).toEqual([

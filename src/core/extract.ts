@@ -34,8 +34,11 @@ export interface ExtractParams {
    * (`nextRangeEnd`), and `keys` is empty. @defaultValue true
    */
   keys?: boolean | undefined;
-  /** Resolves when the undelivered backlog is below its bound (backpressure). */
-  waitForCapacity: () => Promise<void>;
+  /**
+   * Resolves when the undelivered backlog is below its bound (backpressure), to how many more push jobs it has room
+   * for now (at least 1, unless the run should stop).
+   */
+  waitForCapacity: () => Promise<number>;
   /** True when the run should stop early (shutdown, lost lock). */
   shouldStop: () => boolean;
 }
@@ -48,6 +51,14 @@ export interface ExtractResult {
 }
 
 const PHASE_ORDER = { null: 0, wm: 1, pk: 1 } as const;
+
+/**
+ * Pages planned per statement once a run has found a full page (`nextRangeEnds`), within the backlog's room. A
+ * page planned one at a time costs a statement and a few Redis round trips; in a process busy pushing (its CPU
+ * share taken by the push jobs, or a container at its CPU limit) those waits were what held the other processes'
+ * push workers idle.
+ */
+export const PAGES_PER_STATEMENT = 8;
 
 /**
  * A cursor that went backwards (an older copy restored, a hand edit) or a table that is suddenly empty after rows
@@ -106,10 +117,29 @@ export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
   // only the end of each is read.
   let full = false;
   const byEnd = p.keys === false && p.reader.nextRangeEnd !== undefined;
+  const byEnds = p.keys === false && p.reader.nextRangeEnds !== undefined;
   for (;;) {
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
-    await p.waitForCapacity();
+    const room = await p.waitForCapacity();
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
+    if (byEnds && full) {
+      const ends = await p.reader.nextRangeEnds!(stored.cursor, p.batchRows, Math.max(1, Math.min(room, PAGES_PER_STATEMENT)), boundary);
+      const last = ends[ends.length - 1];
+      if (last) {
+        // Every job stored before the cursor moves past any of them; a crash in between re-enqueues the same ranges.
+        await Promise.all(ends.map((end) => p.enqueue(end.range, end.rows, [])));
+        stored = await p.cursors.save(stored, cursorAfterRange(last.range));
+        for (const end of ends) rows += end.rows;
+        batches += ends.length;
+        full = last.rows >= p.batchRows;
+        continue;
+      }
+      full = false;
+      const following = nextPhase(stored.cursor);
+      if (!following) return { rows, batches, caughtUp: true };
+      stored = await p.cursors.save(stored, following);
+      continue;
+    }
     let next: NextRange | RangeEnd | null;
     if (probeWithPage) {
       probeWithPage = false;

@@ -134,6 +134,19 @@ class MaskedReader implements TableReader {
     return { range: { phase: end.range.phase, lo: end.range.lo && this.seal(end.range.lo), hi: this.seal(end.range.hi) }, rows: end.rows };
   }
 
+  async nextRangeEnds(cursor: Cursor, limit: number, pages: number, upperBound?: string | null): Promise<RangeEnd[]> {
+    if (!this.inner.nextRangeEnds) {
+      const end = await this.nextRangeEnd(cursor, limit, upperBound);
+      return end ? [end] : [];
+    }
+    const ends = await this.inner.nextRangeEnds({ phase: cursor.phase, after: this.open(cursor.after) }, limit, pages, upperBound);
+    if (!this.sealer) return ends;
+    return ends.map((end) => ({
+      range: { phase: end.range.phase, lo: end.range.lo && this.seal(end.range.lo), hi: this.seal(end.range.hi) },
+      rows: end.rows,
+    }));
+  }
+
   readBoundary(safetyLagMs: number): Promise<string | null> {
     return this.inner.readBoundary(safetyLagMs);
   }

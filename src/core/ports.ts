@@ -116,6 +116,12 @@ export interface TableReader {
    */
   nextRangeEnd?(cursor: Cursor, limit: number, upperBound?: string | null): Promise<RangeEnd | null>;
   /**
+   * `nextRangeEnd` for up to `pages` consecutive pages at once, in order: one statement where each page would take
+   * its own, so a busy or distant reader plans many pages per round trip. Every page holds `limit` rows but the last
+   * one found when the phase has fewer left; empty when it has none. Optional.
+   */
+  nextRangeEnds?(cursor: Cursor, limit: number, pages: number, upperBound?: string | null): Promise<RangeEnd[]>;
+  /**
    * `nextRange` and `isEmpty` in one statement: 'empty' when the table has no row at all. A run's first page is read
    * with it when the cursor check needs the probe, so an idle run spends no round trip on it. Optional: without it,
    * the probe is a statement of its own.

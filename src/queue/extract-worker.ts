@@ -146,8 +146,9 @@ async function runTable(
         const known = first;
         first = undefined;
         paused = known ? known.paused : (await pausedState(ctx, table)) !== null;
-        if (paused) log.info('table paused during the run; stopping at this page');
-        else await waitForCapacity(ctx, table, { shouldStop, log, state: backpressure, ...(known ? { count: known.pending } : {}) });
+        if (!paused) return waitForCapacity(ctx, table, { shouldStop, log, state: backpressure, ...(known ? { count: known.pending } : {}) });
+        log.info('table paused during the run; stopping at this page');
+        return 0;
       },
       shouldStop,
     });

@@ -40,7 +40,8 @@ export interface BackpressureState {
  * The state is reported once per change, at info (it is the design working, not a fault), with the pending count
  * and the bound: "paused" when a page first has to wait, "released" when a later page of the run finds room without
  * waiting. A backlog hovering at its bound (each page waits for one delivery) stays paused: one line, not one per
- * page. `state` carries the state across the calls of one run.
+ * page. `state` carries the state across the calls of one run. Resolves to the room left under the bound (at least 1
+ * unless the caller should stop).
  */
 export async function waitForCapacity(
   ctx: PipelineContext,
@@ -54,7 +55,7 @@ export async function waitForCapacity(
     /** @defaultValue RECONCILE_WHILE_WAITING_MS */
     reconcileEveryMs?: number;
   },
-): Promise<void> {
+): Promise<number> {
   const pending = new PendingSet(ctx.redis, ctx.keys.pending(table.source, table.name));
   const bound = ctx.config.extract.maxPendingBatches;
   const state = o.state ?? { paused: false };
@@ -89,4 +90,5 @@ export async function waitForCapacity(
       `backpressure released: ${count} undelivered push jobs, below the bound of ${bound}; extraction goes on`,
     );
   }
+  return bound - count;
 }

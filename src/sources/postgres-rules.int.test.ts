@@ -175,5 +175,12 @@ describe('what the Postgres source reads and sends under column rules', () => {
       range: (await reader.nextRange({ phase: 'wm', after: byEnd.range.hi }, 4))!.range,
       rows: 1,
     });
+    // So are ranges planned several per statement.
+    const planned = await reader.nextRangeEnds!(after, 4, 5);
+    expect(planned).toEqual([
+      { range: byKeys.range, rows: 4 },
+      { range: (await reader.nextRange({ phase: 'wm', after: byEnd.range.hi }, 4))!.range, rows: 1 },
+    ]);
+    expect(planned.flatMap((e) => [...(e.range.lo?.pk ?? []), ...e.range.hi.pk]).every((k) => k.startsWith('~k1.'))).toBe(true);
   });
 });

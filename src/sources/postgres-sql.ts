@@ -242,6 +242,40 @@ export function rangeEndQuery(t: TableSql, phase: Phase, after: Position | null,
   return { text: `${q.text} OFFSET $${q.values.length}`, values: q.values };
 }
 
+/**
+ * The last positions of up to `pages` consecutive pages of `nextRangeQuery` after `after`, in order, in one
+ * statement: the database walks the index range of all of them (key columns only, numbered in the pages' order) and
+ * only each page's last position leaves it, with its number (`__n`, a multiple of `limit` but for the phase's last
+ * row, which ends a shorter last page). `lead` looks one row ahead, so the walk stops with the pages.
+ */
+export function rangeEndsQuery(
+  t: TableSql,
+  phase: Phase,
+  after: Position | null,
+  limit: number,
+  pages: number,
+  upperBound: string | null = null,
+): Query {
+  const values: unknown[] = [];
+  const where = [phaseFilter(t, phase)];
+  if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase), values));
+  if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark!], '<', [upperBound], values));
+  const cols = keyColumns(t, phase);
+  const inner = cols.map((c, i) => `t.${quoteIdent(c.name)} AS "__c${i}"`).join(', ');
+  const names = phase === 'wm' ? ['__w', ...t.primaryKey.map((_, i) => `__k${i}`)] : t.primaryKey.map((_, i) => `__k${i}`);
+  const outer = cols.map((_, i) => `s."__c${i}"::text AS "${names[i]}"`).join(', ');
+  values.push(limit * pages);
+  const total = values.length;
+  values.push(limit);
+  return {
+    text:
+      `SELECT ${outer}, s."__n"::text AS "__n" FROM (SELECT ${inner}, row_number() OVER w AS "__n", lead(true) OVER w AS "__more" ` +
+      `FROM ${t.qualified} t WHERE ${where.join(' AND ')} WINDOW w AS (ORDER BY ${orderBy(t, phase)}) ORDER BY ${orderBy(t, phase)} ` +
+      `LIMIT $${total}) s WHERE s."__n" % $${values.length} = 0 OR s."__more" IS NULL ORDER BY s."__n"`,
+    values,
+  };
+}
+
 /** Full rows of a range, as JSON text, after `after` (exclusive) up to `hi` (inclusive). */
 export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null, hi: Position, limit: number): Query {
   const values: unknown[] = [];

@@ -376,6 +376,33 @@ describe('PostgresSource against a real database', () => {
       }
     });
 
+    it('plans the same ranges several pages per statement as one page at a time, in every phase, up to the last partial page', async () => {
+      const reader = await source.table(spec('paging'));
+      for (const phase of ['null', 'wm', 'pk'] as const) {
+        const bound = phase === 'wm' ? '2024-03-01 12:00:02+00' : null;
+        const one: Array<{ range: KeyRange; rows: number }> = [];
+        for (let cursor: Cursor = { phase, after: null }; ;) {
+          const next = await reader.nextRange(cursor, 7, bound);
+          if (!next) break;
+          one.push({ range: next.range, rows: next.rows });
+          cursor = { phase, after: next.range.hi };
+        }
+        for (const pages of [1, 3, 1000]) {
+          const many: Array<{ range: KeyRange; rows: number }> = [];
+          for (let cursor: Cursor = { phase, after: null }; ;) {
+            const ends = await reader.nextRangeEnds!(cursor, 7, pages, bound);
+            expect(ends.length).toBeLessThanOrEqual(pages);
+            many.push(...ends);
+            const last = ends[ends.length - 1];
+            if (!last) break;
+            cursor = { phase, after: last.range.hi };
+          }
+          expect(many).toEqual(one);
+        }
+        expect(one.length).toBeGreaterThan(phase === 'null' ? 0 : 10);
+      }
+    });
+
     it('finds no range past the last row', async () => {
       const reader = await source.table(spec('paging'));
       expect(await reader.nextRange({ phase: 'wm', after: { wm: '2024-03-01 12:00:02.623456+00', pk: ['2005'] } }, PAGE)).toBeNull();

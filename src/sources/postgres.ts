@@ -14,6 +14,7 @@ import {
   mayNest,
   nextRangeQuery,
   nextRangeOrEmptyQuery,
+  rangeEndsQuery,
   BOUNDARY_BASE_SQL,
   boundaryText,
   comparePositionsQuery,
@@ -535,6 +536,23 @@ class PostgresTable implements TableReader {
     // Fewer than `limit` rows left: the page's end is its last row, which only reading the keys finds.
     if (!last) return this.nextRange(cursor, limit, upperBound);
     return { range: { phase: cursor.phase, lo: cursor.after, hi: this.toPosition(last, cursor.phase) }, rows: limit };
+  }
+
+  async nextRangeEnds(cursor: Cursor, limit: number, pages: number, upperBound: string | null = null): Promise<RangeEnd[]> {
+    const rows = await this.source.query(
+      rangeEndsQuery(this.sql, cursor.phase, cursor.after, limit, pages, upperBound),
+      `page ends of ${this.where}`,
+      this.queried,
+    );
+    let lo = cursor.after;
+    let before = 0;
+    return rows.map((r) => {
+      const n = Number(r[r.length - 1]);
+      const end = { range: { phase: cursor.phase, lo, hi: this.toPosition(r, cursor.phase) }, rows: n - before };
+      lo = end.range.hi;
+      before = n;
+      return end;
+    });
   }
 
   async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {

@@ -62,6 +62,8 @@ export class FakeTableReader implements TableReader {
   readRangeEach?: TableReader['readRangeEach'];
   /** Absent unless a test sets it (like a source without the keys-free page read). */
   nextRangeEnd?: TableReader['nextRangeEnd'];
+  /** Absent unless a test sets it (like a source that plans one page per statement). */
+  nextRangeEnds?: TableReader['nextRangeEnds'];
   /** Absent unless a test sets it (like a source that cannot probe for emptiness with a page). */
   nextRangeOrEmpty?: TableReader['nextRangeOrEmpty'];
 
