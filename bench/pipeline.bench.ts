@@ -6,7 +6,7 @@ import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { cliBackfill, pipelineBackfill, type BackfillOptions, type PipelineResult } from './backfill.js';
 import { buildCli, cliStartup, dockerNodeOptions } from './cli-child.js';
 import { rawKeysetRead } from './raw-read.js';
-import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
+import { RECEIVER_PARSE, startReceiverChild, type ReceiverChild } from './receiver-child.js';
 import { mysqlBackfillBench } from './mysql-backfill.js';
 import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
@@ -85,6 +85,11 @@ async function main(): Promise<number> {
   const startup = await cliStartup();
   console.log(`compiled CLI start-up alone (node dist/cli.js --version): CPU ${startup.cpuSeconds.toFixed(2)} s, peak RSS ${mb(startup.peakRss)}`);
   console.log(`the CLI runs with NODE_OPTIONS=${dockerNodeOptions() || '(none)'}, as the Dockerfile sets it`);
+  console.log(
+    RECEIVER_PARSE === 'all'
+      ? 'the receiver parses every request body (BENCH_RECEIVER_PARSE=all)'
+      : 'the receiver parses every 8th request body and counts the records of the others by a byte search (BENCH_RECEIVER_PARSE=all parses all)',
+  );
   const receiver = await startReceiverChild();
   const monitor = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const raws = { array: [] as number[], object: [] as number[] };

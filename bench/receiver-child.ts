@@ -48,9 +48,18 @@ function nextMessage<T>(child: ChildProcess, accept: (m: Record<string, unknown>
   });
 }
 
+/** `all`: the receiver parses every body; `sample` (the default): every eighth, the others counted by a byte search. */
+export const RECEIVER_PARSE = process.env.BENCH_RECEIVER_PARSE ?? 'sample';
+if (RECEIVER_PARSE !== 'all' && RECEIVER_PARSE !== 'sample') throw new Error(`BENCH_RECEIVER_PARSE must be all or sample, got ${RECEIVER_PARSE}`);
+
 /** Forks the receiver with this process's loader flags (tsx), so the child runs the TypeScript file as is. */
 export async function startReceiverChild(options: ReceiverOptions = {}): Promise<ReceiverChild> {
-  const env = { ...process.env, RECEIVER_LATENCY_MS: String(options.latencyMs ?? 0), RECEIVER_BANDWIDTH: String(options.bandwidth ?? 0) };
+  const env = {
+    ...process.env,
+    RECEIVER_LATENCY_MS: String(options.latencyMs ?? 0),
+    RECEIVER_BANDWIDTH: String(options.bandwidth ?? 0),
+    RECEIVER_PARSE: RECEIVER_PARSE,
+  };
   const child = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
   const { port } = await nextMessage<{ port: number }>(child, (m) => typeof m.port === 'number');
   return {
