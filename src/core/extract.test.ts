@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PAGES_PER_STATEMENT, assertCursorSane, extractTable, type ExtractParams } from './extract.js';
+import { KEYS_PER_STATEMENT, PAGES_PER_STATEMENT, assertCursorSane, extractTable, pagesPerStatement, type ExtractParams } from './extract.js';
 import { AppError } from './errors.js';
 import { SNAPSHOT_START_CURSOR, START_CURSOR, serializeCursor, type Cursor, type KeyRange } from './cursor.js';
 import { FakeTableReader, MemoryCursorStore, fakeRows, type FakeRow } from '../../test/helpers/fakes.js';
@@ -149,6 +149,14 @@ describe('extractTable', () => {
       expect(e.cursorAtResolve!.after?.pk[0]).toBe(start);
     }
     expect(byEnds.cursors.current.after).toEqual({ wm: 'w000040', pk: ['40'] });
+  });
+
+  it('bounds a planning statement by the room, the page count and the keys it may sort', () => {
+    expect(pagesPerStatement(200, 3)).toBe(PAGES_PER_STATEMENT);
+    expect(pagesPerStatement(2, 3)).toBe(2);
+    expect(pagesPerStatement(200, 5000)).toBe(KEYS_PER_STATEMENT / 5000);
+    expect(pagesPerStatement(200, 50_000)).toBe(1);
+    expect(pagesPerStatement(0, 3)).toBe(1);
   });
 
   it('finds pages after a full one by their end alone when keys are not wanted, enqueueing the same ranges', async () => {

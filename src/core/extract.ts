@@ -61,6 +61,18 @@ const PHASE_ORDER = { null: 0, wm: 1, pk: 1 } as const;
 export const PAGES_PER_STATEMENT = 8;
 
 /**
+ * At most this many positions per planning statement (pages × `batchRows`). A table without an index on the page
+ * order sorts them; Postgres keeps a bounded sort of 20,000 narrow keys in memory (about 2.3 MB of the default 4 MB
+ * `work_mem`), where 40,000 spilled a sort of every row to disk.
+ */
+export const KEYS_PER_STATEMENT = 20_000;
+
+/** Pages one planning statement may cover: within the backlog's room, `PAGES_PER_STATEMENT` and `KEYS_PER_STATEMENT`. */
+export function pagesPerStatement(room: number, batchRows: number): number {
+  return Math.max(1, Math.min(room, PAGES_PER_STATEMENT, Math.floor(KEYS_PER_STATEMENT / batchRows)));
+}
+
+/**
  * A cursor that went backwards (an older copy restored, a hand edit) or a table that is suddenly empty after rows
  * were read from it (truncated, replaced, or the wrong database) is an error to look at, not something to accept.
  * `pushsync reset` clears a table's state when starting over is intended.
@@ -123,7 +135,7 @@ export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
     const room = await p.waitForCapacity();
     if (p.shouldStop()) return { rows, batches, caughtUp: false };
     if (byEnds && full) {
-      const ends = await p.reader.nextRangeEnds!(stored.cursor, p.batchRows, Math.max(1, Math.min(room, PAGES_PER_STATEMENT)), boundary);
+      const ends = await p.reader.nextRangeEnds!(stored.cursor, p.batchRows, pagesPerStatement(room, p.batchRows), boundary);
       const last = ends[ends.length - 1];
       if (last) {
         // Every job stored before the cursor moves past any of them; a crash in between re-enqueues the same ranges.

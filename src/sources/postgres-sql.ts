@@ -244,9 +244,11 @@ export function rangeEndQuery(t: TableSql, phase: Phase, after: Position | null,
 
 /**
  * The last positions of up to `pages` consecutive pages of `nextRangeQuery` after `after`, in order, in one
- * statement: the database walks the index range of all of them (key columns only, numbered in the pages' order) and
- * only each page's last position leaves it, with its number (`__n`, a multiple of `limit` but for the phase's last
- * row, which ends a shorter last page). `lead` looks one row ahead, so the walk stops with the pages.
+ * statement: the database reads the positions of all of them (key columns only) as the page query would, numbers
+ * them, and only each page's last position leaves it, with its number (`__n`, a multiple of `limit` but for the
+ * phase's last row, which ends a shorter last page). The numbering runs over the limited rows, so a table without an
+ * index on the page order is still read with a bounded (top-N) sort, as one page is. A set shorter than `pages`
+ * pages means the phase ended: its last row, the only one with no row after it (`lead`), ends the last page.
  */
 export function rangeEndsQuery(
   t: TableSql,
@@ -262,6 +264,7 @@ export function rangeEndsQuery(
   if (upperBound !== null && phase === 'wm') where.push(compare([t.watermark!], '<', [upperBound], values));
   const cols = keyColumns(t, phase);
   const inner = cols.map((c, i) => `t.${quoteIdent(c.name)} AS "__c${i}"`).join(', ');
+  const order = cols.map((_, i) => `p."__c${i}"`).join(', ');
   const names = phase === 'wm' ? ['__w', ...t.primaryKey.map((_, i) => `__k${i}`)] : t.primaryKey.map((_, i) => `__k${i}`);
   const outer = cols.map((_, i) => `s."__c${i}"::text AS "${names[i]}"`).join(', ');
   values.push(limit * pages);
@@ -269,9 +272,9 @@ export function rangeEndsQuery(
   values.push(limit);
   return {
     text:
-      `SELECT ${outer}, s."__n"::text AS "__n" FROM (SELECT ${inner}, row_number() OVER w AS "__n", lead(true) OVER w AS "__more" ` +
-      `FROM ${t.qualified} t WHERE ${where.join(' AND ')} WINDOW w AS (ORDER BY ${orderBy(t, phase)}) ORDER BY ${orderBy(t, phase)} ` +
-      `LIMIT $${total}) s WHERE s."__n" % $${values.length} = 0 OR s."__more" IS NULL ORDER BY s."__n"`,
+      `SELECT ${outer}, s."__n"::text AS "__n" FROM (SELECT p.*, row_number() OVER w AS "__n", lead(true) OVER w AS "__more" FROM ` +
+      `(SELECT ${inner} FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${total}) p ` +
+      `WINDOW w AS (ORDER BY ${order})) s WHERE s."__n" % $${values.length} = 0 OR s."__more" IS NULL ORDER BY s."__n"`,
     values,
   };
 }
