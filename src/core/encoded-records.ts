@@ -7,8 +7,8 @@
  */
 /** Buffers of finished batches, reused by the next ones: a backfill's batches are alike in size. */
 const spare: Buffer[] = [];
-/** At most this many spare buffers are kept (about one per concurrent push job). */
-const MAX_SPARE = 4;
+/** At most this many spare buffers are kept: one per push job of the default `destination.concurrency` (8). */
+const MAX_SPARE = 8;
 /** Bytes kept free before the first record, where `body` writes the envelope's head in place. */
 const HEAD_ROOM = 16;
 

@@ -36,7 +36,8 @@ export class ArrayPositionLog<P> implements PositionLog<P> {
 
 /** Buffers of released logs, reused by the next ones. */
 const spare: Buffer[] = [];
-const MAX_SPARE = 4;
+/** As many as EncodedRecords keeps, for the same requests. */
+const MAX_SPARE = 8;
 const NULL_TEXT = 0xffffffff;
 const FIRST_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
