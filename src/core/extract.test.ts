@@ -151,6 +151,38 @@ describe('extractTable', () => {
     expect(byEnds.cursors.current.after).toEqual({ wm: 'w000040', pk: ['40'] });
   });
 
+  it('fails a planning statement whose one job could not be stored only once the others settled, the cursor not moved', async () => {
+    const { params, reader, cursors } = setup(fakeRows(1, 30));
+    reader.nextRangeEnds = async (cursor, limit, pages, upperBound) => {
+      const ends = [];
+      let at: Cursor = cursor;
+      while (ends.length < pages) {
+        const next = await reader.nextRange(at, limit, upperBound);
+        if (!next) break;
+        ends.push({ range: next.range, rows: next.rows });
+        at = { phase: next.range.phase, after: next.range.hi };
+      }
+      return ends;
+    };
+    let calls = 0;
+    let settled = 0;
+    params.enqueue = async () => {
+      calls += 1;
+      // The first page (keys read) and the statement's first job are stored; its second fails at once.
+      if (calls === 3) throw new Error('redis went away');
+      await new Promise((r) => setTimeout(r, 20));
+      settled += 1;
+    };
+    const failure = await extractTable({ ...params, keys: false }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((failure as Error).message).toBe('redis went away');
+    expect(calls).toBe(1 + PAGES_PER_STATEMENT);
+    expect(settled).toBe(PAGES_PER_STATEMENT);
+    expect(cursors.current.after).toEqual({ wm: 'w000003', pk: ['3'] });
+  });
+
   it('bounds a planning statement by the room, the page count and the keys it may sort', () => {
     expect(pagesPerStatement(200, 3)).toBe(PAGES_PER_STATEMENT);
     expect(pagesPerStatement(2, 3)).toBe(2);

@@ -139,7 +139,10 @@ export async function extractTable(p: ExtractParams): Promise<ExtractResult> {
       const last = ends[ends.length - 1];
       if (last) {
         // Every job stored before the cursor moves past any of them; a crash in between re-enqueues the same ranges.
-        await Promise.all(ends.map((end) => p.enqueue(end.range, end.rows, [])));
+        // All settle before a failure is thrown, so none is still writing once the run has ended.
+        const stores = await Promise.allSettled(ends.map((end) => p.enqueue(end.range, end.rows, [])));
+        const failed = stores.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
         stored = await p.cursors.save(stored, cursorAfterRange(last.range));
         for (const end of ends) rows += end.rows;
         batches += ends.length;
