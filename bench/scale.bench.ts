@@ -20,7 +20,7 @@ import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
  * core that Postgres and the receiver leave idle on a small machine, and a second one could only share them. The
  * same pair also runs unlimited, printed beside it. See bench/README.md.
  */
-const ROWS = positiveInt('BENCH_ROWS', 200_000);
+const ROWS = positiveInt('BENCH_ROWS', 1_000_000);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
 const LATENCY_MS = positiveInt('BENCH_LATENCY_MS', 50);
 const TABLE = `${SCHEMA}.${benchTable(ROWS)}`;
