@@ -120,15 +120,7 @@ describe('extractTable', () => {
     const calls: Array<{ after: string | undefined; pages: number }> = [];
     byEnds.reader.nextRangeEnds = async (cursor, limit, pages, upperBound) => {
       calls.push({ after: cursor.after?.pk[0], pages });
-      const ends = [];
-      let at: Cursor = cursor;
-      while (ends.length < pages) {
-        const next = await byEnds.reader.nextRange(at, limit, upperBound);
-        if (!next) break;
-        ends.push({ range: next.range, rows: next.rows });
-        at = { phase: next.range.phase, after: next.range.hi };
-      }
-      return ends;
+      return byEnds.reader.pagedEnds(cursor, limit, pages, upperBound);
     };
     // Rooms for: the null-watermark phase (no rows), the first page, then the statements.
     const rooms = [200, 200, 3, 200];
@@ -153,17 +145,7 @@ describe('extractTable', () => {
 
   it('fails a planning statement whose one job could not be stored only once the others settled, the cursor not moved', async () => {
     const { params, reader, cursors } = setup(fakeRows(1, 30));
-    reader.nextRangeEnds = async (cursor, limit, pages, upperBound) => {
-      const ends = [];
-      let at: Cursor = cursor;
-      while (ends.length < pages) {
-        const next = await reader.nextRange(at, limit, upperBound);
-        if (!next) break;
-        ends.push({ range: next.range, rows: next.rows });
-        at = { phase: next.range.phase, after: next.range.hi };
-      }
-      return ends;
-    };
+    reader.nextRangeEnds = (cursor, limit, pages, upperBound) => reader.pagedEnds(cursor, limit, pages, upperBound);
     let calls = 0;
     let settled = 0;
     params.enqueue = async () => {

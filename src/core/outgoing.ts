@@ -130,7 +130,11 @@ class MaskedReader implements TableReader {
       return next && { range: next.range, rows: next.rows };
     }
     const end = await this.inner.nextRangeEnd(after, limit, upperBound);
-    if (!end || !this.sealer) return end && { range: end.range, rows: end.rows };
+    return end && this.sealEnd(end);
+  }
+
+  private sealEnd(end: RangeEnd): RangeEnd {
+    if (!this.sealer) return { range: end.range, rows: end.rows };
     return { range: { phase: end.range.phase, lo: end.range.lo && this.seal(end.range.lo), hi: this.seal(end.range.hi) }, rows: end.rows };
   }
 
@@ -140,11 +144,7 @@ class MaskedReader implements TableReader {
       return end ? [end] : [];
     }
     const ends = await this.inner.nextRangeEnds({ phase: cursor.phase, after: this.open(cursor.after) }, limit, pages, upperBound);
-    if (!this.sealer) return ends;
-    return ends.map((end) => ({
-      range: { phase: end.range.phase, lo: end.range.lo && this.seal(end.range.lo), hi: this.seal(end.range.hi) },
-      rows: end.rows,
-    }));
+    return ends.map((end) => this.sealEnd(end));
   }
 
   readBoundary(safetyLagMs: number): Promise<string | null> {

@@ -1,7 +1,7 @@
 import type { Cursor, KeyRange, Phase, Position } from '../../src/core/cursor.js';
 import type { CursorStore, StoredCursor } from '../../src/core/extract.js';
 import type { AppError } from '../../src/core/errors.js';
-import type { Destination, KeyedRow, NextRange, SendResult, SourceRow, TableReader, TableShape } from '../../src/core/ports.js';
+import type { Destination, KeyedRow, NextRange, RangeEnd, SendResult, SourceRow, TableReader, TableShape } from '../../src/core/ports.js';
 import { serializeCursor } from '../../src/core/cursor.js';
 
 /**
@@ -87,6 +87,19 @@ export class FakeTableReader implements TableReader {
   private phaseRows(phase: Phase): FakeRow[] {
     const rows = phase === 'pk' ? [...this.rows] : this.rows.filter((r) => (phase === 'null' ? r.wm === null : r.wm !== null));
     return rows.sort((a, b) => comparePosition(phase, positionOf(a, phase), positionOf(b, phase)));
+  }
+
+  /** What `nextRangeEnds` answers, found page by page with `nextRange`; a test sets `nextRangeEnds` to it. */
+  async pagedEnds(cursor: Cursor, limit: number, pages: number, upperBound?: string | null): Promise<RangeEnd[]> {
+    const ends: RangeEnd[] = [];
+    let at = cursor;
+    while (ends.length < pages) {
+      const next = await this.nextRange(at, limit, upperBound);
+      if (!next) break;
+      ends.push({ range: next.range, rows: next.rows });
+      at = { phase: next.range.phase, after: next.range.hi };
+    }
+    return ends;
   }
 
   async nextRange(cursor: Cursor, limit: number, upperBound?: string | null): Promise<NextRange | null> {
