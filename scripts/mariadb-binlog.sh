@@ -2,10 +2,12 @@
 # Ensures a second MariaDB with the binary log on (log_bin, binlog_format=ROW, binlog_row_image=FULL, a server_id)
 # runs on 127.0.0.1:${PUSHSYNC_BINLOG_PORT:-3307} for the binlog change-data-capture tests, with its own datadir and
 # socket, and has the tests' TCP user. Idempotent: reuses the datadir when present, starts the server when stopped.
+# Another port starts another such server (PUSHSYNC_BINLOG_PORT, PUSHSYNC_BINLOG_DIR), its server_id its port.
 set -euo pipefail
 port="${PUSHSYNC_BINLOG_PORT:-3307}"
 dir="${PUSHSYNC_BINLOG_DIR:-/var/lib/mysql-pushsync-binlog}"
 run="/run/mysqld-pushsync-binlog"
+if [ "$port" != 3307 ]; then run="/run/mysqld-pushsync-binlog-$port"; fi
 user="${PUSHSYNC_MYSQL_TEST_USER:-pushsync_test}"
 password="${PUSHSYNC_MYSQL_TEST_PASSWORD:-pushsync_test}"
 cnf="$dir/my.cnf"
@@ -27,7 +29,7 @@ skip-name-resolve
 character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
 log-error = $dir/server.err
-server_id = 3307
+server_id = $port
 log_bin = $dir/binlog/binlog
 binlog_format = ROW
 binlog_row_image = FULL

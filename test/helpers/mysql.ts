@@ -114,3 +114,9 @@ export function matchesServerForm(dataType: string, received: unknown, server: s
 
 /** The MariaDB with the binary log on (scripts/mariadb-binlog.sh starts it on port 3307), for binlog capture tests. */
 export const MYSQL_BINLOG_URL = process.env.PUSHSYNC_TEST_MYSQL_BINLOG_URL ?? 'mysql://pushsync_test:pushsync_test@127.0.0.1:3307';
+
+/**
+ * A second MariaDB with the binary log on (port 3308, started by .ci/run with scripts/mariadb-binlog.sh), for a source
+ * moved to another server, whose binlog positions are not those of the first.
+ */
+export const SECOND_MYSQL_BINLOG_URL = process.env.PUSHSYNC_TEST_SECOND_MYSQL_BINLOG_URL ?? 'mysql://pushsync_test:pushsync_test@127.0.0.1:3308';

@@ -44,6 +44,12 @@ export async function dropRedisPrefix(prefix: string): Promise<void> {
 export const LOGICAL_PG_URL = process.env.PUSHSYNC_TEST_LOGICAL_PG_URL ?? workerUrl(1);
 
 /**
+ * A second PostgreSQL server with wal_level=logical (port 5434, started by .ci/run with scripts/logical-postgres.sh),
+ * for a source moved to another server, whose positions are not those of the first.
+ */
+export const SECOND_LOGICAL_PG_URL = process.env.PUSHSYNC_TEST_SECOND_LOGICAL_PG_URL ?? 'postgres://postgres@127.0.0.1:5434/test';
+
+/**
  * A connection to the logical-replication cluster, with `schema` created and on its search path, holding
  * `items (id int PRIMARY KEY, v text)` with rows 1..`rows` of value 'v0': the table CDC end-to-end tests stream.
  */
