@@ -612,13 +612,13 @@ cdcCommand
             process.stdout.write(
               `${st.source}: ${st.stream} ${st.exists ? 'exists' : 'missing'}, confirmed=${st.confirmedFlushLsn ?? '-'} ` +
                 `acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} binlog_behind=${st.lagBytes ?? '-'} bytes ` +
-                `lag=${st.lagSeconds === null ? '-' : `${Math.round(st.lagSeconds)} s`}\n`,
+                `lag=${st.lagSeconds === null ? '-' : `${Math.round(st.lagSeconds)} s`} epoch=${st.epoch ?? '-'}\n`,
             );
           else
             process.stdout.write(
               `${st.source}: slot ${st.slot} ${st.exists ? (st.active ? 'active' : 'idle') : 'missing'}, publication ${st.publication}, ` +
                 `confirmed=${st.confirmedFlushLsn ?? '-'} acknowledged=${st.ackedLsn ?? '-'} started=${st.slotStart ?? '-'} ` +
-                `wal_held_back=${st.lagBytes ?? '-'} bytes\n`,
+                `wal_held_back=${st.lagBytes ?? '-'} bytes epoch=${st.epoch ?? '-'}\n`,
             );
           for (const t of s.tables.filter((x) => x.mode === 'cdc'))
             process.stdout.write(`  ${t.name}: snapshot ${st.snapshots[t.name] ? `done ${st.snapshots[t.name]}` : 'pending'}\n`);

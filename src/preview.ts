@@ -5,6 +5,8 @@ import { MemoryLedger } from './core/filter-ledger.js';
 import type { ChangeSource, Source } from './core/ports.js';
 import { previewRecords, type Preview } from './core/preview.js';
 import { Keys, createRedis } from './queue/redis.js';
+import { nextEpoch, recordedEpoch } from './queue/cdc-epoch.js';
+import { withOrderingEpoch } from './core/ordering-epoch.js';
 import { transformLoader } from './transforms.js';
 
 /**
@@ -42,8 +44,15 @@ export async function previewTable(
     const cdc = changeSources.get(table.source)!;
     const slot = config.sources.find((s) => s.name === table.source)!.cdc.slot;
     const redis = createRedis(config.redis, { connectTimeoutMs: config.redis.connectTimeout, giveUpAfterMs: config.redis.connectTimeout });
-    const recorded = await redis.hget(new Keys(config.redis.prefix).cdcState(table.source, slot), 'slotStart').finally(() => redis.quit());
-    snapshot = { ordering: cdc.snapshotOrdering(recorded ?? (await cdc.currentPosition())) };
+    const keys = new Keys(config.redis.prefix);
+    const stateKey = keys.cdcState(table.source, slot);
+    const [[recorded, recordedAt], next] = await Promise.all([
+      redis.hmget(stateKey, 'slotStart', 'epoch'),
+      nextEpoch(redis, keys, table.source),
+    ]).finally(() => redis.quit());
+    // Ordered in the recorded stream's epoch, or in the one a new stream would take.
+    const epoch = recorded === null || recorded === undefined ? next : recordedEpoch(recordedAt, stateKey);
+    snapshot = { ordering: withOrderingEpoch(cdc, epoch).snapshotOrdering(recorded ?? (await cdc.currentPosition())) };
   }
   const filtered = table.where !== undefined || table.transform !== undefined;
   return previewRecords({

@@ -2,6 +2,7 @@ import type { SourceConfig } from '../config.js';
 import { resetTable } from './table-admin.js';
 import type { PipelineContext } from './context.js';
 import { findChangeSource } from './context.js';
+import { keepEpoch, recordedEpoch } from './cdc-epoch.js';
 
 /** Facts and repairs of a source's replication slot, for `pushsync cdc` and `pushsync check`. */
 export interface CdcStatus {
@@ -21,6 +22,8 @@ export interface CdcStatus {
   warnings: string[];
   slotStart: string | null;
   ackedLsn: string | null;
+  /** The ordering epoch of the recorded stream (core/ordering-epoch.ts); null when none is recorded. */
+  epoch: number | null;
   snapshots: Record<string, string>;
   problems: string[];
 }
@@ -61,6 +64,7 @@ export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<
     warnings: facts.warnings,
     slotStart: state.slotStart ?? null,
     ackedLsn: state.ackedLsn ?? null,
+    epoch: state.slotStart === undefined ? null : recordedEpoch(state.epoch, ctx.keys.cdcState(s.name, s.cdc.slot)),
     snapshots,
     problems,
   };
@@ -73,6 +77,10 @@ export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<
  */
 export async function cdcReset(ctx: PipelineContext, s: SourceConfig, dropPublication: boolean): Promise<void> {
   await findChangeSource(ctx, s.name).drop({ capture: dropPublication });
-  await ctx.redis.del(ctx.keys.cdcState(s.name, s.cdc.slot));
+  const stateKey = ctx.keys.cdcState(s.name, s.cdc.slot);
+  // The epoch of the stream forgotten here stays known, so the next stream's orderings sort after its.
+  const [started, epoch] = await ctx.redis.hmget(stateKey, 'slotStart', 'epoch');
+  if (started !== null) await keepEpoch(ctx.redis, ctx.keys, s.name, recordedEpoch(epoch, stateKey));
+  await ctx.redis.del(stateKey);
   for (const t of s.tables.filter((x) => x.mode === 'cdc')) await resetTable(ctx, t);
 }

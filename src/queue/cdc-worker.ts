@@ -20,6 +20,8 @@ import { streamDescribedChange } from './cdc-announce.js';
 import { clearReaderFailure, recordReaderFailure } from './cdc-health.js';
 import { TableProgress } from './table-progress.js';
 import { connectionEpoch, replicaWait, waitForReplicas } from './redis.js';
+import { keepEpoch, recordedEpoch, startStream } from './cdc-epoch.js';
+import { withOrderingEpoch } from '../core/ordering-epoch.js';
 
 /**
  * The change data capture reader of one source: exactly one per durable stream (replication slot) across all
@@ -64,17 +66,19 @@ export async function runCdc(
   const stateKey = ctx.keys.cdcState(sourceName, settings.slot);
   let stream: ChangeStream | undefined;
   try {
-    const cdc = findChangeSource(ctx, sourceName);
-    const problems = await cdc.prerequisites();
+    const stored = findChangeSource(ctx, sourceName);
+    const problems = await stored.prerequisites();
     if (problems.length > 0) throw new AppError('SOURCE_SCHEMA', problems.join('; '));
     const source = findSource(ctx, sourceName);
     const watched: Watched[] = [];
     for (const table of cdcTables(sourceCfg)) watched.push({ table, reader: await source.table(tableSpec(table)) });
-    const identity = await cdc.keyProblems(watched.map((w) => w.reader.shape));
+    const identity = await stored.keyProblems(watched.map((w) => w.reader.shape));
     if (identity.length > 0) throw new AppError('SOURCE_SCHEMA', identity.join('; '));
-    await cdc.prepare(watched.map((w) => w.reader.shape));
+    await stored.prepare(watched.map((w) => w.reader.shape));
 
-    const streamStart = await ensureStream(ctx, cdc, stateKey, watched, sourceName);
+    const { start: streamStart, epoch } = await ensureStream(ctx, stored, stateKey, watched, sourceName);
+    // From here on every ordering the stream hands out carries its epoch: a later stream's sort after this one's.
+    const cdc = withOrderingEpoch(stored, epoch);
     const shouldStop = (): boolean => stopping() || lock.isLost;
     const relations = new Map<string, TrackedRelation>(
       watched.map((w) => [`${w.reader.shape.schema}.${w.reader.shape.relname}`, { primaryKey: w.reader.shape.primaryKey, ...w }]),
@@ -148,14 +152,20 @@ export async function runCdc(
  * missing after pushsync read from it, or whose position is past pushsync's, means changes went by unseen: that is
  * an error which asks for a new snapshot, never a silent gap.
  */
-async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: string, watched: Watched[], sourceName: string): Promise<string> {
-  const [savedStart, savedAck, ackExact] = await ctx.redis.hmget(stateKey, 'slotStart', 'ackedLsn', 'ackExact');
+async function ensureStream(
+  ctx: PipelineContext,
+  cdc: ChangeSource,
+  stateKey: string,
+  watched: Watched[],
+  sourceName: string,
+): Promise<{ start: string; epoch: number }> {
+  const [savedStart, savedAck, ackExact, savedEpoch] = await ctx.redis.hmget(stateKey, 'slotStart', 'ackedLsn', 'ackExact', 'epoch');
   const info = await cdc.status();
   const remedy = `run "pushsync cdc reset --source ${sourceName}" to drop it and take a new snapshot`;
-  const startOver = async (start: string): Promise<string> => {
+  // A new stream is a new ordering epoch (core/ordering-epoch.ts): its positions say nothing about the last one's.
+  const startOver = async (start: string): Promise<{ start: string; epoch: number }> => {
     await resetSnapshots(ctx, watched);
-    await ctx.redis.hset(stateKey, 'slotStart', start, 'ackedLsn', start, 'ackExact', '1');
-    return start;
+    return { start, epoch: await startStream(ctx.redis, ctx.keys, sourceName, stateKey, start) };
   };
   if (!info.exists) {
     if (savedStart) {
@@ -183,7 +193,10 @@ async function ensureStream(ctx: PipelineContext, cdc: ChangeSource, stateKey: s
       `${cdc.stream} is at ${info.confirmed}, ahead of the ${savedAck} pushsync acknowledged: another consumer used it, it was recreated, or a Redis failover lost pushsync's last writes (set redis.waitReplicas); ${remedy}`,
     );
   }
-  return savedStart;
+  const epoch = recordedEpoch(savedEpoch, stateKey);
+  // A stream recorded before epochs existed (or an epoch key lost): the next stream must still start a later epoch.
+  await keepEpoch(ctx.redis, ctx.keys, sourceName, epoch);
+  return { start: savedStart, epoch };
 }
 
 /** A new stream means new snapshots: every table starts over, under a new generation of job ids. */

@@ -368,6 +368,11 @@ export class Keys {
     return `${this.prefix}:cdc:${source}:${slot}`;
   }
 
+  /** The ordering epoch of a source's newest change stream (core/ordering-epoch.ts); kept across `cdc reset`. */
+  cdcEpoch(source: string): string {
+    return `${this.prefix}:cdc-epoch:${source}`;
+  }
+
   /** Hash `{at, reason}` while an operator has paused the table's extraction. */
   paused(source: string, table: string): string {
     return `${this.prefix}:paused:${source}:${table}`;

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
+import { parseConfig } from '../src/config.js';
+import { closePipeline, createPipeline } from '../src/main.js';
+import { createLogger } from '../src/observability/logger.js';
+import { cdcReset } from '../src/queue/cdc-admin.js';
+import { currentState } from './helpers/current-state.js';
+import { createMysqlDatabase, MYSQL_BINLOG_URL, SECOND_MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
+import { syncPass } from './helpers/pass.js';
+import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
+
+interface Rec {
+  id: number;
+  v: string;
+  _op: string;
+  _ordering: string;
+  _extracted_at: string;
+  _generation?: number;
+}
+
+/**
+ * A binlog CDC source moved to another MariaDB (a restored backup, a new primary, a binlog after RESET MASTER): its
+ * binlog starts at a lower file and offset than the old server had reached, and MySQL has no table identity that
+ * would start a new table generation. After `pushsync cdc reset`, the current state downstream must be the new
+ * server's rows, not the old server's versions, which used to sort after every new one.
+ */
+describe('a binlog CDC source moved to a server whose binlog positions are lower', () => {
+  let first: MysqlDatabase;
+  let second: MysqlDatabase;
+  let receiver: Receiver;
+  const prefix = uniqueName('ps');
+  const slot = uniqueName('binlog');
+
+  const binlogFile = async (db: MysqlDatabase): Promise<number> => {
+    const [[status]] = (await db.client.query(`SHOW MASTER STATUS`)) as unknown as [[{ File: string }]];
+    return Number(status.File.split('.').pop());
+  };
+  const records = (): Rec[] => (receiver.stored.get('bronze.shop_items') ?? []).map((r) => JSON.parse(r) as Rec);
+  const config = (url: string): Config =>
+    parseConfig(
+      {
+        redis: { url: REDIS_URL, prefix },
+        destination: { url: receiver.url, apiKey: 'k' },
+        sources: [{ name: 'shop', kind: 'mysql', url, mode: 'cdc', cdc: { slot, flushInterval: '50ms' }, tables: [{ name: 'items', batchRows: 4 }] }],
+      },
+      {},
+    );
+
+  beforeAll(async () => {
+    first = await createMysqlDatabase(MYSQL_BINLOG_URL);
+    second = await createMysqlDatabase(SECOND_MYSQL_BINLOG_URL);
+    for (const db of [first, second]) await db.client.query(`CREATE TABLE items (id int PRIMARY KEY, v varchar(40) NOT NULL)`);
+    // The first server's binlog is on a later file than the second's: its positions all sort after the second's.
+    for (let i = 0; i < 50 && (await binlogFile(first)) <= (await binlogFile(second)); i++) await first.client.query(`FLUSH BINARY LOGS`);
+    receiver = await startReceiver('k');
+  });
+
+  afterAll(async () => {
+    await first.drop();
+    await second.drop();
+    await receiver.close();
+    await dropRedisPrefix(prefix);
+  });
+
+  it('keeps the new server’s rows as the current state after cdc reset', async () => {
+    expect(await binlogFile(first)).toBeGreaterThan(await binlogFile(second));
+    await first.client.query(`INSERT INTO items SELECT seq, 'v0' FROM seq_1_to_10`);
+    expect((await syncPass(config(first.url), { timeoutMs: 30_000 })).failed).toEqual([]);
+    await first.client.query(`UPDATE items SET v = 'old server' WHERE id <= 5`);
+    await first.client.query(`DELETE FROM items WHERE id = 10`);
+    expect((await syncPass(config(first.url), { timeoutMs: 30_000 })).failed).toEqual([]);
+    const before = records();
+    expect(before.some((r) => r.id === 10 && r._op === 'delete')).toBe(true);
+
+    // The table restored on the second server, then changed there before pushsync reads it.
+    for (const [id, v] of await textRows(first.client, `SELECT id, v FROM items ORDER BY id`))
+      await second.client.query(`INSERT INTO items VALUES (?, ?)`, [Number(id), v]);
+    await second.client.query(`UPDATE items SET v = 'new server' WHERE id <= 3`);
+    await second.client.query(`INSERT INTO items VALUES (10, 'back again')`);
+
+    // The binlog pushsync read is another server's: refused until a reset takes a new snapshot.
+    const moved = config(second.url);
+    const refused = await syncPass(moved, { timeoutMs: 30_000 });
+    expect(refused.failed.map((f) => f.reason)).toEqual([expect.stringMatching(/^\[CURSOR_INVALID\] /)]);
+    const ctx = createPipeline(moved, createLogger('silent'));
+    try {
+      await cdcReset(ctx, moved.sources[0]!, false);
+    } finally {
+      await closePipeline(ctx);
+    }
+    expect((await syncPass(moved, { timeoutMs: 30_000 })).failed).toEqual([]);
+    await second.client.query(`UPDATE items SET v = 'changed later' WHERE id = 4`);
+    expect((await syncPass(moved, { timeoutMs: 30_000 })).failed).toEqual([]);
+
+    const all = records();
+    const state = currentState(all);
+    const source = (await textRows(second.client, `SELECT id, v FROM items ORDER BY id`)).map(([id, v]) => ({ id: Number(id), v }));
+    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(source);
+    const after = all.slice(before.length);
+    expect(after.length).toBeGreaterThanOrEqual(11);
+    expect(after.every((r) => r._ordering.startsWith('~~000001~'))).toBe(true);
+  });
+});
