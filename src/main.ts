@@ -115,6 +115,13 @@ function unavailableChangeSource(name: string, slot: string, error: Error): Chan
   };
 }
 
+/** KEYS[1]: a hash; ARGV[1]: a prefix. Deletes the hash's fields whose names do not start with the prefix. */
+const CLEAR_BUT = `
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, #ARGV[1]) ~= ARGV[1] then redis.call('HDEL', KEYS[1], f) end
+end
+return 0`;
+
 function binlogSource(config: Config, s: SourceConfig, redis: RedisClient | undefined): ChangeSource {
   const key = `${config.redis.prefix}:binlog:${s.name}:${s.cdc.slot}`;
   const none = (): Promise<never> => Promise.reject(new AppError('INTERNAL', `${s.name}: this command keeps no binlog position`));
@@ -123,7 +130,7 @@ function binlogSource(config: Config, s: SourceConfig, redis: RedisClient | unde
         load: () => redis.hgetall(key),
         // With the reader's lease: the key shares the lease's slot in a cluster (the prefix is a hash tag there).
         save: async (fields, lease) => void (await (lease ? lease.hsetWhileHeld(key, fields) : redis.hset(key, fields))),
-        clear: async () => void (await redis.del(key)),
+        clear: async (keep) => void (await redis.eval(CLEAR_BUT, 1, key, keep)),
       }
     : { load: none, save: none, clear: none };
   return new MysqlBinlog({

@@ -11,7 +11,7 @@ function memoryStore(): BinlogStateStore & { fields: Record<string, string> } {
     fields: {} as Record<string, string>,
     load: async () => ({ ...store.fields }),
     save: async (f: Record<string, string>) => void Object.assign(store.fields, f),
-    clear: async () => void (store.fields = {}),
+    clear: async (keep: string) => void (store.fields = Object.fromEntries(Object.entries(store.fields).filter(([k]) => k.startsWith(keep)))),
   };
   return store;
 }

@@ -48,7 +48,8 @@ export interface BinlogStateStore {
    * otherwise, and the lease counts as lost): how a stream records its acknowledged position.
    */
   save(fields: Record<string, string>, lease?: StreamLease): Promise<void>;
-  clear(): Promise<void>;
+  /** Deletes every field but those whose name starts with `keep`. */
+  clear(keep: string): Promise<void>;
 }
 
 export interface MysqlBinlogOptions {
@@ -374,7 +375,9 @@ export class MysqlBinlog implements ChangeSource {
   }
 
   async drop(): Promise<void> {
-    await this.options.store.clear();
+    // The tables' incarnations outlive the stream: they are the tables' identities, which must never repeat, or a
+    // table re-created on the next stream would take a generation already in use (queue/generations.ts).
+    await this.options.store.clear('incarnation:');
   }
 
   async close(): Promise<void> {

@@ -24,8 +24,7 @@ export interface MysqlDatabase {
  * A database owned by one test file, dropped afterwards. The client's session is in UTC and reads values as text,
  * so tests compare with what the server prints.
  */
-export async function createMysqlDatabase(base = MYSQL_URL): Promise<MysqlDatabase> {
-  const database = uniqueName('t');
+export async function createMysqlDatabase(base = MYSQL_URL, database = uniqueName('t')): Promise<MysqlDatabase> {
   const u = new URL(base);
   const client = await mysql.createConnection({
     host: u.hostname,
