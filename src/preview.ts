@@ -46,10 +46,9 @@ export async function previewTable(
     const redis = createRedis(config.redis, { connectTimeoutMs: config.redis.connectTimeout, giveUpAfterMs: config.redis.connectTimeout });
     const keys = new Keys(config.redis.prefix);
     const stateKey = keys.cdcState(table.source, slot);
-    const [[recorded, recordedAt], next] = await Promise.all([
-      redis.hmget(stateKey, 'slotStart', 'epoch'),
-      nextEpoch(redis, keys, table.source),
-    ]).finally(() => redis.quit());
+    const [[recorded, recordedAt], next] = await Promise.all([redis.hmget(stateKey, 'slotStart', 'epoch'), nextEpoch(redis, keys)]).finally(() =>
+      redis.quit(),
+    );
     // Ordered in the recorded stream's epoch, or in the one a new stream would take.
     const epoch = recorded === null || recorded === undefined ? next : recordedEpoch(recordedAt, stateKey);
     snapshot = { ordering: withOrderingEpoch(cdc, epoch).snapshotOrdering(recorded ?? (await cdc.currentPosition())) };

@@ -94,11 +94,11 @@ describe('a CDC source moved to a server whose positions are lower', () => {
       // epoch key), the reset still makes the next stream a later epoch.
       const keys = new Keys(prefix);
       expect(await ctx.redis.hget(keys.cdcState('app', slot), 'epoch')).toBe('0');
-      expect(await ctx.redis.get(keys.cdcEpoch('app'))).toBe('0');
+      expect(await ctx.redis.get(keys.cdcEpoch())).toBe('0');
       await ctx.redis.hdel(keys.cdcState('app', slot), 'epoch');
-      await ctx.redis.del(keys.cdcEpoch('app'));
+      await ctx.redis.del(keys.cdcEpoch());
       await cdcReset(ctx, moved.sources[0]!, false);
-      expect(await ctx.redis.get(keys.cdcEpoch('app'))).toBe('0');
+      expect(await ctx.redis.get(keys.cdcEpoch())).toBe('0');
     } finally {
       await closePipeline(ctx);
     }

@@ -48,11 +48,12 @@ describe('a binlog CDC source moved to a server whose binlog positions are lower
     );
 
   beforeAll(async () => {
-    first = await createMysqlDatabase(MYSQL_BINLOG_URL);
-    second = await createMysqlDatabase(SECOND_MYSQL_BINLOG_URL);
+    // The server moved from is the one only this test uses: its binlog is rotated (FLUSH BINARY LOGS) until it is on a
+    // later file than the shared one's, so all its positions sort after the new server's.
+    first = await createMysqlDatabase(SECOND_MYSQL_BINLOG_URL);
+    second = await createMysqlDatabase(MYSQL_BINLOG_URL);
     for (const db of [first, second]) await db.client.query(`CREATE TABLE items (id int PRIMARY KEY, v varchar(40) NOT NULL)`);
-    // The first server's binlog is on a later file than the second's: its positions all sort after the second's.
-    for (let i = 0; i < 50 && (await binlogFile(first)) <= (await binlogFile(second)); i++) await first.client.query(`FLUSH BINARY LOGS`);
+    for (let i = 0; i < 200 && (await binlogFile(first)) <= (await binlogFile(second)); i++) await first.client.query(`FLUSH BINARY LOGS`);
     receiver = await startReceiver('k');
   });
 

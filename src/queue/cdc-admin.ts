@@ -80,7 +80,7 @@ export async function cdcReset(ctx: PipelineContext, s: SourceConfig, dropPublic
   const stateKey = ctx.keys.cdcState(s.name, s.cdc.slot);
   // The epoch of the stream forgotten here stays known, so the next stream's orderings sort after its.
   const [started, epoch] = await ctx.redis.hmget(stateKey, 'slotStart', 'epoch');
-  if (started !== null) await keepEpoch(ctx.redis, ctx.keys, s.name, recordedEpoch(epoch, stateKey));
+  if (started !== null) await keepEpoch(ctx.redis, ctx.keys, recordedEpoch(epoch, stateKey));
   await ctx.redis.del(stateKey);
   for (const t of s.tables.filter((x) => x.mode === 'cdc')) await resetTable(ctx, t);
 }

@@ -2,14 +2,20 @@ import { AppError } from '../core/errors.js';
 import type { Keys, RedisClient } from './redis.js';
 
 /**
- * Where a source's ordering epoch is kept (core/ordering-epoch.ts). Each stream records its epoch in its state hash
- * (`epoch`, absent for a stream started before epochs existed: epoch 0); the source's epoch key holds the newest
- * epoch given out and survives `cdc reset`, which deletes the state. A new stream takes the next epoch, unless the
- * source never had one (no epoch key): the first stream is epoch 0.
+ * Where ordering epochs are kept (core/ordering-epoch.ts). One counter for every source under the prefix holds the
+ * newest epoch given out; it survives `cdc reset`, which deletes the stream's state. Each stream records its epoch
+ * in its state hash (`epoch`; absent for a stream started before epochs existed: epoch 0). A new stream takes the
+ * next epoch, except the very first one (no counter yet), which is epoch 0. One counter, not one per source: a
+ * source renamed (its slot, state and cursors start over under the new name) or split keeps sending to the same
+ * targets, and its new stream must sort after what the old one sent.
+ *
+ * Each target table also records the newest epoch that sent records to it. A stream whose epoch is older than that
+ * (a table moved to a source whose stream started before the other source's reset, or a stream an older version
+ * created during a rolling upgrade) would sort below records already there: it is refused, with what to do.
  */
 
 /**
- * KEYS[1]: the source's epoch key, KEYS[2]: the stream's state hash; ARGV[1]: the stream's start position. Takes the
+ * KEYS[1]: the epoch counter, KEYS[2]: the stream's state hash; ARGV[1]: the stream's start position. Takes the
  * stream's epoch and records the stream's start with it in one step: a crash in between cannot leave a stream
  * recorded without its epoch. (A crash before it takes another epoch next time: epochs only grow.)
  */
@@ -19,15 +25,32 @@ if redis.call('EXISTS', KEYS[1]) == 1 then e = redis.call('INCR', KEYS[1]) else 
 redis.call('HSET', KEYS[2], 'slotStart', ARGV[1], 'ackedLsn', ARGV[1], 'ackExact', '1', 'epoch', e)
 return e`;
 
-/** KEYS[1]: the source's epoch key; ARGV[1]: an epoch in use. The key is raised to it when lower or missing. */
+/** KEYS[1]: the epoch counter; ARGV[1]: an epoch in use. The counter is raised to it when lower or missing. */
 const KEEP_EPOCH = `
 local c = tonumber(redis.call('GET', KEYS[1]) or '-1')
 if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return 0`;
 
+/**
+ * KEYS[1]: the targets' epochs; ARGV[1]: the stream's epoch, ARGV[2..]: its targets. Records the epoch for every
+ * target unless one of them already holds records of a later epoch: then nothing is recorded and the reply is that
+ * target and its epoch.
+ */
+const CLAIM_TARGETS = `
+local e = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if held > e then return {ARGV[i], tostring(held)} end
+end
+for i = 2, #ARGV do
+  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if held < e then redis.call('HSET', KEYS[1], ARGV[i], e) end
+end
+return {}`;
+
 /** Records a new stream that starts at `start` and returns its epoch. */
-export async function startStream(redis: RedisClient, keys: Keys, source: string, stateKey: string, start: string): Promise<number> {
-  return Number(await redis.eval(START_STREAM, 2, keys.cdcEpoch(source), stateKey, start));
+export async function startStream(redis: RedisClient, keys: Keys, stateKey: string, start: string): Promise<number> {
+  return Number(await redis.eval(START_STREAM, 2, keys.cdcEpoch(), stateKey, start));
 }
 
 /** The epoch recorded in a stream's state (`epoch` field): absent is 0, a stream older than epochs. */
@@ -40,15 +63,32 @@ export function recordedEpoch(field: string | null | undefined, stateKey: string
 }
 
 /**
- * Makes sure the source's epoch key knows an epoch in use (a stream started before epochs existed, or the key
- * lost), so that the next stream, after a reset, starts a later one.
+ * Makes sure the counter knows an epoch in use (a stream started before epochs existed, or the counter lost), so
+ * that the next stream, after a reset, starts a later one.
  */
-export async function keepEpoch(redis: RedisClient, keys: Keys, source: string, epoch: number): Promise<void> {
-  await redis.eval(KEEP_EPOCH, 1, keys.cdcEpoch(source), String(epoch));
+export async function keepEpoch(redis: RedisClient, keys: Keys, epoch: number): Promise<void> {
+  await redis.eval(KEEP_EPOCH, 1, keys.cdcEpoch(), String(epoch));
+}
+
+/**
+ * Records that a stream of `epoch` sends to `targets`, or refuses it (CURSOR_INVALID) when one of them already
+ * holds records of a later stream, which its records would sort below.
+ */
+export async function claimTargets(redis: RedisClient, keys: Keys, source: string, epoch: number, targets: readonly string[]): Promise<void> {
+  if (targets.length === 0) return;
+  const conflict = (await redis.eval(CLAIM_TARGETS, 1, keys.cdcTargetEpochs(), String(epoch), ...targets)) as string[];
+  if (conflict.length === 0) return;
+  const [target, held] = conflict as [string, string];
+  throw new AppError(
+    'CURSOR_INVALID',
+    `${target} holds records of a later change stream (ordering epoch ${held}) than source ${source}'s (epoch ${epoch}): ` +
+      `its records would sort below them and never become the current state; run "pushsync cdc reset --source ${source}" to ` +
+      `snapshot its tables again in a new epoch`,
+  );
 }
 
 /** The epoch a stream that starts now would take (for `preview` of a source whose stream is not recorded yet). */
-export async function nextEpoch(redis: RedisClient, keys: Keys, source: string): Promise<number> {
-  const current = await redis.get(keys.cdcEpoch(source));
+export async function nextEpoch(redis: RedisClient, keys: Keys): Promise<number> {
+  const current = await redis.get(keys.cdcEpoch());
   return current === null ? 0 : Number(current) + 1;
 }

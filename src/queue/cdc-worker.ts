@@ -19,8 +19,9 @@ import { IncrementalSnapshots, requestSnapshot } from './cdc-snapshots.js';
 import { streamDescribedChange } from './cdc-announce.js';
 import { clearReaderFailure, recordReaderFailure } from './cdc-health.js';
 import { TableProgress } from './table-progress.js';
-import { connectionEpoch, replicaWait, waitForReplicas } from './redis.js';
-import { keepEpoch, recordedEpoch, startStream } from './cdc-epoch.js';
+import { connectionEpoch, pipelineValues, replicaWait, waitForReplicas } from './redis.js';
+import { recordMode, startCdcOver, storedMode } from './table-mode.js';
+import { claimTargets, keepEpoch, recordedEpoch, startStream } from './cdc-epoch.js';
 import { withOrderingEpoch } from '../core/ordering-epoch.js';
 
 /**
@@ -77,6 +78,14 @@ export async function runCdc(
     await stored.prepare(watched.map((w) => w.reader.shape));
 
     const { start: streamStart, epoch } = await ensureStream(ctx, stored, stateKey, watched, sourceName);
+    await claimTargets(
+      ctx.redis,
+      ctx.keys,
+      sourceName,
+      epoch,
+      watched.map((w) => w.table.target),
+    );
+    await takeOverFromWatermark(ctx, watched, log);
     // From here on every ordering the stream hands out carries its epoch: a later stream's sort after this one's.
     const cdc = withOrderingEpoch(stored, epoch);
     const shouldStop = (): boolean => stopping() || lock.isLost;
@@ -165,7 +174,7 @@ async function ensureStream(
   // A new stream is a new ordering epoch (core/ordering-epoch.ts): its positions say nothing about the last one's.
   const startOver = async (start: string): Promise<{ start: string; epoch: number }> => {
     await resetSnapshots(ctx, watched);
-    return { start, epoch: await startStream(ctx.redis, ctx.keys, sourceName, stateKey, start) };
+    return { start, epoch: await startStream(ctx.redis, ctx.keys, stateKey, start) };
   };
   if (!info.exists) {
     if (savedStart) {
@@ -195,8 +204,21 @@ async function ensureStream(
   }
   const epoch = recordedEpoch(savedEpoch, stateKey);
   // A stream recorded before epochs existed (or an epoch key lost): the next stream must still start a later epoch.
-  await keepEpoch(ctx.redis, ctx.keys, sourceName, epoch);
+  await keepEpoch(ctx.redis, ctx.keys, epoch);
   return { start: savedStart, epoch };
+}
+
+/** Tables a watermark run synced until now are snapshotted from the start (table-mode.ts). */
+async function takeOverFromWatermark(ctx: PipelineContext, watched: Watched[], log: PipelineContext['logger']): Promise<void> {
+  const p = ctx.redis.pipeline();
+  for (const w of watched) p.get(ctx.keys.tableMode(w.table.source, w.table.name)).get(ctx.keys.cursor(w.table.source, w.table.name));
+  const replies = pipelineValues(await p.exec()) as Array<string | null>;
+  for (const [i, w] of watched.entries()) {
+    const [recorded, cursor] = [replies[2 * i] ?? null, replies[2 * i + 1] ?? null];
+    const mode = storedMode(recorded, cursor, `${w.table.source}.${w.table.name}`);
+    if (mode === 'watermark') await startCdcOver(ctx, w.table, log);
+    else if (recorded !== 'cdc') await recordMode(ctx, w.table, 'cdc');
+  }
 }
 
 /** A new stream means new snapshots: every table starts over, under a new generation of job ids. */

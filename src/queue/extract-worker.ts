@@ -20,9 +20,11 @@ import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 import { runIngestCut, type CutOutcome } from './ingest-cutter.js';
+import { recordMode, startWatermarkOver, storedMode } from './table-mode.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
-  skipped?: 'locked' | 'paused';
+  /** `mode-switch`: a table moved from CDC waits for its CDC batches to be delivered (table-mode.ts). */
+  skipped?: 'locked' | 'paused' | 'mode-switch';
 }
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome | CutOutcome;
@@ -118,6 +120,12 @@ async function runTable(
     // stored shape was already this one (nothing changed, nothing was written), the state is read again.
     const relation = reader.shape.relation;
     if (relation !== undefined && run.shape !== JSON.stringify(relation)) run = await readRunState(ctx, table, cursorKey);
+    // A table that change data capture synced until now starts over in a new generation (table-mode.ts).
+    const previousMode = storedMode(run.mode, run.cursor, `${sourceName}.${tableName}`);
+    if (previousMode === 'cdc') {
+      if (!(await startWatermarkOver(ctx, table, relation?.identity, run.pending, log))) return { skipped: 'mode-switch' };
+      run = await readRunState(ctx, table, cursorKey);
+    } else if (run.mode !== 'watermark') await recordMode(ctx, table, 'watermark');
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     tracker = await TableProgress.start(ctx, table, reader, job, log, run.state);
     const counted = tracker;
@@ -181,6 +189,8 @@ interface RunState {
   /** The stored shape and the pause hash's freeze field, for the shape check. */
   shape: string | null;
   frozen: string | null;
+  /** The mode the table's state was written in, when recorded (table-mode.ts). */
+  mode: string | null;
 }
 
 /** The state a table run starts from, read in one round trip once the lease is held. */
@@ -198,11 +208,12 @@ function queueRunState(p: ChainableCommander, ctx: PipelineContext, table: Table
       .zcard(ctx.keys.pending(table.source, table.name))
       .hmget(ctx.keys.paused(table.source, table.name), 'at', FROZEN_FIELD)
       .get(ctx.keys.schemaShape(table.source, table.name))
+      .get(ctx.keys.tableMode(table.source, table.name))
   );
 }
 
 function runStateOf(v: unknown[]): RunState {
-  if (v.length !== 5) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
+  if (v.length !== 6) throw new AppError('INTERNAL', 'redis pipeline returned no replies', { retryable: true });
   const [cursor, highWater, generation] = v[1] as [string | null, string | null, string | null];
   const [pausedAt, frozen] = v[3] as [string | null, string | null];
   return {
@@ -214,6 +225,7 @@ function runStateOf(v: unknown[]): RunState {
     paused: pausedAt !== null,
     shape: v[4] as string | null,
     frozen,
+    mode: v[5] as string | null,
   };
 }
 

@@ -67,6 +67,34 @@ export async function startGeneration(
 ): Promise<number> {
   const generation = await tableGeneration(ctx, table, identity, previous);
   if (generation === 0) return 0;
+  await announceGeneration(ctx, table, generation, ordering);
+  return generation;
+}
+
+/**
+ * KEYS[1]: the table's generations; ARGV[1]: the relation's identity ('' if none). The next generation, given to the
+ * identity itself (and recorded as the latest), so the same relation's records from now on are a new generation.
+ */
+const RESTART = `
+local n = tonumber(redis.call('HGET', KEYS[1], '#') or '0') + 1
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], n) end
+redis.call('HSET', KEYS[1], '#', n)
+return n`;
+
+/**
+ * Starts a new generation for the same relation: what was sent of it before no longer decides its current state
+ * (a table moved from CDC back to watermark sync, whose CDC orderings would sort after every watermark ordering).
+ * The caller reads the table again from the start. Announced like a re-created table's (`table_recreated`, no
+ * ordering). Returns the new generation.
+ */
+export async function restartGeneration(ctx: PipelineContext, table: TableConfig, identity: string | null | undefined): Promise<number> {
+  const generation = Number(await ctx.redis.eval(RESTART, 1, ctx.keys.generations(table.source, table.name), identity ?? ''));
+  await announceGeneration(ctx, table, generation, null);
+  return generation;
+}
+
+/** Enqueues the `table_recreated` record that starts `generation` in the table's target (idempotent by its id). */
+async function announceGeneration(ctx: PipelineContext, table: TableConfig, generation: number, ordering: string | null): Promise<void> {
   const data: BoundaryPushJob = {
     v: 1,
     source: table.source,
@@ -81,5 +109,4 @@ export async function startGeneration(
     .digest('hex')
     .slice(0, 32);
   await enqueuePushJob(ctx, `g-${id}`, data, { countRows: false });
-  return generation;
 }

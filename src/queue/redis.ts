@@ -368,9 +368,19 @@ export class Keys {
     return `${this.prefix}:cdc:${source}:${slot}`;
   }
 
-  /** The ordering epoch of a source's newest change stream (core/ordering-epoch.ts); kept across `cdc reset`. */
-  cdcEpoch(source: string): string {
-    return `${this.prefix}:cdc-epoch:${source}`;
+  /** The mode (`watermark`, `cdc`) the table's cursor and records belong to (queue/table-mode.ts). */
+  tableMode(source: string, table: string): string {
+    return `${this.prefix}:mode:${source}:${table}`;
+  }
+
+  /** The newest ordering epoch given to a change stream of any source (core/ordering-epoch.ts); kept across `cdc reset`. */
+  cdcEpoch(): string {
+    return `${this.prefix}:cdc-epoch`;
+  }
+
+  /** Hash: per target table, the newest ordering epoch of the change streams that sent records to it. */
+  cdcTargetEpochs(): string {
+    return `${this.prefix}:cdc-target-epochs`;
   }
 
   /** Hash `{at, reason}` while an operator has paused the table's extraction. */
