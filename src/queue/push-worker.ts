@@ -93,7 +93,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
     const common = {
       reader,
       generation,
-      rules: await tableRules(ctx, table),
+      rules: await tableRules(ctx, table, generation),
       destination: ctx.destination,
       source: data.source,
       table: data.table,

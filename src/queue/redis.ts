@@ -358,9 +358,13 @@ export class Keys {
     return `${this.prefix}:keys:${source}:${table}`;
   }
 
-  /** Hash of what was decided per key of a filtered table (core/filter-ledger.ts). */
-  filterLedger(source: string, table: string): string {
-    return `${this.prefix}:filter:${source}:${table}`;
+  /**
+   * Hash of what was decided per key of a filtered table (core/filter-ledger.ts), for one table generation: a new
+   * generation decides afresh (its orderings say nothing about the last one's). Generation 0 keeps the key it had
+   * before generations had ledgers of their own.
+   */
+  filterLedger(source: string, table: string, generation = 0): string {
+    return `${this.prefix}:filter:${source}:${table}${generation === 0 ? '' : `:g${generation}`}`;
   }
 
   /** Hash of a replication slot's facts: where it started, what pushsync acknowledged, which snapshots are done. */
