@@ -87,6 +87,22 @@ export async function claimTargets(redis: RedisClient, keys: Keys, source: strin
   );
 }
 
+/**
+ * Refuses (CURSOR_INVALID) to send `what`'s orderings, which carry no epoch (Debezium's), to a target that holds
+ * records of one of pushsync's change streams after the first: those sort after every ordering without an epoch.
+ */
+export async function refuseLaterEpochs(redis: RedisClient, keys: Keys, what: string, targets: readonly string[]): Promise<void> {
+  if (targets.length === 0) return;
+  const held = await redis.hmget(keys.cdcTargetEpochs(), ...targets);
+  const at = held.findIndex((e) => e !== null && Number(e) > 0);
+  if (at < 0) return;
+  throw new AppError(
+    'CURSOR_INVALID',
+    `${targets[at]} holds records of pushsync's change data capture in ordering epoch ${held[at]}, which sort after every ordering ` +
+      `${what} sends: its records would never become the current state; send the table to another target`,
+  );
+}
+
 /** The epoch a stream that starts now would take (for `preview` of a source whose stream is not recorded yet). */
 export async function nextEpoch(redis: RedisClient, keys: Keys): Promise<number> {
   const current = await redis.get(keys.cdcEpoch());

@@ -10,6 +10,7 @@ import { EXTRACT_QUEUE, type PushJob, type RunReason } from './jobs.js';
 import { enqueuePushJob } from './push-jobs.js';
 import { failJob } from './job-errors.js';
 import { TableLock } from './table-lock.js';
+import { refuseLaterEpochs } from './cdc-epoch.js';
 
 /** A scheduled run cuts for this long, then hands over to the next run (which may start in another process). */
 const RUN_MS = 60_000;
@@ -56,6 +57,12 @@ export async function runIngestCut(
   const outcome: CutOutcome = { jobs: 0, events: 0 };
   const deadline = Date.now() + RUN_MS;
   try {
+    await refuseLaterEpochs(
+      ctx.redis,
+      ctx.keys,
+      `Debezium source ${sourceName}`,
+      source.tables.map((t) => t.target),
+    );
     for (;;) {
       let waiting = false;
       for (const table of await buffer.tables()) {
