@@ -8,7 +8,6 @@ import { dropCdcFixtures } from './helpers/cdc.js';
 import { closePipeline, createPipeline } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { retryDeadLetters } from '../src/queue/dlq.js';
-import { Keys } from '../src/queue/redis.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 
 interface Rec {
@@ -115,33 +114,55 @@ describe('a table moved between CDC and watermark sync while its source streams 
     await expectStateEqualsSource();
   });
 
-  it('CDC to watermark waits for the CDC batches still undelivered, then switches', async () => {
+  it('CDC to watermark does not send a CDC batch retried after the switch: the new generation read its row again', async () => {
     receiver.setDefault({ kind: 'status', status: 400 });
     await client.query(`UPDATE items SET v = 'refused' WHERE id = 7`);
     const refused = await syncPass(config('cdc'), { timeoutMs: 20_000 });
     expect(refused.failed.map((f) => f.queue)).toEqual(['push']);
     receiver.setDefault({ kind: 'ok' });
-    await client.query(`UPDATE items SET v = 'after the switch', updated_at = clock_timestamp() WHERE id = 8`);
 
     const count = records().length;
     expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
-    // The failed CDC batch holds the switch: nothing was read, nothing started.
-    expect(records().length).toBe(count);
+    const switched = records().slice(count);
+    expect(switched.filter((r) => r._op === 'table_recreated').map((r) => r._generation)).toEqual([2]);
+    expect(switched.filter((r) => r._generation === 2 && r._op !== 'table_recreated').length).toBe(9);
+    expect(switched.find((r) => r.id === 7)?.v).toBe('refused');
+    // The failed CDC batch, retried now, is superseded: sent, its `~` ordering would outrank every later version.
     const ctx = createPipeline(config('watermark'), createLogger('silent'));
     try {
-      expect(await ctx.redis.get(new Keys(prefix).tableMode('app', `${schema}.items`))).toBe('cdc');
       expect(await retryDeadLetters(ctx.pushQueue, 'all')).toHaveLength(1);
     } finally {
       await closePipeline(ctx);
     }
-    // Retried, it is delivered in the old generation (the run beside it still waits); the next run switches and
-    // reads every row again.
+    await client.query(`UPDATE items SET v = 'after the switch', updated_at = clock_timestamp() WHERE id = 7`);
+    const before = records().length;
     expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    expect(
+      records()
+        .slice(before)
+        .map((r) => [r.id, r.v, r._generation]),
+    ).toEqual([[7, 'after the switch', 2]]);
+    await expectStateEqualsSource();
+  });
+
+  it('watermark to CDC: a watermark batch retried after the switch is superseded, not failed', async () => {
+    // Back to watermark first (a third generation), then a batch that fails, then CDC.
+    expect((await syncPass(config('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
     expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
-    const after = records().slice(count);
-    expect(after.find((r) => r.v === 'refused')?._generation).toBe(1);
-    expect(after.filter((r) => r._op === 'table_recreated').map((r) => r._generation)).toEqual([2]);
-    expect(after.filter((r) => r._generation === 2 && r._op !== 'table_recreated').length).toBe(9);
+    receiver.setDefault({ kind: 'status', status: 400 });
+    await client.query(`UPDATE items SET v = 'refused by watermark', updated_at = clock_timestamp() WHERE id = 3`);
+    expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed.map((f) => f.queue)).toEqual(['push']);
+    receiver.setDefault({ kind: 'ok' });
+    expect((await syncPass(config('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    const ctx = createPipeline(config('cdc'), createLogger('silent'));
+    try {
+      expect(await retryDeadLetters(ctx.pushQueue, 'all')).toHaveLength(1);
+    } finally {
+      await closePipeline(ctx);
+    }
+    expect((await syncPass(config('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    await client.query(`UPDATE items SET v = 'by cdc at last' WHERE id = 3`);
+    expect((await syncPass(config('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
     await expectStateEqualsSource();
   });
 });

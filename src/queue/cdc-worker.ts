@@ -21,6 +21,7 @@ import { clearReaderFailure, recordReaderFailure } from './cdc-health.js';
 import { TableProgress } from './table-progress.js';
 import { connectionEpoch, pipelineValues, replicaWait, waitForReplicas } from './redis.js';
 import { recordMode, startCdcOver, storedMode } from './table-mode.js';
+import { restartGeneration } from './generations.js';
 import { claimTargets, keepEpoch, recordedEpoch, startStream } from './cdc-epoch.js';
 import { withOrderingEpoch } from '../core/ordering-epoch.js';
 
@@ -174,6 +175,7 @@ async function ensureStream(
   // A new stream is a new ordering epoch (core/ordering-epoch.ts): its positions say nothing about the last one's.
   const startOver = async (start: string): Promise<{ start: string; epoch: number }> => {
     await resetSnapshots(ctx, watched);
+    await restartGenerations(ctx, cdc, watched);
     return { start, epoch: await startStream(ctx.redis, ctx.keys, stateKey, start) };
   };
   if (!info.exists) {
@@ -218,6 +220,25 @@ async function takeOverFromWatermark(ctx: PipelineContext, watched: Watched[], l
     const mode = storedMode(recorded, cursor, `${w.table.source}.${w.table.name}`);
     if (mode === 'watermark') await startCdcOver(ctx, w.table, log);
     else if (recorded !== 'cdc') await recordMode(ctx, w.table, 'cdc');
+  }
+}
+
+/**
+ * A new stream snapshots its tables again, and a snapshot cannot see the keys deleted while no stream ran (a slot
+ * lost, a source moved to a server restored from an older backup): a table that an earlier stream sent starts a
+ * new table generation, which the snapshot fills. Before the stream is recorded, so a crash in between starts
+ * another one (once more) rather than none.
+ */
+async function restartGenerations(ctx: PipelineContext, cdc: ChangeSource, watched: Watched[]): Promise<void> {
+  if (watched.length === 0) return;
+  const claimed = await ctx.redis.hmget(ctx.keys.cdcTargetEpochs(), ...watched.map((w) => w.table.target));
+  const sent = watched.filter((_, i) => claimed[i] !== null);
+  if (sent.length === 0) return;
+  // The identities the stream tags changes with (relationIds), so that the tracker finds the new generation.
+  const ids = (await cdc.relationIds?.(sent.map((w) => w.reader.shape))) ?? new Map<string, string>();
+  for (const w of sent) {
+    const identity = ids.get(`${w.reader.shape.schema}.${w.reader.shape.relname}`) ?? w.reader.shape.relation?.identity;
+    await restartGeneration(ctx, w.table, identity);
   }
 }
 

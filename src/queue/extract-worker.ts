@@ -20,11 +20,10 @@ import { backoffStrategy, jobProcessor } from './backoff-strategy.js';
 import { runCdc, type CdcOutcome } from './cdc-worker.js';
 import { runReconcile, type ReconcileOutcome } from './reconcile-worker.js';
 import { runIngestCut, type CutOutcome } from './ingest-cutter.js';
-import { recordMode, startWatermarkOver, storedMode } from './table-mode.js';
+import { recordMode, startWatermarkOver, watermarkStart } from './table-mode.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
-  /** `mode-switch`: a table moved from CDC waits for its CDC batches to be delivered (table-mode.ts). */
-  skipped?: 'locked' | 'paused' | 'mode-switch';
+  skipped?: 'locked' | 'paused';
 }
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome | CutOutcome;
@@ -120,12 +119,21 @@ async function runTable(
     // stored shape was already this one (nothing changed, nothing was written), the state is read again.
     const relation = reader.shape.relation;
     if (relation !== undefined && run.shape !== JSON.stringify(relation)) run = await readRunState(ctx, table, cursorKey);
-    // A table that change data capture synced until now starts over in a new generation (table-mode.ts).
-    const previousMode = storedMode(run.mode, run.cursor, `${sourceName}.${tableName}`);
-    if (previousMode === 'cdc') {
-      if (!(await startWatermarkOver(ctx, table, relation?.identity, run.pending, log))) return { skipped: 'mode-switch' };
+    // A table that change data capture synced until now starts over in a new generation (table-mode.ts). State
+    // from before modes were recorded is looked at once more: a CDC snapshot of the table finished on the source's
+    // stream tells too.
+    const where = `${sourceName}.${tableName}`;
+    let start = watermarkStart(run.mode, run.cursor, false, where);
+    if (start === 'ready' && run.mode === null) {
+      const slot = ctx.config.sources.find((s) => s.name === sourceName)?.cdc.slot;
+      const done = slot !== undefined && (await ctx.redis.hexists(ctx.keys.cdcState(sourceName, slot), `snapshot:${tableName}`)) === 1;
+      start = watermarkStart(run.mode, run.cursor, done, where);
+      if (start === 'ready') await recordMode(ctx, table, 'watermark');
+    }
+    if (start !== 'ready') {
+      await startWatermarkOver(ctx, table, relation?.identity, start, log);
       run = await readRunState(ctx, table, cursorKey);
-    } else if (run.mode !== 'watermark') await recordMode(ctx, table, 'watermark');
+    }
     const known = table.reconcile ? ctx.keys.knownKeys(sourceName, tableName) : undefined;
     tracker = await TableProgress.start(ctx, table, reader, job, log, run.state);
     const counted = tracker;

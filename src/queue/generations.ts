@@ -7,8 +7,9 @@ import { enqueuePushJob } from './push-jobs.js';
 /**
  * Table generations: which relation under a table's name the records come from. The relation pushsync first sees
  * is generation 0; a relation with another identity (the table dropped and created again) starts the next one. A
- * re-read of the same relation (a backfill, a reset, a re-snapshot) keeps its generation: only a new relation makes
- * older records stale. Every record carries its generation (`_generation`), and a new generation is announced to the
+ * re-read of the same relation (a backfill, a reset, a re-snapshot) keeps its generation, except the two that
+ * `restartGeneration` and the switch from CDC to watermark (table-mode.ts) start: older records can no longer be
+ * ordered against them. Every record carries its generation (`_generation`), and a new generation is announced to the
  * table's own target by one `table_recreated` record, so the silver view keeps only the newest generation's keys even
  * when the new table is empty (core/views.ts).
  *
@@ -82,10 +83,9 @@ redis.call('HSET', KEYS[1], '#', n)
 return n`;
 
 /**
- * Starts a new generation for the same relation: what was sent of it before no longer decides its current state
- * (a table moved from CDC back to watermark sync, whose CDC orderings would sort after every watermark ordering).
- * The caller reads the table again from the start. Announced like a re-created table's (`table_recreated`, no
- * ordering). Returns the new generation.
+ * Starts a new generation for the same relation: what was sent of it before no longer decides its current state,
+ * and the caller reads the whole table again (a CDC table snapshotted again by a new stream, whose snapshot cannot
+ * see the keys deleted while no stream ran). Announced like a re-created table's. Returns the new generation.
  */
 export async function restartGeneration(ctx: PipelineContext, table: TableConfig, identity: string | null | undefined): Promise<number> {
   const generation = Number(await ctx.redis.eval(RESTART, 1, ctx.keys.generations(table.source, table.name), identity ?? ''));
@@ -94,7 +94,7 @@ export async function restartGeneration(ctx: PipelineContext, table: TableConfig
 }
 
 /** Enqueues the `table_recreated` record that starts `generation` in the table's target (idempotent by its id). */
-async function announceGeneration(ctx: PipelineContext, table: TableConfig, generation: number, ordering: string | null): Promise<void> {
+export async function announceGeneration(ctx: PipelineContext, table: TableConfig, generation: number, ordering: string | null): Promise<void> {
   const data: BoundaryPushJob = {
     v: 1,
     source: table.source,

@@ -18,6 +18,7 @@ import { pushBuffered } from './ingest-push.js';
 import { FROZEN_FIELD, watchShape } from './schema-watch.js';
 import { pushAnnouncement, pushBoundary } from './schema-push.js';
 import { tableGeneration } from './generations.js';
+import { jobFate, jobMode } from './table-mode.js';
 import type { TableReader } from '../core/ports.js';
 
 /** How long a push job of a table frozen by a schema change waits before it looks again. */
@@ -90,10 +91,23 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
     }
     // After the shape check, which starts the generation of a table found created again.
     const generation = await tableGeneration(ctx, table, reader.shape.relation?.identity);
+    // Read after the generation: a switch of the table's mode records both in one step, so a job that got the new
+    // generation sees the new mode too (table-mode.ts).
+    const fate = jobFate(jobMode(data), await ctx.redis.get(ctx.keys.tableMode(data.source, data.table)), table.mode === 'cdc' ? 'cdc' : 'watermark');
+    if (fate === 'superseded') {
+      log.info(`${data.source}.${data.table}: batch of the mode the table left; the new mode reads its rows again, so it is not sent`);
+      await new PendingSet(ctx.redis, ctx.keys.pending(data.source, data.table)).remove(String(job.id));
+      return { rows: 0, requests: 0 };
+    }
+    if (fate === 'wait' && token !== undefined) {
+      await job.moveToDelayed(Date.now() + FROZEN_RECHECK_MS, token);
+      throw new DelayedError();
+    }
     const common = {
       reader,
       generation,
-      rules: await tableRules(ctx, table, generation),
+      // The ledger of the generation the records go out under: changes of a dropped table are sent as its own.
+      rules: await tableRules(ctx, table, 'changes' in data ? (data.generation ?? generation) : generation),
       destination: ctx.destination,
       source: data.source,
       table: data.table,
