@@ -124,8 +124,8 @@ describe('a table moved between CDC and watermark sync while its source streams 
     const count = records().length;
     expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
     const switched = records().slice(count);
-    expect(switched.filter((r) => r._op === 'table_recreated').map((r) => r._generation)).toEqual([2]);
-    expect(switched.filter((r) => r._generation === 2 && r._op !== 'table_recreated').length).toBe(9);
+    expect(switched.filter((r) => r._op === 'table_recreated').map((r) => r._generation)).toEqual([3]);
+    expect(switched.filter((r) => r._generation === 3 && r._op !== 'table_recreated').length).toBe(9);
     expect(switched.find((r) => r.id === 7)?.v).toBe('refused');
     // The failed CDC batch, retried now, is superseded: sent, its `~` ordering would outrank every later version.
     const ctx = createPipeline(config('watermark'), createLogger('silent'));
@@ -141,7 +141,7 @@ describe('a table moved between CDC and watermark sync while its source streams 
       records()
         .slice(before)
         .map((r) => [r.id, r.v, r._generation]),
-    ).toEqual([[7, 'after the switch', 2]]);
+    ).toEqual([[7, 'after the switch', 3]]);
     await expectStateEqualsSource();
   });
 
@@ -163,6 +163,32 @@ describe('a table moved between CDC and watermark sync while its source streams 
     expect((await syncPass(config('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
     await client.query(`UPDATE items SET v = 'by cdc at last' WHERE id = 3`);
     expect((await syncPass(config('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    await expectStateEqualsSource();
+  });
+
+  it('watermark to CDC: a reconciliation delete retried after the switch is superseded, and the key is gone downstream', async () => {
+    const reconciled = (mode: 'cdc' | 'watermark'): Config => {
+      const c = config(mode);
+      const t = c.sources[0]!.tables.find((x) => x.name === `${schema}.items`)!;
+      if (mode === 'watermark') t.reconcile = { every: 3_600_000, maxWait: 1000 };
+      return c;
+    };
+    expect((await syncPass(reconciled('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    expect((await syncPass(reconciled('watermark'), { timeoutMs: 20_000, reconcile: true })).failed).toEqual([]);
+    // A hard delete that reconciliation finds, whose delete the destination refuses.
+    await client.query(`DELETE FROM items WHERE id = 5`);
+    receiver.setDefault({ kind: 'status', status: 400 });
+    expect((await syncPass(reconciled('watermark'), { timeoutMs: 20_000, reconcile: true })).failed.map((f) => f.queue)).toContain('push');
+    receiver.setDefault({ kind: 'ok' });
+    expect((await syncPass(reconciled('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    const ctx = createPipeline(reconciled('cdc'), createLogger('silent'));
+    try {
+      expect((await retryDeadLetters(ctx.pushQueue, 'all')).length).toBeGreaterThan(0);
+    } finally {
+      await closePipeline(ctx);
+    }
+    expect((await syncPass(reconciled('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
+    expect([...currentState(records()).keys()]).not.toContain(5);
     await expectStateEqualsSource();
   });
 });

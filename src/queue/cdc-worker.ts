@@ -86,7 +86,7 @@ export async function runCdc(
       epoch,
       watched.map((w) => w.table.target),
     );
-    await takeOverFromWatermark(ctx, watched, log);
+    await takeOverFromWatermark(ctx, stored, watched, log);
     // From here on every ordering the stream hands out carries its epoch: a later stream's sort after this one's.
     const cdc = withOrderingEpoch(stored, epoch);
     const shouldStop = (): boolean => stopping() || lock.isLost;
@@ -211,14 +211,14 @@ async function ensureStream(
 }
 
 /** Tables a watermark run synced until now are snapshotted from the start (table-mode.ts). */
-async function takeOverFromWatermark(ctx: PipelineContext, watched: Watched[], log: PipelineContext['logger']): Promise<void> {
+async function takeOverFromWatermark(ctx: PipelineContext, cdc: ChangeSource, watched: Watched[], log: PipelineContext['logger']): Promise<void> {
   const p = ctx.redis.pipeline();
   for (const w of watched) p.get(ctx.keys.tableMode(w.table.source, w.table.name)).get(ctx.keys.cursor(w.table.source, w.table.name));
   const replies = pipelineValues(await p.exec()) as Array<string | null>;
   for (const [i, w] of watched.entries()) {
     const [recorded, cursor] = [replies[2 * i] ?? null, replies[2 * i + 1] ?? null];
     const mode = storedMode(recorded, cursor, `${w.table.source}.${w.table.name}`);
-    if (mode === 'watermark') await startCdcOver(ctx, w.table, log);
+    if (mode === 'watermark') await startCdcOver(ctx, w.table, await streamIdentity(cdc, w), log);
     else if (recorded !== 'cdc') await recordMode(ctx, w.table, 'cdc');
   }
 }
@@ -240,6 +240,12 @@ async function restartGenerations(ctx: PipelineContext, cdc: ChangeSource, watch
     const identity = ids.get(`${w.reader.shape.schema}.${w.reader.shape.relname}`) ?? w.reader.shape.relation?.identity;
     await restartGeneration(ctx, w.table, identity);
   }
+}
+
+/** The identity the stream tags the table's changes with (relationIds), else the reader's. */
+async function streamIdentity(cdc: ChangeSource, w: Watched): Promise<string | null | undefined> {
+  const ids = await cdc.relationIds?.([w.reader.shape]);
+  return ids?.get(`${w.reader.shape.schema}.${w.reader.shape.relname}`) ?? w.reader.shape.relation?.identity;
 }
 
 /** A new stream means new snapshots: every table starts over, under a new generation of job ids. */

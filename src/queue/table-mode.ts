@@ -2,7 +2,7 @@ import type { TableConfig } from '../config.js';
 import { parseCursor } from '../core/cursor.js';
 import type { Logger } from '../observability/logger.js';
 import type { PipelineContext } from './context.js';
-import { announceGeneration, tableGeneration } from './generations.js';
+import { announceGeneration, restartGeneration, tableGeneration } from './generations.js';
 import type { ChangesPushJob, RangePushJob } from './jobs.js';
 import { resetTable } from './table-admin.js';
 
@@ -12,8 +12,8 @@ import { resetTable } from './table-admin.js';
  * left:
  *
  * - **Watermark → CDC.** The snapshot would otherwise continue from the watermark cursor (a position the snapshot's
- *   key order knows nothing of). The table is snapshotted from the start; CDC orderings (`~…`) sort after every
- *   watermark ordering, so the snapshot's rows become the current state.
+ *   key order knows nothing of). The table starts a new generation and is snapshotted from the start: the snapshot
+ *   cannot send the deletes reconciliation had still to send, which are superseded.
  * - **CDC → watermark.** Watermark sync would otherwise continue after the snapshot's last key and read nothing ever
  *   again; and every watermark ordering sorts before every CDC one, so even a full re-read would never become the
  *   current state. The table starts a new generation (the silver view keeps only the newest one) and is read again
@@ -28,13 +28,22 @@ import { resetTable } from './table-admin.js';
  */
 export type TableMode = 'watermark' | 'cdc';
 
+/** Recorded while a switch to watermark is under way, until the table's reset is done (`startWatermarkOver`). */
+const SWITCHING_TO_WATERMARK = 'watermark-pending';
+
+/** The recorded mode, a switch under way counting as its new mode; null for anything else. */
+function modeOf(recorded: string | null): TableMode | null {
+  if (recorded === SWITCHING_TO_WATERMARK) return 'watermark';
+  return recorded === 'watermark' || recorded === 'cdc' ? recorded : null;
+}
+
 function cursorPhase(cursor: string | null, where: string): string | null {
   return cursor === null ? null : parseCursor(cursor, where).phase;
 }
 
 /**
  * What a watermark run of the table must do first: nothing (`ready`), the switch from CDC (`switch`), or the end of
- * a switch a crash interrupted, the mode recorded but the CDC cursor still there (`finish`).
+ * a switch a crash interrupted before the table was reset (`finish`).
  */
 export function watermarkStart(
   recorded: string | null,
@@ -42,15 +51,16 @@ export function watermarkStart(
   cdcSnapshotDone: boolean,
   where: string,
 ): 'ready' | 'switch' | 'finish' {
-  const phase = cursorPhase(cursor, where);
-  if (recorded === 'watermark') return phase === 'pk' ? 'finish' : 'ready';
+  if (recorded === SWITCHING_TO_WATERMARK) return 'finish';
+  if (recorded === 'watermark') return 'ready';
   if (recorded === 'cdc') return 'switch';
-  return phase === 'pk' || cdcSnapshotDone ? 'switch' : 'ready';
+  return cursorPhase(cursor, where) === 'pk' || cdcSnapshotDone ? 'switch' : 'ready';
 }
 
 /** The mode the table's stored state belongs to, as a CDC run sees it; null when nothing tells. */
 export function storedMode(recorded: string | null, cursor: string | null, where: string): TableMode | null {
-  if (recorded === 'watermark' || recorded === 'cdc') return recorded;
+  const mode = modeOf(recorded);
+  if (mode !== null) return mode;
   const phase = cursorPhase(cursor, where);
   return phase === null ? null : phase === 'pk' ? 'cdc' : 'watermark';
 }
@@ -61,13 +71,21 @@ export async function recordMode(ctx: PipelineContext, table: Pick<TableConfig, 
 }
 
 /**
- * A CDC table whose state a watermark run left: its snapshot starts from the start. The mode is recorded last: a
- * crash before it repeats the reset.
+ * A CDC table whose state a watermark run left: a new generation, and its snapshot starts from the start. A new
+ * generation because the snapshot cannot send the deletes the watermark side still had to send (reconciliation's,
+ * which are not sent once the switch is recorded), and because the change stream tags changes with the generation
+ * of `identity`, the stream's own identity of the relation (an engine whose tables have none under watermark sync
+ * would otherwise leave it on an older generation than the table's, and every change would count as stale). The
+ * mode is recorded last: a crash before it repeats the switch, which only starts one more generation.
  */
-export async function startCdcOver(ctx: PipelineContext, table: TableConfig, log: Logger): Promise<void> {
-  log.warn(`${table.source}.${table.name}: synced by watermark until now; snapshotting it from the start for change data capture`);
+export async function startCdcOver(ctx: PipelineContext, table: TableConfig, identity: string | null | undefined, log: Logger): Promise<void> {
+  const generation = await restartGeneration(ctx, table, identity);
   await resetTable(ctx, table);
   await recordMode(ctx, table, 'cdc');
+  log.warn(
+    { generation },
+    `${table.source}.${table.name}: synced by watermark until now; snapshotting it from the start for change data capture as table generation ${generation}`,
+  );
 }
 
 /**
@@ -76,7 +94,7 @@ export async function startCdcOver(ctx: PipelineContext, table: TableConfig, log
  * worker that reads the new generation reads the new mode too (see `jobFate`).
  */
 const SWITCH_TO_WATERMARK = `
-redis.call('SET', KEYS[1], 'watermark')
+redis.call('SET', KEYS[1], '${SWITCHING_TO_WATERMARK}')
 local n = tonumber(redis.call('HGET', KEYS[2], '#') or '0') + 1
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], n) end
 redis.call('HSET', KEYS[2], '#', n)
@@ -108,6 +126,8 @@ export async function startWatermarkOver(
       : await tableGeneration(ctx, table, identity);
   await announceGeneration(ctx, table, generation, null);
   await resetTable(ctx, table);
+  // Last: until then a crash finishes the switch at the next run (the announcement is idempotent).
+  await recordMode(ctx, table, 'watermark');
   log.warn(
     { generation },
     `${table.source}.${table.name}: moved from change data capture to watermark sync; reading it again from the start as table generation ${generation}`,
@@ -131,7 +151,8 @@ export function jobMode(data: RangePushJob | ChangesPushJob): TableMode {
  * the table cannot be read by its watermark any more, and the job may still be needed if the change is undone.
  */
 export function jobFate(job: TableMode, recorded: string | null, configured: TableMode): 'send' | 'superseded' | 'wait' {
-  if ((recorded === 'watermark' || recorded === 'cdc') && job !== recorded) return 'superseded';
+  const mode = modeOf(recorded);
+  if (mode !== null && job !== mode) return 'superseded';
   if (job === 'watermark' && configured === 'cdc') return 'wait';
   return 'send';
 }
