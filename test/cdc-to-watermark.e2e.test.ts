@@ -5,7 +5,10 @@ import { currentState } from './helpers/current-state.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { dropCdcFixtures } from './helpers/cdc.js';
-import { closePipeline, createPipeline } from '../src/main.js';
+import { QueueEvents } from 'bullmq';
+import { closePipeline, createPipeline, startRuntime } from '../src/main.js';
+import { EXTRACT_QUEUE } from '../src/queue/jobs.js';
+import { Keys } from '../src/queue/redis.js';
 import { createLogger } from '../src/observability/logger.js';
 import { retryDeadLetters } from '../src/queue/dlq.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
@@ -190,5 +193,25 @@ describe('a table moved between CDC and watermark sync while its source streams 
     expect((await syncPass(reconciled('cdc'), { timeoutMs: 20_000 })).failed).toEqual([]);
     expect([...currentState(records()).keys()]).not.toContain(5);
     await expectStateEqualsSource();
+  });
+
+  it('skips a watermark run queued before the table moved to CDC, which would otherwise switch it back', async () => {
+    const cfg = config('cdc');
+    expect((await syncPass(cfg, { timeoutMs: 20_000 })).failed).toEqual([]);
+    const ctx = createPipeline(cfg, createLogger('silent'));
+    const runtime = await startRuntime(ctx, { roles: ['extract'] });
+    try {
+      const events = new QueueEvents(EXTRACT_QUEUE, { connection: ctx.redis.duplicate(), prefix });
+      try {
+        const job = await ctx.extractQueue.add('leftover', { v: 1, kind: 'table', source: 'app', table: `${schema}.items`, reason: 'schedule' });
+        expect(await job.waitUntilFinished(events, 20_000)).toEqual({ skipped: 'mode' });
+      } finally {
+        await events.close();
+      }
+      expect(await ctx.redis.get(new Keys(prefix).tableMode('app', `${schema}.items`))).toBe('cdc');
+    } finally {
+      await runtime.stop();
+      await closePipeline(ctx);
+    }
   });
 });

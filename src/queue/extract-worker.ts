@@ -23,7 +23,8 @@ import { runIngestCut, type CutOutcome } from './ingest-cutter.js';
 import { recordMode, startWatermarkOver, watermarkStart } from './table-mode.js';
 
 export interface ExtractOutcome extends Partial<ExtractResult> {
-  skipped?: 'locked' | 'paused';
+  /** `mode`: the table is no longer synced by watermark (its mode changed after the run was queued). */
+  skipped?: 'locked' | 'paused' | 'mode';
 }
 
 type Outcome = ExtractOutcome | CdcOutcome | ReconcileOutcome | CutOutcome;
@@ -63,6 +64,12 @@ async function runTable(
     table = findTable(ctx.config, sourceName, tableName);
   } catch (err) {
     throw failJob(err, { ctx, job, log, what: 'extract job rejected' });
+  }
+  // A table run queued while the table was synced by watermark, run after its mode became CDC: reading it now would
+  // switch it back to watermark under the change stream (table-mode.ts). Its source's change reader reads it.
+  if (table.mode !== 'watermark') {
+    log.info(`${sourceName}.${tableName} is in mode ${table.mode} now; this watermark run is skipped`);
+    return { skipped: 'mode' };
   }
   const lock = new TableLock(ctx.redis, ctx.keys.lock(sourceName, tableName), ctx.config.extract.leaseTtl);
   const cursorKey = ctx.keys.cursor(sourceName, tableName);
