@@ -21,17 +21,17 @@ describe('ordering epochs in Redis', () => {
 
   it('gives the first stream under a prefix epoch 0 and every later one, of any source, the next', async () => {
     expect(await nextEpoch(redis, keys)).toBe(0);
-    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/10')).toBe(0);
+    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/10', [])).toBe(0);
     expect(await redis.hgetall(keys.cdcState('a', 's'))).toEqual({ slotStart: '0/10', ackedLsn: '0/10', ackExact: '1', epoch: '0' });
     expect(await nextEpoch(redis, keys)).toBe(1);
-    expect(await startStream(redis, keys, keys.cdcState('b', 's'), '0/20')).toBe(1);
-    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/30')).toBe(2);
+    expect(await startStream(redis, keys, keys.cdcState('b', 's'), '0/20', [])).toBe(1);
+    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/30', [])).toBe(2);
     expect(await redis.hget(keys.cdcState('a', 's'), 'epoch')).toBe('2');
   });
 
   it('keeps the counter at least at an epoch in use, so a stream recorded before epochs existed is followed by a later one', async () => {
     await keepEpoch(redis, keys, 0);
-    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/10')).toBe(1);
+    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/10', [])).toBe(1);
     await keepEpoch(redis, keys, 7);
     await keepEpoch(redis, keys, 3);
     expect(await redis.get(keys.cdcEpoch())).toBe('7');
@@ -42,6 +42,13 @@ describe('ordering epochs in Redis', () => {
     expect(recordedEpoch('12', 'k')).toBe(12);
     for (const bad of ['', '-1', '1.5', '1e3', '1234567', 'x'])
       expect(() => recordedEpoch(bad, 'k')).toThrow(/k: the stream's ordering epoch .* is not a count/);
+  });
+
+  it('starts a stream after every epoch its targets hold, when the counter was lost', async () => {
+    await claimTargets(redis, keys, 'a', 4, ['bronze.x']);
+    expect(await redis.get(keys.cdcEpoch())).toBeNull();
+    expect(await startStream(redis, keys, keys.cdcState('a', 's'), '0/10', ['bronze.y', 'bronze.x'])).toBe(5);
+    expect(await startStream(redis, keys, keys.cdcState('b', 's'), '0/10', ['bronze.z'])).toBe(6);
   });
 
   it('records the newest epoch per target, and refuses a stream older than what a target holds, recording nothing', async () => {

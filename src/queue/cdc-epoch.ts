@@ -15,13 +15,21 @@ import type { Keys, RedisClient } from './redis.js';
  */
 
 /**
- * KEYS[1]: the epoch counter, KEYS[2]: the stream's state hash; ARGV[1]: the stream's start position. Takes the
- * stream's epoch and records the stream's start with it in one step: a crash in between cannot leave a stream
- * recorded without its epoch. (A crash before it takes another epoch next time: epochs only grow.)
+ * KEYS[1]: the epoch counter, KEYS[2]: the stream's state hash, KEYS[3]: the targets' epochs; ARGV[1]: the stream's
+ * start position, ARGV[2..]: its targets. Takes the stream's epoch and records the stream's start with it in one
+ * step: a crash in between cannot leave a stream recorded without its epoch. (A crash before it takes another epoch
+ * next time: epochs only grow.) A counter lower than what the targets hold (lost with a Redis failover) is first
+ * raised to it, so a new stream is never older than its targets' records.
  */
 const START_STREAM = `
-local e = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then e = redis.call('INCR', KEYS[1]) else redis.call('SET', KEYS[1], 0) end
+local c = tonumber(redis.call('GET', KEYS[1]) or '-1')
+for i = 2, #ARGV do
+  local held = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '-1')
+  if held > c then c = held end
+end
+local e = c + 1
+if c < 0 then e = 0 end
+redis.call('SET', KEYS[1], e)
 redis.call('HSET', KEYS[2], 'slotStart', ARGV[1], 'ackedLsn', ARGV[1], 'ackExact', '1', 'epoch', e)
 return e`;
 
@@ -48,9 +56,9 @@ for i = 2, #ARGV do
 end
 return {}`;
 
-/** Records a new stream that starts at `start` and returns its epoch. */
-export async function startStream(redis: RedisClient, keys: Keys, stateKey: string, start: string): Promise<number> {
-  return Number(await redis.eval(START_STREAM, 2, keys.cdcEpoch(), stateKey, start));
+/** Records a new stream that starts at `start`, sending to `targets`, and returns its epoch. */
+export async function startStream(redis: RedisClient, keys: Keys, stateKey: string, start: string, targets: readonly string[]): Promise<number> {
+  return Number(await redis.eval(START_STREAM, 3, keys.cdcEpoch(), stateKey, keys.cdcTargetEpochs(), start, ...targets));
 }
 
 /** The epoch recorded in a stream's state (`epoch` field): absent is 0, a stream older than epochs. */

@@ -176,7 +176,8 @@ async function ensureStream(
   const startOver = async (start: string): Promise<{ start: string; epoch: number }> => {
     await resetSnapshots(ctx, watched);
     await restartGenerations(ctx, cdc, watched);
-    return { start, epoch: await startStream(ctx.redis, ctx.keys, stateKey, start) };
+    const targets = watched.map((w) => w.table.target);
+    return { start, epoch: await startStream(ctx.redis, ctx.keys, stateKey, start, targets) };
   };
   if (!info.exists) {
     if (savedStart) {
