@@ -1,22 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
-import { closePipeline, createPipeline } from '../src/main.js';
-import { createLogger } from '../src/observability/logger.js';
-import { cdcReset } from '../src/queue/cdc-admin.js';
-import { currentState } from './helpers/current-state.js';
+import { currentRows, resetChangeStream, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
 
 /**
  * A CDC table moved to another source on the same server, same target (a source renamed, or split off for a slot
@@ -29,7 +17,7 @@ describe('a CDC table moved to another source with the same target', () => {
   const prefix = uniqueName('ps');
   let c: pg.Client;
   let receiver: Receiver;
-  const records = (): Rec[] => (receiver.stored.get(`bronze.items`) ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, `bronze.items`);
   const source = (name: string, tables: string[]): unknown => ({
     name,
     kind: 'postgres',
@@ -40,20 +28,8 @@ describe('a CDC table moved to another source with the same target', () => {
   });
   const config = (...sources: unknown[]): Config =>
     parseConfig({ redis: { url: REDIS_URL, prefix }, destination: { url: receiver.url, apiKey: 'k' }, sources }, {});
-  const reset = async (cfg: Config, name: string): Promise<void> => {
-    const ctx = createPipeline(cfg, createLogger('silent'));
-    try {
-      await cdcReset(
-        ctx,
-        cfg.sources.find((s) => s.name === name)!,
-        false,
-      );
-    } finally {
-      await closePipeline(ctx);
-    }
-  };
   const expectStateEqualsSource = async (): Promise<void> => {
-    const state = [...currentState(records()).values()].map((r) => ({ id: r.id, v: r.v })).sort((x, y) => x.id - y.id);
+    const state = currentRows(records());
     expect(state).toEqual((await c.query(`SELECT id, v FROM items ORDER BY id`)).rows);
   };
 
@@ -82,7 +58,7 @@ describe('a CDC table moved to another source with the same target', () => {
     await c.query(`INSERT INTO items SELECT g, 'v0' FROM generate_series(1, 3) g`);
     expect((await syncPass(withOther(source('app', ['items'])), { timeoutMs: 20_000 })).failed).toEqual([]);
     // One reset of app: it streams in a later epoch from then on.
-    await reset(withOther(source('app', ['items'])), 'app');
+    await resetChangeStream(withOther(source('app', ['items'])), 'app');
     expect((await syncPass(withOther(source('app', ['items'])), { timeoutMs: 20_000 })).failed).toEqual([]);
     await c.query(`UPDATE items SET v = 'by app' WHERE id = 1`);
     expect((await syncPass(withOther(source('app', ['items'])), { timeoutMs: 20_000 })).failed).toEqual([]);
@@ -112,7 +88,7 @@ describe('a CDC table moved to another source with the same target', () => {
         ),
       ),
     ]);
-    await reset(joined, 'app3');
+    await resetChangeStream(joined, 'app3');
     expect((await syncPass(joined, { timeoutMs: 20_000 })).failed).toEqual([]);
     await c.query(`UPDATE items SET v = 'by app3' WHERE id = 3`);
     expect((await syncPass(joined, { timeoutMs: 20_000 })).failed).toEqual([]);

@@ -7,19 +7,10 @@ import { createLogger } from '../src/observability/logger.js';
 import { cdcReset, cdcStatus } from '../src/queue/cdc-admin.js';
 import { Keys } from '../src/queue/redis.js';
 import { cdcConfig, dropCdcFixtures } from './helpers/cdc.js';
-import { currentState } from './helpers/current-state.js';
+import { currentRows, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, SECOND_LOGICAL_PG_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
 
 /**
  * A CDC source moved to another server (a restore, a migration, a binlog started over): the new server's positions
@@ -36,7 +27,7 @@ describe('a CDC source moved to a server whose positions are lower', () => {
 
   const lsn = async (c: pg.Client): Promise<bigint> =>
     lsnToBigInt((await c.query<{ l: string }>(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0]!.l);
-  const records = (): Rec[] => (receiver.stored.get(`bronze.app_items`) ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, `bronze.app_items`);
   const config = (url: string): Config =>
     cdcConfig({ prefix, receiverUrl: receiver.url, slot, url, tables: [{ name: `${schema}.items`, batchRows: 4 }] });
 
@@ -115,11 +106,11 @@ describe('a CDC source moved to a server whose positions are lower', () => {
     const all = records();
     const after = all.slice(before.length);
     expect(after.length).toBeGreaterThanOrEqual(11);
-    const state = currentState(all);
+    const state = currentRows(all);
     const { rows: source } = await second.query<{ id: number; v: string }>(`SELECT id, v FROM items ORDER BY id`);
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(source);
+    expect(state).toEqual(source);
     // Every row record of the new stream sorts after every record of the old one: its orderings carry epoch 1.
-    const orderings = (rs: Rec[]): string[] => rs.filter((r) => r._op !== 'table_recreated').map((r) => r._ordering);
+    const orderings = (rs: VersionedRow[]): string[] => rs.filter((r) => r._op !== 'table_recreated').map((r) => r._ordering);
     expect(orderings(after).every((o) => o.startsWith('~~000001~'))).toBe(true);
     expect(orderings(before).every((o) => /^~[0-9a-f]{16}/.test(o))).toBe(true);
     expect(orderings(after).sort()[0]! > orderings(before).sort().at(-1)!).toBe(true);

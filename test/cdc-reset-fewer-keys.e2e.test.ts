@@ -1,22 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { parseConfig, type Config } from '../src/config.js';
-import { closePipeline, createPipeline } from '../src/main.js';
-import { createLogger } from '../src/observability/logger.js';
-import { cdcReset } from '../src/queue/cdc-admin.js';
-import { currentState } from './helpers/current-state.js';
+import type { Config } from '../src/config.js';
+import { cdcConfig, dropCdcFixtures } from './helpers/cdc.js';
+import { currentRows, resetChangeStream, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { dropRedisPrefix, LOGICAL_PG_URL, SECOND_LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
+import { dropRedisPrefix, LOGICAL_PG_URL, SECOND_LOGICAL_PG_URL, uniqueName } from './helpers/services.js';
 
 /**
  * A logical replication source moved by `cdc reset` to a server restored from an older backup, whose table lacks
@@ -30,25 +19,9 @@ describe('a logical replication source moved by cdc reset to a server whose copy
   let a: pg.Client;
   let b: pg.Client;
   let receiver: Receiver;
-  const records = (): Rec[] => (receiver.stored.get('bronze.items') ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, 'bronze.items');
   const config = (url: string): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url,
-            mode: 'cdc',
-            cdc: { slot, publication: slot, flushInterval: '50ms' },
-            tables: [{ name: `${schema}.items`, target: 'bronze.items', batchRows: 4 }],
-          },
-        ],
-      },
-      {},
-    );
+    cdcConfig({ prefix, receiverUrl: receiver.url, slot, url, tables: [{ name: `${schema}.items`, target: 'bronze.items', batchRows: 4 }] });
   beforeAll(async () => {
     a = new pg.Client({ connectionString: LOGICAL_PG_URL });
     await a.connect();
@@ -59,9 +32,7 @@ describe('a logical replication source moved by cdc reset to a server whose copy
   });
   afterAll(async () => {
     for (const c of [a, b]) {
-      await c.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
-      await c.query(`DROP PUBLICATION IF EXISTS ${slot}`);
-      await c.query(`DROP SCHEMA ${schema} CASCADE`);
+      await dropCdcFixtures(c, slot, schema);
       await c.end();
     }
     await receiver.close();
@@ -72,19 +43,13 @@ describe('a logical replication source moved by cdc reset to a server whose copy
     expect((await syncPass(config(LOGICAL_PG_URL), { timeoutMs: 30_000 })).failed).toEqual([]);
     await b.query(`INSERT INTO ${schema}.items SELECT g, 'v0' FROM generate_series(1, 5) g`);
     const moved = config(SECOND_LOGICAL_PG_URL);
-    const ctx = createPipeline(moved, createLogger('silent'));
-    try {
-      await cdcReset(ctx, moved.sources[0]!, false);
-    } finally {
-      await closePipeline(ctx);
-    }
+    await resetChangeStream(moved, 'app');
     expect((await syncPass(moved, { timeoutMs: 30_000 })).failed).toEqual([]);
     expect(
       records()
         .filter((r) => r._op === 'table_recreated')
         .map((r) => r._generation),
     ).toEqual([1]);
-    const state = currentState(records());
-    expect([...state.values()].map((r) => r.id).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5]);
+    expect(currentRows(records()).map((r) => r.id)).toEqual([1, 2, 3, 4, 5]);
   });
 });

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { parseConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { currentState } from './helpers/current-state.js';
+import { currentRows, modeConfig, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { dropCdcFixtures } from './helpers/cdc.js';
@@ -11,16 +12,7 @@ import { EXTRACT_QUEUE } from '../src/queue/jobs.js';
 import { Keys } from '../src/queue/redis.js';
 import { createLogger } from '../src/observability/logger.js';
 import { retryDeadLetters } from '../src/queue/dlq.js';
-import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
+import { dropRedisPrefix, LOGICAL_PG_URL, uniqueName } from './helpers/services.js';
 
 describe('a table moved between CDC and watermark sync while its source streams other tables', () => {
   const schema = uniqueName('back');
@@ -29,28 +21,15 @@ describe('a table moved between CDC and watermark sync while its source streams 
   let client: pg.Client;
   let receiver: Receiver;
 
-  const records = (): Rec[] => (receiver.stored.get(`bronze.app_items`) ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, `bronze.app_items`);
+  // The source's stream keeps running for `other` whatever the mode of `items`.
   const config = (mode: 'cdc' | 'watermark'): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url: LOGICAL_PG_URL,
-            cdc: { slot, publication: slot, flushInterval: '50ms' },
-            tables: [
-              // The source's stream keeps running for this table whatever the mode of the other.
-              { name: `${schema}.other`, mode: 'cdc' },
-              { name: `${schema}.items`, batchRows: 4, mode, ...(mode === 'watermark' ? { watermark: 'updated_at', safetyLag: '0s' } : {}) },
-            ],
-          },
-        ],
-      },
-      {},
-    );
+    modeConfig(mode, {
+      prefix,
+      receiverUrl: receiver.url,
+      source: { name: 'app', kind: 'postgres', url: LOGICAL_PG_URL, cdc: { slot, publication: slot, flushInterval: '50ms' } },
+      tablePrefix: `${schema}.`,
+    });
 
   beforeAll(async () => {
     client = new pg.Client({ connectionString: LOGICAL_PG_URL });
@@ -70,9 +49,9 @@ describe('a table moved between CDC and watermark sync while its source streams 
   });
 
   async function expectStateEqualsSource(): Promise<void> {
-    const state = currentState(records());
+    const state = currentRows(records());
     const { rows } = await client.query<{ id: number; v: string }>(`SELECT id, v FROM items ORDER BY id`);
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(rows);
+    expect(state).toEqual(rows);
   }
 
   it('CDC to watermark: reads the table again in a new generation, whose rows are the current state', async () => {

@@ -1,23 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { parseConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { createPipeline, startRuntime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { extractJobOptions } from '../src/queue/jobs.js';
-import { currentState } from './helpers/current-state.js';
 import { dropCdcFixtures } from './helpers/cdc.js';
+import { currentRows, modeConfig, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
+import { dropRedisPrefix, LOGICAL_PG_URL, uniqueName } from './helpers/services.js';
 
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -31,33 +23,15 @@ describe('a filtered table whose reader of the old config streams a delete after
   const prefix = uniqueName('ps');
   let client: pg.Client;
   let receiver: Receiver;
-  const records = (): Rec[] => (receiver.stored.get(`bronze.app_items`) ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, `bronze.app_items`);
   const config = (mode: 'cdc' | 'watermark'): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url: LOGICAL_PG_URL,
-            cdc: { slot, publication: slot, flushInterval: '50ms', maxRunTime: '20s' },
-            tables: [
-              { name: `${schema}.other`, mode: 'cdc' },
-              {
-                name: `${schema}.items`,
-                batchRows: 4,
-                mode,
-                where: "v <> 'hidden'",
-                ...(mode === 'watermark' ? { watermark: 'updated_at', safetyLag: '0s' } : {}),
-              },
-            ],
-          },
-        ],
-      },
-      {},
-    );
+    modeConfig(mode, {
+      prefix,
+      receiverUrl: receiver.url,
+      source: { name: 'app', kind: 'postgres', url: LOGICAL_PG_URL, cdc: { slot, publication: slot, flushInterval: '50ms', maxRunTime: '20s' } },
+      tablePrefix: `${schema}.`,
+      items: { where: "v <> 'hidden'" },
+    });
   beforeAll(async () => {
     client = new pg.Client({ connectionString: LOGICAL_PG_URL });
     await client.connect();
@@ -87,8 +61,8 @@ describe('a filtered table whose reader of the old config streams a delete after
     expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
     await client.query(`INSERT INTO items (id, v) VALUES (1, 'back')`);
     expect((await syncPass(config('watermark'), { timeoutMs: 20_000 })).failed).toEqual([]);
-    const state = currentState(records());
+    const state = currentRows(records());
     const { rows } = await client.query<{ id: number; v: string }>(`SELECT id, v FROM items ORDER BY id`);
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(rows);
+    expect(state).toEqual(rows);
   });
 });

@@ -1,20 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../src/config.js';
-import { currentState } from './helpers/current-state.js';
+import { currentRows, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import type pg from 'pg';
-
-interface Rec {
-  id: number;
-  v: string;
-  region: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
 
 /**
  * A filtered table (`where`) dropped and restored from an older backup: the new table is a new generation whose
@@ -28,7 +18,7 @@ describe('a filtered table re-created with older watermark values', () => {
   let drop: () => Promise<void>;
   let receiver: Receiver;
   let config: Config;
-  const records = (): Rec[] => (receiver.stored.get('bronze.app_items') ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): (VersionedRow & { region: string })[] => storedRecords(receiver, 'bronze.app_items');
   const create = async (at: string): Promise<void> => {
     await client.query(`CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, region text NOT NULL, updated_at timestamptz NOT NULL)`);
     await client.query(`INSERT INTO items SELECT g, 'v' || g, CASE WHEN g % 2 = 0 THEN 'EU' ELSE 'US' END, $1 FROM generate_series(1, 6) g`, [at]);
@@ -77,8 +67,8 @@ describe('a filtered table re-created with older watermark values', () => {
 
     const restored = records().filter((r) => r._generation === 1 && r._op !== 'table_recreated');
     expect(restored.map((r) => r.id).sort((a, b) => a - b)).toEqual([1, 3, 5]);
-    const state = currentState(records());
+    const state = currentRows(records());
     const { rows } = await client.query<{ id: number; v: string }>(`SELECT id, v FROM items WHERE region <> 'EU' ORDER BY id`);
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(rows);
+    expect(state).toEqual(rows);
   });
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { parseConfig, type Config } from '../src/config.js';
-import { currentState } from './helpers/current-state.js';
+import type { Config } from '../src/config.js';
+import { currentRows, modeConfig, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { dropCdcFixtures } from './helpers/cdc.js';
@@ -9,16 +9,7 @@ import { closePipeline, createPipeline } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { retryDeadLetters } from '../src/queue/dlq.js';
 import { Keys } from '../src/queue/redis.js';
-import { dropRedisPrefix, LOGICAL_PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
+import { dropRedisPrefix, LOGICAL_PG_URL, uniqueName } from './helpers/services.js';
 
 function setup(tag: string) {
   const s = { schema: uniqueName(tag), slot: uniqueName('slot'), prefix: uniqueName('ps') } as {
@@ -28,32 +19,19 @@ function setup(tag: string) {
     client: pg.Client;
     receiver: Receiver;
   };
-  const records = (): Rec[] => (s.receiver.stored.get(`bronze.app_items`) ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(s.receiver, `bronze.app_items`);
   const config = (mode: 'cdc' | 'watermark'): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix: s.prefix },
-        destination: { url: s.receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'app',
-            kind: 'postgres',
-            url: LOGICAL_PG_URL,
-            cdc: { slot: s.slot, publication: s.slot, flushInterval: '50ms' },
-            tables: [
-              { name: `${s.schema}.other`, mode: 'cdc' },
-              { name: `${s.schema}.items`, batchRows: 4, mode, ...(mode === 'watermark' ? { watermark: 'updated_at', safetyLag: '0s' } : {}) },
-            ],
-          },
-        ],
-      },
-      {},
-    );
+    modeConfig(mode, {
+      prefix: s.prefix,
+      receiverUrl: s.receiver.url,
+      source: { name: 'app', kind: 'postgres', url: LOGICAL_PG_URL, cdc: { slot: s.slot, publication: s.slot, flushInterval: '50ms' } },
+      tablePrefix: `${s.schema}.`,
+    });
   const pass = async (mode: 'cdc' | 'watermark') => (await syncPass(config(mode), { timeoutMs: 20_000 })).failed;
   const expectStateEqualsSource = async (): Promise<void> => {
-    const state = currentState(records());
+    const state = currentRows(records());
     const { rows } = await s.client.query<{ id: number; v: string }>(`SELECT id, v FROM items ORDER BY id`);
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(rows);
+    expect(state).toEqual(rows);
   };
   beforeAll(async () => {
     s.client = new pg.Client({ connectionString: LOGICAL_PG_URL });

@@ -1,23 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
-import { parseConfig } from '../src/config.js';
-import { closePipeline, createPipeline } from '../src/main.js';
-import { createLogger } from '../src/observability/logger.js';
-import { cdcReset } from '../src/queue/cdc-admin.js';
-import { currentState } from './helpers/current-state.js';
+import { binlogConfig, currentRows, resetChangeStream, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { createMysqlDatabase, MYSQL_BINLOG_URL, SECOND_MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
+import { dropRedisPrefix, uniqueName } from './helpers/services.js';
 
 /**
  * A binlog CDC source moved to another MariaDB (a restored backup, a new primary, a binlog after RESET MASTER): its
@@ -36,16 +23,8 @@ describe('a binlog CDC source moved to a server whose binlog positions are lower
     const [[status]] = (await db.client.query(`SHOW MASTER STATUS`)) as unknown as [[{ File: string }]];
     return Number(status.File.split('.').pop());
   };
-  const records = (): Rec[] => (receiver.stored.get('bronze.shop_items') ?? []).map((r) => JSON.parse(r) as Rec);
-  const config = (url: string): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [{ name: 'shop', kind: 'mysql', url, mode: 'cdc', cdc: { slot, flushInterval: '50ms' }, tables: [{ name: 'items', batchRows: 4 }] }],
-      },
-      {},
-    );
+  const records = (): VersionedRow[] => storedRecords(receiver, 'bronze.shop_items');
+  const config = (url: string): Config => binlogConfig({ prefix, receiverUrl: receiver.url, slot, url });
 
   beforeAll(async () => {
     // The server moved from is the one only this test uses: its binlog is rotated (FLUSH BINARY LOGS) until it is on a
@@ -84,20 +63,15 @@ describe('a binlog CDC source moved to a server whose binlog positions are lower
     const moved = config(second.url);
     const refused = await syncPass(moved, { timeoutMs: 30_000 });
     expect(refused.failed.map((f) => f.reason)).toEqual([expect.stringMatching(/^\[CURSOR_INVALID\] /)]);
-    const ctx = createPipeline(moved, createLogger('silent'));
-    try {
-      await cdcReset(ctx, moved.sources[0]!, false);
-    } finally {
-      await closePipeline(ctx);
-    }
+    await resetChangeStream(moved, 'shop');
     expect((await syncPass(moved, { timeoutMs: 30_000 })).failed).toEqual([]);
     await second.client.query(`UPDATE items SET v = 'changed later' WHERE id = 4`);
     expect((await syncPass(moved, { timeoutMs: 30_000 })).failed).toEqual([]);
 
     const all = records();
-    const state = currentState(all);
+    const state = currentRows(all);
     const source = (await textRows(second.client, `SELECT id, v FROM items ORDER BY id`)).map(([id, v]) => ({ id: Number(id), v }));
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(source);
+    expect(state).toEqual(source);
     const after = all.slice(before.length);
     expect(after.length).toBeGreaterThanOrEqual(11);
     // The new stream's snapshot starts a table generation of its own (a table_recreated record, no ordering).

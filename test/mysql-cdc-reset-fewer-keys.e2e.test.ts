@@ -1,22 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type Config } from '../src/config.js';
-import { closePipeline, createPipeline } from '../src/main.js';
-import { createLogger } from '../src/observability/logger.js';
-import { cdcReset } from '../src/queue/cdc-admin.js';
-import { currentState } from './helpers/current-state.js';
+import type { Config } from '../src/config.js';
+import { binlogConfig, currentRows, resetChangeStream, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { createMysqlDatabase, MYSQL_BINLOG_URL, SECOND_MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
+import { dropRedisPrefix, uniqueName } from './helpers/services.js';
 
 /**
  * A binlog source moved by `cdc reset` to a server restored from an older backup, whose table lacks some keys. The
@@ -29,16 +17,8 @@ describe('a binlog source moved by cdc reset to a server whose copy of the table
   let receiver: Receiver;
   const prefix = uniqueName('ps');
   const slot = uniqueName('binlog');
-  const records = (): Rec[] => (receiver.stored.get('bronze.shop_items') ?? []).map((r) => JSON.parse(r) as Rec);
-  const config = (url: string): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [{ name: 'shop', kind: 'mysql', url, mode: 'cdc', cdc: { slot, flushInterval: '50ms' }, tables: [{ name: 'items', batchRows: 4 }] }],
-      },
-      {},
-    );
+  const records = (): VersionedRow[] => storedRecords(receiver, 'bronze.shop_items');
+  const config = (url: string): Config => binlogConfig({ prefix, receiverUrl: receiver.url, slot, url });
   beforeAll(async () => {
     first = await createMysqlDatabase(SECOND_MYSQL_BINLOG_URL);
     second = await createMysqlDatabase(MYSQL_BINLOG_URL, first.database);
@@ -59,20 +39,15 @@ describe('a binlog source moved by cdc reset to a server whose copy of the table
     await second.client.query(`INSERT INTO items SELECT seq, 'v0' FROM seq_1_to_5`);
     const moved = config(second.url);
     expect((await syncPass(moved, { timeoutMs: 30_000 })).failed.map((f) => f.reason)).toEqual([expect.stringMatching(/^\[CURSOR_INVALID\] /)]);
-    const ctx = createPipeline(moved, createLogger('silent'));
-    try {
-      await cdcReset(ctx, moved.sources[0]!, false);
-    } finally {
-      await closePipeline(ctx);
-    }
+    await resetChangeStream(moved, 'shop');
     expect((await syncPass(moved, { timeoutMs: 30_000 })).failed).toEqual([]);
     expect(
       records()
         .filter((r) => r._op === 'table_recreated')
         .map((r) => r._generation),
     ).toEqual([1]);
-    const state = currentState(records());
+    const state = currentRows(records());
     const source = (await textRows(second.client, `SELECT id, v FROM items ORDER BY id`)).map(([id, v]) => ({ id: Number(id), v }));
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(source);
+    expect(state).toEqual(source);
   });
 });

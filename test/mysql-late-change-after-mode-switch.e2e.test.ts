@@ -1,22 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { createPipeline, startRuntime } from '../src/main.js';
 import { createLogger } from '../src/observability/logger.js';
 import { extractJobOptions } from '../src/queue/jobs.js';
-import { currentState } from './helpers/current-state.js';
+import { currentRows, modeConfig, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { createMysqlDatabase, MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
+import { dropRedisPrefix, uniqueName } from './helpers/services.js';
 
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -29,27 +21,13 @@ describe('a binlog change enqueued by a reader of the old config after its table
   let receiver: Receiver;
   const prefix = uniqueName('ps');
   const slot = uniqueName('binlog');
-  const records = (): Rec[] => (receiver.stored.get('bronze.shop_items') ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, 'bronze.shop_items');
   const config = (mode: 'cdc' | 'watermark'): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'shop',
-            kind: 'mysql',
-            url: db.url,
-            cdc: { slot, flushInterval: '50ms', maxRunTime: '20s' },
-            tables: [
-              { name: 'other', mode: 'cdc' },
-              { name: 'items', batchRows: 4, mode, ...(mode === 'watermark' ? { watermark: 'updated_at', safetyLag: '0s' } : {}) },
-            ],
-          },
-        ],
-      },
-      {},
-    );
+    modeConfig(mode, {
+      prefix,
+      receiverUrl: receiver.url,
+      source: { name: 'shop', kind: 'mysql', url: db.url, cdc: { slot, flushInterval: '50ms', maxRunTime: '20s' } },
+    });
 
   beforeAll(async () => {
     db = await createMysqlDatabase(MYSQL_BINLOG_URL);
@@ -83,8 +61,8 @@ describe('a binlog change enqueued by a reader of the old config after its table
     expect((await syncPass(config('watermark'), { timeoutMs: 30_000 })).failed).toEqual([]);
     const switched = records().filter((r) => (r._generation ?? 0) > 0 && r._op !== 'table_recreated');
     expect(switched.filter((r) => r._ordering.startsWith('~'))).toEqual([]);
-    const s = currentState(records());
+    const s = currentRows(records());
     const src = (await textRows(db.client, `SELECT id, v FROM items ORDER BY id`)).map(([id, v]) => ({ id: Number(id), v }));
-    expect([...s.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(src);
+    expect(s).toEqual(src);
   });
 });

@@ -1,19 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type Config } from '../src/config.js';
-import { currentState } from './helpers/current-state.js';
+import type { Config } from '../src/config.js';
+import { currentRows, modeConfig, storedRecords, type VersionedRow } from './helpers/moved-table.js';
 import { createMysqlDatabase, MYSQL_BINLOG_URL, textRows, type MysqlDatabase } from './helpers/mysql.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
-import { dropRedisPrefix, REDIS_URL, uniqueName } from './helpers/services.js';
-
-interface Rec {
-  id: number;
-  v: string;
-  _op: string;
-  _ordering: string;
-  _extracted_at: string;
-  _generation?: number;
-}
+import { dropRedisPrefix, uniqueName } from './helpers/services.js';
 
 /**
  * A binlog table moved from CDC to watermark sync and back while the source's stream keeps running for another
@@ -26,27 +17,13 @@ describe('a binlog table moved from CDC to watermark sync and back', () => {
   let receiver: Receiver;
   const prefix = uniqueName('ps');
   const slot = uniqueName('binlog');
-  const records = (): Rec[] => (receiver.stored.get('bronze.shop_items') ?? []).map((r) => JSON.parse(r) as Rec);
+  const records = (): VersionedRow[] => storedRecords(receiver, 'bronze.shop_items');
   const config = (mode: 'cdc' | 'watermark'): Config =>
-    parseConfig(
-      {
-        redis: { url: REDIS_URL, prefix },
-        destination: { url: receiver.url, apiKey: 'k' },
-        sources: [
-          {
-            name: 'shop',
-            kind: 'mysql',
-            url: db.url,
-            cdc: { slot, flushInterval: '50ms' },
-            tables: [
-              { name: 'other', mode: 'cdc' },
-              { name: 'items', batchRows: 4, mode, ...(mode === 'watermark' ? { watermark: 'updated_at', safetyLag: '0s' } : {}) },
-            ],
-          },
-        ],
-      },
-      {},
-    );
+    modeConfig(mode, {
+      prefix,
+      receiverUrl: receiver.url,
+      source: { name: 'shop', kind: 'mysql', url: db.url, cdc: { slot, flushInterval: '50ms' } },
+    });
   const pass = async (mode: 'cdc' | 'watermark'): Promise<void> => expect((await syncPass(config(mode), { timeoutMs: 30_000 })).failed).toEqual([]);
 
   beforeAll(async () => {
@@ -82,8 +59,8 @@ describe('a binlog table moved from CDC to watermark sync and back', () => {
       [1, newest],
       [3, newest],
     ]);
-    const state = currentState(all);
+    const state = currentRows(all);
     const source = (await textRows(db.client, `SELECT id, v FROM items ORDER BY id`)).map(([id, v]) => ({ id: Number(id), v }));
-    expect([...state.values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id)).toEqual(source);
+    expect(state).toEqual(source);
   });
 });
