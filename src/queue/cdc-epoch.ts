@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js';
+import { EPOCH_DIGITS } from '../core/ordering-epoch.js';
 import type { Keys, RedisClient } from './redis.js';
 
 /**
@@ -64,10 +65,12 @@ export async function startStream(redis: RedisClient, keys: Keys, stateKey: stri
 /** The epoch recorded in a stream's state (`epoch` field): absent is 0, a stream older than epochs. */
 export function recordedEpoch(field: string | null | undefined, stateKey: string): number {
   if (field === null || field === undefined) return 0;
-  const epoch = Number(field);
-  if (!/^\d{1,6}$/.test(field) || !Number.isSafeInteger(epoch))
-    throw new AppError('CURSOR_INVALID', `${stateKey}: the stream's ordering epoch ${JSON.stringify(field)} is not a count of up to 6 digits`);
-  return epoch;
+  if (!new RegExp(`^\\d{1,${EPOCH_DIGITS}}$`).test(field))
+    throw new AppError(
+      'CURSOR_INVALID',
+      `${stateKey}: the stream's ordering epoch ${JSON.stringify(field)} is not a count of up to ${EPOCH_DIGITS} digits`,
+    );
+  return Number(field);
 }
 
 /**

@@ -219,7 +219,7 @@ async function takeOverFromWatermark(ctx: PipelineContext, cdc: ChangeSource, wa
   for (const [i, w] of watched.entries()) {
     const [recorded, cursor] = [replies[2 * i] ?? null, replies[2 * i + 1] ?? null];
     const mode = storedMode(recorded, cursor, `${w.table.source}.${w.table.name}`);
-    if (mode === 'watermark') await startCdcOver(ctx, w.table, await streamIdentity(cdc, w), log);
+    if (mode === 'watermark') await startCdcOver(ctx, w.table, (await streamIdentities(cdc, [w]))[0], log);
     else if (recorded !== 'cdc') await recordMode(ctx, w.table, 'cdc');
   }
 }
@@ -235,18 +235,15 @@ async function restartGenerations(ctx: PipelineContext, cdc: ChangeSource, watch
   const claimed = await ctx.redis.hmget(ctx.keys.cdcTargetEpochs(), ...watched.map((w) => w.table.target));
   const sent = watched.filter((_, i) => claimed[i] !== null);
   if (sent.length === 0) return;
-  // The identities the stream tags changes with (relationIds), so that the tracker finds the new generation.
-  const ids = (await cdc.relationIds?.(sent.map((w) => w.reader.shape))) ?? new Map<string, string>();
-  for (const w of sent) {
-    const identity = ids.get(`${w.reader.shape.schema}.${w.reader.shape.relname}`) ?? w.reader.shape.relation?.identity;
-    await restartGeneration(ctx, w.table, identity);
-  }
+  // The identities the stream tags changes with, so that the tracker finds the new generation.
+  const identities = await streamIdentities(cdc, sent);
+  for (const [i, w] of sent.entries()) await restartGeneration(ctx, w.table, identities[i]);
 }
 
-/** The identity the stream tags the table's changes with (relationIds), else the reader's. */
-async function streamIdentity(cdc: ChangeSource, w: Watched): Promise<string | null | undefined> {
-  const ids = await cdc.relationIds?.([w.reader.shape]);
-  return ids?.get(`${w.reader.shape.schema}.${w.reader.shape.relname}`) ?? w.reader.shape.relation?.identity;
+/** The identities the stream tags the tables' changes with (relationIds), else the readers', in the tables' order. */
+async function streamIdentities(cdc: ChangeSource, ws: Watched[]): Promise<Array<string | null | undefined>> {
+  const ids = await cdc.relationIds?.(ws.map((w) => w.reader.shape));
+  return ws.map((w) => ids?.get(`${w.reader.shape.schema}.${w.reader.shape.relname}`) ?? w.reader.shape.relation?.identity);
 }
 
 /** A new stream means new snapshots: every table starts over, under a new generation of job ids. */

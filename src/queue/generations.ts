@@ -73,10 +73,12 @@ export async function startGeneration(
 }
 
 /**
- * KEYS[1]: the table's generations; ARGV[1]: the relation's identity ('' if none). The next generation, given to the
- * identity itself (and recorded as the latest), so the same relation's records from now on are a new generation.
+ * KEYS[1]: the table's generations, KEYS[2] (optional): a key set to ARGV[2] in the same step; ARGV[1]: the
+ * relation's identity ('' if none). The next generation, given to the identity itself (and recorded as the latest),
+ * so the same relation's records from now on are a new generation.
  */
 const RESTART = `
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[2]) end
 local n = tonumber(redis.call('HGET', KEYS[1], '#') or '0') + 1
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], n) end
 redis.call('HSET', KEYS[1], '#', n)
@@ -85,10 +87,22 @@ return n`;
 /**
  * Starts a new generation for the same relation: what was sent of it before no longer decides its current state,
  * and the caller reads the whole table again (a CDC table snapshotted again by a new stream, whose snapshot cannot
- * see the keys deleted while no stream ran). Announced like a re-created table's. Returns the new generation.
+ * see the keys deleted while no stream ran; a table whose mode changed, table-mode.ts). Announced like a re-created
+ * table's. `also`: a key set in the same step, for a reader that must never see the new generation without it.
+ * Returns the new generation.
  */
-export async function restartGeneration(ctx: PipelineContext, table: TableConfig, identity: string | null | undefined): Promise<number> {
-  const generation = Number(await ctx.redis.eval(RESTART, 1, ctx.keys.generations(table.source, table.name), identity ?? ''));
+export async function restartGeneration(
+  ctx: PipelineContext,
+  table: TableConfig,
+  identity: string | null | undefined,
+  also?: { key: string; value: string },
+): Promise<number> {
+  const generations = ctx.keys.generations(table.source, table.name);
+  const generation = Number(
+    also === undefined
+      ? await ctx.redis.eval(RESTART, 1, generations, identity ?? '')
+      : await ctx.redis.eval(RESTART, 2, generations, also.key, identity ?? '', also.value),
+  );
   await announceGeneration(ctx, table, generation, null);
   return generation;
 }

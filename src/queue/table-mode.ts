@@ -89,18 +89,6 @@ export async function startCdcOver(ctx: PipelineContext, table: TableConfig, ide
 }
 
 /**
- * KEYS[1]: the table's mode, KEYS[2]: its generations; ARGV[1]: the relation's identity ('' if none). Records the
- * watermark mode and the next generation (given to the identity itself, and as the latest) in one step, so a push
- * worker that reads the new generation reads the new mode too (see `jobFate`).
- */
-const SWITCH_TO_WATERMARK = `
-redis.call('SET', KEYS[1], '${SWITCHING_TO_WATERMARK}')
-local n = tonumber(redis.call('HGET', KEYS[2], '#') or '0') + 1
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], n) end
-redis.call('HSET', KEYS[2], '#', n)
-return n`;
-
-/**
  * A watermark table whose state CDC left (`watermarkStart`): starts a new generation, announced like a re-created
  * table's, and reads the table again from the start. `finish` completes a switch a crash interrupted: the
  * generation already started, its announcement (idempotent) and the reset are done again.
@@ -112,19 +100,13 @@ export async function startWatermarkOver(
   step: 'switch' | 'finish',
   log: Logger,
 ): Promise<void> {
+  // The mode is recorded with the new generation in one step, so a push worker that reads the new generation reads
+  // the new mode too (`jobFate`). `finish`: the generation started; its announcement is idempotent.
   const generation =
     step === 'switch'
-      ? Number(
-          await ctx.redis.eval(
-            SWITCH_TO_WATERMARK,
-            2,
-            ctx.keys.tableMode(table.source, table.name),
-            ctx.keys.generations(table.source, table.name),
-            identity ?? '',
-          ),
-        )
+      ? await restartGeneration(ctx, table, identity, { key: ctx.keys.tableMode(table.source, table.name), value: SWITCHING_TO_WATERMARK })
       : await tableGeneration(ctx, table, identity);
-  await announceGeneration(ctx, table, generation, null);
+  if (step === 'finish') await announceGeneration(ctx, table, generation, null);
   await resetTable(ctx, table);
   // Last: until then a crash finishes the switch at the next run (the announcement is idempotent).
   await recordMode(ctx, table, 'watermark');

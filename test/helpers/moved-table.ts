@@ -1,8 +1,10 @@
+import { expect } from 'vitest';
 import { parseConfig, type Config } from '../../src/config.js';
 import { closePipeline, createPipeline } from '../../src/main.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { cdcReset } from '../../src/queue/cdc-admin.js';
 import { currentState, type Versioned } from './current-state.js';
+import { syncPass } from './pass.js';
 import type { Receiver } from './receiver.js';
 import { REDIS_URL } from './services.js';
 
@@ -24,6 +26,16 @@ export function storedRecords<R extends VersionedRow = VersionedRow>(receiver: R
 /** The current state downstream (`currentState`) as `{ id, v }` rows sorted by id, to compare with the source's rows. */
 export function currentRows(records: readonly VersionedRow[]): { id: number; v: string }[] {
   return [...currentState(records).values()].map((r) => ({ id: r.id, v: r.v })).sort((a, b) => a.id - b.id);
+}
+
+/**
+ * A source moved to another server (`moved`, its config there): the first pass is refused with `CURSOR_INVALID` (the
+ * stream read is another server's), `cdc reset` follows, and the next pass streams from the new server.
+ */
+export async function moveAndReset(moved: Config, sourceName: string, timeoutMs = 30_000): Promise<void> {
+  expect((await syncPass(moved, { timeoutMs })).failed.map((f) => f.reason)).toEqual([expect.stringMatching(/^\[CURSOR_INVALID\] /)]);
+  await resetChangeStream(moved, sourceName);
+  expect((await syncPass(moved, { timeoutMs })).failed).toEqual([]);
 }
 
 /** `pushsync cdc reset --source <sourceName>` (keeping the publication): a pipeline made for it, closed after. */
