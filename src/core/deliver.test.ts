@@ -11,8 +11,11 @@ const pos = (id: number): Position => ({ wm: wmOf(id), pk: [String(id)] });
 /** Rows 1..20 of the table; the range is (3, 15]. */
 const RANGE: KeyRange = { phase: 'wm', lo: pos(3), hi: pos(15) };
 
-/** Whether the reader hands rows over one by one (readRangeEach) or as one array per read. */
-let streamed = false;
+/**
+ * Whether the reader hands rows over one by one (readRangeEach), one by one as UTF-8 bytes in a reused buffer
+ * (readRangeBytes), or as one array per read.
+ */
+let streamed: 'collected' | 'streamed' | 'bytes' = 'collected';
 
 function setup(rows: FakeRow[] = fakeRows(1, 20), destination = new FakeDestination()) {
   const reader = new FakeTableReader(rows);
@@ -23,10 +26,24 @@ function setup(rows: FakeRow[] = fakeRows(1, 20), destination = new FakeDestinat
     reads.push(after);
     return readRange(range, after, limit);
   };
-  if (streamed) {
+  if (streamed !== 'collected') {
     reader.readRangeEach = async (range, after, limit, each) => {
       const rows = await reader.readRange(range, after, limit);
       for (const row of rows) each(row);
+      return rows.length;
+    };
+  }
+  if (streamed === 'bytes') {
+    const buffer = Buffer.alloc(4 * 1024 * 1024);
+    reader.readRangeBytes = async (range, after, limit, each) => {
+      const rows = await reader.readRange(range, after, limit);
+      for (const row of rows) {
+        // Garbage after the row, as a reused buffer holds: only json[0, length) is the row.
+        buffer.fill(0x7b);
+        const length = buffer.write(row.json, 0);
+        const brackets = [...row.json].filter((c) => c === '{' || c === '[').length;
+        each({ position: row.position, json: buffer, length, brackets, deleted: row.deleted });
+      }
       return rows.length;
     };
   }
@@ -60,9 +77,9 @@ async function failure(promise: Promise<SendSummary>): Promise<AppError> {
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-describe.each(['collected', 'streamed'] as const)('deliverRange, rows read %s', (mode) => {
+describe.each(['collected', 'streamed', 'bytes'] as const)('deliverRange, rows read %s', (mode) => {
   beforeEach(() => {
-    streamed = mode === 'streamed';
+    streamed = mode;
   });
 
   it('sends the rows after the range start up to and including its end, in keyset order, read in chunks', async () => {
@@ -75,7 +92,8 @@ describe.each(['collected', 'streamed'] as const)('deliverRange, rows read %s', 
   it('encodes each row as a record with its metadata, and a soft-deleted row as a delete', async () => {
     const rows = fakeRows(1, 20);
     rows[4]!.deleted = true;
-    const { params, destination } = setup(rows);
+    const { params, destination, reader } = setup(rows);
+    Object.assign(reader.shape, { mayNest: true });
     await deliverRange(params);
     const records = destination.accepted.map((r) => JSON.parse(r) as Record<string, unknown>);
     expect(records[0]).toMatchObject({
@@ -119,6 +137,20 @@ describe.each(['collected', 'streamed'] as const)('deliverRange, rows read %s', 
     expect(err.message).toContain('column "v" is 1048579 bytes, over the 1048576-byte field limit');
     expect(err.details).toMatchObject({ delivered: 11, rejectedRows: 1, failures: [{ code: 'ROW_TOO_LARGE', keys: [['10']] }] });
     expect(ids(destination.accepted)).toEqual([4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15]);
+  });
+
+  it('sends a value nested past the depth limit as its JSON text in a string, and a shallow one as it is', async () => {
+    const rows = fakeRows(1, 20);
+    const deep = '['.repeat(12) + ']'.repeat(12);
+    rows[4]!.json = `{"id":5,"deep":${deep},"s":"[[[[[[[[[[[["}`;
+    rows[5]!.json = `{"id":6,"shallow":[[1]],"s":"[[[[[[[[[[[["}`;
+    const { params, destination, reader } = setup(rows);
+    Object.assign(reader.shape, { mayNest: true });
+    await deliverRange(params);
+    const records = destination.accepted.map((r) => JSON.parse(r) as Record<string, unknown>);
+    const byId = new Map(records.map((r) => [r.id, r]));
+    expect(byId.get(5)!.deep).toBe(deep);
+    expect(byId.get(6)!.shallow).toEqual([[1]]);
   });
 
   it('re-sends the row that was too large, and none of the requests accepted before it, when retried from the saved resume point', async () => {

@@ -115,6 +115,7 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
  */
 async function streamRange(p: DeliverParams, sender: RecordSender<Position>, liveOp: Operation, now: () => Date): Promise<SendSummary> {
   const readRangeEach = p.reader.readRangeEach!.bind(p.reader);
+  const readRangeBytes = p.reader.readRangeBytes?.bind(p.reader);
   const mayNest = p.reader.shape.mayNest;
   const watermarkKind = p.reader.shape.watermarkKind;
   let after = p.resumeAfter;
@@ -123,13 +124,19 @@ async function streamRange(p: DeliverParams, sender: RecordSender<Position>, liv
     const writeLive = recordWriter(liveOp, ctx);
     const writeDeleted = recordWriter('delete', ctx);
     let last: Position | null = null;
-    const count = await readRangeEach(p.range, after, p.readRows, (row) => {
-      last = row.position;
-      const json = sender.prepared(row.json, mayNest, row.position);
-      if (json === null) return;
-      const ordering = p.ordering ?? sortableWatermark(row.position.wm, watermarkKind);
-      sender.writeNow(row.deleted ? writeDeleted : writeLive, json, ordering, row.position);
-    });
+    const count = readRangeBytes
+      ? await readRangeBytes(p.range, after, p.readRows, (row) => {
+          last = row.position;
+          const ordering = p.ordering ?? sortableWatermark(row.position.wm, watermarkKind);
+          sender.writeBytesNow(row.deleted ? writeDeleted : writeLive, row.json, row.length, row.brackets, mayNest, ordering, row.position);
+        })
+      : await readRangeEach(p.range, after, p.readRows, (row) => {
+          last = row.position;
+          const json = sender.prepared(row.json, mayNest, row.position);
+          if (json === null) return;
+          const ordering = p.ordering ?? sortableWatermark(row.position.wm, watermarkKind);
+          sender.writeNow(row.deleted ? writeDeleted : writeLive, json, ordering, row.position);
+        });
     await sender.sendClosed();
     if (count === 0 || last === null) break;
     after = last;

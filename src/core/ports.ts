@@ -77,6 +77,17 @@ export interface SourceRow {
   matched?: boolean | undefined;
 }
 
+/** A row of `readRangeBytes`; `json` is read only during the call that hands it over. */
+export interface SourceBytesRow {
+  position: Position;
+  /** The row's JSON object text as UTF-8, in `json[0, length)`. */
+  json: Buffer;
+  length: number;
+  /** At least the nesting depth of the record the row becomes (see core/copy-row.ts). */
+  brackets: number;
+  deleted: boolean;
+}
+
 export interface KeyedRow {
   /** Index into the keys asked for. */
   index: number;
@@ -147,6 +158,11 @@ export interface TableReader {
    * or on a reader that rewrites rows (masks), `readRange` is used.
    */
   readRangeEach?(range: KeyRange, after: Position | null, limit: number, each: (row: SourceRow) => void): Promise<number>;
+  /**
+   * `readRangeEach` with each row's JSON as UTF-8 bytes, the same bytes `readRangeEach` would give as text, never
+   * turned into a string. Optional: a reader offers it only for the tables it can read this way.
+   */
+  readRangeBytes?(range: KeyRange, after: Position | null, limit: number, each: (row: SourceBytesRow) => void): Promise<number>;
   /** Rows whose watermark is NULL: sent once during the initial backfill only. */
   countNullWatermark(): Promise<number>;
   /**

@@ -158,6 +158,24 @@ describe('recordWriter', () => {
     }
   });
 
+  it('writes the same record from the row as UTF-8 bytes, read from a larger buffer', () => {
+    const rows: Array<[string, string | null]> = [
+      ['{"id":1,"v":"a"}', '2024-03-01T11:00:00.000000Z'],
+      ['{"id":2,"note":"żółw 🐢 \\u0000 \\"q\\""}', null],
+      ['{}', 'o"rd'],
+      ['{"big":"' + 'é'.repeat(400_000) + '"}', '7'],
+    ];
+    for (const ctx of [CTX, { ...CTX, generation: 2 }]) {
+      const out = new EncodedRecords();
+      const write = recordWriter('upsert', ctx);
+      for (const [row, ordering] of rows) {
+        const bytes = Buffer.concat([Buffer.from(row), Buffer.from('trailing bytes not part of the row')]);
+        out.commit(write.bytes(out, bytes, Buffer.byteLength(row), ordering));
+      }
+      expect(rows.map((_, i) => out.bytes(i, i + 1).toString('hex'))).toEqual(written(rows, 'upsert', ctx));
+    }
+  });
+
   it('keeps text that is not an object as recordEncoder splices it', () => {
     const rows: Array<[string, string | null]> = [
       ['', null],

@@ -96,7 +96,11 @@ export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: stri
 }
 
 /** Stages one record into `out` and returns its length in bytes (to `commit`); see `recordWriter`. */
-export type RecordWriter = (out: EncodedRecords, rowJson: string, ordering: string | null, identity?: string) => number;
+export interface RecordWriter {
+  (out: EncodedRecords, rowJson: string, ordering: string | null, identity?: string): number;
+  /** The same record from the row's JSON as UTF-8, `row[0, length)`: the same bytes as from its text. */
+  bytes(out: EncodedRecords, row: Buffer, length: number, ordering: string | null): number;
+}
 
 /**
  * Buffer's own per-encoding writers (Node's `Buffer.prototype.utf8Write` and `latin1Write`, what `write` calls once it
@@ -134,21 +138,21 @@ export function recordWriter(op: Operation, ctx: RecordContext): RecordWriter {
     `,"_generation":${generation},"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`,
   );
   const fallback = recordEncoder(op, ctx);
-  return (out, rowJson, ordering, identity) => {
+  const write = (out: EncodedRecords, row: string | Buffer, rowBytes: number, ordering: string | null, identity?: string): number => {
     const idPart = identity ?? ordering ?? '';
     // At most three bytes per UTF-16 unit.
-    const s = scratchOf(idPrefix.length + idSuffix.length + (idPart.length + rowJson.length) * 3) as RawBuffer;
+    const s = scratchOf(idPrefix.length + idSuffix.length + idPart.length * 3 + (typeof row === 'string' ? row.length * 3 : rowBytes)) as RawBuffer;
     s.set(idPrefix, 0);
     let n = idPrefix.length;
     n += s.utf8Write(idPart, n, s.length - n);
     s.set(idSuffix, n);
     n += idSuffix.length;
     const rowAt = n;
-    n += s.utf8Write(rowJson, n, s.length - n);
+    n += typeof row === 'string' ? s.utf8Write(row, n, s.length - n) : row.copy(s, n, 0, rowBytes);
     let i = rowAt;
     while (i < n && isSpace(s[i]!)) i += 1;
     // Not an object's text: the string path, whose character-wise splicing this byte-wise one would not match.
-    if (s[i] !== 0x7b || i >= n) return out.stage(fallback(rowJson, ordering, identity));
+    if (s[i] !== 0x7b || i >= n) return out.stage(fallback(typeof row === 'string' ? row : row.toString('utf8', 0, rowBytes), ordering, identity));
     const id = hash('sha256', s.subarray(0, n), 'hex');
     i += 1;
     while (i < n && isSpace(s[i]!)) i += 1;
@@ -177,9 +181,12 @@ export function recordWriter(op: Operation, ctx: RecordContext): RecordWriter {
       buf[w++] = 0x7d;
     } else {
       buf[w++] = 0x2c;
-      buf.set(s.subarray(i, n), w);
+      s.copy(buf, w, i, n);
       w += n - i;
     }
     return w - at;
   };
+  const writer = ((out, rowJson, ordering, identity) => write(out, rowJson, 0, ordering, identity)) as RecordWriter;
+  writer.bytes = (out, row, length, ordering) => write(out, row, length, ordering);
+  return writer;
 }

@@ -111,14 +111,28 @@ class RowHandlerError extends Error {
   }
 }
 
-function eachRow(client: pg.ClientBase, q: Query, each: (row: string[]) => void, timeoutMs: number): Promise<number> {
+/** The statement that hands its rows to `onRow`: a `pg.Query` of `q`'s text and values, or a CopyOutQuery. */
+function rowsQuery(q: Query): (onRow: (row: string[]) => void) => pg.Query {
+  return (onRow) => {
+    const query = new pg.Query(extended(q, 0));
+    query.on('row', onRow);
+    return query;
+  };
+}
+
+function eachRow<R>(
+  client: pg.ClientBase,
+  q: Query | ((onRow: (row: R) => void) => pg.Query),
+  each: (row: R) => void,
+  timeoutMs: number,
+): Promise<number> {
+  const make = typeof q === 'function' ? q : (rowsQuery(q) as unknown as (onRow: (row: R) => void) => pg.Query);
   return new Promise<number>((resolve, reject) => {
     let count = 0;
     let thrown: RowHandlerError | undefined;
     // Its own bound, not query_timeout (see connectionSafety); the caller closes the connection it gives up on.
     const timer = timeoutMs > 0 ? setTimeout(() => reject(new Error(UNANSWERED)), timeoutMs) : undefined;
-    const query = new pg.Query(extended(q, 0));
-    query.on('row', (row: string[]) => {
+    const query = make((row) => {
       if (thrown) return;
       count += 1;
       try {
@@ -138,6 +152,40 @@ function eachRow(client: pg.ClientBase, q: Query, each: (row: string[]) => void,
     });
     void client.query(query);
   });
+}
+
+/**
+ * A `COPY … TO STDOUT` statement over the extended protocol, like every other statement (one statement per text),
+ * its rows handed to `each` as the server sends them: one Buffer per row, COPY's text format with its newline, valid
+ * only during the call. node-postgres hands a query the CopyData messages of its statement, and ignores them in
+ * its own Query; here they are the rows.
+ */
+class CopyOutQuery extends pg.Query {
+  constructor(
+    text: string,
+    private readonly onRow: (line: Buffer) => void,
+  ) {
+    super({ text, values: [], rowMode: 'array', queryMode: 'extended' } as ExtendedQuery);
+  }
+
+  /** Called by node-postgres for each CopyData message (not in its typings). */
+  handleCopyData(message: { chunk: Buffer }): void {
+    this.onRow(message.chunk);
+  }
+}
+
+/** As `queryEach` for a `COPY … TO STDOUT` statement (see CopyOutQuery); resolves to the row count. */
+export async function copyEach(pool: pg.Pool, text: string, each: (line: Buffer) => void, timeoutMs = 0): Promise<number> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    return await eachRow(client, (onRow) => new CopyOutQuery(text, onRow), each, timeoutMs);
+  } catch (err) {
+    if (!(err instanceof RowHandlerError)) broken = err instanceof Error ? err : new Error(String(err));
+    throw err instanceof RowHandlerError ? err.thrown : err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 /** As `queryRows`, with rows as objects keyed by column name (catalog and administration queries). */

@@ -3,6 +3,7 @@ import { quoteIdent } from '../core/identifiers.js';
 import type { Phase, Position } from '../core/cursor.js';
 import type { WatermarkKind } from '../core/ordering.js';
 import type { Mask, ValueKind } from '../core/rules.js';
+import type { CopyForm } from '../core/copy-row.js';
 
 /**
  * SQL text for the Postgres source, built from catalog facts. Pure functions, unit-tested without a database.
@@ -73,6 +74,9 @@ export function valueKind(col: PgColumn): ValueKind {
   return 'other';
 }
 
+/** The `null` mask in SQL. */
+const NULL_MASK = 'NULL';
+
 /** A string constant; exact under standard_conforming_strings, which pushsync's sessions set. */
 function literal(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
@@ -87,7 +91,7 @@ export function sqlMask(col: PgColumn, mask: Mask, table = 't'): string | null {
   const ref = `${table}.${quoteIdent(col.name)}`;
   switch (mask.kind) {
     case 'null':
-      return 'NULL';
+      return NULL_MASK;
     case 'redact':
       return mask.text.includes('\0') ? null : `CASE WHEN ${ref} IS NULL THEN NULL ELSE ${literal(mask.text)}::text END`;
     case 'truncate':
@@ -167,11 +171,16 @@ function positionValues(p: Position, phase: Phase): string[] {
 
 /** `(t."a", t."b") <op> ($1::type, $2::type)`, parameters appended to `params`. */
 function compare(cols: PgColumn[], op: string, values: string[], params: unknown[]): string {
-  const lhs = cols.map((c) => `t.${quoteIdent(c.name)}`).join(', ');
-  const rhs = cols.map((c, i) => {
-    params.push(values[i]);
-    return `$${params.length}::${c.castType}`;
+  return compareTo(cols, op, values, (value) => {
+    params.push(value);
+    return `$${params.length}`;
   });
+}
+
+/** `(t."a", t."b") <op> (<v1>::type, <v2>::type)`, each value written by `put`. */
+function compareTo(cols: PgColumn[], op: string, values: string[], put: (value: string) => string): string {
+  const lhs = cols.map((c) => `t.${quoteIdent(c.name)}`).join(', ');
+  const rhs = cols.map((c, i) => `${put(values[i]!)}::${c.castType}`);
   return `(${lhs}) ${op} (${rhs.join(', ')})`;
 }
 
@@ -294,6 +303,69 @@ export function readRangeQuery(t: TableSql, phase: Phase, after: Position | null
       `WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT $${values.length}`,
     values,
   };
+}
+
+/** How `copyRangeText` sends each column: its expression over alias `t`, and how its COPY text becomes JSON. */
+export interface CopyColumn {
+  expr: string;
+  form: CopyForm;
+}
+
+/** Built-in types whose COPY text maps to their `to_json` form by a fixed rewrite (see core/copy-row.ts). */
+const COPY_FORMS: ReadonlyMap<string, CopyForm> = new Map<string, CopyForm>([
+  ['text', 'string'],
+  ['varchar', 'string'],
+  ['bpchar', 'string'],
+  ['name', 'string'],
+  ['uuid', 'string'],
+  ['date', 'string'],
+  ['int2', 'number'],
+  ['int4', 'number'],
+  ['float4', 'float'],
+  ['float8', 'float'],
+  ['bool', 'boolean'],
+  ['timestamptz', 'timestamptz'],
+  ['timestamp', 'timestamp'],
+  ['json', 'json'],
+  ['jsonb', 'json'],
+]);
+
+/**
+ * One column of `copyRangeText`. A value whose JSON form is not a rewrite of its text (arrays, composites, enums,
+ * intervals, masks computed in SQL, every other type) is `to_json` of the same expression `columnExpr` projects, so
+ * Postgres encodes it exactly as `to_json` of the whole row would.
+ */
+export function copyColumn(col: PgColumn, masked?: string): CopyColumn {
+  const ref = `t.${quoteIdent(col.name)}`;
+  // The `null` mask's bare NULL has no type for to_json; COPY prints any NULL as NULL, which every form reads as null.
+  if (masked === NULL_MASK) return { expr: NULL_MASK, form: 'json' };
+  if (masked !== undefined) return { expr: `to_json(${masked})::text`, form: 'json' };
+  if (EXACT_AS_TEXT.has(col.baseName)) return { expr: `${ref}::text`, form: 'string' };
+  if (col.baseName === 'bytea') return { expr: base64(ref), form: 'string' };
+  const form = col.category === 'A' || col.typtype !== 'b' ? undefined : COPY_FORMS.get(col.baseName);
+  if (form !== undefined) return { expr: ref, form };
+  const projected = columnExpr(col, 't');
+  return { expr: `to_json(${projected.slice(0, projected.lastIndexOf(' AS '))})::text`, form: 'json' };
+}
+
+/**
+ * `readRangeQuery` as one `COPY … TO STDOUT` statement (COPY takes no parameters: positions are written as string
+ * constants, exact under standard_conforming_strings, cast to their column's type as the parameters are). Its rows
+ * are the key values as text, then each column of `copyColumn`, then the soft-delete flag when the table has one.
+ * For tables without configured SQL: a filter's row-level NULL and a custom query's own text stay on
+ * `readRangeQuery`.
+ */
+export function copyRangeText(t: TableSql, phase: Phase, after: Position | null, hi: Position, limit: number): string {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new AppError('INTERNAL', `read limit ${limit} is not a positive integer`);
+  const where = [phaseFilter(t, phase)];
+  if (after) where.push(compareTo(keyColumns(t, phase), '>', positionValues(after, phase), literal));
+  where.push(compareTo(keyColumns(t, phase), '<=', positionValues(hi, phase), literal));
+  const values = t.columns.map((c) => copyColumn(c, t.masks?.get(c.name)).expr);
+  const deleted = t.deleted ? `, (${t.deleted})::text` : '';
+  return (
+    `COPY (SELECT ${keySelect(t, phase)}, ${values.join(', ')}${deleted} FROM ${t.qualified} t${conditionsJoin(t)} ` +
+    `WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit}) TO STDOUT`
+  );
 }
 
 /** `-1`, `0` or `1`: how two positions compare in the database's order (collations, types) for a phase. */

@@ -3,7 +3,18 @@ import { AppError } from '../core/errors.js';
 import { Recent } from '../core/recent.js';
 import { parseQualifiedName, quoteIdent } from '../core/identifiers.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { KeyedRow, NextRange, RangeEnd, RowEstimate, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type {
+  KeyedRow,
+  NextRange,
+  RangeEnd,
+  RowEstimate,
+  Source,
+  SourceBytesRow,
+  SourceRow,
+  TableReader,
+  TableShape,
+  TableSpec,
+} from '../core/ports.js';
 import {
   DESCRIBE_COLUMNS_SQL,
   DESCRIBE_RESULT_SQL,
@@ -28,14 +39,18 @@ import {
   valueKind,
   conditionsProbe,
   watermarkKind,
+  copyColumn,
+  copyRangeText,
   type PgColumn,
   type Query,
   type TableSql,
 } from './postgres-sql.js';
 import { translatePgError } from './postgres-errors.js';
+import { CopyRowDecoder } from '../core/copy-row.js';
 import {
   answerBound,
   connectionSafety,
+  copyEach,
   queryEach,
   queryEachIsolated,
   queryFieldsIsolated,
@@ -115,6 +130,15 @@ export class PostgresSource implements Source {
   async queryEach(q: Query, what: string, configured: boolean, each: (row: string[]) => void): Promise<number> {
     try {
       return await (configured ? queryEachIsolated(this.pool, q, each, this.timeoutMs) : queryEach(this.pool, q, each, this.timeoutMs));
+    } catch (err) {
+      throw translatePgError(err, `${this.name}: ${what}`);
+    }
+  }
+
+  /** A `COPY … TO STDOUT` of no configured SQL, its rows handed to `each` as they arrive (see copyEach). */
+  async copyEach(text: string, what: string, each: (line: Buffer) => void): Promise<number> {
+    try {
+      return await copyEach(this.pool, text, each, this.timeoutMs);
     } catch (err) {
       throw translatePgError(err, `${this.name}: ${what}`);
     }
@@ -393,7 +417,20 @@ class PostgresTable implements TableReader {
     private readonly queried: boolean,
     /** Every column the table had when described: names the configuration gave may refer to them. */
     private readonly described: PgColumn[],
-  ) {}
+  ) {
+    // COPY's text forms are those of pushsync's own session settings, which configured SQL could change
+    // (set_config) before the values are printed: such tables keep the JSON Postgres builds.
+    if (!configured) {
+      const columns = sql.columns.map((c) => ({ name: c.name, form: copyColumn(c, sql.masks?.get(c.name)).form }));
+      // The watermark phase's positions lead with the watermark; the others' are the key alone.
+      const decoder = (keys: number): CopyRowDecoder => new CopyRowDecoder({ keys, columns, flag: sql.deleted !== undefined });
+      const byWatermark = decoder(1 + sql.primaryKey.length);
+      const byKey = decoder(sql.primaryKey.length);
+      this.readRangeBytes = (range, after, limit, each) => this.copyRange(range.phase === 'wm' ? byWatermark : byKey, range, after, limit, each);
+    }
+  }
+
+  readonly readRangeBytes?: (range: KeyRange, after: Position | null, limit: number, each: (row: SourceBytesRow) => void) => Promise<number>;
 
   /**
    * `relation`: the shape read before describing (so a change racing the description is seen by the next check);
@@ -566,6 +603,30 @@ class PostgresTable implements TableReader {
   readRangeEach(range: KeyRange, after: Position | null, limit: number, each: (row: SourceRow) => void): Promise<number> {
     const q = readRangeQuery(this.sql, range.phase, after ?? range.lo, range.hi, limit);
     return this.source.queryEach(q, `read rows of ${this.where}`, this.configured, (r) => each(this.sourceRow(r, range.phase)));
+  }
+
+  private copyRange(
+    decoder: CopyRowDecoder,
+    range: KeyRange,
+    after: Position | null,
+    limit: number,
+    each: (row: SourceBytesRow) => void,
+  ): Promise<number> {
+    const text = copyRangeText(this.sql, range.phase, after ?? range.lo, range.hi, limit);
+    const keyCount = this.sql.primaryKey.length;
+    return this.source.copyEach(text, `read rows of ${this.where}`, (line) => {
+      let row;
+      try {
+        row = decoder.decode(line);
+      } catch (err) {
+        throw new AppError('INTERNAL', `${this.where}: a row read with COPY is not in the expected text form: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      const position: Position =
+        range.phase === 'wm' ? { wm: row.keys[0]!, pk: row.keys.slice(1, 1 + keyCount) } : { wm: null, pk: row.keys.slice(0, keyCount) };
+      each({ position, json: row.json, length: row.length, brackets: row.brackets, deleted: row.flag });
+    });
   }
 
   /** One object shape for every row: this runs for every row sent. */

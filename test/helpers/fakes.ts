@@ -60,6 +60,7 @@ export class FakeTableReader implements TableReader {
   onNextRange: () => void = () => {};
   /** Absent unless a test gives the reader a row-by-row read. */
   readRangeEach?: TableReader['readRangeEach'];
+  readRangeBytes?: TableReader['readRangeBytes'];
   /** Absent unless a test sets it (like a source without the keys-free page read). */
   nextRangeEnd?: TableReader['nextRangeEnd'];
   /** Absent unless a test sets it (like a source that plans one page per statement). */
