@@ -28,7 +28,7 @@ async function readBothWays(reader: TableReader, pageRows: number): Promise<{ js
     ranges.push(next.range);
     for (const r of await reader.readRange(next.range, null, pageRows)) json.push({ position: r.position, json: r.json, deleted: r.deleted });
     const count = await reader.readRangeBytes!(next.range, null, pageRows, (r) => {
-      copy.push({ position: r.position, json: r.json.toString('utf8', 0, r.length), deleted: r.deleted });
+      copy.push({ position: r.position, json: r.json.toString('utf8', r.start, r.start + r.length), deleted: r.deleted });
     });
     expect(count).toBe(next.rows);
     cursor = { phase: next.range.phase, after: next.range.hi };
@@ -148,6 +148,25 @@ describe('reading rows with COPY gives the bytes to_json gives', () => {
     const { json, copy } = await readBothWays(await source.table({ source: 's', name: `${db.schema}.keyed` }), 3);
     expect(copy.map((r) => r.position.pk[0])).toEqual(['a\tb', 'back\\slash', 'new\nline', 'plain']);
     expect(copy).toEqual(json);
+  });
+
+  it('fails the read, never sends invalid JSON, when a column changed its type after the table was described', async () => {
+    await db.client.query(`
+      CREATE TABLE altered (id int PRIMARY KEY, updated_at timestamptz, n int4, j jsonb);
+      INSERT INTO altered VALUES (1, '2024-01-01 00:00:00+00', 1, '{}'), (2, '2024-01-02 00:00:00+00', 2, '[]');`);
+    const reader = await source.table(spec('altered'));
+    const next = (await reader.nextRange({ phase: 'wm', after: null }, 10))!;
+    await db.client.query(`ALTER TABLE altered ALTER COLUMN n TYPE text; UPDATE altered SET n = 'not a number' WHERE id = 2`);
+    const read: string[] = [];
+    const failed = await reader.readRangeBytes!(next.range, null, 10, (r) => read.push(r.json.toString('utf8', r.start, r.start + r.length))).then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
+    expect(failed?.message).toContain('invalid input syntax for type integer');
+    for (const json of read) expect(() => JSON.parse(json) as unknown).not.toThrow();
+    await db.client.query(`UPDATE altered SET n = '2' WHERE id = 2; ALTER TABLE altered ALTER COLUMN j TYPE text`);
+    await db.client.query(`UPDATE altered SET j = 'not json' WHERE id = 1`);
+    await expect(reader.readRangeBytes!(next.range, null, 10, () => undefined)).rejects.toThrow(/invalid input syntax for type json/);
   });
 
   it('is not offered for tables with configured SQL, which keep the JSON Postgres builds', async () => {

@@ -343,7 +343,10 @@ export function copyColumn(col: PgColumn, masked?: string): CopyColumn {
   if (EXACT_AS_TEXT.has(col.baseName)) return { expr: `${ref}::text`, form: 'string' };
   if (col.baseName === 'bytea') return { expr: base64(ref), form: 'string' };
   const form = col.category === 'A' || col.typtype !== 'b' ? undefined : COPY_FORMS.get(col.baseName);
-  if (form !== undefined) return { expr: ref, form };
+  // Cast to the type the table was described with: a column whose type changed since (the next job sees the new
+  // shape) still prints the text its form expects, or fails the read, and never makes a record invalid JSON. Any
+  // text makes a valid JSON string, so those forms need no cast (and `char(n)` would lose its padding to `::text`).
+  if (form !== undefined) return { expr: form === 'string' ? ref : `${ref}::${col.baseName}`, form };
   const projected = columnExpr(col, 't');
   return { expr: `to_json(${projected.slice(0, projected.lastIndexOf(' AS '))})::text`, form: 'json' };
 }
