@@ -4,7 +4,7 @@ import { CopyRowDecoder, type CopyForm } from './copy-row.js';
 function decode(forms: Array<[string, CopyForm]>, line: string, keys = 0, flag = false) {
   const decoder = new CopyRowDecoder({ keys, columns: forms.map(([name, form]) => ({ name, form })), flag });
   const row = decoder.decode(Buffer.from(line));
-  return { ...row, text: row.json.toString('utf8', 0, row.length) };
+  return { ...row, text: row.json.toString('utf8', row.start, row.start + row.length) };
 }
 
 describe('CopyRowDecoder', () => {

@@ -35,8 +35,9 @@ export interface CopyRowLayout {
 /** A decoded row: valid until the next `decode`. */
 export interface CopyRow {
   keys: string[];
-  /** The row's JSON object text, in `json[0, length)`. */
+  /** The row's JSON object text, in `json[start, start + length)`; the bytes before it are free to overwrite. */
   json: Buffer;
+  start: number;
   length: number;
   /**
    * Opening brackets in embedded JSON values, plus one for the row object: the record cannot be nested deeper
@@ -51,6 +52,12 @@ interface RawBuffer extends Buffer {
   latin1Slice(start: number, end: number): string;
   utf8Slice(start: number, end: number): string;
 }
+
+/**
+ * Bytes left free before each row: room for a record writer to put the event id's prefix right before the row and
+ * hash both where they lie (record.ts).
+ */
+const HEAD_ROOM = 1024;
 
 const TAB = 0x09;
 const NEWLINE = 0x0a;
@@ -114,7 +121,7 @@ export class CopyRowDecoder {
     let end = line.length;
     if (end > 0 && line[end - 1] === NEWLINE) end -= 1;
     // Each input byte becomes at most six (a control character as \u00XX); a value gains at most 5 (`null`, quotes, `:00`).
-    const room = this.headBytes + end * 6 + this.forms.length * 5;
+    const room = HEAD_ROOM + this.headBytes + end * 6 + this.forms.length * 5;
     if (this.out.length < room) this.out = Buffer.allocUnsafe(Math.max(room, this.out.length * 2));
     const out = this.out;
     const keys: string[] = [];
@@ -124,7 +131,7 @@ export class CopyRowDecoder {
       keys.push(textOf(line, i, stop));
       i = stop + 1;
     }
-    let w = 0;
+    let w = HEAD_ROOM;
     let brackets = 1;
     out[w++] = 0x7b;
     for (let c = 0; c < this.forms.length; c++) {
@@ -224,7 +231,7 @@ export class CopyRowDecoder {
     }
     if (i !== end + 1) throw new SyntaxError('COPY row has more fields than its layout');
     out[w++] = 0x7d;
-    return { keys, json: out, length: w, brackets, flag };
+    return { keys, json: out, start: HEAD_ROOM, length: w - HEAD_ROOM, brackets, flag };
   }
 }
 

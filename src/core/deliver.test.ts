@@ -12,8 +12,8 @@ const pos = (id: number): Position => ({ wm: wmOf(id), pk: [String(id)] });
 const RANGE: KeyRange = { phase: 'wm', lo: pos(3), hi: pos(15) };
 
 /**
- * Whether the reader hands rows over one by one (readRangeEach), one by one as UTF-8 bytes in a reused buffer
- * (readRangeBytes), or as one array per read.
+ * Whether the reader hands rows over one by one (readRangeEach), one by one as UTF-8 bytes in a reused buffer with
+ * room before them (readRangeBytes), or as one array per read.
  */
 let streamed: 'collected' | 'streamed' | 'bytes' = 'collected';
 
@@ -40,9 +40,10 @@ function setup(rows: FakeRow[] = fakeRows(1, 20), destination = new FakeDestinat
       for (const row of rows) {
         // Garbage after the row, as a reused buffer holds: only json[0, length) is the row.
         buffer.fill(0x7b);
-        const length = buffer.write(row.json, 0);
+        const start = 100;
+        const length = buffer.write(row.json, start);
         const brackets = [...row.json].filter((c) => c === '{' || c === '[').length;
-        each({ position: row.position, json: buffer, length, brackets, deleted: row.deleted });
+        each({ position: row.position, json: buffer, start, length, brackets, deleted: row.deleted });
       }
       return rows.length;
     };

@@ -128,7 +128,7 @@ async function streamRange(p: DeliverParams, sender: RecordSender<Position>, liv
       ? await readRangeBytes(p.range, after, p.readRows, (row) => {
           last = row.position;
           const ordering = p.ordering ?? sortableWatermark(row.position.wm, watermarkKind);
-          sender.writeBytesNow(row.deleted ? writeDeleted : writeLive, row.json, row.length, row.brackets, mayNest, ordering, row.position);
+          sender.writeBytesNow(row.deleted ? writeDeleted : writeLive, row, mayNest, ordering, row.position);
         })
       : await readRangeEach(p.range, after, p.readRows, (row) => {
           last = row.position;

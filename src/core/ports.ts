@@ -80,8 +80,9 @@ export interface SourceRow {
 /** A row of `readRangeBytes`; `json` is read only during the call that hands it over. */
 export interface SourceBytesRow {
   position: Position;
-  /** The row's JSON object text as UTF-8, in `json[0, length)`. */
+  /** The row's JSON object text as UTF-8, in `json[start, start + length)`; the bytes before it are free to overwrite. */
   json: Buffer;
+  start: number;
   length: number;
   /** At least the nesting depth of the record the row becomes (see core/copy-row.ts). */
   brackets: number;

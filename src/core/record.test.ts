@@ -158,21 +158,25 @@ describe('recordWriter', () => {
     }
   });
 
-  it('writes the same record from the row as UTF-8 bytes, read from a larger buffer', () => {
+  it('writes the same record from the row as UTF-8 bytes, read from a larger buffer, with or without room before it', () => {
     const rows: Array<[string, string | null]> = [
       ['{"id":1,"v":"a"}', '2024-03-01T11:00:00.000000Z'],
       ['{"id":2,"note":"żółw 🐢 \\u0000 \\"q\\""}', null],
       ['{}', 'o"rd'],
+      ['{"id":9}', 'ünïcode ordering'],
       ['{"big":"' + 'é'.repeat(400_000) + '"}', '7'],
     ];
     for (const ctx of [CTX, { ...CTX, generation: 2 }]) {
-      const out = new EncodedRecords();
-      const write = recordWriter('upsert', ctx);
-      for (const [row, ordering] of rows) {
-        const bytes = Buffer.concat([Buffer.from(row), Buffer.from('trailing bytes not part of the row')]);
-        out.commit(write.bytes(out, bytes, Buffer.byteLength(row), ordering));
+      // No room before the row (the id's input is then put together elsewhere), too little, and enough.
+      for (const room of [0, 10, 200]) {
+        const out = new EncodedRecords();
+        const write = recordWriter('upsert', ctx);
+        for (const [row, ordering] of rows) {
+          const bytes = Buffer.concat([Buffer.alloc(room, 0x7b), Buffer.from(row), Buffer.from('trailing bytes not part of the row')]);
+          out.commit(write.bytes(out, bytes, room, Buffer.byteLength(row), ordering));
+        }
+        expect(rows.map((_, i) => out.bytes(i, i + 1).toString('hex'))).toEqual(written(rows, 'upsert', ctx));
       }
-      expect(rows.map((_, i) => out.bytes(i, i + 1).toString('hex'))).toEqual(written(rows, 'upsert', ctx));
     }
   });
 

@@ -98,8 +98,11 @@ export function recordEncoder(op: Operation, ctx: RecordContext): (rowJson: stri
 /** Stages one record into `out` and returns its length in bytes (to `commit`); see `recordWriter`. */
 export interface RecordWriter {
   (out: EncodedRecords, rowJson: string, ordering: string | null, identity?: string): number;
-  /** The same record from the row's JSON as UTF-8, `row[0, length)`: the same bytes as from its text. */
-  bytes(out: EncodedRecords, row: Buffer, length: number, ordering: string | null): number;
+  /**
+   * The same record from the row's JSON as UTF-8 in `row[rowAt, rowAt + length)`: the same bytes as from its text.
+   * The bytes before `rowAt` are the writer's to overwrite (the event id's input is put together there).
+   */
+  bytes(out: EncodedRecords, row: Buffer, rowAt: number, length: number, ordering: string | null): number;
 }
 
 /**
@@ -138,25 +141,13 @@ export function recordWriter(op: Operation, ctx: RecordContext): RecordWriter {
     `,"_generation":${generation},"_extracted_at":${enc(ctx.extractedAt)},"_source":${enc(ctx.source)},"_table":${enc(ctx.table)}`,
   );
   const fallback = recordEncoder(op, ctx);
-  const write = (out: EncodedRecords, row: string | Buffer, rowBytes: number, ordering: string | null, identity?: string): number => {
-    const idPart = identity ?? ordering ?? '';
-    // At most three bytes per UTF-16 unit.
-    const s = scratchOf(idPrefix.length + idSuffix.length + idPart.length * 3 + (typeof row === 'string' ? row.length * 3 : rowBytes)) as RawBuffer;
-    s.set(idPrefix, 0);
-    let n = idPrefix.length;
-    n += s.utf8Write(idPart, n, s.length - n);
-    s.set(idSuffix, n);
-    n += idSuffix.length;
-    const rowAt = n;
-    n += typeof row === 'string' ? s.utf8Write(row, n, s.length - n) : row.copy(s, n, 0, rowBytes);
+  /** The record of the row object in `src[rowAt, n)` with event id `id`, written into the open request. */
+  const emit = (out: EncodedRecords, src: Buffer, rowAt: number, n: number, id: string, ordering: string | null): number => {
     let i = rowAt;
-    while (i < n && isSpace(s[i]!)) i += 1;
-    // Not an object's text: the string path, whose character-wise splicing this byte-wise one would not match.
-    if (s[i] !== 0x7b || i >= n) return out.stage(fallback(typeof row === 'string' ? row : row.toString('utf8', 0, rowBytes), ordering, identity));
-    const id = hash('sha256', s.subarray(0, n), 'hex');
+    while (i < n && isSpace(src[i]!)) i += 1;
     i += 1;
-    while (i < n && isSpace(s[i]!)) i += 1;
-    const empty = i < n && s[i] === 0x7d;
+    while (i < n && isSpace(src[i]!)) i += 1;
+    const empty = i < n && src[i] === 0x7d;
     // An ordering JSON leaves as it is (every watermark's sortable form: digits, dashes, colons, a T, a Z) is
     // written between quotes without JSON.stringify; anything else is escaped by it.
     const plain = ordering !== null && printableAscii(ordering);
@@ -181,12 +172,44 @@ export function recordWriter(op: Operation, ctx: RecordContext): RecordWriter {
       buf[w++] = 0x7d;
     } else {
       buf[w++] = 0x2c;
-      s.copy(buf, w, i, n);
+      buf.set(src.subarray(i, n), w);
       w += n - i;
     }
     return w - at;
   };
-  const writer = ((out, rowJson, ordering, identity) => write(out, rowJson, 0, ordering, identity)) as RecordWriter;
-  writer.bytes = (out, row, length, ordering) => write(out, row, length, ordering);
+  /** Whether `src[from, n)` starts, after white space, with an object's `{`. */
+  const isObject = (src: Buffer, from: number, n: number): boolean => {
+    let i = from;
+    while (i < n && isSpace(src[i]!)) i += 1;
+    return i < n && src[i] === 0x7b;
+  };
+  const writer = ((out, rowJson, ordering, identity) => {
+    const idPart = identity ?? ordering ?? '';
+    // At most three bytes per UTF-16 unit.
+    const s = scratchOf(idPrefix.length + idSuffix.length + (idPart.length + rowJson.length) * 3) as RawBuffer;
+    s.set(idPrefix, 0);
+    let n = idPrefix.length;
+    n += s.utf8Write(idPart, n, s.length - n);
+    s.set(idSuffix, n);
+    n += idSuffix.length;
+    const rowAt = n;
+    n += s.utf8Write(rowJson, n, s.length - n);
+    // Not an object's text: the string path, whose character-wise splicing this byte-wise one would not match.
+    if (!isObject(s, rowAt, n)) return out.stage(fallback(rowJson, ordering, identity));
+    return emit(out, s, rowAt, n, hash('sha256', s.subarray(0, n), 'hex'), ordering);
+  }) as RecordWriter;
+  writer.bytes = (out, row, rowAt, length, ordering) => {
+    const idPart = ordering ?? '';
+    const partBytes = printableAscii(idPart) ? idPart.length : Buffer.byteLength(idPart);
+    const from = rowAt - idPrefix.length - partBytes - idSuffix.length;
+    const n = rowAt + length;
+    if (!isObject(row, rowAt, n)) return out.stage(fallback(row.toString('utf8', rowAt, n), ordering));
+    if (from < 0) return writer(out, row.toString('utf8', rowAt, n), ordering);
+    // The id's input is the prefix and the row: written into the free bytes before the row, it is hashed in place.
+    (row as RawBuffer).set(idPrefix, from);
+    (row as RawBuffer).utf8Write(idPart, from + idPrefix.length, partBytes);
+    row.set(idSuffix, rowAt - idSuffix.length);
+    return emit(out, row, rowAt, n, hash('sha256', row.subarray(from, n), 'hex'), ordering);
+  };
   return writer;
 }

@@ -1,7 +1,7 @@
 import { AppError, isAppError } from './errors.js';
 import { preparedJson, type StreamLimits } from './batching.js';
 import { EncodedRecords } from './encoded-records.js';
-import type { Destination } from './ports.js';
+import type { Destination, SourceBytesRow } from './ports.js';
 import type { RecordWriter } from './record.js';
 import { ArrayPositionLog, type PositionLog } from './position-log.js';
 
@@ -118,26 +118,26 @@ export class RecordSender<P> {
    * As `writeNow` for a row's JSON as UTF-8 bytes, `row[0, length)` (see SourceBytesRow). A row that could be past
    * the per-record limits, by its size or its `brackets`, takes `prepared` on its text, which checks them exactly.
    */
-  writeBytesNow(writer: RecordWriter, row: Buffer, length: number, brackets: number, mayNest: boolean, ordering: string | null, position: P): void {
-    if (length > this.o.limits.maxFieldBytes || (mayNest && brackets > this.o.limits.maxDepth)) {
-      const json = this.prepared(row.toString('utf8', 0, length), mayNest, position);
+  writeBytesNow(writer: RecordWriter, row: SourceBytesRow, mayNest: boolean, ordering: string | null, position: P): void {
+    if (row.length > this.o.limits.maxFieldBytes || (mayNest && row.brackets > this.o.limits.maxDepth)) {
+      const json = this.prepared(row.json.toString('utf8', row.start, row.start + row.length), mayNest, position);
       if (json !== null) this.stage(position, json, writer, ordering);
       return;
     }
-    this.stage(position, row, writer, ordering, undefined, length);
+    this.stage(position, row, writer, ordering);
   }
 
-  private stageRecord(text: string | Buffer, writer: RecordWriter | undefined, ordering: string | null, identity?: string, length = 0): number {
-    if (typeof text !== 'string') return writer!.bytes(this.batch, text, length, ordering);
+  private stageRecord(text: string | SourceBytesRow, writer: RecordWriter | undefined, ordering: string | null, identity?: string): number {
+    if (typeof text !== 'string') return writer!.bytes(this.batch, text.json, text.start, text.length, ordering);
     return writer ? writer(this.batch, text, ordering, identity) : this.batch.stage(text);
   }
 
   /**
    * Adds a record to the open request; one it would take past the limits closes that request first. `text` is the
-   * record, or with a `writer` the row's JSON: text, or UTF-8 bytes in `text[0, length)`.
+   * record, or with a `writer` the row's JSON, as text or as bytes.
    */
-  private stage(position: P, text: string | Buffer, writer: RecordWriter | undefined, ordering: string | null, identity?: string, length = 0): void {
-    let written = this.stageRecord(text, writer, ordering, identity, length);
+  private stage(position: P, text: string | SourceBytesRow, writer: RecordWriter | undefined, ordering: string | null, identity?: string): void {
+    let written = this.stageRecord(text, writer, ordering, identity);
     const size = written + 1;
     if (size > this.budget) {
       this.reject(new AppError('ROW_TOO_LARGE', `record of ${size} bytes cannot fit in one request`), position, this.batch.stagedText(written));
@@ -148,7 +148,7 @@ export class RecordSender<P> {
       this.batch = new EncodedRecords();
       this.positions = this.newLog();
       this.bytes = 0;
-      written = this.stageRecord(text, writer, ordering, identity, length);
+      written = this.stageRecord(text, writer, ordering, identity);
     }
     this.batch.commit(written);
     this.bytes += size;

@@ -625,7 +625,7 @@ class PostgresTable implements TableReader {
       }
       const position: Position =
         range.phase === 'wm' ? { wm: row.keys[0]!, pk: row.keys.slice(1, 1 + keyCount) } : { wm: null, pk: row.keys.slice(0, keyCount) };
-      each({ position, json: row.json, length: row.length, brackets: row.brackets, deleted: row.flag });
+      each({ position, json: row.json, start: row.start, length: row.length, brackets: row.brackets, deleted: row.flag });
     });
   }
 
