@@ -97,12 +97,47 @@ describe('CopyRowDecoder', () => {
       ),
     ).toThrow(/1 of its 2 columns/);
     expect(() => decode([['a', 'number']], '1\t2')).toThrow(/more fields/);
-    expect(() => decode([['a', 'string']], 'x\\q')).toThrow(/unknown escape/);
+    expect(() => decode([['a', 'string']], 'x\\q')).toThrow(/an escape COPY does not write/);
+  });
+
+  it('refuses number text that is not a JSON number, so a column whose type changed cannot make invalid JSON', () => {
+    for (const text of ['1.5', '-0', '12e+3', '1E-7', '0']) expect(decode([['n', 'number']], text).text).toBe(`{"n":${text}}`);
+    for (const text of ['abc', '', '1.', '.5', '01', '1e', '--1', '1 ', 'NaN']) {
+      expect(() => decode([['n', 'number']], text), text).toThrow(/column 1 is not a JSON number/);
+    }
+    expect(() => decode([['f', 'float']], 'Infinityx')).toThrow(/not a JSON number/);
+    expect(() => decode([['f', 'float']], '{"a":1}')).toThrow(/not a JSON number/);
+  });
+
+  it('refuses a NULL key value, and keeps values out of its messages', () => {
+    expect(() => decode([['v', 'number']], '\\N\t1', 1)).toThrow(/a key value is NULL/);
+    let message = '';
+    try {
+      decode([['v', 'timestamptz']], 'secret-value');
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/not in the ISO form/);
+    expect(message).not.toContain('secret');
+  });
+
+  it('says whether the row is valid UTF-8', () => {
+    expect(decode([['t', 'string']], 'é').utf8).toBe(true);
+    const decoder = new CopyRowDecoder({ keys: 0, columns: [{ name: 't', form: 'string' }], flag: false });
+    expect(decoder.decode(Buffer.from([0x61, 0xff, 0x62])).utf8).toBe(false);
   });
 
   it('reuses its buffer but grows it for a row larger than it', () => {
+    const decoder = new CopyRowDecoder({ keys: 0, columns: [{ name: 't', form: 'string' }], flag: false });
+    const small = decoder.decode(Buffer.from('a')).json;
     const big = 'x'.repeat(200_000);
-    const { text } = decode([['t', 'string']], `${big}\x01`);
-    expect(text).toBe(`{"t":"${big}\\u0001"}`);
+    const row = decoder.decode(Buffer.from(`${big}\x01`));
+    expect(row.json.toString('utf8', row.start, row.start + row.length)).toBe(`{"t":"${big}\\u0001"}`);
+    expect(row.json).not.toBe(small);
+    expect(decoder.decode(Buffer.from('b')).json).toBe(row.json);
+    // A row past the size kept has a buffer of its own, and the kept one serves the next row.
+    const huge = decoder.decode(Buffer.from('y'.repeat(1_000_000)));
+    expect(huge.length).toBe(1_000_008);
+    expect(decoder.decode(Buffer.from('c')).json).toBe(row.json);
   });
 });

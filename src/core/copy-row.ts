@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+
 /**
  * Rows of `COPY … TO STDOUT` (text format) turned into the row's JSON object text, byte for byte what Postgres's
  * `to_json` of the same projection writes (docs/encoding.md): the JSON is then the same whichever way a row was
@@ -45,6 +47,11 @@ export interface CopyRow {
    */
   brackets: number;
   flag: boolean;
+  /**
+   * False when the row's text is not valid UTF-8 (a SQL_ASCII database): its JSON must then take the text path,
+   * where invalid bytes become U+FFFD as they did when every row was text.
+   */
+  utf8: boolean;
 }
 
 /** Node's per-encoding slicers of Buffer.prototype, which `toString` calls once it has checked its arguments. */
@@ -58,6 +65,9 @@ interface RawBuffer extends Buffer {
  * hash both where they lie (record.ts).
  */
 const HEAD_ROOM = 1024;
+
+/** The decoder's buffer is kept for the next row up to this size; a larger row gets one of its own. */
+const KEPT_BYTES = 4 * 1024 * 1024;
 
 const TAB = 0x09;
 const NEWLINE = 0x0a;
@@ -95,7 +105,7 @@ function unescaped(c: number): number {
     case BACKSLASH:
       return BACKSLASH;
     default:
-      throw new SyntaxError(`COPY text has an unknown escape \\${String.fromCharCode(c)}`);
+      throw new SyntaxError('COPY text has an escape COPY does not write');
   }
 }
 
@@ -122,8 +132,9 @@ export class CopyRowDecoder {
     if (end > 0 && line[end - 1] === NEWLINE) end -= 1;
     // Each input byte becomes at most six (a control character as \u00XX); a value gains at most 5 (`null`, quotes, `:00`).
     const room = HEAD_ROOM + this.headBytes + end * 6 + this.forms.length * 5;
-    if (this.out.length < room) this.out = Buffer.allocUnsafe(Math.max(room, this.out.length * 2));
-    const out = this.out;
+    // A buffer grown for a large row is kept only while it stays small.
+    if (this.out.length < room && room <= KEPT_BYTES) this.out = Buffer.allocUnsafe(Math.min(KEPT_BYTES, Math.max(room, this.out.length * 2)));
+    const out = this.out.length >= room ? this.out : Buffer.allocUnsafe(room);
     const keys: string[] = [];
     let i = 0;
     for (let k = 0; k < this.layout.keys; k++) {
@@ -193,15 +204,18 @@ export class CopyRowDecoder {
           }
           break;
         }
-        case 'number':
-          w = copyPlain(line, i, end, out, w);
-          i = fieldEnd(line, i, end);
+        case 'number': {
+          const stop = fieldEnd(line, i, end);
+          if (!isJsonNumber(line, i, stop)) throw new SyntaxError(`column ${c + 1} is not a JSON number`);
+          w = copyPlain(line, i, stop, out, w);
+          i = stop;
           break;
+        }
         case 'float': {
           const stop = fieldEnd(line, i, end);
-          const first = line[i];
           // NaN, Infinity, -Infinity: not JSON numbers, so to_json quotes them.
-          const named = first === 0x4e || first === 0x49 || (first === 0x2d && line[i + 1] === 0x49);
+          const named = isNamedFloat(line, i, stop);
+          if (!named && !isJsonNumber(line, i, stop)) throw new SyntaxError(`column ${c + 1} is not a JSON number`);
           if (named) out[w++] = QUOTE;
           w = copyPlain(line, i, stop, out, w);
           if (named) out[w++] = QUOTE;
@@ -210,7 +224,7 @@ export class CopyRowDecoder {
         }
         case 'boolean': {
           const stop = fieldEnd(line, i, end);
-          if (stop !== i + 1 || (line[i] !== 0x74 && line[i] !== 0x66)) throw new SyntaxError('COPY boolean is not t or f');
+          if (stop !== i + 1 || (line[i] !== 0x74 && line[i] !== 0x66)) throw new SyntaxError(`column ${c + 1} is not a boolean's t or f`);
           w = put(out, w, line[i] === 0x74 ? TRUE : FALSE);
           i = stop;
           break;
@@ -231,8 +245,37 @@ export class CopyRowDecoder {
     }
     if (i !== end + 1) throw new SyntaxError('COPY row has more fields than its layout');
     out[w++] = 0x7d;
-    return { keys, json: out, start: HEAD_ROOM, length: w - HEAD_ROOM, brackets, flag };
+    return { keys, json: out, start: HEAD_ROOM, length: w - HEAD_ROOM, brackets, flag, utf8: isUtf8(line) };
   }
+}
+
+/** `NaN`, `Infinity` or `-Infinity` in `line[from, to)`. */
+function isNamedFloat(line: Buffer, from: number, to: number): boolean {
+  const first = line[from];
+  if (first !== 0x4e && first !== 0x49 && first !== 0x2d) return false;
+  const word = line.toString('latin1', from, to);
+  return word === 'NaN' || word === 'Infinity' || word === '-Infinity';
+}
+
+/** Whether `line[from, to)` is a number in JSON's grammar (what Postgres prints for integers and finite floats). */
+function isJsonNumber(line: Buffer, from: number, to: number): boolean {
+  let i = from;
+  if (line[i] === 0x2d) i += 1;
+  if (i >= to || !isDigit(line[i])) return false;
+  if (line[i] === 0x30 && i + 1 < to && isDigit(line[i + 1])) return false;
+  while (i < to && isDigit(line[i])) i += 1;
+  if (i < to && line[i] === 0x2e) {
+    i += 1;
+    if (i >= to || !isDigit(line[i])) return false;
+    while (i < to && isDigit(line[i])) i += 1;
+  }
+  if (i < to && (line[i]! | 0x20) === 0x65) {
+    i += 1;
+    if (line[i] === 0x2b || line[i] === 0x2d) i += 1;
+    if (i >= to || !isDigit(line[i])) return false;
+    while (i < to && isDigit(line[i])) i += 1;
+  }
+  return i === to;
 }
 
 /** Index of the tab or the end that closes the field starting at `i`. */
@@ -252,6 +295,7 @@ function copyPlain(line: Buffer, from: number, to: number, out: Buffer, w: numbe
 
 /** A key field's text, COPY's escapes undone. */
 function textOf(line: Buffer, from: number, to: number): string {
+  if (to === from + 2 && line[from] === BACKSLASH && line[from + 1] === 0x4e) throw new SyntaxError('a key value is NULL');
   let escaped = false;
   let ascii = true;
   for (let i = from; i < to; i++) {
@@ -276,12 +320,12 @@ function isoTimestamp(line: Buffer, from: number, to: number, out: Buffer, w: nu
   let i = from;
   if (isDigit(line[i])) {
     while (i < to && line[i] !== 0x20) out[w++] = line[i++]!;
-    if (i === to || !isDigit(line[i - 1]) || !isDigit(line[i + 1])) throw new SyntaxError('COPY timestamp is not in the ISO form');
+    if (i === to || !isDigit(line[i - 1]) || !isDigit(line[i + 1])) throw new SyntaxError('a timestamp is not in the ISO form');
     out[w++] = 0x54; // T
     i += 1;
     if (zoned) {
       while (i < to && line[i] !== 0x2b && line[i] !== 0x2d) out[w++] = line[i++]!;
-      if (i + 3 > to || !isDigit(line[i + 1]) || !isDigit(line[i + 2])) throw new SyntaxError('COPY timestamp has no UTC offset');
+      if (i + 3 > to || !isDigit(line[i + 1]) || !isDigit(line[i + 2])) throw new SyntaxError('a timestamp with time zone has no UTC offset');
       out[w++] = line[i]!;
       out[w++] = line[i + 1]!;
       out[w++] = line[i + 2]!;
@@ -290,7 +334,8 @@ function isoTimestamp(line: Buffer, from: number, to: number, out: Buffer, w: nu
     }
   } else {
     const word = line.toString('latin1', from, to);
-    if (word !== 'infinity' && word !== '-infinity') throw new SyntaxError(`COPY timestamp ${JSON.stringify(word)} is not in the ISO form`);
+    // The value itself stays out of the message: errors reach logs and the dashboard.
+    if (word !== 'infinity' && word !== '-infinity') throw new SyntaxError('a timestamp is not in the ISO form');
   }
   w = copyPlain(line, i, to, out, w);
   out[w++] = QUOTE;

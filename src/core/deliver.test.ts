@@ -43,7 +43,7 @@ function setup(rows: FakeRow[] = fakeRows(1, 20), destination = new FakeDestinat
         const start = 100;
         const length = buffer.write(row.json, start);
         const brackets = [...row.json].filter((c) => c === '{' || c === '[').length;
-        each({ position: row.position, json: buffer, start, length, brackets, deleted: row.deleted });
+        each({ position: row.position, json: buffer, start, length, brackets, deleted: row.deleted, utf8: true });
       }
       return rows.length;
     };

@@ -86,6 +86,8 @@ export interface SourceBytesRow {
   length: number;
   /** At least the nesting depth of the record the row becomes (see core/copy-row.ts). */
   brackets: number;
+  /** False when `json` is not valid UTF-8: it is then read as text, invalid bytes as U+FFFD. */
+  utf8: boolean;
   deleted: boolean;
 }
 

@@ -115,11 +115,12 @@ export class RecordSender<P> {
   }
 
   /**
-   * As `writeNow` for a row's JSON as UTF-8 bytes, `row[0, length)` (see SourceBytesRow). A row that could be past
-   * the per-record limits, by its size or its `brackets`, takes `prepared` on its text, which checks them exactly.
+   * As `writeNow` for a row's JSON as UTF-8 bytes (see SourceBytesRow). A row that could be past the per-record
+   * limits, by its size or its `brackets`, takes `prepared` on its text, which checks them exactly; so does one that
+   * is not valid UTF-8, which then gets the U+FFFD replacements (and the event id) the text path gives it.
    */
   writeBytesNow(writer: RecordWriter, row: SourceBytesRow, mayNest: boolean, ordering: string | null, position: P): void {
-    if (row.length > this.o.limits.maxFieldBytes || (mayNest && row.brackets > this.o.limits.maxDepth)) {
+    if (row.length > this.o.limits.maxFieldBytes || (mayNest && row.brackets > this.o.limits.maxDepth) || !row.utf8) {
       const json = this.prepared(row.json.toString('utf8', row.start, row.start + row.length), mayNest, position);
       if (json !== null) this.stage(position, json, writer, ordering);
       return;

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   boundaryText,
   columnExpr,
+  copyRangeText,
+  escapedLiteral,
   mayNest,
   nextRangeQuery,
   readKeysQuery,
@@ -202,5 +204,27 @@ describe('boundaryText', () => {
 
   it('refuses a base that is not a UTC time', () => {
     expect(() => boundaryText('2024-03-01 00:00:00+05:30', 0, 'timestamp with time zone')).toThrow(/not a UTC time/);
+  });
+});
+
+describe('copyRangeText', () => {
+  it('writes key values as E-string constants that no backslash or quote can end', () => {
+    expect(escapedLiteral("it's")).toBe("E'it''s'");
+    expect(escapedLiteral("x\\' OR true --")).toBe("E'x\\\\'' OR true --'");
+    const text = copyRangeText(
+      TABLE,
+      'wm',
+      { wm: '2024-01-01 00:00:00+00', pk: ["a\\'", '1'] },
+      { wm: '2024-01-02 00:00:00+00', pk: ['b', '2'] },
+      500,
+    );
+    expect(text).toContain("E'a\\\\'''::");
+    expect(text.startsWith('COPY (SELECT ')).toBe(true);
+    expect(text.endsWith(' LIMIT 500) TO STDOUT')).toBe(true);
+  });
+
+  it('refuses a read limit that is not a positive integer', () => {
+    const hi = { wm: '2024-01-02 00:00:00+00', pk: ['b', '2'] };
+    for (const limit of [0, -1, 1.5, Number.NaN]) expect(() => copyRangeText(TABLE, 'wm', null, hi, limit)).toThrow(/positive integer/);
   });
 });

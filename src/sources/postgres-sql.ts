@@ -46,16 +46,18 @@ function base64(expr: string): string {
  * value with a mask computed in SQL (see `sqlMask`).
  */
 export function columnExpr(col: PgColumn, table = 't', masked?: string): string {
+  return `${masked ?? columnValue(col, table)} AS ${quoteIdent(col.name)}`;
+}
+
+/** `columnExpr` without its alias. */
+function columnValue(col: PgColumn, table: string): string {
   const ref = `${table}.${quoteIdent(col.name)}`;
-  const alias = quoteIdent(col.name);
-  if (masked !== undefined) return `${masked} AS ${alias}`;
-  if (EXACT_AS_TEXT.has(col.baseName)) return `${ref}::text AS ${alias}`;
-  if (col.baseName === 'bytea') return `${base64(ref)} AS ${alias}`;
-  if (col.category === 'A' && col.elemName !== null && EXACT_AS_TEXT.has(col.elemName)) return `${ref}::text[] AS ${alias}`;
-  if (col.category === 'A' && col.elemName === 'bytea') {
-    return `(SELECT array_agg(${base64('e')} ORDER BY o) FROM unnest(${ref}) WITH ORDINALITY AS u(e, o)) AS ${alias}`;
-  }
-  return `${ref} AS ${alias}`;
+  if (EXACT_AS_TEXT.has(col.baseName)) return `${ref}::text`;
+  if (col.baseName === 'bytea') return base64(ref);
+  if (col.category === 'A' && col.elemName !== null && EXACT_AS_TEXT.has(col.elemName)) return `${ref}::text[]`;
+  if (col.category === 'A' && col.elemName === 'bytea')
+    return `(SELECT array_agg(${base64('e')} ORDER BY o) FROM unnest(${ref}) WITH ORDINALITY AS u(e, o))`;
+  return ref;
 }
 
 /** Columns that can carry nested JSON (json, jsonb, composite, arrays): only those need a depth check. */
@@ -72,6 +74,14 @@ export function valueKind(col: PgColumn): ValueKind {
   if (col.category === 'S') return 'text';
   if (col.category === 'N') return 'number';
   return 'other';
+}
+
+/**
+ * A string constant for a value read from the table (a key): `E'…'` with backslashes and quotes doubled, exact
+ * whatever `standard_conforming_strings` says, so no value can end the constant.
+ */
+export function escapedLiteral(text: string): string {
+  return `E'${text.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
 /** The `null` mask in SQL. */
@@ -343,17 +353,16 @@ export function copyColumn(col: PgColumn, masked?: string): CopyColumn {
   if (EXACT_AS_TEXT.has(col.baseName)) return { expr: `${ref}::text`, form: 'string' };
   if (col.baseName === 'bytea') return { expr: base64(ref), form: 'string' };
   const form = col.category === 'A' || col.typtype !== 'b' ? undefined : COPY_FORMS.get(col.baseName);
-  // Cast to the type the table was described with: a column whose type changed since (the next job sees the new
-  // shape) still prints the text its form expects, or fails the read, and never makes a record invalid JSON. Any
-  // text makes a valid JSON string, so those forms need no cast (and `char(n)` would lose its padding to `::text`).
-  if (form !== undefined) return { expr: form === 'string' ? ref : `${ref}::${col.baseName}`, form };
-  const projected = columnExpr(col, 't');
-  return { expr: `to_json(${projected.slice(0, projected.lastIndexOf(' AS '))})::text`, form: 'json' };
+  // A column whose type changed since the table was described (the next job describes it again) must not make a
+  // record invalid JSON: the decoder checks numbers, booleans and timestamps, and JSON is cast to its type, which
+  // only a column that is no longer JSON pays for (with a check). Any text makes a valid JSON string.
+  if (form !== undefined) return { expr: form === 'json' ? `${ref}::${col.baseName}` : ref, form };
+  return { expr: `to_json(${columnValue(col, 't')})::text`, form: 'json' };
 }
 
 /**
  * `readRangeQuery` as one `COPY … TO STDOUT` statement (COPY takes no parameters: positions are written as string
- * constants, exact under standard_conforming_strings, cast to their column's type as the parameters are). Its rows
+ * constants, `escapedLiteral`, cast to their column's type as the parameters are). Its rows
  * are the key values as text, then each column of `copyColumn`, then the soft-delete flag when the table has one.
  * For tables without configured SQL: a filter's row-level NULL and a custom query's own text stay on
  * `readRangeQuery`.
@@ -361,8 +370,8 @@ export function copyColumn(col: PgColumn, masked?: string): CopyColumn {
 export function copyRangeText(t: TableSql, phase: Phase, after: Position | null, hi: Position, limit: number): string {
   if (!Number.isSafeInteger(limit) || limit < 1) throw new AppError('INTERNAL', `read limit ${limit} is not a positive integer`);
   const where = [phaseFilter(t, phase)];
-  if (after) where.push(compareTo(keyColumns(t, phase), '>', positionValues(after, phase), literal));
-  where.push(compareTo(keyColumns(t, phase), '<=', positionValues(hi, phase), literal));
+  if (after) where.push(compareTo(keyColumns(t, phase), '>', positionValues(after, phase), escapedLiteral));
+  where.push(compareTo(keyColumns(t, phase), '<=', positionValues(hi, phase), escapedLiteral));
   const values = t.columns.map((c) => copyColumn(c, t.masks?.get(c.name)).expr);
   const deleted = t.deleted ? `, (${t.deleted})::text` : '';
   return (

@@ -619,13 +619,19 @@ class PostgresTable implements TableReader {
       try {
         row = decoder.decode(line);
       } catch (err) {
-        throw new AppError('INTERNAL', `${this.where}: a row read with COPY is not in the expected text form: ${(err as Error).message}`, {
-          cause: err,
-        });
+        // Most likely a column's type changed since the table was described: a retry describes it again.
+        throw new AppError(
+          'SOURCE_SCHEMA',
+          `${this.where}: a row read with COPY is not in the form its columns' types print: ${(err as Error).message}`,
+          {
+            retryable: true,
+            cause: err,
+          },
+        );
       }
       const position: Position =
         range.phase === 'wm' ? { wm: row.keys[0]!, pk: row.keys.slice(1, 1 + keyCount) } : { wm: null, pk: row.keys.slice(0, keyCount) };
-      each({ position, json: row.json, start: row.start, length: row.length, brackets: row.brackets, deleted: row.flag });
+      each({ position, json: row.json, start: row.start, length: row.length, brackets: row.brackets, deleted: row.flag, utf8: row.utf8 });
     });
   }
 
