@@ -181,6 +181,29 @@ describe('reading rows with COPY gives the bytes to_json gives', () => {
     expect(JSON.parse(copy[0]!.json)).toMatchObject({ 'x AS y': '1 day', 'a AS b': ['1', '2'], "q'\\": 'v', AS: 'happy' });
   });
 
+  it('rejects a COPY read the server fails, naming the read, and the pool serves the next one', async () => {
+    const short = new PostgresSource({ name: 's', url: PG_URL, poolSize: 1, statementTimeoutMs: 50 });
+    try {
+      await db.client.query(`
+        CREATE TABLE slow (id int PRIMARY KEY, updated_at timestamptz, v text);
+        INSERT INTO slow VALUES (1, '2024-01-01 00:00:00+00', 'a');
+        CREATE VIEW slow_view AS SELECT * FROM slow WHERE pg_sleep(0.3) IS NOT NULL;`);
+      // A view's rows go through COPY like a table's: its SQL is the database's, not the configuration's.
+      const reader = await short.table(spec('slow_view', { primaryKey: ['id'] }));
+      expect(reader.readRangeBytes).toBeTypeOf('function');
+      const range: KeyRange = { phase: 'wm', lo: null, hi: { wm: '2024-01-01 00:00:00+00', pk: ['1'] } };
+      const err = await reader.readRangeBytes!(range, null, 10, () => undefined).then(
+        () => undefined,
+        (e: unknown) => e as AppError,
+      );
+      expect(err?.message).toContain('read rows of');
+      expect(err?.message).toContain('statement timeout');
+      expect(await (await short.table(spec('slow'))).isEmpty()).toBe(false);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('is not offered for tables with configured SQL, which keep the JSON Postgres builds', async () => {
     expect((await source.table(spec('types', { where: 'i4 > 0' }))).readRangeBytes).toBeUndefined();
     expect((await source.table(spec('types', { softDelete: { condition: 'b' } }))).readRangeBytes).toBeUndefined();

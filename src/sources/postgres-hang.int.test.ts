@@ -36,11 +36,11 @@ describe('a Postgres query on a connection that stops answering', () => {
 
   it('fails retryable once its statement timeout and the grace have passed, instead of waiting forever', async () => {
     proxy = await TcpProxy.start(portOf(PG_URL));
-    source = new PostgresSource({ name: 's', url: through(proxy, PG_URL), poolSize: 4, statementTimeoutMs: 600, answerGraceMs: 400 });
+    source = new PostgresSource({ name: 's', url: through(proxy, PG_URL), poolSize: 5, statementTimeoutMs: 600, answerGraceMs: 400 });
     const s = source;
     // A pooled connection for each query below (a new one could not even be opened through the proxy).
     const probe = { text: 'SELECT pg_sleep(0.1)::text', values: [] };
-    expect(await Promise.all([1, 2, 3, 4].map(() => s.query(probe, 'probe')))).toEqual([1, 2, 3, 4].map(() => [['']]));
+    expect(await Promise.all([1, 2, 3, 4, 5].map(() => s.query(probe, 'probe')))).toEqual([1, 2, 3, 4, 5].map(() => [['']]));
     proxy.hang();
     const page = { text: 'SELECT 2', values: [] };
     const reads: Array<[string, () => Promise<unknown>]> = [
@@ -48,6 +48,7 @@ describe('a Postgres query on a connection that stops answering', () => {
       ['configured SQL', () => s.query(page, 'read a page', true)],
       ['a streamed read', () => s.queryEach(page, 'read rows', false, () => undefined)],
       ['a streamed read of configured SQL', () => s.queryEach(page, 'read rows', true, () => undefined)],
+      ['a COPY read', () => s.copyEach('COPY (SELECT 2) TO STDOUT', 'read rows', () => undefined)],
     ];
     for (const [what, read] of reads) {
       const started = Date.now();
