@@ -62,6 +62,9 @@ export async function redisUsedMemory(redis: Redis): Promise<number> {
   return Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
 }
 
+/** `BENCH_BACKFILL_READ=copy` runs the pipeline with `backfillRead: copy` (README, "Backfill reads with COPY"). */
+export const BACKFILL_READ: Record<string, string> = process.env.BENCH_BACKFILL_READ ? { backfillRead: process.env.BENCH_BACKFILL_READ } : {};
+
 /** The config file of one run: pushsync's defaults beside what the bench sets. */
 function rawBenchConfig(prefix: string, o: BackfillOptions): Record<string, unknown> {
   return {
@@ -70,7 +73,13 @@ function rawBenchConfig(prefix: string, o: BackfillOptions): Record<string, unkn
     destination: { url: o.receiver.url, apiKey: 'bench', ...o.destination },
     masking: { key: 'bench-pseudonym-key-0123456789' },
     sources: [
-      { name: 'bench', kind: 'postgres', url: o.pgUrl, tables: [{ name: o.table, watermark: 'updated_at', batchRows: o.batchRows, ...o.rules }] },
+      {
+        name: 'bench',
+        kind: 'postgres',
+        url: o.pgUrl,
+        ...BACKFILL_READ,
+        tables: [{ name: o.table, watermark: 'updated_at', batchRows: o.batchRows, ...o.rules }],
+      },
     ],
   };
 }

@@ -9,6 +9,7 @@ import { deletePrefix } from '../src/queue/redis.js';
 import { runOnce } from '../src/queue/run-once.js';
 import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild } from './receiver-child.js';
+import { BACKFILL_READ } from './backfill.js';
 import { cpuLimitUnavailable, createCpuLimit, type CpuLimit } from './cpu-limit.js';
 import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
@@ -68,7 +69,7 @@ async function backfill(processes: number, receiverUrl: string, expected: number
   const raw = {
     redis: { url: REDIS_URL, prefix },
     destination: { url: receiverUrl, apiKey: 'bench' },
-    sources: [{ name: 'bench', kind: 'postgres', url: PG_URL, tables: [{ name: TABLE, watermark: 'updated_at' }] }],
+    sources: [{ name: 'bench', kind: 'postgres', url: PG_URL, ...BACKFILL_READ, tables: [{ name: TABLE, watermark: 'updated_at' }] }],
   };
   const config = parseConfig(raw, {});
   const script = fileURLToPath(new URL('./worker-child.ts', import.meta.url));

@@ -485,6 +485,18 @@ describe('parseConfig with a mysql source', () => {
     }
   });
 
+  it('takes backfillRead on a Postgres source only, json by default', () => {
+    expect(parseConfig(minimal(), {}).sources[0]).toMatchObject({ backfillRead: 'json' });
+    const copy = minimal({ sources: [{ ...(minimal().sources as object[])[0], backfillRead: 'copy' }] });
+    expect(parseConfig(copy, {}).sources[0]).toMatchObject({ backfillRead: 'copy' });
+    expect(problems(mysql({ backfillRead: 'copy' }))).toEqual([
+      'sources[0].backfillRead: copy is for Postgres sources; MySQL reads rows as text already',
+    ]);
+    expect(problems(minimal({ sources: [{ ...(minimal().sources as object[])[0], backfillRead: 'binary' }] }))).toEqual([
+      'sources[0].backfillRead: must be json or copy',
+    ]);
+  });
+
   it('refuses an unknown kind, naming the kinds there are', () => {
     expect(problems(mysql({ kind: 'oracle' }))).toEqual(['sources[0].kind: must be postgres or mysql']);
   });

@@ -61,7 +61,8 @@ export function createSources(config: Config): Map<string, Source> {
         return [s.name, { name: s.name, table: fail, warnings: fail, ping: fail, close: () => Promise.resolve() }];
       }
       const options = { name: s.name, url: s.url, poolSize: s.poolSize, statementTimeoutMs: s.statementTimeout };
-      return [s.name, new OutgoingSource(s.kind === 'mysql' ? new MysqlSource(options) : new PostgresSource(options), { maskingKey })];
+      const source = s.kind === 'mysql' ? new MysqlSource(options) : new PostgresSource({ ...options, backfillRead: s.backfillRead });
+      return [s.name, new OutgoingSource(source, { maskingKey })];
     }),
   );
 }

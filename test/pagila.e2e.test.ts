@@ -140,4 +140,44 @@ describe.runIf(existsSync(`${FIXTURE}pagila-schema.sql`))('the Pagila fixture, s
     expect(mismatches.slice(0, 20)).toEqual([]);
     expect(tables.length).toBeGreaterThanOrEqual(14);
   }, 120_000);
+
+  it('sends the same records, event ids included, when the rows are read with COPY (backfillRead: copy)', async () => {
+    const copyPrefix = uniqueName('ps');
+    const copyReceiver = await startReceiver('k');
+    try {
+      const config = (p: string, destination: string, backfillRead: 'json' | 'copy') =>
+        parseConfig(
+          {
+            redis: { url: REDIS_URL, prefix: p },
+            destination: { url: destination, apiKey: 'k' },
+            sources: [
+              {
+                name: 'pagila',
+                kind: 'postgres',
+                url,
+                backfillRead,
+                tables: tables.map((t) => ({ name: `pagila.${t.name}`, watermark: t.watermark, primaryKey: t.primaryKey, batchRows: 2000 })),
+              },
+            ],
+          },
+          {},
+        );
+      if (receiver.stored.size === 0) expect((await syncPass(config(prefix, receiver.url, 'json'))).failed).toEqual([]);
+      expect((await syncPass(config(copyPrefix, copyReceiver.url, 'copy'))).failed).toEqual([]);
+      // Each record's text, but the time it was read: compared byte for byte.
+      const texts = (r: Receiver, target: string): string[] =>
+        (r.stored.get(target) ?? []).map((record) => record.replace(/"_extracted_at":"[^"]*"/, '')).sort();
+      let records = 0;
+      for (const t of tables) {
+        const target = `bronze.pagila_${t.name}`;
+        const json = texts(receiver, target);
+        expect(texts(copyReceiver, target), t.name).toEqual(json);
+        records += json.length;
+      }
+      expect(records).toBeGreaterThan(40_000);
+    } finally {
+      await copyReceiver.close();
+      await dropRedisPrefix(copyPrefix);
+    }
+  }, 120_000);
 });

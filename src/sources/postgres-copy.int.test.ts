@@ -49,7 +49,7 @@ describe('reading rows with COPY gives the bytes to_json gives', () => {
 
   beforeAll(async () => {
     db = await createSchema();
-    source = new PostgresSource({ name: 's', url: PG_URL, poolSize: 2 });
+    source = new PostgresSource({ name: 's', url: PG_URL, poolSize: 2, backfillRead: 'copy' });
     await db.client.query(`
       CREATE TYPE mood AS ENUM ('happy', 'sad "quoted"');
       CREATE DOMAIN price AS numeric(12,2);
@@ -182,7 +182,7 @@ describe('reading rows with COPY gives the bytes to_json gives', () => {
   });
 
   it('rejects a COPY read the server fails, naming the read, and the pool serves the next one', async () => {
-    const short = new PostgresSource({ name: 's', url: PG_URL, poolSize: 1, statementTimeoutMs: 50 });
+    const short = new PostgresSource({ name: 's', url: PG_URL, poolSize: 1, statementTimeoutMs: 50, backfillRead: 'copy' });
     try {
       await db.client.query(`
         CREATE TABLE slow (id int PRIMARY KEY, updated_at timestamptz, v text);
@@ -208,5 +208,12 @@ describe('reading rows with COPY gives the bytes to_json gives', () => {
     expect((await source.table(spec('types', { where: 'i4 > 0' }))).readRangeBytes).toBeUndefined();
     expect((await source.table(spec('types', { softDelete: { condition: 'b' } }))).readRangeBytes).toBeUndefined();
     expect((await source.table(spec('types'))).readRangeBytes).toBeTypeOf('function');
+    // Not unless the source asks for it.
+    const plain = new PostgresSource({ name: 's', url: PG_URL, poolSize: 1 });
+    try {
+      expect((await plain.table(spec('types'))).readRangeBytes).toBeUndefined();
+    } finally {
+      await plain.close();
+    }
   });
 });

@@ -74,6 +74,11 @@ export interface PostgresSourceOptions {
   statementTimeoutMs?: number;
   /** How long past `statementTimeoutMs` an answer is waited for (answerBound, postgres-query.ts). @defaultValue 30000 ms */
   answerGraceMs?: number;
+  /**
+   * Who builds each row's JSON on backfill reads of tables without configured SQL: Postgres (`json`), or pushsync from
+   * `COPY … TO STDOUT` text (`copy`), the same bytes either way. @defaultValue 'json'
+   */
+  backfillRead?: 'json' | 'copy';
 }
 
 /** Tables up to this many 8 kB pages (100 MB) are counted exactly for progress reports. */
@@ -99,8 +104,12 @@ export class PostgresSource implements Source {
   private readonly tables = new Map<string, { fingerprint: string | null; table: Promise<PostgresTable> }>();
   private readonly boundary = new Recent<string>(BOUNDARY_REUSE_MS);
 
+  /** See PostgresSourceOptions. */
+  readonly backfillRead: 'json' | 'copy';
+
   constructor(options: PostgresSourceOptions) {
     this.name = options.name;
+    this.backfillRead = options.backfillRead ?? 'json';
     const statementTimeoutMs = options.statementTimeoutMs ?? 300_000;
     this.timeoutMs = answerBound(statementTimeoutMs, options.answerGraceMs);
     this.pool = new pg.Pool({
@@ -420,7 +429,7 @@ class PostgresTable implements TableReader {
   ) {
     // COPY's text forms are those of pushsync's own session settings, which configured SQL could change
     // (set_config) before the values are printed: such tables keep the JSON Postgres builds.
-    if (!configured) {
+    if (!configured && source.backfillRead === 'copy') {
       const columns = sql.columns.map((c) => ({ name: c.name, form: copyColumn(c, sql.masks?.get(c.name)).form }));
       // The watermark phase's positions lead with the watermark; the others' are the key alone.
       const decoder = (keys: number): CopyRowDecoder => new CopyRowDecoder({ keys, columns, flag: sql.deleted !== undefined });
