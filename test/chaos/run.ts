@@ -31,6 +31,10 @@ const SEED = Number(seedArg > 0 ? process.argv[seedArg + 1] : (process.env.CHAOS
 const modeArg = process.argv.indexOf('--mode');
 const MODE = (modeArg > 0 ? process.argv[modeArg + 1] : (process.env.CHAOS_MODE ?? 'watermark')) as 'watermark' | 'cdc';
 if (MODE !== 'watermark' && MODE !== 'cdc') throw new Error(`--mode must be watermark or cdc, not ${String(MODE)}`);
+const readArg = process.argv.indexOf('--backfill-read');
+/** `--backfill-read copy`: the Postgres source reads with `backfillRead: copy` (COPY text turned into JSON by pushsync). */
+const BACKFILL_READ = readArg > 0 ? process.argv[readArg + 1] : (process.env.CHAOS_BACKFILL_READ ?? 'json');
+if (BACKFILL_READ !== 'json' && BACKFILL_READ !== 'copy') throw new Error(`--backfill-read must be json or copy, not ${String(BACKFILL_READ)}`);
 const redisArg = process.argv.indexOf('--redis');
 const REDIS = (redisArg > 0 ? process.argv[redisArg + 1] : (process.env.CHAOS_REDIS ?? 'single')) as 'single' | 'sentinel' | 'cluster';
 if (!['single', 'sentinel', 'cluster'].includes(REDIS)) throw new Error(`--redis must be single, sentinel or cluster, not ${String(REDIS)}`);
@@ -259,6 +263,7 @@ sources:
   - name: app
     kind: postgres
     url: ${pgServer.url}
+    backfillRead: ${BACKFILL_READ}
 ${
   MODE === 'cdc'
     ? `    mode: cdc
