@@ -252,7 +252,8 @@ export class CopyRowDecoder {
 /** `NaN`, `Infinity` or `-Infinity` in `line[from, to)`. */
 function isNamedFloat(line: Buffer, from: number, to: number): boolean {
   const first = line[from];
-  if (first !== 0x4e && first !== 0x49 && first !== 0x2d) return false;
+  // Only these can start one; a negative number's digit after its sign settles it without a string.
+  if ((first !== 0x4e && first !== 0x49 && first !== 0x2d) || (first === 0x2d && line[from + 1] !== 0x49)) return false;
   const word = line.toString('latin1', from, to);
   return word === 'NaN' || word === 'Infinity' || word === '-Infinity';
 }

@@ -92,10 +92,20 @@ export async function queryRows(db: pg.Pool | pg.ClientBase, q: Query, timeoutMs
  * A throw from `each` stops the rows reaching it and rejects once the statement has ended, the connection intact.
  */
 export async function queryEach(pool: pg.Pool, q: Query, each: (row: string[]) => void, timeoutMs = 0): Promise<number> {
+  return eachOnPooled(pool, rowsQuery(q), each, timeoutMs);
+}
+
+/** `eachRow` on a connection of the pool, released when the statement has ended (closed when it failed). */
+async function eachOnPooled<R>(
+  pool: pg.Pool,
+  make: (onRow: (row: R) => void) => pg.Query,
+  each: (row: R) => void,
+  timeoutMs: number,
+): Promise<number> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    return await eachRow(client, q, each, timeoutMs);
+    return await eachRow(client, make, each, timeoutMs);
   } catch (err) {
     // As pool.query does, a connection whose statement failed is closed; one whose rows' handler threw is fine.
     if (!(err instanceof RowHandlerError)) broken = err instanceof Error ? err : new Error(String(err));
@@ -120,13 +130,7 @@ function rowsQuery(q: Query): (onRow: (row: string[]) => void) => pg.Query {
   };
 }
 
-function eachRow<R>(
-  client: pg.ClientBase,
-  q: Query | ((onRow: (row: R) => void) => pg.Query),
-  each: (row: R) => void,
-  timeoutMs: number,
-): Promise<number> {
-  const make = typeof q === 'function' ? q : (rowsQuery(q) as unknown as (onRow: (row: R) => void) => pg.Query);
+function eachRow<R>(client: pg.ClientBase, make: (onRow: (row: R) => void) => pg.Query, each: (row: R) => void, timeoutMs: number): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let count = 0;
     let thrown: RowHandlerError | undefined;
@@ -176,16 +180,7 @@ class CopyOutQuery extends pg.Query {
 
 /** As `queryEach` for a `COPY … TO STDOUT` statement (see CopyOutQuery); resolves to the row count. */
 export async function copyEach(pool: pg.Pool, text: string, each: (line: Buffer) => void, timeoutMs = 0): Promise<number> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    return await eachRow(client, (onRow) => new CopyOutQuery(text, onRow), each, timeoutMs);
-  } catch (err) {
-    if (!(err instanceof RowHandlerError)) broken = err instanceof Error ? err : new Error(String(err));
-    throw err instanceof RowHandlerError ? err.thrown : err;
-  } finally {
-    client.release(broken);
-  }
+  return eachOnPooled(pool, (onRow) => new CopyOutQuery(text, onRow), each, timeoutMs);
 }
 
 /** As `queryRows`, with rows as objects keyed by column name (catalog and administration queries). */
@@ -223,7 +218,7 @@ export async function queryFieldsIsolated(pool: pg.Pool, q: Query, timeoutMs = 0
 export async function queryEachIsolated(pool: pg.Pool, q: Query, each: (row: string[]) => void, timeoutMs = 0): Promise<number> {
   return inReadOnly(pool, timeoutMs, async (client) => {
     try {
-      return await eachRow(client, q, each, timeoutMs);
+      return await eachRow(client, rowsQuery(q), each, timeoutMs);
     } catch (err) {
       throw err instanceof RowHandlerError ? err.thrown : err;
     }
