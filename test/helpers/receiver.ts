@@ -30,6 +30,8 @@ export interface ReceivedRequest {
   body: string;
   rows: string[];
   headers: IncomingMessage['headers'];
+  /** When the body had arrived (`performance.now()`). */
+  at: number;
 }
 
 export interface Receiver {
@@ -68,7 +70,7 @@ export async function startReceiver(apiKey = 'test-key'): Promise<Receiver> {
       const data = objectMembers(body).find((m) => m.rawKey === '"data"')!;
       const rows = arrayElements(body.slice(data.valueStart, data.valueEnd)).map(([a, b]) => body.slice(data.valueStart + a, data.valueStart + b));
       const table = parsed.config.table;
-      requests.push({ table, body, rows, headers: req.headers });
+      requests.push({ table, body, rows, headers: req.headers, at: performance.now() });
       const behaviour = queue.shift() ?? fallback;
       const store = (from = 0): void => {
         const list = stored.get(table) ?? [];
