@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parseConfig } from '../src/config.js';
+import { PostgresSource } from '../src/sources/postgres.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { syncPass } from './helpers/pass.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
@@ -17,14 +18,14 @@ const NAMES = ['café', 'Ærøskøbing', 'naïve ½ ÿ ß', 'plain'];
 const KEYS = ['a', 'é', 'ö', 'ÿ', 'z'];
 const quoted = (text: string): string => `«${text}»`;
 
-/** A LATIN1 database on the server of `url` (its own database, dropped by `drop`), and a client of it speaking UTF-8. */
-async function latin1Database(url: string): Promise<{ url: string; client: pg.Client; drop: () => Promise<void> }> {
-  const name = uniqueName('latin1');
+/** A database of `encoding` on the server of `url` (dropped by `drop`), and a client of it speaking UTF-8. */
+async function encodedDatabase(url: string, encoding = 'LATIN1'): Promise<{ url: string; client: pg.Client; drop: () => Promise<void> }> {
+  const name = uniqueName(encoding.toLowerCase());
   const admin = new URL(url);
   admin.pathname = '/postgres';
   const adminClient = new pg.Client({ connectionString: admin.toString() });
   await adminClient.connect();
-  await adminClient.query(`CREATE DATABASE ${name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+  await adminClient.query(`CREATE DATABASE ${name} ENCODING '${encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
   const own = new URL(url);
   own.pathname = `/${name}`;
   // This client says what it speaks, so the server converts what it sends and what it reads.
@@ -80,7 +81,7 @@ describe('a database whose encoding is not UTF-8', () => {
 
   for (const backfillRead of ['json', 'copy'] as const) {
     it(`backfills a LATIN1 database's text as the characters it holds, keys across pages included (backfillRead: ${backfillRead})`, async () => {
-      const db = await latin1Database(PG_URL);
+      const db = await encodedDatabase(PG_URL);
       try {
         await fill(db.client);
         const prefix = uniqueName('ps');
@@ -113,7 +114,7 @@ describe('a database whose encoding is not UTF-8', () => {
   }
 
   it("streams a LATIN1 database's changes as the characters they hold, and deletes by those keys", async () => {
-    const db = await latin1Database(LOGICAL_PG_URL);
+    const db = await encodedDatabase(LOGICAL_PG_URL);
     const slot = uniqueName('slot');
     try {
       await fill(db.client);
@@ -151,6 +152,21 @@ describe('a database whose encoding is not UTF-8', () => {
     } finally {
       await db.client.query(`SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => {});
       await db.drop();
+    }
+  });
+
+  it('warns of a SQL_ASCII database, whose bytes the server passes on unconverted, and of no other encoding', async () => {
+    for (const encoding of ['SQL_ASCII', 'LATIN1', 'UTF8']) {
+      const db = await encodedDatabase(PG_URL, encoding);
+      const source = new PostgresSource({ name: 'enc', url: db.url, poolSize: 1 });
+      try {
+        const warnings = (await source.warnings()).filter((w) => w.includes('encoding'));
+        if (encoding === 'SQL_ASCII') expect(warnings).toEqual([expect.stringMatching(/^source enc: the database's encoding is SQL_ASCII.*U\+FFFD/)]);
+        else expect(warnings).toEqual([]);
+      } finally {
+        await source.close();
+        await db.drop();
+      }
     }
   });
 });

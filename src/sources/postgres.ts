@@ -253,7 +253,10 @@ export class PostgresSource implements Source {
 
   async warnings(): Promise<string[]> {
     const [row] = await this.query({ text: STATS_PRIVILEGE_SQL, values: [] }, 'check pg_read_all_stats');
-    const [standby] = await this.query({ text: 'SELECT pg_is_in_recovery()::text', values: [] }, 'check for a standby');
+    const [standby] = await this.query(
+      { text: "SELECT pg_is_in_recovery()::text, current_setting('server_encoding')", values: [] },
+      'check for a standby and the database encoding',
+    );
     const warnings: string[] = [];
     if (row?.[0] !== 'true') {
       warnings.push(
@@ -266,6 +269,14 @@ export class PostgresSource implements Source {
         `source ${this.name} is a standby: pg_stat_activity there shows none of the primary's open transactions, so ` +
           `rows of a transaction committing late on the primary could be skipped by timestamp-watermark tables; read ` +
           `from the primary, or set safetyLag above the longest transaction time of its writers`,
+      );
+    }
+    if (standby?.[1] === 'SQL_ASCII') {
+      // Every other encoding is converted to the UTF8 each connection asks for; SQL_ASCII's bytes pass as stored.
+      warnings.push(
+        `source ${this.name}: the database's encoding is SQL_ASCII, so the server passes text bytes on as stored, ` +
+          `without knowing their encoding; bytes that are not UTF-8 reach the destination as U+FFFD (the replacement ` +
+          `character), so their values are not what is stored; move the data to a database created with ENCODING 'UTF8'`,
       );
     }
     return warnings;
