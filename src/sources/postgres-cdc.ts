@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import type { LogicalReplicationService, PgoutputPlugin, Pgoutput } from 'pg-logical-replication';
 import { AppError } from '../core/errors.js';
 import { quoteIdent } from '../core/identifiers.js';
 import { bigIntToLsn, compareLsn, lsnToBigInt, snapshotOrdering } from '../core/lsn.js';
@@ -30,10 +30,11 @@ class KeyPgoutputPlugin {
   private readonly layouts = new Map<number, RelationLayout>();
 
   constructor(
+    library: typeof PgoutputPlugin,
     readonly options: Pgoutput.Options,
     private readonly relations: ReadonlyMap<string, RelationKeys>,
   ) {
-    this.library = new PgoutputPlugin(options);
+    this.library = new library(options);
   }
 
   get name(): string {
@@ -301,6 +302,8 @@ export class PostgresCdc implements ChangeSource {
     onError: (err: Error) => void,
   ): Promise<ChangeStream> {
     const collector = new ChangeCollector(relations);
+    // Loaded by the first stream: a process without CDC sources (most one-shot runs) does not pay for it at start.
+    const replication = await import('pg-logical-replication');
     // What the slot confirms: a reply the server insists on (inside a long transaction) repeats it.
     let acknowledged = (await this.status()).confirmed;
     let failed = false;
@@ -354,7 +357,7 @@ export class PostgresCdc implements ChangeSource {
           break;
       }
     };
-    const service = new LogicalReplicationService(
+    const service = new replication.LogicalReplicationService(
       { ...withStartupOptions(this.url, TEXT_FORM_OPTIONS), application_name: 'pushsync-cdc', ...connectionSafety(0) },
       // No automatic acknowledgement: the library would otherwise confirm every received position, including
       // changes not yet enqueued, and a crash would then skip them.
@@ -376,7 +379,7 @@ export class PostgresCdc implements ChangeSource {
       onMessage({ tag: 'keepalive', walEnd: normalLsn(lsn), replyRequested: shouldRespond });
     });
     service.on('error', fail);
-    const plugin = new KeyPgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication] }, relations);
+    const plugin = new KeyPgoutputPlugin(replication.PgoutputPlugin, { protoVersion: 1, publicationNames: [this.publication] }, relations);
     const started = new Promise<void>((resolve) => service.once('start', () => resolve()));
     const done = service.subscribe(plugin, this.slot).then(() => undefined, fail);
     void done.finally(silence.end);
