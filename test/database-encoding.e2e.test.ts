@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { parseConfig } from '../src/config.js';
+import { parseConfig, type Config } from '../src/config.js';
 import { PostgresSource } from '../src/sources/postgres.js';
 import { dropRedisPrefix, LOGICAL_PG_URL, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { syncPass } from './helpers/pass.js';
@@ -79,29 +79,25 @@ describe('a database whose encoding is not UTF-8', () => {
     for (const p of prefixes) await dropRedisPrefix(p);
   });
 
+  /** A config of the one source, under a Redis prefix of its own. */
+  function configFor(source: Record<string, unknown>): Config {
+    const prefix = uniqueName('ps');
+    prefixes.push(prefix);
+    return parseConfig({ redis: { url: REDIS_URL, prefix }, destination: { url: receiver.url, apiKey: 'k' }, sources: [source] }, {});
+  }
+
   for (const backfillRead of ['json', 'copy'] as const) {
     it(`backfills a LATIN1 database's text as the characters it holds, keys across pages included (backfillRead: ${backfillRead})`, async () => {
       const db = await encodedDatabase(PG_URL);
       try {
         await fill(db.client);
-        const prefix = uniqueName('ps');
-        prefixes.push(prefix);
-        const config = parseConfig(
-          {
-            redis: { url: REDIS_URL, prefix },
-            destination: { url: receiver.url, apiKey: 'k' },
-            sources: [
-              {
-                name: `l_${backfillRead}`,
-                kind: 'postgres',
-                url: db.url,
-                backfillRead,
-                tables: [{ name: 'public.items', watermark: 'updated_at', batchRows: 2 }],
-              },
-            ],
-          },
-          {},
-        );
+        const config = configFor({
+          name: `l_${backfillRead}`,
+          kind: 'postgres',
+          url: db.url,
+          backfillRead,
+          tables: [{ name: 'public.items', watermark: 'updated_at', batchRows: 2 }],
+        });
         const summary = await syncPass(config, { timeoutMs: 30_000 });
         expect(summary.failed).toEqual([]);
         const records = (receiver.stored.get(`bronze.l_${backfillRead}_items`) ?? []).map((r) => JSON.parse(r) as Rec);
@@ -118,25 +114,14 @@ describe('a database whose encoding is not UTF-8', () => {
     const slot = uniqueName('slot');
     try {
       await fill(db.client);
-      const prefix = uniqueName('ps');
-      prefixes.push(prefix);
-      const config = parseConfig(
-        {
-          redis: { url: REDIS_URL, prefix },
-          destination: { url: receiver.url, apiKey: 'k' },
-          sources: [
-            {
-              name: 'lcdc',
-              kind: 'postgres',
-              url: db.url,
-              mode: 'cdc',
-              cdc: { slot, publication: slot, flushInterval: '50ms' },
-              tables: [{ name: 'public.items', batchRows: 2 }],
-            },
-          ],
-        },
-        {},
-      );
+      const config = configFor({
+        name: 'lcdc',
+        kind: 'postgres',
+        url: db.url,
+        mode: 'cdc',
+        cdc: { slot, publication: slot, flushInterval: '50ms' },
+        tables: [{ name: 'public.items', batchRows: 2 }],
+      });
       expect((await syncPass(config, { timeoutMs: 30_000 })).failed).toEqual([]);
       await db.client.query(`UPDATE items SET name = name || ' ñ' WHERE id = 'é'`);
       await db.client.query(`INSERT INTO items (id, name, doc, "née") VALUES ('Ø', 'Øre', '{"Ø": "Øre"}', '«Øre»')`);
