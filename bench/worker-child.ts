@@ -6,19 +6,20 @@ import { runOnce } from '../src/queue/run-once.js';
 
 /**
  * One pushsync process with the extract and push roles, for the scale-out benchmark. The config comes as JSON in
- * `BENCH_CONFIG`; with `BENCH_WARMUP_CONFIG` it first runs that backfill to its end. IPC: sends `{ ready: true }` once its workers run; answers `{ type: 'count' }` with the push jobs
- * and rows this process delivered, its CPU seconds since it was ready and its peak RSS; `{ type: 'stop' }` stops it.
+ * `BENCH_CONFIG`; with `BENCH_WARMUP_CONFIG` it first runs that backfill to its end. IPC: sends `{ ready: true }`
+ * once its workers run; answers `{ type: 'count' }` with the push jobs and rows this process delivered, its CPU
+ * seconds since it was ready and its peak RSS; `{ type: 'stop' }` stops it.
  */
 // A warm-up backfill of a table of its own (BENCH_WARMUP_CONFIG), in this process, before it says it is ready.
 if (process.env.BENCH_WARMUP_CONFIG) {
   const warmup = parseConfig(JSON.parse(process.env.BENCH_WARMUP_CONFIG) as unknown, {});
   const warm = createPipeline(warmup, createLogger('warn'));
-  const workers = await startRuntime(warm, { roles: ['extract', 'push'] });
-  const summary = await runOnce(warmup, { extract: warm.extractQueue, push: warm.pushQueue }, workers.workers, {
+  const warming = await startRuntime(warm, { roles: ['extract', 'push'] });
+  const summary = await runOnce(warmup, { extract: warm.extractQueue, push: warm.pushQueue }, warming.workers, {
     timeoutMs: 10 * 60_000,
     pollMs: 50,
   });
-  await workers.stop();
+  await warming.stop();
   if (summary.failed.length > 0 || summary.timedOut) throw new Error('the warm-up backfill did not complete');
 }
 
