@@ -11,7 +11,7 @@ import { benchTable, countRows, ensureDataset } from './dataset.js';
 import { startReceiverChild, type ReceiverChild } from './receiver-child.js';
 import { BACKFILL_READ } from './backfill.js';
 import { cpuLimitUnavailable, createCpuLimit, type CpuLimit } from './cpu-limit.js';
-import { positiveInt, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
+import { positiveInt, wholeNumber, PG_URL, REDIS_URL, SCHEMA } from './settings.js';
 
 /**
  * Scale-out: the same backfill by one pushsync process and by two on one Redis (each with the extract and push
@@ -33,13 +33,7 @@ const GOAL = 1.8;
  * JIT compiling the hot paths), once per process, so two processes paid it twice for the same rows: at 1,000,000
  * rows and a quarter core each, 10.4 CPU-s for one process against 12.4 for two.
  */
-function warmupRows(): number {
-  const text = process.env.BENCH_SCALE_WARMUP_ROWS ?? '100000';
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`BENCH_SCALE_WARMUP_ROWS must be a whole number of rows (0: no warm-up), got ${text}`);
-  return n;
-}
-const WARMUP_ROWS = warmupRows();
+const WARMUP_ROWS = wholeNumber('BENCH_SCALE_WARMUP_ROWS', 100_000);
 
 /** Cores per pushsync process; `0` runs them unlimited only. */
 function cpuPerProcess(): number {

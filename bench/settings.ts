@@ -1,10 +1,19 @@
 /** What every benchmark reads from the environment: where the services are, and sizes given as BENCH_* variables. */
 
 export function positiveInt(name: string, fallback: number): number {
+  return integerAtLeast(name, fallback, 1, 'a positive integer');
+}
+
+/** As positiveInt, where 0 turns something off. */
+export function wholeNumber(name: string, fallback: number): number {
+  return integerAtLeast(name, fallback, 0, 'a whole number (0: none)');
+}
+
+function integerAtLeast(name: string, fallback: number, least: number, what: string): number {
   const text = process.env[name];
   if (text === undefined || text === '') return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
+  if (!Number.isInteger(n) || n < least) throw new Error(`${name} must be ${what}, got ${text}`);
   return n;
 }
 

@@ -253,7 +253,7 @@ export class PostgresSource implements Source {
 
   async warnings(): Promise<string[]> {
     const [row] = await this.query({ text: STATS_PRIVILEGE_SQL, values: [] }, 'check pg_read_all_stats');
-    const [standby] = await this.query(
+    const [server] = await this.query(
       { text: "SELECT pg_is_in_recovery()::text, current_setting('server_encoding')", values: [] },
       'check for a standby and the database encoding',
     );
@@ -264,14 +264,14 @@ export class PostgresSource implements Source {
           `transaction committing late could be skipped; GRANT pg_read_all_stats TO <role>`,
       );
     }
-    if (standby?.[0] === 'true') {
+    if (server?.[0] === 'true') {
       warnings.push(
         `source ${this.name} is a standby: pg_stat_activity there shows none of the primary's open transactions, so ` +
           `rows of a transaction committing late on the primary could be skipped by timestamp-watermark tables; read ` +
           `from the primary, or set safetyLag above the longest transaction time of its writers`,
       );
     }
-    if (standby?.[1] === 'SQL_ASCII') {
+    if (server?.[1] === 'SQL_ASCII') {
       // Every other encoding is converted to the UTF8 each connection asks for; SQL_ASCII's bytes pass as stored.
       warnings.push(
         `source ${this.name}: the database's encoding is SQL_ASCII, so the server passes text bytes on as stored, ` +
