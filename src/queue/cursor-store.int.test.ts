@@ -128,6 +128,9 @@ describe('RedisCursorStore', () => {
     // A reset that deleted the cursor and bumped the generation in two commands let a run between them read the
     // table's start under the old generation: its ranges got the job ids of the completed jobs of the previous
     // re-read, which absorbed them, and the backfill sent nothing.
+    // The cursor is in place before the watcher's first read: a read before it would see the table's start under
+    // the generation it began with, which is no reset at all.
+    await redis.set(key, serializeCursor(at(1)));
     const reader = new Redis(REDIS_URL);
     let stop = false;
     let gone = 0;
@@ -146,7 +149,6 @@ describe('RedisCursorStore', () => {
       }
     })();
     try {
-      await redis.set(key, serializeCursor(at(1)));
       for (let i = 0; i < 300; i++) await RedisCursorStore.startOver(redis, key, gen);
     } finally {
       stop = true;
