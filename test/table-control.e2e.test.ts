@@ -9,8 +9,9 @@ import { closePipeline, createPipeline, startRuntime } from '../src/main.js';
 import { startWebServer } from '../src/http/server.js';
 import { createLogger } from '../src/observability/logger.js';
 import { pipelineStatus } from '../src/queue/status.js';
-import { backfillTable, pauseTable, resumeTable, tableByName } from '../src/queue/table-admin.js';
+import { backfillTable, pauseTable, resetTable, resumeTable, tableByName } from '../src/queue/table-admin.js';
 import type { TableStatus } from '../src/core/table-status.js';
+import pg from 'pg';
 import { createSchema, dropRedisPrefix, PG_URL, REDIS_URL, uniqueName } from './helpers/services.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { runPushsync } from './helpers/cli.js';
@@ -202,5 +203,38 @@ describe('table control: pause, resume, backfill', () => {
       await runtime.stop();
       await closePipeline(ctx);
     }
+  });
+
+  it('a run under way when a reset clears the table does not mark it caught up: status says backfilling until the re-read ends', async () => {
+    const ctx = createPipeline(config, createLogger('silent'));
+    const runtime = await startRuntime(ctx, { roles: ['extract', 'push'] });
+    const locker = new pg.Client({ connectionString: PG_URL });
+    await locker.connect();
+    const table = tableByName(config, a);
+    try {
+      // The run takes its lease and state, then waits for the table (its page query) while the reset happens.
+      await locker.query(`BEGIN; LOCK TABLE ${db.schema}.a IN ACCESS EXCLUSIVE MODE`);
+      const job = await ctx.extractQueue.add('run under way', { v: 1, kind: 'table', source: 'app', table: table.name, reason: 'schedule' });
+      await eventually(
+        async () => (await db.client.query(`SELECT 1 FROM pg_locks WHERE relation = '${db.schema}.a'::regclass AND NOT granted`)).rowCount === 1,
+        50,
+        30_000,
+      );
+      await resetTable(ctx, table);
+      await locker.query('ROLLBACK');
+      await eventually(async () => (await job.getState()) === 'completed', 50, 30_000);
+      // It read nothing new from the position it loaded before the reset, and reached the table's end: before, it
+      // recorded that end, and the re-read that follows showed as current, with no progress.
+      expect(await ctx.redis.hget(ctx.keys.state('app', table.name), 'caughtUpAt')).toBeNull();
+      expect((await pipelineStatus(ctx)).tables[0]).toMatchObject({ state: 'backfilling', position: expect.stringMatching(/^not started/) });
+    } finally {
+      await locker.end();
+      await runtime.stop();
+      await closePipeline(ctx);
+    }
+    const before = ids('bronze.ctl_a').length;
+    await pass();
+    expect([...new Set(ids('bronze.ctl_a').slice(before))]).toHaveLength(21);
+    expect((await status())[0]).toMatchObject({ state: 'current', backfill: expect.objectContaining({ rows: 21, done: true }) });
   });
 });

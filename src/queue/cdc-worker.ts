@@ -305,8 +305,11 @@ async function snapshotTable(
   } finally {
     tracker.stop();
   }
-  if (result.caughtUp) await ctx.redis.hset(stateKey, `snapshot:${name}`, new Date().toISOString());
-  await tracker.finish(result.caughtUp);
+  // The snapshot is done only under the generation it read: a reset during it asks for another.
+  await tracker.finish(
+    result.caughtUp,
+    result.caughtUp ? (p) => cursors.queueUnlessReset(p, stateKey, { [`snapshot:${name}`]: new Date().toISOString() }) : undefined,
+  );
   return result.rows;
 }
 

@@ -159,6 +159,28 @@ describe('RedisCursorStore', () => {
     expect(stale).toEqual([]);
   });
 
+  it("writes what a run records of the table's end only while the generation is the one it loaded under", async () => {
+    const state = `${prefix}:state:app:public.t`;
+    const record = async (s: RedisCursorStore, value: string): Promise<number> => {
+      const [reply] = (await s.queueUnlessReset(redis.pipeline(), state, { caughtUpAt: value, other: 'x' }).exec()) ?? [];
+      expect(reply?.[0]).toBeNull();
+      return reply?.[1] as number;
+    };
+    // No generation yet (a table never reset), then one: each written while it stays.
+    await store.load();
+    expect(await record(store, '1')).toBe(1);
+    expect(await redis.hgetall(state)).toEqual({ caughtUpAt: '1', other: 'x' });
+    await RedisCursorStore.startOver(redis, key, gen, (m) => m.del(state));
+    const after = storeFor();
+    await after.load();
+    expect(await record(after, '2')).toBe(1);
+    // A reset after the load: nothing is written, the state stays as the reset left it.
+    await RedisCursorStore.startOver(redis, key, gen, (m) => m.del(state));
+    expect(await record(after, '3')).toBe(0);
+    expect(await record(store, '4')).toBe(0);
+    expect(await redis.exists(state)).toBe(0);
+  });
+
   it('reports a stored cursor it cannot read as CURSOR_INVALID instead of starting over', async () => {
     await redis.set(key, '{"v":1,"phase":"wm"');
     expect((await rejection(store.load())).code).toBe('CURSOR_INVALID');

@@ -25,6 +25,18 @@ end
 return 0`;
 
 /**
+ * HSET of ARGV[2..] (field, value pairs) into KEYS[1] only while the table's generation counter (KEYS[2]) still holds
+ * ARGV[1] ('' meaning absent); returns whether it wrote.
+ */
+const HSET_UNLESS_RESET = `
+local gen = redis.call('GET', KEYS[2])
+if not ((gen == false and ARGV[1] == '') or gen == ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1`;
+
+/**
  * A table's cursor in Redis, written with compare-and-set so two readers can never interleave their saves, and read
  * together with the table's generation counter (`generationKey`), which numbers its re-reads: push job ids carry the
  * generation, so a range read again after a reset gets a new job instead of being absorbed by the completed one.
@@ -98,6 +110,16 @@ export class RedisCursorStore implements CursorStore {
       version: text ?? null,
       highWater: high ? parseCursor(high, `${this.where} (high water)`, this.start) : null,
     };
+  }
+
+  /**
+   * Queues on `p` an HSET of `fields` into `hashKey` that takes effect only while the table's generation is still the
+   * one `load` read; its reply is 1 when it wrote, 0 when not. What a run records of reaching the table's end (caught
+   * up, snapshot done) must not outlive a reset made during the run: the reset cleared it so that the re-read it
+   * starts is seen as one (backfilling, with progress), and for a CDC table so that the snapshot is taken again.
+   */
+  queueUnlessReset(p: ChainableCommander, hashKey: string, fields: Record<string, string>): ChainableCommander {
+    return p.eval(HSET_UNLESS_RESET, 2, hashKey, this.generationKey, this.generation ?? '', ...Object.entries(fields).flat());
   }
 
   async save(expected: StoredCursor, next: Cursor): Promise<StoredCursor> {

@@ -176,7 +176,11 @@ async function runTable(
       shouldStop,
     });
     // The run's state and the lease's release go in one round trip.
-    await tracker.finish(result.caughtUp, result.caughtUp ? { caughtUpAt: String(startedAt) } : {}, (p) => lock.queueRelease(p));
+    await tracker.finish(
+      result.caughtUp,
+      result.caughtUp ? (p, key) => cursors.queueUnlessReset(p, key, { caughtUpAt: String(startedAt) }) : undefined,
+      (p) => lock.queueRelease(p),
+    );
     return result;
   } catch (err) {
     throw failJob(err, { ctx, job, labels, log, what: 'extract run failed' });

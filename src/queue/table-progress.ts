@@ -80,26 +80,34 @@ export class TableProgress {
     await this.job.updateProgress({ ...p });
   }
 
-  /**
-   * The run ended (read to its end or not); `caughtUp`: it reached the end of the table. `fields`: more state fields
-   * to write with the run's (one HSET).
-   */
+  /** The run ended (read to its end or not); `caughtUp`: it reached the end of the table. One round trip. */
   async finish(
     caughtUp: boolean,
-    fields: Record<string, string> = {},
-    /** Commands to send after the HSET in its round trip (the lease's release). */
+    /**
+     * What the run records of reaching the table's end, written with the run's own fields (the caller queues it:
+     * RedisCursorStore.queueUnlessReset); its reply says whether it was (0: the table was reset during the run).
+     */
+    reachedEnd?: (p: ChainableCommander, key: string) => ChainableCommander,
+    /** Commands to send after those in its round trip (the lease's release). */
     then: (p: ChainableCommander) => ChainableCommander = (p) => p,
   ): Promise<void> {
     clearInterval(this.timer);
     const ms = Date.now() - this.startedAt;
-    const state = { ...fields, lastRunAt: String(this.startedAt), lastRunRows: String(this.runRows), lastRunMs: String(ms) };
-    const [written] = (await then(this.ctx.redis.pipeline().hset(this.key, state)).exec()) ?? [];
-    if (written?.[0]) throw written[0];
-    const p = this.current();
-    if (p && caughtUp) {
-      const done = { ...p, total: p.rows, percent: 100, etaSeconds: 0 };
-      this.log.info({ ...done }, `backfill done: ${done.rows.toLocaleString('en-US')} rows`);
-      await this.job.updateProgress(done);
+    const state = { lastRunAt: String(this.startedAt), lastRunRows: String(this.runRows), lastRunMs: String(ms) };
+    let p = this.ctx.redis.pipeline().hset(this.key, state);
+    if (reachedEnd) p = reachedEnd(p, this.key);
+    const replies = (await then(p).exec()) ?? [];
+    const failed = replies.slice(0, reachedEnd ? 2 : 1).find(([err]) => err);
+    if (failed?.[0]) throw failed[0];
+    if (reachedEnd && replies[1]?.[1] !== 1) {
+      this.log.info('the table was reset during this run: its end is not recorded, and the next run reads it from its start');
+      return;
+    }
+    const done = this.current();
+    if (done && caughtUp) {
+      const final = { ...done, total: done.rows, percent: 100, etaSeconds: 0 };
+      this.log.info({ ...final }, `backfill done: ${final.rows.toLocaleString('en-US')} rows`);
+      await this.job.updateProgress(final);
     }
   }
 
