@@ -86,7 +86,21 @@ export async function runReconcile(
     const ordering = sortableWatermark(foundAt, 'timestamp')!;
     const changes: KeyChange[] = gone.map((pk) => ({ op: 'delete', pk, ordering }));
     await enqueueChangeJobs(ctx, table, changes, table.batchRows);
-    if (gone.length > 0) await ctx.redis.srem(known, ...gone.map((k) => JSON.stringify(k)));
+    // Forgotten only while the lease is held: after it lapsed, a run of the table may have read a key inserted again
+    // meanwhile and remembered it, and removing it here would leave that row's later delete unsent for ever.
+    if (
+      gone.length > 0 &&
+      !(await lock.sremWhileHeld(
+        known,
+        gone.map((k) => JSON.stringify(k)),
+      ))
+    ) {
+      log.warn(
+        { deleted: gone.length },
+        'the table lease lapsed during reconciliation: its deletes are sent, and the keys are checked again next time',
+      );
+      return { skipped: 'busy', scanned, deleted: gone.length };
+    }
     log.info({ scanned, deleted: gone.length }, 'reconciliation sent deletes for keys gone from the source');
     return { scanned, deleted: gone.length };
   } catch (err) {

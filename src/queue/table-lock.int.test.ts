@@ -86,6 +86,21 @@ describe('TableLock', () => {
     expect(await redis.hgetall(state)).toEqual({ ackedLsn: '0/10', ackExact: '1' });
   });
 
+  it('removes set members only while the lease is held, in chunks past what one Lua call unpacks', async () => {
+    const a = lock();
+    const known = `${prefix}:keys:app:public.t`;
+    const keys = Array.from({ length: 2500 }, (_, i) => `["${i}"]`);
+    await redis.sadd(known, ...keys, '["kept"]');
+    expect(await a.acquire()).toBe(true);
+    expect(await a.sremWhileHeld(known, keys.slice(0, 2400))).toBe(true);
+    expect((await redis.smembers(known)).sort()).toEqual([...keys.slice(2400), '["kept"]'].sort());
+    // Another reader took the lapsed lease and remembered a key again: it stays.
+    await redis.set(key, 'another-token', 'PX', 30_000);
+    expect(await a.sremWhileHeld(known, keys.slice(2400))).toBe(false);
+    expect(a.isLost).toBe(true);
+    expect(await redis.scard(known)).toBe(101);
+  });
+
   it('makes a one-shot run wait for the lease and take it once released', async () => {
     const a = lock();
     const b = lock();

@@ -6,6 +6,10 @@ import type { RunReason } from './jobs.js';
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 const HSET_IF_HELD = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('HSET', KEYS[2], unpack(ARGV, 2)) return 1 end return 0`;
+const SREM_IF_HELD = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SREM', KEYS[2], unpack(ARGV, 2)) return 1 end return 0`;
+
+/** Members per SREM_IF_HELD call: Lua's unpack takes a few thousand values at most. */
+const SREM_CHUNK = 1000;
 
 /**
  * One reader per table across all workers: a Redis lease renewed while the run lasts. When its holder dies the
@@ -93,6 +97,22 @@ export class TableLock {
     const done = (await this.redis.eval(HSET_IF_HELD, 2, this.key, key, this.token, ...Object.entries(fields).flat())) === 1;
     if (!done) this.lost = true;
     return done;
+  }
+
+  /**
+   * Removes `members` from the set `key` only while this holder has the lease, each chunk in one step with the
+   * check, as `hsetWhileHeld` does. False, and the lease counts as lost, when it was not held; the chunks before may
+   * have been removed.
+   */
+  async sremWhileHeld(key: string, members: readonly string[]): Promise<boolean> {
+    for (let i = 0; i < members.length; i += SREM_CHUNK) {
+      const done = (await this.redis.eval(SREM_IF_HELD, 2, this.key, key, this.token, ...members.slice(i, i + SREM_CHUNK))) === 1;
+      if (!done) {
+        this.lost = true;
+        return false;
+      }
+    }
+    return true;
   }
 
   async release(): Promise<void> {
