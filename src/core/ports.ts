@@ -247,13 +247,15 @@ export type ChangeStreamEvent =
       end: string;
       /** Changes left out because they belong to a dropped table of a watched name (another relation id). */
       ignored?: number | undefined;
+      /** What `ChangeSource.visible` takes to tell whether the transaction's rows can be read yet (a transaction id). */
+      transaction?: string | undefined;
     }
   /**
    * The first changes of a transaction still arriving, handed over before its end so that a large transaction is
    * sent while the rest of it is read. Its `transaction` event follows with the changes after these; only that event
    * may be acknowledged. Sources may hand every change over at the end instead.
    */
-  | { kind: 'changes'; changes: ChangeEvent[] }
+  | { kind: 'changes'; changes: ChangeEvent[]; transaction?: string | undefined }
   /** Nothing is in flight: everything before `position` has been handed over, so acknowledging it loses nothing. */
   | { kind: 'idle'; position: string }
   /** The relations were emptied; no keys travel with it. */
@@ -366,6 +368,14 @@ export interface ChangeSource {
   confirmedPast(confirmed: string, acknowledged: string, legacy: boolean): boolean;
   /** `_ordering` of rows read by the initial snapshot taken from `start`: sorts before every streamed change. */
   snapshotOrdering(start: string): string;
+  /**
+   * Whether every one of these streamed transactions (their events' `transaction`) can be seen by a read started
+   * now: changes travel as keys and their rows are read afterwards, and a stream may hand a transaction over before
+   * its rows are visible (Postgres sends a commit the primary still holds back for a synchronous standby). A read
+   * that found none of the rows would drop an insert. Optional: a source whose streamed commits are always visible
+   * needs none.
+   */
+  visible?(transactions: readonly string[]): Promise<boolean>;
   /**
    * Streams committed changes of `relations` (keyed `schema.relname`) from the confirmed position. A source that
    * records its confirmed position in pushsync's Redis (the binlog reader) records it through `options.lease` only

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from 'bullmq';
 import { tableSpec, type SourceConfig, type TableConfig } from '../config.js';
 import type { ChangeEvent, RelationKeys } from '../core/changes.js';
@@ -331,6 +332,9 @@ interface StreamOptions {
 }
 
 const POLL_MS = 50;
+/** How often streamed transactions not yet visible on the source are looked at again, and when that is worth a warning. */
+const VISIBLE_POLL_MS = 20;
+const VISIBLE_WARN_MS = 2000;
 const POSITION_REQUEST_MS = 200;
 /** How often a streaming reader looks up its tables' identities: a table dropped and created again leaves the publication. */
 const IDENTITY_CHECK_MS = 5000;
@@ -387,6 +391,37 @@ async function streamChanges(
   // Set by the run's first confirmed position: the reader works, whatever its earlier runs did (cdc-health.ts).
   let working = false;
 
+  /**
+   * Waits until the rows of these transactions can be read: their change jobs read them by key, and a row not found
+   * is taken for deleted since, so an insert read too early would never be sent. A run asked to stop meanwhile fails
+   * (retryable) without enqueueing or acknowledging them: the next stream hands them over again.
+   */
+  const untilVisible = async (pending: string[]): Promise<void> => {
+    if (!cdc.visible || pending.length === 0) return;
+    const since = Date.now();
+    let warned = false;
+    while (!(await cdc.visible(pending))) {
+      if (o.shouldStop()) {
+        throw new AppError(
+          'SOURCE_UNAVAILABLE',
+          `${cdc.stream}: streamed transactions are still not visible on the source; they are read again next run`,
+          {
+            retryable: true,
+          },
+        );
+      }
+      if (!warned && Date.now() - since >= VISIBLE_WARN_MS) {
+        warned = true;
+        o.log.warn(
+          { transactions: pending.length, waitedMs: Date.now() - since },
+          `${cdc.stream}: transactions streamed as committed are not visible on the source yet (a commit held back for a synchronous standby?); their changes wait`,
+        );
+      }
+      await sleep(VISIBLE_POLL_MS);
+    }
+    if (warned) o.log.info({ waitedMs: Date.now() - since }, `${cdc.stream}: the transactions became visible; their changes go on`);
+  };
+
   const acknowledge = async (position: string): Promise<void> => {
     const since = unconfirmedSince ?? connectionEpoch(ctx.redis);
     // Invariant: the stream is confirmed only up to a transaction whose changes are all in Redis. Redis learns the
@@ -406,8 +441,12 @@ async function streamChanges(
     }
   };
 
+  // The transactions the buffered changes belong to, as the source names them for `visible`.
+  let transactions = new Set<string>();
   const flush = async (): Promise<void> => {
     if (buffered.length > 0) {
+      await untilVisible([...transactions]);
+      transactions = new Set();
       unconfirmedSince ??= connectionEpoch(ctx.redis);
       await enqueueChanges(relations, ctx, buffered, o.batchKeys);
       changes += buffered.length;
@@ -428,6 +467,7 @@ async function streamChanges(
         case 'transaction':
           // A loop, not push(...changes): a transaction of a few hundred thousand changes would overflow the stack.
           for (const c of e.changes) buffered.push(c);
+          if (e.transaction !== undefined && e.changes.length > 0) transactions.add(e.transaction);
           bufferedEnd = e.end;
           position = e.end;
           if (e.ignored) ctx.metrics.errors.inc({ source: o.sourceName, table: '*', code: 'CHANGE_OF_DROPPED_TABLE' }, e.ignored);
@@ -436,6 +476,7 @@ async function streamChanges(
         case 'changes':
           // Enqueued like a transaction's, but nothing is acknowledged until its transaction event ends it.
           for (const c of e.changes) buffered.push(c);
+          if (e.transaction !== undefined && e.changes.length > 0) transactions.add(e.transaction);
           if (buffered.length >= o.batchKeys) await flush();
           break;
         case 'relation':

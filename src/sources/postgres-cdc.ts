@@ -12,7 +12,7 @@ import { answerBound, connectionSafety, queryObjects, TEXT_FORM_OPTIONS, withSta
 
 /** pgoutput messages as the adapter consumes them; values are the text the server sent (never parsed into JS types). */
 export type StreamMessage =
-  | { tag: 'begin'; commitLsn: string }
+  | { tag: 'begin'; commitLsn: string; xid: number }
   | { tag: 'commit'; commitLsn: string; endLsn: string }
   | ChangeMessage
   | { tag: 'relation'; relation: string; id: string; columns: Array<{ name: string; type: string }> }
@@ -76,7 +76,7 @@ function normalLsn(lsn: string | null | undefined): string {
 function toMessage(m: Pgoutput.Message): StreamMessage | null {
   switch (m.tag) {
     case 'begin':
-      return { tag: 'begin', commitLsn: normalLsn(m.commitLsn) };
+      return { tag: 'begin', commitLsn: normalLsn(m.commitLsn), xid: m.xid };
     case 'commit':
       return { tag: 'commit', commitLsn: normalLsn(m.commitLsn), endLsn: normalLsn(m.commitEndLsn ?? m.commitLsn) };
     case 'insert':
@@ -293,6 +293,23 @@ export class PostgresCdc implements ChangeSource {
   }
 
   /**
+   * Whether the transactions (32-bit ids, as pgoutput names them) are visible in a snapshot taken now. The commit
+   * record is decoded once it is flushed, but the transaction becomes visible only after the backend ends it, which
+   * with synchronous replication waits for the standby's answer. Each id is widened to its 64-bit form from the
+   * snapshot's xmax: a transaction received as committed began less than 2^31 ids before it.
+   */
+  async visible(transactions: readonly string[]): Promise<boolean> {
+    if (transactions.length === 0) return true;
+    const { rows } = await this.query(
+      `SELECT bool_and(txid_visible_in_snapshot(txid_snapshot_xmax(s) - (txid_snapshot_xmax(s) - x) % 4294967296, s)) AS visible
+       FROM txid_current_snapshot() s, unnest($1::bigint[]) x`,
+      [transactions],
+      'check that streamed transactions are visible',
+    );
+    return (rows[0] as { visible: boolean }).visible;
+  }
+
+  /**
    * Streams committed transactions from the slot's confirmed position. Events are handed over synchronously in
    * stream order; the caller buffers and acknowledges what it has made durable.
    */
@@ -313,12 +330,15 @@ export class PostgresCdc implements ChangeSource {
       onError(err instanceof AppError ? err : translatePgError(err, `${this.name}: replication stream`));
     };
     // pgoutput (protocol 1) sends a transaction only once it committed, so its rows may be read before its end arrives.
+    // The transaction being received: its rows are read only once it is visible (see `visible`).
+    let transaction = '';
     const handOver = (): void => {
-      if (collector.pending >= HAND_OVER_CHANGES) onEvent({ kind: 'changes', changes: collector.take() });
+      if (collector.pending >= HAND_OVER_CHANGES) onEvent({ kind: 'changes', changes: collector.take(), transaction });
     };
     const onMessage = (m: StreamMessage): void => {
       switch (m.tag) {
         case 'begin':
+          transaction = String(m.xid);
           collector.begin(m.commitLsn);
           break;
         case 'insert':
@@ -344,7 +364,7 @@ export class PostgresCdc implements ChangeSource {
         }
         case 'commit': {
           const ignored = collector.ignored;
-          onEvent({ kind: 'transaction', changes: collector.commit(), end: m.endLsn, ...(ignored > 0 ? { ignored } : {}) });
+          onEvent({ kind: 'transaction', changes: collector.commit(), end: m.endLsn, transaction, ...(ignored > 0 ? { ignored } : {}) });
           break;
         }
         case 'keepalive':
