@@ -21,6 +21,8 @@ export interface MysqlPoolOptions {
   statementTimeoutMs: number;
   /** How long past `statementTimeoutMs` a statement's answer is waited for. @defaultValue 30000 ms */
   answerGraceMs?: number;
+  /** How long a locking read waits for a row's lock (see `sessionSql`). @defaultValue LOCK_WAIT_MS */
+  lockWaitMs?: number;
 }
 
 /** The driver gave up waiting for a statement's answer (its `timeout`); the connection is closed, never reused. */
@@ -95,7 +97,7 @@ export class MysqlPool {
     if (this.ready.has(conn.connection)) return;
     const [version] = (await conn.query({ sql: VERSION_SQL, rowsAsArray: true, typeCast: raw, ...this.timeout })) as unknown as [RawRow[]];
     const flavor = flavorOf(version[0]![0]!.toString('utf8'));
-    for (const sql of sessionSql(flavor, this.options.statementTimeoutMs)) await conn.query({ sql, ...this.timeout });
+    for (const sql of sessionSql(flavor, this.options.statementTimeoutMs, this.options.lockWaitMs)) await conn.query({ sql, ...this.timeout });
     const [settings] = (await conn.query({ sql: sessionCheckSql(flavor), rowsAsArray: true, typeCast: raw, ...this.timeout })) as unknown as [
       RawRow[],
     ];

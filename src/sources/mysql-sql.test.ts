@@ -177,6 +177,7 @@ describe('keyset SQL', () => {
   });
 
   it('reads rows by key through a derived table of keys, each with its index', () => {
+    expect(readKeysSql(SINGLE, [['5']], true)).toMatch(/ WHERE t\.`id` IN \(\(5\)\) LOCK IN SHARE MODE\) r ON /);
     const sql = readKeysSql(SINGLE, [['5'], ['6']]);
     expect(sql).toBe(
       'SELECT k.o, r.c0, r.c1 FROM (SELECT 0 AS o, 5 AS k0 UNION ALL SELECT 1 AS o, 6 AS k0) k ' +
@@ -257,10 +258,11 @@ describe('soft deletes', () => {
 describe('session and boundary SQL', () => {
   it('sets UTC, the quoting the scanner assumes, the flavor statement timeout and read-only transactions', () => {
     expect(sessionSql('mariadb', 300_000)).toEqual([
-      "SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', max_statement_time = 300",
+      "SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', max_statement_time = 300, innodb_lock_wait_timeout = 15",
       'SET SESSION TRANSACTION READ ONLY',
     ]);
     expect(sessionSql('mysql', 1500)[0]).toContain('max_execution_time = 1500');
+    expect(sessionSql('mysql', 1500, 200)[0]).toContain('innodb_lock_wait_timeout = 1');
   });
 
   it('bounds by the oldest open transaction, converted from the system zone, or the time before the list, minus the lag', () => {

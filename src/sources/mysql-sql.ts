@@ -317,7 +317,13 @@ export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: P
  * derived table whose values carry the key columns' collations; the rows are read in a derived table of their own, in
  * which the configured conditions see only the table's columns. A text key finds only the row spelled exactly so.
  */
-export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
+/**
+ * Rows by key, each with the index of its key in `keys`. `lock`: a locking read (`LOCK IN SHARE MODE`) of the
+ * table's rows, which waits for a transaction still holding one: the binary log hands a transaction over before the
+ * engine has committed it (with semi-synchronous replication, until a replica answered), and a plain read in that
+ * window finds an inserted row missing and an updated one as it was. Not for configured SQL (a derived table).
+ */
+export function readKeysSql(t: TableSql, keys: readonly string[][], lock = false): string {
   if (keys.length === 0) throw new AppError('INTERNAL', 'readKeysSql needs at least one key');
   const kcols = t.primaryKey;
   // A text key is found only under its own spelling, the text pushsync holds (`s…`, its UTF-8 bytes): a collation may
@@ -333,7 +339,7 @@ export function readKeysSql(t: TableSql, keys: readonly string[][]): string {
     .join(' AND ');
   return (
     `SELECT ${['k.o', ...values].join(', ')} FROM (${branches.join(' UNION ALL ')}) k ` +
-    `JOIN (SELECT ${inner} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})) r ON ${on}`
+    `JOIN (SELECT ${inner} FROM ${t.qualified} t WHERE ${keyList} IN (${members.join(', ')})${lock ? ' LOCK IN SHARE MODE' : ''}) r ON ${on}`
   );
 }
 
@@ -430,11 +436,23 @@ export function queryCollationsSql(qualified: string, names: readonly string[]):
  * is read the way the condition scanner reads it (and no zero-date mode turns stored zero dates into errors), the
  * statement timeout, and read-only transactions. Two statements: transaction characteristics have their own syntax.
  */
-export function sessionSql(flavor: Flavor, statementTimeoutMs: number): string[] {
+/**
+ * `lockWaitMs`: how long a locking read of changed rows waits for a row's lock (innodb_lock_wait_timeout, whole
+ * seconds, at least 1) before it reads the rows as committed (see `readKeysSql`).
+ */
+export function sessionSql(flavor: Flavor, statementTimeoutMs: number, lockWaitMs = LOCK_WAIT_MS): string[] {
   const timeout =
     flavor === 'mariadb' ? `max_statement_time = ${statementTimeoutMs / 1000}` : `max_execution_time = ${Math.round(statementTimeoutMs)}`;
-  return [`SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', ${timeout}`, 'SET SESSION TRANSACTION READ ONLY'];
+  const lockWait = `innodb_lock_wait_timeout = ${Math.max(1, Math.round(lockWaitMs / 1000))}`;
+  return [`SET time_zone = '+00:00', sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES', ${timeout}, ${lockWait}`, 'SET SESSION TRANSACTION READ ONLY'];
 }
+
+/**
+ * Longer than semi-synchronous replication waits for a replica by default (10 s): the lock of a transaction in that
+ * wait is waited out. Shorter than InnoDB's default of 50 s, which a row locked by a transaction left open would
+ * cost every read of it.
+ */
+export const LOCK_WAIT_MS = 15_000;
 
 /** The session's settings as the server holds them, to check that `sessionSql` took effect. */
 export function sessionCheckSql(flavor: Flavor): string {

@@ -438,6 +438,44 @@ describe('MysqlSource against a real MariaDB', () => {
       ]);
     });
 
+    it('reads a changed row only once the transaction holding it is committed, as the binary log may hand it over before', async () => {
+      await db.client.query(`CREATE TABLE held (id int PRIMARY KEY, v text, updated_at datetime NOT NULL DEFAULT '2024-01-01 00:00:00')`);
+      await db.client.query(`INSERT INTO held (id, v) VALUES (1, 'before')`);
+      const reader = await source.table(spec('held'));
+      // A transaction written to the binary log, not yet committed in the engine (with semi-synchronous replication:
+      // waiting for a replica's answer).
+      const writer = await mysql.createConnection(db.url);
+      try {
+        await writer.query(`BEGIN`);
+        await writer.query(`INSERT INTO held (id, v) VALUES (2, 'inserted')`);
+        await writer.query(`UPDATE held SET v = 'updated' WHERE id = 1`);
+        let read: string[] | undefined;
+        const reading = reader.readKeys([['1'], ['2']]).then((rows) => (read = rows.map((r) => JSON.parse(r.json).v as string).sort()));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        // A plain read would have found the insert missing and the update as it was.
+        expect(read).toBeUndefined();
+        await writer.query(`COMMIT`);
+        await reading;
+        expect(read).toEqual(['inserted', 'updated']);
+      } finally {
+        await writer.end();
+      }
+      // A lock held past the wait (a transaction left open) does not hold the read: the rows committed before it are
+      // read as they are, and its own change comes later.
+      const impatient = new MysqlSource({ name: 's', url: db.url, poolSize: 1, lockWaitMs: 1000 });
+      const open = await mysql.createConnection(db.url);
+      try {
+        await open.query(`BEGIN`);
+        await open.query(`UPDATE held SET v = 'open' WHERE id = 2`);
+        const rows = await (await impatient.table(spec('held'))).readKeys([['2']]);
+        expect(rows.map((r) => JSON.parse(r.json).v as string)).toEqual(['inserted']);
+        await open.query(`ROLLBACK`);
+      } finally {
+        await open.end();
+        await impatient.close();
+      }
+    });
+
     it('counts NULL watermarks and tells an empty table', async () => {
       const reader = await source.table(spec('paging'));
       expect(await reader.countNullWatermark()).toBe(3);

@@ -52,10 +52,16 @@ export interface MysqlSourceOptions {
   statementTimeoutMs?: number;
   /** How long past `statementTimeoutMs` a statement's answer is waited for (see MysqlPool). @defaultValue 30000 ms */
   answerGraceMs?: number;
+  /** How long a locking read of changed rows waits for a row's lock (see `sessionSql`). @defaultValue 15000 ms */
+  lockWaitMs?: number;
 }
 
 /** Keys per statement when rows are read by key: bounds the statement's size well below max_allowed_packet. */
 const KEYS_PER_STATEMENT = 1000;
+const ER_LOCK_WAIT_TIMEOUT = 1205;
+const ER_LOCK_DEADLOCK = 1213;
+/** Deadlocks of one locking read of changed rows retried before the failure is the job's (retryable). */
+const LOCKING_READ_DEADLOCKS = 3;
 
 const text = (v: Buffer | null | undefined): string | null => (v === null || v === undefined ? null : v.toString('utf8'));
 
@@ -79,6 +85,7 @@ export class MysqlSource implements Source {
       poolSize: options.poolSize ?? 4,
       statementTimeoutMs: options.statementTimeoutMs ?? 300_000,
       ...(options.answerGraceMs !== undefined ? { answerGraceMs: options.answerGraceMs } : {}),
+      ...(options.lockWaitMs !== undefined ? { lockWaitMs: options.lockWaitMs } : {}),
     });
   }
 
@@ -506,10 +513,33 @@ class MysqlTable implements TableReader {
     const out: KeyedRow[] = [];
     for (let start = 0; start < keys.length; start += KEYS_PER_STATEMENT) {
       const chunk = keys.slice(start, start + KEYS_PER_STATEMENT);
-      const rows = await this.source.query(readKeysSql(this.sql, chunk), `read changed rows of ${this.where}`, this.configured);
-      for (const r of rows) out.push({ index: start + Number(text(r[0])), ...this.rowOf(r.slice(1)) });
+      for (const r of await this.readChunk(chunk)) out.push({ index: start + Number(text(r[0])), ...this.rowOf(r.slice(1)) });
     }
     return out;
+  }
+
+  /**
+   * Changed rows are read with a locking read (see `readKeysSql`), so that a row is read only once the transaction
+   * that changed it is committed in the engine, not only written to the binary log. Its shared locks last the
+   * statement (autocommit). A deadlock with the application's transactions (this read is the cheap one to undo) is
+   * retried; a lock held past `innodb_lock_wait_timeout` belongs to a transaction still open, whose own change comes
+   * later in the binary log, so the rows committed before it are read as they are. A custom SQL table reads a
+   * derived table, which a locking read cannot lock through: its rows are read plainly.
+   */
+  private async readChunk(chunk: readonly string[][]): Promise<RawRow[]> {
+    const what = `read changed rows of ${this.where}`;
+    const plain = (): Promise<RawRow[]> => this.source.query(readKeysSql(this.sql, chunk), what, this.configured);
+    if (this.queried) return plain();
+    for (let deadlocks = 0; ; deadlocks++) {
+      try {
+        return await this.source.query(readKeysSql(this.sql, chunk, true), what, this.configured);
+      } catch (err) {
+        const errno = mysqlErrno(err);
+        if (errno === ER_LOCK_DEADLOCK && deadlocks < LOCKING_READ_DEADLOCKS) continue;
+        if (errno === ER_LOCK_WAIT_TIMEOUT) return plain();
+        throw err;
+      }
+    }
   }
 
   /** Key columns that leave, encoded like rows; a key column the table withholds is not in delete records either. */
