@@ -58,7 +58,6 @@ export interface MysqlSourceOptions {
 
 /** Keys per statement when rows are read by key: bounds the statement's size well below max_allowed_packet. */
 const KEYS_PER_STATEMENT = 1000;
-const ER_LOCK_WAIT_TIMEOUT = 1205;
 const ER_LOCK_DEADLOCK = 1213;
 /** Deadlocks of one locking read of changed rows retried before the failure is the job's (retryable). */
 const LOCKING_READ_DEADLOCKS = 3;
@@ -522,21 +521,19 @@ class MysqlTable implements TableReader {
    * Changed rows are read with a locking read (see `readKeysSql`), so that a row is read only once the transaction
    * that changed it is committed in the engine, not only written to the binary log. Its shared locks last the
    * statement (autocommit). A deadlock with the application's transactions (this read is the cheap one to undo) is
-   * retried; a lock held past `innodb_lock_wait_timeout` belongs to a transaction still open, whose own change comes
-   * later in the binary log, so the rows committed before it are read as they are. A custom SQL table reads a
-   * derived table, which a locking read cannot lock through: its rows are read plainly.
+   * retried. A lock held past `innodb_lock_wait_timeout` fails the read (retryable, the job tries again later): it
+   * may be the changed row's own transaction, still waiting for a replica under a long semi-synchronous timeout, and
+   * reading past it would lose the change. A custom SQL table reads a derived table, which a locking read cannot
+   * lock through: its rows are read plainly.
    */
   private async readChunk(chunk: readonly string[][]): Promise<RawRow[]> {
     const what = `read changed rows of ${this.where}`;
-    const plain = (): Promise<RawRow[]> => this.source.query(readKeysSql(this.sql, chunk), what, this.configured);
-    if (this.queried) return plain();
+    if (this.queried) return this.source.query(readKeysSql(this.sql, chunk), what, this.configured);
     for (let deadlocks = 0; ; deadlocks++) {
       try {
         return await this.source.query(readKeysSql(this.sql, chunk, true), what, this.configured);
       } catch (err) {
-        const errno = mysqlErrno(err);
-        if (errno === ER_LOCK_DEADLOCK && deadlocks < LOCKING_READ_DEADLOCKS) continue;
-        if (errno === ER_LOCK_WAIT_TIMEOUT) return plain();
+        if (mysqlErrno(err) === ER_LOCK_DEADLOCK && deadlocks < LOCKING_READ_DEADLOCKS) continue;
         throw err;
       }
     }
