@@ -83,6 +83,9 @@ sources:
     const binlogDb = await createMysqlDatabase(MYSQL_BINLOG_URL);
     try {
       await binlogDb.client.query(`CREATE TABLE items (id int PRIMARY KEY)`);
+      await binlogDb.client.query(
+        `CREATE TABLE item_lines (id int PRIMARY KEY, item int, CONSTRAINT of_item FOREIGN KEY (item) REFERENCES items (id) ON DELETE CASCADE)`,
+      );
       const path = join(dir, 'binlog.yaml');
       const slot = uniqueName('bl');
       writeFileSync(
@@ -98,9 +101,13 @@ sources:
     cdc: { slot: ${slot} }
     tables:
       - { name: items }
+      - { name: item_lines }
 `,
       );
       const run = await pushsync(['--config', path, 'check'], {});
+      expect(run.stdout).toContain(
+        `warn source shop: ${binlogDb.database}.item_lines: foreign key of_item references ${binlogDb.database}.items ON DELETE CASCADE; InnoDB changes those rows itself`,
+      );
       const line = run.stdout.split('\n').find((l) => l.includes('change data capture')) ?? '';
       expect(line).toMatch(/^ok {3}source shop change data capture: binlog stream /);
       expect(line).toContain(`binlog stream ${slot} will start at the first run`);

@@ -352,8 +352,11 @@ export interface ChangeSource {
   /** The catalog's names (modifier included) of types as `relation` events state them; unknown ones are absent. */
   typeNames?(types: readonly string[]): Promise<Map<string, string>>;
   status(): Promise<ChangeStreamStatus>;
-  /** Facts about the stream for `pushsync check`; absent when the engine has none beyond its status. */
-  facts?(): Promise<ChangeStreamFacts>;
+  /**
+   * Facts about the stream for `pushsync check` and `cdc status`, with warnings about the captured `tables`; absent
+   * when the engine has none beyond its status.
+   */
+  facts?(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<ChangeStreamFacts>;
   /** Creates the durable stream and returns the position it starts from: every later commit streams from it. */
   create(): Promise<string>;
   /** The source's current position: a one-shot run streams until it has acknowledged it. */

@@ -1,7 +1,8 @@
-import type { SourceConfig } from '../config.js';
+import { tableSpec, type SourceConfig } from '../config.js';
+import type { TableShape } from '../core/ports.js';
 import { resetTable } from './table-admin.js';
 import type { PipelineContext } from './context.js';
-import { findChangeSource } from './context.js';
+import { findChangeSource, findSource } from './context.js';
 import { keepEpoch, recordedEpoch } from './cdc-epoch.js';
 
 /** Facts and repairs of a source's replication slot, for `pushsync cdc` and `pushsync check`. */
@@ -32,13 +33,29 @@ export function cdcSources(ctx: PipelineContext, name?: string): SourceConfig[] 
   return ctx.config.sources.filter((s) => s.tables.some((t) => t.mode === 'cdc') && (name === undefined || s.name === name));
 }
 
+/** The source's CDC tables as the catalog names them; a table that cannot be described now is left out. */
+async function captured(ctx: PipelineContext, s: SourceConfig): Promise<TableShape[]> {
+  const source = findSource(ctx, s.name);
+  const shapes = await Promise.all(
+    s.tables
+      .filter((t) => t.mode === 'cdc')
+      .map((t) =>
+        source.table(tableSpec(t)).then(
+          (reader) => reader.shape,
+          () => null,
+        ),
+      ),
+  );
+  return shapes.filter((shape): shape is TableShape => shape !== null);
+}
+
 export async function cdcStatus(ctx: PipelineContext, s: SourceConfig): Promise<CdcStatus> {
   const cdc = findChangeSource(ctx, s.name);
   const [info, problems, state, facts] = await Promise.all([
     cdc.status(),
     cdc.prerequisites(),
     ctx.redis.hgetall(ctx.keys.cdcState(s.name, s.cdc.slot)),
-    cdc.facts?.() ?? { facts: [], warnings: [] },
+    cdc.facts ? captured(ctx, s).then((tables) => cdc.facts!(tables)) : { facts: [], warnings: [] },
   ]);
   if (info.confirmed && state.ackedLsn && cdc.confirmedPast(info.confirmed, state.ackedLsn, !state.ackExact)) {
     problems.push(

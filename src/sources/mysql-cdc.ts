@@ -12,6 +12,7 @@ import {
   BINARY_LOGS_SQL,
   BINLOG_RETENTION_SQL,
   BINLOG_SETTINGS_SQL,
+  CHANGING_FOREIGN_KEYS_SQL,
   GRANTS_SQL,
   SERVER_CLOCK_SQL,
   binlogRetention,
@@ -247,7 +248,7 @@ export class MysqlBinlog implements ChangeSource {
     return state.ackedAt ? Math.max(0, (Date.now() - Number(state.ackedAt)) / 1000) : null;
   }
 
-  async facts(): Promise<ChangeStreamFacts> {
+  async facts(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>> = []): Promise<ChangeStreamFacts> {
     const [[logBin, format, image] = []] = await this.text(BINLOG_SETTINGS_SQL, 'read the binlog settings');
     const settings = new Map((await this.text(BINLOG_RETENTION_SQL, 'read the binlog retention')).map(([k, v]) => [k!, v ?? '']));
     const retention = binlogRetention(settings);
@@ -268,7 +269,28 @@ export class MysqlBinlog implements ChangeSource {
             `source ${this.name}: the server purges binlog files after ${retention.seconds} s (${retention.setting}): a pushsync outage longer than that loses the stream and needs a new snapshot; keep a day or more`,
           ]
         : [];
+    warnings.push(...(await this.foreignKeyWarnings(tables)));
     return { facts, warnings };
+  }
+
+  /** Captured tables whose rows a foreign key's action changes: those changes never reach the binary log. */
+  private async foreignKeyWarnings(tables: ReadonlyArray<Pick<TableShape, 'schema' | 'relname'>>): Promise<string[]> {
+    if (tables.length === 0) return [];
+    const captured = new Set(tables.map((t) => `${t.schema}.${t.relname}`.toLowerCase()));
+    const rows = await this.text(CHANGING_FOREIGN_KEYS_SQL, 'read foreign keys');
+    return rows
+      .filter(([schema, table]) => captured.has(`${schema}.${table}`.toLowerCase()))
+      .map(([schema, table, constraint, parentSchema, parent, onDelete, onUpdate]) => {
+        const actions = [
+          ...(onDelete === 'RESTRICT' || onDelete === 'NO ACTION' ? [] : [`ON DELETE ${onDelete}`]),
+          ...(onUpdate === 'RESTRICT' || onUpdate === 'NO ACTION' ? [] : [`ON UPDATE ${onUpdate}`]),
+        ].join(' ');
+        return (
+          `source ${this.name}: ${schema}.${table}: foreign key ${constraint} references ${parentSchema}.${parent} ${actions}; ` +
+          `InnoDB changes those rows itself, and on MariaDB and MySQL 8 the binary log does not carry them, so change data capture never sees them: ` +
+          `read ${schema}.${table} in watermark mode with a reconcile setting, which sends the deletes`
+        );
+      });
   }
 
   /**

@@ -586,6 +586,15 @@ export const BINARY_LOGS_SQL = 'SHOW BINARY LOGS';
 export const BINLOG_SETTINGS_SQL = 'SELECT @@log_bin, @@binlog_format, @@binlog_row_image';
 
 /**
+ * Foreign keys whose actions change the referencing rows (CASCADE, SET NULL, SET DEFAULT): InnoDB carries them out
+ * inside the engine, and the rows it changes so are not in the binary log. Child schema and table, constraint,
+ * parent schema and table, delete rule, update rule.
+ */
+export const CHANGING_FOREIGN_KEYS_SQL =
+  'SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE ' +
+  "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')";
+
+/**
  * The binlog retention settings the server has: `binlog_expire_logs_seconds` (MySQL 8, MariaDB 10.6 and later) and
  * `expire_logs_days` (older servers; an alias of the first on MariaDB, removed in MySQL 8.4). SHOW VARIABLES lists
  * only those that exist, where `@@name` of a missing one would fail.
