@@ -14,7 +14,7 @@ import {
   snapshotOrdering,
   type BinlogColumn,
 } from './mysql-binlog.js';
-import { defaultServerId, truncatedRelation } from './mysql-cdc.js';
+import { defaultServerId, statementRelations, truncatedRelation } from './mysql-cdc.js';
 import { startPositionOf, valueKind, type MyColumn } from './mysql-sql.js';
 
 function col(name: string, dataType: string, extra: Partial<MyColumn> = {}): MyColumn {
@@ -153,6 +153,21 @@ describe('binlog statements and settings', () => {
     expect(truncatedRelation('TRUNCATE TABLE items', 'shop')).toBe('shop.items');
     expect(truncatedRelation('truncate `other db`.`it``s`', 'shop')).toBe('other db.it`s');
     expect(truncatedRelation('CREATE TABLE truncate_log (a int)', 'shop')).toBeNull();
+  });
+
+  it('names the captured tables a data-changing statement logged without its rows may have changed', () => {
+    const captured = ['shop.items', 'shop.item_lines', 'shop.orders'];
+    expect(statementRelations("UPDATE items SET v = 'x' WHERE id = 1", captured)).toEqual(['shop.items']);
+    expect(statementRelations('/* app */ delete from `shop`.`ORDERS` where id in (select id from item_lines)', captured)).toEqual([
+      'shop.item_lines',
+      'shop.orders',
+    ]);
+    expect(statementRelations('INSERT INTO other SELECT * FROM stock', captured)).toEqual([]);
+    expect(statementRelations('REPLACE INTO itemsx VALUES (1)', captured)).toEqual([]);
+    expect(statementRelations("LOAD DATA INFILE 'x' INTO TABLE items", captured)).toEqual(['shop.items']);
+    // Not a change of rows: DDL and session statements go their own way.
+    expect(statementRelations('ALTER TABLE items ADD COLUMN w int', captured)).toBeNull();
+    expect(statementRelations('CREATE TABLE items_copy AS SELECT * FROM items', captured)).toBeNull();
   });
 
   it('derives a server id from the stream name, stable and clear of small hand-set ids', () => {

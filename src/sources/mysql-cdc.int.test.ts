@@ -1,3 +1,4 @@
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeStream, ChangeStreamEvent, TableShape } from '../core/ports.js';
 import { MysqlBinlog, type BinlogStateStore } from './mysql-cdc.js';
@@ -240,6 +241,27 @@ describe('MysqlBinlog against a MariaDB with the binary log on', () => {
     const inbox = await open(cdc);
     await db.client.query(`TRUNCATE TABLE items`);
     expect((await inbox.next('truncate')).relations).toEqual([`${db.database}.items`]);
+    await opened.pop()!.stop();
+    await cdc.close();
+  });
+
+  it('asks for a captured table to be read again when a session wrote its changes as statements, not rows', async () => {
+    const cdc = binlog(memoryStore());
+    await cdc.create();
+    const inbox = await open(cdc);
+    const session = await mysql.createConnection(db.url);
+    try {
+      // Allowed to a session with the privilege, whatever the server's binlog_format: such changes carry no rows.
+      await session.query(`SET SESSION binlog_format = 'STATEMENT'`);
+      await session.query(`UPDATE items SET v = 'by statement' WHERE id = 1`);
+      await session.query(`INSERT INTO other VALUES (77)`);
+    } finally {
+      await session.end();
+    }
+    expect(await inbox.next('resnapshot')).toMatchObject({
+      relation: `${db.database}.items`,
+      reason: expect.stringContaining('written to the binlog as a statement'),
+    });
     await opened.pop()!.stop();
     await cdc.close();
   });

@@ -433,6 +433,28 @@ export function truncatedRelation(statement: string, schema: string): string | n
   return second === undefined ? `${schema}.${first}` : `${first}.${second}`;
 }
 
+/**
+ * The captured relations (`schema.table`) a data-changing statement logged as a statement (not as rows) may have
+ * changed, or null for a statement that changes no rows (DDL, SET, ...). Such a statement carries no keys: a
+ * session that set `binlog_format` to STATEMENT or MIXED writes its changes so, whatever the server's setting. A
+ * table is named when its name appears in the statement as a word: a table it names under another schema, or in
+ * a string, is read again for nothing, never missed.
+ */
+export function statementRelations(statement: string, captured: Iterable<string>): string[] | null {
+  const text = statement.replace(/^(?:\s|\/\*[\s\S]*?\*\/|#[^\n]*\n|--[^\n]*\n)*/, '');
+  if (!/^(?:INSERT|UPDATE|DELETE|REPLACE|LOAD\s+(?:DATA|XML))\b/i.test(text)) return null;
+  const lower = text.toLowerCase();
+  return [...captured].filter((relation) => {
+    const table = relation.slice(relation.indexOf('.') + 1).toLowerCase();
+    for (let at = lower.indexOf(table); at >= 0; at = lower.indexOf(table, at + 1)) {
+      const before = lower[at - 1];
+      const after = lower[at + table.length];
+      if (!(before !== undefined && /[a-z0-9_$]/.test(before)) && !(after !== undefined && /[a-z0-9_$]/.test(after))) return true;
+    }
+    return false;
+  });
+}
+
 /** One open binlog connection: turns events into transactions and idle positions. */
 class BinlogReader {
   private file: string;
@@ -552,12 +574,22 @@ class BinlogReader {
         return;
       case 'query': {
         const q = (e.query ?? '').trim();
+        let changed: string[] | null;
         const upper = q.toUpperCase();
         if (upper === 'BEGIN') this.txn = new BinlogTransaction();
         else if (upper === 'COMMIT' || upper === 'ROLLBACK') this.commit(e.timestamp);
         else if (upper.startsWith('XA '))
           throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported (${q.slice(0, 40)})`);
-        else if (this.txn === null || this.txn.size === 0) {
+        else if ((changed = statementRelations(q, this.captured.keys())) !== null) {
+          // Changes without keys: the tables are read again, the snapshot asked for before anything after it is
+          // acknowledged. The transaction goes on; its end (XID or COMMIT) follows.
+          for (const relation of changed)
+            this.onEvent({
+              kind: 'resnapshot',
+              relation,
+              reason: 'a change was written to the binlog as a statement, without its rows (binlog_format STATEMENT or MIXED in its session)',
+            });
+        } else if (this.txn === null || this.txn.size === 0) {
           // A statement of its own (DDL): a transaction boundary.
           this.txn = null;
           const truncated = truncatedRelation(q, e.schema ?? '');
