@@ -460,6 +460,8 @@ class BinlogReader {
   private file: string;
   private offset: number;
   private txn: BinlogTransaction | null = null;
+  /** DDL statements whose tables' columns are being read again (see `ddl`). */
+  private refreshing = 0;
   private lastIdle = 0;
   /** Transactions handed over and not yet acknowledged: their end and their commit time (epoch ms). */
   private readonly handed: Array<{ end: string; at: number }> = [];
@@ -511,16 +513,19 @@ class BinlogReader {
     }
     const connection = this.zongji.connection;
     connection?.pause();
+    this.refreshing += 1;
     void (async () => {
       for (const relation of touched) {
         const recreated = replaced.includes(relation);
         if (recreated) await this.tables.replaced(relation);
         await this.tables.shapes.refresh(relation, position, recreated);
       }
-    })().then(
-      () => connection?.resume(),
-      (err: unknown) => this.zongji.emit('error', err),
-    );
+    })()
+      .finally(() => (this.refreshing -= 1))
+      .then(
+        () => connection?.resume(),
+        (err: unknown) => this.zongji.emit('error', err),
+      );
     return true;
   }
 
@@ -528,9 +533,13 @@ class BinlogReader {
     return formatPosition({ file: this.file, offset: this.offset });
   }
 
-  /** At a transaction boundary nothing received is waiting: the position may be acknowledged. */
+  /**
+   * At a transaction boundary nothing received is waiting: the position may be acknowledged. Not while a DDL's
+   * columns are being read again, even when asked for (`requestPosition`): the position is past the DDL, and an
+   * acknowledgement stores the columns in force with it, which would still be the old ones.
+   */
   private idle(force: boolean): void {
-    if (this.txn !== null) return;
+    if (this.txn !== null || this.refreshing > 0) return;
     if (!force && Date.now() - this.lastIdle < IDLE_EVERY_MS) return;
     this.lastIdle = Date.now();
     this.onEvent({ kind: 'idle', position: this.position });
