@@ -134,7 +134,7 @@ describe('Debezium Server Redis sink streams', () => {
     }
   });
 
-  const records = (): Array<{ _op: string; id: number; v?: string }> =>
+  const records = (): Array<{ _op: string; id: number; v?: string; _ordering?: string }> =>
     (receiver.stored.get('bronze.legacy_orders') ?? []).map((r) => JSON.parse(r) as { _op: string; id: number });
   const pending = async (): Promise<number> => Number(((await redis.xpending(stream, 'pushsync')) as [number])[0]);
 
@@ -194,6 +194,24 @@ describe('Debezium Server Redis sink streams', () => {
     expect(taken[0]![1]).toHaveLength(5);
     await start(configFor());
     await until('the claimed records', () => records().length === 5);
+    await until('every entry acknowledged', async () => (await pending()) === 0);
+  });
+
+  it("stores a stream's entries in their order, waiting for earlier ones another consumer holds: the snapshot floor holds", async () => {
+    await redis.xgroup('CREATE', stream, 'pushsync', '0', 'MKSTREAM');
+    // The initial snapshot's row of key 1, at the snapshot's LSN 2000, taken by a consumer that then dies.
+    await redis.xadd(stream, '*', key(1), pg(1, 2000, { op: 'r', after: { id: '1', v: '"snapshot"' } }));
+    await redis.xreadgroup('GROUP', 'pushsync', 'dead-consumer', 'COUNT', 10, 'STREAMS', stream, '>');
+    // The first transaction streamed after the snapshot: begun before it (LSN 1500), committed after, no previous commit.
+    await redis.xadd(stream, '*', key(1), pg(1, 1500, { op: 'u', lastCommitLsn: null, after: { id: '1', v: '"changed"' } }));
+    await start(configFor({}, { claimIdle: '1s' }));
+    await until('both records', () => records().length === 2);
+    // Stored in stream order, the change obeys the floor the snapshot row set and is the key's newest version.
+    const byOrdering = [...records()].sort((a, b) => (String(a._ordering) < String(b._ordering) ? -1 : 1));
+    expect(byOrdering.map((r) => [r._op, r.v])).toEqual([
+      ['snapshot', 'snapshot'],
+      ['update', 'changed'],
+    ]);
     await until('every entry acknowledged', async () => (await pending()) === 0);
   });
 

@@ -422,5 +422,12 @@ export interface EventStream {
   read(blockMs: number): Promise<StreamEntry[]>;
   /** The entries are durably handled: they are never handed out again. */
   acknowledge(entries: readonly StreamEntry[]): Promise<void>;
+  /**
+   * Whether an entry of `stream` before entry `id` is handed out to another consumer and not acknowledged yet.
+   * Entries of a stream are stored in its order only if each waits for those before it: the snapshot floor of a
+   * Postgres table (core/debezium-ordering.ts) is set by the snapshot's rows and obeyed by the changes after them.
+   * Optional: a stream with one reader keeps its order anyway.
+   */
+  heldElsewhere?(stream: string, id: string): Promise<boolean>;
   close(): Promise<void>;
 }

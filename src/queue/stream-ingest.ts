@@ -9,16 +9,34 @@ import { replicaWait } from './redis.js';
 const BLOCK_MS = 1000;
 const RETRY_MS = 1000;
 const STOP_GRACE_MS = 2000;
+/** How long a read blocks while entries wait for earlier ones another consumer holds: the wait's poll interval. */
+const WAIT_BLOCK_MS = 100;
+/** Entries read and not yet stored, at most (they wait for earlier ones): beyond it nothing new is read. */
+const MAX_HELD = 10_000;
+/** How long entries wait for earlier ones before it is worth a warning. */
+const WAIT_WARN_MS = 5000;
+
+/** Redis stream entry ids (`<ms>-<seq>`) in stream order. */
+export function compareEntryIds(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-');
+  const [bm = '0', bs = '0'] = b.split('-');
+  const ms = BigInt(am) - BigInt(bm);
+  const d = ms !== 0n ? ms : BigInt(as) - BigInt(bs);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+}
 
 export interface StreamIngest {
   stop(): Promise<void>;
 }
 
 /**
- * Reads a Debezium source's event stream into its ingest buffer. Invariant: an entry is acknowledged only after
+ * Reads a Debezium source's event stream into its ingest buffer. Invariants: an entry is acknowledged only after
  * its event is stored in the buffer (or, unreadable, stored as a dead letter); while the buffer is over its
  * budget or Redis is away, the same entries are offered again and nothing new is read. A process that dies leaves
- * its entries pending, and another consumer claims them.
+ * its entries pending, and another consumer claims them. The entries of one stream are stored in its order, by
+ * every consumer together: an entry waits while one before it is held by another consumer (until that one stores
+ * it, or dies and it is claimed), since a Postgres table's snapshot floor is set by its snapshot rows and obeyed by
+ * the changes streamed after them.
  */
 export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceConfig, stream: EventStream): StreamIngest {
   const ingest = new DebeziumIngest(
@@ -54,6 +72,49 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
     }
   };
 
+  // Entries read or claimed and not stored yet, per stream in stream order, and their ids.
+  const held = new Map<string, { list: StreamEntry[]; ids: Set<string> }>();
+  let heldCount = 0;
+  const waitingSince = new Map<string, number>();
+  const hold = (entries: readonly StreamEntry[]): void => {
+    const grown = new Set<string>();
+    for (const e of entries) {
+      let h = held.get(e.stream);
+      if (!h) held.set(e.stream, (h = { list: [], ids: new Set() }));
+      // An entry waiting past claimIdle is claimed again, by this consumer too: it is held once.
+      if (h.ids.has(e.id)) continue;
+      h.ids.add(e.id);
+      h.list.push(e);
+      heldCount += 1;
+      grown.add(e.stream);
+    }
+    // Claimed entries can come before those read earlier.
+    for (const name of grown) held.get(name)!.list.sort((a, b) => compareEntryIds(a.id, b.id));
+  };
+  /** The held entries of every stream that no other consumer holds an earlier entry of, taken out of `held`. */
+  const storable = async (): Promise<StreamEntry[]> => {
+    const ready: StreamEntry[] = [];
+    for (const [name, { list }] of held) {
+      if (stream.heldElsewhere && (await stream.heldElsewhere(name, list[0]!.id))) {
+        const since = waitingSince.get(name) ?? Date.now();
+        if (!waitingSince.has(name)) waitingSince.set(name, since);
+        else if (since > 0 && Date.now() - since >= WAIT_WARN_MS) {
+          waitingSince.set(name, 0);
+          log.warn(
+            { stream: name, entries: list.length },
+            `entries of ${name} wait for earlier ones another consumer holds (it stores them, or they are taken over after claimIdle if it died)`,
+          );
+        }
+        continue;
+      }
+      waitingSince.delete(name);
+      ready.push(...list);
+      heldCount -= list.length;
+      held.delete(name);
+    }
+    return ready;
+  };
+
   const loop = (async () => {
     while (!stopping) {
       try {
@@ -61,7 +122,10 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
           await stream.prepare();
           prepared = true;
         }
-        const entries = await stream.read(BLOCK_MS);
+        if (heldCount < MAX_HELD) hold(await stream.read(heldCount > 0 ? WAIT_BLOCK_MS : BLOCK_MS));
+        else await sleep(WAIT_BLOCK_MS);
+        if (heldCount === 0) continue;
+        const entries = await storable();
         if (entries.length === 0) continue;
         await store(entries);
         await stream.acknowledge(entries);

@@ -149,6 +149,17 @@ export class DebeziumRedisStreams implements EventStream {
     }
   }
 
+  async heldElsewhere(stream: string, id: string): Promise<boolean> {
+    try {
+      // The oldest pending entries up to `id` (inclusive: an exclusive end needs Redis 6.2). This consumer's own among
+      // them are only those stored whose acknowledgement failed, a few at most.
+      const rows = (await this.untilClosed(this.redis.xpending(stream, this.o.group, '-', id, 100))) as Array<[string, string, number, number]>;
+      return rows.some(([entry, consumer]) => entry !== id && consumer !== this.consumer);
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+  }
+
   private async forgetIdleConsumers(): Promise<void> {
     for (const stream of this.o.streams) {
       const consumers = (await this.redis.xinfo('CONSUMERS', stream, this.o.group)) as Array<Array<string | number>>;
