@@ -64,6 +64,18 @@ describe('ordering epochs', () => {
     expect(epochPrefix(2) + snapshotOrdering('0/0') > epochPrefix(1) + changeOrdering('FFFFFFFF/FFFFFFFF', 1)).toBe(true);
   });
 
+  it('passes on every optional capability of the source, the visibility check of streamed transactions among them', async () => {
+    const asked: string[][] = [];
+    const source = { ...scriptedSource([]), visible: async (ids: readonly string[]) => (asked.push([...ids]), ids.length < 2) };
+    const later = withOrderingEpoch(source, 3);
+    expect(await later.visible?.(['7'])).toBe(true);
+    expect(await later.visible?.(['7', '8'])).toBe(false);
+    expect(asked).toEqual([['7'], ['7', '8']]);
+    expect((await later.relationIds?.([]))?.get('public.t')).toBe('42');
+    // A source without the capability gets none.
+    expect(withOrderingEpoch(scriptedSource([]), 3).visible).toBeUndefined();
+  });
+
   it('is the source itself in epoch 0', () => {
     const source = scriptedSource([]);
     expect(withOrderingEpoch(source, 0)).toBe(source);

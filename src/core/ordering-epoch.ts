@@ -39,6 +39,7 @@ class EpochChangeSource implements ChangeSource {
   readonly relationIds?: ChangeSource['relationIds'];
   readonly typeNames?: ChangeSource['typeNames'];
   readonly facts?: ChangeSource['facts'];
+  readonly visible?: ChangeSource['visible'];
 
   constructor(
     private readonly inner: ChangeSource,
@@ -49,6 +50,7 @@ class EpochChangeSource implements ChangeSource {
     if (inner.relationIds) this.relationIds = inner.relationIds.bind(inner);
     if (inner.typeNames) this.typeNames = inner.typeNames.bind(inner);
     if (inner.facts) this.facts = inner.facts.bind(inner);
+    if (inner.visible) this.visible = inner.visible.bind(inner);
   }
 
   prerequisites: ChangeSource['prerequisites'] = () => this.inner.prerequisites();

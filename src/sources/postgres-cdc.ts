@@ -105,6 +105,14 @@ function toMessage(m: Pgoutput.Message): StreamMessage | null {
   }
 }
 
+/**
+ * SQL of the 64-bit transaction id nearest `reference` (a 64-bit id) whose low 32 bits are `xid`: `reference` plus
+ * the signed 32-bit distance from it.
+ */
+export function widenedXid(xid: string, reference: string): string {
+  return `${reference} + (((${xid} - ${reference}) % 4294967296 + 4294967296 + 2147483648) % 4294967296 - 2147483648)`;
+}
+
 /** A transaction's changes are handed over in parts of this many while it is still arriving. */
 const HAND_OVER_CHANGES = 1000;
 
@@ -295,13 +303,14 @@ export class PostgresCdc implements ChangeSource {
   /**
    * Whether the transactions (32-bit ids, as pgoutput names them) are visible in a snapshot taken now. The commit
    * record is decoded once it is flushed, but the transaction becomes visible only after the backend ends it, which
-   * with synchronous replication waits for the standby's answer. Each id is widened to its 64-bit form from the
-   * snapshot's xmax: a transaction received as committed began less than 2^31 ids before it.
+   * with synchronous replication waits for the standby's answer. Each id is widened to its 64-bit form as the one
+   * nearest the snapshot's xmax (one past the latest completed transaction): a transaction still held back is at or
+   * past it, a completed one before it, either within 2^31 ids.
    */
   async visible(transactions: readonly string[]): Promise<boolean> {
     if (transactions.length === 0) return true;
     const { rows } = await this.query(
-      `SELECT bool_and(txid_visible_in_snapshot(txid_snapshot_xmax(s) - (txid_snapshot_xmax(s) - x) % 4294967296, s)) AS visible
+      `SELECT bool_and(txid_visible_in_snapshot(${widenedXid('x', 'txid_snapshot_xmax(s)')}, s)) AS visible
        FROM txid_current_snapshot() s, unnest($1::bigint[]) x`,
       [transactions],
       'check that streamed transactions are visible',
@@ -338,7 +347,8 @@ export class PostgresCdc implements ChangeSource {
     const onMessage = (m: StreamMessage): void => {
       switch (m.tag) {
         case 'begin':
-          transaction = String(m.xid);
+          // The library reads the id as a signed 32-bit number; ids from 2^31 on are unsigned.
+          transaction = String(m.xid >>> 0);
           collector.begin(m.commitLsn);
           break;
         case 'insert':
