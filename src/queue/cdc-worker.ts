@@ -382,8 +382,12 @@ async function streamChanges(
   let lastFlush = Date.now();
   let lastRequest = 0;
   let changes = 0;
-  // Every transaction before it was received: where an incremental snapshot may start (cdc-snapshots.ts).
+  // Every transaction before it was received, enqueued and (see untilVisible) visible on the source: where an
+  // incremental snapshot may start (cdc-snapshots.ts). A snapshot range read before a transaction it starts after is
+  // visible would carry the rows as they were, under an ordering above that transaction's changes.
   let position = acked;
+  // The stream's latest position handed over; `position` once what came before it is flushed.
+  let received = acked;
   let lastIdentityCheck = Date.now();
   let snapshotRows = 0;
   // The connection epoch before the oldest write not yet confirmed by replicas (waitForReplicas); null: none.
@@ -456,6 +460,7 @@ async function streamChanges(
       await acknowledge(bufferedEnd);
       bufferedEnd = null;
     }
+    position = received;
     lastFlush = Date.now();
   };
 
@@ -469,7 +474,7 @@ async function streamChanges(
           for (const c of e.changes) buffered.push(c);
           if (e.transaction !== undefined && e.changes.length > 0) transactions.add(e.transaction);
           bufferedEnd = e.end;
-          position = e.end;
+          received = e.end;
           if (e.ignored) ctx.metrics.errors.inc({ source: o.sourceName, table: '*', code: 'CHANGE_OF_DROPPED_TABLE' }, e.ignored);
           if (buffered.length >= o.batchKeys) await flush();
           break;
@@ -483,7 +488,8 @@ async function streamChanges(
           await o.tracker.onRelation(e);
           break;
         case 'idle':
-          position = e.position;
+          received = e.position;
+          if (buffered.length === 0 && bufferedEnd === null) position = e.position;
           // Nothing received is waiting to be enqueued: the source's position may be confirmed.
           if (buffered.length === 0 && bufferedEnd === null && (acked === null || cdc.comparePositions(e.position, acked) > 0))
             await acknowledge(e.position);
