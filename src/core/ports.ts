@@ -417,17 +417,18 @@ export interface EventStream {
   prepare(): Promise<void>;
   /**
    * The next entries for this consumer: those claimed from consumers idle too long, else new ones, waiting up to
-   * `blockMs` for some. Entries handed out stay pending until acknowledged.
+   * `blockMs` for some; with `claimOnly`, claimed ones only (none when no claim is due). Entries handed out stay
+   * pending until acknowledged.
    */
-  read(blockMs: number): Promise<StreamEntry[]>;
+  read(blockMs: number, claimOnly?: boolean): Promise<StreamEntry[]>;
   /** The entries are durably handled: they are never handed out again. */
   acknowledge(entries: readonly StreamEntry[]): Promise<void>;
   /**
-   * Whether an entry of `stream` before entry `id` is handed out to another consumer and not acknowledged yet.
-   * Entries of a stream are stored in its order only if each waits for those before it: the snapshot floor of a
-   * Postgres table (core/debezium-ordering.ts) is set by the snapshot's rows and obeyed by the changes after them.
-   * Optional: a stream with one reader keeps its order anyway.
+   * The earliest entry of `stream` up to entry `id` that another consumer was handed and has not acknowledged, or
+   * null. Entries of a stream are stored in its order only if each waits for those before it: the snapshot floor of
+   * a Postgres table (core/debezium-ordering.ts) is set by the snapshot's rows and obeyed by the changes after
+   * them. Optional: a stream with one reader keeps its order anyway.
    */
-  heldElsewhere?(stream: string, id: string): Promise<boolean>;
+  heldElsewhere?(stream: string, id: string): Promise<string | null>;
   close(): Promise<void>;
 }

@@ -91,26 +91,35 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
     // Claimed entries can come before those read earlier.
     for (const name of grown) held.get(name)!.list.sort((a, b) => compareEntryIds(a.id, b.id));
   };
-  /** The held entries of every stream that no other consumer holds an earlier entry of, taken out of `held`. */
+  /**
+   * Per stream, the held entries before the earliest one another consumer holds (all of them when it holds none),
+   * taken out of `held`: what may be stored now, in stream order.
+   */
   const storable = async (): Promise<StreamEntry[]> => {
     const ready: StreamEntry[] = [];
-    for (const [name, { list }] of held) {
-      if (stream.heldElsewhere && (await stream.heldElsewhere(name, list[0]!.id))) {
-        const since = waitingSince.get(name) ?? Date.now();
-        if (!waitingSince.has(name)) waitingSince.set(name, since);
+    for (const [name, h] of held) {
+      const blocking = stream.heldElsewhere ? await stream.heldElsewhere(name, h.list[h.list.length - 1]!.id) : null;
+      const taken = blocking === null ? h.list.length : h.list.findIndex((e) => compareEntryIds(e.id, blocking) > 0);
+      const count = taken === -1 ? h.list.length : taken;
+      if (count < h.list.length) {
+        const since = waitingSince.get(name);
+        if (since === undefined) waitingSince.set(name, Date.now());
         else if (since > 0 && Date.now() - since >= WAIT_WARN_MS) {
           waitingSince.set(name, 0);
           log.warn(
-            { stream: name, entries: list.length },
+            { stream: name, entries: h.list.length - count, waitingFor: blocking },
             `entries of ${name} wait for earlier ones another consumer holds (it stores them, or they are taken over after claimIdle if it died)`,
           );
         }
-        continue;
+      } else waitingSince.delete(name);
+      if (count === 0) continue;
+      const out = h.list.splice(0, count);
+      for (const e of out) {
+        h.ids.delete(e.id);
+        ready.push(e);
       }
-      waitingSince.delete(name);
-      ready.push(...list);
-      heldCount -= list.length;
-      held.delete(name);
+      heldCount -= count;
+      if (h.list.length === 0) held.delete(name);
     }
     return ready;
   };
@@ -122,8 +131,12 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
           await stream.prepare();
           prepared = true;
         }
+        // At the bound nothing new is read, but claims go on: the entries waited for may be a dead consumer's.
         if (heldCount < MAX_HELD) hold(await stream.read(heldCount > 0 ? WAIT_BLOCK_MS : BLOCK_MS));
-        else await sleep(WAIT_BLOCK_MS);
+        else {
+          hold(await stream.read(0, true));
+          await sleep(WAIT_BLOCK_MS);
+        }
         if (heldCount === 0) continue;
         const entries = await storable();
         if (entries.length === 0) continue;

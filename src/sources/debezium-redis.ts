@@ -50,6 +50,9 @@ export async function missingStreams(url: string, streams: readonly string[], ti
   }
 }
 
+/** Pending entries per XPENDING page when looking for an earlier entry another consumer holds. */
+const PENDING_PAGE = 1000;
+
 /** Consumers with nothing pending and idle this long are removed from the group, so dead processes do not pile up. */
 const FORGET_CONSUMER_MS = 60 * 60 * 1000;
 
@@ -88,13 +91,14 @@ export class DebeziumRedisStreams implements EventStream {
     await this.forgetIdleConsumers().catch(() => {});
   }
 
-  async read(blockMs: number): Promise<StreamEntry[]> {
+  async read(blockMs: number, claimOnly = false): Promise<StreamEntry[]> {
     try {
       if (Date.now() - this.lastClaim >= Math.min(this.o.claimIdleMs, 5000)) {
         this.lastClaim = Date.now();
         const claimed = await this.claim();
         if (claimed.length > 0) return claimed;
       }
+      if (claimOnly) return [];
       const reply = (await this.untilClosed(
         this.redis.xreadgroup(
           'GROUP',
@@ -149,12 +153,22 @@ export class DebeziumRedisStreams implements EventStream {
     }
   }
 
-  async heldElsewhere(stream: string, id: string): Promise<boolean> {
+  async heldElsewhere(stream: string, id: string): Promise<string | null> {
     try {
-      // The oldest pending entries up to `id` (inclusive: an exclusive end needs Redis 6.2). This consumer's own among
-      // them are only those stored whose acknowledgement failed, a few at most.
-      const rows = (await this.untilClosed(this.redis.xpending(stream, this.o.group, '-', id, 100))) as Array<[string, string, number, number]>;
-      return rows.some(([entry, consumer]) => entry !== id && consumer !== this.consumer);
+      // Pending entries up to `id` in order, a page at a time: this consumer's own (the ones it holds) come first
+      // and between. Inclusive bounds (an exclusive one needs Redis 6.2): a page's last entry starts the next.
+      let from = '-';
+      for (;;) {
+        const rows = (await this.untilClosed(this.redis.xpending(stream, this.o.group, from, id, PENDING_PAGE))) as Array<
+          [string, string, number, number]
+        >;
+        const other = rows.find(([entry, consumer]) => entry !== id && consumer !== this.consumer);
+        if (other) return other[0];
+        if (rows.length < PENDING_PAGE) return null;
+        const last = rows[rows.length - 1]![0];
+        if (last === id) return null;
+        from = `${last.split('-')[0]}-${BigInt(last.split('-')[1] ?? '0') + 1n}`;
+      }
     } catch (err) {
       throw this.unavailable(err);
     }
