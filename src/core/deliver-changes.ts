@@ -73,7 +73,7 @@ export async function deliverChanges(p: DeliverChangesParams): Promise<SendSumma
     readOf[i - p.resumeAt] = at;
   }
   const live: Array<{ json: string; deleted: boolean; matched?: boolean | undefined } | undefined> = new Array(wanted.length);
-  for (const row of await p.reader.readKeys(wanted)) live[row.index] = row;
+  for (const row of await p.reader.readKeys(wanted, { awaitWriters: true })) live[row.index] = row;
   const deletedJson = await p.reader.keyJson(deletes);
 
   const extractedAt = (p.now ?? (() => new Date()))().toISOString();

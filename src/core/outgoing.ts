@@ -3,7 +3,7 @@ import { KeySealer } from './key-seal.js';
 import { compileMask, maskMembers, type ValueMask } from './masks.js';
 import { objectMembers } from './json-scan.js';
 import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
-import type { KeyedRow, NextRange, RangeEnd, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
+import type { KeyedRow, NextRange, ReadKeysOptions, RangeEnd, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
 
 /**
  * A source whose rows come out with every mask applied and whose keys go into Redis sealed when they are masked.
@@ -172,8 +172,8 @@ class MaskedReader implements TableReader {
     return this.inner.countNullWatermark();
   }
 
-  async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
-    const rows = await this.inner.readKeys(this.openKeys(keys));
+  async readKeys(keys: readonly string[][], options?: ReadKeysOptions): Promise<KeyedRow[]> {
+    const rows = await this.inner.readKeys(this.openKeys(keys), options);
     return rows.map((r) => ({ ...r, json: r.matched === false ? r.json : this.mask(r.json) }));
   }
 

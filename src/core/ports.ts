@@ -91,6 +91,10 @@ export interface SourceBytesRow {
   deleted: boolean;
 }
 
+export interface ReadKeysOptions {
+  awaitWriters?: boolean;
+}
+
 export interface KeyedRow {
   /** Index into the keys asked for. */
   index: number;
@@ -173,8 +177,12 @@ export interface TableReader {
    * it has none. Optional: an engine without it reports progress without a total.
    */
   estimateRows?(): Promise<RowEstimate | null>;
-  /** The rows that still exist among `keys` (primary-key values as text), each with the index of its key. */
-  readKeys(keys: readonly string[][]): Promise<KeyedRow[]>;
+  /**
+   * The rows that still exist among `keys` (primary-key values as text), each with the index of its key.
+   * `options.awaitWriters`: the keys are those of changes just streamed, and a source whose stream hands a change
+   * over before the engine commits it (MySQL's binary log) waits for the transactions still holding those rows.
+   */
+  readKeys(keys: readonly string[][], options?: ReadKeysOptions): Promise<KeyedRow[]>;
   /** JSON objects holding only the key columns, encoded like rows, in the order of `keys` (for delete records). */
   keyJson(keys: readonly string[][]): Promise<string[]>;
   /**

@@ -146,8 +146,18 @@ export class MysqlPool {
     return this.isolated(async (conn) => (await result(conn, sql, this.timeout)).fields);
   }
 
-  private isolated<T>(fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+  /**
+   * A locking read (`LOCK IN SHARE MODE`) in a read-only transaction of its own at READ COMMITTED, then ended: the
+   * explicit transaction makes the locks real on every server, READ COMMITTED takes no gap locks for the keys not
+   * found, and the locks go with the transaction.
+   */
+  runLocking(sql: string): Promise<RawRow[]> {
+    return this.isolated(async (conn) => (await result(conn, sql, this.timeout)).rows, ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED']);
+  }
+
+  private isolated<T>(fn: (conn: mysql.PoolConnection) => Promise<T>, before: readonly string[] = []): Promise<T> {
     return this.withConnection(async (conn) => {
+      for (const sql of before) await conn.query({ sql, ...this.timeout });
       await conn.query({ sql: 'START TRANSACTION READ ONLY', ...this.timeout });
       let value: { v: T } | undefined;
       let failure: unknown;

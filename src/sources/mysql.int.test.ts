@@ -449,8 +449,12 @@ describe('MysqlSource against a real MariaDB', () => {
         await writer.query(`BEGIN`);
         await writer.query(`INSERT INTO held (id, v) VALUES (2, 'inserted')`);
         await writer.query(`UPDATE held SET v = 'updated' WHERE id = 1`);
+        // A plain read (reconciliation's, which only asks whether keys still exist) does not wait, and sees neither.
+        expect((await reader.readKeys([['1'], ['2']])).map((r) => JSON.parse(r.json).v as string)).toEqual(['before']);
         let read: string[] | undefined;
-        const reading = reader.readKeys([['1'], ['2']]).then((rows) => (read = rows.map((r) => JSON.parse(r.json).v as string).sort()));
+        const reading = reader
+          .readKeys([['1'], ['2']], { awaitWriters: true })
+          .then((rows) => (read = rows.map((r) => JSON.parse(r.json).v as string).sort()));
         await new Promise((resolve) => setTimeout(resolve, 500));
         // A plain read would have found the insert missing and the update as it was.
         expect(read).toBeUndefined();
@@ -467,7 +471,7 @@ describe('MysqlSource against a real MariaDB', () => {
       try {
         await open.query(`BEGIN`);
         await open.query(`UPDATE held SET v = 'open' WHERE id = 2`);
-        const refused = await refusal((await impatient.table(spec('held'))).readKeys([['2']]));
+        const refused = await refusal((await impatient.table(spec('held'))).readKeys([['2']], { awaitWriters: true }));
         expect(refused.retryable).toBe(true);
         expect(refused.message).toMatch(/read changed rows of s\.held: .*Lock wait timeout/);
         await open.query(`ROLLBACK`);

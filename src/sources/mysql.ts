@@ -4,7 +4,7 @@ import { parseQualifiedName } from '../core/identifiers.js';
 import { conditionProblem, mysqlLexerProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { KeyedRow, NextRange, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type { KeyedRow, NextRange, ReadKeysOptions, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   clockSql,
   comparePositionsSql,
@@ -58,6 +58,8 @@ export interface MysqlSourceOptions {
 
 /** Keys per statement when rows are read by key: bounds the statement's size well below max_allowed_packet. */
 const KEYS_PER_STATEMENT = 1000;
+/** Fewer for a locking read: the shared locks it holds while it waits, and its weight as a deadlock victim. */
+const KEYS_PER_LOCKING_STATEMENT = 100;
 const ER_LOCK_DEADLOCK = 1213;
 /** Deadlocks of one locking read of changed rows retried before the failure is the job's (retryable). */
 const LOCKING_READ_DEADLOCKS = 3;
@@ -92,6 +94,15 @@ export class MysqlSource implements Source {
   async query(sql: string, what: string, configured = false): Promise<RawRow[]> {
     try {
       return await (configured ? this.pool.runIsolated(sql) : this.pool.run(sql));
+    } catch (err) {
+      throw translateMysqlError(err, `${this.name}: ${what}`);
+    }
+  }
+
+  /** A locking read of changed rows (see MysqlPool.runLocking). */
+  async queryLocking(sql: string, what: string): Promise<RawRow[]> {
+    try {
+      return await this.pool.runLocking(sql);
     } catch (err) {
       throw translateMysqlError(err, `${this.name}: ${what}`);
     }
@@ -508,30 +519,33 @@ class MysqlTable implements TableReader {
     return row?.[0] ?? null;
   }
 
-  async readKeys(keys: readonly string[][]): Promise<KeyedRow[]> {
+  async readKeys(keys: readonly string[][], options: ReadKeysOptions = {}): Promise<KeyedRow[]> {
+    // Changed rows of a table (not of configured SQL, a derived table a locking read cannot lock through) are read
+    // with a locking read, in fewer keys a statement: each holds its rows' shared locks while it waits.
+    const lock = options.awaitWriters === true && !this.queried;
+    const per = lock ? KEYS_PER_LOCKING_STATEMENT : KEYS_PER_STATEMENT;
     const out: KeyedRow[] = [];
-    for (let start = 0; start < keys.length; start += KEYS_PER_STATEMENT) {
-      const chunk = keys.slice(start, start + KEYS_PER_STATEMENT);
-      for (const r of await this.readChunk(chunk)) out.push({ index: start + Number(text(r[0])), ...this.rowOf(r.slice(1)) });
+    for (let start = 0; start < keys.length; start += per) {
+      const chunk = keys.slice(start, start + per);
+      const rows = lock
+        ? await this.readLocked(chunk)
+        : await this.source.query(readKeysSql(this.sql, chunk), `read rows of ${this.where} by key`, this.configured);
+      for (const r of rows) out.push({ index: start + Number(text(r[0])), ...this.rowOf(r.slice(1)) });
     }
     return out;
   }
 
   /**
-   * Changed rows are read with a locking read (see `readKeysSql`), so that a row is read only once the transaction
-   * that changed it is committed in the engine, not only written to the binary log. Its shared locks last the
-   * statement (autocommit). A deadlock with the application's transactions (this read is the cheap one to undo) is
+   * Changed rows, read so that a row is read only once the transaction that changed it is committed in the engine,
+   * not only written to the binary log (see `readKeysSql`). A deadlock with the application's transactions is
    * retried. A lock held past `innodb_lock_wait_timeout` fails the read (retryable, the job tries again later): it
-   * may be the changed row's own transaction, still waiting for a replica under a long semi-synchronous timeout, and
-   * reading past it would lose the change. A custom SQL table reads a derived table, which a locking read cannot
-   * lock through: its rows are read plainly.
+   * may be the changed row's own transaction, still waiting for a replica under a long semi-synchronous timeout,
+   * and reading past it would lose the change.
    */
-  private async readChunk(chunk: readonly string[][]): Promise<RawRow[]> {
-    const what = `read changed rows of ${this.where}`;
-    if (this.queried) return this.source.query(readKeysSql(this.sql, chunk), what, this.configured);
+  private async readLocked(chunk: readonly string[][]): Promise<RawRow[]> {
     for (let deadlocks = 0; ; deadlocks++) {
       try {
-        return await this.source.query(readKeysSql(this.sql, chunk, true), what, this.configured);
+        return await this.source.queryLocking(readKeysSql(this.sql, chunk, true), `read changed rows of ${this.where}`);
       } catch (err) {
         if (mysqlErrno(err) === ER_LOCK_DEADLOCK && deadlocks < LOCKING_READ_DEADLOCKS) continue;
         throw err;
