@@ -468,6 +468,8 @@ class BinlogReader {
   private txn: BinlogTransaction | null = null;
   /** DDL statements whose tables' columns are being read again (see `ddl`). */
   private refreshing = 0;
+  /** Captured tables that statements of the open transaction changed without rows in the binlog. */
+  private readonly statementChanged = new Set<string>();
   private lastIdle = 0;
   /** Transactions handed over and not yet acknowledged: their end and their commit time (epoch ms). */
   private readonly handed: Array<{ end: string; at: number }> = [];
@@ -551,9 +553,21 @@ class BinlogReader {
     this.onEvent({ kind: 'idle', position: this.position });
   }
 
+  /** Re-snapshots of the tables statements logged without rows changed (see `handle`), asked for now. */
+  private askForSnapshots(): void {
+    for (const relation of this.statementChanged)
+      this.onEvent({
+        kind: 'resnapshot',
+        relation,
+        reason: 'a change was written to the binlog as a statement, without its rows (binlog_format STATEMENT or MIXED in its session)',
+      });
+    this.statementChanged.clear();
+  }
+
   private commit(at: number): void {
     const txn = this.txn;
     this.txn = null;
+    this.askForSnapshots();
     if (txn && txn.size > 0) {
       this.handed.push({ end: this.position, at });
       this.onEvent({ kind: 'transaction', changes: txn.commit(this.position), end: this.position });
@@ -596,14 +610,11 @@ class BinlogReader {
         else if (upper.startsWith('XA '))
           throw new AppError('SOURCE_SCHEMA', `${this.options.name}: XA transactions in the binlog are not supported (${q.slice(0, 40)})`);
         else if ((changed = statementRelations(q, this.captured.keys())) !== null) {
-          // Changes without keys: the tables are read again, the snapshot asked for before anything after it is
-          // acknowledged. The transaction goes on; its end (XID or COMMIT) follows.
-          for (const relation of changed)
-            this.onEvent({
-              kind: 'resnapshot',
-              relation,
-              reason: 'a change was written to the binlog as a statement, without its rows (binlog_format STATEMENT or MIXED in its session)',
-            });
+          // Changes without keys: the tables are read again. Asked for at the transaction's end, right before it is
+          // handed over: the snapshot starts once the statement's transaction is whole in the binlog, and the request
+          // is made before anything past it can be acknowledged.
+          for (const relation of changed) this.statementChanged.add(relation);
+          if (this.txn === null) this.askForSnapshots();
         } else if (this.txn === null || this.txn.size === 0) {
           // A statement of its own (DDL): a transaction boundary.
           this.txn = null;
