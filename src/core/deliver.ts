@@ -25,6 +25,8 @@ export interface DeliverParams {
   op?: Operation | undefined;
   /** One `_ordering` for every row instead of the watermark's (a CDC table's snapshot). */
   ordering?: string | undefined;
+  /** The rows sort after changes already streamed (an incremental snapshot): see `ReadOptions`. */
+  awaitWriters?: boolean | undefined;
   /** The generation of the relation the rows are read from (`_generation`). @defaultValue 0 */
   generation?: number | undefined;
   /** The table's transform and filter ledger; absent: every row is sent as read. */
@@ -66,7 +68,7 @@ export async function deliverRange(p: DeliverParams): Promise<SendSummary> {
   if (!shaping && p.reader.readRangeEach) return streamRange(p, sender, liveOp, now);
   let after = p.resumeAfter;
   for (;;) {
-    const chunk = await p.reader.readRange(p.range, after, p.readRows);
+    const chunk = await p.reader.readRange(p.range, after, p.readRows, p.awaitWriters ? { awaitWriters: true } : undefined);
     if (chunk.length === 0) break;
     const ctx = { source: p.source, table: p.table, extractedAt: now().toISOString(), generation: p.generation };
     const writeLive = recordWriter(liveOp, ctx);

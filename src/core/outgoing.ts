@@ -3,7 +3,7 @@ import { KeySealer } from './key-seal.js';
 import { compileMask, maskMembers, type ValueMask } from './masks.js';
 import { objectMembers } from './json-scan.js';
 import type { Cursor, KeyRange, Phase, Position } from './cursor.js';
-import type { KeyedRow, NextRange, ReadKeysOptions, RangeEnd, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
+import type { KeyedRow, NextRange, ReadOptions, RangeEnd, Source, SourceRow, TableReader, TableShape, TableSpec } from './ports.js';
 
 /**
  * A source whose rows come out with every mask applied and whose keys go into Redis sealed when they are masked.
@@ -163,8 +163,13 @@ class MaskedReader implements TableReader {
     return this.inner.now();
   }
 
-  async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
-    const rows = await this.inner.readRange({ phase: range.phase, lo: this.open(range.lo), hi: this.open(range.hi) }, this.open(after), limit);
+  async readRange(range: KeyRange, after: Position | null, limit: number, options?: ReadOptions): Promise<SourceRow[]> {
+    const rows = await this.inner.readRange(
+      { phase: range.phase, lo: this.open(range.lo), hi: this.open(range.hi) },
+      this.open(after),
+      limit,
+      options,
+    );
     return rows.map((r) => ({ ...r, position: this.seal(r.position), json: r.matched === false ? r.json : this.mask(r.json) }));
   }
 
@@ -172,7 +177,7 @@ class MaskedReader implements TableReader {
     return this.inner.countNullWatermark();
   }
 
-  async readKeys(keys: readonly string[][], options?: ReadKeysOptions): Promise<KeyedRow[]> {
+  async readKeys(keys: readonly string[][], options?: ReadOptions): Promise<KeyedRow[]> {
     const rows = await this.inner.readKeys(this.openKeys(keys), options);
     return rows.map((r) => ({ ...r, json: r.matched === false ? r.json : this.mask(r.json) }));
   }

@@ -91,7 +91,12 @@ export interface SourceBytesRow {
   deleted: boolean;
 }
 
-export interface ReadKeysOptions {
+/**
+ * `awaitWriters`: the rows are read after changes already streamed (the keys of those changes, or an incremental
+ * snapshot that sorts after them), and a source whose stream hands a change over before the engine commits it
+ * (MySQL's binary log) waits for the transactions still holding the rows read.
+ */
+export interface ReadOptions {
   awaitWriters?: boolean;
 }
 
@@ -157,7 +162,7 @@ export interface TableReader {
   /** The source's clock now, in the watermark's text form (timestamp watermarks only; null otherwise). */
   now(): Promise<string | null>;
   /** Rows of `range` strictly after `after` (or from the range start), in keyset order, at most `limit`. */
-  readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]>;
+  readRange(range: KeyRange, after: Position | null, limit: number, options?: ReadOptions): Promise<SourceRow[]>;
   /**
    * `readRange`, handing each row to `each` as it arrives instead of collecting them, and resolving to how many were
    * read. A row is then garbage as soon as `each` returns, rather than living through the whole read: on a backfill
@@ -177,12 +182,8 @@ export interface TableReader {
    * it has none. Optional: an engine without it reports progress without a total.
    */
   estimateRows?(): Promise<RowEstimate | null>;
-  /**
-   * The rows that still exist among `keys` (primary-key values as text), each with the index of its key.
-   * `options.awaitWriters`: the keys are those of changes just streamed, and a source whose stream hands a change
-   * over before the engine commits it (MySQL's binary log) waits for the transactions still holding those rows.
-   */
-  readKeys(keys: readonly string[][], options?: ReadKeysOptions): Promise<KeyedRow[]>;
+  /** The rows that still exist among `keys` (primary-key values as text), each with the index of its key. */
+  readKeys(keys: readonly string[][], options?: ReadOptions): Promise<KeyedRow[]>;
   /** JSON objects holding only the key columns, encoded like rows, in the order of `keys` (for delete records). */
   keyJson(keys: readonly string[][]): Promise<string[]>;
   /**

@@ -211,6 +211,8 @@ export class IncrementalSnapshots {
       cutAt: new Date().toISOString(),
       op: 'snapshot',
       ordering: p.ordering!,
+      // Its rows sort after the changes streamed before `position`: one still held back is waited for.
+      awaitWriters: true,
     };
     // Invariant: the cursor moves past a range only after the job that delivers it is in Redis.
     await enqueuePushJob(this.ctx, rangeJobId(rangeId(source, name, next.range), generation), data);

@@ -57,6 +57,8 @@ export const rangePushSchema = z.object({
   op: z.enum(['upsert', 'snapshot']).optional(),
   /** One `_ordering` for every row (a CDC table's snapshot), instead of the watermark's. */
   ordering: z.string().optional(),
+  /** An incremental snapshot's range, whose rows sort after changes already streamed (see ReadOptions). */
+  awaitWriters: z.literal(true).optional(),
   /** Resume point after a partially delivered attempt. */
   resumeAfter: position.nullable().optional(),
 });

@@ -138,6 +138,7 @@ export async function runPush(ctx: PipelineContext, job: Job, token?: string): P
             resumeAfter: data.resumeAfter ?? null,
             op: data.op,
             ordering: data.ordering,
+            awaitWriters: data.awaitWriters,
             readRows: Math.min(limits.maxRows, 5000),
             onDelivered: async (after: Position | null, rows: number, latencyMs: number) => {
               await job.updateData({ ...data, resumeAfter: after });

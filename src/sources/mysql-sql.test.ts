@@ -178,6 +178,7 @@ describe('keyset SQL', () => {
 
   it('reads rows by key through a derived table of keys, each with its index', () => {
     expect(readKeysSql(SINGLE, [['5']], true)).toMatch(/ WHERE t\.`id` IN \(\(5\)\) LOCK IN SHARE MODE\) r ON /);
+    expect(readRangeSql(SINGLE, 'pk', null, { wm: null, pk: ['3'] }, 10, true)).toMatch(/ ORDER BY t\.`id` LIMIT 10 LOCK IN SHARE MODE$/);
     const sql = readKeysSql(SINGLE, [['5'], ['6']]);
     expect(sql).toBe(
       'SELECT k.o, r.c0, r.c1 FROM (SELECT 0 AS o, 5 AS k0 UNION ALL SELECT 1 AS o, 6 AS k0) k ' +

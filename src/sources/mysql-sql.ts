@@ -277,12 +277,13 @@ function rowSelect(t: TableSql, keys: readonly MyColumn[]): { inner: string; val
  * and the filter flag when it has a filter. A filtered table's row statement reads its range in a derived table and
  * returns only the key of a row outside the filter.
  */
-export function readRangeSql(t: TableSql, phase: Phase, after: Position | null, hi: Position, n: number): string {
+export function readRangeSql(t: TableSql, phase: Phase, after: Position | null, hi: Position, n: number, lock = false): string {
   const where = [phaseFilter(t, phase)];
   if (after) where.push(compare(keyColumns(t, phase), '>', positionValues(after, phase)));
   where.push(compare(keyColumns(t, phase), '<=', positionValues(hi, phase)));
   const keys = keyColumns(t, phase);
-  const range = `FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit(n)}`;
+  // `lock`: a locking read, as `readKeysSql` makes one.
+  const range = `FROM ${t.qualified} t WHERE ${where.join(' AND ')} ORDER BY ${orderBy(t, phase)} LIMIT ${limit(n)}${lock ? ' LOCK IN SHARE MODE' : ''}`;
   if (t.filter) {
     const { inner, values } = rowSelect(t, keys);
     return `SELECT ${[...keys.map((_c, i) => `r.k${i}`), ...values].join(', ')} FROM (SELECT ${inner} ${range}) r ORDER BY ${keys.map((_c, i) => `r.k${i}`).join(', ')}`;

@@ -464,6 +464,25 @@ describe('MysqlSource against a real MariaDB', () => {
       } finally {
         await writer.end();
       }
+      // An incremental snapshot's range, whose rows sort after the changes streamed so far, waits the same way.
+      const ranged = await mysql.createConnection(db.url);
+      try {
+        await ranged.query(`BEGIN`);
+        await ranged.query(`UPDATE held SET v = 'ranged' WHERE id = 1`);
+        const range: KeyRange = { phase: 'pk', lo: null, hi: { wm: null, pk: ['2'] } };
+        expect((await reader.readRange(range, null, 10)).map((r) => JSON.parse(r.json).v as string)).toEqual(['updated', 'inserted']);
+        let seen: string[] | undefined;
+        const waiting = reader
+          .readRange(range, null, 10, { awaitWriters: true })
+          .then((rows) => (seen = rows.map((r) => JSON.parse(r.json).v as string)));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(seen).toBeUndefined();
+        await ranged.query(`COMMIT`);
+        await waiting;
+        expect(seen).toEqual(['ranged', 'inserted']);
+      } finally {
+        await ranged.end();
+      }
       // A lock held past the wait fails the read, retryably: it may be the changed row's own transaction, still
       // waiting for a replica, and reading past it would lose the change.
       const impatient = new MysqlSource({ name: 's', url: db.url, poolSize: 1, lockWaitMs: 1000 });

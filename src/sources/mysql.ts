@@ -4,7 +4,7 @@ import { parseQualifiedName } from '../core/identifiers.js';
 import { conditionProblem, mysqlLexerProblem, selectProblem } from '../core/sql-text.js';
 import { planColumns, type Mask, type OutgoingColumn } from '../core/rules.js';
 import type { Cursor, KeyRange, Phase, Position } from '../core/cursor.js';
-import type { KeyedRow, NextRange, ReadKeysOptions, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
+import type { KeyedRow, NextRange, ReadOptions, Source, SourceRow, TableReader, TableShape, TableSpec } from '../core/ports.js';
 import {
   clockSql,
   comparePositionsSql,
@@ -481,9 +481,12 @@ class MysqlTable implements TableReader {
     return { json: rowJson(this.encoders, this.prefixes, values), deleted };
   }
 
-  async readRange(range: KeyRange, after: Position | null, limit: number): Promise<SourceRow[]> {
-    const sql = readRangeSql(this.sql, range.phase, after ?? range.lo, range.hi, limit);
-    const rows = await this.source.query(sql, `read rows of ${this.where}`, this.configured);
+  async readRange(range: KeyRange, after: Position | null, limit: number, options: ReadOptions = {}): Promise<SourceRow[]> {
+    const lock = options.awaitWriters === true && !this.queried;
+    const sql = readRangeSql(this.sql, range.phase, after ?? range.lo, range.hi, limit, lock);
+    const rows = lock
+      ? await this.locked(sql, `read rows of ${this.where}`)
+      : await this.source.query(sql, `read rows of ${this.where}`, this.configured);
     const keys = this.keyColumns(range.phase).length;
     return rows.map((r) => ({ position: this.toPosition(r, range.phase), ...this.rowOf(r.slice(keys)) }));
   }
@@ -519,7 +522,7 @@ class MysqlTable implements TableReader {
     return row?.[0] ?? null;
   }
 
-  async readKeys(keys: readonly string[][], options: ReadKeysOptions = {}): Promise<KeyedRow[]> {
+  async readKeys(keys: readonly string[][], options: ReadOptions = {}): Promise<KeyedRow[]> {
     // Changed rows of a table (not of configured SQL, a derived table a locking read cannot lock through) are read
     // with a locking read, in fewer keys a statement: each holds its rows' shared locks while it waits.
     const lock = options.awaitWriters === true && !this.queried;
@@ -542,10 +545,15 @@ class MysqlTable implements TableReader {
    * may be the changed row's own transaction, still waiting for a replica under a long semi-synchronous timeout,
    * and reading past it would lose the change.
    */
-  private async readLocked(chunk: readonly string[][]): Promise<RawRow[]> {
+  private readLocked(chunk: readonly string[][]): Promise<RawRow[]> {
+    return this.locked(readKeysSql(this.sql, chunk, true), `read changed rows of ${this.where}`);
+  }
+
+  /** A locking read (see `readLocked`), a deadlock retried. */
+  private async locked(sql: string, what: string): Promise<RawRow[]> {
     for (let deadlocks = 0; ; deadlocks++) {
       try {
-        return await this.source.queryLocking(readKeysSql(this.sql, chunk, true), `read changed rows of ${this.where}`);
+        return await this.source.queryLocking(sql, what);
       } catch (err) {
         if (mysqlErrno(err) === ER_LOCK_DEADLOCK && deadlocks < LOCKING_READ_DEADLOCKS) continue;
         throw err;
