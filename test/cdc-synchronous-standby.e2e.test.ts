@@ -64,6 +64,14 @@ describe('a transaction held back for a synchronous standby', () => {
     expect(currentRows(storedRecords(receiver, 'bronze.items'))).toEqual([1, 2, 3].map((id) => ({ id, v: 'v0' })));
 
     await setStandby('pushsync_absent_standby');
+    // The reload reaches each session on its own: the writer must have taken it before it commits.
+    await eventually(
+      async () =>
+        (await writer.query<{ names: string }>(`SELECT current_setting('synchronous_standby_names') AS names`)).rows[0]!.names ===
+        'pushsync_absent_standby',
+      50,
+      10_000,
+    );
     await writer.query(`SET synchronous_commit = on`);
     const writerPid = (await writer.query<{ pid: number }>(`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid;
     const committed = writer
