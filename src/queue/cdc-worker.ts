@@ -447,6 +447,11 @@ async function streamChanges(
 
   // The transactions the buffered changes belong to, as the source names them for `visible`.
   let transactions = new Set<string>();
+  const take = (changes: readonly ChangeEvent[], transaction: string | undefined): void => {
+    // A loop, not push(...changes): a transaction of a few hundred thousand changes would overflow the stack.
+    for (const c of changes) buffered.push(c);
+    if (transaction !== undefined && changes.length > 0) transactions.add(transaction);
+  };
   const flush = async (): Promise<void> => {
     if (buffered.length > 0) {
       await untilVisible([...transactions]);
@@ -470,9 +475,7 @@ async function streamChanges(
       const e = inbox.shift()!;
       switch (e.kind) {
         case 'transaction':
-          // A loop, not push(...changes): a transaction of a few hundred thousand changes would overflow the stack.
-          for (const c of e.changes) buffered.push(c);
-          if (e.transaction !== undefined && e.changes.length > 0) transactions.add(e.transaction);
+          take(e.changes, e.transaction);
           bufferedEnd = e.end;
           received = e.end;
           if (e.ignored) ctx.metrics.errors.inc({ source: o.sourceName, table: '*', code: 'CHANGE_OF_DROPPED_TABLE' }, e.ignored);
@@ -480,8 +483,7 @@ async function streamChanges(
           break;
         case 'changes':
           // Enqueued like a transaction's, but nothing is acknowledged until its transaction event ends it.
-          for (const c of e.changes) buffered.push(c);
-          if (e.transaction !== undefined && e.changes.length > 0) transactions.add(e.transaction);
+          take(e.changes, e.transaction);
           if (buffered.length >= o.batchKeys) await flush();
           break;
         case 'relation':

@@ -5,17 +5,23 @@ import { START_CURSOR, parseCursor, serializeCursor, type Cursor } from '../core
 import type { CursorStore, StoredCursor } from '../core/extract.js';
 
 /**
+ * Lua that ends the script with `answer` unless the table's generation counter (`key`) still holds `expected` ('' for
+ * absent): a reset bumps the counter, and what a run read before it must not be written after it.
+ */
+const unlessGeneration = (key: string, expected: string, answer: number): string => `
+local gen = redis.call('GET', ${key})
+if not ((gen == false and ${expected} == '') or gen == ${expected}) then
+  return ${answer}
+end`;
+
+/**
  * Compare-and-set: write ARGV[2] only when the key still holds ARGV[1] ('' meaning absent) and the table's
  * generation counter (KEYS[3]) still holds ARGV[3] (again '' for absent). The same value goes to the high-water key,
  * the furthest cursor ever saved, against which a cursor that went backwards is detected. The generation check makes
  * a reset (which bumps it) final for every run already under way: without it, a run that loaded no cursor before a
  * second reset would save past ranges it had sent before that reset, and they would not be sent again.
  */
-const CAS = `
-local gen = redis.call('GET', KEYS[3])
-if not ((gen == false and ARGV[3] == '') or gen == ARGV[3]) then
-  return 2
-end
+const CAS = `${unlessGeneration('KEYS[3]', 'ARGV[3]', 2)}
 local cur = redis.call('GET', KEYS[1])
 if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
@@ -28,11 +34,7 @@ return 0`;
  * HSET of ARGV[2..] (field, value pairs) into KEYS[1] only while the table's generation counter (KEYS[2]) still holds
  * ARGV[1] ('' meaning absent); returns whether it wrote.
  */
-const HSET_UNLESS_RESET = `
-local gen = redis.call('GET', KEYS[2])
-if not ((gen == false and ARGV[1] == '') or gen == ARGV[1]) then
-  return 0
-end
+const HSET_UNLESS_RESET = `${unlessGeneration('KEYS[2]', 'ARGV[1]', 0)}
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1`;
 

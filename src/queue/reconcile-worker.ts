@@ -88,13 +88,11 @@ export async function runReconcile(
     await enqueueChangeJobs(ctx, table, changes, table.batchRows);
     // Forgotten only while the lease is held: after it lapsed, a run of the table may have read a key inserted again
     // meanwhile and remembered it, and removing it here would leave that row's later delete unsent for ever.
-    if (
-      gone.length > 0 &&
-      !(await lock.sremWhileHeld(
-        known,
-        gone.map((k) => JSON.stringify(k)),
-      ))
-    ) {
+    const forgotten = await lock.sremWhileHeld(
+      known,
+      gone.map((k) => JSON.stringify(k)),
+    );
+    if (!forgotten) {
       log.warn(
         { deleted: gone.length },
         'the table lease lapsed during reconciliation: its deletes are sent, and the keys are checked again next time',

@@ -75,7 +75,8 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
   // Entries read or claimed and not stored yet, per stream in stream order, and their ids.
   const held = new Map<string, { list: StreamEntry[]; ids: Set<string> }>();
   let heldCount = 0;
-  const waitingSince = new Map<string, number>();
+  // Per stream whose entries wait: since when, and whether that was said.
+  const waiting = new Map<string, { since: number; said: boolean }>();
   const hold = (entries: readonly StreamEntry[]): void => {
     const grown = new Set<string>();
     for (const e of entries) {
@@ -99,19 +100,20 @@ export function startStreamIngest(ctx: PipelineContext, source: DebeziumSourceCo
     const ready: StreamEntry[] = [];
     for (const [name, h] of held) {
       const blocking = stream.heldElsewhere ? await stream.heldElsewhere(name, h.list[h.list.length - 1]!.id) : null;
-      const taken = blocking === null ? h.list.length : h.list.findIndex((e) => compareEntryIds(e.id, blocking) > 0);
-      const count = taken === -1 ? h.list.length : taken;
-      if (count < h.list.length) {
-        const since = waitingSince.get(name);
-        if (since === undefined) waitingSince.set(name, Date.now());
-        else if (since > 0 && Date.now() - since >= WAIT_WARN_MS) {
-          waitingSince.set(name, 0);
+      const after = blocking === null ? -1 : h.list.findIndex((e) => compareEntryIds(e.id, blocking) > 0);
+      const count = after === -1 ? h.list.length : after;
+      if (count === h.list.length) waiting.delete(name);
+      else {
+        const w = waiting.get(name) ?? { since: Date.now(), said: false };
+        waiting.set(name, w);
+        if (!w.said && Date.now() - w.since >= WAIT_WARN_MS) {
+          w.said = true;
           log.warn(
             { stream: name, entries: h.list.length - count, waitingFor: blocking },
             `entries of ${name} wait for earlier ones another consumer holds (it stores them, or they are taken over after claimIdle if it died)`,
           );
         }
-      } else waitingSince.delete(name);
+      }
       if (count === 0) continue;
       const out = h.list.splice(0, count);
       for (const e of out) {

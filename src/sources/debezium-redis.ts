@@ -167,7 +167,8 @@ export class DebeziumRedisStreams implements EventStream {
         if (rows.length < PENDING_PAGE) return null;
         const last = rows[rows.length - 1]![0];
         if (last === id) return null;
-        from = `${last.split('-')[0]}-${BigInt(last.split('-')[1] ?? '0') + 1n}`;
+        const [ms, seq = '0'] = last.split('-');
+        from = `${ms}-${BigInt(seq) + 1n}`;
       }
     } catch (err) {
       throw this.unavailable(err);

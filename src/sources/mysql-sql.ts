@@ -317,10 +317,7 @@ export function comparePositionsSql(t: TableSql, phase: Phase, a: Position, b: P
  * `readRangeSql` returns them after its key columns (leaving columns, soft-delete flag, filter flag). The keys form a
  * derived table whose values carry the key columns' collations; the rows are read in a derived table of their own, in
  * which the configured conditions see only the table's columns. A text key finds only the row spelled exactly so.
- */
-/**
- * Rows by key, each with the index of its key in `keys`. `lock`: a locking read (`LOCK IN SHARE MODE`) of the
- * table's rows, which waits for a transaction still holding one: the binary log hands a transaction over before the
+ * `lock`: a locking read (`LOCK IN SHARE MODE`) of the table's rows, which waits for a transaction still holding one: the binary log hands a transaction over before the
  * engine has committed it (with semi-synchronous replication, until a replica answered), and a plain read in that
  * window finds an inserted row missing and an updated one as it was. Not for configured SQL (a derived table).
  */
@@ -436,10 +433,8 @@ export function queryCollationsSql(qualified: string, names: readonly string[]):
  * Settings of every session: UTC for TIMESTAMP values, ANSI_QUOTES and NO_BACKSLASH_ESCAPES so that configured SQL
  * is read the way the condition scanner reads it (and no zero-date mode turns stored zero dates into errors), the
  * statement timeout, and read-only transactions. Two statements: transaction characteristics have their own syntax.
- */
-/**
  * `lockWaitMs`: how long a locking read of changed rows waits for a row's lock (innodb_lock_wait_timeout, whole
- * seconds, at least 1) before it reads the rows as committed (see `readKeysSql`).
+ * seconds, at least 1) before it fails (see `readKeysSql`).
  */
 export function sessionSql(flavor: Flavor, statementTimeoutMs: number, lockWaitMs = LOCK_WAIT_MS): string[] {
   const timeout =

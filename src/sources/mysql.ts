@@ -531,7 +531,7 @@ class MysqlTable implements TableReader {
     for (let start = 0; start < keys.length; start += per) {
       const chunk = keys.slice(start, start + per);
       const rows = lock
-        ? await this.readLocked(chunk)
+        ? await this.locked(readKeysSql(this.sql, chunk, true), `read changed rows of ${this.where}`)
         : await this.source.query(readKeysSql(this.sql, chunk), `read rows of ${this.where} by key`, this.configured);
       for (const r of rows) out.push({ index: start + Number(text(r[0])), ...this.rowOf(r.slice(1)) });
     }
@@ -539,17 +539,12 @@ class MysqlTable implements TableReader {
   }
 
   /**
-   * Changed rows, read so that a row is read only once the transaction that changed it is committed in the engine,
+   * A locking read, so that a row is read only once the transaction that changed it is committed in the engine,
    * not only written to the binary log (see `readKeysSql`). A deadlock with the application's transactions is
    * retried. A lock held past `innodb_lock_wait_timeout` fails the read (retryable, the job tries again later): it
    * may be the changed row's own transaction, still waiting for a replica under a long semi-synchronous timeout,
    * and reading past it would lose the change.
    */
-  private readLocked(chunk: readonly string[][]): Promise<RawRow[]> {
-    return this.locked(readKeysSql(this.sql, chunk, true), `read changed rows of ${this.where}`);
-  }
-
-  /** A locking read (see `readLocked`), a deadlock retried. */
   private async locked(sql: string, what: string): Promise<RawRow[]> {
     for (let deadlocks = 0; ; deadlocks++) {
       try {

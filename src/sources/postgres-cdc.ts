@@ -76,7 +76,8 @@ function normalLsn(lsn: string | null | undefined): string {
 function toMessage(m: Pgoutput.Message): StreamMessage | null {
   switch (m.tag) {
     case 'begin':
-      return { tag: 'begin', commitLsn: normalLsn(m.commitLsn), xid: m.xid };
+      // The library reads the id as a signed 32-bit number; ids from 2^31 on are unsigned.
+      return { tag: 'begin', commitLsn: normalLsn(m.commitLsn), xid: m.xid >>> 0 };
     case 'commit':
       return { tag: 'commit', commitLsn: normalLsn(m.commitLsn), endLsn: normalLsn(m.commitEndLsn ?? m.commitLsn) };
     case 'insert':
@@ -347,8 +348,7 @@ export class PostgresCdc implements ChangeSource {
     const onMessage = (m: StreamMessage): void => {
       switch (m.tag) {
         case 'begin':
-          // The library reads the id as a signed 32-bit number; ids from 2^31 on are unsigned.
-          transaction = String(m.xid >>> 0);
+          transaction = String(m.xid);
           collector.begin(m.commitLsn);
           break;
         case 'insert':
