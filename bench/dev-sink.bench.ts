@@ -1,19 +1,19 @@
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { EncodedRecords } from '../src/core/encoded-records.js';
-import { recordEncoder } from '../src/core/record.js';
+import { fileURLToPath } from 'node:url';
 import { startDevSink, type DevSink } from '../src/destinations/dev-sink.js';
-import { StreamApiClient } from '../src/destinations/stream-api.js';
 import { benchTable, ensureDataset } from './dataset.js';
+import { benchRecords } from './dev-sink-records.js';
 import { directBatch, openDirect, type Column, type DirectAppender, type DirectBatch } from './duckdb-appender.js';
 import { positiveInt, PG_URL, SCHEMA } from './settings.js';
 
 /**
  * How fast the dev sink stores records into DuckDB: the benchmark table's rows, read once and encoded as pushsync's
  * records into request buffers as the push worker does (not timed), are POSTed in requests of `BENCH_BATCH_ROWS`
- * records, `BENCH_CONCURRENCY` at a time, to a dev sink in this process writing a DuckDB file. Rate = rows stored per
+ * records, `BENCH_CONCURRENCY` at a time, by a child process (bench/dev-sink-client.ts, as pushsync is a process of
+ * its own) to a dev sink in this process writing a DuckDB file. Rate = rows stored per
  * second of wall time. The same rows are also appended straight into DuckDB (no HTTP, values split beforehand), and
  * the two alternate in waves of `BENCH_WAVE_BATCHES` requests, so that both see the same load: on a shared machine
  * their ratio, measured side by side, says more than either rate. See bench/README.md.
@@ -26,25 +26,6 @@ const WAVE = positiveInt('BENCH_WAVE_BATCHES', 2 * CONCURRENCY);
 const GOAL = 100_000;
 const TARGET = 'bronze.bench_events';
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
-
-/** The table's rows as pushsync's records, encoded as the Postgres source would. */
-async function records(): Promise<string[]> {
-  const client = new pg.Client({ connectionString: PG_URL, options: '-c TimeZone=UTC -c extra_float_digits=1' });
-  await client.connect();
-  try {
-    const t = `${SCHEMA}.${benchTable(ROWS)}`;
-    const { rows } = await client.query<[string, string]>({
-      text:
-        `SELECT t.updated_at::text, to_json(r.*)::text FROM ${t} t, LATERAL (SELECT t.id::text AS id, t.updated_at, t.quantity, ` +
-        `t.amount::text AS amount, t.title, t.active, t.score, t.ref, t.attrs, t.day, t.code, t.created_at) r ORDER BY t.id`,
-      rowMode: 'array',
-    });
-    const encode = recordEncoder('upsert', { source: 'bench', table: t, extractedAt: new Date().toISOString() });
-    return rows.map(([wm, json]) => encode(json, wm));
-  } finally {
-    await client.end();
-  }
-}
 
 interface Side {
   seconds: number;
@@ -67,7 +48,8 @@ async function timed(side: Side, work: () => Promise<unknown>): Promise<void> {
 
 async function main(): Promise<number> {
   await ensureDataset(PG_URL, SCHEMA, ROWS, false);
-  const all = await records();
+  const all = await benchRecords(ROWS);
+  const client = await startClient();
   const batches: string[][] = [];
   for (let i = 0; i < all.length; i += BATCH) batches.push(all.slice(i, i + BATCH));
   console.log(
@@ -78,27 +60,32 @@ async function main(): Promise<number> {
   const ratios: number[] = [];
   const directRates: number[] = [];
   const perRow = (cpuSeconds: number): string => `${((cpuSeconds * 1e6) / all.length).toFixed(1)} µs`;
-  for (let round = 1; round <= ROUNDS; round += 1) {
-    const dir = await mkdtemp(join(tmpdir(), 'pushsync-devsink-bench-'));
-    try {
-      const r = await runRound(dir, batches);
-      if (r.stored !== all.length) {
-        console.log(`RESULT INVALID: the sink stored ${r.stored} rows, ${all.length} were sent`);
-        return 1;
+  try {
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      const dir = await mkdtemp(join(tmpdir(), 'pushsync-devsink-bench-'));
+      try {
+        const r = await runRound(dir, batches, client);
+        if (r.stored !== all.length) {
+          console.log(`RESULT INVALID: the sink stored ${r.stored} rows, ${all.length} were sent`);
+          return 1;
+        }
+        const rate = all.length / r.sink.seconds;
+        const directRate = all.length / r.direct.seconds;
+        rates.push(rate);
+        directRates.push(directRate);
+        ratios.push(rate / directRate);
+        console.log(
+          `round ${round}: dev sink ${fmtInt(rate)} rows/s (${r.sink.seconds.toFixed(2)} s; CPU ${perRow(r.sink.cpuSeconds)}/row, ` +
+            `the sending process ${perRow(r.clientCpuSeconds)}/row); ` +
+            `DuckDB appender alone ${fmtInt(directRate)} rows/s (${r.direct.seconds.toFixed(2)} s; CPU ${perRow(r.direct.cpuSeconds)}/row); ` +
+            `sink/appender ${(rate / directRate).toFixed(2)}; checkpoint at close: sink ${r.sinkCloseSeconds.toFixed(2)} s, appender ${r.directCloseSeconds.toFixed(2)} s`,
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
-      const rate = all.length / r.sink.seconds;
-      const directRate = all.length / r.direct.seconds;
-      rates.push(rate);
-      directRates.push(directRate);
-      ratios.push(rate / directRate);
-      console.log(
-        `round ${round}: dev sink ${fmtInt(rate)} rows/s (${r.sink.seconds.toFixed(2)} s; CPU ${perRow(r.sink.cpuSeconds)}/row with the client); ` +
-          `DuckDB appender alone ${fmtInt(directRate)} rows/s (${r.direct.seconds.toFixed(2)} s; CPU ${perRow(r.direct.cpuSeconds)}/row); ` +
-          `sink/appender ${(rate / directRate).toFixed(2)}; checkpoint at close: sink ${r.sinkCloseSeconds.toFixed(2)} s, appender ${r.directCloseSeconds.toFixed(2)} s`,
-      );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
     }
+  } finally {
+    client.close();
   }
   const best = Math.max(...rates);
   console.log(
@@ -111,13 +98,48 @@ async function main(): Promise<number> {
   return 0;
 }
 
-/** The records of each batch in request buffers, as the push worker holds them. */
-function encoded(batches: readonly string[][]): EncodedRecords[] {
-  return batches.map((batch) => {
-    const records = new EncodedRecords();
-    for (const record of batch) records.commit(records.stage(record));
-    return records;
+/** The sending process (bench/dev-sink-client.ts): told which sink to send to, then which requests, wave by wave. */
+interface Client {
+  connect(url: string): Promise<void>;
+  /** Sends requests `from` up to `to`, `BENCH_CONCURRENCY` at a time; resolves with the CPU the child used. */
+  send(from: number, to: number): Promise<number>;
+  close(): void;
+}
+
+function reply<T>(child: ChildProcess, key: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: Record<string, unknown>): void => {
+      if (!(key in m)) return;
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      resolve(m as T);
+    };
+    const onExit = (code: number | null): void => reject(new Error(`the sending process exited with code ${code}`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
   });
+}
+
+async function startClient(): Promise<Client> {
+  const child = fork(fileURLToPath(new URL('./dev-sink-client.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ready = reply(child, 'ready');
+  child.send({ rows: ROWS, batch: BATCH, concurrency: CONCURRENCY, target: TARGET });
+  await ready;
+  return {
+    async connect(url) {
+      const connected = reply(child, 'connected');
+      child.send({ url });
+      await connected;
+    },
+    async send(from, to) {
+      const sent = reply<{ cpuSeconds: number }>(child, 'sent');
+      child.send({ from, to });
+      return (await sent).cpuSeconds;
+    },
+    close() {
+      child.disconnect();
+    },
+  };
 }
 
 /**
@@ -127,10 +149,11 @@ function encoded(batches: readonly string[][]): EncodedRecords[] {
 async function runRound(
   dir: string,
   batches: readonly string[][],
-): Promise<{ stored: number; sink: Side; direct: Side; sinkCloseSeconds: number; directCloseSeconds: number }> {
+  client: Client,
+): Promise<{ stored: number; sink: Side; direct: Side; clientCpuSeconds: number; sinkCloseSeconds: number; directCloseSeconds: number }> {
   const sink = await startDevSink({ port: 0, dbPath: join(dir, 'sink.duckdb'), apiKey: 'bench' });
-  const client = new StreamApiClient({ url: sink.url, apiKey: 'bench', timeoutMs: 120_000, compression: 'none', wait: false, tags: {} });
-  const bodies = encoded(batches);
+  await client.connect(sink.url);
+  let clientCpuSeconds = 0;
   const sinkSide: Side = { seconds: 0, cpuSeconds: 0 };
   const directSide: Side = { seconds: 0, cpuSeconds: 0 };
   let direct: DirectAppender | undefined;
@@ -139,17 +162,9 @@ async function runRound(
   try {
     for (let from = 0; from < batches.length; from += WAVE) {
       const to = Math.min(batches.length, from + WAVE);
-      let next = from;
-      await timed(sinkSide, () =>
-        Promise.all(
-          Array.from({ length: CONCURRENCY }, async () => {
-            while (next < to) {
-              const records = bodies[next++]!;
-              await client.sendEncoded(TARGET, records, 0, records.count);
-            }
-          }),
-        ),
-      );
+      await timed(sinkSide, async () => {
+        clientCpuSeconds += await client.send(from, to);
+      });
       if (direct === undefined) {
         const columns = await sinkColumns(sink);
         directBatches = batches.map((batch) => directBatch(columns, batch));
@@ -161,7 +176,6 @@ async function runRound(
       });
     }
     const [count] = await sink.store.query(`SELECT count(*)::VARCHAR AS n FROM ${TARGET}`);
-    await client.close();
     // Closing checkpoints: the log of what was committed is written into the database file, compressed.
     let closing = performance.now();
     await sink.close();
@@ -171,13 +185,10 @@ async function runRound(
     direct?.close();
     direct = undefined;
     const directCloseSeconds = (performance.now() - closing) / 1000;
-    return { stored: Number(count?.n), sink: sinkSide, direct: directSide, sinkCloseSeconds, directCloseSeconds };
+    return { stored: Number(count?.n), sink: sinkSide, direct: directSide, clientCpuSeconds, sinkCloseSeconds, directCloseSeconds };
   } finally {
     direct?.close();
-    if (!closed) {
-      await client.close();
-      await sink.close();
-    }
+    if (!closed) await sink.close();
   }
 }
 

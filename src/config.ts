@@ -533,7 +533,7 @@ const configSchema = z
         maxRows: z.number().int().min(1).max(STREAM_LIMITS.maxRows).default(STREAM_LIMITS.maxRows),
         /** Bytes per request body, 1024 to the Stream API's 10 MB. @defaultValue 10485760 */
         maxBytes: z.number().int().min(1024).max(STREAM_LIMITS.maxBytes).default(STREAM_LIMITS.maxBytes),
-        /** Requests in flight per push worker process, 1 to 256. @defaultValue 4 */
+        /** Requests in flight per push worker process, 1 to 256. @defaultValue 8 */
         concurrency: z.number().int().min(1).max(256).default(8),
         /**
          * The table that receives one record per schema change pushsync detects (a column added, dropped or

@@ -1,4 +1,4 @@
-import { isJsonString, isJsonScalar, skipJsonSpace } from './dev-sink-json.js';
+import { isJsonScalar, skipJsonSpace, stringEnds } from './dev-sink-json.js';
 
 /**
  * One pass over a request body that both checks it is JSON (exactly as `isJson` does) and records where the
@@ -55,10 +55,11 @@ export function scanEnvelope(text: string): EnvelopeScan | undefined {
   let keyStart = -1;
   let keyEnd = -1;
   let valueStart = -1;
+  const stringEnd = stringEnds(text);
 
   /** Reads the key at `k` (at the given depth, open.length); returns where its value starts, or -1. */
   const key = (k: number): number => {
-    const end = isJsonString(text, k);
+    const end = stringEnd(k);
     if (end === -1) return -1;
     const colon = skipJsonSpace(text, end);
     if (text.charCodeAt(colon) !== 0x3a) return -1;
@@ -132,7 +133,7 @@ export function scanEnvelope(text: string): EnvelopeScan | undefined {
         continue;
       }
     } else {
-      i = isJsonScalar(text, i);
+      i = c === 0x22 ? stringEnd(i) : isJsonScalar(text, i);
       if (i === -1) return undefined;
       ends(i, open.length);
     }

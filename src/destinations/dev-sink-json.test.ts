@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { scanEnvelope } from './dev-sink-envelope.js';
-import { isJson } from './dev-sink-json.js';
+import { isJson, isJsonString, stringEnds } from './dev-sink-json.js';
 
 const parses = (text: string): boolean => {
   try {
@@ -116,5 +116,24 @@ describe('isJson', () => {
     expect(isJson(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)).toBe(true);
     expect(scanEnvelope(`{"data":${'['.repeat(100_000)}${']'.repeat(100_000)}}`)).toBeDefined();
     expect(isJson(`${'['.repeat(100_000)}${']'.repeat(99_999)}`)).toBe(false);
+  });
+});
+
+describe('stringEnds', () => {
+  it('ends every literal of a text where isJsonString does', () => {
+    const texts = [
+      '["a","b\\"c","d\\\\","e","\\u0041\\/"]',
+      '{"k":"v","k2":"no backslash","k3":"one\\nline","k4":"plain"}',
+      '["tab\there","x"]',
+      '["unterminated',
+      '["bad \\x escape","y"]',
+    ];
+    for (const text of texts) {
+      const end = stringEnds(text);
+      for (let i = 0; i < text.length; i += 1) {
+        if (text[i] !== '"') continue;
+        expect([text, i, end(i)]).toEqual([text, i, isJsonString(text, i)]);
+      }
+    }
   });
 });

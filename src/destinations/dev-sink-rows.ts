@@ -60,7 +60,7 @@ export interface Batch {
 
 /** The non-null kinds, indexed as in `Batch.firstKinds` and `Batch.kindMasks`. */
 export const KINDS: readonly Exclude<ValueKind, 'null'>[] = ['string', 'nonfinite', 'int64', 'int128', 'float', 'boolean', 'nested'];
-const KIND_INDEX = new Map<ValueKind, number>(KINDS.map((k, i) => [k, i]));
+const KIND_INDEX = Object.fromEntries(KINDS.map((k, i) => [k, i])) as Record<ValueKind, number>;
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -125,6 +125,10 @@ interface Key {
   raw: string;
   name: string;
   column: string;
+  /** Whether the key names one of the store's own columns (its values are dropped). */
+  reserved: boolean;
+  /** The key's column's slot in the batch, once it has one: a hint, checked against `columns` before use. */
+  slot: number;
 }
 
 /** Calls `member` for each member of the object row `index`, whose `{` is at `open`; -1 when `member` stopped it. */
@@ -199,7 +203,8 @@ export function splitRows(text: string, rowStarts: readonly number[], eachMember
         key = keys.get(rawKey);
         if (!key) {
           const name = rawKey.indexOf('\\') === -1 ? rawKey.slice(1, -1) : (JSON.parse(rawKey) as string);
-          key = { raw: rawKey, name, column: name.toLowerCase() };
+          const column = name.toLowerCase();
+          key = { raw: rawKey, name, column, reserved: RESERVED.has(column), slot: -1 };
           keys.set(rawKey, key);
         }
         previous[position] = key;
@@ -209,15 +214,20 @@ export function splitRows(text: string, rowStarts: readonly number[], eachMember
         reject(index, 'EMPTY_KEY', 'row has an empty key, which cannot name a column', firstNewSlot);
         return false;
       }
-      if (RESERVED.has(key.column)) {
+      if (key.reserved) {
         dropped.add(key.name);
         return true;
       }
-      let slot = slots.get(key.column);
-      if (slot === undefined) {
-        slot = columns.length;
-        columns.push({ column: key.column, name: key.name });
-        slots.set(key.column, slot);
+      // Keys spelt alike share a slot; a rejected row's new columns are dropped, so the hint is checked.
+      let slot = key.slot;
+      if (columns[slot]?.column !== key.column) {
+        slot = slots.get(key.column) ?? -1;
+        if (slot === -1) {
+          slot = columns.length;
+          columns.push({ column: key.column, name: key.name });
+          slots.set(key.column, slot);
+        }
+        key.slot = slot;
       }
       if (setIn[slot] === index) {
         if (setAs[slot] !== key.name) {
@@ -279,7 +289,7 @@ function noteKinds(batch: Batch): void {
     const start = members[m + 1]!;
     const end = members[m + 2]!;
     if (isNullAt(text, start, end)) continue;
-    const kind = KIND_INDEX.get(kindAt(text, start, end))!;
+    const kind = KIND_INDEX[kindAt(text, start, end)];
     if (firstKinds[slot] === -1) firstKinds[slot] = kind;
     kindMasks[slot]! |= 1 << kind;
   }

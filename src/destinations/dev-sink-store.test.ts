@@ -163,6 +163,26 @@ describe('dev sink store', () => {
     }
   });
 
+  it('gives each key its column after a rejected row dropped the columns it introduced', () => {
+    const batch = split(['{"a":1,"b":2}', '{"c":1,"":2}', '{"d":1,"c":2}', '{"c":3,"a":4}']);
+    expect(batch.columns.map((c) => c.column)).toEqual(['a', 'b', 'd', 'c']);
+    expect(batch.rejected.map((r) => [r.index, r.code])).toEqual([[1, 'EMPTY_KEY']]);
+    // Per accepted row, each value's text by the column it went to.
+    const values = Array.from({ length: batch.rows }, (_, r) => {
+      const found: Record<string, string> = {};
+      for (let m = r === 0 ? 0 : batch.memberEnds[r - 1]!; m < batch.memberEnds[r]!; m += 1) {
+        const slot = batch.members[3 * m]!;
+        found[batch.columns[slot]!.column] = batch.text.slice(batch.members[3 * m + 1], batch.members[3 * m + 2]);
+      }
+      return found;
+    });
+    expect(values).toEqual([
+      { a: '1', b: '2' },
+      { d: '1', c: '2' },
+      { c: '3', a: '4' },
+    ]);
+  });
+
   it('widens a column to the same type whatever order the kinds of its values come in', () => {
     const types = ['VARCHAR', 'BIGINT', 'HUGEINT', 'DOUBLE', 'BOOLEAN', 'JSON', 'DATE'];
     const sequences: number[][] = [[]];
